@@ -1,0 +1,1 @@
+"""Meters and relays: simulated ones here, real ones (Modbus, GPIO) beside them."""

@@ -1,0 +1,1 @@
+"""Ledger backends: mock (in-process), and the real ones beside it."""

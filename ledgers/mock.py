@@ -1,0 +1,106 @@
+"""MockLedger: an in-process ledger in its own SQLite file, for running and testing without keys.
+
+It behaves like a real ledger to the deposit watcher: every payment gets an
+id, becomes final `finality_s` after it was made, and is listed, oldest
+first, after a cursor (the sequence number of the last payment listed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+import uuid
+from pathlib import Path
+
+from payg.clock import Clock
+from payg.errors import InvalidAmount, LedgerUnavailable, UnknownSocket
+from payg.ports import Deposit
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS payments (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    deposit_id TEXT NOT NULL UNIQUE,
+    address TEXT NOT NULL,
+    amount INTEGER NOT NULL CHECK (amount > 0),
+    made_at REAL NOT NULL
+);
+"""
+
+URI_SCHEME = "payg-mock"
+
+
+def mock_address(socket_id: str) -> str:
+    return "mock1" + hashlib.sha256(b"payg-mock-address:" + socket_id.encode()).hexdigest()[:40]
+
+
+class MockLedger:
+    name = "mock"
+
+    def __init__(self, path: str | Path, clock: Clock, socket_ids: list[str], finality_s: float = 0.0):
+        self.path = Path(path)
+        self.clock = clock
+        self.finality_s = finality_s
+        self._addresses = {socket_id: mock_address(socket_id) for socket_id in socket_ids}
+        self._sockets_by_address = {a: s for s, a in self._addresses.items()}
+        self._lock = threading.Lock()
+        try:
+            self._conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise LedgerUnavailable(f"mock ledger {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def address_for(self, socket_id: str) -> str:
+        try:
+            return self._addresses[socket_id]
+        except KeyError:
+            raise UnknownSocket(socket_id) from None
+
+    def payment_uri(self, socket_id: str, amount: int | None) -> str:
+        uri = f"{URI_SCHEME}:{self.address_for(socket_id)}"
+        return uri if amount is None else f"{uri}?amount={int(amount)}"
+
+    def pay(self, socket_id: str, amount: int) -> str:
+        """Pay `amount` tokens into a socket's address; returns the deposit id."""
+        return self.pay_to(self.address_for(socket_id), amount)
+
+    def pay_to(self, address: str, amount: int) -> str:
+        if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+            raise InvalidAmount(f"an amount is a positive integer number of tokens, got {amount!r}")
+        if amount > 2**62:
+            raise InvalidAmount(f"amount {amount} is too large")
+        deposit_id = "mock-" + uuid.uuid4().hex
+        try:
+            with self._lock:
+                self._conn.execute("INSERT INTO payments (deposit_id, address, amount, made_at) VALUES (?, ?, ?, ?)",
+                                   (deposit_id, address, amount, self.clock.now()))
+        except sqlite3.Error as exc:
+            raise LedgerUnavailable(f"mock ledger {self.path}: {exc}") from exc
+        return deposit_id
+
+    def deposits_since(self, cursor: str | None) -> tuple[list[Deposit], str | None]:
+        after = int(cursor) if cursor else 0
+        try:
+            with self._lock:
+                rows = self._conn.execute(
+                    "SELECT seq, deposit_id, address, amount, made_at FROM payments WHERE seq > ? ORDER BY seq"
+                    " LIMIT 1000", (after,)).fetchall()
+        except sqlite3.Error as exc:
+            raise LedgerUnavailable(f"mock ledger {self.path}: {exc}") from exc
+        now = self.clock.now()
+        deposits = []
+        last = after
+        for seq, deposit_id, address, amount, made_at in rows:
+            if made_at + self.finality_s > now:
+                break  # not final yet; later ones wait behind it to keep the cursor simple
+            last = seq
+            socket_id = self._sockets_by_address.get(address)
+            if socket_id is not None:
+                deposits.append(Deposit(deposit_id, socket_id, amount, made_at + self.finality_s))
+        return deposits, (str(last) if last else cursor)

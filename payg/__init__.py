@@ -1,0 +1,1 @@
+"""payg: a prepaid pay-as-you-go controller for wall sockets."""

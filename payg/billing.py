@@ -1,0 +1,189 @@
+"""Billing from a cumulative energy counter, exactly.
+
+Each healthy reading debits the counter's delta since the last billed reading
+at the tariff; whatever falls below one ledger unit is carried to the next
+debit, so billed units equal tariff x metered Wh over any period, to within
+the carry (< 1 unit) that is still owed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+
+@dataclass(frozen=True)
+class Tariff:
+    tokens_per_wh: Fraction
+    units_per_token: int = 1  # ledger units in one token (1 for the mock ledger)
+
+    @property
+    def units_per_wh(self) -> Fraction:
+        return self.tokens_per_wh * self.units_per_token
+
+    def cost(self, energy_wh: Fraction, carry: Fraction) -> tuple[int, Fraction]:
+        """(whole units to debit now, new carry) for energy_wh on top of an owed carry."""
+        owed = carry + Fraction(energy_wh) * self.units_per_wh
+        debit = math.floor(owed)
+        return debit, owed - debit
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The last billed counter value of a socket and what is still owed below one unit."""
+
+    counter_wh: Fraction
+    at: float
+    carry: Fraction = Fraction(0)
+
+
+@dataclass(frozen=True)
+class CounterAnomaly:
+    kind: str  # "counter_reset" or "implausible_jump"
+    from_wh: Fraction
+    to_wh: Fraction
+    unbilled_wh: Fraction  # energy the jump claims and that is not billed (0 for a reset)
+
+
+@dataclass(frozen=True)
+class CounterStep:
+    """What one reading means for billing."""
+
+    billable_wh: Fraction  # energy to bill now (0 when nothing is billable)
+    new_counter_wh: Fraction | None  # baseline to store, None when the reading is held as suspect
+    anomaly: CounterAnomaly | None = None  # set when the baseline was restarted
+    suspect: str | None = None  # set while a reading disagrees with the baseline
+
+
+class CounterTracker:
+    """Turns successive counter readings into billable energy.
+
+    A reading that disagrees with the baseline (lower, or more energy than the
+    socket's maximum power could deliver since the last billed reading) is not
+    billed. It is held as suspect until `confirmations` readings in a row agree
+    with one another: then the baseline restarts at the first of them (a meter
+    reset or replacement) and the energy they show among themselves is billed,
+    so a confirmed reset loses nothing it can know about and a one-off glitch
+    (a corrupt frame) bills nothing at all.
+    """
+
+    def __init__(self, max_power_w: float, confirmations: int = 3, slack_wh: Fraction = Fraction(2)):
+        self.max_power_w = max_power_w
+        self.confirmations = confirmations
+        # Resolution steps (a counter that ticks just after a reading) and
+        # clock jitter must not look implausible.
+        self.slack_wh = slack_wh
+        self._suspects: list[tuple[Fraction, float]] = []
+        self._suspect_kind: str | None = None
+
+    def plausible(self, delta_wh: Fraction, elapsed_s: float) -> bool:
+        if delta_wh < 0:
+            return False
+        limit = Fraction(self.max_power_w) * Fraction(max(elapsed_s, 0.0)) / 3600 + self.slack_wh
+        return delta_wh <= limit
+
+    @property
+    def suspect(self) -> str | None:
+        return self._suspect_kind
+
+    def step(self, baseline: Baseline | None, counter_wh: Fraction, at: float) -> CounterStep:
+        if baseline is None:
+            self._clear()
+            return CounterStep(Fraction(0), counter_wh)
+        delta = counter_wh - baseline.counter_wh
+        if self.plausible(delta, at - baseline.at):
+            self._clear()
+            return CounterStep(delta, counter_wh)
+        if self._suspects:
+            prev_wh, prev_at = self._suspects[-1]
+            if not self.plausible(counter_wh - prev_wh, at - prev_at):
+                self._suspects = []
+        self._suspects.append((counter_wh, at))
+        kind = "counter_reset" if counter_wh < baseline.counter_wh else "implausible_jump"
+        if len(self._suspects) < self.confirmations:
+            self._suspect_kind = kind
+            return CounterStep(Fraction(0), None, suspect=kind)
+        first_wh = self._suspects[0][0]
+        first_kind = "counter_reset" if first_wh < baseline.counter_wh else "implausible_jump"
+        unbilled = first_wh - baseline.counter_wh if first_kind == "implausible_jump" else Fraction(0)
+        anomaly = CounterAnomaly(first_kind, baseline.counter_wh, first_wh, unbilled)
+        self._clear()
+        return CounterStep(counter_wh - first_wh, counter_wh, anomaly=anomaly)
+
+    def _clear(self) -> None:
+        self._suspects = []
+        self._suspect_kind = None
+
+
+class HiddenEnergyEstimator:
+    """Bounds the energy a socket has drawn beyond its meter's last counter step.
+
+    A whole-Wh counter hides up to 1 Wh: relying on it alone would let up to
+    1 Wh through after the credit ran out. The estimator keeps an interval
+    [lo, hi] for the true cumulative energy, advances it with the measured
+    power while the relay is closed, and narrows it with every counter value
+    (true energy lies in [counter, counter + resolution)). With a steady load
+    the interval shrinks to a small fraction of a Wh within minutes.
+    """
+
+    def __init__(self, max_power_w: float, power_tolerance: float = 0.01):
+        self.max_power_w = max_power_w
+        self.power_tolerance = power_tolerance
+        self.lo = 0.0
+        self.hi = 0.0
+        self.at: float | None = None
+        self.power_w = 0.0
+        self.power_known = True
+        self.counter_wh = 0.0
+        self.resolution_wh = 1.0
+
+    def reset(self, counter_wh: float, resolution_wh: float, at: float) -> None:
+        self.lo, self.hi = counter_wh, counter_wh + resolution_wh
+        self.counter_wh, self.resolution_wh, self.at = counter_wh, resolution_wh, at
+
+    def _advance(self, at: float) -> None:
+        if self.at is None:
+            return
+        dt_h = max(at - self.at, 0.0) / 3600.0
+        if self.power_known:
+            step = self.power_w * dt_h
+            self.lo += step * (1 - self.power_tolerance)
+            self.hi += step * (1 + self.power_tolerance)
+        else:
+            # Just switched on, no reading yet: anything up to the maximum.
+            self.hi += self.max_power_w * dt_h
+        self.at = at
+
+    def observe(self, counter_wh: float, power_w: float, resolution_wh: float, at: float) -> None:
+        if self.at is None:
+            self.reset(counter_wh, resolution_wh, at)
+        else:
+            self._advance(at)
+            lo = max(self.lo, counter_wh)
+            hi = min(self.hi, counter_wh + resolution_wh)
+            if lo > hi:  # the model was wrong (load changed hard): start afresh from the counter
+                lo, hi = counter_wh, counter_wh + resolution_wh
+            self.lo, self.hi = lo, hi
+            self.counter_wh, self.resolution_wh = counter_wh, resolution_wh
+        self.power_w = max(power_w, 0.0)
+        self.power_known = True
+
+    def relay_switched(self, closed: bool, at: float) -> None:
+        self._advance(at)
+        if closed:
+            self.power_known = False
+        else:
+            self.power_w = 0.0
+            self.power_known = True
+
+    def hidden_wh(self, at: float) -> float:
+        """Estimated energy drawn beyond the last counter value, at time `at`."""
+        if self.at is None:
+            return 0.0
+        dt_h = max(at - self.at, 0.0) / 3600.0
+        mid = (self.lo + self.hi) / 2 + (self.power_w * dt_h if self.power_known else 0.0)
+        return max(mid - self.counter_wh, 0.0)
+
+    def uncertainty_wh(self) -> float:
+        return max(self.hi - self.lo, 0.0)

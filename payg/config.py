@@ -1,0 +1,348 @@
+"""Configuration: one TOML file, validated into frozen dataclasses.
+
+Every error names the file, the key and what was expected. Loading touches
+no state: nothing is created or opened until the whole file is valid.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from payg.errors import ConfigError
+
+SOCKET_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+BACKENDS = ("mock", "iota", "ethereum")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    data_dir: Path
+    poll_interval_s: float = 1.0
+    meter_offline_grace_s: float = 10.0
+    deposit_poll_interval_s: float = 1.0
+    predictive_cutoff: bool = True
+    usage_entry_s: float = 60.0
+    counter_confirmations: int = 3
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 5000
+
+
+@dataclass(frozen=True)
+class MockLedgerConfig:
+    finality_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class LedgerConfig:
+    backend: str
+    mock: MockLedgerConfig | None = None
+
+
+@dataclass(frozen=True)
+class TariffConfig:
+    tokens_per_wh: Fraction = Fraction(1)
+
+
+@dataclass(frozen=True)
+class ConstantLoad:
+    load_w: float
+
+
+@dataclass(frozen=True)
+class ScheduleLoad:
+    steps: tuple[tuple[float, float], ...]  # (at_s within the cycle, load_w), sorted by at_s
+    repeat_s: float = 86400.0
+
+
+@dataclass(frozen=True)
+class RandomLoad:
+    seed: int
+    min_w: float
+    max_w: float
+    step_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class SimulatedMeterConfig:
+    load: ConstantLoad | ScheduleLoad | RandomLoad
+    voltage_v: float = 230.0
+    persist: bool = True
+    kind: str = "simulated"
+
+
+@dataclass(frozen=True)
+class SimulatedRelayConfig:
+    kind: str = "simulated"
+
+
+@dataclass(frozen=True)
+class SocketConfig:
+    id: str
+    name: str
+    meter: SimulatedMeterConfig
+    relay: SimulatedRelayConfig
+    max_power_w: float = 3680.0
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    controller: ControllerConfig
+    web: WebConfig
+    ledger: LedgerConfig
+    tariff: TariffConfig
+    sockets: tuple[SocketConfig, ...] = field(default_factory=tuple)
+
+    def socket(self, socket_id: str) -> SocketConfig | None:
+        return next((s for s in self.sockets if s.id == socket_id), None)
+
+
+class _Table:
+    """Reads keys out of one TOML table and remembers which ones were used."""
+
+    def __init__(self, file: str, prefix: str, data: Any):
+        self.file = file
+        self.prefix = prefix
+        if not isinstance(data, dict):
+            raise ConfigError(file, prefix, "a table", data, has_got=True)
+        self.data = data
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def error(self, name: str, expected: str, got: Any = None, has_got: bool = True) -> ConfigError:
+        return ConfigError(self.file, self.key(name), expected, got, has_got=has_got)
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def raw(self, name: str, default: Any = ..., expected: str = "a value") -> Any:
+        self.used.add(name)
+        if name not in self.data:
+            if default is ...:
+                raise self.error(name, expected, has_got=False)
+            return default
+        return self.data[name]
+
+    def string(self, name: str, default: Any = ..., choices: tuple[str, ...] | None = None) -> str:
+        expected = f"one of {', '.join(repr(c) for c in choices)}" if choices else "a string"
+        value = self.raw(name, default, expected)
+        if not isinstance(value, str) or (choices and value not in choices):
+            raise self.error(name, expected, value)
+        return value
+
+    def boolean(self, name: str, default: Any = ...) -> bool:
+        value = self.raw(name, default, "true or false")
+        if not isinstance(value, bool):
+            raise self.error(name, "true or false", value)
+        return value
+
+    def integer(self, name: str, default: Any = ..., minimum: int | None = None, maximum: int | None = None) -> int:
+        expected = _range_text("an integer", minimum, maximum)
+        value = self.raw(name, default, expected)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self.error(name, expected, value)
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            raise self.error(name, expected, value)
+        return value
+
+    def number(self, name: str, default: Any = ..., minimum: float | None = None, positive: bool = False) -> float:
+        expected = "a number > 0" if positive else _range_text("a number", minimum, None)
+        value = self.raw(name, default, expected)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise self.error(name, expected, value)
+        if (positive and value <= 0) or (minimum is not None and value < minimum):
+            raise self.error(name, expected, value)
+        return float(value)
+
+    def table(self, name: str, default: Any = ...) -> _Table:
+        value = self.raw(name, default, "a table")
+        return _Table(self.file, self.key(name), value)
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise ConfigError(self.file, self.key(unknown[0]), f"no such key here (known keys: "
+                              f"{', '.join(sorted(self.used)) or 'none'})")
+
+
+def _range_text(kind: str, minimum: float | None, maximum: float | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f"{kind} from {minimum} to {maximum}"
+    if minimum is not None:
+        return f"{kind} >= {minimum}"
+    return kind
+
+
+def _exact(t: _Table, name: str, default: Fraction) -> Fraction:
+    """An exact positive rational: an integer, or a decimal written as a string ("0.25")."""
+    expected = 'a positive integer or a decimal string such as "0.25"'
+    value = t.raw(name, default, expected)
+    if isinstance(value, Fraction):
+        return value
+    if isinstance(value, bool):
+        raise t.error(name, expected, value)
+    if isinstance(value, int):
+        result = Fraction(value)
+    elif isinstance(value, str):
+        try:
+            result = Fraction(Decimal(value.strip()))
+        except (InvalidOperation, ValueError):
+            raise t.error(name, expected, value) from None
+    else:
+        # Floats are refused: 0.1 is not exactly one tenth, and money is exact.
+        raise t.error(name, expected, value)
+    if result <= 0:
+        raise t.error(name, expected, value)
+    return result
+
+
+def _load(t: _Table) -> ConstantLoad | ScheduleLoad | RandomLoad:
+    given = [k for k in ("load_w", "schedule", "random") if t.has(k)]
+    if len(given) != 1:
+        raise t.error("load_w", "exactly one of load_w, schedule or random", has_got=False)
+    if given[0] == "load_w":
+        return ConstantLoad(t.number("load_w", minimum=0))
+    if given[0] == "schedule":
+        steps_raw = t.raw("schedule")
+        if not isinstance(steps_raw, list) or not steps_raw:
+            raise t.error("schedule", "a non-empty array of { at_s = ..., load_w = ... }", steps_raw)
+        steps = []
+        for i, item in enumerate(steps_raw):
+            step = _Table(t.file, f"{t.key('schedule')}[{i}]", item)
+            steps.append((step.number("at_s", minimum=0), step.number("load_w", minimum=0)))
+            step.finish()
+        repeat_s = t.number("repeat_s", 86400.0, positive=True)
+        steps.sort()
+        if steps[0][0] != 0:
+            raise t.error("schedule", "a step with at_s = 0 (the load at the start of each cycle)", steps_raw)
+        if steps[-1][0] >= repeat_s:
+            raise t.error("repeat_s", "a cycle longer than the last step's at_s", repeat_s)
+        return ScheduleLoad(tuple(steps), repeat_s)
+    r = t.table("random")
+    load = RandomLoad(r.integer("seed", minimum=0), r.number("min_w", minimum=0), r.number("max_w", minimum=0),
+                      r.number("step_s", 60.0, positive=True))
+    if load.max_w < load.min_w:
+        raise r.error("max_w", f"a number >= min_w ({load.min_w})", load.max_w)
+    r.finish()
+    return load
+
+
+def _meter(t: _Table) -> SimulatedMeterConfig:
+    kind = t.string("kind", choices=("simulated",))
+    assert kind == "simulated"
+    meter = SimulatedMeterConfig(_load(t), t.number("voltage_v", 230.0, positive=True), t.boolean("persist", True))
+    t.finish()
+    return meter
+
+
+def _relay(t: _Table) -> SimulatedRelayConfig:
+    t.string("kind", choices=("simulated",))
+    t.finish()
+    return SimulatedRelayConfig()
+
+
+def _socket(t: _Table) -> SocketConfig:
+    socket_id = t.string("id")
+    if not SOCKET_ID.match(socket_id):
+        raise t.error("id", "1-32 characters of a-z, 0-9, '-' or '_', starting with a letter or digit", socket_id)
+    name = t.string("name", socket_id)
+    max_power_w = t.number("max_power_w", 3680.0, positive=True)
+    meter = _meter(t.table("meter"))
+    relay = _relay(t.table("relay"))
+    if isinstance(meter.load, ConstantLoad) and meter.load.load_w > max_power_w:
+        raise t.error("meter.load_w", f"at most max_power_w ({max_power_w})", meter.load.load_w)
+    t.finish()
+    return SocketConfig(socket_id, name, meter, relay, max_power_w)
+
+
+def parse(data: dict, file: str, base_dir: Path | None = None) -> Config:
+    root = _Table(file, "", data)
+    if "controller" not in data:
+        raise ConfigError(file, "[controller]", "a [controller] section (with at least data_dir)")
+    if "ledger" not in data:
+        raise ConfigError(file, "[ledger]", "a [ledger] section (with at least backend)")
+    if "sockets" not in data:
+        raise ConfigError(file, "[[sockets]]", "at least one [[sockets]] table")
+
+    c = root.table("controller")
+    data_dir = Path(c.string("data_dir"))
+    if not data_dir.is_absolute() and base_dir is not None:
+        data_dir = base_dir / data_dir
+    poll = c.number("poll_interval_s", 1.0, positive=True)
+    controller = ControllerConfig(
+        data_dir=data_dir,
+        poll_interval_s=poll,
+        meter_offline_grace_s=c.number("meter_offline_grace_s", 10.0, positive=True),
+        deposit_poll_interval_s=c.number("deposit_poll_interval_s", 1.0, positive=True),
+        predictive_cutoff=c.boolean("predictive_cutoff", True),
+        usage_entry_s=c.number("usage_entry_s", 60.0, minimum=0),
+        counter_confirmations=c.integer("counter_confirmations", 3, minimum=1, maximum=100),
+        log_level=c.string("log_level", "info", choices=LOG_LEVELS),
+    )
+    if controller.meter_offline_grace_s < poll:
+        raise c.error("meter_offline_grace_s", f"a number >= poll_interval_s ({poll})",
+                      controller.meter_offline_grace_s)
+    c.finish()
+
+    w = root.table("web", {})
+    web = WebConfig(w.boolean("enabled", True), w.string("host", "127.0.0.1"),
+                    w.integer("port", 5000, minimum=1, maximum=65535))
+    w.finish()
+
+    lt = root.table("ledger")
+    backend = lt.string("backend", choices=BACKENDS)
+    if backend != "mock":
+        raise lt.error("backend", "'mock' (the iota and ethereum backends are not part of this release yet)",
+                       backend)
+    ledger = LedgerConfig(backend, MockLedgerConfig(lt.number("finality_s", 0.0, minimum=0)))
+    lt.finish()
+
+    tt = root.table("tariff", {})
+    tariff = TariffConfig(_exact(tt, "tokens_per_wh", Fraction(1)))
+    tt.finish()
+
+    raw_sockets = root.raw("sockets")
+    if not isinstance(raw_sockets, list) or not raw_sockets:
+        raise ConfigError(file, "sockets", "at least one [[sockets]] table", raw_sockets, has_got=True)
+    sockets = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw_sockets):
+        s = _socket(_Table(file, f"sockets[{i}]", item))
+        if s.id in seen:
+            raise ConfigError(file, f"sockets[{i}].id", "a socket id not used by another socket", s.id,
+                              has_got=True)
+        seen.add(s.id)
+        sockets.append(s)
+    root.finish()
+    return Config(Path(file), controller, web, ledger, tariff, tuple(sockets))
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a config file. data_dir is taken relative to the working directory."""
+    file = str(path)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(file, "(file)", "an existing, readable TOML file (not found)") from None
+    except OSError as exc:
+        raise ConfigError(file, "(file)", f"an existing, readable TOML file ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "(syntax)", f"valid TOML ({exc})") from None
+    return parse(data, file)

@@ -1,0 +1,304 @@
+"""SqliteJournal: every socket's account, append-only, crash-safe.
+
+One SQLite file in WAL mode with synchronous=FULL. Entries are never updated
+or deleted (triggers refuse it). Credits carry an idempotency key under a
+UNIQUE constraint, so a deposit seen twice is booked once. Each metering tick
+is one transaction that stores every socket's billing state (last billed
+counter value, carry, and the usage not yet closed into an entry) together
+with the entries it appends, so a crash at any moment leaves either all of a
+tick or none of it.
+
+Usage is closed into one `usage` entry per socket per `usage_entry_s` of
+consumption (a row per tick would fill an SD card); until then it is held
+as `pending` in the socket's state row, written in every tick's
+transaction. The balance is the sum of the entries minus that pending usage.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+from payg.billing import Baseline
+
+CREDIT_KINDS = ("deposit", "credit", "trade_in")
+DEBIT_KINDS = ("usage", "debit", "trade_out")
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS entries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    socket_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN {CREDIT_KINDS + DEBIT_KINDS}),
+    amount INTEGER NOT NULL,
+    energy_wh TEXT,
+    idem_key TEXT UNIQUE,
+    memo TEXT NOT NULL DEFAULT '',
+    CHECK ((kind IN {CREDIT_KINDS} AND amount > 0 AND idem_key IS NOT NULL)
+           OR (kind IN {DEBIT_KINDS} AND amount <= 0))
+);
+CREATE INDEX IF NOT EXISTS entries_socket ON entries (socket_id, id);
+CREATE TRIGGER IF NOT EXISTS entries_no_update BEFORE UPDATE ON entries
+BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries
+BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE TABLE IF NOT EXISTS meter_state (
+    socket_id TEXT PRIMARY KEY,
+    counter_wh TEXT NOT NULL,
+    read_at REAL NOT NULL,
+    carry TEXT NOT NULL,
+    pending_units INTEGER NOT NULL DEFAULT 0 CHECK (pending_units >= 0),
+    pending_wh TEXT NOT NULL DEFAULT '0',
+    pending_since REAL
+);
+CREATE TABLE IF NOT EXISTS cursors (
+    name TEXT PRIMARY KEY,
+    value TEXT
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    socket_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS events_socket ON events (socket_id, id);
+CREATE TABLE IF NOT EXISTS overrides (
+    socket_id TEXT PRIMARY KEY,
+    mode TEXT NOT NULL CHECK (mode IN ('off')),
+    at REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: int
+    socket_id: str
+    at: float
+    kind: str
+    amount: int
+    energy_wh: Fraction | None
+    idem_key: str | None
+    memo: str
+
+    def as_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "socket": self.socket_id,
+            "at": self.at,
+            "kind": self.kind,
+            "amount": self.amount,
+            "energy_wh": None if self.energy_wh is None else _energy_json(self.energy_wh),
+            "key": self.idem_key,
+            "memo": self.memo,
+        }
+
+
+@dataclass(frozen=True)
+class MeterState:
+    baseline: Baseline
+    pending_units: int = 0
+    pending_wh: Fraction = Fraction(0)
+    pending_since: float | None = None
+
+
+def _energy_json(value: Fraction) -> int | str:
+    return int(value) if value.denominator == 1 else str(value)
+
+
+class JournalWriter:
+    """The operations allowed inside one journal transaction."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self._conn = conn
+        self.balance_changes: dict[str, int] = {}
+
+    def _changed(self, socket_id: str, amount: int) -> None:
+        self.balance_changes[socket_id] = self.balance_changes.get(socket_id, 0) + amount
+
+    def credit(self, socket_id: str, amount: int, kind: str, idem_key: str, at: float, memo: str = "") -> bool:
+        """Append a credit; False (and nothing written) if its key was booked before."""
+        if kind not in CREDIT_KINDS:
+            raise ValueError(f"not a credit kind: {kind}")
+        if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+            raise ValueError(f"a credit is a positive integer, got {amount!r}")
+        cur = self._conn.execute(
+            "INSERT INTO entries (socket_id, at, kind, amount, idem_key, memo) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (idem_key) DO NOTHING",
+            (socket_id, at, kind, amount, idem_key, memo),
+        )
+        if cur.rowcount == 1:
+            self._changed(socket_id, amount)
+            return True
+        return False
+
+    def debit(self, socket_id: str, amount: int, kind: str, at: float, *, energy_wh: Fraction | None = None,
+              idem_key: str | None = None, memo: str = "") -> bool:
+        if kind not in DEBIT_KINDS:
+            raise ValueError(f"not a debit kind: {kind}")
+        if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
+            raise ValueError(f"a debit amount is a non-negative integer, got {amount!r}")
+        cur = self._conn.execute(
+            "INSERT INTO entries (socket_id, at, kind, amount, energy_wh, idem_key, memo) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (idem_key) DO NOTHING",
+            (socket_id, at, kind, -amount, None if energy_wh is None else str(energy_wh), idem_key, memo),
+        )
+        if cur.rowcount == 1:
+            self._changed(socket_id, -amount)
+            return True
+        return False
+
+    def save_state(self, socket_id: str, state: MeterState, previous_pending: int) -> None:
+        b = state.baseline
+        self._conn.execute(
+            "INSERT INTO meter_state (socket_id, counter_wh, read_at, carry, pending_units, pending_wh, pending_since)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (socket_id) DO UPDATE SET counter_wh = excluded.counter_wh,"
+            " read_at = excluded.read_at, carry = excluded.carry, pending_units = excluded.pending_units,"
+            " pending_wh = excluded.pending_wh, pending_since = excluded.pending_since",
+            (socket_id, str(b.counter_wh), b.at, str(b.carry), state.pending_units, str(state.pending_wh),
+             state.pending_since),
+        )
+        self._changed(socket_id, previous_pending - state.pending_units)
+
+    def event(self, socket_id: str, kind: str, detail: str, at: float) -> None:
+        self._conn.execute("INSERT INTO events (socket_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+                           (socket_id, at, kind, detail))
+
+    def set_cursor(self, name: str, value: str | None) -> None:
+        self._conn.execute("INSERT INTO cursors (name, value) VALUES (?, ?)"
+                           " ON CONFLICT (name) DO UPDATE SET value = excluded.value", (name, value))
+
+    def set_override(self, socket_id: str, mode: str | None, at: float) -> None:
+        if mode is None:
+            self._conn.execute("DELETE FROM overrides WHERE socket_id = ?", (socket_id,))
+        else:
+            self._conn.execute("INSERT INTO overrides (socket_id, mode, at) VALUES (?, ?, ?)"
+                               " ON CONFLICT (socket_id) DO UPDATE SET mode = excluded.mode, at = excluded.at",
+                               (socket_id, mode, at))
+
+
+class SqliteJournal:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn.executescript(SCHEMA)
+        self._balances: dict[str, int] = self._load_balances()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def _load_balances(self) -> dict[str, int]:
+        balances: dict[str, int] = {}
+        for socket_id, total in self._conn.execute("SELECT socket_id, SUM(amount) FROM entries GROUP BY socket_id"):
+            balances[socket_id] = int(total)
+        for socket_id, pending in self._conn.execute("SELECT socket_id, pending_units FROM meter_state"):
+            balances[socket_id] = balances.get(socket_id, 0) - int(pending)
+        return balances
+
+    @contextmanager
+    def transaction(self) -> Iterator[JournalWriter]:
+        """One atomic unit of work; the in-memory balances follow only a committed transaction."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            writer = JournalWriter(self._conn)
+            try:
+                yield writer
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+            for socket_id, change in writer.balance_changes.items():
+                self._balances[socket_id] = self._balances.get(socket_id, 0) + change
+
+    def balance(self, socket_id: str) -> int:
+        with self._lock:
+            return self._balances.get(socket_id, 0)
+
+    def recomputed_balance(self, socket_id: str) -> int:
+        """The balance summed afresh from the file (for checks; balance() is the cached equal)."""
+        with self._lock:
+            (total,) = self._conn.execute("SELECT COALESCE(SUM(amount), 0) FROM entries WHERE socket_id = ?",
+                                          (socket_id,)).fetchone()
+            row = self._conn.execute("SELECT pending_units FROM meter_state WHERE socket_id = ?",
+                                     (socket_id,)).fetchone()
+            return int(total) - (int(row[0]) if row else 0)
+
+    def meter_state(self, socket_id: str) -> MeterState | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT counter_wh, read_at, carry, pending_units, pending_wh, pending_since"
+                " FROM meter_state WHERE socket_id = ?", (socket_id,)).fetchone()
+        if row is None:
+            return None
+        counter, read_at, carry, pending_units, pending_wh, pending_since = row
+        return MeterState(Baseline(Fraction(counter), read_at, Fraction(carry)), int(pending_units),
+                          Fraction(pending_wh), pending_since)
+
+    def cursor(self, name: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM cursors WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def overrides(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._conn.execute("SELECT socket_id, mode FROM overrides"))
+
+    def entries(self, socket_id: str, limit: int = 50, before_id: int | None = None) -> list[Entry]:
+        """Newest first."""
+        query = "SELECT id, socket_id, at, kind, amount, energy_wh, idem_key, memo FROM entries WHERE socket_id = ?"
+        params: list = [socket_id]
+        if before_id is not None:
+            query += " AND id < ?"
+            params.append(before_id)
+        query += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+        with self._lock:
+            rows = self._conn.execute(query, params).fetchall()
+        return [Entry(r[0], r[1], r[2], r[3], r[4], None if r[5] is None else Fraction(r[5]), r[6], r[7])
+                for r in rows]
+
+    def all_entries(self, socket_id: str) -> Iterator[Entry]:
+        """Oldest first, streamed (for CSV export)."""
+        last = 0
+        while True:
+            with self._lock:
+                rows = self._conn.execute(
+                    "SELECT id, socket_id, at, kind, amount, energy_wh, idem_key, memo FROM entries"
+                    " WHERE socket_id = ? AND id > ? ORDER BY id LIMIT 500", (socket_id, last)).fetchall()
+            if not rows:
+                return
+            for r in rows:
+                yield Entry(r[0], r[1], r[2], r[3], r[4], None if r[5] is None else Fraction(r[5]), r[6], r[7])
+            last = rows[-1][0]
+
+    def events(self, socket_id: str, limit: int = 10) -> list[dict]:
+        with self._lock:
+            rows = self._conn.execute("SELECT id, at, kind, detail FROM events WHERE socket_id = ?"
+                                      " ORDER BY id DESC LIMIT ?", (socket_id, limit)).fetchall()
+        return [{"id": r[0], "at": r[1], "kind": r[2], "detail": r[3]} for r in rows]
+
+    def totals(self, socket_id: str) -> dict[str, int]:
+        """Sum of credits, sum of debits (as a positive number) and pending usage."""
+        with self._lock:
+            credits, debits = self._conn.execute(
+                "SELECT COALESCE(SUM(CASE WHEN amount > 0 THEN amount END), 0),"
+                " COALESCE(-SUM(CASE WHEN amount <= 0 THEN amount END), 0) FROM entries WHERE socket_id = ?",
+                (socket_id,)).fetchone()
+            row = self._conn.execute("SELECT pending_units FROM meter_state WHERE socket_id = ?",
+                                     (socket_id,)).fetchone()
+        return {"credits": int(credits), "debits": int(debits), "pending": int(row[0]) if row else 0}
+
+    def integrity_ok(self) -> bool:
+        with self._lock:
+            return self._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
