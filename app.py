@@ -115,6 +115,9 @@ def run(config) -> int:
             controller.trip("tick failed")
             return
         last_tick["at"] = rt.clock.now()
+        schedule_cutoff()
+
+    def schedule_cutoff() -> None:
         cut = controller.next_cutoff()
         if cut is not None:
             scheduler.add_job(controller.enforce_cutoffs, "date", id="cutoff", replace_existing=True,
@@ -133,6 +136,7 @@ def run(config) -> int:
         if ledger_state["error"] is not None:
             log.info("ledger reachable again")
         ledger_state["error"] = None
+        schedule_cutoff()
 
     def health() -> dict:
         at = last_tick["at"]

@@ -104,12 +104,19 @@ class CounterTracker:
         if len(self._suspects) < self.confirmations:
             self._suspect_kind = kind
             return CounterStep(Fraction(0), None, suspect=kind)
-        first_wh = self._suspects[0][0]
-        first_kind = "counter_reset" if first_wh < baseline.counter_wh else "implausible_jump"
-        unbilled = first_wh - baseline.counter_wh if first_kind == "implausible_jump" else Fraction(0)
-        anomaly = CounterAnomaly(first_kind, baseline.counter_wh, first_wh, unbilled)
+        first_wh, first_at = self._suspects[0]
         self._clear()
-        return CounterStep(counter_wh - first_wh, counter_wh, anomaly=anomaly)
+        if first_wh < baseline.counter_wh:
+            # A reset restarts the counter at 0: what it shows since is billable, if it could have
+            # been drawn since the last billed reading. Otherwise (a replacement meter that starts
+            # elsewhere) the series starts the new baseline.
+            origin = Fraction(0) if self.plausible(first_wh, first_at - baseline.at) else first_wh
+            anomaly = CounterAnomaly("counter_reset", baseline.counter_wh, origin, Fraction(0))
+        else:
+            origin = first_wh
+            anomaly = CounterAnomaly("implausible_jump", baseline.counter_wh, first_wh,
+                                     first_wh - baseline.counter_wh)
+        return CounterStep(counter_wh - origin, counter_wh, anomaly=anomaly)
 
     def _clear(self) -> None:
         self._suspects = []

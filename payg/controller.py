@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 from payg.billing import Baseline, CounterTracker, HiddenEnergyEstimator, Tariff
@@ -160,8 +160,8 @@ class Controller:
                             tx.save_state(s.id, new, s.state.pending_units)
                             s.state = new
                         continue
-                    new, healthy = self._bill(s, reading, now, tx, flush_all)
-                    if new is not None:
+                    new, healthy, dirty = self._bill(s, reading, now, tx, flush_all)
+                    if dirty:
                         previous_pending = s.state.pending_units if s.state else 0
                         tx.save_state(s.id, new, previous_pending)
                     updates.append((s, reading, new, healthy))
@@ -176,13 +176,21 @@ class Controller:
                                         reading.at)
 
     def _bill(self, s: Socket, reading: MeterReading, now: float, tx, flush_all: bool
-              ) -> tuple[MeterState | None, bool]:
+              ) -> tuple[MeterState | None, bool, bool]:
+        """(new billing state, whether the reading was healthy, whether the state must be written)."""
         counter = Fraction(reading.energy_wh)
         old = s.state
         step = s.tracker.step(old.baseline if old else None, counter, reading.at)
         s.suspect = step.suspect
         if step.new_counter_wh is None:
-            return None, False
+            return None, False, False
+        flush_due = old is not None and bool(old.pending_wh) and (
+            flush_all or (old.pending_since is not None and now - old.pending_since >= self.usage_entry_s))
+        if old is not None and step.anomaly is None and step.billable_wh == 0 and not flush_due:
+            # Nothing changed: keep the baseline's time fresh in memory only (an idle socket
+            # writes nothing, which spares an SD card); a restart measures from the last change.
+            return MeterState(replace(old.baseline, at=reading.at), old.pending_units, old.pending_wh,
+                              old.pending_since), True, False
         if step.anomaly is not None:
             a = step.anomaly
             detail = f"counter {a.from_wh} Wh -> {a.to_wh} Wh"
@@ -204,7 +212,7 @@ class Controller:
         due = pending_since is not None and now - pending_since >= self.usage_entry_s
         if pending_wh and (due or flush_all):
             new = self._flushed(s, new, now, tx)
-        return new, True
+        return new, True, True
 
     @staticmethod
     def _flushed(s: Socket, state: MeterState, now: float, tx) -> MeterState:

@@ -45,6 +45,9 @@ class DepositWatcher:
         except LedgerUnavailable as exc:
             self.status, self.last_error = "unavailable", str(exc)
             raise
+        self.status, self.last_error = "ok", None
+        if not deposits and new_cursor == cursor:
+            return PollResult((), 0)
         credited: set[str] = set()
         duplicates = 0
         now = self.clock.now()
@@ -58,7 +61,6 @@ class DepositWatcher:
                     duplicates += 1
                     log.warning("deposit %s was delivered again; not credited twice", d.deposit_id)
             tx.set_cursor(self.cursor_name, new_cursor)
-        self.status, self.last_error = "ok", None
         if credited and self.on_credit is not None:
             self.on_credit(credited)
         return PollResult(tuple(sorted(credited)), duplicates)

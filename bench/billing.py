@@ -1,0 +1,370 @@
+"""Billing accuracy, cut-off overshoot and top-up latency of the real controller, on a virtual clock.
+
+Every scenario builds the real objects with `app.build(config, clock)` (SQLite
+journal in a temporary data_dir, mock ledger, simulated meters and relays) and
+drives them with a `payg.clock.ManualClock` the way `app.run`'s scheduler does:
+a tick every `poll_interval_s`, a deposit-watcher poll every
+`deposit_poll_interval_s` (both started at the same instant, as in app.run),
+and after each tick the one-shot cut-off job at `controller.next_cutoff()`
+(which calls `controller.enforce_cutoffs()`).
+
+(a) billed / metered energy: constant loads of 100 W, 1 kW and 2 kW with ample
+    credit for 6 simulated hours; billed = debits + pending usage in the
+    journal, metered = the meter's whole-Wh counter delta. Goal: exactly 1.
+    A shorter run with a fractional tariff exercises the sub-unit carry.
+(b) energy delivered after the balance reached zero: pay a deposit lasting a
+    few minutes into an empty socket (fresh controller, meter at 0 Wh) at a
+    seeded random moment, run until the relay is off for lack of credit;
+    overshoot = SimulatedMeter.true_energy_wh since the payment - deposit /
+    tokens_per_wh. Goal: at most 0.1 Wh at 2 kW. A negative overshoot is
+    energy paid for and not delivered ("left unused"). Repeated with
+    controller.predictive_cutoff = false as the naive baseline.
+(c) deposit-to-relay-on latency: pay into an empty socket at a random moment
+    between ticks; latency = virtual time from payment to the relay closing
+    (SimulatedRelay.history). Plus the wall-clock and CPU cost of one tick
+    for 3 sockets, measured with time.perf_counter / time.process_time
+    around `controller.tick()` during (a).
+
+Prints figures; exits 1 after printing if a goal is clearly missed.
+Run from the repository root: `.venv/bin/python bench/billing.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import random
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import app  # noqa: E402
+from payg.clock import ManualClock  # noqa: E402
+from payg.config import parse  # noqa: E402
+
+LOADS_W = (100.0, 1000.0, 2000.0)
+T0 = 1_700_000_000.0
+OVERSHOOT_GOAL_WH = 0.1
+
+
+def make_config(data_dir: Path, loads_w, *, predictive: bool = True, tokens_per_wh: str = "1",
+                poll_s: float = 1.0, deposit_poll_s: float = 1.0):
+    data = {
+        "controller": {"data_dir": str(data_dir), "poll_interval_s": poll_s,
+                       "deposit_poll_interval_s": deposit_poll_s, "predictive_cutoff": predictive,
+                       "log_level": "warning"},
+        "web": {"enabled": False},
+        "ledger": {"backend": "mock"},
+        "tariff": {"tokens_per_wh": tokens_per_wh},
+        "sockets": [{"id": f"s{i}", "meter": {"kind": "simulated", "load_w": w}, "relay": {"kind": "simulated"}}
+                    for i, w in enumerate(loads_w)],
+    }
+    return parse(data, "<bench/billing.py>")
+
+
+@dataclass
+class Loop:
+    """app.run's scheduler on a virtual clock: interval tick, interval deposit poll, one-shot cut-off job."""
+
+    rt: object
+    next_tick: float = 0.0
+    next_deposit: float = 0.0
+    cutoff_at: float | None = None
+    n_ticks: int = 0
+    n_deposit_polls: int = 0
+    tick_wall_s: list = field(default_factory=list)
+    tick_cpu_s: list = field(default_factory=list)
+    time_ticks: bool = False
+
+    def __post_init__(self) -> None:
+        now = self.rt.clock.now()
+        self.start = now
+        self.poll_s = self.rt.config.controller.poll_interval_s
+        self.deposit_poll_s = self.rt.config.controller.deposit_poll_interval_s
+        self.next_tick = self.next_deposit = now
+        self._k_tick = self._k_deposit = 0
+
+    def step(self) -> str:
+        """Run the next due job (advancing the clock to it); returns its name."""
+        cut = self.cutoff_at if self.cutoff_at is not None else math.inf
+        t = min(self.next_tick, self.next_deposit, cut)
+        self.rt.clock.set(max(t, self.rt.clock.now()))
+        if t == cut:
+            self.cutoff_at = None
+            self.rt.controller.enforce_cutoffs()
+            return "cutoff"
+        if t == self.next_tick:
+            if self.time_ticks:
+                w, c = time.perf_counter(), time.process_time()
+                self.rt.controller.tick()
+                self.tick_wall_s.append(time.perf_counter() - w)
+                self.tick_cpu_s.append(time.process_time() - c)
+            else:
+                self.rt.controller.tick()
+            self.n_ticks += 1
+            self._k_tick += 1
+            self.next_tick = self.start + self._k_tick * self.poll_s
+            nxt = self.rt.controller.next_cutoff()
+            if nxt is not None:  # app.run: add_job(..., id="cutoff", replace_existing=True)
+                self.cutoff_at = nxt
+            return "tick"
+        self.rt.watcher.poll()
+        self.n_deposit_polls += 1
+        self._k_deposit += 1
+        self.next_deposit = self.start + self._k_deposit * self.deposit_poll_s
+        return "deposit"
+
+    def next_event_at(self) -> float:
+        cut = self.cutoff_at if self.cutoff_at is not None else math.inf
+        return min(self.next_tick, self.next_deposit, cut)
+
+    def run_until(self, t_end: float, stop=None) -> None:
+        while self.next_event_at() <= t_end:
+            self.step()
+            if stop is not None and stop():
+                return
+        self.rt.clock.set(max(t_end, self.rt.clock.now()))
+
+
+def fmt_fraction(x: Fraction) -> str:
+    return f"{x.numerator}/{x.denominator}" if x.denominator != 1 else str(x.numerator)
+
+
+# --- (a) ---------------------------------------------------------------------
+
+def scenario_ratio(tmp: Path, hours: float, tokens_per_wh: str, label: str, time_ticks: bool):
+    data_dir = Path(tempfile.mkdtemp(prefix="ratio-", dir=tmp))
+    clock = ManualClock(T0)
+    rt = app.build(make_config(data_dir, LOADS_W, tokens_per_wh=tokens_per_wh), clock)
+    ids = list(rt.controller.sockets)
+    counters0 = {i: Fraction(rt.meters[i].read().energy_wh) for i in ids}
+    true0 = {i: rt.meters[i].true_energy_wh for i in ids}
+    rt.controller.start()
+    credit = 10**12
+    for i in ids:
+        rt.ledger.pay(i, credit)
+    loop = Loop(rt, time_ticks=time_ticks)
+    loop.run_until(T0 + hours * 3600.0)
+    rt.controller.shutdown()  # bills what the counters show up to now
+    rows, ok = [], True
+    tpw = Fraction(rt.controller.tariff.units_per_wh)
+    for i, load in zip(ids, LOADS_W):
+        metered = Fraction(rt.meters[i].read().energy_wh) - counters0[i]
+        true_wh = rt.meters[i].true_energy_wh - true0[i]
+        totals = rt.journal.totals(i)
+        billed = totals["debits"] + totals["pending"]
+        state = rt.journal.meter_state(i)
+        carry = state.baseline.carry
+        ratio = Fraction(billed) / (metered * tpw) if metered else Fraction(0)
+        ratio_with_carry = (billed + carry) / (metered * tpw) if metered else Fraction(0)
+        consistent = (rt.journal.balance(i) == rt.journal.recomputed_balance(i) == credit - billed
+                      and state.baseline.counter_wh == metered + counters0[i])
+        rows.append((label, load, metered, true_wh, billed, carry, ratio, ratio_with_carry, consistent))
+        exact = ratio_with_carry == 1 and (ratio == 1 if tpw.denominator == 1 else carry < 1)
+        ok = ok and exact and consistent and metered > 0
+    rt.journal.close()
+    rt.ledger.close()
+    return rows, ok, loop
+
+
+def print_ratio(rows) -> None:
+    print(f"    {'run':<20} {'load':>6} {'metered Wh':>10} {'true Wh':>13} {'billed tok':>10} {'carry':>7} "
+          f"{'billed / (tariff x metered)':>30} {'(billed+carry) / ..':>19} {'journal':>7}")
+    for label, load, metered, true_wh, billed, carry, ratio, rwc, consistent in rows:
+        ratio_text = f"{fmt_fraction(ratio)} = {float(ratio):.15f}"
+        print(f"    {label:<20} {load:>5.0f}W {fmt_fraction(metered):>10} {true_wh:>13.6f} {billed:>10} "
+              f"{fmt_fraction(carry):>7} {ratio_text:>30} {fmt_fraction(rwc):>19} {'ok' if consistent else 'BAD':>7}")
+
+
+# --- (b) ---------------------------------------------------------------------
+
+@dataclass
+class CutResult:
+    load_w: float
+    deposit: int
+    overshoot_wh: float
+    cut_by: str
+    cut_delay_s: float  # relay off time - time the paid energy was used up (true energy)
+    reclosed: bool
+
+
+def one_cutoff_trial(tmp: Path, load_w: float, predictive: bool, rng: random.Random) -> CutResult:
+    data_dir = Path(tempfile.mkdtemp(prefix="cut-", dir=tmp))
+    clock = ManualClock(T0 + rng.random() * 1000.0)
+    rt = app.build(make_config(data_dir, [load_w], predictive=predictive), clock)
+    sid = "s0"
+    meter, relay, sock = rt.meters[sid], rt.relays[sid], rt.controller.sockets[sid]
+    tpw = Fraction(rt.controller.tariff.units_per_wh)
+    rt.controller.start()
+    loop = Loop(rt)
+    minutes = rng.uniform(1.0, 8.0)
+    deposit = max(1, round(load_w * minutes / 60.0 * float(tpw)))
+    warm_ticks = rng.randint(1, 5)
+    # Deposits land on the deposit-poll grid; pay at a random moment between two polls/ticks.
+    pay_at = loop.start + (warm_ticks - 1) * loop.poll_s + rng.random() * loop.poll_s
+    loop.run_until(pay_at)
+    e0 = meter.true_energy_wh
+    rt.ledger.pay(sid, deposit)
+    paid_wh = deposit / tpw
+    last = {"event": None}
+
+    def off_for_credit() -> bool:
+        return relay.history[-1][1] is False and any(c for _, c in relay.history) and \
+            sock.exhausted_at_balance is not None
+
+    limit = pay_at + float(paid_wh) / load_w * 3600.0 + 120.0
+    while loop.next_event_at() <= limit:
+        last["event"] = loop.step()
+        if off_for_credit():
+            break
+    else:
+        raise RuntimeError(f"{load_w} W, deposit {deposit}: relay never went off for credit")
+    cut_by = last["event"]
+    t_on = next(t for t, c in relay.history if c)
+    t_off = relay.history[-1][0]
+    t_zero = t_on + float(paid_wh) / load_w * 3600.0
+    # A few more ticks: the relay must stay off.
+    loop.run_until(clock.now() + 3 * loop.poll_s + 0.001)
+    reclosed = relay.is_closed()
+    overshoot = meter.true_energy_wh - e0 - float(paid_wh)
+    rt.journal.close()
+    rt.ledger.close()
+    return CutResult(load_w, deposit, overshoot, cut_by, t_off - t_zero, reclosed)
+
+
+def scenario_cutoff(tmp: Path, trials: int, seed: int):
+    results = {}
+    for predictive in (True, False):
+        for load_w in LOADS_W:
+            rng = random.Random(f"{seed}:{load_w}")  # same deposits and offsets for both modes
+            results[(predictive, load_w)] = [one_cutoff_trial(tmp, load_w, predictive, rng) for _ in range(trials)]
+    return results
+
+
+def print_cutoff(results, trials: int) -> None:
+    print(f"{'mode':<11} {'load':>7} {'n':>3} {'deposits tok':>13} {'overshoot Wh: max':>18} {'mean':>8} "
+          f"{'min':>8} {'left unused max':>16} {'cut delay s: max':>17} {'mean':>7} {'cut by':>18} {'reclosed':>8}")
+    for (predictive, load_w), rs in results.items():
+        ov = [r.overshoot_wh for r in rs]
+        delay = [r.cut_delay_s for r in rs]
+        by = {}
+        for r in rs:
+            by[r.cut_by] = by.get(r.cut_by, 0) + 1
+        mode = "predictive" if predictive else "naive"
+        deps = f"{min(r.deposit for r in rs)}-{max(r.deposit for r in rs)}"
+        unused = max(0.0, -min(ov))
+        by_text = " ".join(f"{k}:{v}" for k, v in sorted(by.items()))
+        print(f"{mode:<11} {load_w:>6.0f}W {len(rs):>3} {deps:>13} {max(ov):>18.4f} {statistics.mean(ov):>8.4f} "
+              f"{min(ov):>8.4f} {unused:>16.4f} {max(delay):>17.4f} {statistics.mean(delay):>7.4f} {by_text:>18} "
+              f"{sum(r.reclosed for r in rs):>8}")
+
+
+# --- (c) ---------------------------------------------------------------------
+
+def one_latency_trial(tmp: Path, rng: random.Random) -> float:
+    data_dir = Path(tempfile.mkdtemp(prefix="lat-", dir=tmp))
+    clock = ManualClock(T0 + rng.random() * 1000.0)
+    rt = app.build(make_config(data_dir, [1000.0]), clock)
+    relay = rt.relays["s0"]
+    rt.controller.start()
+    loop = Loop(rt)
+    pay_at = loop.start + rng.randint(1, 5) * loop.poll_s + rng.random() * loop.poll_s
+    loop.run_until(pay_at)
+    if relay.is_closed():
+        raise RuntimeError("relay closed before any payment")
+    rt.ledger.pay("s0", 100)
+    while not relay.is_closed() and clock.now() < pay_at + 60.0:
+        loop.step()
+    on = [t for t, c in relay.history if c and t >= pay_at]
+    rt.journal.close()
+    rt.ledger.close()
+    if not on:
+        raise RuntimeError("relay did not close within 60 s of a payment")
+    return on[0] - pay_at
+
+
+def percentile(values, p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, math.ceil(p / 100.0 * len(s)) - 1))]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hours", type=float, default=6.0, help="simulated hours for (a) (default 6)")
+    parser.add_argument("--trials", type=int, default=20, help="cut-off trials per load and mode for (b)")
+    parser.add_argument("--latency-trials", type=int, default=50, help="trials for (c)")
+    parser.add_argument("--seed", type=int, default=2024)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    failures: list[str] = []
+    started = time.perf_counter()
+
+    with tempfile.TemporaryDirectory(prefix="payg-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        print(f"payg billing bench — poll 1 s, deposit poll 1 s, mock ledger, data in {tmp}")
+        print()
+        print(f"(a) billed / metered energy, constant loads, ample credit")
+        rows, ok1, loop = scenario_ratio(tmp, args.hours, "1", f"tariff 1 tok/Wh, {args.hours:g} h", True)
+        rows2, ok2, _ = scenario_ratio(tmp, min(args.hours, 1.0), "0.37",
+                                       f"tariff 0.37, {min(args.hours, 1.0):g} h", False)
+        print_ratio(rows + rows2)
+        if not (ok1 and ok2):
+            failures.append("(a) billed energy is not exactly tariff x metered energy (or the journal disagrees)")
+        print("    metered = counter delta (whole Wh); true = SimulatedMeter.true_energy_wh delta; "
+              "billed = journal debits + pending")
+        print()
+
+        print(f"(b) energy delivered after the balance reached zero ({args.trials} trials per row, seed {args.seed};"
+              f" deposits of 1-8 min of load, paid at a random moment)")
+        results = scenario_cutoff(tmp, args.trials, args.seed)
+        print_cutoff(results, args.trials)
+        print("    overshoot = true Wh delivered since payment - deposit/tokens_per_wh; negative = paid for, "
+              "not delivered (left unused)")
+        print("    cut delay = relay-off time - moment the paid energy was used up; cut by = job that opened the "
+              "relay")
+        worst = max(r.overshoot_wh for r in results[(True, 2000.0)])
+        if worst > OVERSHOOT_GOAL_WH:
+            failures.append(f"(b) predictive overshoot at 2 kW is {worst:.4f} Wh > goal {OVERSHOOT_GOAL_WH} Wh")
+        if any(r.reclosed for rs in results.values() for r in rs):
+            failures.append("(b) a relay closed again after being cut for lack of credit")
+        print()
+
+        print(f"(c) deposit-to-relay-on latency ({args.latency_trials} trials, virtual time, 1 kW socket, "
+              f"payment at a random moment between ticks)")
+        rng = random.Random(f"{args.seed}:latency")
+        lat = [one_latency_trial(tmp, rng) for _ in range(args.latency_trials)]
+        print(f"    latency s: min {min(lat):.4f}  mean {statistics.mean(lat):.4f}  max {max(lat):.4f}  "
+              f"(deposit poll interval 1.0 s, tick 1.0 s)")
+        if max(lat) > 1.0 + 1e-9:
+            failures.append(f"(c) deposit-to-relay-on latency {max(lat):.3f} s exceeds one poll interval")
+
+        wall = [x * 1e3 for x in loop.tick_wall_s]
+        cpu = [x * 1e3 for x in loop.tick_cpu_s]
+        print(f"    cost of one controller.tick() for 3 sockets over {len(wall)} ticks of (a) "
+              f"(journal on {tmp.parent}):")
+        print(f"      wall ms: mean {statistics.mean(wall):.3f}  p50 {percentile(wall, 50):.3f}  "
+              f"p99 {percentile(wall, 99):.3f}  max {max(wall):.3f}")
+        print(f"      CPU  ms: mean {statistics.mean(cpu):.3f}  (process_time, includes SQLite commit; "
+              f"= {statistics.mean(cpu) / 1e3 * 60:.3f} CPU s per minute at 1 Hz)")
+    print()
+    print(f"bench runtime {time.perf_counter() - started:.1f} s")
+    if failures:
+        print("FAILED:")
+        for f in failures:
+            print(f"  - {f}")
+        return 1
+    print("all goals met")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

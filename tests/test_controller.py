@@ -1,0 +1,390 @@
+"""The controller on a virtual clock: billing, relay policy, deposits, fail-safes. No sleeps."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+from payg.billing import Tariff
+from payg.clock import ManualClock
+from payg.controller import Controller, Socket
+from payg.deposits import DepositWatcher
+from payg.errors import LedgerUnavailable
+from payg.journal import SqliteJournal
+from payg.virtual import VirtualLoop
+from tests.fakes import FakeDepositSource, FakeMeter, FakePublisher, FakeRelay
+
+
+class Rig:
+    """A controller with fake meters and relays, a real journal file and a fake ledger."""
+
+    def __init__(self, tmp_path, ids=("a",), *, tokens_per_wh=Fraction(1), predictive=True, grace_s=10.0,
+                 usage_entry_s=60.0, source=None, clock=None):
+        self.tmp_path = tmp_path
+        self.ids = ids
+        self.clock = clock or ManualClock()
+        self.meters = {i: FakeMeter(self.clock) for i in ids}
+        self.relays = {i: FakeRelay(self.clock) for i in ids}
+        self.source = source or FakeDepositSource()
+        self.publisher = FakePublisher()
+        self.kwargs = dict(tokens_per_wh=tokens_per_wh, predictive=predictive, grace_s=grace_s,
+                           usage_entry_s=usage_entry_s)
+        self.open()
+
+    def open(self):
+        k = self.kwargs
+        self.journal = SqliteJournal(self.tmp_path / "journal.sqlite")
+        self.controller = Controller(
+            [Socket(i, i.upper(), self.meters[i], self.relays[i], max_power_w=3680) for i in self.ids],
+            self.journal, self.clock, Tariff(k["tokens_per_wh"]), poll_interval_s=1.0, grace_s=k["grace_s"],
+            usage_entry_s=k["usage_entry_s"], predictive_cutoff=k["predictive"], publisher=self.publisher)
+        self.watcher = DepositWatcher(self.source, self.journal, self.clock,
+                                      on_credit=self.controller.credits_arrived)
+        self.controller.start()
+        self.loop = VirtualLoop(self.controller, self.clock, self.watcher)
+
+    def restart(self):
+        self.controller.shutdown()
+        self.journal.close()
+        self.open()
+
+    def deposit(self, socket_id, amount, deposit_id=None):
+        deposit_id = deposit_id or f"d{len(self.source.deposits)}"
+        self.source.add(deposit_id, socket_id, amount)
+        return deposit_id
+
+    def balance(self, socket_id="a"):
+        return self.journal.balance(socket_id)
+
+    def draw(self, socket_id, power_w, seconds, step_s=1.0):
+        """Let the fake meter count `power_w` while its relay is closed, ticking as the loop does."""
+        meter, relay = self.meters[socket_id], self.relays[socket_id]
+        exact = Fraction(meter.energy_wh)
+        elapsed = 0.0
+        while elapsed < seconds:
+            meter.power_w = power_w if relay.closed else 0.0
+            exact += Fraction(meter.power_w) * Fraction(step_s) / 3600
+            meter.energy_wh = int(exact)
+            self.loop.run_for(step_s)
+            elapsed += step_s
+
+
+def test_relay_stays_open_at_start_until_a_healthy_reading(tmp_path):
+    rig = Rig(tmp_path)
+    rig.deposit("a", 100)
+    rig.watcher.poll()
+    assert rig.relays["a"].calls == [False]  # opened at start, no reading yet: stays open
+    rig.controller.tick()
+    assert rig.relays["a"].closed
+
+
+def test_a_meter_that_never_answers_never_powers_the_socket(tmp_path):
+    rig = Rig(tmp_path)
+    rig.meters["a"].offline = True
+    rig.deposit("a", 100)
+    rig.loop.run_for(30)
+    assert rig.relays["a"].calls and not any(rig.relays["a"].calls)
+    assert rig.controller.state("a")["meter"] == "offline"
+
+
+def test_top_up_adds_to_the_remaining_balance(tmp_path):
+    rig = Rig(tmp_path)
+    rig.deposit("a", 10)
+    rig.loop.run_for(1)
+    rig.meters["a"].energy_wh = 3
+    rig.loop.run_for(60)
+    assert rig.balance() == 7
+    assert rig.controller.state("a")["meter"] == "ok"
+    rig.deposit("a", 5)
+    rig.loop.run_for(1)
+    assert rig.balance() == 12
+    st = rig.controller.state("a")
+    assert st["balance"] == 12 and st["balance_tokens"] == 12 and st["relay"] == "on"
+
+
+def test_a_deposit_delivered_twice_is_credited_once(tmp_path):
+    rig = Rig(tmp_path)
+    rig.deposit("a", 10, "dup")
+    rig.source.redeliver = True
+    assert rig.watcher.poll().credited == ("a",)
+    result = rig.watcher.poll()
+    assert result.credited == () and result.duplicates == 1
+    assert rig.balance() == 10
+    assert rig.journal.totals("a")["credits"] == 10
+
+
+def test_a_deposit_is_credited_only_once_final(tmp_path):
+    rig = Rig(tmp_path)
+    rig.deposit("a", 10)
+    rig.source.deposits[-1] = (rig.source.deposits[-1][0], False)
+    rig.loop.run_for(5)
+    assert rig.balance() == 0 and not rig.relays["a"].closed
+    rig.source.finalize("d0")
+    rig.loop.run_for(1)
+    assert rig.balance() == 10 and rig.relays["a"].closed
+
+
+def test_deposits_made_while_stopped_are_credited_on_restart(tmp_path):
+    rig = Rig(tmp_path)
+    rig.deposit("a", 10)
+    rig.loop.run_for(2)
+    rig.controller.shutdown()
+    rig.journal.close()
+    rig.deposit("a", 7)  # paid while the controller is down
+    rig.clock.advance(3600)
+    rig.open()
+    rig.loop.run_for(1)
+    assert rig.balance() == 17
+    assert rig.relays["a"].closed
+
+
+def test_a_deposit_on_an_empty_socket_turns_it_on_within_one_tick(tmp_path):
+    rig = Rig(tmp_path)
+    rig.loop.run_for(5)
+    assert not rig.relays["a"].closed
+    paid_at = rig.clock.now() + 0.3
+    rig.clock.set(paid_at)
+    rig.deposit("a", 50)
+    rig.loop.run_for(1.0)
+    on_at = next(t for t, closed in rig.relays["a"].history if closed)
+    assert on_at - paid_at <= 1.0
+
+
+def test_relay_goes_off_at_zero_in_the_same_tick_without_prediction(tmp_path):
+    rig = Rig(tmp_path, predictive=False, usage_entry_s=0)
+    rig.deposit("a", 5)
+    rig.loop.run_for(1)
+    assert rig.relays["a"].closed
+    for counter in (2, 4):  # 2 Wh a second: 7.2 kW would be implausible, but 2 Wh is within the slack
+        rig.meters["a"].energy_wh = counter
+        rig.loop.run_ticks(1)
+    assert rig.relays["a"].closed and rig.balance() == 1
+    rig.meters["a"].energy_wh = 5
+    rig.loop.run_ticks(1)
+    assert rig.balance() == 0 and not rig.relays["a"].closed
+
+
+def test_predictive_cutoff_opens_the_relay_before_the_next_tick(tmp_path):
+    rig = Rig(tmp_path)
+    rig.deposit("a", 3)
+    rig.loop.run_for(1)
+    on_at = rig.clock.now()
+    rig.draw("a", 3000.0, 3.0)  # 2.5 Wh: the 3 Wh last 3.6 s at 3 kW
+    assert rig.relays["a"].closed
+    rig.loop.run_for(1.0)
+    assert not rig.relays["a"].closed
+    off_at = [t for t, closed in rig.relays["a"].history if not closed][-1]
+    assert off_at % 1.0 != 0.0  # cut between ticks, not at one
+    assert 3.0 < off_at - on_at < 4.0
+    # It stays off: the hidden energy is owed even though the counter has not stepped yet.
+    rig.loop.run_for(10)
+    assert not rig.relays["a"].closed
+    assert rig.controller.state("a")["relay"] == "off"
+    rig.deposit("a", 10)
+    rig.loop.run_for(1)
+    assert rig.relays["a"].closed
+
+
+def test_overshoot_is_debt_and_the_next_top_up_repays_it(tmp_path):
+    rig = Rig(tmp_path, predictive=False, usage_entry_s=0)
+    rig.deposit("a", 2)
+    rig.loop.run_for(1)
+    for counter in (2, 4, 5):  # the meter goes on counting after the cut (a slow contactor, say)
+        rig.meters["a"].energy_wh = counter
+        rig.loop.run_ticks(1)
+    assert rig.balance() == -3 and not rig.relays["a"].closed
+    assert rig.controller.state("a")["debt"] == 3
+    rig.deposit("a", 2)
+    rig.loop.run_for(1)
+    assert rig.balance() == -1 and not rig.relays["a"].closed  # still in debt: stays off
+    rig.deposit("a", 4)
+    rig.loop.run_for(1)
+    assert rig.balance() == 3 and rig.relays["a"].closed
+
+
+def test_offline_meter_opens_the_relay_after_the_grace_and_closes_when_back(tmp_path):
+    rig = Rig(tmp_path, grace_s=10.0)
+    rig.deposit("a", 1000)
+    rig.loop.run_for(2)
+    assert rig.relays["a"].closed
+    rig.meters["a"].offline = True
+    rig.loop.run_for(9)
+    assert rig.relays["a"].closed  # inside the grace
+    rig.loop.run_for(3)
+    assert not rig.relays["a"].closed
+    assert rig.controller.state("a")["meter"] == "offline"
+    rig.meters["a"].offline = False
+    rig.loop.run_for(1)
+    assert rig.relays["a"].closed and rig.controller.state("a")["meter"] == "ok"
+
+
+def test_usage_during_an_outage_is_billed_when_the_meter_returns(tmp_path):
+    rig = Rig(tmp_path, usage_entry_s=0)
+    rig.deposit("a", 1000)
+    rig.loop.run_for(2)
+    rig.meters["a"].offline = True
+    rig.meters["a"].energy_wh = 7  # 7 Wh in 5 s is plausible at up to 3680 W
+    rig.loop.run_for(5)
+    assert rig.balance() == 1000
+    rig.meters["a"].offline = False
+    rig.loop.run_for(1)
+    assert rig.balance() == 993
+
+
+def test_shutdown_opens_every_relay_and_closes_pending_usage(tmp_path):
+    rig = Rig(tmp_path, ids=("a", "b"), usage_entry_s=3600)
+    rig.deposit("a", 100)
+    rig.deposit("b", 100)
+    rig.loop.run_for(2)
+    assert all(r.closed for r in rig.relays.values())
+    rig.meters["a"].energy_wh = 3
+    rig.loop.run_for(1)
+    assert rig.journal.meter_state("a").pending_units == 3
+    rig.controller.shutdown()
+    assert not any(r.closed for r in rig.relays.values())
+    assert rig.journal.meter_state("a").pending_units == 0
+    usage = [e for e in rig.journal.entries("a") if e.kind == "usage"]
+    assert [(e.amount, e.energy_wh) for e in usage] == [(-3, 3)]
+    assert rig.journal.recomputed_balance("a") == 97
+
+
+def test_usage_is_closed_into_one_entry_per_interval(tmp_path):
+    rig = Rig(tmp_path, usage_entry_s=60)
+    rig.deposit("a", 10_000)
+    rig.loop.run_for(1)
+    rig.draw("a", 1800.0, 300)
+    usage = [e for e in rig.journal.entries("a", limit=100) if e.kind == "usage"]
+    assert 4 <= len(usage) <= 5
+    state = rig.journal.meter_state("a")
+    billed = -sum(e.amount for e in usage) + state.pending_units
+    assert billed == rig.meters["a"].energy_wh == 150
+    assert rig.balance() == rig.journal.recomputed_balance("a") == 10_000 - 150
+
+
+def test_override_holds_the_relay_off_and_survives_a_restart(tmp_path):
+    rig = Rig(tmp_path)
+    rig.deposit("a", 100)
+    rig.loop.run_for(2)
+    rig.controller.set_override("a", "off")
+    assert not rig.relays["a"].closed
+    rig.loop.run_for(5)
+    assert not rig.relays["a"].closed
+    rig.restart()
+    rig.loop.run_for(3)
+    assert not rig.relays["a"].closed and rig.controller.state("a")["override"] == "off"
+    rig.controller.set_override("a", None)
+    assert rig.relays["a"].closed
+
+
+def test_counter_reset_is_logged_and_neither_credits_nor_double_bills(tmp_path):
+    rig = Rig(tmp_path, usage_entry_s=0)
+    rig.deposit("a", 1000)
+    rig.loop.run_for(1)
+    rig.draw("a", 1800.0, 1000)
+    assert rig.meters["a"].energy_wh == 500 and rig.balance() == 500
+    rig.meters["a"].energy_wh = 0  # meter reset
+    rig.loop.run_ticks(1)
+    assert rig.controller.state("a")["meter"] == "counter_reset"
+    rig.meters["a"].energy_wh = 1
+    rig.loop.run_ticks(2)
+    assert rig.balance() == 499  # billed the 1 Wh since the reset, credited nothing
+    assert [e["kind"] for e in rig.journal.events("a")] == ["counter_reset"]
+    assert rig.controller.state("a")["meter"] == "ok"
+    rig.draw("a", 3600.0, 10)
+    assert rig.meters["a"].energy_wh == 11
+    assert rig.balance() == 489
+
+
+def test_implausible_jump_raises_an_alarm_and_is_not_billed(tmp_path, caplog):
+    rig = Rig(tmp_path, usage_entry_s=0)
+    rig.deposit("a", 1000)
+    rig.loop.run_for(2)
+    rig.meters["a"].energy_wh = 80_000
+    rig.loop.run_ticks(1)
+    st = rig.controller.state("a")
+    assert st["meter"] == "implausible_jump" and rig.balance() == 1000
+    rig.loop.run_ticks(2)
+    assert rig.balance() == 1000
+    events = rig.journal.events("a")
+    assert events[0]["kind"] == "implausible_jump" and "80000 Wh not billed" in events[0]["detail"]
+    assert "implausible meter jump" in caplog.text
+    rig.meters["a"].energy_wh = 80_002
+    rig.loop.run_ticks(1)
+    assert rig.balance() == 998
+
+
+def test_billed_equals_metered_over_100k_ticks_with_resets_and_outages(tmp_path):
+    """Exact billing over 100,000 one-second ticks with a varying load, resets and outages."""
+    import random
+
+    rnd = random.Random(2026)
+    rig = Rig(tmp_path, ids=("a",), tokens_per_wh=Fraction(3, 2), usage_entry_s=60)
+    rig.deposit("a", 10**9)
+    rig.loop.run_for(1)
+    meter = rig.meters["a"]
+    exact = Fraction(0)
+    metered = 0  # Wh the counter showed, summed over its segments between resets
+    segment_start = 0
+    offline_until = 0
+    for n in range(100_000):
+        if n % 20_000 == 10_000:
+            metered += meter.energy_wh - segment_start  # reset just after a billed reading
+            exact, segment_start = Fraction(0), 0
+            meter.energy_wh = 0
+        if n % 7_919 == 500:
+            offline_until = n + rnd.randint(1, 8)
+        meter.offline = n < offline_until
+        meter.power_w = rnd.choice([0.0, 60.0, 800.0, 2000.0, 3500.0])
+        exact += Fraction(meter.power_w) / 3600
+        meter.energy_wh = int(exact)
+        rig.loop.run_ticks(1)
+    meter.offline = False
+    rig.loop.run_ticks(1)
+    rig.controller.shutdown()
+    metered += meter.energy_wh - segment_start
+    totals = rig.journal.totals("a")
+    state = rig.journal.meter_state("a")
+    usage = [e for e in rig.journal.all_entries("a") if e.kind == "usage"]
+    billed_wh = sum(e.energy_wh for e in usage)
+    assert billed_wh == metered
+    # Tariff 1.5 tokens/Wh: billed tokens plus the carried fraction equal 1.5 x metered Wh exactly.
+    assert totals["debits"] + state.baseline.carry == Fraction(3, 2) * metered
+    assert rig.controller.ticks >= 100_000
+    assert [e["kind"] for e in rig.journal.events("a", limit=100)].count("counter_reset") == 5
+
+
+def test_ledger_failure_keeps_metering_and_loses_nothing(tmp_path):
+    rig = Rig(tmp_path, usage_entry_s=0)
+    rig.deposit("a", 100)
+    rig.loop.run_for(2)
+    rig.source.fail = True
+    rig.deposit("a", 50)
+    rig.draw("a", 3600.0, 5)
+    assert rig.loop.ledger_errors >= 4
+    assert rig.balance() == 95  # metering went on
+    assert rig.watcher.status == "unavailable"
+    with pytest.raises(LedgerUnavailable):
+        rig.watcher.poll()
+    rig.source.fail = False
+    rig.loop.run_for(1)
+    assert rig.balance() == 145 and rig.watcher.status == "ok"
+
+
+def test_relay_failure_is_reported_and_retried(tmp_path):
+    rig = Rig(tmp_path)
+    rig.deposit("a", 100)
+    rig.relays["a"].fail = True
+    rig.loop.run_for(2)
+    assert rig.controller.state("a")["relay_error"] == "fake relay stuck"
+    rig.relays["a"].fail = False
+    rig.loop.run_for(1)
+    assert rig.relays["a"].closed and rig.controller.state("a")["relay_error"] is None
+
+
+def test_state_is_published_once_per_tick_with_every_socket(tmp_path):
+    rig = Rig(tmp_path, ids=("a", "b", "c"))
+    rig.loop.run_ticks(5)
+    per_tick = [p for p in rig.publisher.published]
+    assert len(per_tick) == 5
+    assert all([s["id"] for s in states] == ["a", "b", "c"] for states in per_tick)
