@@ -13,6 +13,7 @@ import json
 import math
 import os
 import random
+from collections import deque
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,33 +24,38 @@ from payg.ports import MeterReading
 
 
 class SimulatedRelay:
-    def __init__(self, clock: Clock):
+    """Records its switching history: the last `history_size` changes, as (time, closed)."""
+
+    def __init__(self, clock: Clock, history_size: int = 10_000):
         self._clock = clock
         self._closed = False
-        self.history: list[tuple[float, bool]] = [(clock.now(), False)]
+        self.history: deque[tuple[float, bool]] = deque([(clock.now(), False)], maxlen=history_size)
+        self._switches: list[tuple[float, bool]] = [(clock.now(), False)]  # what the meter has not integrated yet
 
     def set_closed(self, closed: bool) -> None:
         if closed != self._closed:
             self._closed = closed
             self.history.append((self._clock.now(), closed))
+            self._switches.append((self._clock.now(), closed))
 
     def is_closed(self) -> bool:
         return self._closed
 
     def closed_intervals(self, start: float, end: float) -> list[tuple[float, float]]:
         """The parts of [start, end] during which the relay was closed."""
+        switches = self._switches
         intervals = []
-        for i, (at, closed) in enumerate(self.history):
+        for i, (at, closed) in enumerate(switches):
             if not closed:
                 continue
-            until = self.history[i + 1][0] if i + 1 < len(self.history) else math.inf
+            until = switches[i + 1][0] if i + 1 < len(switches) else math.inf
             a, b = max(at, start), min(until, end)
             if b > a:
                 intervals.append((a, b))
-        # History before `start` is never needed again.
-        keep = max((i for i, (at, _) in enumerate(self.history) if at <= start), default=0)
+        # Switches before `end` other than the last one are never needed again.
+        keep = max((i for i, (at, _) in enumerate(switches) if at <= end), default=0)
         if keep > 0:
-            del self.history[:keep]
+            del switches[:keep]
         return intervals
 
 

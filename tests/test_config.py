@@ -1,0 +1,88 @@
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from payg import config as cfg
+from payg.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+MINIMAL = """
+[controller]
+data_dir = "var"
+[ledger]
+backend = "mock"
+[[sockets]]
+id = "kitchen"
+meter = { kind = "simulated", load_w = 800 }
+relay = { kind = "simulated" }
+"""
+
+
+def load_text(tmp_path, text):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return cfg.load(path)
+
+
+def test_the_embedded_default_is_valid_and_has_three_different_sockets():
+    c = cfg.load(ROOT / "config" / "default.toml")
+    assert [s.id for s in c.sockets] == ["kitchen", "laundry", "office"]
+    assert len({type(s.meter.load) for s in c.sockets}) == 3
+    assert c.ledger.backend == "mock" and (c.web.host, c.web.port) == ("127.0.0.1", 5000)
+    assert c.tariff.tokens_per_wh == 1 and c.controller.data_dir == Path("var")
+
+
+def test_defaults_fill_optional_keys(tmp_path):
+    c = load_text(tmp_path, MINIMAL)
+    assert c.controller.poll_interval_s == 1.0 and c.controller.meter_offline_grace_s == 10.0
+    assert c.sockets[0].name == "kitchen" and c.sockets[0].max_power_w == 3680.0
+    assert c.tariff.tokens_per_wh == Fraction(1)
+
+
+@pytest.mark.parametrize("tariff, expected", [("1", Fraction(1)), ('"0.25"', Fraction(1, 4)), ("3", Fraction(3))])
+def test_tariff_is_exact(tmp_path, tariff, expected):
+    c = load_text(tmp_path, MINIMAL + f"\n[tariff]\ntokens_per_wh = {tariff}\n")
+    assert c.tariff.tokens_per_wh == expected
+
+
+@pytest.mark.parametrize("text, key, expected", [
+    (MINIMAL.replace('data_dir = "var"', 'data_dir = "var"\npoll_intervall_s = 1'), "controller.poll_intervall_s",
+     "no such key"),
+    (MINIMAL.replace('data_dir = "var"', 'data_dir = "var"\npoll_interval_s = "fast"'),
+     "controller.poll_interval_s", "a number > 0"),
+    (MINIMAL + MINIMAL[MINIMAL.index("[[sockets]]"):], "sockets[1].id", "not used by another socket"),
+    (MINIMAL.replace('[ledger]\nbackend = "mock"\n', ""), "[ledger]", "a [ledger] section"),
+    (MINIMAL.replace("load_w = 800", "load_w = -5"), "sockets[0].meter.load_w", "a number >= 0"),
+    (MINIMAL.replace('"simulated", load_w', '"modbus", load_w'), "sockets[0].meter.kind", "'simulated'"),
+    (MINIMAL.replace('id = "kitchen"', 'id = "Kitchen Socket"'), "sockets[0].id", "a-z"),
+    (MINIMAL + "\n[tariff]\ntokens_per_wh = 0.1\n", "tariff.tokens_per_wh", "decimal string"),
+    (MINIMAL + "\n[web]\nport = 70000\n", "web.port", "from 1 to 65535"),
+    (MINIMAL.replace("load_w = 800", "load_w = 800, random = { seed = 1, min_w = 1, max_w = 2 }"),
+     "sockets[0].meter.load_w", "exactly one of"),
+    (MINIMAL.replace('backend = "mock"', 'backend = "bitcoin"'), "ledger.backend", "one of"),
+])
+def test_bad_files_name_the_file_the_key_and_what_was_expected(tmp_path, text, key, expected):
+    with pytest.raises(ConfigError) as err:
+        load_text(tmp_path, text)
+    message = str(err.value)
+    assert str(tmp_path / "c.toml") in message
+    assert err.value.key == key
+    assert expected in message
+
+
+def test_syntax_errors_and_missing_files_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="valid TOML"):
+        load_text(tmp_path, "[controller\n")
+    with pytest.raises(ConfigError, match="not found"):
+        cfg.load(tmp_path / "nope.toml")
+
+
+def test_loading_touches_no_state(tmp_path):
+    data_dir = tmp_path / "data"
+    text = MINIMAL.replace('data_dir = "var"', f'data_dir = "{data_dir}"')
+    with pytest.raises(ConfigError):
+        load_text(tmp_path, text.replace("[ledger]", "[ledger]\nbogus = 1"))
+    assert load_text(tmp_path, text).controller.data_dir == data_dir
+    assert not data_dir.exists()
