@@ -153,6 +153,8 @@ def run(config) -> int:
     stop = threading.Event()
 
     def on_signal(signum, _frame):
+        if stop.is_set():
+            return  # already stopping; a second Ctrl-C must not interrupt the shutdown
         log.info("signal %s: stopping", signal.Signals(signum).name)
         stop.set()
         raise SystemExit(0)
