@@ -5,8 +5,8 @@ journal in a temporary data_dir, mock ledger, simulated meters and relays) and
 drives them with a `payg.clock.ManualClock` the way `app.run`'s scheduler does:
 a tick every `poll_interval_s`, a deposit-watcher poll every
 `deposit_poll_interval_s` (both started at the same instant, as in app.run),
-and after each tick the one-shot cut-off job at `controller.next_cutoff()`
-(which calls `controller.enforce_cutoffs()`).
+and, after each tick and each deposit poll, the one-shot cut-off job at
+`controller.next_cutoff()` (which calls `controller.enforce_cutoffs()`).
 
 (a) billed / metered energy: constant loads of 100 W, 1 kW and 2 kW with ample
     credit for 6 simulated hours; billed = debits + pending usage in the
@@ -118,15 +118,21 @@ class Loop:
             self.n_ticks += 1
             self._k_tick += 1
             self.next_tick = self.start + self._k_tick * self.poll_s
-            nxt = self.rt.controller.next_cutoff()
-            if nxt is not None:  # app.run: add_job(..., id="cutoff", replace_existing=True)
-                self.cutoff_at = nxt
+            self._schedule_cutoff()
             return "tick"
         self.rt.watcher.poll()
         self.n_deposit_polls += 1
         self._k_deposit += 1
         self.next_deposit = self.start + self._k_deposit * self.deposit_poll_s
+        self._schedule_cutoff()
         return "deposit"
+
+    def _schedule_cutoff(self) -> None:
+        # app.run's schedule_cutoff(), after every tick and deposit poll:
+        # add_job(enforce_cutoffs, "date", id="cutoff", replace_existing=True) when there is a cut-off time.
+        nxt = self.rt.controller.next_cutoff()
+        if nxt is not None:
+            self.cutoff_at = nxt
 
     def next_event_at(self) -> float:
         cut = self.cutoff_at if self.cutoff_at is not None else math.inf
@@ -172,7 +178,8 @@ def scenario_ratio(tmp: Path, hours: float, tokens_per_wh: str, label: str, time
         ratio = Fraction(billed) / (metered * tpw) if metered else Fraction(0)
         ratio_with_carry = (billed + carry) / (metered * tpw) if metered else Fraction(0)
         consistent = (rt.journal.balance(i) == rt.journal.recomputed_balance(i) == credit - billed
-                      and state.baseline.counter_wh == metered + counters0[i])
+                      and state.baseline.counter_wh == metered + counters0[i]
+                      and -1e-6 <= true_wh - float(metered) < 1.0 + 1e-6)
         rows.append((label, load, metered, true_wh, billed, carry, ratio, ratio_with_carry, consistent))
         exact = ratio_with_carry == 1 and (ratio == 1 if tpw.denominator == 1 else carry < 1)
         ok = ok and exact and consistent and metered > 0
@@ -331,7 +338,7 @@ def main(argv=None) -> int:
         tmp = Path(tmp_name)
         print(f"payg billing bench — poll 1 s, deposit poll 1 s, mock ledger, data in {tmp}")
         print()
-        print(f"(a) billed / metered energy, constant loads, ample credit")
+        print("(a) billed / metered energy, constant loads, ample credit")
         rows, ok1, loop = scenario_ratio(tmp, args.hours, "1", f"tariff 1 tok/Wh, {args.hours:g} h", True)
         rows2, ok2, _ = scenario_ratio(tmp, min(args.hours, 1.0), "0.37",
                                        f"tariff 0.37, {min(args.hours, 1.0):g} h", False)
@@ -339,7 +346,9 @@ def main(argv=None) -> int:
         if not (ok1 and ok2):
             failures.append("(a) billed energy is not exactly tariff x metered energy (or the journal disagrees)")
         print("    metered = counter delta (whole Wh); true = SimulatedMeter.true_energy_wh delta; "
-              "billed = journal debits + pending")
+              "billed = journal debits + pending;")
+        print("    carry = sub-token remainder still owed; journal ok: cached balance = recomputed = credit - billed,"
+              " stored baseline = counter, 0 <= true - metered < 1 Wh")
         print()
 
         print(f"(b) energy delivered after the balance reached zero ({args.trials} trials per row, seed {args.seed};"

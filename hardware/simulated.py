@@ -149,15 +149,20 @@ class SimulatedMeter:
         self._advance()
         now = self._at
         power = self._load.power_w(now) if self._relay.is_closed() else 0.0
-        counter = math.floor(self._energy_wh)
+        counter = self._counter()
         self._save()
         return MeterReading(energy_wh=counter, power_w=power, voltage_v=self.voltage_v,
                             current_a=round(power / self.voltage_v, 3), at=now, resolution_wh=Fraction(1))
 
+    def _counter(self) -> int:
+        # The integral is summed in floating point: 6 h at 1 kW comes to 5999.9999999979 Wh,
+        # which a real meter would show as 6000.
+        return math.floor(self._energy_wh + 1e-9)
+
     def _save(self) -> None:
         if self._state_path is None:
             return
-        counter = math.floor(self._energy_wh)
+        counter = self._counter()
         tmp = self._state_path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"energy_wh": self._energy_wh, "counter_wh": counter}))
         os.replace(tmp, self._state_path)
