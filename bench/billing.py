@@ -44,7 +44,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -55,6 +55,7 @@ if str(ROOT) not in sys.path:
 import app  # noqa: E402
 from payg.clock import ManualClock  # noqa: E402
 from payg.config import parse  # noqa: E402
+from payg.virtual import VirtualLoop  # noqa: E402
 
 LOADS_W = (100.0, 1000.0, 2000.0)
 T0 = 1_700_000_000.0
@@ -76,74 +77,22 @@ def make_config(data_dir: Path, loads_w, *, predictive: bool = True, tokens_per_
     return parse(data, "<bench/billing.py>")
 
 
-@dataclass
-class Loop:
-    """app.run's scheduler on a virtual clock: interval tick, interval deposit poll, one-shot cut-off job."""
+class Loop(VirtualLoop):
+    """app.run's scheduler on a virtual clock (payg.virtual.VirtualLoop), optionally timing each tick."""
 
-    rt: object
-    next_tick: float = 0.0
-    next_deposit: float = 0.0
-    cutoff_at: float | None = None
-    n_ticks: int = 0
-    n_deposit_polls: int = 0
-    tick_wall_s: list = field(default_factory=list)
-    tick_cpu_s: list = field(default_factory=list)
-    time_ticks: bool = False
+    def __init__(self, rt, time_ticks: bool = False):
+        super().__init__(rt.controller, rt.clock, rt.watcher, rt.config.controller.deposit_poll_interval_s)
+        self.time_ticks = time_ticks
+        self.tick_wall_s: list[float] = []
+        self.tick_cpu_s: list[float] = []
 
-    def __post_init__(self) -> None:
-        now = self.rt.clock.now()
-        self.start = now
-        self.poll_s = self.rt.config.controller.poll_interval_s
-        self.deposit_poll_s = self.rt.config.controller.deposit_poll_interval_s
-        self.next_tick = self.next_deposit = now
-        self._k_tick = self._k_deposit = 0
-
-    def step(self) -> str:
-        """Run the next due job (advancing the clock to it); returns its name."""
-        cut = self.cutoff_at if self.cutoff_at is not None else math.inf
-        t = min(self.next_tick, self.next_deposit, cut)
-        self.rt.clock.set(max(t, self.rt.clock.now()))
-        if t == cut:
-            self.cutoff_at = None
-            self.rt.controller.enforce_cutoffs()
-            return "cutoff"
-        if t == self.next_tick:
-            if self.time_ticks:
-                w, c = time.perf_counter(), time.process_time()
-                self.rt.controller.tick()
-                self.tick_wall_s.append(time.perf_counter() - w)
-                self.tick_cpu_s.append(time.process_time() - c)
-            else:
-                self.rt.controller.tick()
-            self.n_ticks += 1
-            self._k_tick += 1
-            self.next_tick = self.start + self._k_tick * self.poll_s
-            self._schedule_cutoff()
-            return "tick"
-        self.rt.watcher.poll()
-        self.n_deposit_polls += 1
-        self._k_deposit += 1
-        self.next_deposit = self.start + self._k_deposit * self.deposit_poll_s
-        self._schedule_cutoff()
-        return "deposit"
-
-    def _schedule_cutoff(self) -> None:
-        # app.run's schedule_cutoff(), after every tick and deposit poll:
-        # add_job(enforce_cutoffs, "date", id="cutoff", replace_existing=True) when there is a cut-off time.
-        nxt = self.rt.controller.next_cutoff()
-        if nxt is not None:
-            self.cutoff_at = nxt
-
-    def next_event_at(self) -> float:
-        cut = self.cutoff_at if self.cutoff_at is not None else math.inf
-        return min(self.next_tick, self.next_deposit, cut)
-
-    def run_until(self, t_end: float, stop=None) -> None:
-        while self.next_event_at() <= t_end:
-            self.step()
-            if stop is not None and stop():
-                return
-        self.rt.clock.set(max(t_end, self.rt.clock.now()))
+    def _tick(self) -> None:
+        if not self.time_ticks:
+            return super()._tick()
+        w, c = time.perf_counter(), time.process_time()
+        super()._tick()
+        self.tick_wall_s.append(time.perf_counter() - w)
+        self.tick_cpu_s.append(time.process_time() - c)
 
 
 def fmt_fraction(x: Fraction) -> str:

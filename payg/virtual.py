@@ -8,6 +8,7 @@ benchmarks and simulations; no sleeping.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 from payg.clock import ManualClock
 from payg.controller import Controller
@@ -21,15 +22,24 @@ class VirtualLoop:
         self.controller = controller
         self.clock = clock
         self.watcher = watcher
+        self.poll_s = controller.poll_interval_s
         self.deposit_poll_interval_s = deposit_poll_interval_s
-        start = clock.now()
-        self.next_tick = start
-        self.next_poll = start if watcher is not None else math.inf
+        self.start = clock.now()
+        self.next_tick = self.start
+        self.next_poll = self.start if watcher is not None else math.inf
         self.cutoff: float | None = None
+        self.ticks = 0
+        self.deposit_polls = 0
         self.ledger_errors = 0
 
+    def next_event_at(self) -> float:
+        return min(self.next_tick, self.next_poll, self.cutoff if self.cutoff is not None else math.inf)
+
+    def _tick(self) -> None:
+        self.controller.tick()
+
     def step(self) -> str:
-        """Advance to the next scheduled event and run it. Returns its name."""
+        """Advance to the next scheduled event and run it. Returns "tick", "deposits" or "cutoff"."""
         candidates = [(self.next_tick, 0, "tick"), (self.next_poll, 1, "deposits")]
         if self.cutoff is not None:
             candidates.append((self.cutoff, -1, "cutoff"))
@@ -37,10 +47,12 @@ class VirtualLoop:
         if at > self.clock.now():
             self.clock.set(at)
         if name == "tick":
-            self.next_tick += self.controller.poll_interval_s
-            self.controller.tick()
+            self.ticks += 1
+            self.next_tick = self.start + self.ticks * self.poll_s  # no drift over long runs
+            self._tick()
         elif name == "deposits":
-            self.next_poll += self.deposit_poll_interval_s
+            self.deposit_polls += 1
+            self.next_poll = self.start + self.deposit_polls * self.deposit_poll_interval_s
             try:
                 self.watcher.poll()
             except LedgerUnavailable:
@@ -50,16 +62,18 @@ class VirtualLoop:
         self.cutoff = self.controller.next_cutoff()
         return name
 
-    def run_for(self, seconds: float) -> None:
-        end = self.clock.now() + seconds
-        while True:
-            upcoming = min(self.next_tick, self.next_poll, self.cutoff if self.cutoff is not None else math.inf)
-            if upcoming > end:
-                break
+    def run_until(self, end: float, stop: Callable[[], bool] | None = None) -> None:
+        """Run every event up to `end` (or until `stop()` is true), then set the clock to `end`."""
+        while self.next_event_at() <= end:
             self.step()
+            if stop is not None and stop():
+                return
         self.clock.set(max(end, self.clock.now()))
 
+    def run_for(self, seconds: float) -> None:
+        self.run_until(self.clock.now() + seconds)
+
     def run_ticks(self, ticks: int) -> None:
-        target = self.controller.ticks + ticks
-        while self.controller.ticks < target:
+        target = self.ticks + ticks
+        while self.ticks < target:
             self.step()
