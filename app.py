@@ -169,8 +169,9 @@ def run(config) -> int:
             try:
                 server = make_server(config.web.host, config.web.port, create_app(services, ROOT / "templates"),
                                      threaded=True)
-            except OSError as exc:
-                log.error("cannot serve on %s:%s: %s", config.web.host, config.web.port, exc)
+            except (OSError, SystemExit) as exc:  # werkzeug exits (SystemExit 1) when the port is taken
+                log.error("cannot serve on %s:%s: %s", config.web.host, config.web.port,
+                          exc if isinstance(exc, OSError) else "address unavailable (in use?)")
                 return 1
         scheduler.start()
         log.info("payg running: %d sockets, ledger %s, web %s", len(controller.sockets), rt.ledger.name,
@@ -208,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         return run(config)
     if args.command == "deposit":
+        if config.socket(args.socket) is None:
+            return cli.unknown_socket(args.socket, config)
         from ledgers.mock import MockLedger
         from payg.clock import SystemClock
 

@@ -61,11 +61,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def unknown_socket(socket_id: str, config: Config) -> int:
+    print(f"payg: unknown socket {socket_id!r} (configured: {', '.join(s.id for s in config.sockets)})",
+          file=sys.stderr)
+    return 1
+
+
 def cmd_deposit(args: argparse.Namespace, config: Config, payer: DepositPayer, out: TextIO = sys.stdout) -> int:
     if config.socket(args.socket) is None:
-        print(f"payg: unknown socket {args.socket!r} (configured: {', '.join(s.id for s in config.sockets)})",
-              file=sys.stderr)
-        return 1
+        return unknown_socket(args.socket, config)
     try:
         deposit_id = payer.pay(args.socket, args.amount)
     except (InvalidAmount, UnknownSocket) as exc:
@@ -76,15 +80,22 @@ def cmd_deposit(args: argparse.Namespace, config: Config, payer: DepositPayer, o
 
 
 def fetch_live_states(config: Config, timeout_s: float = 2.0) -> list[dict] | None:
-    """The running controller's view, or None when it does not answer."""
+    """The running controller's view, or None when it does not answer (or another controller answers)."""
+    if not config.web.enabled:
+        return None
     host = "127.0.0.1" if config.web.host in ("0.0.0.0", "::", "") else config.web.host
     if ":" in host:
         host = f"[{host}]"
     try:
         with urllib.request.urlopen(f"http://{host}:{config.web.port}/api/sockets", timeout=timeout_s) as resp:
-            return json.load(resp)
+            states = json.load(resp)
     except (urllib.error.URLError, OSError, ValueError):
         return None
+    if not isinstance(states, list) or not all(isinstance(st, dict) for st in states):
+        return None
+    if sorted(str(st.get("id")) for st in states) != sorted(s.id for s in config.sockets):
+        return None
+    return states
 
 
 def cmd_status(config: Config, journal: SqliteJournal | None, live: list[dict] | None,

@@ -4,8 +4,9 @@ Each campaign drives one data directory through many trials: start
 `app.py --config FILE`, pay deposits into the mock ledger from this process
 while the controller runs (both processes write the ledger file), kill the
 controller with SIGKILL at a random moment (during start-up, right after it
-comes up, while it runs, right after a payment), then check the files it
-left behind:
+comes up, while it runs, around the crediting of a payment, the moment a
+meter saves a new counter value, inside or just after a tick's commit, right
+at a cut-off), then check the files it left behind:
 
 - the journal passes SQLite's integrity check and has only grown (every entry
   seen after an earlier kill is still there, unchanged);
@@ -29,8 +30,6 @@ credited exactly once and every Wh the meters counted is billed.
 from __future__ import annotations
 
 import json
-import math
-import os
 import random
 import signal
 import sqlite3
@@ -50,7 +49,7 @@ from payg.journal import CREDIT_KINDS, SqliteJournal
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app.py"
 
-TRIALS_PER_CAMPAIGN = 55  # two campaigns: 110 kills in total
+TRIALS_PER_CAMPAIGN = 60  # two campaigns: 120 kills in total
 
 # Loads of several kW so that every trial bills whole Wh; max_power_w is raised to allow them.
 SOCKETS = {
@@ -99,12 +98,20 @@ class Payer:
         self.payments: dict[str, tuple[str, int]] = {}  # deposit id -> (socket id, amount)
         self.foreign: set[str] = set()
 
+        # Roughly each socket's balance once everything paid is credited: payments go to sockets that are
+        # nearly out of credit, so that relays keep running out and kills land near cut-offs.
+        self.expected_balance = {socket_id: 0 for socket_id in SOCKETS}
+
     def pay_random(self) -> None:
-        socket_id = self.rng.choice(list(SOCKETS))
-        amount = self.rng.randint(1, 6)
+        low = [s for s, balance in self.expected_balance.items() if balance <= 2]
+        if low:
+            self.pay(self.rng.choice(low), self.rng.randint(1, 4))
+
+    def pay(self, socket_id: str, amount: int) -> None:
         deposit_id = self.ledger.pay(socket_id, amount)
         assert deposit_id not in self.payments
         self.payments[deposit_id] = (socket_id, amount)
+        self.expected_balance[socket_id] += amount
 
     def pay_foreign(self) -> None:
         """A payment to an address that is no socket's: listed by the ledger, never credited."""
@@ -152,7 +159,7 @@ class Checker:
                 # Killed while the schema was being created: nothing can have been booked yet.
                 for table in {"entries", "meter_state", "cursors"} & tables:
                     assert conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == 0, context
-                self._check_no_journal(context, schema_only=True)
+                self._check_no_journal(context)
                 self.stats["partial_schema"] += 1
                 return {"cursor": 0, "credited": {}}
             entries = conn.execute("SELECT id, socket_id, at, kind, amount, energy_wh, idem_key, memo"
@@ -172,6 +179,10 @@ class Checker:
         credited = self._check_deposits(entries, cursor_row, rows, context)
         self._check_balances(journal_path, entries, states, context)
         for socket_id in SOCKETS:
+            self.payer.expected_balance[socket_id] = self.stats[f"balance:{socket_id}"] + sum(
+                amount for deposit_id, (s, amount) in self.payer.payments.items()
+                if s == socket_id and deposit_id not in credited)
+        for socket_id in SOCKETS:
             self._check_energy(socket_id, entries, states.get(socket_id), t_kill, context, clean_stop)
         return {"cursor": int(cursor_row[0]) if cursor_row and cursor_row[0] else 0, "credited": credited}
 
@@ -185,7 +196,7 @@ class Checker:
         assert set(foreign) == self.payer.foreign, context
         assert {d: v for d, v in by_id.items() if d not in self.payer.foreign} == expected, context
 
-    def _check_no_journal(self, context: str, schema_only: bool = False) -> None:
+    def _check_no_journal(self, context: str) -> None:
         for socket_id in SOCKETS:
             saved = self.meter_file(socket_id)
             # Relays close only after a committed healthy reading: without one the meters counted nothing.
@@ -208,7 +219,7 @@ class Checker:
         twice = {k: n for k, n in keys.items() if n > 1}
         assert not twice, f"{context}: deposits credited more than once: {twice}"
         credited: dict[str, int] = {}
-        for entry_id, socket_id, _at, _kind, amount, energy_wh, key, memo in deposits:
+        for _id, socket_id, _at, _kind, amount, energy_wh, key, _memo in deposits:
             assert key is not None and key.startswith("mock:"), (context, key)
             deposit_id = key[len("mock:"):]
             assert deposit_id in self.payer.payments, f"{context}: credited deposit {deposit_id} was never paid"
@@ -248,6 +259,7 @@ class Checker:
                 floor = -(2 + SOCKETS[socket_id]["max_load_w"] * 3 / 3600) * self.tariff
                 assert expected >= floor, f"{context}: {socket_id} is {-expected} in debt (relay left on?)"
                 self.stats["min_balance"] = min(self.stats.get("min_balance", 0), expected)
+                self.stats[f"balance:{socket_id}"] = expected
         finally:
             journal.close()
 
@@ -262,7 +274,7 @@ class Checker:
             if saved is not None:
                 assert saved["energy_wh"] == 0 and saved["counter_wh"] == 0, (where, saved)
             return
-        _, counter_raw, read_at, carry_raw, pending_units, pending_wh_raw, pending_since = state
+        _, counter_raw, read_at, carry_raw, pending_units, pending_wh_raw, _pending_since = state
         counter, carry, pending_wh = Fraction(counter_raw), Fraction(carry_raw), Fraction(pending_wh_raw)
         assert all(e[5] is not None for e in usage), where
         billed_wh = sum((Fraction(e[5]) for e in usage), Fraction(0)) + pending_wh
@@ -273,12 +285,11 @@ class Checker:
         assert debited + carry == billed_wh * self.tariff, (
             f"{where}: debited {debited} + carry {carry} units for {billed_wh} Wh at {self.tariff}/Wh")
         assert pending_wh >= 0 and pending_units >= 0, where
-        assert (pending_since is None) == (pending_wh == 0), where
-        assert all(Fraction(e[5]) > 0 for e in usage), f"{where}: a usage entry for no energy"
 
         assert saved is not None, f"{where}: the journal billed a reading the meter never saved"
         file_counter, file_energy = saved["counter_wh"], float(saved["energy_wh"])
-        assert file_counter == math.floor(file_energy), (where, saved)
+        # A whole-Wh counter over the true energy (forgiving float noise of a nano-Wh).
+        assert file_counter <= file_energy + 1e-9 < file_counter + 1, (where, saved)
         assert counter.denominator == 1, where
         # The meter saves before the tick commits: it may be ahead of the journal, never behind.
         assert file_counter >= counter, f"{where}: the journal billed {counter} Wh, the meter shows {file_counter}"
@@ -331,6 +342,47 @@ def kill(proc: subprocess.Popen) -> float:
     return time.time()
 
 
+def kill_on_counter_step(proc: subprocess.Popen, data_dir: Path, socket_id: str, timeout_s: float,
+                         journal_write_delay_s: float | None) -> bool:
+    """SIGKILL the moment a meter saves a higher counter (before the tick commits), or, with a delay,
+    that long after the journal's next write (the tick's commit: while writing it, syncing it, just after)."""
+    path = data_dir / "simulated" / f"{socket_id}.json"
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            counter = json.loads(path.read_text())["counter_wh"]
+        except (FileNotFoundError, ValueError):
+            continue
+        if last is not None and counter > last:
+            if journal_write_delay_s is not None:
+                wait_for_journal_write(data_dir, journal_write_delay_s, deadline)
+            proc.send_signal(signal.SIGKILL)
+            return True
+        last = counter
+    return False
+
+
+def wait_for_journal_write(data_dir: Path, delay_s: float, deadline: float) -> bool:
+    """Busy-wait for the journal's next write (its WAL file changes), then `delay_s` more."""
+    wal = data_dir / "journal.sqlite-wal"
+
+    def mtime() -> int | None:
+        try:
+            return wal.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+
+    written = mtime()
+    while mtime() == written:
+        if time.monotonic() > deadline:
+            return False
+    until = time.perf_counter() + delay_s
+    while time.perf_counter() < until:
+        pass
+    return True
+
+
 def run_until(proc: subprocess.Popen, log: Path, seconds: float, pay_times: list[float], payer: Payer,
               context: str) -> None:
     """Let the controller run for `seconds`, paying a deposit at each of `pay_times` (relative)."""
@@ -360,12 +412,17 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path, 
     payer = Payer(ledger, rng)
     checker = Checker(data_dir, tariff, payer)
     modes = Counter()
+    n = TRIALS_PER_CAMPAIGN
+    schedule = (["startup"] * (n // 5) + ["just-up"] * (n // 10) + ["after-payment"] * (n // 5)
+                + ["counter-step"] * (n // 4) + ["cut-off"] * (n // 10))
+    schedule += ["running"] * (n - len(schedule))
+    rng.shuffle(schedule)
     try:
         for trial in range(TRIALS_PER_CAMPAIGN):
             usage_entry_s = rng.choice([0, None])  # None: the default (60 s)
             write_config(config, data_dir, tokens_per_wh, usage_entry_s)
             log = tmp_path / f"trial-{trial:03d}.log"
-            mode = rng.choices(["startup", "just-up", "running", "after-payment"], weights=[3, 2, 4, 2])[0]
+            mode = schedule[trial]
             modes[mode] += 1
             context = f"trial {trial} ({mode}, usage_entry_s={usage_entry_s}, log {log})"
             proc = start(config, log, tmp_path)
@@ -375,16 +432,40 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path, 
                     run_until(proc, log, rng.uniform(0.0, 0.35), [], payer, context)
                 else:
                     assert wait_for_line(proc, log, "payg running", 30), f"{context}: no start:\n{log_text(log)}"
-                    if mode == "just-up":
+                    if mode == "counter-step":
+                        socket_id = rng.choice(list(SOCKETS))
+                        payer.pay(socket_id, 2)
+                        run_until(proc, log, rng.uniform(0.0, 0.3), [], payer, context)
+                        delay_s = rng.choice([None, 0.0, rng.uniform(0, 0.0005), rng.uniform(0, 0.003)])
+                        stepped = kill_on_counter_step(proc, data_dir, socket_id, 3.0, delay_s)
+                        modes["counter-step-hit"] += stepped
+                    elif mode == "cut-off":
+                        # Right when the relay opens for lack of credit (the kitchen draws the most).
+                        if payer.expected_balance["kitchen"] <= 0:
+                            payer.pay("kitchen", rng.randint(1, 2))
+                        seen = log_text(log).count("socket kitchen off: credit exhausted")
+                        tokens_per_s = SOCKETS["kitchen"]["max_load_w"] / 3600 * float(tariff)
+                        deadline = time.monotonic() + 3 + 1.5 * payer.expected_balance["kitchen"] / tokens_per_s
+                        while (log_text(log).count("socket kitchen off: credit exhausted") == seen
+                               and time.monotonic() < deadline):
+                            run_until(proc, log, 0.002, [], payer, context)
+                        modes["cut-off-hit"] += time.monotonic() < deadline
+                        run_until(proc, log, rng.uniform(0.0, 0.03), [], payer, context)
+                    elif mode == "just-up":
                         run_until(proc, log, rng.uniform(0.0, 0.05), [], payer, context)
                     elif mode == "running":
                         seconds = rng.uniform(0.05, 0.9)
                         pays = [rng.uniform(0, seconds) for _ in range(rng.randint(0, 3))]
                         run_until(proc, log, seconds, pays, payer, context)
                     else:
+                        # Around the watcher's crediting transaction.
                         run_until(proc, log, rng.uniform(0.0, 0.4), [], payer, context)
-                        payer.pay_random()
-                        run_until(proc, log, rng.uniform(0.0, 0.06), [], payer, context)
+                        payer.pay(rng.choice(list(SOCKETS)), rng.randint(1, 2))
+                        if rng.random() < 0.5:
+                            run_until(proc, log, rng.uniform(0.0, 0.06), [], payer, context)
+                        else:
+                            delay_s = rng.choice([0.0, rng.uniform(0, 0.0005), rng.uniform(0, 0.003)])
+                            wait_for_journal_write(data_dir, delay_s, time.monotonic() + 3)
             finally:
                 t_kill = kill(proc)
             checker.check(t_kill, context)
@@ -429,8 +510,14 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path, 
     assert result["credited"] == {deposit_id: 1 for deposit_id in payer.payments}
     assert not payer.foreign & set(result["credited"])
     # The campaign must have exercised what it claims to check.
-    assert all(modes[m] >= 5 for m in ("startup", "just-up", "running", "after-payment")), modes
-    assert len(payer.payments) >= 50, len(payer.payments)
+    cut_offs = sum(log_text(p).count("credit exhausted") for p in tmp_path.glob("*.log"))
+    hits = {"counter-step": modes["counter-step-hit"], "cut-off": modes["cut-off-hit"]}
+    summary = (f"{tokens_per_wh} token/Wh: kills {dict(modes)}, {len(payer.payments)} payments, "
+               f"{cut_offs} cut-offs, {dict(checker.stats)}")
+    print("\n" + summary)
+    assert len(payer.payments) >= 20, summary
     for socket_id in SOCKETS:
-        assert checker.stats[f"billed_wh:{socket_id}"] >= 10, (socket_id, dict(checker.stats))
-    print(f"\n{tokens_per_wh} token/Wh: {dict(modes)}, {len(payer.payments)} payments, stats {dict(checker.stats)}")
+        assert checker.stats[f"billed_wh:{socket_id}"] >= 10, summary
+    # Targeted kills must mostly land where they aim (a meter's counter step, a cut-off).
+    assert all(hits[m] * 2 >= modes[m] for m in hits), summary
+    assert checker.stats["kills_with_usage_in_flight"] >= 2, summary
