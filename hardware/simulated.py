@@ -156,8 +156,8 @@ class SimulatedMeter:
 
     def _counter(self) -> int:
         # The integral is summed in floating point: 6 h at 1 kW comes to 5999.9999999979 Wh,
-        # which a real meter would show as 6000.
-        return math.floor(self._energy_wh + 1e-9)
+        # which a real meter would show as 6000. A micro-Wh is far below any meter's resolution.
+        return math.floor(self._energy_wh + 1e-6)
 
     def _save(self) -> None:
         if self._state_path is None:

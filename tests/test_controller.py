@@ -388,3 +388,21 @@ def test_state_is_published_once_per_tick_with_every_socket(tmp_path):
     per_tick = [p for p in rig.publisher.published]
     assert len(per_tick) == 5
     assert all([s["id"] for s in states] == ["a", "b", "c"] for states in per_tick)
+
+
+def test_a_failing_journal_makes_the_tick_fail_and_trip_opens_every_relay(tmp_path):
+    rig = Rig(tmp_path, ids=("a", "b"))
+    rig.deposit("a", 100)
+    rig.deposit("b", 100)
+    rig.loop.run_for(2)
+    assert all(r.closed for r in rig.relays.values())
+    rig.meters["a"].energy_wh = 2
+    rig.journal._conn.execute("PRAGMA query_only = ON")  # writes now fail, as on a full or read-only disk
+    with pytest.raises(Exception):
+        rig.controller.tick()
+    assert rig.balance("a") == 100  # nothing half-written
+    rig.controller.trip("tick failed")  # what app.py's tick job does on any exception
+    assert not any(r.closed for r in rig.relays.values())
+    rig.journal._conn.execute("PRAGMA query_only = OFF")
+    rig.loop.run_ticks(1)
+    assert rig.balance("a") == 98 and all(r.closed for r in rig.relays.values())
