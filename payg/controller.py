@@ -343,7 +343,7 @@ class Controller:
             "power_w": r.power_w if r else None,
             "voltage_v": r.voltage_v if r else None,
             "current_a": r.current_a if r else None,
-            "energy_wh": _number(s.reading.energy_wh) if s.reading else None,
+            "energy_wh": _number(r.energy_wh) if r else None,
             "meter": self.meter_status(s, now),
             "meter_error": s.error,
             "relay_error": s.relay_error,

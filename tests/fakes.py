@@ -1,4 +1,4 @@
-"""Fakes for the ports: scriptable meters, relays and deposit sources (no mock.patch of our own code)."""
+"""Fakes for the ports: scriptable meters, relays and deposit sources, injected through constructors."""
 
 from __future__ import annotations
 
