@@ -31,11 +31,51 @@ class Runtime:
     watcher: object
     meters: dict
     relays: dict
+    buses: dict
+
+
+def profile_dirs() -> tuple[Path, ...]:
+    """Where meter profiles are found by name: the project's config/meters, then the installed copy."""
+    return (ROOT / "config" / "meters", Path(sys.prefix) / "share" / "payg" / "meters")
+
+
+def load_config(path):
+    from payg import config as config_module
+
+    return config_module.load(path, profile_dirs())
+
+
+def build_relay(rc, clock):
+    if rc.kind == "gpio":
+        from hardware.gpio_relay import GpioRelay
+
+        return GpioRelay(rc.pin, rc.active_low)
+    from hardware.simulated import SimulatedRelay
+
+    return SimulatedRelay(clock)
+
+
+def build_meter(sc, relay, clock, data_dir: Path, buses: dict):
+    mc = sc.meter
+    if mc.kind == "modbus":
+        from hardware.modbus_meter import BusSettings, ModbusBus, ModbusMeter
+
+        bus = buses.get(mc.port)
+        if bus is None:
+            bus = buses[mc.port] = ModbusBus(BusSettings(mc.port, mc.baud, mc.parity, mc.stopbits, mc.timeout_s,
+                                                         mc.local_echo))
+        return ModbusMeter(bus, mc.address, mc.profile, clock)
+    from hardware.simulated import LoadModel, SimulatedMeter
+
+    state_path = None
+    if mc.persist:
+        (data_dir / "simulated").mkdir(exist_ok=True, mode=0o700)
+        state_path = data_dir / "simulated" / f"{sc.id}.json"
+    return SimulatedMeter(clock, LoadModel(mc.load), relay, mc.voltage_v, state_path)
 
 
 def build(config, clock=None) -> Runtime:
     """Every object of a controller, wired, not started. Tests pass a virtual clock."""
-    from hardware.simulated import LoadModel, SimulatedMeter, SimulatedRelay
     from ledgers.mock import MockLedger
     from payg.billing import Tariff
     from payg.clock import SystemClock
@@ -49,23 +89,30 @@ def build(config, clock=None) -> Runtime:
     journal = SqliteJournal(data_dir / "journal.sqlite")
     ledger = MockLedger(data_dir / "mock-ledger.sqlite", clock, [s.id for s in config.sockets],
                         finality_s=config.ledger.mock.finality_s)
-    sockets, meters, relays = [], {}, {}
+    sockets, meters, relays, buses = [], {}, {}, {}
     for sc in config.sockets:
-        relay = SimulatedRelay(clock)
-        state_path = None
-        if sc.meter.persist:
-            (data_dir / "simulated").mkdir(exist_ok=True, mode=0o700)
-            state_path = data_dir / "simulated" / f"{sc.id}.json"
-        meter = SimulatedMeter(clock, LoadModel(sc.meter.load), relay, sc.meter.voltage_v, state_path)
+        relay = build_relay(sc.relay, clock)
+        meter = build_meter(sc, relay, clock, data_dir, buses)
         meters[sc.id], relays[sc.id] = meter, relay
         sockets.append(Socket(sc.id, sc.name, meter, relay, sc.max_power_w))
     c = config.controller
     controller = Controller(sockets, journal, clock, Tariff(config.tariff.tokens_per_wh, 1),
                             poll_interval_s=c.poll_interval_s, grace_s=c.meter_offline_grace_s,
                             usage_entry_s=c.usage_entry_s, counter_confirmations=c.counter_confirmations,
-                            predictive_cutoff=c.predictive_cutoff)
+                            predictive_cutoff=c.predictive_cutoff, relay_check_s=c.relay_check_s,
+                            relay_off_max_w=c.relay_off_max_w)
     watcher = DepositWatcher(ledger, journal, clock, on_credit=controller.credits_arrived)
-    return Runtime(config, clock, journal, ledger, controller, watcher, meters, relays)
+    return Runtime(config, clock, journal, ledger, controller, watcher, meters, relays, buses)
+
+    
+def close_hardware(rt: Runtime) -> None:
+    """After the controller has opened every relay: release GPIO pins (left at 'off') and serial ports."""
+    for relay in rt.relays.values():
+        close = getattr(relay, "close", None)
+        if close is not None:
+            close()
+    for bus in rt.buses.values():
+        bus.close()
 
 
 class _DataDirLock:
@@ -89,7 +136,8 @@ def run(config) -> int:
     from apscheduler.schedulers.background import BackgroundScheduler
     from werkzeug.serving import make_server
 
-    from payg.errors import LedgerUnavailable
+    from payg.errors import LedgerUnavailable, RelayError
+    from payg.notify import SystemdNotifier
     from payg.web import WebServices, create_app
 
     logging.basicConfig(level=config.controller.log_level.upper(),
@@ -98,10 +146,15 @@ def run(config) -> int:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     config.controller.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     lock = _DataDirLock(config.controller.data_dir)
-    rt = build(config)
+    try:
+        rt = build(config)
+    except RelayError as exc:
+        log.error("%s", exc)
+        return 1
     controller = rt.controller
     controller.start()  # every relay open before anything else happens
     atexit.register(controller.shutdown)
+    notifier = SystemdNotifier()
 
     scheduler = BackgroundScheduler(timezone=timezone.utc,
                                     job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
@@ -115,6 +168,7 @@ def run(config) -> int:
             controller.trip("tick failed")
             return
         last_tick["at"] = rt.clock.now()
+        notifier.watchdog()  # systemd restarts a controller whose loop stops ticking
         schedule_cutoff()
 
     def schedule_cutoff() -> None:
@@ -174,6 +228,7 @@ def run(config) -> int:
                           exc if isinstance(exc, OSError) else "address unavailable (in use?)")
                 return 1
         scheduler.start()
+        notifier.ready()
         log.info("payg running: %d sockets, ledger %s, web %s", len(controller.sockets), rt.ledger.name,
                  f"http://{config.web.host}:{config.web.port}" if server else "off")
         if server is not None:
@@ -184,9 +239,11 @@ def run(config) -> int:
     except SystemExit:
         pass
     finally:
+        notifier.stopping()
         if scheduler.running:
             scheduler.shutdown(wait=True)
         controller.shutdown()
+        close_hardware(rt)
         if server is not None:
             server.server_close()
         rt.journal.close()
@@ -197,15 +254,18 @@ def run(config) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from payg import cli
-    from payg import config as config_module
     from payg.errors import ConfigError
 
     args = cli.parse_args(argv)
+    if args.command in ("meters", "relay") and args.action != "off":
+        return installer_command(args)
     try:
-        config = config_module.load(args.config)
+        config = load_config(args.config)
     except ConfigError as exc:
         print(f"payg: invalid configuration: {exc}", file=sys.stderr)
         return 2
+    if args.command == "relay":
+        return relays_off(config)
     if args.command == "run":
         return run(config)
     if args.command == "deposit":
@@ -237,6 +297,64 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if journal is not None:
             journal.close()
+
+
+def installer_command(args) -> int:
+    """`payg meters scan|read` and `payg relay test`: hardware at hand, no configuration needed."""
+    import time
+
+    from payg import cli
+    from payg.clock import SystemClock
+    from payg.errors import ConfigError, RelayError
+
+    if args.command == "relay":
+        from hardware.gpio_relay import GpioRelay
+
+        try:
+            relay = GpioRelay(args.pin, args.active_low)
+        except (RelayError, ValueError) as exc:
+            print(f"payg: {exc}", file=sys.stderr)
+            return 1
+        try:
+            return cli.cmd_relay_test(args, relay, time.sleep)
+        finally:
+            relay.close()
+
+    from hardware.modbus_meter import BusSettings, ModbusBus, ModbusMeter
+    from payg.meter_profile import load_profile
+
+    try:
+        profile = load_profile(args.profile, list(profile_dirs()))
+    except ConfigError as exc:
+        print(f"payg: {exc}", file=sys.stderr)
+        return 2
+    bus = ModbusBus(BusSettings(args.port, args.baud or profile.serial.baud,
+                                args.parity or profile.serial.parity, profile.serial.stopbits, args.timeout,
+                                args.local_echo))
+    clock = SystemClock()
+    try:
+        if args.action == "scan":
+            return cli.cmd_meters_scan(args, profile, lambda a: ModbusMeter(bus, a, profile, clock).read_fields())
+        return cli.cmd_meters_read(args, profile, ModbusMeter(bus, args.address, profile, clock).read_fields)
+    finally:
+        bus.close()
+
+
+def relays_off(config) -> int:
+    """`payg relay off`: drive every configured GPIO relay to 'off' (systemd's ExecStopPost)."""
+    from hardware.gpio_relay import force_off
+    from payg.errors import RelayError
+
+    failed = 0
+    for sc in config.sockets:
+        if sc.relay.kind == "gpio":
+            try:
+                force_off(sc.relay.pin, sc.relay.active_low)
+                print(f"{sc.id}: relay on GPIO{sc.relay.pin} off")
+            except RelayError as exc:
+                failed += 1
+                print(f"payg: {sc.id}: {exc}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

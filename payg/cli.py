@@ -11,12 +11,13 @@ import json
 import sys
 import urllib.error
 import urllib.request
-from typing import TextIO
+from typing import Callable, TextIO
 
 from payg.config import Config
-from payg.errors import InvalidAmount, UnknownSocket
+from payg.errors import InvalidAmount, MeterTimeout, MeterUnavailable, PortUnavailable, UnknownSocket
 from payg.journal import SqliteJournal
-from payg.ports import DepositPayer
+from payg.meter_profile import MeterProfile
+from payg.ports import DepositPayer, Relay
 
 DEFAULT_CONFIG = "config/default.toml"
 
@@ -41,7 +42,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--socket", required=True, metavar="ID", help="socket id")
     p.add_argument("--csv", action="store_true", help="every entry, oldest first, as CSV")
     p.add_argument("--limit", type=_positive_int, default=50, metavar="N", help="entries to show (default 50)")
+
+    meters = sub.add_parser("meters", help="find and read Modbus meters (for installers; no config needed)")
+    meter_actions = meters.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, help_text in (("scan", "find which slave addresses answer on a port"),
+                            ("read", "print one decoded reading of one meter")):
+        m = meter_actions.add_parser(name, help=help_text, description=help_text)
+        m.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0")
+        m.add_argument("--profile", default="pzem004t", help="meter profile name or .toml path (default pzem004t)")
+        m.add_argument("--baud", type=_positive_int, help="baud rate (default: the profile's)")
+        m.add_argument("--parity", choices=("N", "E", "O"), help="parity (default: the profile's)")
+        m.add_argument("--timeout", type=float, default=0.2 if name == "scan" else 0.5, metavar="S",
+                       help="seconds to wait for each reply")
+        m.add_argument("--local-echo", action="store_true", help="the RS485 adapter echoes what it sends")
+        if name == "scan":
+            m.add_argument("--first", type=_address, default=1, help="first address to try (default 1)")
+            m.add_argument("--last", type=_address, default=247, help="last address to try (default 247)")
+        else:
+            m.add_argument("--address", type=_address, required=True, help="slave address, 1-247")
+
+    relay = sub.add_parser("relay", help="test a GPIO relay, or force the configured ones off")
+    relay_actions = relay.add_subparsers(dest="action", metavar="ACTION", required=True)
+    t = relay_actions.add_parser("test", help="switch a relay on for a moment, after a confirmation",
+                                 description="switch a relay on for a moment, after a confirmation")
+    t.add_argument("--pin", type=int, required=True, help="BCM GPIO number, 0-27")
+    t.add_argument("--active-low", action="store_true", help="the relay board switches on a low level")
+    t.add_argument("--seconds", type=float, default=2.0, help="how long to keep it on (default 2)")
+    t.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    o = relay_actions.add_parser("off", help="drive every configured GPIO relay off (systemd ExecStopPost)",
+                                 description="drive every configured GPIO relay off (systemd ExecStopPost)")
+    o.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                   help=f"configuration file (default: {DEFAULT_CONFIG})")
     return parser
+
+
+def _address(text: str) -> int:
+    value = _positive_int(text)
+    if not 1 <= value <= 247:
+        raise argparse.ArgumentTypeError(f"a Modbus slave address is 1-247, got {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -57,7 +96,8 @@ def _positive_int(text: str) -> int:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     args.command = args.command or "run"
-    args.config = args.config or DEFAULT_CONFIG
+    args.config = getattr(args, "config", None) or DEFAULT_CONFIG
+    args.action = getattr(args, "action", None)
     return args
 
 
@@ -131,6 +171,90 @@ def cmd_journal(args: argparse.Namespace, config: Config, journal: SqliteJournal
     entries = journal.entries(args.socket, args.limit)
     print(f"{args.socket}: balance {journal.balance(args.socket)}", file=out)
     _table(fields, [[_fmt(e.as_dict()[f]) for f in fields] for e in entries], out)
+    return 0
+
+
+def _reading_lines(profile: MeterProfile, values: dict) -> list[str]:
+    lines = []
+    for f in profile.fields:
+        value = values[f.name]
+        shown = f"{float(value):.3f}".rstrip("0").rstrip(".") if value.denominator != 1 else str(value)
+        lines.append(f"  {f.name:<14} {shown} {_UNITS.get(f.name, '')}".rstrip())
+    return lines
+
+
+_UNITS = {"energy_wh": "Wh", "power_w": "W", "voltage_v": "V", "current_a": "A", "frequency_hz": "Hz"}
+
+
+def cmd_meters_read(args: argparse.Namespace, profile: MeterProfile, read_fields: Callable[[], dict],
+                    out: TextIO = sys.stdout) -> int:
+    try:
+        values = read_fields()
+    except MeterUnavailable as exc:
+        print(f"payg: {exc}", file=sys.stderr)
+        return 1
+    print(f"{profile.model} at address {args.address} on {args.port}:", file=out)
+    for line in _reading_lines(profile, values):
+        print(line, file=out)
+    return 0
+
+
+def cmd_meters_scan(args: argparse.Namespace, profile: MeterProfile, probe: Callable[[int], dict],
+                    out: TextIO = sys.stdout, progress: TextIO = sys.stderr) -> int:
+    if args.last < args.first:
+        print("payg: --last must not be below --first", file=sys.stderr)
+        return 2
+    addresses = range(args.first, args.last + 1)
+    found = []
+    for n, address in enumerate(addresses, 1):
+        _progress_bar(progress, n, len(addresses), f"address {address}, found {len(found)}")
+        try:
+            values = probe(address)
+        except PortUnavailable as exc:
+            print(file=progress)
+            print(f"payg: {exc}", file=sys.stderr)
+            return 1
+        except MeterTimeout:
+            continue
+        except MeterUnavailable as exc:  # something answered, but not as this profile expects
+            found.append((address, None, str(exc)))
+            continue
+        found.append((address, values, None))
+    print(file=progress)
+    if not any(values is not None for _, values, _ in found):
+        print(f"no {profile.model} answered on {args.port} at addresses {args.first}-{args.last}", file=out)
+    for address, values, error in found:
+        if values is None:
+            print(f"address {address}: answered, but not as a {profile.name} ({error})", file=out)
+            continue
+        print(f"address {address}: {profile.model}", file=out)
+        for line in _reading_lines(profile, values):
+            print(line, file=out)
+    return 0 if any(values is not None for _, values, _ in found) else 1
+
+
+def _progress_bar(stream: TextIO, done: int, total: int, text: str, width: int = 30) -> None:
+    filled = width * done // total
+    stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {text}")
+    stream.flush()
+
+
+def cmd_relay_test(args: argparse.Namespace, relay: Relay, sleep: Callable[[float], None],
+                   ask: Callable[[str], str] = input, out: TextIO = sys.stdout) -> int:
+    polarity = "active-low" if args.active_low else "active-high"
+    if not args.yes:
+        answer = ask(f"This switches the relay on GPIO{args.pin} ({polarity}) ON for {args.seconds:g} s: whatever "
+                     f"is plugged into its socket gets power. Type 'yes' to go on: ")
+        if answer.strip().lower() != "yes":
+            print("nothing switched", file=out)
+            return 1
+    try:
+        relay.set_closed(True)
+        print(f"GPIO{args.pin}: relay ON", file=out)
+        sleep(args.seconds)
+    finally:
+        relay.set_closed(False)
+        print(f"GPIO{args.pin}: relay OFF", file=out)
     return 0
 
 

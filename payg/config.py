@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from payg.errors import ConfigError
+from payg.meter_profile import MeterProfile, load_profile
 
 SOCKET_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 BACKENDS = ("mock", "iota", "ethereum")
@@ -31,6 +32,8 @@ class ControllerConfig:
     predictive_cutoff: bool = True
     usage_entry_s: float = 60.0
     counter_confirmations: int = 3
+    relay_check_s: float = 5.0
+    relay_off_max_w: float = 5.0
     log_level: str = "info"
 
 
@@ -85,16 +88,40 @@ class SimulatedMeterConfig:
 
 
 @dataclass(frozen=True)
+class ModbusMeterConfig:
+    profile: MeterProfile
+    port: str
+    address: int
+    baud: int
+    parity: str
+    stopbits: int
+    timeout_s: float = 0.5
+    local_echo: bool = False
+    kind: str = "modbus"
+
+    @property
+    def bus_settings(self) -> tuple:
+        return (self.baud, self.parity, self.stopbits, self.timeout_s, self.local_echo)
+
+
+@dataclass(frozen=True)
 class SimulatedRelayConfig:
     kind: str = "simulated"
+
+
+@dataclass(frozen=True)
+class GpioRelayConfig:
+    pin: int
+    active_low: bool = False
+    kind: str = "gpio"
 
 
 @dataclass(frozen=True)
 class SocketConfig:
     id: str
     name: str
-    meter: SimulatedMeterConfig
-    relay: SimulatedRelayConfig
+    meter: SimulatedMeterConfig | ModbusMeterConfig
+    relay: SimulatedRelayConfig | GpioRelayConfig
     max_power_w: float = 3680.0
 
 
@@ -243,35 +270,63 @@ def _load(t: _Table) -> ConstantLoad | ScheduleLoad | RandomLoad:
     return load
 
 
-def _meter(t: _Table) -> SimulatedMeterConfig:
-    kind = t.string("kind", choices=("simulated",))
-    assert kind == "simulated"
-    meter = SimulatedMeterConfig(_load(t), t.number("voltage_v", 230.0, positive=True), t.boolean("persist", True))
+def _meter(t: _Table, profile_dirs: tuple[Path, ...]) -> SimulatedMeterConfig | ModbusMeterConfig:
+    kind = t.string("kind", choices=("simulated", "modbus"))
+    if kind == "simulated":
+        meter = SimulatedMeterConfig(_load(t), t.number("voltage_v", 230.0, positive=True),
+                                     t.boolean("persist", True))
+        t.finish()
+        return meter
+    profile_name = t.string("profile")
+    try:
+        profile = load_profile(profile_name, list(profile_dirs))
+    except ConfigError as exc:
+        if exc.key == "profile":  # not found: name the config file and key, list the known ones
+            raise t.error("profile", exc.expected, profile_name) from None
+        raise
+    port = t.string("port")
+    if not port:
+        raise t.error("port", "a serial port such as /dev/ttyUSB0", port)
+    meter = ModbusMeterConfig(
+        profile=profile,
+        port=port,
+        address=t.integer("address", minimum=1, maximum=247),
+        baud=t.integer("baud", profile.serial.baud, minimum=300, maximum=921600),
+        parity=t.string("parity", profile.serial.parity, choices=("N", "E", "O")),
+        stopbits=t.integer("stopbits", profile.serial.stopbits, minimum=1, maximum=2),
+        timeout_s=t.number("timeout_s", 0.5, positive=True),
+        local_echo=t.boolean("local_echo", False),
+    )
     t.finish()
     return meter
 
 
-def _relay(t: _Table) -> SimulatedRelayConfig:
-    t.string("kind", choices=("simulated",))
+def _relay(t: _Table) -> SimulatedRelayConfig | GpioRelayConfig:
+    kind = t.string("kind", choices=("simulated", "gpio"))
+    if kind == "simulated":
+        t.finish()
+        return SimulatedRelayConfig()
+    relay = GpioRelayConfig(t.integer("pin", minimum=0, maximum=27), t.boolean("active_low", False))
     t.finish()
-    return SimulatedRelayConfig()
+    return relay
 
 
-def _socket(t: _Table) -> SocketConfig:
+def _socket(t: _Table, profile_dirs: tuple[Path, ...]) -> SocketConfig:
     socket_id = t.string("id")
     if not SOCKET_ID.match(socket_id):
         raise t.error("id", "1-32 characters of a-z, 0-9, '-' or '_', starting with a letter or digit", socket_id)
     name = t.string("name", socket_id)
     max_power_w = t.number("max_power_w", 3680.0, positive=True)
-    meter = _meter(t.table("meter"))
+    meter = _meter(t.table("meter"), profile_dirs)
     relay = _relay(t.table("relay"))
-    if isinstance(meter.load, ConstantLoad) and meter.load.load_w > max_power_w:
+    if isinstance(meter, SimulatedMeterConfig) and isinstance(meter.load, ConstantLoad) \
+            and meter.load.load_w > max_power_w:
         raise t.error("meter.load_w", f"at most max_power_w ({max_power_w})", meter.load.load_w)
     t.finish()
     return SocketConfig(socket_id, name, meter, relay, max_power_w)
 
 
-def parse(data: dict, file: str, base_dir: Path | None = None) -> Config:
+def parse(data: dict, file: str, base_dir: Path | None = None, profile_dirs: tuple[Path, ...] = ()) -> Config:
     root = _Table(file, "", data)
     if "controller" not in data:
         raise ConfigError(file, "[controller]", "a [controller] section (with at least data_dir)")
@@ -293,6 +348,8 @@ def parse(data: dict, file: str, base_dir: Path | None = None) -> Config:
         predictive_cutoff=c.boolean("predictive_cutoff", True),
         usage_entry_s=c.number("usage_entry_s", 60.0, minimum=0),
         counter_confirmations=c.integer("counter_confirmations", 3, minimum=1, maximum=100),
+        relay_check_s=c.number("relay_check_s", 5.0, positive=True),
+        relay_off_max_w=c.number("relay_off_max_w", 5.0, minimum=0),
         log_level=c.string("log_level", "info", choices=LOG_LEVELS),
     )
     if controller.meter_offline_grace_s < poll:
@@ -322,19 +379,40 @@ def parse(data: dict, file: str, base_dir: Path | None = None) -> Config:
         raise ConfigError(file, "sockets", "at least one [[sockets]] table", raw_sockets, has_got=True)
     sockets = []
     seen: set[str] = set()
+    buses: dict[str, tuple[int, ModbusMeterConfig]] = {}
+    addresses: set[tuple[str, int]] = set()
+    pins: set[int] = set()
     for i, item in enumerate(raw_sockets):
-        s = _socket(_Table(file, f"sockets[{i}]", item))
+        s = _socket(_Table(file, f"sockets[{i}]", item), profile_dirs)
         if s.id in seen:
             raise ConfigError(file, f"sockets[{i}].id", "a socket id not used by another socket", s.id,
                               has_got=True)
         seen.add(s.id)
+        if isinstance(s.meter, ModbusMeterConfig):
+            m = s.meter
+            if (m.port, m.address) in addresses:
+                raise ConfigError(file, f"sockets[{i}].meter.address", f"an address not used by another meter on "
+                                  f"{m.port}", m.address, has_got=True)
+            addresses.add((m.port, m.address))
+            first = buses.setdefault(m.port, (i, m))
+            if first[1].bus_settings != m.bus_settings:
+                raise ConfigError(file, f"sockets[{i}].meter", f"the same baud, parity, stopbits, timeout_s and "
+                                  f"local_echo as sockets[{first[0]}] (one serial port, one set of settings)",
+                                  dict(zip(("baud", "parity", "stopbits", "timeout_s", "local_echo"),
+                                           m.bus_settings)), has_got=True)
+        if isinstance(s.relay, GpioRelayConfig):
+            if s.relay.pin in pins:
+                raise ConfigError(file, f"sockets[{i}].relay.pin", "a GPIO pin not used by another relay",
+                                  s.relay.pin, has_got=True)
+            pins.add(s.relay.pin)
         sockets.append(s)
     root.finish()
     return Config(Path(file), controller, web, ledger, tariff, tuple(sockets))
 
 
-def load(path: str | Path) -> Config:
-    """Read and validate a config file. data_dir is taken relative to the working directory."""
+def load(path: str | Path, profile_dirs: tuple[Path, ...] = ()) -> Config:
+    """Read and validate a config file. data_dir is taken relative to the working directory;
+    meter profiles named by `profile` are looked up in profile_dirs."""
     file = str(path)
     try:
         with open(path, "rb") as fh:
@@ -345,4 +423,4 @@ def load(path: str | Path) -> Config:
         raise ConfigError(file, "(file)", f"an existing, readable TOML file ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, "(syntax)", f"valid TOML ({exc})") from None
-    return parse(data, file)
+    return parse(data, file, profile_dirs=profile_dirs)

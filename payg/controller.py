@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
@@ -47,6 +48,8 @@ class Socket:
     cut_at: float | None = None
     exhausted_at_balance: int | None = None  # set by a cut for lack of credit; cleared by a new credit
     override: str | None = None
+    off_since: float | None = None  # when the relay was last opened
+    bypass: bool = False  # power measured while the relay has been open for relay_check_s
     tracker: CounterTracker = field(init=False)
     estimator: HiddenEnergyEstimator = field(init=False)
 
@@ -59,6 +62,7 @@ class Controller:
     def __init__(self, sockets: list[Socket], journal: SqliteJournal, clock: Clock, tariff: Tariff, *,
                  poll_interval_s: float = 1.0, grace_s: float = 10.0, usage_entry_s: float = 60.0,
                  counter_confirmations: int = 3, predictive_cutoff: bool = True,
+                 relay_check_s: float = 5.0, relay_off_max_w: float = 5.0,
                  publisher: StatePublisher | None = None):
         ids = [s.id for s in sockets]
         if len(set(ids)) != len(ids):
@@ -71,7 +75,17 @@ class Controller:
         self.grace_s = grace_s
         self.usage_entry_s = usage_entry_s
         self.predictive_cutoff = predictive_cutoff
+        self.relay_check_s = relay_check_s
+        self.relay_off_max_w = relay_off_max_w
         self.publisher = publisher
+        self._buses: dict[str, list[Socket]] = {}
+        for s in sockets:
+            bus_id = getattr(s.meter, "bus_id", None)
+            if bus_id is not None:
+                self._buses.setdefault(bus_id, []).append(s)
+        self._pool = ThreadPoolExecutor(max_workers=len(self._buses), thread_name_prefix="bus") \
+            if self._buses else None
+        self._in_flight: dict[str, Future] = {}
         self._lock = threading.RLock()
         self._stopped = False
         self._started = False
@@ -104,6 +118,8 @@ class Controller:
                 self._switch(s, False, now)
         if self._started:
             self._bill_round(flush_all=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
         log.info("controller stopped; all relays open")
 
     def trip(self, reason: str) -> None:
@@ -139,15 +155,49 @@ class Controller:
         try:
             reading = s.meter.read()
         except MeterUnavailable as exc:
-            if s.error != str(exc):
-                log.warning("meter of %s unavailable: %s", s.id, exc)
-            s.error = str(exc)
+            self._unavailable(s, str(exc))
             return None
         s.error = None
         return reading
 
+    def _read_group(self, sockets: list[Socket]) -> dict[str, MeterReading | None]:
+        return {s.id: self._read(s) for s in sockets}
+
+    def _read_all(self) -> dict[str, MeterReading | None]:
+        """Every meter once. Meters on a bus are read by that bus's worker, all buses at once; a bus
+        that has not answered within 80 % of a poll interval (dead meters timing out one after the
+        other) leaves its sockets without a reading this tick instead of holding up every socket."""
+        readings: dict[str, MeterReading | None] = {}
+        submitted: dict[str, Future] = {}
+        for bus_id, sockets in self._buses.items():
+            previous = self._in_flight.get(bus_id)
+            if previous is not None and not previous.done():
+                for s in sockets:
+                    self._unavailable(s, f"bus {bus_id} busy: the previous poll has not finished")
+                    readings[s.id] = None
+                continue
+            submitted[bus_id] = self._in_flight[bus_id] = self._pool.submit(self._read_group, sockets)
+        for s in self.sockets.values():
+            if getattr(s.meter, "bus_id", None) is None:
+                readings[s.id] = self._read(s)
+        if submitted:
+            wait(submitted.values(), timeout=0.8 * self.poll_interval_s)
+        for bus_id, future in submitted.items():
+            if future.done():
+                readings.update(future.result())
+            else:
+                for s in self._buses[bus_id]:
+                    self._unavailable(s, f"bus {bus_id} slow: no reply within {0.8 * self.poll_interval_s:.2f} s")
+                    readings[s.id] = None
+        return readings
+
+    def _unavailable(self, s: Socket, why: str) -> None:
+        if s.error != why:
+            log.warning("meter of %s unavailable: %s", s.id, why)
+        s.error = why
+
     def _bill_round(self, flush_all: bool) -> None:
-        readings = {s.id: self._read(s) for s in self.sockets.values()}
+        readings = self._read_all()
         with self._lock:
             now = self.clock.now()
             updates: list[tuple[Socket, MeterReading, MeterState, bool]] = []
@@ -160,6 +210,7 @@ class Controller:
                             tx.save_state(s.id, new, s.state.pending_units)
                             s.state = new
                         continue
+                    self._check_relay(s, reading, now, tx)
                     new, healthy, dirty = self._bill(s, reading, now, tx, flush_all)
                     if dirty:
                         previous_pending = s.state.pending_units if s.state else 0
@@ -213,6 +264,20 @@ class Controller:
         if pending_wh and (due or flush_all):
             new = self._flushed(s, new, now, tx)
         return new, True, True
+
+    def _check_relay(self, s: Socket, reading: MeterReading, now: float, tx) -> None:
+        """An open relay must stop the current: power measured a while after opening is a bypass."""
+        settled = not s.relay_closed and s.off_since is not None and reading.at - s.off_since >= self.relay_check_s
+        drawing = reading.power_w > self.relay_off_max_w
+        if settled and drawing and not s.bypass:
+            s.bypass = True
+            detail = (f"{reading.power_w:.1f} W measured {reading.at - s.off_since:.0f} s after the relay was "
+                      f"opened (limit {self.relay_off_max_w} W)")
+            log.error("socket %s: relay bypass or stuck contact: %s", s.id, detail)
+            tx.event(s.id, "relay_bypass", detail, now)
+        elif s.bypass and (s.relay_closed or not drawing):
+            s.bypass = False
+            log.warning("socket %s: no more power through the open relay", s.id)
 
     @staticmethod
     def _flushed(s: Socket, state: MeterState, now: float, tx) -> MeterState:
@@ -268,6 +333,10 @@ class Controller:
         s.relay_error = None
         if closed != s.relay_closed:
             s.estimator.relay_switched(closed, now)
+        if not closed and (s.relay_closed or s.off_since is None):
+            s.off_since = now
+        elif closed:
+            s.off_since = None
         s.relay_closed = closed
 
     def next_cutoff(self) -> float | None:
@@ -331,6 +400,8 @@ class Controller:
             return s.suspect
         if not self.healthy(s, now):
             return "offline"
+        if s.bypass:
+            return "relay_bypass"
         return "ok"
 
     def _state_of(self, s: Socket, now: float) -> dict:

@@ -22,6 +22,14 @@ class MeterUnavailable(PaygError):
     """A meter could not be read. Never answered with an old value."""
 
 
+class MeterTimeout(MeterUnavailable):
+    """Nothing answered within the timeout (a silent or absent slave)."""
+
+
+class PortUnavailable(MeterUnavailable):
+    """The serial port itself failed (unplugged adapter, no permission): no meter on it can answer."""
+
+
 class RelayError(PaygError):
     """A relay could not be switched."""
 

@@ -55,7 +55,7 @@ def test_tariff_is_exact(tmp_path, tariff, expected):
     (MINIMAL + MINIMAL[MINIMAL.index("[[sockets]]"):], "sockets[1].id", "not used by another socket"),
     (MINIMAL.replace('[ledger]\nbackend = "mock"\n', ""), "[ledger]", "a [ledger] section"),
     (MINIMAL.replace("load_w = 800", "load_w = -5"), "sockets[0].meter.load_w", "a number >= 0"),
-    (MINIMAL.replace('"simulated", load_w', '"modbus", load_w'), "sockets[0].meter.kind", "'simulated'"),
+    (MINIMAL.replace('"simulated", load_w', '"rs232", load_w'), "sockets[0].meter.kind", "'simulated', 'modbus'"),
     (MINIMAL.replace('id = "kitchen"', 'id = "Kitchen Socket"'), "sockets[0].id", "a-z"),
     (MINIMAL + "\n[tariff]\ntokens_per_wh = 0.1\n", "tariff.tokens_per_wh", "decimal string"),
     (MINIMAL + "\n[web]\nport = 70000\n", "web.port", "from 1 to 65535"),

@@ -406,3 +406,74 @@ def test_a_failing_journal_makes_the_tick_fail_and_trip_opens_every_relay(tmp_pa
     rig.journal._conn.execute("PRAGMA query_only = OFF")
     rig.loop.run_ticks(1)
     assert rig.balance("a") == 98 and all(r.closed for r in rig.relays.values())
+
+
+def test_power_through_an_open_relay_raises_a_bypass_alarm(tmp_path, caplog):
+    rig = Rig(tmp_path)
+    rig.controller.relay_check_s = 5.0
+    rig.loop.run_for(2)
+    assert not rig.relays["a"].closed
+    rig.meters["a"].power_w = 400.0  # current flows although the relay is open: bridged or welded contact
+    rig.loop.run_for(2)
+    assert rig.controller.state("a")["meter"] == "ok"  # within relay_check_s of opening
+    rig.loop.run_for(3)
+    assert rig.controller.state("a")["meter"] == "relay_bypass"
+    assert [e["kind"] for e in rig.journal.events("a")] == ["relay_bypass"]
+    assert "relay bypass" in caplog.text
+    rig.loop.run_for(10)
+    assert len(rig.journal.events("a")) == 1  # one alarm, not one per tick
+    rig.meters["a"].power_w = 0.0
+    rig.loop.run_for(1)
+    assert rig.controller.state("a")["meter"] == "ok"
+
+
+def test_no_bypass_alarm_for_a_closed_relay_or_a_small_standby_reading(tmp_path):
+    rig = Rig(tmp_path)
+    rig.deposit("a", 10_000)
+    rig.meters["a"].power_w = 2000.0
+    rig.loop.run_for(20)
+    assert rig.relays["a"].closed and rig.controller.state("a")["meter"] == "ok"
+    rig.controller.set_override("a", "off")
+    rig.meters["a"].power_w = 3.0  # meter noise below relay_off_max_w
+    rig.loop.run_for(20)
+    assert rig.controller.state("a")["meter"] == "ok" and rig.journal.events("a")[0]["kind"] == "override"
+
+
+class SlowBusMeter(FakeMeter):
+    """A meter on a named bus whose reads take `delay_s` of real time (a dead slave timing out)."""
+
+    def __init__(self, clock, bus_id, delay_s=0.0):
+        super().__init__(clock)
+        self.bus_id = bus_id
+        self.delay_s = delay_s
+
+    def read(self):
+        import time
+
+        time.sleep(self.delay_s)
+        return super().read()
+
+
+def test_a_slow_bus_does_not_hold_up_the_other_buses(tmp_path):
+    import time
+
+    clock = ManualClock()
+    meters = {"fast": SlowBusMeter(clock, "/dev/ttyA"), "slow": SlowBusMeter(clock, "/dev/ttyB", delay_s=0.6)}
+    journal = SqliteJournal(tmp_path / "journal.sqlite")
+    controller = Controller([Socket(i, i, meters[i], FakeRelay(clock)) for i in meters], journal, clock,
+                            Tariff(Fraction(1)), poll_interval_s=0.25)
+    controller.start()
+    started = time.monotonic()
+    controller.tick()
+    elapsed = time.monotonic() - started
+    assert elapsed < 0.5  # waited 0.8 x poll interval at most, not for the slow bus
+    assert controller.state("fast")["meter"] == "ok" and controller.state("fast")["power_w"] == 0.0
+    assert "slow" in controller.state("slow")["meter_error"]
+    controller.tick()  # the slow bus is still busy: its sockets are skipped, not queued
+    assert "busy" in controller.state("slow")["meter_error"]
+    time.sleep(0.7)
+    meters["slow"].delay_s = 0.0
+    controller.tick()
+    assert controller.state("slow")["meter_error"] is None and controller.state("slow")["meter"] == "ok"
+    controller.shutdown()
+    journal.close()
