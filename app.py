@@ -104,13 +104,19 @@ def build(config, clock=None) -> Runtime:
     watcher = DepositWatcher(ledger, journal, clock, on_credit=controller.credits_arrived)
     return Runtime(config, clock, journal, ledger, controller, watcher, meters, relays, buses)
 
-    
+
 def close_hardware(rt: Runtime) -> None:
     """After the controller has opened every relay: release GPIO pins (left at 'off') and serial ports."""
-    for relay in rt.relays.values():
+    from payg.errors import RelayError
+
+    for socket_id, relay in rt.relays.items():
         close = getattr(relay, "close", None)
-        if close is not None:
+        if close is None:
+            continue
+        try:
             close()
+        except RelayError as exc:  # one failing pin must not keep the others from being released
+            log.error("relay of %s could not be released: %s", socket_id, exc)
     for bus in rt.buses.values():
         bus.close()
 
@@ -155,6 +161,10 @@ def run(config) -> int:
     controller.start()  # every relay open before anything else happens
     atexit.register(controller.shutdown)
     notifier = SystemdNotifier()
+    watchdog_s = notifier.watchdog_interval_s()
+    if watchdog_s is not None and config.controller.poll_interval_s > watchdog_s:
+        log.warning("poll_interval_s (%s s) is longer than half of systemd's WatchdogSec: the watchdog will kill "
+                    "a healthy controller; raise WatchdogSec", config.controller.poll_interval_s)
 
     scheduler = BackgroundScheduler(timezone=timezone.utc,
                                     job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
