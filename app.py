@@ -60,9 +60,9 @@ def build_meter(sc, relay, clock, data_dir: Path, buses: dict):
     if mc.kind == "modbus":
         from hardware.modbus_meter import BusSettings, ModbusBus, ModbusMeter
 
-        bus = buses.get(mc.port)
+        bus = buses.get(mc.bus_key)
         if bus is None:
-            bus = buses[mc.port] = ModbusBus(BusSettings(mc.port, mc.baud, mc.parity, mc.stopbits, mc.timeout_s,
+            bus = buses[mc.bus_key] = ModbusBus(BusSettings(mc.port, mc.baud, mc.parity, mc.stopbits, mc.timeout_s,
                                                          mc.local_echo))
         return ModbusMeter(bus, mc.address, mc.profile, clock)
     from hardware.simulated import LoadModel, SimulatedMeter
@@ -331,16 +331,17 @@ def installer_command(args) -> int:
             relay.close()
 
     from hardware.modbus_meter import BusSettings, ModbusBus, ModbusMeter
-    from payg.meter_profile import load_profile
+    from payg.meter_profile import default_timeout_s, load_profile
 
     try:
         profile = load_profile(args.profile, list(profile_dirs()))
     except ConfigError as exc:
         print(f"payg: {exc}", file=sys.stderr)
         return 2
-    bus = ModbusBus(BusSettings(args.port, args.baud or profile.serial.baud,
-                                args.parity or profile.serial.parity, profile.serial.stopbits, args.timeout,
-                                args.local_echo))
+    baud, parity = args.baud or profile.serial.baud, args.parity or profile.serial.parity
+    timeout = args.timeout or default_timeout_s(profile, baud, parity, profile.serial.stopbits,
+                                                margin_s=0.2 if args.action == "scan" else 0.5)
+    bus = ModbusBus(BusSettings(args.port, baud, parity, profile.serial.stopbits, timeout, args.local_echo))
     clock = SystemClock()
     try:
         if args.action == "scan":

@@ -11,6 +11,7 @@ with its cause; an old value is never returned.
 
 from __future__ import annotations
 
+import termios
 import threading
 from dataclasses import dataclass
 from fractions import Fraction
@@ -79,7 +80,7 @@ class ModbusBus:
                 raise MeterUnavailable(f"{where}: exception reply ({exc})") from exc
             except minimalmodbus.ModbusException as exc:
                 raise MeterUnavailable(f"{where}: {exc}") from exc
-            except (serial.SerialException, OSError) as exc:
+            except (serial.SerialException, OSError, termios.error) as exc:  # termios: the adapter was unplugged
                 self.close_locked()
                 raise PortUnavailable(f"{where}: serial port error ({exc})") from exc
 
@@ -87,7 +88,7 @@ class ModbusBus:
         if self._serial is not None:
             try:
                 self._serial.close()
-            except (serial.SerialException, OSError):
+            except (serial.SerialException, OSError, termios.error):
                 pass  # closing a port that already failed; it is reopened on the next read
             self._serial = None
             self._instruments = {}

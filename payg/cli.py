@@ -52,8 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         m.add_argument("--profile", default="pzem004t", help="meter profile name or .toml path (default pzem004t)")
         m.add_argument("--baud", type=_positive_int, help="baud rate (default: the profile's)")
         m.add_argument("--parity", choices=("N", "E", "O"), help="parity (default: the profile's)")
-        m.add_argument("--timeout", type=float, default=0.2 if name == "scan" else 0.5, metavar="S",
-                       help="seconds to wait for each reply")
+        m.add_argument("--timeout", type=float, metavar="S",
+                       help=f"seconds to wait for each reply (default: the reply's wire time + "
+                            f"{0.2 if name == 'scan' else 0.5} s)")
         m.add_argument("--local-echo", action="store_true", help="the RS485 adapter echoes what it sends")
         if name == "scan":
             m.add_argument("--first", type=_address, default=1, help="first address to try (default 1)")

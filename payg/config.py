@@ -7,6 +7,7 @@ no state: nothing is created or opened until the whole file is valid.
 from __future__ import annotations
 
 import math
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from payg.errors import ConfigError
-from payg.meter_profile import MeterProfile, load_profile
+from payg.meter_profile import MeterProfile, default_timeout_s, load_profile, reading_time_s
 
 SOCKET_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 BACKENDS = ("mock", "iota", "ethereum")
@@ -102,6 +103,15 @@ class ModbusMeterConfig:
     @property
     def bus_settings(self) -> tuple:
         return (self.baud, self.parity, self.stopbits, self.timeout_s, self.local_echo)
+
+    @property
+    def bus_key(self) -> str:
+        """The port's real device: /dev/serial/by-id/... and /dev/ttyUSB0 can be one wire."""
+        return os.path.realpath(self.port)
+
+    @property
+    def reading_time_s(self) -> float:
+        return reading_time_s(self.profile, self.baud, self.parity, self.stopbits)
 
 
 @dataclass(frozen=True)
@@ -287,16 +297,17 @@ def _meter(t: _Table, profile_dirs: tuple[Path, ...]) -> SimulatedMeterConfig | 
     port = t.string("port")
     if not port:
         raise t.error("port", "a serial port such as /dev/ttyUSB0", port)
-    meter = ModbusMeterConfig(
-        profile=profile,
-        port=port,
-        address=t.integer("address", minimum=1, maximum=247),
-        baud=t.integer("baud", profile.serial.baud, minimum=300, maximum=921600),
-        parity=t.string("parity", profile.serial.parity, choices=("N", "E", "O")),
-        stopbits=t.integer("stopbits", profile.serial.stopbits, minimum=1, maximum=2),
-        timeout_s=t.number("timeout_s", 0.5, positive=True),
-        local_echo=t.boolean("local_echo", False),
-    )
+    address = t.integer("address", minimum=1, maximum=247)
+    baud = t.integer("baud", profile.serial.baud, minimum=300, maximum=921600)
+    parity = t.string("parity", profile.serial.parity, choices=("N", "E", "O"))
+    stopbits = t.integer("stopbits", profile.serial.stopbits, minimum=1, maximum=2)
+    reply_s = default_timeout_s(profile, baud, parity, stopbits, margin_s=0)
+    timeout_s = t.number("timeout_s", default_timeout_s(profile, baud, parity, stopbits), positive=True)
+    if timeout_s <= reply_s:
+        raise t.error("timeout_s", f"more than the {reply_s:.3f} s the reply takes on the wire at {baud} baud",
+                      timeout_s)
+    meter = ModbusMeterConfig(profile=profile, port=port, address=address, baud=baud, parity=parity,
+                              stopbits=stopbits, timeout_s=timeout_s, local_echo=t.boolean("local_echo", False))
     t.finish()
     return meter
 
@@ -390,11 +401,11 @@ def parse(data: dict, file: str, base_dir: Path | None = None, profile_dirs: tup
         seen.add(s.id)
         if isinstance(s.meter, ModbusMeterConfig):
             m = s.meter
-            if (m.port, m.address) in addresses:
+            if (m.bus_key, m.address) in addresses:
                 raise ConfigError(file, f"sockets[{i}].meter.address", f"an address not used by another meter on "
                                   f"{m.port}", m.address, has_got=True)
-            addresses.add((m.port, m.address))
-            first = buses.setdefault(m.port, (i, m))
+            addresses.add((m.bus_key, m.address))
+            first = buses.setdefault(m.bus_key, (i, m))
             if first[1].bus_settings != m.bus_settings:
                 raise ConfigError(file, f"sockets[{i}].meter", f"the same baud, parity, stopbits, timeout_s and "
                                   f"local_echo as sockets[{first[0]}] (one serial port, one set of settings)",
@@ -406,6 +417,14 @@ def parse(data: dict, file: str, base_dir: Path | None = None, profile_dirs: tup
                                   s.relay.pin, has_got=True)
             pins.add(s.relay.pin)
         sockets.append(s)
+    for bus_key in buses:
+        on_bus = [s.meter for s in sockets if isinstance(s.meter, ModbusMeterConfig) and s.meter.bus_key == bus_key]
+        needed = sum(m.reading_time_s for m in on_bus)
+        if needed > 0.8 * poll:
+            raise ConfigError(file, "controller.poll_interval_s", f"at least {needed / 0.8:.2f} s: the "
+                              f"{len(on_bus)} meter(s) on {on_bus[0].port} need {needed:.2f} s of wire time per "
+                              f"poll at {on_bus[0].baud} baud, and a poll must fit in 80 % of the interval "
+                              f"(or raise the baud rate)", poll, has_got=True)
     root.finish()
     return Config(Path(file), controller, web, ledger, tariff, tuple(sockets))
 

@@ -78,6 +78,26 @@ class MeterProfile:
         return 5 + 2 * self.count  # address, function, byte count, data, CRC (2)
 
 
+def bits_per_character(parity: str, stopbits: int) -> int:
+    return 1 + 8 + (0 if parity == "N" else 1) + stopbits
+
+
+def silence_s(baud: int, bits: int) -> float:
+    """Modbus RTU's inter-frame silence: 3.5 characters, fixed at 1.75 ms above 19200 baud."""
+    return 3.5 * bits / baud if baud <= 19200 else 0.00175
+
+
+def reading_time_s(profile: MeterProfile, baud: int, parity: str, stopbits: int) -> float:
+    """Wire time of one full reading: request, silence, reply, silence."""
+    bits = bits_per_character(parity, stopbits)
+    return (profile.request_bytes + profile.reply_bytes) * bits / baud + 2 * silence_s(baud, bits)
+
+
+def default_timeout_s(profile: MeterProfile, baud: int, parity: str, stopbits: int, margin_s: float = 0.5) -> float:
+    """Long enough for the whole reply to arrive, plus a margin for the meter to answer."""
+    return round(margin_s + profile.reply_bytes * bits_per_character(parity, stopbits) / baud, 3)
+
+
 def _raw(encoding: str, regs: list[int]) -> Fraction:
     if encoding == "u16":
         return Fraction(regs[0])
@@ -156,6 +176,12 @@ def parse_profile(name: str, data: dict, where: str) -> MeterProfile:
         raise ConfigError(where, "serial", "a table with baud, parity, stopbits")
     serial = SerialDefaults(serial_table.get("baud", 9600), serial_table.get("parity", "N"),
                             serial_table.get("stopbits", 1))
+    if not isinstance(serial.baud, int) or isinstance(serial.baud, bool) or not 300 <= serial.baud <= 921600:
+        raise ConfigError(where, "serial.baud", "an integer from 300 to 921600", serial.baud, has_got=True)
+    if serial.parity not in ("N", "E", "O"):
+        raise ConfigError(where, "serial.parity", "'N', 'E' or 'O'", serial.parity, has_got=True)
+    if serial.stopbits not in (1, 2) or isinstance(serial.stopbits, bool):
+        raise ConfigError(where, "serial.stopbits", "1 or 2", serial.stopbits, has_got=True)
     fields_table = need(data, "fields", dict)
     fields = []
     for fname, spec in fields_table.items():
