@@ -24,6 +24,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/billing.py
 	$(BIN)/python bench/footprint.py
+	$(BIN)/python bench/modbus_bus.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
