@@ -21,16 +21,15 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Callable, TypeVar
 
 import pytest
 
 from ledgers.mock import mock_address
+from tests.support import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app.py"
 POLL_S = 0.05
-T = TypeVar("T")
 
 KITCHEN_W = 3600.0  # one token (1 Wh) per second: a small deposit runs out quickly
 OFFICE_W = 60.0  # one token a minute: a deposit keeps its relay on for the whole test
@@ -38,12 +37,6 @@ CSV_FIELDS = ["id", "at", "kind", "amount", "energy_wh", "key", "memo"]
 
 
 # --- helpers ------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def config_text(data_dir: Path, *, port: int | None = None, web: bool = True,
@@ -82,16 +75,7 @@ def payg(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProc
                           timeout=timeout)
 
 
-def wait_until(condition: Callable[[], T], timeout_s: float, what: str, interval_s: float = 0.01) -> T:
-    """Poll `condition` until it returns something truthy; fail after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(interval_s)
+
 
 
 def get_json(port: int, path: str) -> object:

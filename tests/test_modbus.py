@@ -26,6 +26,7 @@ from payg.controller import Controller, Socket
 from payg.errors import MeterTimeout, MeterUnavailable, PortUnavailable
 from payg.journal import SqliteJournal
 from payg.meter_profile import float32_step, load_profile
+from tests.support import wait_until
 from tests.modbus_emulator import ModbusEmulator, f32, f32_registers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,15 +68,6 @@ def buses():
 
 def meter(bus: ModbusBus, address: int, profile: str, clock=None) -> ModbusMeter:
     return ModbusMeter(bus, address, PROFILES[profile], clock or ManualClock())
-
-
-def wait_until(condition, timeout_s: float, what: str, interval_s: float = 0.005):
-    deadline = time.monotonic() + timeout_s
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(interval_s)
-    return value
 
 
 # --- the harness itself ---------------------------------------------------------------------
