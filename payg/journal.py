@@ -108,6 +108,15 @@ class MeterState:
     pending_since: float | None = None
 
 
+ENTRY_COLUMNS = "id, socket_id, at, kind, amount, energy_wh, idem_key, memo"
+
+
+def _entry(row: tuple) -> Entry:
+    entry_id, socket_id, at, kind, amount, energy_wh, idem_key, memo = row
+    return Entry(entry_id, socket_id, at, kind, amount, None if energy_wh is None else Fraction(energy_wh),
+                 idem_key, memo)
+
+
 def _energy_json(value: Fraction) -> int | str:
     return int(value) if value.denominator == 1 else str(value)
 
@@ -256,7 +265,7 @@ class SqliteJournal:
 
     def entries(self, socket_id: str, limit: int = 50, before_id: int | None = None) -> list[Entry]:
         """Newest first."""
-        query = "SELECT id, socket_id, at, kind, amount, energy_wh, idem_key, memo FROM entries WHERE socket_id = ?"
+        query = f"SELECT {ENTRY_COLUMNS} FROM entries WHERE socket_id = ?"
         params: list = [socket_id]
         if before_id is not None:
             query += " AND id < ?"
@@ -265,8 +274,7 @@ class SqliteJournal:
         params.append(limit)
         with self._lock:
             rows = self._conn.execute(query, params).fetchall()
-        return [Entry(r[0], r[1], r[2], r[3], r[4], None if r[5] is None else Fraction(r[5]), r[6], r[7])
-                for r in rows]
+        return [_entry(r) for r in rows]
 
     def all_entries(self, socket_id: str) -> Iterator[Entry]:
         """Oldest first, streamed (for CSV export)."""
@@ -274,12 +282,12 @@ class SqliteJournal:
         while True:
             with self._lock:
                 rows = self._conn.execute(
-                    "SELECT id, socket_id, at, kind, amount, energy_wh, idem_key, memo FROM entries"
-                    " WHERE socket_id = ? AND id > ? ORDER BY id LIMIT 500", (socket_id, last)).fetchall()
+                    f"SELECT {ENTRY_COLUMNS} FROM entries WHERE socket_id = ? AND id > ? ORDER BY id LIMIT 500",
+                    (socket_id, last)).fetchall()
             if not rows:
                 return
             for r in rows:
-                yield Entry(r[0], r[1], r[2], r[3], r[4], None if r[5] is None else Fraction(r[5]), r[6], r[7])
+                yield _entry(r)
             last = rows[-1][0]
 
     def events(self, socket_id: str, limit: int = 10) -> list[dict]:
