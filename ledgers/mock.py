@@ -36,6 +36,7 @@ def mock_address(socket_id: str) -> str:
 
 class MockLedger:
     name = "mock"
+    units_per_token = 1  # the mock ledger counts in tokens
 
     def __init__(self, path: str | Path, clock: Clock, socket_ids: list[str], finality_s: float = 0.0):
         self.path = Path(path)
@@ -44,6 +45,7 @@ class MockLedger:
         self._addresses = {socket_id: mock_address(socket_id) for socket_id in socket_ids}
         self._sockets_by_address = {a: s for s, a in self._addresses.items()}
         self._lock = threading.Lock()
+        self._offline = False
         try:
             self._conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
             self._conn.execute("PRAGMA journal_mode=WAL")
@@ -55,6 +57,10 @@ class MockLedger:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    def set_offline(self, offline: bool) -> None:
+        """Simulate a node outage: while offline, listing deposits raises LedgerUnavailable."""
+        self._offline = offline
 
     def address_for(self, socket_id: str) -> str:
         try:
@@ -85,6 +91,8 @@ class MockLedger:
         return deposit_id
 
     def deposits_since(self, cursor: str | None) -> tuple[list[Deposit], str | None]:
+        if self._offline:
+            raise LedgerUnavailable(f"mock ledger {self.path}: offline (simulated outage)")
         after = int(cursor) if cursor else 0
         try:
             with self._lock:

@@ -38,6 +38,11 @@ class LedgerUnavailable(PaygError):
     """The ledger (node, RPC endpoint, local ledger file) could not be reached or answered badly."""
 
 
+class LedgerReorganised(LedgerUnavailable):
+    """The chain no longer contains the block the deposit cursor points at: a reorganisation deeper
+    than the configured confirmations. Nothing is credited until an operator has looked."""
+
+
 class UnknownSocket(PaygError):
     """A socket id that is not configured."""
 

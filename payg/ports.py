@@ -37,25 +37,30 @@ class Relay(Protocol):
 
 @dataclass(frozen=True)
 class Deposit:
-    """A final payment into a socket's address, in the ledger's smallest unit."""
+    """A final payment into a socket's address, in the ledger's smallest unit (nanos, wei, token base units)."""
 
-    deposit_id: str  # ledger identity; the journal's idempotency key is built from it
+    deposit_id: str  # ledger identity, unique per (payment, socket); the journal's idempotency key is built from it
     socket_id: str
-    amount: int
+    amount: int  # ledger units; the watcher converts them to tokens with the remainder carried
     at: float
 
 
 class DepositSource(Protocol):
     name: str  # "mock", "iota", "ethereum": prefixes idempotency keys and cursor rows
+    units_per_token: int  # ledger units in one token (1 for the mock ledger, nanos or wei per token otherwise)
 
     def address_for(self, socket_id: str) -> str: ...
 
-    def payment_uri(self, socket_id: str, amount: int | None) -> str: ...
+    def payment_uri(self, socket_id: str, amount: int | None) -> str:
+        """What a top-up QR code encodes; amount in tokens (the URI carries ledger units) or None."""
+        ...
 
     def deposits_since(self, cursor: str | None) -> tuple[list[Deposit], str | None]:
         """Final deposits after cursor, oldest first, and the cursor to pass next time.
-        Raises LedgerUnavailable."""
+        Raises LedgerUnavailable (LedgerReorganised when the cursor's block left the chain)."""
         ...
+
+    def close(self) -> None: ...
 
 
 class DepositPayer(Protocol):
