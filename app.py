@@ -74,9 +74,58 @@ def build_meter(sc, relay, clock, data_dir: Path, buses: dict):
     return SimulatedMeter(clock, LoadModel(mc.load), relay, mc.voltage_v, state_path)
 
 
+def ledger_accounts(config, journal, clock) -> dict[str, int]:
+    """Each socket's derivation index, assigned once and kept in the journal (see SqliteJournal.ledger_accounts)."""
+    from payg.errors import ConfigError
+
+    explicit = {s.id: s.account_index for s in config.sockets if s.account_index is not None}
+    try:
+        return journal.ledger_accounts([s.id for s in config.sockets], explicit, clock.now())
+    except ValueError as exc:
+        raise ConfigError(str(config.path), "sockets.account_index", f"indices that match the data directory "
+                          f"({exc})") from None
+
+
+def build_ledger(config, journal, clock):
+    """The configured DepositSource. Does not contact a node: a controller starts with its node down."""
+    from payg.config import read_secret
+    from payg.errors import ConfigError
+
+    lc = config.ledger
+    file = str(config.path)
+    if lc.backend == "mock":
+        from ledgers.mock import MockLedger
+
+        return MockLedger(config.controller.data_dir / "mock-ledger.sqlite", clock, [s.id for s in config.sockets],
+                          finality_s=lc.mock.finality_s)
+    settings = lc.ethereum if lc.backend == "ethereum" else lc.iota
+    try:
+        if lc.backend == "ethereum":
+            from ledgers.ethereum import EthereumLedger
+        else:
+            from ledgers.iota import IotaLedger
+    except ImportError as exc:
+        raise ConfigError(file, "ledger.backend", f"the Python packages of the {lc.backend} backend (pip install "
+                          f"'payg[{lc.backend}]'; {exc})") from None
+    mnemonic = read_secret(settings.mnemonic, file)
+    accounts = ledger_accounts(config, journal, clock)
+    try:
+        if lc.backend == "ethereum":
+            e = lc.ethereum
+            return EthereumLedger.connect(e.rpc_url, timeout_s=e.request_timeout_s, chain_id=e.chain_id,
+                                          mnemonic=mnemonic, accounts=accounts, confirmations=e.confirmations,
+                                          token=e.token, token_value=e.token_value, start_block=e.start_block,
+                                          max_blocks_per_poll=e.max_blocks_per_poll,
+                                          log_chunk_blocks=e.log_chunk_blocks)
+        i = lc.iota
+        return IotaLedger(i.graphql_url, mnemonic=mnemonic, accounts=accounts, token_value=i.token_value,
+                          start_checkpoint=i.start_checkpoint, request_timeout_s=i.request_timeout_s)
+    except ValueError as exc:  # the ledger's own checks (a mnemonic that is not BIP-39, ...); never echo secrets
+        raise ConfigError(file, f"ledger ({lc.backend})", f"settings the backend accepts: {exc}") from None
+
+
 def build(config, clock=None) -> Runtime:
     """Every object of a controller, wired, not started. Tests pass a virtual clock."""
-    from ledgers.mock import MockLedger
     from payg.billing import Tariff
     from payg.clock import SystemClock
     from payg.controller import Controller, Socket
@@ -87,8 +136,11 @@ def build(config, clock=None) -> Runtime:
     data_dir = config.controller.data_dir
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     journal = SqliteJournal(data_dir / "journal.sqlite")
-    ledger = MockLedger(data_dir / "mock-ledger.sqlite", clock, [s.id for s in config.sockets],
-                        finality_s=config.ledger.mock.finality_s)
+    try:
+        ledger = build_ledger(config, journal, clock)
+    except BaseException:
+        journal.close()
+        raise
     sockets, meters, relays, buses = [], {}, {}, {}
     for sc in config.sockets:
         relay = build_relay(sc.relay, clock)
@@ -142,7 +194,7 @@ def run(config) -> int:
     from apscheduler.schedulers.background import BackgroundScheduler
     from werkzeug.serving import make_server
 
-    from payg.errors import LedgerUnavailable, RelayError
+    from payg.errors import ConfigError, LedgerUnavailable, RelayError
     from payg.notify import SystemdNotifier
     from payg.web import WebServices, create_app
 
@@ -154,6 +206,9 @@ def run(config) -> int:
     lock = _DataDirLock(config.controller.data_dir)
     try:
         rt = build(config)
+    except ConfigError as exc:
+        log.error("invalid configuration: %s", exc)
+        return 2
     except RelayError as exc:
         log.error("%s", exc)
         return 1
@@ -229,7 +284,8 @@ def run(config) -> int:
     server = None
     try:
         if config.web.enabled:
-            services = WebServices(controller, rt.journal, rt.ledger, payer=rt.ledger, health=health)
+            payer = rt.ledger if rt.ledger.name == "mock" else None  # only the mock ledger can be paid from here
+            services = WebServices(controller, rt.journal, rt.ledger, payer=payer, health=health)
             try:
                 server = make_server(config.web.host, config.web.port, create_app(services, ROOT / "templates"),
                                      threaded=True)
@@ -278,19 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         return relays_off(config)
     if args.command == "run":
         return run(config)
-    if args.command == "deposit":
-        if config.socket(args.socket) is None:
-            return cli.unknown_socket(args.socket, config)
-        from ledgers.mock import MockLedger
-        from payg.clock import SystemClock
-
-        config.controller.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        ledger = MockLedger(config.controller.data_dir / "mock-ledger.sqlite", SystemClock(),
-                            [s.id for s in config.sockets], finality_s=config.ledger.mock.finality_s)
-        try:
-            return cli.cmd_deposit(args, config, ledger)
-        finally:
-            ledger.close()
+    if args.command in ("deposit", "address"):
+        return ledger_command(args, config)
     journal_path = config.controller.data_dir / "journal.sqlite"
     journal = None
     if journal_path.exists():
@@ -307,6 +352,36 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if journal is not None:
             journal.close()
+
+
+def ledger_command(args, config) -> int:
+    """`payg deposit` (mock ledger only) and `payg address`: the configured ledger, no node contact needed."""
+    from payg import cli
+    from payg.clock import SystemClock
+    from payg.errors import ConfigError
+    from payg.journal import SqliteJournal
+
+    if config.socket(args.socket) is None:
+        return cli.unknown_socket(args.socket, config)
+    if args.command == "deposit" and config.ledger.backend != "mock":
+        print(f"payg: deposit pays on the mock ledger only; with the {config.ledger.backend} backend pay from a "
+              f"wallet to the address `payg address --socket {args.socket}` prints", file=sys.stderr)
+        return 1
+    config.controller.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    journal = SqliteJournal(config.controller.data_dir / "journal.sqlite")
+    try:
+        ledger = build_ledger(config, journal, SystemClock())
+    except ConfigError as exc:
+        journal.close()
+        print(f"payg: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "deposit":
+            return cli.cmd_deposit(args, config, ledger)
+        return cli.cmd_address(args, ledger)
+    finally:
+        ledger.close()
+        journal.close()
 
 
 def installer_command(args) -> int:

@@ -17,7 +17,7 @@ from payg.config import Config
 from payg.errors import InvalidAmount, MeterTimeout, MeterUnavailable, PortUnavailable, UnknownSocket
 from payg.journal import SqliteJournal
 from payg.meter_profile import MeterProfile
-from payg.ports import DepositPayer, Relay
+from payg.ports import DepositPayer, DepositSource, Relay
 
 DEFAULT_CONFIG = "config/default.toml"
 
@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("deposit", "pay tokens into a socket's address on the mock ledger")
     p.add_argument("--socket", required=True, metavar="ID", help="socket id")
     p.add_argument("--amount", required=True, type=_positive_int, metavar="N", help="tokens, a positive integer")
+    p = command("address", "print a socket's top-up address and payment URI (what its QR code holds)")
+    p.add_argument("--socket", required=True, metavar="ID", help="socket id")
+    p.add_argument("--amount", type=_positive_int, metavar="N", help="tokens to ask for in the URI")
     p = command("journal", "print a socket's journal (newest first, or all as CSV)")
     p.add_argument("--socket", required=True, metavar="ID", help="socket id")
     p.add_argument("--csv", action="store_true", help="every entry, oldest first, as CSV")
@@ -117,6 +120,25 @@ def cmd_deposit(args: argparse.Namespace, config: Config, payer: DepositPayer, o
         print(f"payg: {exc}", file=sys.stderr)
         return 1
     print(f"paid {args.amount} tokens to {args.socket}: deposit {deposit_id}", file=out)
+    return 0
+
+
+def cmd_address(args: argparse.Namespace, source: DepositSource, out: TextIO = sys.stdout) -> int:
+    try:
+        address = source.address_for(args.socket)
+        uri = source.payment_uri(args.socket, args.amount)
+    except (InvalidAmount, UnknownSocket) as exc:
+        print(f"payg: {exc}", file=sys.stderr)
+        return 1
+    print(f"socket:  {args.socket}", file=out)
+    print(f"ledger:  {source.name}", file=out)
+    print(f"address: {address}", file=out)
+    print(f"uri:     {uri}", file=out)
+    if args.amount is not None:
+        units = args.amount * source.units_per_token
+        print(f"amount:  {args.amount} tokens = {units} ledger units", file=out)
+    elif source.units_per_token != 1:
+        print(f"token:   1 token = {source.units_per_token} ledger units", file=out)
     return 0
 
 

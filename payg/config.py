@@ -51,9 +51,43 @@ class MockLedgerConfig:
 
 
 @dataclass(frozen=True)
+class SecretRef:
+    """Where a secret (the wallet mnemonic) is read from: never the TOML file itself."""
+
+    env: str | None = None  # name of an environment variable
+    file: Path | None = None  # a file readable by its owner only
+    key: str = "ledger.mnemonic_env"  # the config key that named it, for error messages
+
+
+@dataclass(frozen=True)
+class EthereumLedgerConfig:
+    rpc_url: str
+    chain_id: int
+    mnemonic: SecretRef
+    confirmations: int = 12
+    token: str | None = None  # ERC-20 contract; None = native value (ETH, xDAI, ...)
+    token_value: int = 1  # wei (or token base units) per payg token
+    start_block: int | None = None
+    request_timeout_s: float = 10.0
+    max_blocks_per_poll: int = 500
+    log_chunk_blocks: int = 2000
+
+
+@dataclass(frozen=True)
+class IotaLedgerConfig:
+    graphql_url: str
+    mnemonic: SecretRef
+    token_value: int = 1_000_000  # nanos per payg token (1 IOTA = 10**9 nanos)
+    start_checkpoint: int | None = None
+    request_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
 class LedgerConfig:
     backend: str
     mock: MockLedgerConfig | None = None
+    ethereum: EthereumLedgerConfig | None = None
+    iota: IotaLedgerConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +167,7 @@ class SocketConfig:
     meter: SimulatedMeterConfig | ModbusMeterConfig
     relay: SimulatedRelayConfig | GpioRelayConfig
     max_power_w: float = 3680.0
+    account_index: int | None = None  # derivation index of the socket's ledger address (None: assigned)
 
 
 @dataclass(frozen=True)
@@ -328,13 +363,116 @@ def _socket(t: _Table, profile_dirs: tuple[Path, ...]) -> SocketConfig:
         raise t.error("id", "1-32 characters of a-z, 0-9, '-' or '_', starting with a letter or digit", socket_id)
     name = t.string("name", socket_id)
     max_power_w = t.number("max_power_w", 3680.0, positive=True)
+    account_index = t.integer("account_index", minimum=0, maximum=2**31 - 1) if t.has("account_index") else None
     meter = _meter(t.table("meter"), profile_dirs)
     relay = _relay(t.table("relay"))
     if isinstance(meter, SimulatedMeterConfig) and isinstance(meter.load, ConstantLoad) \
             and meter.load.load_w > max_power_w:
         raise t.error("meter.load_w", f"at most max_power_w ({max_power_w})", meter.load.load_w)
     t.finish()
-    return SocketConfig(socket_id, name, meter, relay, max_power_w)
+    return SocketConfig(socket_id, name, meter, relay, max_power_w, account_index)
+
+
+URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
+EVM_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _url(t: _Table, name: str, example: str) -> str:
+    value = t.string(name)
+    if not URL.match(value):
+        raise t.error(name, f"an http:// or https:// URL such as {example}", value)
+    return value
+
+
+def _units(t: _Table, name: str, default: int) -> int:
+    """A positive whole number of ledger units: a TOML integer, or a string of digits for values
+    beyond 64 bits (wei)."""
+    expected = 'a positive integer (or a string of digits, such as "1000000000000000000")'
+    value = t.raw(name, default, expected)
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1 or value >= 2**255:
+        raise t.error(name, expected, value)
+    return value
+
+
+def _secret(t: _Table, base_dir: Path | None) -> SecretRef:
+    if t.has("mnemonic"):
+        raise t.error("mnemonic", "no mnemonic in the configuration file: name an environment variable "
+                      "(mnemonic_env) or an owner-only file (mnemonic_file)", "(hidden)")
+    given = [k for k in ("mnemonic_env", "mnemonic_file") if t.has(k)]
+    if len(given) != 1:
+        raise t.error("mnemonic_env", "exactly one of mnemonic_env (an environment variable's name) or "
+                      "mnemonic_file (a file readable by its owner only); the mnemonic itself never goes in "
+                      "this file", has_got=False)
+    if given[0] == "mnemonic_env":
+        name = t.string("mnemonic_env")
+        if not ENV_NAME.match(name):
+            raise t.error("mnemonic_env", "the name of an environment variable, such as PAYG_MNEMONIC", name)
+        return SecretRef(env=name, key=t.key("mnemonic_env"))
+    path = Path(t.string("mnemonic_file"))
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    return SecretRef(file=path, key=t.key("mnemonic_file"))
+
+
+def read_secret(ref: SecretRef, config_file: str | Path) -> str:
+    """The secret's text, stripped. ConfigError when it is missing, empty or readable by others."""
+    file = str(config_file)
+    if ref.env is not None:
+        value = os.environ.get(ref.env, "").strip()
+        if not value:
+            raise ConfigError(file, ref.key, f"the environment variable {ref.env} to hold the wallet mnemonic "
+                              "(it is not set or empty)")
+        return value
+    assert ref.file is not None
+    try:
+        st = os.stat(ref.file)
+        if st.st_mode & 0o077:
+            raise ConfigError(file, ref.key, f"a file readable by its owner only (chmod 600 {ref.file})",
+                              f"mode {st.st_mode & 0o777:04o}", has_got=True)
+        if st.st_uid != os.geteuid():
+            raise ConfigError(file, ref.key, f"a file owned by the user running payg (uid {os.geteuid()})",
+                              f"owned by uid {st.st_uid}", has_got=True)
+        value = ref.file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(file, ref.key, f"a readable file holding the wallet mnemonic ({exc.strerror}: "
+                          f"{ref.file})") from None
+    if not value:
+        raise ConfigError(file, ref.key, f"a file holding the wallet mnemonic ({ref.file} is empty)")
+    return value
+
+
+def _ledger(t: _Table, base_dir: Path | None) -> LedgerConfig:
+    backend = t.string("backend", choices=BACKENDS)
+    if backend == "mock":
+        return LedgerConfig(backend, mock=MockLedgerConfig(t.number("finality_s", 0.0, minimum=0)))
+    if backend == "ethereum":
+        token = t.string("token") if t.has("token") else None
+        if token is not None and not EVM_ADDRESS.match(token):
+            raise t.error("token", "an ERC-20 contract address (0x and 40 hex digits)", token)
+        start = t.integer("start_block", minimum=0) if t.has("start_block") else None
+        return LedgerConfig(backend, ethereum=EthereumLedgerConfig(
+            rpc_url=_url(t, "rpc_url", "http://127.0.0.1:8545"),
+            chain_id=t.integer("chain_id", minimum=1),
+            mnemonic=_secret(t, base_dir),
+            confirmations=t.integer("confirmations", 12, minimum=1, maximum=10_000),
+            token=token,
+            token_value=_units(t, "token_value", 1),
+            start_block=start,
+            request_timeout_s=t.number("request_timeout_s", 10.0, positive=True),
+            max_blocks_per_poll=t.integer("max_blocks_per_poll", 500, minimum=1, maximum=100_000),
+            log_chunk_blocks=t.integer("log_chunk_blocks", 2000, minimum=1, maximum=1_000_000),
+        ))
+    start = t.integer("start_checkpoint", minimum=0) if t.has("start_checkpoint") else None
+    return LedgerConfig(backend, iota=IotaLedgerConfig(
+        graphql_url=_url(t, "graphql_url", "https://graphql.testnet.iota.cafe"),
+        mnemonic=_secret(t, base_dir),
+        token_value=_units(t, "token_value", 1_000_000),
+        start_checkpoint=start,
+        request_timeout_s=t.number("request_timeout_s", 10.0, positive=True),
+    ))
 
 
 def parse(data: dict, file: str, base_dir: Path | None = None, profile_dirs: tuple[Path, ...] = ()) -> Config:
@@ -374,11 +512,7 @@ def parse(data: dict, file: str, base_dir: Path | None = None, profile_dirs: tup
     w.finish()
 
     lt = root.table("ledger")
-    backend = lt.string("backend", choices=BACKENDS)
-    if backend != "mock":
-        raise lt.error("backend", "'mock' (the iota and ethereum backends are not part of this release yet)",
-                       backend)
-    ledger = LedgerConfig(backend, MockLedgerConfig(lt.number("finality_s", 0.0, minimum=0)))
+    ledger = _ledger(lt, base_dir)
     lt.finish()
 
     tt = root.table("tariff", {})
@@ -416,6 +550,11 @@ def parse(data: dict, file: str, base_dir: Path | None = None, profile_dirs: tup
                 raise ConfigError(file, f"sockets[{i}].relay.pin", "a GPIO pin not used by another relay",
                                   s.relay.pin, has_got=True)
             pins.add(s.relay.pin)
+        if s.account_index is not None:
+            other = next((o for o in sockets if o.account_index == s.account_index), None)
+            if other is not None:
+                raise ConfigError(file, f"sockets[{i}].account_index", f"an index not used by socket {other.id!r}",
+                                  s.account_index, has_got=True)
         sockets.append(s)
     for bus_key in buses:
         on_bus = [s.meter for s in sockets if isinstance(s.meter, ModbusMeterConfig) and s.meter.bus_key == bus_key]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from payg.clock import Clock
-from payg.errors import LedgerUnavailable
+from payg.errors import LedgerReorganised, LedgerUnavailable
 from payg.journal import SqliteJournal
 from payg.ports import DepositSource
 
@@ -16,12 +16,18 @@ log = logging.getLogger("payg.deposits")
 
 @dataclass(frozen=True)
 class PollResult:
-    credited: tuple[str, ...]  # socket ids that received a new credit
+    credited: tuple[str, ...]  # socket ids that received a new credit of at least one token
     duplicates: int  # deposits seen again and not booked again
+    carried: int = 0  # new deposits too small for a whole token so far (kept in the carry)
 
 
 class DepositWatcher:
     """Takes final deposits from a DepositSource and credits them.
+
+    Deposits arrive in ledger units (nanos, wei, token base units); the journal counts
+    tokens. Each deposit is converted with the socket's remainder from earlier deposits
+    added, and what does not make a whole token is carried to the next deposit, never
+    dropped.
 
     The credits and the new cursor are written in one transaction: a crash
     before it commits re-reads the same deposits (and books them once, by
@@ -42,6 +48,10 @@ class DepositWatcher:
         cursor = self.journal.cursor(self.cursor_name)
         try:
             deposits, new_cursor = self.source.deposits_since(cursor)
+        except LedgerReorganised as exc:
+            self.status, self.last_error = "alarm", str(exc)
+            log.error("deposits stopped: %s", exc)
+            raise
         except LedgerUnavailable as exc:
             self.status, self.last_error = "unavailable", str(exc)
             raise
@@ -49,18 +59,25 @@ class DepositWatcher:
         if not deposits and new_cursor == cursor:
             return PollResult((), 0)
         credited: set[str] = set()
-        duplicates = 0
+        duplicates = carried = 0
         now = self.clock.now()
+        upt = self.source.units_per_token
         with self.journal.transaction() as tx:
             for d in deposits:
-                if tx.credit(d.socket_id, d.amount, "deposit", f"{self.source.name}:{d.deposit_id}", now,
-                             memo=f"deposit {d.deposit_id}"):
-                    credited.add(d.socket_id)
-                    log.info("credited %s with %d from deposit %s", d.socket_id, d.amount, d.deposit_id)
-                else:
+                memo = f"deposit {d.deposit_id}" + (f" ({d.amount} units)" if upt != 1 else "")
+                tokens = tx.receive_deposit(self.source.name, d.socket_id, d.amount, upt,
+                                            f"{self.source.name}:{d.deposit_id}", now, memo)
+                if tokens is None:
                     duplicates += 1
                     log.warning("deposit %s was delivered again; not credited twice", d.deposit_id)
+                elif tokens == 0:
+                    carried += 1
+                    log.info("deposit %s of %d units to %s is less than a token; carried", d.deposit_id,
+                             d.amount, d.socket_id)
+                else:
+                    credited.add(d.socket_id)
+                    log.info("credited %s with %d tokens from deposit %s", d.socket_id, tokens, d.deposit_id)
             tx.set_cursor(self.cursor_name, new_cursor)
         if credited and self.on_credit is not None:
             self.on_credit(credited)
-        return PollResult(tuple(sorted(credited)), duplicates)
+        return PollResult(tuple(sorted(credited)), duplicates, carried)

@@ -68,6 +68,24 @@ CREATE TABLE IF NOT EXISTS events (
     detail TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS events_socket ON events (socket_id, id);
+CREATE TABLE IF NOT EXISTS received_deposits (
+    idem_key TEXT PRIMARY KEY,
+    socket_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    units TEXT NOT NULL,
+    tokens INTEGER NOT NULL CHECK (tokens >= 0)
+);
+CREATE TABLE IF NOT EXISTS deposit_carry (
+    source TEXT NOT NULL,
+    socket_id TEXT NOT NULL,
+    units TEXT NOT NULL,
+    PRIMARY KEY (source, socket_id)
+);
+CREATE TABLE IF NOT EXISTS ledger_accounts (
+    socket_id TEXT PRIMARY KEY,
+    account_index INTEGER NOT NULL UNIQUE CHECK (account_index >= 0),
+    assigned_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS overrides (
     socket_id TEXT PRIMARY KEY,
     mode TEXT NOT NULL CHECK (mode IN ('off')),
@@ -175,6 +193,35 @@ class JournalWriter:
         )
         self._changed(socket_id, previous_pending - state.pending_units)
 
+    def receive_deposit(self, source: str, socket_id: str, units: int, units_per_token: int, idem_key: str,
+                        at: float, memo: str = "") -> int | None:
+        """Book a ledger deposit of `units` ledger units as whole tokens, carrying the remainder.
+
+        Returns the tokens credited (0 when the deposit only added to the carry), or None if the
+        key was booked before (nothing is written then). The raw amount is kept in
+        received_deposits; ledger units can exceed SQLite's 64-bit integers (wei), tokens cannot.
+        """
+        if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
+            raise ValueError(f"a deposit is a positive integer of ledger units, got {units!r}")
+        if not isinstance(units_per_token, int) or units_per_token < 1:
+            raise ValueError(f"units_per_token must be a positive integer, got {units_per_token!r}")
+        row = self._conn.execute("SELECT units FROM deposit_carry WHERE source = ? AND socket_id = ?",
+                                 (source, socket_id)).fetchone()
+        tokens, carry = divmod((int(row[0]) if row else 0) + units, units_per_token)
+        if tokens >= 2**62:
+            raise ValueError(f"deposit {idem_key} of {units} units is {tokens} tokens, beyond what the journal holds")
+        cur = self._conn.execute(
+            "INSERT INTO received_deposits (idem_key, socket_id, at, units, tokens) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (idem_key) DO NOTHING", (idem_key, socket_id, at, str(units), tokens))
+        if cur.rowcount != 1:
+            return None
+        self._conn.execute("INSERT INTO deposit_carry (source, socket_id, units) VALUES (?, ?, ?)"
+                           " ON CONFLICT (source, socket_id) DO UPDATE SET units = excluded.units",
+                           (source, socket_id, str(carry)))
+        if tokens > 0 and not self.credit(socket_id, tokens, "deposit", idem_key, at, memo):
+            raise sqlite3.IntegrityError(f"credit {idem_key} exists without its received deposit row")
+        return tokens
+
     def event(self, socket_id: str, kind: str, detail: str, at: float) -> None:
         self._conn.execute("INSERT INTO events (socket_id, at, kind, detail) VALUES (?, ?, ?, ?)",
                            (socket_id, at, kind, detail))
@@ -258,6 +305,57 @@ class SqliteJournal:
         with self._lock:
             row = self._conn.execute("SELECT value FROM cursors WHERE name = ?", (name,)).fetchone()
         return row[0] if row else None
+
+    def deposit_carry(self, source: str, socket_id: str) -> int:
+        """Ledger units received for a socket that do not make a whole token yet."""
+        with self._lock:
+            row = self._conn.execute("SELECT units FROM deposit_carry WHERE source = ? AND socket_id = ?",
+                                     (source, socket_id)).fetchone()
+        return int(row[0]) if row else 0
+
+    def received_deposit(self, idem_key: str) -> dict | None:
+        with self._lock:
+            row = self._conn.execute("SELECT socket_id, at, units, tokens FROM received_deposits WHERE idem_key = ?",
+                                     (idem_key,)).fetchone()
+        return None if row is None else {"socket": row[0], "at": row[1], "units": int(row[2]), "tokens": row[3]}
+
+    def ledger_accounts(self, socket_ids: list[str], explicit: dict[str, int], at: float) -> dict[str, int]:
+        """The derivation index of each socket's ledger address, assigned once and kept.
+
+        A socket keeps the index it was first given, so its address never changes. New sockets
+        get the explicit index from the configuration, or else the lowest index never given to
+        any socket (indices of removed sockets are not reused: a payment to an old address
+        must not credit a new socket). Raises ValueError on a conflict.
+        """
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                known = dict(self._conn.execute("SELECT socket_id, account_index FROM ledger_accounts"))
+                for socket_id, index in explicit.items():
+                    if socket_id in known and known[socket_id] != index:
+                        raise ValueError(f"socket {socket_id!r} has had ledger account {known[socket_id]} since it"
+                                         f" was first started; the configuration says {index}")
+                taken = {i: s for s, i in known.items()}
+                for socket_id, index in explicit.items():
+                    if taken.get(index, socket_id) != socket_id:
+                        raise ValueError(f"ledger account {index} of socket {socket_id!r} already belongs to"
+                                         f" socket {taken[index]!r}")
+                    taken[index] = socket_id
+                for socket_id in socket_ids:
+                    if socket_id in known:
+                        continue
+                    index = explicit.get(socket_id)
+                    if index is None:
+                        index = next(i for i in range(len(taken) + 1) if i not in taken)
+                    taken[index] = socket_id
+                    known[socket_id] = index
+                    self._conn.execute("INSERT INTO ledger_accounts (socket_id, account_index, assigned_at)"
+                                       " VALUES (?, ?, ?)", (socket_id, index, at))
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        return {socket_id: known[socket_id] for socket_id in socket_ids}
 
     def overrides(self) -> dict[str, str]:
         with self._lock:

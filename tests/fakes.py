@@ -60,7 +60,8 @@ class FakeDepositSource:
 
     name = "fake"
 
-    def __init__(self):
+    def __init__(self, units_per_token: int = 1):
+        self.units_per_token = units_per_token
         self.deposits: list[tuple[Deposit, bool]] = []
         self.fail = False
         self.redeliver = False
@@ -71,6 +72,9 @@ class FakeDepositSource:
 
     def payment_uri(self, socket_id: str, amount: int | None) -> str:
         return f"fake:{self.address_for(socket_id)}" + ("" if amount is None else f"?amount={amount}")
+
+    def close(self) -> None:
+        pass
 
     def add(self, deposit_id: str, socket_id: str, amount: int, final: bool = True) -> None:
         self.deposits.append((Deposit(deposit_id, socket_id, amount, 0.0), final))

@@ -433,7 +433,7 @@ def test_sigterm_and_sigint_stop_cleanly_with_every_relay_open(tmp_path: Path, c
     controller = controllers(config, tmp_path, port if web else None)
     controller.wait_ready()
     deposit_id = deposit(config, "office", 1000, tmp_path)
-    credited = "credited office with 1000 from deposit " + deposit_id
+    credited = "credited office with 1000 tokens from deposit " + deposit_id
     wait_until(lambda: credited in controller.output(), 10, "the deposit to be credited")
     time.sleep(3 * POLL_S)  # a few ticks with the office relay closed
 

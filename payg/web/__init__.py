@@ -38,7 +38,8 @@ def create_app(services: WebServices, template_folder: str | Path | None = None)
     def topup(socket_id: str) -> dict:
         return {"address": services.deposits.address_for(socket_id),
                 "uri": services.deposits.payment_uri(socket_id, None),
-                "backend": services.deposits.name}
+                "backend": services.deposits.name,
+                "units_per_token": services.deposits.units_per_token}
 
     def with_topup(state: dict) -> dict:
         return dict(state, topup=topup(state["id"]))
