@@ -35,7 +35,7 @@ def make_bed(name: str, tmp_path) -> LedgerBed:
     if name.startswith("ethereum"):
         from tests.ledger_beds_ethereum import EthereumBed
 
-        return EthereumBed(token=name == "ethereum-erc20")
+        return EthereumBed(erc20=name == "ethereum-erc20")
     from tests.ledger_beds_iota import IotaBed
 
     return IotaBed(tmp_path)

@@ -1,0 +1,194 @@
+"""The example configurations, run as they ship, against local nodes: a real EVM behind JSON-RPC and
+the fake IOTA GraphQL node. Only the node URL (and the test chain's id), the data directory, the
+port and the poll intervals are changed; the mnemonic comes from the environment, as documented.
+"""
+
+from __future__ import annotations
+
+import re
+import stat
+from pathlib import Path
+
+import pytest
+
+from tests.support import free_port, wait_until
+from tests.test_cli import ROOT, Controller, get_json, journal_rows, payg, socket_state
+
+ETH_MNEMONIC = "test test test test test test test test test test test junk"
+IOTA_MNEMONIC = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about"
+
+
+def set_key(text: str, key: str, value: str) -> str:
+    """Replace `key = ...` (up to a comment) in a TOML text; the key must be there."""
+    new, count = re.subn(rf"(?m)^{re.escape(key)} = [^#\n]*", f"{key} = {value}", text)
+    assert count == 1, key
+    return new
+
+
+def example(name: str, tmp_path: Path, **keys: str) -> Path:
+    text = (ROOT / "config" / name).read_text()
+    assert "mnemonic_env" in text and not re.search(r"(?m)^mnemonic\s*=", text)  # no key in the file
+    text = set_key(text, "data_dir", f'"{tmp_path / "data"}"')
+    text = set_key(text, "port", str(free_port()))
+    text = set_key(text, "poll_interval_s", "0.1")
+    text = set_key(text, "deposit_poll_interval_s", "0.1")
+    for key, value in keys.items():
+        text = set_key(text, key, value)
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def port_of(config: Path) -> int:
+    return int(re.search(r"(?m)^port = (\d+)", config.read_text()).group(1))
+
+
+def address_of(config: Path, socket_id: str, cwd: Path, amount: int = 5) -> tuple[str, str]:
+    result = payg("address", "--socket", socket_id, "--amount", str(amount), "--config", str(config), cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    fields = dict(re.findall(r"(?m)^(\w+):\s+(\S+)", result.stdout))
+    return fields["address"], fields["uri"]
+
+
+def run_until_credited(config: Path, tmp_path: Path, pay, tokens: int, socket_id: str = "kitchen"):
+    port = port_of(config)
+    controller = Controller(config, tmp_path, port)
+    try:
+        controller.wait_ready()
+        wait_until(lambda: get_json(port, "/healthz")["ledger"] == "ok", 30, "the first deposit poll")
+        state = socket_state(port, socket_id)
+        assert state["relay"] == "off" and state["balance"] == 0
+        pay(state["topup"]["address"])
+        wait_until(lambda: socket_state(port, socket_id)["balance"] > 0, 30, "the deposit to be credited")
+        state = socket_state(port, socket_id)
+        assert state["relay"] == "on" and 0 < state["balance"] <= tokens
+        return state
+    finally:
+        assert controller.stop() == 0, controller.output()
+
+
+def test_the_ethereum_example_runs_against_a_node(tmp_path, monkeypatch):
+    from tests.evm_node import EvmNode
+
+    node = EvmNode()
+    node.start()
+    try:
+        config = example("ethereum.example.toml", tmp_path, rpc_url=f'"{node.rpc_url}"',
+                         chain_id=str(node.chain_id), confirmations="2")
+        monkeypatch.setenv("PAYG_MNEMONIC", ETH_MNEMONIC)
+        address, uri = address_of(config, "kitchen", tmp_path)
+        assert uri == f"ethereum:{address}@{node.chain_id}?value={5 * 10**12}"
+        paid = 40 * 10**12 + 123  # 40 tokens and 123 wei
+
+        def pay(topup_address: str) -> None:
+            assert topup_address == address
+            node.send_value(address, paid)
+            node.mine(1)  # the second confirmation
+
+        run_until_credited(config, tmp_path, pay, 40)
+        rows = journal_rows(tmp_path / "data", "SELECT socket_id, units, tokens FROM received_deposits")
+        assert rows == [("kitchen", str(paid), 40)]
+        assert journal_rows(tmp_path / "data", "SELECT units FROM deposit_carry WHERE socket_id = 'kitchen'") \
+            == [("123",)]
+    finally:
+        node.stop()
+
+
+def test_the_iota_example_runs_against_a_node(tmp_path, monkeypatch):
+    from tests.ledger_beds_iota import GAS_NANOS, PAYER, FakeIotaNode
+
+    node = FakeIotaNode(tmp_path)
+    try:
+        config = example("iota.example.toml", tmp_path, graphql_url=f'"{node.url}"')
+        monkeypatch.setenv("PAYG_MNEMONIC", IOTA_MNEMONIC)
+        address, _ = address_of(config, "kitchen", tmp_path)
+        assert re.fullmatch(r"0x[0-9a-f]{64}", address)
+        paid = 25 * 10**6 + 999  # 25 tokens and 999 nanos
+
+        def pay(topup_address: str) -> None:
+            assert topup_address == address
+            node.add_transaction(PAYER, [{"owner": PAYER, "amount": -(paid + GAS_NANOS)},
+                                         {"owner": address, "amount": paid}])
+            node.checkpoint()
+
+        run_until_credited(config, tmp_path, pay, 25)
+        rows = journal_rows(tmp_path / "data", "SELECT socket_id, units, tokens FROM received_deposits")
+        assert rows == [("kitchen", str(paid), 25)]
+    finally:
+        node.stop()
+
+
+def test_a_missing_mnemonic_is_a_configuration_error(tmp_path, monkeypatch):
+    config = example("iota.example.toml", tmp_path, graphql_url='"http://127.0.0.1:9"')
+    monkeypatch.delenv("PAYG_MNEMONIC", raising=False)
+    for args in (["address", "--socket", "kitchen"], ["run"]):
+        result = payg(*args, "--config", str(config), cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert "ledger.mnemonic_env" in result.stderr + result.stdout
+        assert "PAYG_MNEMONIC" in result.stderr + result.stdout
+
+
+def test_a_mnemonic_file_must_be_readable_by_its_owner_only(tmp_path):
+    secret = tmp_path / "mnemonic"
+    secret.write_text(IOTA_MNEMONIC + "\n")
+    secret.chmod(0o644)
+    text = example("iota.example.toml", tmp_path, graphql_url='"http://127.0.0.1:9"').read_text()
+    config = tmp_path / "file.toml"
+    config.write_text(set_key(text, "mnemonic_env", '"PAYG_UNUSED"').replace(
+        'mnemonic_env = "PAYG_UNUSED"', f'mnemonic_file = "{secret}"'))
+    result = payg("address", "--socket", "kitchen", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 2 and "chmod 600" in result.stderr and "0644" in result.stderr
+    assert "abandon" not in result.stderr  # the secret is not echoed
+    secret.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    result = payg("address", "--socket", "kitchen", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"(?m)^address: 0x[0-9a-f]{64}$", result.stdout)
+
+
+def test_a_mnemonic_in_the_configuration_file_is_refused(tmp_path):
+    text = example("ethereum.example.toml", tmp_path).read_text()
+    config = tmp_path / "leaky.toml"
+    config.write_text(text.replace('mnemonic_env = "PAYG_MNEMONIC"', f'mnemonic = "{ETH_MNEMONIC}"'))
+    result = payg("address", "--socket", "kitchen", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 2 and "ledger.mnemonic" in result.stderr
+    assert "junk" not in result.stderr  # the secret is not echoed
+
+
+def test_addresses_keep_their_socket_when_the_configuration_is_reordered(tmp_path, monkeypatch):
+    monkeypatch.setenv("PAYG_MNEMONIC", ETH_MNEMONIC)
+    config = example("ethereum.example.toml", tmp_path)
+    before = {s: address_of(config, s, tmp_path)[0] for s in ("kitchen", "office")}
+    text = config.read_text()
+    head, _, rest = text.partition("[[sockets]]")
+    kitchen, _, office = rest.partition("[[sockets]]")
+    config.write_text(head + "[[sockets]]" + office + "\n[[sockets]]" + kitchen)
+    assert config.read_text().index('id = "office"') < config.read_text().index('id = "kitchen"')
+    after = {s: address_of(config, s, tmp_path)[0] for s in ("kitchen", "office")}
+    assert after == before and before["kitchen"] != before["office"]
+
+
+def test_deposit_is_refused_on_a_real_ledger(tmp_path, monkeypatch):
+    monkeypatch.setenv("PAYG_MNEMONIC", ETH_MNEMONIC)
+    config = example("ethereum.example.toml", tmp_path)
+    result = payg("deposit", "--socket", "kitchen", "--amount", "5", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 1 and "mock ledger only" in result.stderr and "payg address" in result.stderr
+
+
+@pytest.mark.parametrize("backend", ["ethereum", "iota"])
+def test_the_api_topup_fields_come_from_the_configured_backend(tmp_path, monkeypatch, backend):
+    monkeypatch.setenv("PAYG_MNEMONIC", ETH_MNEMONIC if backend == "ethereum" else IOTA_MNEMONIC)
+    url_key = {"ethereum": "rpc_url", "iota": "graphql_url"}[backend]
+    config = example(f"{backend}.example.toml", tmp_path, **{url_key: '"http://127.0.0.1:9"'})  # no node at all
+    address, uri = address_of(config, "office", tmp_path)
+    port = port_of(config)
+    controller = Controller(config, tmp_path, port)
+    try:
+        controller.wait_ready()
+        topup = socket_state(port, "office")["topup"]
+        assert topup["backend"] == backend and topup["address"] == address
+        assert topup["units_per_token"] == {"ethereum": 10**12, "iota": 10**6}[backend]
+        assert address.lower() in topup["uri"].lower()
+        wait_until(lambda: get_json(port, "/healthz")["ledger"] == "unavailable", 30, "the ledger error")
+        assert "127.0.0.1:9" in get_json(port, "/healthz")["ledger_error"]
+    finally:
+        assert controller.stop() == 0, controller.output()
