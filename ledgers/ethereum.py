@@ -1,0 +1,398 @@
+"""EthereumLedger: top-ups to per-socket addresses on an EVM chain, read over JSON-RPC with web3.py.
+
+Addresses. Each socket has its own address, derived from the controller's BIP-39
+mnemonic at m/44'/60'/0'/0/<index>. The controller only watches the chain and never
+signs: the mnemonic is used once to derive the addresses and is not kept. Whoever
+holds the phrase can move the money paid in, with any wallet.
+
+Deposits. Without `token`, a deposit is a transaction that sends ether (value > 0)
+to a socket address and succeeded (receipt status 1); value moved by contract
+internal calls is not seen. With `token`, a deposit is a Transfer event of that
+ERC-20 contract to a socket address, and ether sent to a socket is not credited
+(it stays at the address, recoverable with the mnemonic). Payments to other
+addresses are ignored.
+
+Finality. A transaction in block B has head - B + 1 confirmations; it is final
+with `confirmations` of them, and only final blocks are read. The cursor is
+"<block number>:<block hash>" of the last block read. Every call first checks that
+this block is still in the chain: if not, the chain was reorganised deeper than
+`confirmations`, LedgerReorganised is raised and nothing more is credited until an
+operator has looked. A deposit id (chain id, transaction hash, position in the
+transaction) survives the re-mining of its transaction in another block, so
+reading a block range again never credits a payment twice.
+
+First start. Without a cursor, reading starts at `start_block` if given, else at
+the final head at that moment: anything paid before it is never found, so set
+`start_block` to the block before the addresses were first shown to tenants.
+
+Trust. The node (yours or a provider's) is trusted to report the chain honestly;
+the controller checks the chain id, the parent links of the blocks it reads and
+the receipts, but verifies no proofs. Use a node you trust for the money involved.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from eth_account import Account
+from eth_utils import ValidationError
+from web3 import HTTPProvider, Web3
+from web3.exceptions import Web3Exception, Web3RPCError
+from web3.types import BlockData, FilterParams, LogReceipt, TxReceipt
+
+from payg.errors import InvalidAmount, LedgerReorganised, LedgerUnavailable, UnknownSocket
+from payg.ports import Deposit
+
+log = logging.getLogger("payg.ledgers.ethereum")
+
+TRANSFER_TOPIC = Web3.keccak(text="Transfer(address,address,uint256)").to_0x_hex()
+MAX_DERIVATION_INDEX = 2**31 - 1  # non-hardened BIP-32 child indexes
+
+
+@dataclass(frozen=True)
+class BlockRef:
+    number: int
+    hash: str  # 0x-prefixed, lower case
+
+    def cursor(self) -> str:
+        return f"{self.number}:{self.hash}"
+
+
+class ChainChanged(LedgerUnavailable):
+    """The chain changed while it was being read (a reorganisation during the poll); read again next poll."""
+
+
+class EthereumLedger:
+    name = "ethereum"
+
+    def __init__(self, w3: Web3, *, chain_id: int, mnemonic: str, accounts: Mapping[str, int], confirmations: int,
+                 token: str | None = None, token_value: int = 1, start_block: int | None = None,
+                 max_blocks_per_poll: int = 500, log_chunk_blocks: int = 2000, endpoint: str = ""):
+        """Builds the ledger without contacting the node: the controller must start while the node is down."""
+        _require_int("chain_id", chain_id, minimum=1)
+        _require_int("confirmations", confirmations, minimum=1)
+        _require_int("token_value", token_value, minimum=1)
+        _require_int("max_blocks_per_poll", max_blocks_per_poll, minimum=1)
+        _require_int("log_chunk_blocks", log_chunk_blocks, minimum=1)
+        if start_block is not None:
+            _require_int("start_block", start_block, minimum=0)
+        self.w3 = w3
+        self.chain_id = chain_id
+        self.confirmations = confirmations
+        self.token = _token_address(token) if token is not None else None
+        self.units_per_token = token_value  # wei (or token base units) per payg token
+        self.start_block = start_block
+        self.max_blocks_per_poll = max_blocks_per_poll
+        self.log_chunk_blocks = log_chunk_blocks
+        self.endpoint = _redacted(endpoint or str(getattr(w3.provider, "endpoint_uri", "") or "")) or "(unnamed)"
+        self._addresses = _derive_addresses(mnemonic, accounts)
+        self._sockets_by_address = {address.lower(): socket_id for socket_id, address in self._addresses.items()}
+        self._chain_checked = False
+        self._session: requests.Session | None = None
+
+    @classmethod
+    def connect(cls, rpc_url: str, *, timeout_s: float = 10.0, **kwargs: Any) -> EthereumLedger:
+        """A ledger reading from the JSON-RPC endpoint at `rpc_url` (HTTP or HTTPS).
+
+        web3's own retries are off: every poll is a retry, and a poll must not block for
+        several timeouts while the relays wait.
+        """
+        if not isinstance(rpc_url, str) or urlsplit(rpc_url).scheme not in ("http", "https"):
+            raise ValueError(f"rpc_url must be an http:// or https:// URL, got {_redacted(str(rpc_url))!r}")
+        if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or timeout_s <= 0:
+            raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
+        session = requests.Session()
+        provider = HTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s}, session=session,
+                                exception_retry_configuration=None)
+        try:
+            ledger = cls(Web3(provider), endpoint=rpc_url, **kwargs)
+        except BaseException:
+            session.close()
+            raise
+        ledger._session = session
+        return ledger
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+
+    def address_for(self, socket_id: str) -> str:
+        try:
+            return self._addresses[socket_id]
+        except KeyError:
+            raise UnknownSocket(socket_id) from None
+
+    def payment_uri(self, socket_id: str, amount: int | None) -> str:
+        """An EIP-681 URI: ether to the socket's address, or a transfer call on the token contract."""
+        address = self.address_for(socket_id)
+        if amount is not None and (not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0):
+            raise InvalidAmount(f"an amount is a positive integer number of tokens, got {amount!r}")
+        units = None if amount is None else amount * self.units_per_token
+        if self.token is None:
+            uri = f"ethereum:{address}@{self.chain_id}"
+            return uri if units is None else f"{uri}?value={units}"
+        uri = f"ethereum:{self.token}@{self.chain_id}/transfer?address={address}"
+        return uri if units is None else f"{uri}&uint256={units}"
+
+    def deposits_since(self, cursor: str | None) -> tuple[list[Deposit], str | None]:
+        after = _parse_cursor(cursor) if cursor is not None else None
+        with self._node_errors():
+            self._check_chain_id()
+            head = self.w3.eth.block_number
+            if after is not None:
+                self._check_in_chain(after, head)
+            final_head = head - self.confirmations + 1
+            if after is not None:
+                first = after.number + 1
+            elif self.start_block is not None:
+                first = self.start_block
+            else:
+                first = max(final_head, 0)
+            last = min(final_head, first + self.max_blocks_per_poll - 1)
+            if last < first:
+                return [], cursor
+            if self.token is None:
+                deposits, end = self._read_native(first, last, after)
+            else:
+                deposits, end = self._read_token(first, last, after, head)
+        return deposits, end.cursor()
+
+    # -- reading the chain ----------------------------------------------------------------
+
+    def _check_chain_id(self) -> None:
+        if self._chain_checked:
+            return
+        served = self.w3.eth.chain_id
+        if served != self.chain_id:
+            raise LedgerUnavailable(
+                f"Ethereum node {self.endpoint} serves chain id {served}, but chain id {self.chain_id} is configured:"
+                " wrong node or wrong chain_id; nothing is read from it")
+        self._chain_checked = True
+
+    def _check_in_chain(self, ref: BlockRef, head: int) -> None:
+        if ref.number > head:
+            raise LedgerUnavailable(
+                f"Ethereum node {self.endpoint} is at block {head}, behind the deposit cursor at block {ref.number}:"
+                " it is still syncing, or it is not the node the cursor was read from")
+        current = _hex(self.w3.eth.get_block(ref.number)["hash"])
+        if current != ref.hash:
+            raise LedgerReorganised(
+                f"chain {self.chain_id} was reorganised deeper than the {self.confirmations} confirmations configured:"
+                f" block {ref.number} was {ref.hash} when the deposits up to it were credited, and is now {current}."
+                f" Nothing more is credited from this ledger. An operator should check the deposits credited from"
+                f" blocks up to {ref.number} against the chain (a block explorer), correct balances by hand if a"
+                f" payment vanished, set the '{self.name}' deposit cursor to a block of the current chain"
+                f" ('<number>:<hash>'), and consider more confirmations")
+
+    def _read_native(self, first: int, last: int, after: BlockRef | None) -> tuple[list[Deposit], BlockRef]:
+        deposits: list[Deposit] = []
+        parent = after.hash if after is not None else None
+        for number in range(first, last + 1):
+            block = self.w3.eth.get_block(number, full_transactions=True)
+            block_hash = _hex(block["hash"])
+            if parent is not None and _hex(block["parentHash"]) != parent:
+                raise self._changed(f"block {number}")
+            for tx in block["transactions"]:
+                socket_id = self._sockets_by_address.get((tx["to"] or "").lower())
+                if socket_id is None or tx["value"] <= 0:
+                    continue
+                receipt = self.w3.eth.get_transaction_receipt(tx["hash"])
+                self._check_same_block(receipt, block_hash, number)
+                if receipt["status"] != 1:
+                    log.info("transaction %s to socket %s failed: not a deposit", _hex(tx["hash"]), socket_id)
+                    continue
+                deposits.append(Deposit(f"{self.chain_id}:{_hex(tx['hash'])}:value", socket_id, int(tx["value"]),
+                                        float(block["timestamp"])))
+            parent = block_hash
+        assert parent is not None
+        return deposits, BlockRef(last, parent)
+
+    def _read_token(self, first: int, last: int, after: BlockRef | None,
+                    head: int) -> tuple[list[Deposit], BlockRef]:
+        end = BlockRef(last, _hex(self.w3.eth.get_block(last)["hash"]))
+        headers: dict[int, BlockData] = {}
+        receipts: dict[str, TxReceipt] = {}
+        deposits: list[tuple[tuple[int, int, int], Deposit]] = []
+        for entry in self._transfer_logs(first, last):
+            found = self._token_deposit(entry, headers, receipts)
+            if found is not None:
+                deposits.append(found)
+        # The logs, the block headers and the end block must come from one chain: check that
+        # the two ends did not move while the logs were read.
+        if after is not None:
+            self._check_in_chain(after, head)
+        if _hex(self.w3.eth.get_block(last)["hash"]) != end.hash:
+            raise self._changed(f"blocks {first}..{last}")
+        deposits.sort(key=lambda item: item[0])
+        return [deposit for _, deposit in deposits], end
+
+    def _token_deposit(self, entry: LogReceipt, headers: dict[int, BlockData],
+                       receipts: dict[str, TxReceipt]) -> tuple[tuple[int, int, int], Deposit] | None:
+        topics, data = entry["topics"], bytes(entry["data"])
+        tx_hash = _hex(entry["transactionHash"])
+        if entry.get("removed") or len(topics) != 3 or len(data) != 32:
+            log.warning("ignored a Transfer event of %s in %s that is not an ERC-20 transfer", self.token, tx_hash)
+            return None
+        socket_id = self._sockets_by_address.get("0x" + bytes(topics[2])[-20:].hex())
+        amount = int.from_bytes(data, "big")
+        if socket_id is None or amount == 0:
+            return None
+        number, block_hash = int(entry["blockNumber"]), _hex(entry["blockHash"])
+        if number not in headers:
+            headers[number] = self.w3.eth.get_block(number)
+        if _hex(headers[number]["hash"]) != block_hash:
+            raise self._changed(f"block {number}")
+        if tx_hash not in receipts:
+            receipts[tx_hash] = self.w3.eth.get_transaction_receipt(tx_hash)
+        receipt = receipts[tx_hash]
+        self._check_same_block(receipt, block_hash, number)
+        if receipt["status"] != 1:
+            return None
+        # Real nodes number logIndex within the block, eth-tester within the transaction: the
+        # position in the receipt is the same everywhere and survives re-mining in another block.
+        position = next((i for i, e in enumerate(receipt["logs"]) if e["logIndex"] == entry["logIndex"]), None)
+        if position is None:
+            raise self._changed(f"the receipt of {tx_hash} (it lacks log {entry['logIndex']} of eth_getLogs)")
+        deposit = Deposit(f"{self.chain_id}:{tx_hash}:log{position}", socket_id, amount,
+                          float(headers[number]["timestamp"]))
+        return (number, int(entry["transactionIndex"]), position), deposit
+
+    def _transfer_logs(self, first: int, last: int) -> list[LogReceipt]:
+        """Transfer events to the sockets in [first, last], in chunks that halve while the node refuses them."""
+        recipients = ["0x" + "00" * 12 + address[2:].lower() for address in self._addresses.values()]
+        logs: list[LogReceipt] = []
+        chunk = self.log_chunk_blocks
+        start = first
+        while start <= last:
+            stop = min(last, start + chunk - 1)
+            query: FilterParams = {"fromBlock": start, "toBlock": stop, "address": self.token,  # type: ignore
+                                   "topics": [TRANSFER_TOPIC, None, recipients]}
+            try:
+                logs.extend(self.w3.eth.get_logs(query))
+            except (Web3RPCError, requests.HTTPError) as exc:
+                if stop == start:
+                    raise LedgerUnavailable(f"Ethereum node {self.endpoint}: eth_getLogs failed even for the single"
+                                            f" block {start}: {self._cause(exc)}") from exc
+                chunk = max(1, (stop - start + 1) // 2)
+                log.info("eth_getLogs refused blocks %d..%d (%s); trying %d blocks at a time",
+                         start, stop, self._cause(exc), chunk)
+                continue
+            start = stop + 1
+        return logs
+
+    def _check_same_block(self, receipt: TxReceipt, block_hash: str, number: int) -> None:
+        if _hex(receipt["blockHash"]) != block_hash:
+            raise self._changed(f"block {number}")
+
+    def _changed(self, what: str) -> ChainChanged:
+        return ChainChanged(f"Ethereum chain {self.chain_id} changed while {what} was read from {self.endpoint};"
+                            " it is read again at the next poll")
+
+    @contextmanager
+    def _node_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except LedgerUnavailable:
+            raise
+        except (requests.RequestException, Web3Exception, OSError, ValueError) as exc:
+            raise LedgerUnavailable(f"Ethereum node {self.endpoint}: {self._cause(exc)}") from exc
+
+    def _cause(self, exc: BaseException) -> str:
+        if isinstance(exc, requests.Timeout):
+            return "no answer in time (timeout)"
+        if isinstance(exc, requests.ConnectionError):
+            reason = re.search(r"\[Errno [^\]]+\][^\"')]*", str(exc))
+            return f"cannot connect ({reason.group(0).strip() if reason else type(exc).__name__})"
+        if isinstance(exc, requests.HTTPError) and exc.response is not None:
+            return f"HTTP {exc.response.status_code} {exc.response.reason}"
+        if isinstance(exc, Web3RPCError):
+            error = (exc.rpc_response or {}).get("error")
+            detail = error.get("message") if isinstance(error, dict) else None
+            return _scrub(f"the node answered an error: {detail or exc.message}")
+        # Library messages may quote the URL, and a provider's URL may carry an API key.
+        return _scrub(f"{type(exc).__name__}: {exc}")
+
+
+def _require_int(key: str, value: object, *, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{key} must be an integer >= {minimum}, got {value!r}")
+
+
+def _token_address(token: object) -> str:
+    if not isinstance(token, str) or not re.fullmatch(r"0x[0-9a-fA-F]{40}", token):
+        raise ValueError(f"token must be the ERC-20 contract's 0x address (40 hex digits), got {token!r}")
+    digits = token[2:]
+    if digits != digits.lower() and digits != digits.upper() and not Web3.is_checksum_address(token):
+        raise ValueError(f"token {token!r}: its mixed-case checksum is wrong (a mistyped address?): copy it again")
+    return Web3.to_checksum_address(token)
+
+
+def _derive_addresses(mnemonic: str, accounts: Mapping[str, int]) -> dict[str, str]:
+    """Socket id -> checksummed address at m/44'/60'/0'/0/<index>. The phrase is never put in a message."""
+    if not isinstance(mnemonic, str) or not mnemonic.strip():
+        raise ValueError("mnemonic is empty: the controller needs the BIP-39 phrase its socket addresses derive from")
+    if not isinstance(accounts, Mapping) or not accounts:
+        raise ValueError("accounts must map each socket id to a derivation index, and name at least one socket")
+    sockets_by_index: dict[int, str] = {}
+    for socket_id, index in accounts.items():
+        if not isinstance(socket_id, str) or not socket_id:
+            raise ValueError(f"accounts: socket ids are non-empty strings, got {socket_id!r}")
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index <= MAX_DERIVATION_INDEX:
+            raise ValueError(f"accounts: socket {socket_id!r} has derivation index {index!r};"
+                             f" expected an integer from 0 to {MAX_DERIVATION_INDEX}")
+        if index in sockets_by_index:
+            raise ValueError(f"accounts: sockets {sockets_by_index[index]!r} and {socket_id!r} share derivation"
+                             f" index {index}, so they would share an address")
+        sockets_by_index[index] = socket_id
+    Account.enable_unaudited_hdwallet_features()
+    addresses = {}
+    for index, socket_id in sorted(sockets_by_index.items()):
+        try:
+            account = Account.from_mnemonic(" ".join(mnemonic.split()), account_path=f"m/44'/60'/0'/0/{index}")
+        except (ValidationError, ValueError):
+            # The library's message quotes the phrase; this one must not.
+            raise ValueError("mnemonic is not a valid BIP-39 phrase (unknown word, wrong number of words or"
+                             " bad checksum)") from None
+        addresses[socket_id] = account.address
+    return addresses
+
+
+def _parse_cursor(cursor: str) -> BlockRef:
+    match = re.fullmatch(r"(\d+):(0x[0-9a-fA-F]{64})", cursor) if isinstance(cursor, str) else None
+    if match is None:
+        raise LedgerUnavailable(f"the stored Ethereum deposit cursor {cursor!r} is not '<block number>:<block hash>';"
+                                " an operator should set it to a block of the chain (or clear it to start afresh)")
+    return BlockRef(int(match.group(1)), match.group(2).lower())
+
+
+def _hex(value: Any) -> str:
+    """A hash as 0x-prefixed lower-case hex, from HexBytes, bytes or a hex string."""
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    text = str(value).lower()
+    return text if text.startswith("0x") else "0x" + text
+
+
+def _redacted(url: str) -> str:
+    """scheme://host:port of an endpoint; a path or credentials (often an API key) are not shown."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.hostname:
+        return url
+    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    if ":" in parts.hostname:
+        host = f"[{parts.hostname}]" + ("" if parts.port is None else f":{parts.port}")
+    shown = f"{parts.scheme}://{host}"
+    return shown + "/…" if parts.path.strip("/") or parts.query else shown
+
+
+def _scrub(text: str) -> str:
+    return re.sub(r"(https?://[^/\s'\"]+)/[^\s'\"]*", r"\1/…", text)
