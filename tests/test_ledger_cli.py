@@ -191,7 +191,7 @@ def test_the_api_topup_fields_come_from_the_configured_backend(tmp_path, monkeyp
     monkeypatch.setenv("PAYG_MNEMONIC", ETH_MNEMONIC if backend == "ethereum" else IOTA_MNEMONIC)
     url_key = {"ethereum": "rpc_url", "iota": "graphql_url"}[backend]
     config = example(f"{backend}.example.toml", tmp_path, **{url_key: '"http://127.0.0.1:9"'})  # no node at all
-    address, uri = address_of(config, "office", tmp_path)
+    address, _ = address_of(config, "office", tmp_path)
     port = port_of(config)
     controller = Controller(config, tmp_path, port)
     try:
