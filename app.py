@@ -189,6 +189,10 @@ class _DataDirLock:
         self._fh.write(f"{os.getpid()}\n")
         self._fh.flush()
 
+    def release(self) -> None:
+        fcntl.flock(self._fh, fcntl.LOCK_UN)
+        self._fh.close()
+
 
 def run(config) -> int:
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -348,6 +352,18 @@ def main(argv: list[str] | None = None) -> int:
         if journal is None:
             print(f"payg: no journal at {journal_path} yet (has the controller run?)", file=sys.stderr)
             return 1
+        if args.command == "cursor":
+            if args.set_to is None:
+                return cli.cmd_cursor(args, config, journal)
+            try:
+                lock = _DataDirLock(config.controller.data_dir)
+            except SystemExit as exc:
+                print(f"{exc} -- stop it before moving the cursor", file=sys.stderr)
+                return 1
+            try:
+                return cli.cmd_cursor(args, config, journal)
+            finally:
+                lock.release()
         return cli.cmd_journal(args, config, journal)
     finally:
         if journal is not None:

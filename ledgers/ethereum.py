@@ -95,6 +95,7 @@ class EthereumLedger:
         self._addresses = _derive_addresses(mnemonic, accounts)
         self._sockets_by_address = {address.lower(): socket_id for socket_id, address in self._addresses.items()}
         self._chain_checked = False
+        self._floating_start: int | None = None
         self._session: requests.Session | None = None
 
     @classmethod
@@ -154,7 +155,12 @@ class EthereumLedger:
             elif self.start_block is not None:
                 first = self.start_block
             else:
-                first = max(final_head, 0)
+                # Pinned at the first call: until a final block gives a cursor (a young chain, or a
+                # node that has not seen `confirmations` blocks yet), the start must not float upwards
+                # past payments made in the meantime.
+                if self._floating_start is None:
+                    self._floating_start = max(final_head, 0)
+                first = self._floating_start
             last = min(final_head, first + self.max_blocks_per_poll - 1)
             if last < first:
                 return [], cursor
@@ -188,8 +194,8 @@ class EthereumLedger:
                 f" block {ref.number} was {ref.hash} when the deposits up to it were credited, and is now {current}."
                 f" Nothing more is credited from this ledger. An operator should check the deposits credited from"
                 f" blocks up to {ref.number} against the chain (a block explorer), correct balances by hand if a"
-                f" payment vanished, set the '{self.name}' deposit cursor to a block of the current chain"
-                f" ('<number>:<hash>'), and consider more confirmations")
+                f" payment vanished, set the deposit cursor to a block of the current chain"
+                f" with the controller stopped (payg cursor --set '<number>:<hash>'), and consider more confirmations")
 
     def _read_native(self, first: int, last: int, after: BlockRef | None) -> tuple[list[Deposit], BlockRef]:
         deposits: list[Deposit] = []

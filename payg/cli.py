@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("address", "print a socket's top-up address and payment URI (what its QR code holds)")
     p.add_argument("--socket", required=True, metavar="ID", help="socket id")
     p.add_argument("--amount", type=_positive_int, metavar="N", help="tokens to ask for in the URI")
+    p = command("cursor", "show the ledger deposit cursor, or set it (with the controller stopped)")
+    p.add_argument("--set", metavar="VALUE", dest="set_to",
+                   help="the new cursor, in the backend's form (Ethereum '<block>:<hash>', IOTA a checkpoint)")
     p = command("journal", "print a socket's journal (newest first, or all as CSV)")
     p.add_argument("--socket", required=True, metavar="ID", help="socket id")
     p.add_argument("--csv", action="store_true", help="every entry, oldest first, as CSV")
@@ -176,6 +179,24 @@ def cmd_status(config: Config, journal: SqliteJournal | None, live: list[dict] |
             energy = _fmt(float(state.baseline.counter_wh)) if state else "-"
             rows.append([s.id, s.name, "-", "-", str(balance), "-", energy])
     _table(["socket", "name", "relay", "meter", "balance", "power_w", "energy_wh"], rows, out)
+    return 0
+
+
+def cmd_cursor(args: argparse.Namespace, config: Config, journal: SqliteJournal, out: TextIO = sys.stdout) -> int:
+    """Deposits before the cursor are never read again; deposits after it are booked once (by their keys),
+    so moving it back re-reads without double credits, and moving it forward skips payments."""
+    name = f"deposits:{config.ledger.backend}"
+    old = journal.cursor(name)
+    if args.set_to is None:
+        print(f"{name}: {old if old is not None else '(none: the first poll starts at the ledger head)'}", file=out)
+        return 0
+    value = args.set_to.strip()
+    if not value:
+        print("payg: --set needs a value", file=sys.stderr)
+        return 2
+    with journal.transaction() as tx:
+        tx.set_cursor(name, value)
+    print(f"{name}: {old} -> {value}", file=out)
     return 0
 
 

@@ -336,6 +336,17 @@ def test_without_start_block_reading_begins_at_the_final_head(native: EthereumBe
     assert paid(drain(ledger, cursor)[0]) == [("b", 2)]
 
 
+def test_on_a_young_chain_the_starting_block_does_not_float_past_payments(native: EthereumBed):
+    """With fewer blocks than confirmations there is no final block and so no cursor yet; a payment
+    made before one exists must still be found."""
+    assert native.node.block_number + 1 < native.CONFIRMATIONS
+    ledger = native.open(SOCKETS, start_block=None)
+    assert ledger.deposits_since(None) == ([], None)
+    native.pay(ledger.address_for("a"), 5)
+    native.node.mine(native.CONFIRMATIONS + 3)
+    assert paid(drain(ledger, None)[0]) == [("a", 5)]
+
+
 # -- the node ------------------------------------------------------------------------------
 
 

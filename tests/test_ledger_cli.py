@@ -204,3 +204,62 @@ def test_the_api_topup_fields_come_from_the_configured_backend(tmp_path, monkeyp
         assert "127.0.0.1:9" in health(port)["ledger_error"]
     finally:
         assert controller.stop() == 0, controller.output()
+
+
+def test_a_deep_reorganisation_stops_crediting_until_an_operator_moves_the_cursor(tmp_path, monkeypatch):
+    from tests.evm_node import EvmNode
+
+    node = EvmNode()
+    node.start()
+    try:
+        config = example("ethereum.example.toml", tmp_path, rpc_url=f'"{node.rpc_url}"',
+                         chain_id=str(node.chain_id), confirmations="2")
+        monkeypatch.setenv("PAYG_MNEMONIC", ETH_MNEMONIC)
+        address, _ = address_of(config, "kitchen", tmp_path)
+        before_payment = node.snapshot()
+
+        def pay(_address: str) -> None:
+            node.send_value(address, 30 * 10**12)
+            node.mine(3)
+
+        run_until_credited(config, tmp_path, pay, 30)
+        shown = payg("cursor", "--config", str(config), cwd=tmp_path)
+        number, block_hash = re.search(r"deposits:ethereum: (\d+):(0x[0-9a-f]{64})", shown.stdout).groups()
+        assert node.block_hash(int(number)) == block_hash
+
+        # Another history replaces the credited payment's blocks: deeper than the 2 confirmations.
+        node.revert(before_payment)
+        node.send_value(node.accounts[5], 1)  # something else, so the blocks differ
+        node.mine(6)
+        assert node.block_hash(int(number)) != block_hash
+        port = port_of(config)
+        controller = Controller(config, tmp_path, port)
+        try:
+            controller.wait_ready()
+            wait_until(lambda: health(port)["ledger"] == "alarm", 30, "the reorganisation alarm")
+            assert f"block {number}" in health(port)["ledger_error"]
+            node.send_value(address, 7 * 10**12)  # paid on the new chain: waits for the operator
+            node.mine(2)
+            assert socket_state(port, "kitchen")["relay"] in ("on", "off")  # metering goes on
+            moved = payg("cursor", "--set", "1:0x00", "--config", str(config), cwd=tmp_path)
+            assert moved.returncode == 1 and "another controller" in moved.stderr  # not while it runs
+        finally:
+            assert controller.stop() == 0, controller.output()
+        credited = journal_rows(tmp_path / "data", "SELECT tokens FROM received_deposits")
+        assert credited == [(30,)]
+
+        # The operator checks the chain, then moves the cursor back to a block of the current chain.
+        back = 0  # genesis: older than anything the reorganisation touched
+        moved = payg("cursor", "--set", f"{back}:{node.block_hash(back)}", "--config", str(config), cwd=tmp_path)
+        assert moved.returncode == 0, moved.stderr
+        controller = Controller(config, tmp_path, port)
+        try:
+            controller.wait_ready()
+            wait_until(lambda: len(journal_rows(tmp_path / "data", "SELECT tokens FROM received_deposits")) == 2,
+                       30, "the new payment to be credited")
+            assert health(port)["ledger"] == "ok"
+        finally:
+            assert controller.stop() == 0, controller.output()
+        assert sorted(journal_rows(tmp_path / "data", "SELECT tokens FROM received_deposits")) == [(7,), (30,)]
+    finally:
+        node.stop()
