@@ -79,31 +79,39 @@ def run_until_credited(config: Path, tmp_path: Path, pay, tokens: int, socket_id
         assert controller.stop() == 0, controller.output()
 
 
-def test_the_ethereum_example_runs_against_a_node(tmp_path, monkeypatch):
+@pytest.fixture
+def evm():
     from tests.evm_node import EvmNode
 
     node = EvmNode()
     node.start()
-    try:
-        config = example("ethereum.example.toml", tmp_path, rpc_url=f'"{node.rpc_url}"',
-                         chain_id=str(node.chain_id), confirmations="2")
-        monkeypatch.setenv("PAYG_MNEMONIC", ETH_MNEMONIC)
-        address, uri = address_of(config, "kitchen", tmp_path)
-        assert uri == f"ethereum:{address}@{node.chain_id}?value={5 * 10**12}"
-        paid = 40 * 10**12 + 123  # 40 tokens and 123 wei
+    yield node
+    node.stop()
 
-        def pay(topup_address: str) -> None:
-            assert topup_address == address
-            node.send_value(address, paid)
-            node.mine(1)  # the second confirmation
 
-        run_until_credited(config, tmp_path, pay, 40)
-        rows = journal_rows(tmp_path / "data", "SELECT socket_id, units, tokens FROM received_deposits")
-        assert rows == [("kitchen", str(paid), 40)]
-        assert journal_rows(tmp_path / "data", "SELECT units FROM deposit_carry WHERE socket_id = 'kitchen'") \
-            == [("123",)]
-    finally:
-        node.stop()
+def ethereum_example(node, tmp_path, monkeypatch) -> tuple[Path, str, str]:
+    """The Ethereum example pointed at `node` with 2 confirmations; (config, kitchen's address, its URI)."""
+    config = example("ethereum.example.toml", tmp_path, rpc_url=f'"{node.rpc_url}"',
+                     chain_id=str(node.chain_id), confirmations="2")
+    monkeypatch.setenv("PAYG_MNEMONIC", ETH_MNEMONIC)
+    return (config, *address_of(config, "kitchen", tmp_path))
+
+
+def test_the_ethereum_example_runs_against_a_node(tmp_path, monkeypatch, evm):
+    config, address, uri = ethereum_example(evm, tmp_path, monkeypatch)
+    assert uri == f"ethereum:{address}@{evm.chain_id}?value={5 * 10**12}"
+    paid = 40 * 10**12 + 123  # 40 tokens and 123 wei
+
+    def pay(topup_address: str) -> None:
+        assert topup_address == address
+        evm.send_value(address, paid)
+        evm.mine(1)  # the second confirmation
+
+    run_until_credited(config, tmp_path, pay, 40)
+    rows = journal_rows(tmp_path / "data", "SELECT socket_id, units, tokens FROM received_deposits")
+    assert rows == [("kitchen", str(paid), 40)]
+    assert journal_rows(tmp_path / "data", "SELECT units FROM deposit_carry WHERE socket_id = 'kitchen'") \
+        == [("123",)]
 
 
 def test_the_iota_example_runs_against_a_node(tmp_path, monkeypatch):
@@ -206,60 +214,52 @@ def test_the_api_topup_fields_come_from_the_configured_backend(tmp_path, monkeyp
         assert controller.stop() == 0, controller.output()
 
 
-def test_a_deep_reorganisation_stops_crediting_until_an_operator_moves_the_cursor(tmp_path, monkeypatch):
-    from tests.evm_node import EvmNode
+def test_a_deep_reorganisation_stops_crediting_until_an_operator_moves_the_cursor(tmp_path, monkeypatch, evm):
+    node = evm  # a real EVM; snapshots make the reorganisation
+    config, address, _ = ethereum_example(node, tmp_path, monkeypatch)
+    before_payment = node.snapshot()
 
-    node = EvmNode()
-    node.start()
+    def pay(_address: str) -> None:
+        node.send_value(address, 30 * 10**12)
+        node.mine(3)
+
+    run_until_credited(config, tmp_path, pay, 30)
+    shown = payg("cursor", "--config", str(config), cwd=tmp_path)
+    number, block_hash = re.search(r"deposits:ethereum: (\d+):(0x[0-9a-f]{64})", shown.stdout).groups()
+    assert node.block_hash(int(number)) == block_hash
+
+    # Another history replaces the credited payment's blocks: deeper than the 2 confirmations.
+    node.revert(before_payment)
+    node.send_value(node.accounts[5], 1)  # something else, so the blocks differ
+    node.mine(6)
+    assert node.block_hash(int(number)) != block_hash
+    port = port_of(config)
+    controller = Controller(config, tmp_path, port)
     try:
-        config = example("ethereum.example.toml", tmp_path, rpc_url=f'"{node.rpc_url}"',
-                         chain_id=str(node.chain_id), confirmations="2")
-        monkeypatch.setenv("PAYG_MNEMONIC", ETH_MNEMONIC)
-        address, _ = address_of(config, "kitchen", tmp_path)
-        before_payment = node.snapshot()
-
-        def pay(_address: str) -> None:
-            node.send_value(address, 30 * 10**12)
-            node.mine(3)
-
-        run_until_credited(config, tmp_path, pay, 30)
-        shown = payg("cursor", "--config", str(config), cwd=tmp_path)
-        number, block_hash = re.search(r"deposits:ethereum: (\d+):(0x[0-9a-f]{64})", shown.stdout).groups()
-        assert node.block_hash(int(number)) == block_hash
-
-        # Another history replaces the credited payment's blocks: deeper than the 2 confirmations.
-        node.revert(before_payment)
-        node.send_value(node.accounts[5], 1)  # something else, so the blocks differ
-        node.mine(6)
-        assert node.block_hash(int(number)) != block_hash
-        port = port_of(config)
-        controller = Controller(config, tmp_path, port)
-        try:
-            controller.wait_ready()
-            wait_until(lambda: health(port)["ledger"] == "alarm", 30, "the reorganisation alarm")
-            assert f"block {number}" in health(port)["ledger_error"]
-            node.send_value(address, 7 * 10**12)  # paid on the new chain: waits for the operator
-            node.mine(2)
-            assert socket_state(port, "kitchen")["relay"] in ("on", "off")  # metering goes on
-            moved = payg("cursor", "--set", "1:0x00", "--config", str(config), cwd=tmp_path)
-            assert moved.returncode == 1 and "another controller" in moved.stderr  # not while it runs
-        finally:
-            assert controller.stop() == 0, controller.output()
-        credited = journal_rows(tmp_path / "data", "SELECT tokens FROM received_deposits")
-        assert credited == [(30,)]
-
-        # The operator checks the chain, then moves the cursor back to a block of the current chain.
-        back = 0  # genesis: older than anything the reorganisation touched
-        moved = payg("cursor", "--set", f"{back}:{node.block_hash(back)}", "--config", str(config), cwd=tmp_path)
-        assert moved.returncode == 0, moved.stderr
-        controller = Controller(config, tmp_path, port)
-        try:
-            controller.wait_ready()
-            wait_until(lambda: len(journal_rows(tmp_path / "data", "SELECT tokens FROM received_deposits")) == 2,
-                       30, "the new payment to be credited")
-            assert health(port)["ledger"] == "ok"
-        finally:
-            assert controller.stop() == 0, controller.output()
-        assert sorted(journal_rows(tmp_path / "data", "SELECT tokens FROM received_deposits")) == [(7,), (30,)]
+        controller.wait_ready()
+        wait_until(lambda: health(port)["ledger"] == "alarm", 30, "the reorganisation alarm")
+        assert f"block {number}" in health(port)["ledger_error"]
+        node.send_value(address, 7 * 10**12)  # paid on the new chain: waits for the operator
+        node.mine(2)
+        before = socket_state(port, "kitchen")["balance"]  # metering and billing go on meanwhile
+        wait_until(lambda: socket_state(port, "kitchen")["balance"] < before, 30, "the kitchen to be billed")
+        moved = payg("cursor", "--set", "1:0x00", "--config", str(config), cwd=tmp_path)
+        assert moved.returncode == 1 and "another controller" in moved.stderr  # not while it runs
     finally:
-        node.stop()
+        assert controller.stop() == 0, controller.output()
+    credited = journal_rows(tmp_path / "data", "SELECT tokens FROM received_deposits")
+    assert credited == [(30,)]
+
+    # The operator checks the chain, then moves the cursor back to a block of the current chain.
+    back = 0  # genesis: older than anything the reorganisation touched
+    moved = payg("cursor", "--set", f"{back}:{node.block_hash(back)}", "--config", str(config), cwd=tmp_path)
+    assert moved.returncode == 0, moved.stderr
+    controller = Controller(config, tmp_path, port)
+    try:
+        controller.wait_ready()
+        wait_until(lambda: len(journal_rows(tmp_path / "data", "SELECT tokens FROM received_deposits")) == 2,
+                   30, "the new payment to be credited")
+        assert health(port)["ledger"] == "ok"
+    finally:
+        assert controller.stop() == 0, controller.output()
+    assert sorted(journal_rows(tmp_path / "data", "SELECT tokens FROM received_deposits")) == [(7,), (30,)]
