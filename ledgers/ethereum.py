@@ -47,7 +47,8 @@ from web3 import HTTPProvider, Web3
 from web3.exceptions import Web3Exception, Web3RPCError
 from web3.types import BlockData, FilterParams, LogReceipt, TxReceipt
 
-from payg.errors import InvalidAmount, LedgerReorganised, LedgerUnavailable, UnknownSocket
+from ledgers.common import AddressBook, payment_units
+from payg.errors import LedgerReorganised, LedgerUnavailable
 from payg.ports import Deposit
 
 log = logging.getLogger("payg.ledgers.ethereum")
@@ -69,7 +70,7 @@ class ChainChanged(LedgerUnavailable):
     """The chain changed while it was being read (a reorganisation during the poll); read again next poll."""
 
 
-class EthereumLedger:
+class EthereumLedger(AddressBook):
     name = "ethereum"
 
     def __init__(self, w3: Web3, *, chain_id: int, mnemonic: str, accounts: Mapping[str, int], confirmations: int,
@@ -92,8 +93,7 @@ class EthereumLedger:
         self.max_blocks_per_poll = max_blocks_per_poll
         self.log_chunk_blocks = log_chunk_blocks
         self.endpoint = _redacted(endpoint or str(getattr(w3.provider, "endpoint_uri", "") or "")) or "(unnamed)"
-        self._addresses = _derive_addresses(mnemonic, accounts)
-        self._sockets_by_address = {address.lower(): socket_id for socket_id, address in self._addresses.items()}
+        super().__init__(_derive_addresses(mnemonic, accounts), key=str.lower)
         self._chain_checked = False
         self._floating_start: int | None = None
         self._session: requests.Session | None = None
@@ -124,18 +124,10 @@ class EthereumLedger:
         if self._session is not None:
             self._session.close()
 
-    def address_for(self, socket_id: str) -> str:
-        try:
-            return self._addresses[socket_id]
-        except KeyError:
-            raise UnknownSocket(socket_id) from None
-
     def payment_uri(self, socket_id: str, amount: int | None) -> str:
         """An EIP-681 URI: ether to the socket's address, or a transfer call on the token contract."""
         address = self.address_for(socket_id)
-        if amount is not None and (not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0):
-            raise InvalidAmount(f"an amount is a positive integer number of tokens, got {amount!r}")
-        units = None if amount is None else amount * self.units_per_token
+        units = None if amount is None else payment_units(amount, self.units_per_token)
         if self.token is None:
             uri = f"ethereum:{address}@{self.chain_id}"
             return uri if units is None else f"{uri}?value={units}"
@@ -206,7 +198,7 @@ class EthereumLedger:
             if parent is not None and _hex(block["parentHash"]) != parent:
                 raise self._changed(f"block {number}")
             for tx in block["transactions"]:
-                socket_id = self._sockets_by_address.get((tx["to"] or "").lower())
+                socket_id = self.socket_at(tx["to"] or "")
                 if socket_id is None or tx["value"] <= 0:
                     continue
                 receipt = self.w3.eth.get_transaction_receipt(tx["hash"])
@@ -246,7 +238,7 @@ class EthereumLedger:
         if entry.get("removed") or len(topics) != 3 or len(data) != 32:
             log.warning("ignored a Transfer event of %s in %s that is not an ERC-20 transfer", self.token, tx_hash)
             return None
-        socket_id = self._sockets_by_address.get("0x" + bytes(topics[2])[-20:].hex())
+        socket_id = self.socket_at("0x" + bytes(topics[2])[-20:].hex())
         amount = int.from_bytes(data, "big")
         if socket_id is None or amount == 0:
             return None
@@ -272,7 +264,7 @@ class EthereumLedger:
 
     def _transfer_logs(self, first: int, last: int) -> list[LogReceipt]:
         """Transfer events to the sockets in [first, last], in chunks that halve while the node refuses them."""
-        recipients = ["0x" + "00" * 12 + address[2:].lower() for address in self._addresses.values()]
+        recipients = ["0x" + "00" * 12 + address[2:].lower() for address in self.addresses()]
         logs: list[LogReceipt] = []
         chunk = self.log_chunk_blocks
         start = first

@@ -63,7 +63,8 @@ from urllib.parse import urlparse
 
 import iota_sdk
 
-from payg.errors import InvalidAmount, LedgerUnavailable, UnknownSocket
+from ledgers.common import AddressBook, payment_units
+from payg.errors import LedgerUnavailable
 from payg.ports import Deposit
 
 log = logging.getLogger("payg.ledgers.iota")
@@ -142,7 +143,7 @@ def _positive_int(value: Any, what: str) -> int:
     return value
 
 
-class IotaLedger:
+class IotaLedger(AddressBook):
     """DepositSource over an IOTA GraphQL node.
 
     accounts: socket id -> derivation index (the wallet account number). token_value: nanos per
@@ -180,8 +181,7 @@ class IotaLedger:
         if not isinstance(coin_type, str) or not _COIN_TYPE.fullmatch(coin_type.strip()):
             raise ValueError(f"coin_type must be a Move type such as 0x2::iota::IOTA, got {coin_type!r}")
         self.coin_type = normalise_coin_type(coin_type)
-        self._addresses = self._derive_addresses(mnemonic, accounts)
-        self._sockets_by_address = {a: s for s, a in self._addresses.items()}
+        super().__init__(self._derive_addresses(mnemonic, accounts))
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -217,19 +217,11 @@ class IotaLedger:
         return addresses
 
     def __repr__(self) -> str:
-        return f"IotaLedger({self.url!r}, sockets={sorted(self._addresses)!r})"
-
-    def address_for(self, socket_id: str) -> str:
-        try:
-            return self._addresses[socket_id]
-        except KeyError:
-            raise UnknownSocket(socket_id) from None
+        return f"IotaLedger({self.url!r}, sockets={sorted(self.socket_ids())!r})"
 
     def payment_amount_units(self, amount_tokens: int) -> int:
         """Nanos to pay for `amount_tokens` tokens."""
-        if isinstance(amount_tokens, bool) or not isinstance(amount_tokens, int) or amount_tokens <= 0:
-            raise InvalidAmount(f"an amount is a positive integer number of tokens, got {amount_tokens!r}")
-        return amount_tokens * self.units_per_token
+        return payment_units(amount_tokens, self.units_per_token)
 
     def payment_uri(self, socket_id: str, amount: int | None) -> str:
         """The bare address (see the module docstring); the amount is checked but not encoded."""
@@ -342,7 +334,7 @@ class IotaLedger:
         tasks = []
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(listed(a)) for a in self._addresses.values()]
+                tasks = [group.create_task(listed(a)) for a in self.addresses()]
         except BaseExceptionGroup as group_error:
             # One failure cancels the other requests; report the first cause.
             first = group_error.exceptions[0]
@@ -407,7 +399,7 @@ class IotaLedger:
                 address = normalise_address(owner)
             except ValueError:
                 raise _BadAnswer(f"transaction {digest}: balance change owner {owner!r}") from None
-            if address not in self._sockets_by_address or not isinstance(coin, str) \
+            if self.socket_at(address) is None or not isinstance(coin, str) \
                     or normalise_coin_type(coin) != self.coin_type:
                 continue
             received[address] = received.get(address, 0) + _bigint(_get(change, "amount"), digest)
@@ -415,7 +407,7 @@ class IotaLedger:
         if not credited:
             return []
         at = _timestamp(tx["timestamp"], digest)
-        return [Deposit(f"{digest}:{address}", self._sockets_by_address[address], amount, at)
+        return [Deposit(f"{digest}:{address}", self.socket_at(address), amount, at)
                 for address, amount in credited]
 
 

@@ -13,8 +13,9 @@ import threading
 import uuid
 from pathlib import Path
 
+from ledgers.common import AddressBook, payment_units
 from payg.clock import Clock
-from payg.errors import InvalidAmount, LedgerUnavailable, UnknownSocket
+from payg.errors import InvalidAmount, LedgerUnavailable
 from payg.ports import Deposit
 
 SCHEMA = """
@@ -34,7 +35,7 @@ def mock_address(socket_id: str) -> str:
     return "mock1" + hashlib.sha256(b"payg-mock-address:" + socket_id.encode()).hexdigest()[:40]
 
 
-class MockLedger:
+class MockLedger(AddressBook):
     name = "mock"
     units_per_token = 1  # the mock ledger counts in tokens
 
@@ -42,8 +43,7 @@ class MockLedger:
         self.path = Path(path)
         self.clock = clock
         self.finality_s = finality_s
-        self._addresses = {socket_id: mock_address(socket_id) for socket_id in socket_ids}
-        self._sockets_by_address = {a: s for s, a in self._addresses.items()}
+        super().__init__({socket_id: mock_address(socket_id) for socket_id in socket_ids})
         self._lock = threading.Lock()
         self._offline = False
         try:
@@ -62,23 +62,16 @@ class MockLedger:
         """Simulate a node outage: while offline, listing deposits raises LedgerUnavailable."""
         self._offline = offline
 
-    def address_for(self, socket_id: str) -> str:
-        try:
-            return self._addresses[socket_id]
-        except KeyError:
-            raise UnknownSocket(socket_id) from None
-
     def payment_uri(self, socket_id: str, amount: int | None) -> str:
         uri = f"{URI_SCHEME}:{self.address_for(socket_id)}"
-        return uri if amount is None else f"{uri}?amount={int(amount)}"
+        return uri if amount is None else f"{uri}?amount={payment_units(amount, self.units_per_token)}"
 
     def pay(self, socket_id: str, amount: int) -> str:
         """Pay `amount` tokens into a socket's address; returns the deposit id."""
         return self.pay_to(self.address_for(socket_id), amount)
 
     def pay_to(self, address: str, amount: int) -> str:
-        if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
-            raise InvalidAmount(f"an amount is a positive integer number of tokens, got {amount!r}")
+        payment_units(amount, self.units_per_token)
         if amount > 2**62:
             raise InvalidAmount(f"amount {amount} is too large")
         deposit_id = "mock-" + uuid.uuid4().hex
@@ -108,7 +101,7 @@ class MockLedger:
             if made_at + self.finality_s > now:
                 break  # not final yet; later ones wait behind it to keep the cursor simple
             last = seq
-            socket_id = self._sockets_by_address.get(address)
+            socket_id = self.socket_at(address)
             if socket_id is not None:
                 deposits.append(Deposit(deposit_id, socket_id, amount, made_at + self.finality_s))
         return deposits, (str(last) if last else cursor)
