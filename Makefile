@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/billing.py
 	$(BIN)/python bench/footprint.py
 	$(BIN)/python bench/modbus_bus.py
+	$(BIN)/python bench/deposits.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -18,7 +18,7 @@ Per backend:
    make a payment final is not measured here.
 
 Prints figures; exits 1 after printing if a catch-up check fails.
-Run from the repository root: `.venv/bin/python bench/ledgers.py` (about a minute on 2 cores);
+Run from the repository root: `.venv/bin/python bench/deposits.py` (about a minute on 2 cores);
 --sockets N for the large case (default 200); --quick: 30 sockets, 15 polls per row, 30 payments,
 5 latency trials (about 15 s). A timing row stops after 6 s (at least 5 polls) when polls are slow.
 """
@@ -36,10 +36,9 @@ import threading
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-# This file shares its name with the `ledgers` package: keep bench/ off the path and the root first.
-sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() not in (HERE, ROOT)]
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 from payg.clock import SystemClock  # noqa: E402
 from payg.deposits import DepositWatcher  # noqa: E402
