@@ -52,6 +52,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from report import finish  # noqa: E402  (bench/report.py, next to this script)
+
 import app  # noqa: E402
 from payg.clock import ManualClock  # noqa: E402
 from payg.config import parse  # noqa: E402
@@ -335,14 +337,7 @@ def main(argv=None) -> int:
         print(f"      CPU  ms: mean {statistics.mean(cpu):.3f}  (process_time, includes SQLite commit; "
               f"= {statistics.mean(cpu) / 1e3 * 60:.3f} CPU s per minute at 1 Hz)")
     print()
-    print(f"bench runtime {time.perf_counter() - started:.1f} s")
-    if failures:
-        print("FAILED:")
-        for f in failures:
-            print(f"  - {f}")
-        return 1
-    print("all goals met")
-    return 0
+    return finish(started, failures, "all goals met")
 
 
 if __name__ == "__main__":

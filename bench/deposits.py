@@ -40,6 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from report import finish  # noqa: E402  (bench/report.py, next to this script)
+
 from payg.clock import SystemClock  # noqa: E402
 from payg.deposits import DepositWatcher  # noqa: E402
 from payg.journal import SqliteJournal  # noqa: E402
@@ -344,14 +346,7 @@ def main(argv=None) -> int:
     print("second or less). Polls against a remote node also pay its network round trip per request, not measured")
     print("here either; the requests/poll column says how many round trips a poll makes.")
     print()
-    print(f"bench runtime {time.perf_counter() - started:.1f} s")
-    if failures:
-        print("FAILED:")
-        for f in failures:
-            print(f"  - {f}")
-        return 1
-    print("every catch-up credited each payment exactly once")
-    return 0
+    return finish(started, failures, "every catch-up credited each payment exactly once")
 
 
 if __name__ == "__main__":
