@@ -32,6 +32,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from report import verdict  # bench/report.py, next to this script
+
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CONSTANT_W = (5, 60, 150, 400, 800, 1200, 2000, 3000)  # loads of sockets const0..const7
@@ -143,13 +145,7 @@ def main(argv=None) -> int:
             lines = log_path.read_text(errors="replace").splitlines()
             for line in lines[-30:]:
                 print(f"    {line}")
-    if problems:
-        print("FAILED:")
-        for p in problems:
-            print(f"  - {p}")
-        return 1
-    print("controller healthy throughout; exited 0 on SIGTERM")
-    return 0
+    return verdict(problems, "controller healthy throughout; exited 0 on SIGTERM")
 
 
 def run_window(proc: subprocess.Popen, api: Api, ids: list[str], seconds: float, launched: float,

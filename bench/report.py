@@ -1,12 +1,11 @@
-"""The end every benchmark shares: its runtime, then the goals it missed (exit 1) or its success line (exit 0)."""
+"""The end every benchmark shares: the goals it missed (exit 1) or its success line (exit 0)."""
 
 from __future__ import annotations
 
 import time
 
 
-def finish(started: float, failures: list[str], success: str) -> int:
-    print(f"bench runtime {time.perf_counter() - started:.1f} s")
+def verdict(failures: list[str], success: str) -> int:
     if failures:
         print("FAILED:")
         for failure in failures:
@@ -14,3 +13,9 @@ def finish(started: float, failures: list[str], success: str) -> int:
         return 1
     print(success)
     return 0
+
+
+def finish(started: float, failures: list[str], success: str) -> int:
+    """The runtime since `started` (time.perf_counter()), then the verdict."""
+    print(f"bench runtime {time.perf_counter() - started:.1f} s")
+    return verdict(failures, success)
