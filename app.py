@@ -110,16 +110,15 @@ def build_ledger(config, journal, clock):
     mnemonic = read_secret(settings.mnemonic, file)
     accounts = ledger_accounts(config, journal, clock)
     try:
+        c = settings
         if lc.backend == "ethereum":
-            e = lc.ethereum
-            return EthereumLedger.connect(e.rpc_url, timeout_s=e.request_timeout_s, chain_id=e.chain_id,
-                                          mnemonic=mnemonic, accounts=accounts, confirmations=e.confirmations,
-                                          token=e.token, token_value=e.token_value, start_block=e.start_block,
-                                          max_blocks_per_poll=e.max_blocks_per_poll,
-                                          log_chunk_blocks=e.log_chunk_blocks)
-        i = lc.iota
-        return IotaLedger(i.graphql_url, mnemonic=mnemonic, accounts=accounts, token_value=i.token_value,
-                          start_checkpoint=i.start_checkpoint, request_timeout_s=i.request_timeout_s)
+            return EthereumLedger.connect(c.rpc_url, timeout_s=c.request_timeout_s, chain_id=c.chain_id,
+                                          mnemonic=mnemonic, accounts=accounts, confirmations=c.confirmations,
+                                          token=c.token, token_value=c.token_value, start_block=c.start_block,
+                                          max_blocks_per_poll=c.max_blocks_per_poll,
+                                          log_chunk_blocks=c.log_chunk_blocks)
+        return IotaLedger(c.graphql_url, mnemonic=mnemonic, accounts=accounts, token_value=c.token_value,
+                          start_checkpoint=c.start_checkpoint, request_timeout_s=c.request_timeout_s)
     except ValueError as exc:  # the ledger's own checks (a mnemonic that is not BIP-39, ...); never echo secrets
         raise ConfigError(file, f"ledger ({lc.backend})", f"settings the backend accepts: {exc}") from None
 
