@@ -53,3 +53,87 @@ class UnknownSocket(PaygError):
 
 class InvalidAmount(PaygError):
     """An amount that is not a positive integer in the ledger's smallest unit."""
+
+
+class TradeRefused(PaygError):
+    """A market or channel operation broke a rule. Nothing moved: no funds, no energy, no state."""
+
+
+class NotAuthorised(TradeRefused):
+    """The acting party does not hold the role the operation needs (or is not the channel's party)."""
+
+
+class RoleConflict(TradeRefused):
+    """A party would hold both producer and consumer, or a role it already holds."""
+
+
+class UnknownAdvert(TradeRefused):
+    """No advert with that id on this market."""
+
+
+class AdvertExpired(TradeRefused):
+    """The advert is 3 hours old or older: it can no longer be bought."""
+
+
+class AdvertNotExpired(TradeRefused):
+    """Unsold energy returns only once the advert has expired."""
+
+
+class NotEnoughEnergy(TradeRefused):
+    """A buy asks for more energy than the advert has left."""
+
+
+class CapacityExceeded(TradeRefused):
+    """The advert would take the energy advertised on the grid above its capacity."""
+
+
+class InsufficientFunds(TradeRefused):
+    """The payer cannot pay the whole amount (for a buy: the producer's share and the tax)."""
+
+
+class PriceAboveLimit(TradeRefused):
+    """The advert's current price is above the most the buyer said it would pay."""
+
+
+class UnknownChannel(TradeRefused):
+    """No payment channel with that id."""
+
+
+class ChannelClosed(TradeRefused):
+    """The channel was already closed or reclaimed; its id is never reused."""
+
+
+class ChannelExpired(TradeRefused):
+    """The channel's expiry has passed: only the sender can act now (reclaim)."""
+
+
+class ChannelNotExpired(TradeRefused):
+    """The sender can reclaim only after the channel's expiry."""
+
+
+class ExpiryNotExtended(TradeRefused):
+    """A top-up may only keep or extend a channel's expiry, never shorten it."""
+
+
+class VoucherRejected(TradeRefused):
+    """A voucher was refused. Subclasses say why."""
+
+
+class BadSignature(VoucherRejected):
+    """Not signed by the channel's sender: forged, malleated (high s), or recovering to no address."""
+
+
+class WrongChannel(VoucherRejected):
+    """The voucher is for another channel than the one it was presented for."""
+
+
+class WrongDomain(VoucherRejected):
+    """The voucher was signed for another chain, contract or network."""
+
+
+class AboveEscrow(VoucherRejected):
+    """The voucher's cumulative amount is more than the channel holds."""
+
+
+class VoucherReplayed(VoucherRejected):
+    """The voucher's cumulative amount is not above the last one accepted on this channel."""

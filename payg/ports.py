@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Protocol
 
+from payg.trade import Advert, Channel, MarketInfo, Purchase, Voucher
+
 
 @dataclass(frozen=True)
 class MeterReading:
@@ -73,3 +75,75 @@ class StatePublisher(Protocol):
     def publish(self, states: list[dict]) -> None:
         """Called once per tick with every socket's state."""
         ...
+
+
+class PeerTrade(Protocol):
+    """The energy market (rules in payg/trade.py). Every call that acts names the socket whose trade
+    key acts (`as_socket`); a socket's trade party is its own address, separate from its top-up
+    address, so trade money is never mistaken for a tenant's deposit. Refusals raise a TradeRefused
+    subclass and move nothing; an unreachable ledger raises LedgerUnavailable."""
+
+    name: str
+
+    def party_for(self, socket_id: str) -> str: ...
+
+    def now(self) -> int:
+        """The ledger's clock (unix seconds) that prices and expiries are judged by."""
+
+    def market(self) -> MarketInfo: ...
+
+    def role_of(self, party: str) -> str: ...
+
+    def grant(self, as_socket: str, party: str, role: str) -> None:
+        """Owner grants regulator; a regulator grants producer or consumer (never both to one party)."""
+
+    def revoke(self, as_socket: str, party: str) -> None: ...
+
+    def post_advert(self, as_socket: str, energy_wh: int, min_price_per_wh: int) -> Advert: ...
+
+    def advert(self, advert_id: str) -> Advert: ...
+
+    def adverts(self) -> list[Advert]:
+        """Adverts open now (unexpired, energy left), oldest first."""
+
+    def buy(self, as_socket: str, advert_id: str, energy_wh: int,
+            max_price_per_wh: int | None = None) -> Purchase: ...
+
+    def expire(self, advert_id: str) -> int:
+        """Return an expired advert's unsold energy to its producer (frees grid capacity); the Wh returned."""
+
+    def withdraw(self, as_socket: str) -> int:
+        """Pull what the market owes the socket's party (sales, tax); the amount paid out (0 if none)."""
+
+
+class PaymentChannel(Protocol):
+    """One-way payment channels. Vouchers are cumulative and bound to one channel and one domain
+    (chain and contract, or network). `check_voucher` is stateless; replay protection (an amount
+    not above the last accepted) is the receiving controller's job, see payg/channels.py."""
+
+    name: str
+
+    def party_for(self, socket_id: str) -> str: ...
+
+    def now(self) -> int: ...
+
+    def domain(self) -> str: ...
+
+    def open_channel(self, as_socket: str, recipient: str, escrow: int, expires_at: int) -> Channel: ...
+
+    def top_up(self, as_socket: str, channel_id: str, amount: int, expires_at: int) -> Channel:
+        """Add `amount` (may be 0) and keep or extend the expiry; sender only, while open."""
+
+    def channel(self, channel_id: str) -> Channel: ...
+
+    def sign_voucher(self, as_socket: str, channel_id: str, amount: int) -> Voucher: ...
+
+    def check_voucher(self, voucher: Voucher, channel_id: str) -> Channel:
+        """The channel, if `voucher` is a valid promise on `channel_id` right now; else VoucherRejected
+        (or UnknownChannel, ChannelClosed, ChannelExpired)."""
+
+    def close(self, as_socket: str, channel_id: str, voucher: Voucher) -> Channel:
+        """Recipient only, before expiry: pays the voucher's amount to the recipient, the rest to the sender."""
+
+    def reclaim(self, as_socket: str, channel_id: str) -> Channel:
+        """Sender only, after expiry, if not closed: the whole escrow back to the sender."""
