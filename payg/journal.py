@@ -86,6 +86,23 @@ CREATE TABLE IF NOT EXISTS ledger_accounts (
     account_index INTEGER NOT NULL UNIQUE CHECK (account_index >= 0),
     assigned_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS channels (
+    domain TEXT NOT NULL,
+    channel_id TEXT NOT NULL,
+    socket_id TEXT NOT NULL,
+    direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+    price_per_wh TEXT NOT NULL,
+    escrow TEXT NOT NULL,
+    amount TEXT NOT NULL DEFAULT '0',
+    signature TEXT NOT NULL DEFAULT '',
+    base_wh TEXT NOT NULL DEFAULT '0',
+    lead_wh INTEGER NOT NULL DEFAULT 0,
+    peer TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL DEFAULT 'open',
+    opened_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (domain, channel_id)
+);
 CREATE TABLE IF NOT EXISTS overrides (
     socket_id TEXT PRIMARY KEY,
     mode TEXT NOT NULL CHECK (mode IN ('off')),
@@ -124,6 +141,39 @@ class MeterState:
     pending_units: int = 0
     pending_wh: Fraction = Fraction(0)
     pending_since: float | None = None
+
+
+CHANNEL_COLUMNS = ("domain, channel_id, socket_id, direction, price_per_wh, escrow, amount, signature, base_wh,"
+                   " lead_wh, peer, state, opened_at, updated_at")
+
+
+@dataclass(frozen=True)
+class ChannelRow:
+    """A payment channel as this controller books it. Amounts in ledger units (text in SQLite: wei)."""
+    domain: str
+    channel_id: str
+    socket_id: str
+    direction: str          # 'out': our socket pays (sends vouchers); 'in': our socket is paid
+    price_per_wh: int
+    escrow: int
+    amount: int = 0         # latest voucher, cumulative
+    signature: str = ""
+    base_wh: Fraction = Fraction(0)   # the socket's billed counter when the channel opened ('out')
+    lead_wh: int = 0        # Wh paid ahead of metering, so the supplier can switch on ('out')
+    peer: str = ""          # the other controller's base URL
+    state: str = "open"
+    opened_at: float = 0.0
+    updated_at: float = 0.0
+
+    @classmethod
+    def from_row(cls, r: tuple) -> "ChannelRow":
+        return cls(r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), int(r[6]), r[7], Fraction(r[8]), r[9], r[10],
+                   r[11], r[12], r[13])
+
+    def as_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["base_wh"] = str(self.base_wh)
+        return d
 
 
 ENTRY_COLUMNS = "id, socket_id, at, kind, amount, energy_wh, idem_key, memo"
@@ -221,6 +271,29 @@ class JournalWriter:
         if tokens > 0 and not self.credit(socket_id, tokens, "deposit", idem_key, at, memo):
             raise sqlite3.IntegrityError(f"credit {idem_key} exists without its received deposit row")
         return tokens
+
+    def add_channel(self, row: "ChannelRow") -> None:
+        """Remember a payment channel this controller sends on ('out') or is paid on ('in')."""
+        cur = self._conn.execute(
+            "INSERT INTO channels (domain, channel_id, socket_id, direction, price_per_wh, escrow, base_wh, lead_wh,"
+            " peer, opened_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (row.domain, row.channel_id, row.socket_id, row.direction, str(row.price_per_wh), str(row.escrow),
+             str(row.base_wh), row.lead_wh, row.peer, row.opened_at, row.opened_at))
+        if cur.rowcount != 1:
+            raise ValueError(f"channel {row.channel_id} on {row.domain} is already known")
+
+    def advance_channel(self, domain: str, channel_id: str, previous: int, amount: int, signature: str,
+                        at: float) -> None:
+        """Move a channel's latest voucher from `previous` to `amount`; refuses if another writer moved it."""
+        cur = self._conn.execute(
+            "UPDATE channels SET amount = ?, signature = ?, updated_at = ? WHERE domain = ? AND channel_id = ?"
+            " AND amount = ? AND state = 'open'", (str(amount), signature, at, domain, channel_id, str(previous)))
+        if cur.rowcount != 1:
+            raise sqlite3.IntegrityError(f"channel {channel_id}: its latest voucher changed underneath")
+
+    def set_channel_state(self, domain: str, channel_id: str, state: str, escrow: int, at: float) -> None:
+        self._conn.execute("UPDATE channels SET state = ?, escrow = ?, updated_at = ? WHERE domain = ?"
+                           " AND channel_id = ?", (state, str(escrow), at, domain, channel_id))
 
     def event(self, socket_id: str, kind: str, detail: str, at: float) -> None:
         self._conn.execute("INSERT INTO events (socket_id, at, kind, detail) VALUES (?, ?, ?, ?)",
@@ -356,6 +429,25 @@ class SqliteJournal:
                 raise
             self._conn.execute("COMMIT")
         return {socket_id: known[socket_id] for socket_id in socket_ids}
+
+    def channels(self, direction: str | None = None, state: str | None = None) -> list["ChannelRow"]:
+        sql = f"SELECT {CHANNEL_COLUMNS} FROM channels WHERE 1 = 1"
+        args: list = []
+        if direction is not None:
+            sql += " AND direction = ?"
+            args.append(direction)
+        if state is not None:
+            sql += " AND state = ?"
+            args.append(state)
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY opened_at, channel_id", args).fetchall()
+        return [ChannelRow.from_row(r) for r in rows]
+
+    def channel(self, domain: str, channel_id: str) -> "ChannelRow | None":
+        with self._lock:
+            row = self._conn.execute(f"SELECT {CHANNEL_COLUMNS} FROM channels WHERE domain = ? AND channel_id = ?",
+                                     (domain, channel_id)).fetchone()
+        return None if row is None else ChannelRow.from_row(row)
 
     def overrides(self) -> dict[str, str]:
         with self._lock:

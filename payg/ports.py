@@ -147,3 +147,10 @@ class PaymentChannel(Protocol):
 
     def reclaim(self, as_socket: str, channel_id: str) -> Channel:
         """Sender only, after expiry, if not closed: the whole escrow back to the sender."""
+
+
+class PeerLink(Protocol):
+    """Sends a JSON message to another controller (`POST {base_url}/api/peer/{kind}`) and returns its answer.
+    A refusal comes back as the same payg error the peer raised; an unreachable peer is LedgerUnavailable."""
+
+    def post(self, base_url: str, kind: str, payload: dict) -> dict: ...
