@@ -32,6 +32,9 @@ class Runtime:
     meters: dict
     relays: dict
     buses: dict
+    trade: object = None     # PeerTrade + PaymentChannel, or None when the ledger has no market configured
+    book: object = None      # ChannelBook
+    supply: object = None    # SupplyDesk
 
 
 def profile_dirs() -> tuple[Path, ...]:
@@ -96,7 +99,7 @@ def build_ledger(config, journal, clock):
     if lc.backend == "mock":
         from ledgers.mock import MockLedger
 
-        return MockLedger(config.controller.data_dir / "mock-ledger.sqlite", clock, [s.id for s in config.sockets],
+        return MockLedger(mock_ledger_path(config), clock, [s.id for s in config.sockets],
                           finality_s=lc.mock.finality_s)
     settings = lc.ethereum if lc.backend == "ethereum" else lc.iota
     try:
@@ -121,6 +124,62 @@ def build_ledger(config, journal, clock):
                           start_checkpoint=c.start_checkpoint, request_timeout_s=c.request_timeout_s)
     except ValueError as exc:  # the ledger's own checks (a mnemonic that is not BIP-39, ...); never echo secrets
         raise ConfigError(file, f"ledger ({lc.backend})", f"settings the backend accepts: {exc}") from None
+
+
+def mock_ledger_path(config) -> Path:
+    return config.ledger.mock.path or config.controller.data_dir / "mock-ledger.sqlite"
+
+
+def build_trade(config, journal, clock):
+    """The configured market and channel backend, or None when this ledger has no market configured."""
+    from payg.config import read_secret
+
+    lc, tc = config.ledger, config.trade
+    if lc.backend == "mock":
+        from ledgers.mock_trade import MockTrade
+
+        return MockTrade(mock_ledger_path(config), clock, [s.id for s in config.sockets], capacity_wh=tc.capacity_wh,
+                         tax_bps=tc.tax_bps, owner_socket=tc.owner)
+    if lc.backend == "ethereum":
+        if not (tc.market_contract and tc.channels_contract):
+            return None
+        from ledgers.ethereum_trade import EthereumTrade
+
+        c = lc.ethereum
+        return EthereumTrade.connect(c.rpc_url, timeout_s=c.request_timeout_s, chain_id=c.chain_id,
+                                     mnemonic=read_secret(c.mnemonic, str(config.path)),
+                                     accounts=ledger_accounts(config, journal, clock), market=tc.market_contract,
+                                     channels=tc.channels_contract)
+    return build_iota_trade(config, journal, clock)
+
+
+def build_iota_trade(config, journal, clock):
+    from ledgers.iota_trade import IotaTrade
+    from ledgers.iota_wallet import IotaWallet
+    from payg.config import read_secret
+
+    c, tc = config.ledger.iota, config.trade
+    wallet = IotaWallet(c.graphql_url, mnemonic=read_secret(c.mnemonic, str(config.path)),
+                        request_timeout_s=c.request_timeout_s)
+    trade = IotaTrade(wallet, accounts=ledger_accounts(config, journal, clock),
+                      store_path=config.controller.data_dir / "iota-trade.sqlite", clock=clock,
+                      market_url=tc.market_url)
+    if tc.market_url is None and tc.owner is not None:
+        trade.create_market(tc.owner, tc.capacity_wh, tc.tax_bps)
+    return trade
+
+
+def build_trading(config, journal, clock, trade):
+    """The channel book and supply desk over a trade backend."""
+    from payg.channels import ChannelBook
+    from payg.supply import SupplyDesk
+    from payg.web.peer_client import HttpPeerLink
+
+    peers = HttpPeerLink()
+    book = ChannelBook(trade, journal, clock, config.tariff.tokens_per_wh, peers)
+    supply = SupplyDesk(book, journal, clock, peers, {s.id: s.sell for s in config.sockets if s.sell},
+                        {s.id: s.buy for s in config.sockets if s.buy})
+    return book, supply
 
 
 def build(config, clock=None) -> Runtime:
@@ -153,7 +212,19 @@ def build(config, clock=None) -> Runtime:
                             predictive_cutoff=c.predictive_cutoff, relay_check_s=c.relay_check_s,
                             relay_off_max_w=c.relay_off_max_w)
     watcher = DepositWatcher(ledger, journal, clock, on_credit=controller.credits_arrived)
-    return Runtime(config, clock, journal, ledger, controller, watcher, meters, relays, buses)
+    rt = Runtime(config, clock, journal, ledger, controller, watcher, meters, relays, buses)
+    try:
+        rt.trade = build_trade(config, journal, clock)
+    except ImportError as exc:
+        log.warning("trade is off: the %s backend's trade packages are missing (%s)", config.ledger.backend, exc)
+    except Exception:
+        ledger.close()
+        journal.close()
+        raise
+    if rt.trade is not None:
+        rt.book, rt.supply = build_trading(config, journal, clock, rt.trade)
+        rt.book.on_credit = controller.credits_arrived
+    return rt
 
 
 def close_hardware(rt: Runtime) -> None:
@@ -267,7 +338,20 @@ def run(config) -> int:
                 "ledger": rt.watcher.status, "ledger_error": rt.watcher.last_error,
                 "sockets": len(controller.sockets)}
 
+    own_url = f"http://{config.web.host}:{config.web.port}"
+
+    def supply_job() -> None:
+        try:
+            rt.supply.tick(own_url)
+        except LedgerUnavailable as exc:
+            log.warning("trade: ledger unavailable: %s", exc)
+        except Exception:
+            log.exception("trade: supply step failed")
+
     now = datetime.now(timezone.utc)
+    if rt.supply is not None:
+        scheduler.add_job(supply_job, "interval", seconds=config.controller.poll_interval_s, id="supply",
+                          next_run_time=now)
     scheduler.add_job(tick_job, "interval", seconds=config.controller.poll_interval_s, id="tick", next_run_time=now)
     scheduler.add_job(deposit_job, "interval", seconds=config.controller.deposit_poll_interval_s, id="deposits",
                       next_run_time=now)
@@ -288,7 +372,12 @@ def run(config) -> int:
     try:
         if config.web.enabled:
             payer = rt.ledger if rt.ledger.name == "mock" else None  # only the mock ledger can be paid from here
-            services = WebServices(controller, rt.journal, rt.ledger, payer=payer, health=health)
+            trade = None
+            if rt.trade is not None:
+                from payg.web.trade import TradeServices
+
+                trade = TradeServices(rt.trade, rt.book, rt.supply, tuple(s.id for s in config.sockets))
+            services = WebServices(controller, rt.journal, rt.ledger, payer=payer, health=health, trade=trade)
             try:
                 server = make_server(config.web.host, config.web.port, create_app(services, ROOT / "templates"),
                                      threaded=True)
@@ -315,6 +404,8 @@ def run(config) -> int:
         close_hardware(rt)
         if server is not None:
             server.server_close()
+        if rt.trade is not None:
+            rt.trade.shutdown()
         rt.journal.close()
         rt.ledger.close()
         del lock

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from payg.clock import Clock
 from payg.config import ConstantLoad, RandomLoad, ScheduleLoad
-from payg.errors import MeterUnavailable
+from payg.errors import MeterUnavailable, RelayError
 from payg.ports import MeterReading, Relay
 
 
@@ -57,6 +57,33 @@ class SimulatedRelay:
         if keep > 0:
             del switches[:keep]
         return intervals
+
+
+class SeriesRelay:
+    """Two relays in series, read-only: a line that carries power only while both are closed
+    (a socket fed through a neighbour's supply relay, in the two-controller trade demo)."""
+
+    def __init__(self, first, second):
+        self.first, self.second = first, second
+
+    def set_closed(self, closed: bool) -> None:
+        raise RelayError("a series view cannot be switched; switch one of its relays")
+
+    def is_closed(self) -> bool:
+        return self.first.is_closed() and self.second.is_closed()
+
+    def closed_intervals(self, start: float, end: float) -> list[tuple[float, float]]:
+        a, b = self.first.closed_intervals(start, end), self.second.closed_intervals(start, end)
+        out, i, j = [], 0, 0
+        while i < len(a) and j < len(b):
+            lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+            if lo < hi:
+                out.append((lo, hi))
+            if a[i][1] < b[j][1]:
+                i += 1
+            else:
+                j += 1
+        return out
 
 
 class LoadModel:
@@ -141,6 +168,11 @@ class SimulatedMeter:
         for a, b in intervals:
             self._energy_wh += self._load.energy_wh(a, b)
         self._at = now
+
+    def feed_through(self, relay) -> None:
+        """From now on the load gets power only while `relay` is closed too (see SeriesRelay)."""
+        self._advance()
+        self._relay = SeriesRelay(self._relay, relay)
 
     def reset_counter(self) -> None:
         self._advance()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from fractions import Fraction
 
 from payg import trade as rules
@@ -43,6 +44,7 @@ class ChannelBook:
         self.clock = clock
         self.tokens_per_wh = Fraction(tokens_per_wh)
         self.peers = peers
+        self.on_credit: Callable[[set[str]], None] | None = None  # the controller re-decides the relay at once
 
     def _row(self, channel_id: str) -> ChannelRow:
         row = self.journal.channel(self.channels.domain(), str(channel_id))
@@ -62,6 +64,8 @@ class ChannelBook:
             if tokens > 0:
                 w.credit(row.socket_id, tokens, "trade_in", f"channel:{row.domain}:{row.channel_id}:{voucher.amount}",
                          at, memo=f"channel {row.channel_id}: {voucher.amount // row.price_per_wh} Wh paid in total")
+        if tokens > 0 and self.on_credit is not None:
+            self.on_credit({row.socket_id})
         return tokens
 
     # -- the recipient's side ----------------------------------------------------------------------------

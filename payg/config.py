@@ -48,6 +48,7 @@ class WebConfig:
 @dataclass(frozen=True)
 class MockLedgerConfig:
     finality_s: float = 0.0
+    path: Path | None = None  # the mock ledger's file (None: mock-ledger.sqlite in data_dir); share it to trade
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,35 @@ class GpioRelayConfig:
 
 
 @dataclass(frozen=True)
+class SellConfig:
+    """The socket supplies energy through payment channels at this price."""
+    price_per_wh: int  # ledger units per Wh
+
+
+@dataclass(frozen=True)
+class BuyConfig:
+    """When the socket's balance falls below `below_tokens`, open a channel to `supplier` on `peer`."""
+    peer: str               # the supplying controller's base URL
+    supplier: str           # the supplying socket's id on that controller
+    below_tokens: int
+    escrow_wh: int          # the channel's escrow buys this much energy
+    max_price_per_wh: int   # refuse a supplier asking more (ledger units per Wh)
+    hours: float = 24.0     # the channel's lifetime
+    lead_wh: int = 1        # paid ahead, so the supplier can switch on
+
+
+@dataclass(frozen=True)
+class TradeConfig:
+    capacity_wh: int = 1_000_000  # grid capacity of a market this controller creates
+    tax_bps: int = 500            # tax on buys, in basis points of the producer's share
+    owner: str | None = None      # the socket whose trade party owns a market this controller creates
+    market_contract: str | None = None    # ethereum: the deployed market
+    channels_contract: str | None = None  # ethereum: the deployed channel manager
+    evm_version: str = "prague"           # ethereum: the target of `payg trade deploy`
+    market_url: str | None = None         # iota: the controller hosting the market (None: this one)
+
+
+@dataclass(frozen=True)
 class SocketConfig:
     id: str
     name: str
@@ -168,6 +198,8 @@ class SocketConfig:
     relay: SimulatedRelayConfig | GpioRelayConfig
     max_power_w: float = 3680.0
     account_index: int | None = None  # derivation index of the socket's ledger address (None: assigned)
+    sell: SellConfig | None = None
+    buy: BuyConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -178,6 +210,7 @@ class Config:
     ledger: LedgerConfig
     tariff: TariffConfig
     sockets: tuple[SocketConfig, ...] = field(default_factory=tuple)
+    trade: TradeConfig = field(default_factory=TradeConfig)
 
     def socket(self, socket_id: str) -> SocketConfig | None:
         return next((s for s in self.sockets if s.id == socket_id), None)
@@ -366,11 +399,52 @@ def _socket(t: _Table, profile_dirs: tuple[Path, ...]) -> SocketConfig:
     account_index = t.integer("account_index", minimum=0, maximum=2**31 - 1) if t.has("account_index") else None
     meter = _meter(t.table("meter"), profile_dirs)
     relay = _relay(t.table("relay"))
+    sell, buy = _socket_trade(t.table("trade")) if t.has("trade") else (None, None)
     if isinstance(meter, SimulatedMeterConfig) and isinstance(meter.load, ConstantLoad) \
             and meter.load.load_w > max_power_w:
         raise t.error("meter.load_w", f"at most max_power_w ({max_power_w})", meter.load.load_w)
     t.finish()
-    return SocketConfig(socket_id, name, meter, relay, max_power_w, account_index)
+    return SocketConfig(socket_id, name, meter, relay, max_power_w, account_index, sell, buy)
+
+
+def _socket_trade(t: _Table) -> tuple[SellConfig | None, BuyConfig | None]:
+    if t.has("sell_price_per_wh"):
+        if t.has("peer"):
+            raise t.error("peer", "no buying keys on a socket that sells (sell_price_per_wh is set)", t.raw("peer"))
+        sell = SellConfig(_units(t, "sell_price_per_wh", ...))
+        t.finish()
+        return sell, None
+    if not t.has("peer"):
+        raise t.error("sell_price_per_wh", "either sell_price_per_wh (to supply) or peer, supplier, below_tokens,"
+                      " escrow_wh and max_price_per_wh (to buy)", has_got=False)
+    buy = BuyConfig(
+        peer=_url(t, "peer", "http://192.168.1.20:5000"),
+        supplier=t.string("supplier"),
+        below_tokens=t.integer("below_tokens", minimum=1),
+        escrow_wh=t.integer("escrow_wh", minimum=1, maximum=10_000_000),
+        max_price_per_wh=_units(t, "max_price_per_wh", ...),
+        hours=t.number("hours", 24.0, positive=True),
+        lead_wh=t.integer("lead_wh", 1, minimum=0, maximum=1000),
+    )
+    t.finish()
+    return None, buy
+
+
+def _trade(t: _Table) -> TradeConfig:
+    market = t.string("market_contract") if t.has("market_contract") else None
+    channels = t.string("channels_contract") if t.has("channels_contract") else None
+    for key, value in (("market_contract", market), ("channels_contract", channels)):
+        if value is not None and not EVM_ADDRESS.match(value):
+            raise t.error(key, "a contract address (0x and 40 hex digits)", value)
+    return TradeConfig(
+        capacity_wh=t.integer("capacity_wh", 1_000_000, minimum=1_000, maximum=1_000_000),
+        tax_bps=t.integer("tax_bps", 500, minimum=0, maximum=10_000),
+        owner=t.string("owner") if t.has("owner") else None,
+        market_contract=market,
+        channels_contract=channels,
+        evm_version=t.string("evm_version", "prague", choices=("prague", "cancun", "shanghai", "paris")),
+        market_url=_url(t, "market_url", "http://192.168.1.10:5000") if t.has("market_url") else None,
+    )
 
 
 URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
@@ -447,7 +521,12 @@ def read_secret(ref: SecretRef, config_file: str | Path) -> str:
 def _ledger(t: _Table, base_dir: Path | None) -> LedgerConfig:
     backend = t.string("backend", choices=BACKENDS)
     if backend == "mock":
-        return LedgerConfig(backend, mock=MockLedgerConfig(t.number("finality_s", 0.0, minimum=0)))
+        path = None
+        if t.has("path"):
+            path = Path(t.string("path"))
+            if not path.is_absolute() and base_dir is not None:
+                path = base_dir / path
+        return LedgerConfig(backend, mock=MockLedgerConfig(t.number("finality_s", 0.0, minimum=0), path))
     if backend == "ethereum":
         token = t.string("token") if t.has("token") else None
         if token is not None and not EVM_ADDRESS.match(token):
@@ -564,8 +643,13 @@ def parse(data: dict, file: str, base_dir: Path | None = None, profile_dirs: tup
                               f"{len(on_bus)} meter(s) on {on_bus[0].port} need {needed:.2f} s of wire time per "
                               f"poll at {on_bus[0].baud} baud, and a poll must fit in 80 % of the interval "
                               f"(or raise the baud rate)", poll, has_got=True)
+    tr = root.table("trade", {})
+    trade = _trade(tr)
+    tr.finish()
+    if trade.owner is not None and trade.owner not in seen:
+        raise ConfigError(file, "trade.owner", "the id of a configured socket", trade.owner, has_got=True)
     root.finish()
-    return Config(Path(file), controller, web, ledger, tariff, tuple(sockets))
+    return Config(Path(file), controller, web, ledger, tariff, tuple(sockets), trade)
 
 
 def load(path: str | Path, profile_dirs: tuple[Path, ...] = ()) -> Config:

@@ -17,6 +17,8 @@ from payg.controller import Controller
 from payg.errors import InvalidAmount, LedgerUnavailable, UnknownSocket
 from payg.journal import SqliteJournal
 from payg.ports import DepositPayer, DepositSource
+from payg.web import trade as trade_routes
+from payg.web.trade import TradeServices
 
 MAX_PAGE = 500
 
@@ -28,6 +30,7 @@ class WebServices:
     deposits: DepositSource
     payer: DepositPayer | None = None  # only with the mock ledger
     health: Callable[[], dict] | None = None
+    trade: "TradeServices | None" = None
 
 
 def create_app(services: WebServices, template_folder: str | Path | None = None) -> Flask:
@@ -120,5 +123,8 @@ def create_app(services: WebServices, template_folder: str | Path | None = None)
             except InvalidAmount as exc:
                 abort(400, description=str(exc))
             return jsonify(deposit_id=deposit_id, socket=socket_id, amount=amount), 201
+
+    if services.trade is not None:
+        trade_routes.register(app, services.trade, json_body)
 
     return app
