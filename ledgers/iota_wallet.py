@@ -45,12 +45,13 @@ methods are synchronous and thread-safe.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import threading
 import time
 import unicodedata
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
 
@@ -71,6 +72,7 @@ POLL_INITIAL_S = 0.05
 POLL_MAX_S = 0.5
 
 _SDK_ERRORS = (iota_sdk.SdkFfiError, iota_sdk.InternalError)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 COINS_QUERY = """query PaygCoins($address: IotaAddress!, $first: Int!, $after: String) {
   address(address: $address) {
@@ -110,6 +112,52 @@ TRANSACTION_QUERY = """query PaygTransaction($digest: String!, $first: Int!, $af
     }
   }
 }"""
+
+
+# Ed25519 strictness. The SDK's verifier follows the cofactorless equation without the "strict" checks, and
+# accepts for instance an all-zero public key with an all-zero signature for every message. verify() therefore
+# refuses, before asking the SDK, what RFC 8032 / verify_strict refuse: a non-canonical point encoding,
+# a public key or R of small order (the 8-torsion, which makes signatures forgeable or malleable), and s >= L.
+_P = 2**255 - 19
+_L = 2**252 + 27742317777372353535851937790883648493
+_D = -121665 * pow(121666, _P - 2, _P) % _P
+_SQRT_M1 = pow(2, (_P - 1) // 4, _P)
+
+
+def _decode_point(raw: bytes) -> tuple[int, int] | None:
+    """The affine Edwards25519 point (x, y) of a canonical 32-byte encoding, or None."""
+    y = int.from_bytes(raw, "little")
+    sign, y = y >> 255, y & ((1 << 255) - 1)
+    if y >= _P:
+        return None
+    u, v = (y * y - 1) % _P, (_D * y * y + 1) % _P
+    # x = sqrt(u / v) with one exponentiation: x = u v^3 (u v^7)^((p - 5) / 8), then fix the root of -1
+    x = u * pow(v, 3, _P) * pow(u * pow(v, 7, _P), (_P - 5) // 8, _P) % _P
+    if (v * x * x - u) % _P:
+        x = x * _SQRT_M1 % _P
+        if (v * x * x - u) % _P:
+            return None
+    if x == 0 and sign:
+        return None
+    if x & 1 != sign:
+        x = _P - x
+    return x, y
+
+
+@functools.lru_cache(maxsize=1024)
+def _strong_point(raw: bytes) -> bool:
+    """A canonical encoding of a point outside the small-order subgroup ([8]P is not the identity).
+    (Cached: the same public keys come back with every voucher.)"""
+    point = _decode_point(raw)
+    if point is None:
+        return False
+    x, y, z = point[0], point[1], 1
+    for _ in range(3):  # projective doubling on -x^2 + y^2 = 1 + d x^2 y^2
+        b, c, d = (x + y) ** 2 % _P, x * x % _P, y * y % _P
+        f = (d - c) % _P
+        j = (f - 2 * z * z) % _P
+        x, y, z = (b - c - d) * j % _P, f * (-c - d) % _P, f * j % _P
+    return not (x == 0 and (y - z) % _P == 0)
 
 
 class TransactionNotFound(PaygError):
@@ -216,6 +264,9 @@ class IotaWallet:
             public = bytes.fromhex(public_key_hex)
             signature = bytes.fromhex(signature_hex)
             if len(public) != 32 or len(signature) != 64:
+                return False
+            if int.from_bytes(signature[32:], "little") >= _L or not _strong_point(public) \
+                    or not _strong_point(signature[:32]):
                 return False
             key = iota_sdk.Ed25519VerifyingKey(iota_sdk.Ed25519PublicKey.from_bytes(public))
             key.verify(bytes(message), iota_sdk.Ed25519Signature.from_bytes(signature))
@@ -527,11 +578,13 @@ class IotaWallet:
             more = await self._query(TRANSACTION_QUERY, {"digest": digest, "first": PAGE_SIZE,
                                                          "after": _get(info, "endCursor")})
             connection = _get(_get(_get(more, "transactionBlock"), "effects"), "balanceChanges")
+        ms = _timestamp_ms(timestamp, digest) if timestamp is not None else None
         return {
             "digest": digest,
             "sender": normalise_address(_get(sender, "address")) if sender is not None else None,
             "checkpoint": _uint(_get(checkpoint, "sequenceNumber"), "checkpoint") if checkpoint is not None else None,
-            "timestamp": _timestamp(timestamp, digest) if timestamp is not None else None,
+            "timestamp": ms // 1000 if ms is not None else None,
+            "timestamp_ms": ms,
             "success": status == "SUCCESS",
             "error": _get(effects, "errors"),
             "changes": {address: amount for address, amount in changes.items() if amount},
@@ -564,8 +617,11 @@ def _bigint(value: Any, what: str) -> int:
     raise _BadAnswer(f"{what} is not a BigInt: {value!r}")
 
 
-def _timestamp(value: Any, digest: str) -> int:
+def _timestamp_ms(value: Any, digest: str) -> int:
     try:
-        return int(datetime.fromisoformat(value).timestamp())
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            raise ValueError("no time zone")
     except (TypeError, ValueError):
         raise _BadAnswer(f"transaction {digest}: timestamp {value!r} is not an ISO-8601 date") from None
+    return (moment - _EPOCH) // timedelta(milliseconds=1)  # exact: no float rounding

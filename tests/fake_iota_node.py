@@ -18,8 +18,10 @@ Control endpoints (JSON):
                               an executed transaction, not yet in a checkpoint
     POST /_fake/checkpoint    {"timestamp_ms"?} -> {"sequenceNumber", "transactions"}
                               a new checkpoint holding every pending transaction
-    POST /_fake/fail          {"mode": "none" | "503" | "hang" | "graphql-error" | "malformed", "match"?}
-                              every GraphQL request fails so (only those whose body holds `match`, if given)
+    POST /_fake/fail          {"mode": "none" | "503" | "hang" | "graphql-error" | "malformed" | "drop-answer",
+                              "match"?}  every GraphQL request fails so (only those whose body holds `match`,
+                              if given); "drop-answer" executes the request, then closes the connection
+                              without answering (a reply lost on the way back)
     POST /_fake/prune         {"below": n}  checkpoints below n leave the available range
     GET  /_fake/requests      every GraphQL request received: method, path, headers, body, json
     POST /_fake/requests/clear
@@ -887,6 +889,9 @@ class Handler(BaseHTTPRequestHandler):
         variables = parsed.get("variables")
         result = graphql_sync(self.schema, parsed["query"], variable_values=variables,
                               operation_name=parsed.get("operationName"))
+        if mode == "drop-answer":
+            self.close_connection = True
+            return None
         out: dict = {"data": result.data}
         if result.errors:
             out["errors"] = [e.formatted for e in result.errors]
@@ -901,7 +906,7 @@ class Handler(BaseHTTPRequestHandler):
             if what == "checkpoint":
                 return self.reply(200, chain.make_checkpoint(args.get("timestamp_ms")))
             if what == "fail":
-                if args.get("mode") not in ("none", "503", "hang", "graphql-error", "malformed"):
+                if args.get("mode") not in ("none", "503", "hang", "graphql-error", "malformed", "drop-answer"):
                     raise ValueError(f"unknown mode {args.get('mode')!r}")
                 chain.fail_mode, chain.fail_match = args["mode"], args.get("match")
                 return self.reply(200, {"mode": chain.fail_mode})

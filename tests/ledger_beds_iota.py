@@ -94,6 +94,33 @@ class FakeIotaNode:
     def checkpoint(self, timestamp_ms: int | None = None) -> dict:
         return self.control("checkpoint", {} if timestamp_ms is None else {"timestamp_ms": timestamp_ms})
 
+    def faucet(self, address: str, amount: int, coins: int = 1) -> dict:
+        """Mint `amount` nanos to `address` as `coins` coin objects: {"digest", "coins": [object ids]}."""
+        return self.control("faucet", {"address": address, "amount": amount, "coins": coins})
+
+    def auto_checkpoint(self, enabled: bool) -> None:
+        """True (the default): executed transactions are checkpointed at once; False: they wait for checkpoint()."""
+        self.control("auto_checkpoint", {"enabled": enabled})
+
+    def set_time(self, timestamp_ms: int | None = None, advance_ms: int | None = None) -> int:
+        """Set or advance the ledger clock that stamps the next checkpoints; returns it (ms)."""
+        body = {"timestamp_ms": timestamp_ms} if timestamp_ms is not None else {"advance_ms": advance_ms}
+        return self.control("time", body)["timestamp_ms"]
+
+    def set_gas_price(self, price: int) -> None:
+        self.control("gas_price", {"price": price})
+
+    def coins(self, address: str) -> list[dict]:
+        """The live coin objects of an address: id, owner, balance, version, digest."""
+        return self.control(f"coins?address={address}")["coins"]
+
+    def head(self) -> int:
+        """The latest checkpoint's sequence number (asked over GraphQL, so it shows in requests())."""
+        request = urllib.request.Request(self.url, data=json.dumps({"query": "{ checkpoint { sequenceNumber } }"}).encode(),
+                                         headers={"content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())["data"]["checkpoint"]["sequenceNumber"]
+
     def fail(self, mode: str, match: str | None = None) -> None:
         self.control("fail", {"mode": mode, "match": match})
 
