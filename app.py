@@ -430,6 +430,10 @@ def main(argv: list[str] | None = None) -> int:
         return run(config)
     if args.command in ("deposit", "address"):
         return ledger_command(args, config)
+    if args.command == "trade":
+        if args.action == "fund":
+            return mock_fund(args, config)
+        return cli.cmd_trade(args, config)
     journal_path = config.controller.data_dir / "journal.sqlite"
     journal = None
     if journal_path.exists():
@@ -458,6 +462,31 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if journal is not None:
             journal.close()
+
+
+def mock_fund(args, config) -> int:
+    """`payg trade fund`: the mock ledger's faucet for trade wallets (no controller needed)."""
+    from ledgers.mock_trade import MockTrade
+    from payg.clock import SystemClock
+
+    if config.ledger.backend != "mock":
+        print(f"payg: trade fund mints on the mock ledger only; on {config.ledger.backend} send funds to the "
+              "socket's trade party (payg trade info shows it)", file=sys.stderr)
+        return 2
+    if config.socket(args.socket) is None:
+        print(f"payg: unknown socket {args.socket!r}", file=sys.stderr)
+        return 2
+    config.controller.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tc = config.trade
+    trade = MockTrade(mock_ledger_path(config), SystemClock(), [s.id for s in config.sockets],
+                      capacity_wh=tc.capacity_wh, tax_bps=tc.tax_bps, owner_socket=tc.owner)
+    try:
+        party = trade.party_for(args.socket)
+        trade.fund(party, args.amount)
+        print(f"{party}: {trade.balance(party)}")
+    finally:
+        trade.shutdown()
+    return 0
 
 
 def ledger_command(args, config) -> int:

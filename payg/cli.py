@@ -49,6 +49,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", action="store_true", help="every entry, oldest first, as CSV")
     p.add_argument("--limit", type=_positive_int, default=50, metavar="N", help="entries to show (default 50)")
 
+    trade = sub.add_parser("trade", help="the energy market and payment channels (through the running controller)")
+    trade.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                       help=f"configuration file (default: {DEFAULT_CONFIG})")
+    acts = trade.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    def act(name: str, help_text: str, socket: bool = False) -> argparse.ArgumentParser:
+        a = acts.add_parser(name, help=help_text, description=help_text)
+        if socket:
+            a.add_argument("--socket", required=True, metavar="ID", help="the socket whose trade party acts")
+        return a
+
+    act("info", "the market, and each socket's trade party and role")
+    act("adverts", "open adverts with their price now")
+    a = act("post", "post a sell advert", socket=True)
+    a.add_argument("--energy-wh", required=True, type=_positive_int, metavar="WH")
+    a.add_argument("--min-price", required=True, type=_positive_int, metavar="UNITS", help="ledger units per Wh")
+    a = act("buy", "buy energy from an advert", socket=True)
+    a.add_argument("advert", metavar="ADVERT")
+    a.add_argument("--energy-wh", required=True, type=_positive_int, metavar="WH")
+    a.add_argument("--max-price", type=_positive_int, metavar="UNITS", help="refuse if it costs more per Wh now")
+    a = act("grant", "give a party a role (owner: regulator; regulator: producer, consumer; none revokes)",
+            socket=True)
+    a.add_argument("--party", required=True, metavar="ADDRESS")
+    a.add_argument("--role", required=True, choices=("regulator", "producer", "consumer", "none"))
+    act("withdraw", "pull what the market owes the socket's party", socket=True)
+    act("channels", "the payment channels this controller pays on or is paid on")
+    a = act("channel", "one channel, as the ledger and this controller see it")
+    a.add_argument("channel", metavar="ID")
+    a = act("open", "open a payment channel (--supplier: to the socket's configured supplier)", socket=True)
+    a.add_argument("--supplier", action="store_true", help="use the socket's [sockets.trade] buying settings")
+    a.add_argument("--recipient", metavar="ADDRESS")
+    a.add_argument("--escrow", type=_positive_int, metavar="UNITS")
+    a.add_argument("--price", type=_positive_int, metavar="UNITS", help="ledger units per Wh streamed")
+    a.add_argument("--hours", type=float, default=24.0)
+    a.add_argument("--peer", metavar="URL", help="the recipient's controller, to stream vouchers to")
+    for name, text in (("close", "close an incoming channel with its latest voucher"),
+                       ("reclaim", "take back an expired outgoing channel's escrow")):
+        a = act(name, text)
+        a.add_argument("channel", metavar="ID")
+    a = act("fund", "mint ledger units into a socket's trade party (mock ledger only)", socket=True)
+    a.add_argument("--amount", required=True, type=_positive_int, metavar="UNITS")
+
     meters = sub.add_parser("meters", help="find and read Modbus meters (for installers; no config needed)")
     meter_actions = meters.add_subparsers(dest="action", metavar="ACTION", required=True)
     for name, help_text in (("scan", "find which slave addresses answer on a port"),
@@ -142,6 +184,78 @@ def cmd_address(args: argparse.Namespace, source: DepositSource, out: TextIO = s
         print(f"amount:  {args.amount} tokens = {units} ledger units", file=out)
     elif source.units_per_token != 1:
         print(f"token:   1 token = {source.units_per_token} ledger units", file=out)
+    return 0
+
+
+def controller_url(config: Config) -> str:
+    host = "127.0.0.1" if config.web.host in ("0.0.0.0", "::", "") else config.web.host
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{config.web.port}"
+
+
+def trade_request(args: argparse.Namespace) -> tuple[str, str, dict | None]:
+    """(method, path, body) of the API request a `payg trade` action makes."""
+    a = args.action
+    if a in ("info", "adverts", "channels"):
+        return "GET", {"info": "/api/trade", "adverts": "/api/trade/adverts",
+                       "channels": "/api/trade/channels"}[a], None
+    if a == "channel":
+        return "GET", f"/api/trade/channels/{args.channel}", None
+    if a == "post":
+        return "POST", "/api/trade/adverts", {"socket": args.socket, "energy_wh": args.energy_wh,
+                                               "min_price_per_wh": args.min_price}
+    if a == "buy":
+        body = {"socket": args.socket, "energy_wh": args.energy_wh}
+        if args.max_price is not None:
+            body["max_price_per_wh"] = args.max_price
+        return "POST", f"/api/trade/adverts/{args.advert}/buy", body
+    if a == "grant":
+        return "POST", "/api/trade/roles", {"socket": args.socket, "party": args.party, "role": args.role}
+    if a == "withdraw":
+        return "POST", "/api/trade/withdraw", {"socket": args.socket}
+    if a == "open":
+        if args.supplier:
+            return "POST", "/api/trade/channels", {"socket": args.socket, "supplier_config": True}
+        missing = [k for k in ("recipient", "escrow", "price") if getattr(args, k) is None]
+        if missing:
+            raise ValueError("open needs --supplier, or --recipient, --escrow and --price"
+                             f" (missing: {', '.join('--' + m for m in missing)})")
+        body = {"socket": args.socket, "recipient": args.recipient, "escrow": args.escrow,
+                "price_per_wh": args.price, "hours": args.hours}
+        if args.peer:
+            body["peer"] = args.peer
+        return "POST", "/api/trade/channels", body
+    return "POST", f"/api/trade/channels/{args.channel}/{a}", {}
+
+
+def cmd_trade(args: argparse.Namespace, config: Config, out: TextIO = sys.stdout, err: TextIO = sys.stderr,
+              timeout_s: float = 60.0) -> int:
+    """Send a `payg trade` action to the running controller and print its JSON answer."""
+    try:
+        method, path, body = trade_request(args)
+    except ValueError as exc:
+        print(f"payg: {exc}", file=err)
+        return 2
+    url = controller_url(config) + path
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            answer = json.load(resp)
+    except urllib.error.HTTPError as exc:
+        try:
+            detail = json.load(exc)
+        except ValueError:
+            detail = {}
+        print(f"payg: refused: {detail.get('error', exc.code)}: {detail.get('message', exc.reason)}", file=err)
+        return 1
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        print(f"payg: no controller answers at {controller_url(config)} ({exc}); start it with `payg run`",
+              file=err)
+        return 1
+    json.dump(answer, out, indent=2)
+    print(file=out)
     return 0
 
 

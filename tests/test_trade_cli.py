@@ -1,0 +1,154 @@
+"""`payg trade ...` against a real controller process on the embedded default (mock ledger)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.support import free_port
+from tests.test_cli import Controller, payg
+
+CONFIG = """
+[controller]
+data_dir = "var"
+
+[web]
+port = {port}
+
+[ledger]
+backend = "mock"
+
+[trade]
+owner = "kitchen"
+capacity_wh = 5000
+
+[[sockets]]
+id = "kitchen"
+meter = {{ kind = "simulated", load_w = 100 }}
+relay = {{ kind = "simulated" }}
+
+[[sockets]]
+id = "roof"
+meter = {{ kind = "simulated", load_w = 100 }}
+relay = {{ kind = "simulated" }}
+
+[[sockets]]
+id = "flat"
+meter = {{ kind = "simulated", load_w = 100 }}
+relay = {{ kind = "simulated" }}
+"""
+
+
+@pytest.fixture
+def controller(tmp_path):
+    port = free_port()
+    config = tmp_path / "payg.toml"
+    config.write_text(CONFIG.format(port=port))
+    ctl = Controller(config, tmp_path, port)
+    ctl.wait_ready()
+    yield ctl
+    assert ctl.stop() == 0
+
+
+def trade(ctl, *args: str, ok: bool = True):
+    done = payg("--config", str(ctl.config), "trade", *args, cwd=ctl.cwd)
+    if ok:
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+    return done
+
+
+def test_roles_adverts_and_a_buy_from_the_command_line(controller):
+    info = trade(controller, "info")
+    parties = {s: v["party"] for s, v in info["sockets"].items()}
+    assert info["market"]["owner"] == parties["kitchen"]
+    assert info["sockets"]["kitchen"]["role"] == "owner"
+    trade(controller, "grant", "--socket", "kitchen", "--party", parties["roof"], "--role", "regulator")
+    refused = trade(controller, "post", "--socket", "roof", "--energy-wh", "100", "--min-price", "5", ok=False)
+    assert refused.returncode == 1 and "NotAuthorised" in refused.stderr
+    # a regulator cannot also make itself producer; roof regulates, flat produces, kitchen is the owner
+    trade(controller, "grant", "--socket", "roof", "--party", parties["flat"], "--role", "producer")
+    advert = trade(controller, "post", "--socket", "flat", "--energy-wh", "300", "--min-price", "5")
+    assert (advert["remaining_wh"], advert["price_per_wh"]) == (300, 5)
+    too_big = trade(controller, "post", "--socket", "flat", "--energy-wh", "4701", "--min-price", "5", ok=False)
+    assert "CapacityExceeded" in too_big.stderr
+    assert [a["advert_id"] for a in trade(controller, "adverts")["adverts"]] == [advert["advert_id"]]
+    funded = payg("--config", str(controller.config), "trade", "fund", "--socket", "kitchen", "--amount", "1000",
+                  cwd=controller.cwd)
+    assert funded.returncode == 0, funded.stderr
+    refused = trade(controller, "buy", advert["advert_id"], "--socket", "kitchen", "--energy-wh", "10", ok=False)
+    assert "NotAuthorised" in refused.stderr  # the owner holds no consumer role
+    trade(controller, "grant", "--socket", "kitchen", "--party", parties["roof"], "--role", "none")
+    assert trade(controller, "info")["sockets"]["roof"]["role"] == "none"
+
+
+def test_channels_from_the_command_line(controller):
+    info = trade(controller, "info")
+    parties = {s: v["party"] for s, v in info["sockets"].items()}
+    payg("--config", str(controller.config), "trade", "fund", "--socket", "roof", "--amount", "500",
+         cwd=controller.cwd)
+    incomplete = trade(controller, "open", "--socket", "roof", "--recipient", parties["flat"], ok=False)
+    assert incomplete.returncode == 2 and "--escrow" in incomplete.stderr
+    opened = trade(controller, "open", "--socket", "roof", "--recipient", parties["flat"], "--escrow", "200",
+                   "--price", "2", "--hours", "1")
+    assert (opened["direction"], opened["escrow"], opened["state"]) == ("out", 200, "open")
+    listed = trade(controller, "channels")["channels"]
+    assert [c["channel_id"] for c in listed] == [opened["channel_id"]]
+    shown = trade(controller, "channel", opened["channel_id"])
+    assert shown["ledger"]["sender"] == parties["roof"] and shown["ledger"]["recipient"] == parties["flat"]
+    early = trade(controller, "reclaim", opened["channel_id"], ok=False)
+    assert "ChannelNotExpired" in early.stderr
+    not_ours = trade(controller, "close", opened["channel_id"], ok=False)
+    assert "NotAuthorised" in not_ours.stderr  # this controller is the channel's sender
+
+
+def test_a_forged_peer_voucher_is_refused_with_its_error_name(controller):
+    url = f"http://127.0.0.1:{controller.port}"
+    req = urllib.request.Request(url + "/api/peer/voucher", method="POST", headers={"Content-Type": "application/json"},
+                                 data=json.dumps({"channel_id": "1", "voucher": {"channel_id": "1", "amount": 5,
+                                                  "domain": "mock:x", "signature": "00"}}).encode())
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(req, timeout=10)
+    assert refused.value.code == 409
+    assert json.load(refused.value)["error"] == "UnknownChannel"
+
+
+def test_without_a_controller_the_cli_says_so(tmp_path):
+    config = tmp_path / "payg.toml"
+    config.write_text(CONFIG.format(port=free_port()))
+    done = payg("--config", str(config), "trade", "adverts", cwd=tmp_path)
+    assert done.returncode == 1 and "no controller answers" in done.stderr
+
+
+def test_trade_actions_are_served_to_this_machine_only(tmp_path):
+    import app
+    from payg import config as cfg
+    from payg.web import WebServices, create_app
+    from payg.web.trade import TradeServices
+
+    path = tmp_path / "payg.toml"
+    path.write_text(CONFIG.format(port=free_port()).replace('data_dir = "var"', f'data_dir = "{tmp_path}/var"'))
+    config = cfg.load(path)
+    rt = app.build(config)
+    try:
+        services = WebServices(rt.controller, rt.journal, rt.ledger,
+                               trade=TradeServices(rt.trade, rt.book, rt.supply, ("kitchen", "roof", "flat")))
+        client = create_app(services).test_client()
+        body = {"socket": "kitchen", "party": rt.trade.party_for("roof"), "role": "regulator"}
+        remote = client.post("/api/trade/roles", json=body, environ_base={"REMOTE_ADDR": "192.168.1.50"})
+        assert remote.status_code == 403
+        assert rt.trade.role_of(rt.trade.party_for("roof")) == "none"
+        assert client.get("/api/trade/adverts", environ_base={"REMOTE_ADDR": "192.168.1.50"}).status_code == 200
+        local = client.post("/api/trade/roles", json=body, environ_base={"REMOTE_ADDR": "127.0.0.1"})
+        assert local.status_code == 200 and local.get_json()["role"] == "regulator"
+        bad = client.post("/api/trade/adverts", json={"socket": "flat", "energy_wh": -3, "min_price_per_wh": 1})
+        assert bad.status_code == 400
+        unknown = client.post("/api/trade/adverts", json={"socket": "nope", "energy_wh": 3, "min_price_per_wh": 1})
+        assert unknown.status_code == 404 and unknown.get_json()["error"] == "UnknownSocket"
+    finally:
+        rt.trade.shutdown()
+        rt.journal.close()
+        rt.ledger.close()
