@@ -100,11 +100,10 @@ from typing import Any, Protocol
 import payg.errors as errors
 from ledgers.iota import MAX_INDEX, normalise_address
 from payg.clock import Clock
-from payg.errors import (AdvertNotExpired, ChannelClosed, ChannelExpired, ChannelNotExpired,
-                         ExpiryNotExtended, InsufficientFunds, InvalidAmount, LedgerUnavailable,
-                         NotAuthorised, RoleConflict, TradeRefused, UnknownAdvert, UnknownChannel,
-                         UnknownSocket, AboveEscrow, BadSignature, WrongChannel, WrongDomain,
-                         VoucherReplayed, PaygError)
+from payg.errors import (AboveEscrow, AdvertExpired, AdvertNotExpired, BadSignature, ChannelClosed,
+                         ChannelExpired, ChannelNotExpired, ExpiryNotExtended, InsufficientFunds, InvalidAmount,
+                         LedgerUnavailable, NotAuthorised, NotEnoughEnergy, PaygError, RoleConflict, TradeRefused,
+                         UnknownAdvert, UnknownChannel, UnknownSocket, VoucherReplayed, WrongChannel, WrongDomain)
 from payg.trade import (CLOSED, CONSUMER, DEFAULT_CAPACITY_WH, DEFAULT_TAX_BPS, MAX_CAPACITY_WH,
                         MAX_TAX_BPS, MIN_CAPACITY_WH, NO_ROLE, OPEN, OWNER, PRODUCER, RECLAIMED,
                         REGULATOR, Advert, Channel, MarketInfo, Purchase, Voucher, check_capacity,
@@ -117,7 +116,9 @@ CHANNEL_PATH = "m/44'/4218'/{index}'/2'/{n}'"
 MESSAGE_TAG = b"payg/iota/message/v1\n"
 VOUCHER_TAG = b"payg/iota/voucher/v1\n"
 MAX_SKEW_S = 300           # a signed message older or newer than this is refused
-RESERVATION_S = 120        # how long a buy's quote and energy are held
+RESERVATION_S = 120        # a buy's quote holds for payments checkpointed within this long
+SUBMIT_GRACE_S = 60        # ... and its energy stays held this much longer, for the digest to arrive
+MIN_PAY_WINDOW_S = 10      # the consumer does not pay into a reservation about to lapse
 CLOCK_TOLERANCE_S = 30     # checkpoint time vs the host's clock
 DEFAULT_GAS_RESERVE = 30_000_000  # nanos put in a channel address beside the escrow, to pay its settlement gas
 
@@ -350,7 +351,8 @@ class IotaTrade:
 
     # ---- signed messages ------------------------------------------------------------------------
 
-    def _sign(self, socket_id: str, kind: str, domain: str, fields: dict) -> dict:
+    def sign_message(self, socket_id: str, kind: str, domain: str, fields: dict) -> dict:
+        """A signed envelope for `kind` (format in the module docstring), acting as `socket_id`."""
         message = {**fields, "kind": kind, "network": self.network, "domain": domain,
                    "party": self.party_for(socket_id), "at": self.now(), "nonce": secrets.token_hex(16)}
         signature = self.wallet.sign(party_path(self._index[socket_id]), message_bytes(message))
@@ -477,7 +479,7 @@ class IotaTrade:
     def _held_wh(self, advert_id: str, now: int) -> int:
         row = self._db.execute("SELECT COALESCE(SUM(energy_wh), 0) FROM reservations "
                                "WHERE advert_id = ? AND state = ? AND expires_at > ?",
-                               (advert_id, RESERVED, now)).fetchone()
+                               (advert_id, RESERVED, now - SUBMIT_GRACE_S)).fetchone()
         return row[0]
 
     def _advert_row(self, advert_id: Any) -> sqlite3.Row:
@@ -613,6 +615,13 @@ class IotaTrade:
                 raise NotAuthorised(f"reservation {r['reservation_id']} is {r['state']}")
             self._check_payment(digest, r)
             now = self.now()
+            if now >= r["expires_at"] + SUBMIT_GRACE_S:
+                # Paid in time but submitted late: its energy was no longer held; sell it only if still there.
+                advert = self._advert_row(r["advert_id"])
+                held = self._held_wh(r["advert_id"], now)
+                if advert["energy_wh"] - advert["sold_wh"] - held < r["energy_wh"]:
+                    raise NotEnoughEnergy(f"reservation {r['reservation_id']} was submitted {now - r['expires_at']} s"
+                                          f" after it lapsed and its energy was sold meanwhile")
             with self._tx():
                 self._db.execute("UPDATE reservations SET state = ?, purchase_id = ? WHERE reservation_id = ?",
                                  (BOUGHT, digest, r["reservation_id"]))
@@ -627,7 +636,8 @@ class IotaTrade:
                                     r["price_per_wh"], r["producer_amount"], r["tax_amount"], r["regulator"], now)
                 self._db.execute(
                     "INSERT INTO purchases (purchase_id, reservation_id, advert_id, consumer, producer, energy_wh, "
-                    "price_per_wh, producer_amount, tax_amount, regulator, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "price_per_wh, producer_amount, tax_amount, regulator, at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (digest, r["reservation_id"], r["advert_id"], r["consumer"], r["producer"], r["energy_wh"],
                      r["price_per_wh"], r["producer_amount"], r["tax_amount"], r["regulator"], now))
         return {**purchase.as_dict(), "reservation_id": r["reservation_id"]}
@@ -655,7 +665,7 @@ class IotaTrade:
             raise InsufficientFunds(f"transaction {digest} pays the regulator {changes.get(r['regulator'], 0)}, "
                                     f"not the tax {r['tax_amount']}")
         at = _seconds(tx.get("timestamp"))
-        if not r["created_at"] - CLOCK_TOLERANCE_S <= at < r["expires_at"] + CLOCK_TOLERANCE_S:
+        if not r["created_at"] - CLOCK_TOLERANCE_S <= at < r["expires_at"]:
             raise NotAuthorised(f"transaction {digest} at {at:.0f} is outside the reservation "
                                 f"[{r['created_at']}, {r['expires_at']})")
 
@@ -682,6 +692,9 @@ class IotaTrade:
                 return {"role": self._role(_address(payload.get("party"), "party"))}
             if kind == "iota/advert-info":
                 return self._advert_of(self._advert_row(payload.get("advert_id")), now).as_dict(now)
+            if kind == "iota/purchases":
+                rows = self._db.execute("SELECT * FROM purchases ORDER BY at, purchase_id").fetchall()
+                return {"purchases": [{k: row[k] for k in row.keys() if k != "reservation_id"} for row in rows]}
             if kind == "iota/adverts":
                 rows = self._db.execute("SELECT * FROM adverts WHERE returned = 0 ORDER BY posted_at, "
                                         "CAST(advert_id AS INTEGER)").fetchall()
@@ -703,17 +716,17 @@ class IotaTrade:
         return self._market("iota/role", {"party": _address(party, "party")})["role"]
 
     def grant(self, as_socket: str, party: str, role: str) -> None:
-        self._market("iota/grant", self._sign(as_socket, "iota/grant", self._domain_of_market(),
+        self._market("iota/grant", self.sign_message(as_socket, "iota/grant", self._domain_of_market(),
                                               {"target": _address(party, "party"), "role": role}))
 
     def revoke(self, as_socket: str, party: str) -> None:
-        self._market("iota/revoke", self._sign(as_socket, "iota/revoke", self._domain_of_market(),
+        self._market("iota/revoke", self.sign_message(as_socket, "iota/revoke", self._domain_of_market(),
                                                {"target": _address(party, "party")}))
 
     def post_advert(self, as_socket: str, energy_wh: int, min_price_per_wh: int) -> Advert:
         positive(energy_wh, "energy_wh")
         positive(min_price_per_wh, "min_price_per_wh")
-        reply = self._market("iota/advert", self._sign(as_socket, "iota/advert", self._domain_of_market(),
+        reply = self._market("iota/advert", self.sign_message(as_socket, "iota/advert", self._domain_of_market(),
                                                        {"energy_wh": energy_wh, "min_price_per_wh": min_price_per_wh}))
         return _advert(reply)
 
@@ -722,6 +735,10 @@ class IotaTrade:
 
     def adverts(self) -> list[Advert]:
         return [_advert(a) for a in self._market("iota/adverts", {})["adverts"]]
+
+    def purchases(self) -> list[Purchase]:
+        """Every purchase recorded by the market, oldest first."""
+        return [Purchase(**p) for p in self._market("iota/purchases", {})["purchases"]]
 
     def expire(self, advert_id: str) -> int:
         return self._market("iota/expire", {"advert_id": str(advert_id)})["returned_wh"]
@@ -744,7 +761,7 @@ class IotaTrade:
             raise NotAuthorised(f"{consumer} is {self.role_of(consumer)}: only a consumer buys")
         _, share, tax = advert.quote(energy_wh, self.now(), info.tax_bps, max_price_per_wh)
         self._check_balance(consumer, share + tax)
-        reservation = self._market("iota/reserve", self._sign(as_socket, "iota/reserve", domain, {
+        reservation = self._market("iota/reserve", self.sign_message(as_socket, "iota/reserve", domain, {
             "advert_id": str(advert_id), "energy_wh": energy_wh, "max_price_per_wh": max_price_per_wh}))
         rid = reservation["reservation_id"]
         outputs = [(_address(reservation["producer"], "producer"), _int(reservation["producer_amount"], "share", 1))]
@@ -754,22 +771,34 @@ class IotaTrade:
             if reservation["consumer"] != consumer or reservation["energy_wh"] != energy_wh \
                     or (max_price_per_wh is not None and reservation["price_per_wh"] > max_price_per_wh):
                 raise LedgerUnavailable(f"the market answered a reservation that is not the one asked: {reservation}")
+            if reservation["expires_at"] - self.now() < MIN_PAY_WINDOW_S:
+                raise AdvertExpired(f"advert {advert_id} expires at {reservation['expires_at']}: too soon to pay "
+                                    "and have the payment checkpointed before it")
             self._check_balance(consumer, sum(amount for _, amount in outputs))
             digest = self.wallet.send(party_path(self._index[as_socket]), outputs)
-        except BaseException:
+        except BaseException as exc:
+            sent = getattr(exc, "digest", None)
+            if isinstance(sent, str) and sent:
+                # The transaction was built and may be on the ledger: keep it for the market to judge.
+                self._remember_pending(rid, as_socket, sent)
+                raise
             try:
-                self._market("iota/release", self._sign(as_socket, "iota/release", domain, {"reservation_id": rid}))
-            except PaygError as exc:
-                log.warning("could not release reservation %s: %s (it lapses by itself)", rid, exc)
+                self._market("iota/release", self.sign_message(as_socket, "iota/release", domain,
+                                                               {"reservation_id": rid}))
+            except PaygError as release_error:
+                log.warning("could not release reservation %s: %s (it lapses by itself)", rid, release_error)
             raise
-        with self._lock, self._tx():
-            self._db.execute("INSERT INTO pending_buys (reservation_id, socket, digest, at) VALUES (?, ?, ?, ?)",
-                             (rid, as_socket, digest, self.now()))
+        self._remember_pending(rid, as_socket, digest)
         return self._submit(as_socket, rid, digest, domain)
+
+    def _remember_pending(self, reservation_id: str, socket_id: str, digest: str) -> None:
+        with self._lock, self._tx():
+            self._db.execute("INSERT OR REPLACE INTO pending_buys (reservation_id, socket, digest, at) "
+                             "VALUES (?, ?, ?, ?)", (reservation_id, socket_id, digest, self.now()))
 
     def _submit(self, as_socket: str, reservation_id: str, digest: str, domain: str | None = None) -> Purchase:
         domain = domain or self._domain_of_market()
-        reply = self._market("iota/buy", self._sign(as_socket, "iota/buy", domain,
+        reply = self._market("iota/buy", self.sign_message(as_socket, "iota/buy", domain,
                                                     {"reservation_id": reservation_id, "digest": digest}))
         with self._lock, self._tx():
             self._db.execute("DELETE FROM pending_buys WHERE reservation_id = ?", (reservation_id,))
@@ -860,7 +889,7 @@ class IotaTrade:
         with self._lock:
             row = self._channel_row(channel_id)
         try:
-            self._call(self._peer_url(row["recipient"]), "iota/channel-open", self._sign(
+            self._call(self._peer_url(row["recipient"]), "iota/channel-open", self.sign_message(
                 row["socket"], "iota/channel-open", self.channel_domain(channel_id),
                 {"channel_id": channel_id, "recipient": row["recipient"], "escrow": row["escrow"],
                  "expires_at": row["expires_at"], "digests": json.loads(row["digests"])}))
@@ -1008,7 +1037,7 @@ class IotaTrade:
             self.check_voucher(voucher, channel_id)
             if row["socket"] is not None:  # this controller holds the channel key
                 return self._settle(row, voucher)[0]
-        reply = self._call(self._peer_url(row["sender"]), "iota/close", self._sign(
+        reply = self._call(self._peer_url(row["sender"]), "iota/close", self.sign_message(
             as_socket, "iota/close", self.channel_domain(channel_id),
             {"channel_id": channel_id, "voucher": voucher.as_dict()}))
         payment = _str(reply.get("payment"), "payment digest")
@@ -1087,7 +1116,7 @@ class IotaTrade:
         peer = self._peers.get(row["recipient"]) if row["recipient"] not in self._socket_of else None
         if peer is not None:
             try:
-                self._call(peer, "iota/channel-reclaimed", self._sign(
+                self._call(peer, "iota/channel-reclaimed", self.sign_message(
                     as_socket, "iota/channel-reclaimed", self.channel_domain(channel_id),
                     {"channel_id": channel_id, "digest": digest}))
             except PaygError as exc:
@@ -1140,7 +1169,7 @@ class IotaTrade:
             return handlers[kind](payload)
         if kind == "iota/expire":
             return self._host_expire(payload)
-        if kind in ("iota/market", "iota/role", "iota/advert-info", "iota/adverts"):
+        if kind in ("iota/market", "iota/role", "iota/advert-info", "iota/adverts", "iota/purchases"):
             return self._host_query(kind, payload)
         if kind == "iota/channel":
             return self.channel(_str(payload.get("channel_id"), "channel_id")).as_dict()
