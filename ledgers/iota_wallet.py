@@ -45,6 +45,7 @@ methods are synchronous and thread-safe.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import json
 import math
@@ -335,7 +336,12 @@ class IotaWallet:
             loop, thread = self._loop, self._thread
             self._loop = self._thread = self._client = None
         if loop is not None:
-            loop.call_soon_threadsafe(loop.stop)
+            def shut_down():
+                for task in asyncio.all_tasks(loop):  # a send waiting for its checkpoint ends here
+                    task.cancel()
+                loop.call_soon(loop.stop)
+
+            loop.call_soon_threadsafe(shut_down)
             if thread is not None:
                 thread.join(timeout=5)
             if not loop.is_running():
@@ -377,7 +383,14 @@ class IotaWallet:
                 self._loop, self._thread = loop, thread
             future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         try:
-            return future.result()
+            while True:
+                try:
+                    return future.result(timeout=0.2)
+                except concurrent.futures.TimeoutError:
+                    if self._closed:  # close() stopped the loop: this call would never finish
+                        future.cancel()
+                        raise LedgerUnavailable(f"IOTA node {self.url}: the wallet was closed during the call; "
+                                                "a transfer it was making may still become final") from None
         except _BadAnswer as exc:
             raise LedgerUnavailable(f"IOTA node {self.url} answered badly: {exc}") from None
 

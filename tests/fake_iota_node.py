@@ -519,7 +519,8 @@ class Chain:
         effects = build_effects(sdk, digest, failure, summary, lamport, d["epoch"], inputs, gas_id,
                                 {oid: d["objects"][oid] for oid in [gas_id, *created_ids]},
                                 sorted({o["prev_tx"] for o in inputs.values()}))
-        error = None if failure is None else f"{failure[0]} in command {failure[1]}"
+        error = None if failure is None else failure[0] if failure[1] is None else \
+            f"{failure[0]} in command {failure[1]}"
         d["transactions"][digest] = {
             "digest": digest, "sender": sender, "status": "SUCCESS" if failure is None else "FAILURE",
             "balanceChanges": balance_changes, "recipients": recipients, "checkpoint": None, "order": None,

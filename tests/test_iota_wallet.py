@@ -385,7 +385,39 @@ def test_a_transaction_not_checkpointed_in_time_is_reported_with_its_digest(node
     assert facts["checkpoint"] is not None and facts["changes"][ALICE] == 5
 
 
+def test_closing_the_wallet_ends_a_send_that_waits(node, open_wallet):
+    wallet = open_wallet(finality_timeout_s=30)
+    node.faucet(wallet.address(PATH), IOTA)
+    node.auto_checkpoint(False)
+    errors = []
+
+    def send():
+        try:
+            wallet.send(PATH, [(ALICE, 5)])
+        except LedgerUnavailable as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=send)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not executes(node) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    wallet.close()
+    thread.join(3)
+    assert not thread.is_alive() and "closed" in str(errors[0])
+
+
 # --- node trouble ---
+
+def test_a_restarted_node_keeps_the_coins(node, wallet):
+    sender = wallet.address(PATH)
+    node.faucet(sender, IOTA)
+    first = wallet.send(PATH, [(ALICE, 5)])
+    node.restart()
+    assert wallet.balance(sender) == IOTA - 5 - wallet.gas_fee(first)
+    wallet.send(PATH, [(ALICE, 6)])
+    assert wallet.balance(ALICE) == 11
+
 
 def test_a_node_that_is_down_is_unavailable(open_wallet):
     wallet = open_wallet(url=f"http://127.0.0.1:{free_port()}")
