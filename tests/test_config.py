@@ -86,3 +86,39 @@ def test_loading_touches_no_state(tmp_path):
         load_text(tmp_path, text.replace("[ledger]", "[ledger]\nbogus = 1"))
     assert load_text(tmp_path, text).controller.data_dir == data_dir
     assert not data_dir.exists()
+
+
+def test_trade_settings_parse_with_defaults(tmp_path):
+    c = load_text(tmp_path, MINIMAL)
+    assert c.trade == cfg.TradeConfig() and c.sockets[0].sell is None and c.sockets[0].buy is None
+    c = load_text(tmp_path, MINIMAL.replace('relay = { kind = "simulated" }',
+                                            'relay = { kind = "simulated" }\ntrade = { sell_price_per_wh = 2 }')
+                  + '[trade]\nowner = "kitchen"\ncapacity_wh = 5000\ntax_bps = 250\n')
+    assert c.sockets[0].sell == cfg.SellConfig(2)
+    assert (c.trade.owner, c.trade.capacity_wh, c.trade.tax_bps, c.trade.evm_version) == ("kitchen", 5000, 250,
+                                                                                          "prague")
+    c = load_text(tmp_path, MINIMAL.replace('relay = { kind = "simulated" }', 'relay = { kind = "simulated" }\n'
+                  'trade = { peer = "http://10.0.0.2:5000", supplier = "solar", below_tokens = 20, escrow_wh = 500,'
+                  ' max_price_per_wh = "3000000000000" }'))
+    assert c.sockets[0].buy == cfg.BuyConfig("http://10.0.0.2:5000", "solar", 20, 500, 3_000_000_000_000)
+
+
+@pytest.mark.parametrize("socket_trade, extra, key", [
+    ('{ sell_price_per_wh = 2, peer = "http://a:1" }', "", "sockets[0].trade.peer"),
+    ('{ sell_price_per_wh = 0 }', "", "sockets[0].trade.sell_price_per_wh"),
+    ('{ }', "", "sockets[0].trade.sell_price_per_wh"),
+    ('{ peer = "ftp://x", supplier = "s", below_tokens = 1, escrow_wh = 1, max_price_per_wh = 1 }', "",
+     "sockets[0].trade.peer"),
+    ('{ peer = "http://x", supplier = "s", below_tokens = 1, escrow_wh = 1 }', "",
+     "sockets[0].trade.max_price_per_wh"),
+    ('{ sell_price_per_wh = 1, colour = 1 }', "", "sockets[0].trade.colour"),
+    ('{ sell_price_per_wh = 1 }', '[trade]\nowner = "nobody"\n', "trade.owner"),
+    ('{ sell_price_per_wh = 1 }', '[trade]\ncapacity_wh = 999\n', "trade.capacity_wh"),
+    ('{ sell_price_per_wh = 1 }', '[trade]\nmarket_contract = "0x12"\n', "trade.market_contract"),
+    ('{ sell_price_per_wh = 1 }', '[trade]\nevm_version = "london"\n', "trade.evm_version"),
+])
+def test_bad_trade_settings_name_the_key(tmp_path, socket_trade, extra, key):
+    text = MINIMAL.replace('relay = { kind = "simulated" }', f'relay = {{ kind = "simulated" }}\ntrade = {socket_trade}')
+    with pytest.raises(ConfigError) as err:
+        load_text(tmp_path, text + extra)
+    assert err.value.key == key, str(err.value)
