@@ -57,9 +57,16 @@ class SupplyDesk:
         price = payload.get("price_per_wh")
         if price != sell.price_per_wh:
             raise NotAuthorised(f"socket {socket_id} supplies at {sell.price_per_wh} per Wh, not {price!r}")
-        row = self.book.accept_channel(socket_id, str(payload.get("channel_id", "")), sell.price_per_wh,
-                                       peer=str(payload.get("peer", "")))
+        peer = str(payload.get("peer", ""))
+        row = self.book.accept_channel(socket_id, str(payload.get("channel_id", "")), sell.price_per_wh, peer=peer)
+        self._remember_peer(self.book.channels.channel(row.channel_id).sender, peer)
         return row.as_dict()
+
+    def _remember_peer(self, party: str, base_url: str) -> None:
+        # ledgers whose settlement goes through the other controller (IOTA) need to know where it is
+        add_peer = getattr(self.book.channels, "add_peer", None)
+        if add_peer is not None and base_url:
+            add_peer(party, base_url)
 
     def accept_voucher(self, payload: dict) -> dict:
         voucher = Voucher.from_dict(payload.get("voucher") or {})
@@ -89,6 +96,7 @@ class SupplyDesk:
         if offer.get("domain") != self.book.channels.domain():
             raise NotAuthorised(f"{buy.peer} trades on {offer.get('domain')}, this controller on"
                                 f" {self.book.channels.domain()}")
+        self._remember_peer(offer["party"], buy.peer)
         expires_at = self.book.channels.now() + int(buy.hours * rules.HOUR_S)
         row = self.book.open(socket_id, offer["party"], buy.escrow_wh * price, expires_at, price, peer=buy.peer,
                              lead_wh=buy.lead_wh)
