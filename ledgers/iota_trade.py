@@ -26,7 +26,7 @@ by its own clock (`now()`). Its domain is `iota:{network}:{market_id}`, network
 being the node's chain identifier and market_id 32 random hex digits chosen when
 the market is created.
 
-Signed messages. Every message that acts is a JSON envelope
+Signed messages. Every message that acts (POST /api/peer/iota/<kind>) is a JSON envelope
 
     {"message": {"kind", "network", "domain", "party", "at", "nonce", ...fields},
      "public_key": hex, "signature": hex}
@@ -34,53 +34,74 @@ Signed messages. Every message that acts is a JSON envelope
 signed with the acting party's Ed25519 key over MESSAGE_TAG + the canonical
 encoding of "message" (JSON, keys sorted, no spaces, ASCII). The receiver checks
 the kind against the endpoint, the network against its node's, the domain
-(market or channel), that the party is address_of(public_key), the signature,
+(the market's, or `iota:{network}:{channel_id}` for a channel), that the party is address_of(public_key), the signature,
 that `at` is within MAX_SKEW_S of its clock, and that the (party, nonce) pair
 was never seen: a message cannot be replayed, reused for another operation,
 another market, channel or network. Failures are NotAuthorised.
 
 Buys are two-phase, so that a refusal moves nothing. The consumer's controller
-(1) checks its balance against a quote, (2) asks the host for a reservation
-("iota/reserve": role, expiry, energy left, price limit are checked and the
-energy is held at the quoted price until `expires_at`, at most RESERVATION_S and
-never past the advert's expiry), (3) checks its balance again and pays the
-producer's share and the tax to the regulator in ONE transaction, (4) submits
-the digest ("iota/buy"). The host reads the transaction from the ledger: successful,
-in a checkpoint, sent by the consumer's party, paying at least the quoted
-amounts, its checkpoint time within the reservation; only then is the Purchase
-recorded, with purchase_id = the digest. A refusal at (1)-(3) happens before any
-transfer (a reservation is released). The tax goes to the regulator who admitted
-the producer if it is still a regulator, else to the owner. `withdraw` returns 0:
-IOTA pays the parties directly, the market never holds money.
+(1) checks role, expiry, energy, price limit and its balance against a quote,
+(2) asks the host for a reservation ("iota/reserve": the host checks the same
+again and holds the energy at the quoted price; payments checkpointed before
+`expires_at` = min(now + RESERVATION_S, the advert's expiry) are honoured, and the
+energy stays held SUBMIT_GRACE_S longer for the digest to arrive), (3) checks its
+balance again and pays the producer's share and the tax to the regulator in ONE
+transaction (never when less than MIN_PAY_WINDOW_S of the reservation is left),
+(4) submits the digest ("iota/buy"). The host reads the transaction from the
+ledger: successful, checkpointed, sent by the consumer's party, paying at least
+the quoted amounts to the producer and the regulator, its checkpoint time within
+the reservation, the digest not used by another purchase; only then is the
+Purchase recorded, with purchase_id = the digest. A refusal at (1)-(3) happens
+before any transfer, and the reservation is released. A paid buy whose answer
+was lost is kept (pending_buys) and submitted again by the next buy or by
+`resubmit_pending`. The tax goes to the regulator who admitted the producer if
+it is still a regulator, else to the owner. `withdraw` returns 0: buys pay the
+parties directly, the market never holds money.
 
-Channels. open: the sender's controller sends escrow + gas_reserve from the
-sender's party address to the channel's own address, then announces the channel
-to the recipient's controller ("iota/channel-open", signed by the sender), which
-checks that the address holds at least the escrow on the ledger. top_up adds to
-the same address and keeps or extends the expiry. A voucher is the sender's
+Channels. channel_id = the channel's own escrow address. open: the sender's
+controller sends escrow + gas_reserve from the sender's party address to that
+address, then announces the channel to the recipient's controller
+("iota/channel-open", signed by the sender), which checks on the ledger that the
+address holds at least the escrow (the announcement is retried with the next
+voucher if the recipient was unreachable). top_up adds to the same address, keeps
+or extends the expiry and is announced the same way. A voucher is the sender's
 party signature over VOUCHER_TAG + canonical {"channel_id", "amount", "domain"}
-with domain `iota:{network}:{channel address}` and channel_id = the channel
-address. close (recipient only, before expiry): the sender's controller, which
-alone holds the channel key, pays the voucher's amount to the recipient and
-sweeps the rest, less gas, back to the sender; when the sender is another
-controller, the recipient's controller posts the voucher to it ("iota/close",
-signed by the recipient) and checks the settlement on the ledger. reclaim
-(sender only, after expiry): the channel address is swept back to the sender.
-The recipient can `watch` a channel: a channel address holding less than the
-latest voucher accepted means the sender's controller moved the escrow away.
+with domain = `domain()` = `iota:{network}`: the channel id names the channel
+(an address is never reused), the domain the network. check_voucher refuses, in
+this order: WrongChannel, WrongDomain, UnknownChannel, ChannelClosed,
+ChannelExpired, AboveEscrow, BadSignature; accept_voucher adds VoucherReplayed
+(not above the last accepted). close (recipient only, before expiry): the
+sender's controller, the only one holding the channel key, marks the channel
+closed, pays the voucher's amount from the channel address to the recipient, then
+sweeps the rest (escrow - amount + gas reserve - gas) back to the sender: two
+transactions, both paid from the gas reserve, never from the escrow. When the
+sender is another controller, the recipient's controller posts the voucher to it
+("iota/close", signed by the recipient) and checks the payment on the ledger
+(sent from the channel address, at least the voucher's amount to the recipient).
+reclaim (sender only, after expiry): the channel address is swept back to the
+sender and the recipient's controller is told ("iota/channel-reclaimed").
+`watch` (recipient): the channel address holding less than the latest voucher
+accepted means the sender's controller moved the escrow away; it is flagged.
 
-Trust. The controllers, not the ledger, enforce the rules. Market participants
-trust the host's controller to apply them (it could refuse, or record a buy
-without the energy being delivered), but every payment is a real transfer from
-payer to payee that the payer's own controller makes, for an amount the payer's
-controller has checked against the quote: the host never holds money. A channel
-recipient trusts the sender's controller, which holds the escrow key, to settle;
-what it can lose is bounded by what it delivered since it last saw the escrow on
-the ledger (`watch`), and it never loses more than the latest voucher.
+Trust. The ledger enforces none of the market or channel rules: the controllers
+do, each for what it holds. The market host keeps the roles, adverts and
+purchases and judges prices and expiries; everyone trusts it to apply the rules
+(it could refuse a buy or admit a party it should not) but it never holds
+anyone's money: a buy is one transfer from the consumer to the producer and the
+regulator that the consumer's own controller makes, after checking the amounts
+against its own quote, and the host records a purchase only against that
+transfer on the ledger. The consumer trusts the host to record the purchase it
+paid for (the digest is its receipt). A channel recipient trusts the sender's
+controller, which alone holds the escrow key, to settle: nothing on the ledger
+stops that controller from moving the escrow away. The recipient's loss is
+bounded by what it delivers against vouchers between two `watch` checks of the
+escrow address (one Wh if it checks before each Wh), and never exceeds the latest
+voucher. Every message is signed by its party's key, so a controller cannot act
+for a party whose key it does not hold.
 
-Time. Prices and expiries are judged by the host's clock; buys are also judged
-by checkpoint timestamps. Host clock and IOTA checkpoint time must agree within
-CLOCK_TOLERANCE_S (run NTP).
+Time. Prices and expiries are judged by the host's clock, buys also by
+checkpoint timestamps: host clocks and IOTA checkpoint time must agree within
+CLOCK_TOLERANCE_S (run NTP); signed messages are refused beyond MAX_SKEW_S.
 """
 
 from __future__ import annotations
@@ -100,6 +121,7 @@ from typing import Any, Protocol
 import payg.errors as errors
 from ledgers.iota import MAX_INDEX, normalise_address
 from payg.clock import Clock
+from payg.ports import PeerLink
 from payg.errors import (AboveEscrow, AdvertExpired, AdvertNotExpired, BadSignature, ChannelClosed,
                          ChannelExpired, ChannelNotExpired, ExpiryNotExtended, InsufficientFunds, InvalidAmount,
                          LedgerUnavailable, NotAuthorised, NotEnoughEnergy, PaygError, RoleConflict, TradeRefused,
@@ -255,6 +277,8 @@ class IotaTrade:
 
     market_url: the hosting controller's base URL, or None if this controller hosts the market.
     peers: party address -> base URL of the controller that holds that party's keys (for channels).
+    peer_link: how messages reach other controllers (payg.ports.PeerLink); by default urllib, with
+    error replies turned back into the payg error the peer raised.
     gas_reserve: nanos sent to a channel address beside the escrow, so that the settlement's gas never
     comes out of what the vouchers promise; what is left of it returns to the sender.
     """
@@ -264,10 +288,11 @@ class IotaTrade:
     def __init__(self, wallet: Wallet, *, accounts: Mapping[str, int], store_path: str | Path, clock: Clock,
                  market_url: str | None = None, peers: Mapping[str, str] | None = None,
                  http_timeout_s: float = 10.0, gas_reserve: int = DEFAULT_GAS_RESERVE,
-                 reservation_s: int = RESERVATION_S):
+                 reservation_s: int = RESERVATION_S, peer_link: PeerLink | None = None):
         self.wallet = wallet
         self.clock = clock
         self.market_url = market_url.rstrip("/") if market_url else None
+        self.peer_link = peer_link
         self.http_timeout_s = float(http_timeout_s)
         self.gas_reserve = _int(gas_reserve, "gas_reserve")
         self.reservation_s = positive(reservation_s, "reservation_s")
@@ -413,6 +438,8 @@ class IotaTrade:
         if base_url is None:
             local = json.loads(json.dumps(payload))
             return json.loads(json.dumps(self.handle_peer_message(kind, local)))
+        if self.peer_link is not None:
+            return self.peer_link.post(base_url, kind, payload)
         request = urllib.request.Request(f"{base_url}/api/peer/{kind}", data=json.dumps(payload).encode(),
                                          headers={"content-type": "application/json"}, method="POST")
         try:
@@ -870,16 +897,28 @@ class IotaTrade:
         peer = self._peer_url(recipient)
         self._check_balance(sender, escrow + self.gas_reserve)
         index = self._index[as_socket]
+        # The counter and the channel are committed before any transfer: an id is never reused, and a crash
+        # after the escrow left still finds the channel (its sender can reclaim it after expiry).
         with self._lock, self._tx():
-            n = self._next(f"channel:{index}")  # committed before any transfer: never reused
-        address = _address(self.wallet.address(channel_path(index, n)), "channel address")
-        digest = self.wallet.send(party_path(index), [(address, escrow + self.gas_reserve)])
-        with self._lock, self._tx():
+            n = self._next(f"channel:{index}")
+            address = _address(self.wallet.address(channel_path(index, n)), "channel address")
             self._db.execute(
                 "INSERT INTO channels (channel_id, sender, recipient, sender_public_key, escrow, expires_at, state, "
-                "socket, n, opened_at, announced, digests) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "socket, n, opened_at, announced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (address, sender, recipient, self._public_key[as_socket], escrow, expires_at, OPEN, as_socket, n,
-                 now, 0 if peer else 1, json.dumps([digest])))
+                 now, 0 if peer else 1))
+        try:
+            digest = self.wallet.send(party_path(index), [(address, escrow + self.gas_reserve)])
+        except BaseException as exc:
+            sent = getattr(exc, "digest", None)
+            with self._lock, self._tx():
+                if isinstance(sent, str) and sent:  # built and maybe executed: keep the channel to reclaim
+                    self._add_digest(address, sent)
+                else:  # refused or failed before sending: nothing moved
+                    self._db.execute("DELETE FROM channels WHERE channel_id = ?", (address,))
+            raise
+        with self._lock, self._tx():
+            self._add_digest(address, digest)
         if peer is not None:
             self._announce(address)
         return self.channel(address)
@@ -1156,7 +1195,16 @@ class IotaTrade:
     # ---- peer endpoint --------------------------------------------------------------------------
 
     def handle_peer_message(self, kind: str, payload: dict) -> dict:
-        """Answer `POST /api/peer/<kind>` from another controller. Raises payg errors (see peer_error_reply)."""
+        """Answer `POST /api/peer/<kind>` from another controller. Raises payg errors (see peer_error_reply);
+        a malformed message is InvalidAmount (HTTP 400), whatever field is wrong."""
+        try:
+            return self._handle(kind, payload)
+        except PaygError:
+            raise
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidAmount(f"{kind}: bad message: {exc}") from None
+
+    def _handle(self, kind: str, payload: dict) -> dict:
         if not isinstance(payload, dict):
             raise ValueError("a peer message is a JSON object")
         handlers = {

@@ -14,7 +14,8 @@ from ledgers.iota_trade import (MAX_SKEW_S, IotaTrade, channel_path, error_from_
 from ledgers.iota_wallet import IotaWallet
 from payg import trade as rules
 from payg.clock import ManualClock
-from payg.errors import (AdvertExpired, ChannelClosed, InsufficientFunds, LedgerUnavailable, NotAuthorised,
+from payg.errors import (AdvertExpired, ChannelClosed, InsufficientFunds, InvalidAmount, LedgerUnavailable,
+                         NotAuthorised,
                          NotEnoughEnergy, PriceAboveLimit, UnknownAdvert, VoucherReplayed)
 from tests.ledger_beds_iota import TEST_MNEMONIC, FakeIotaNode
 from tests.trade_beds_iota import START, IotaTradeBed
@@ -334,6 +335,32 @@ def test_two_controllers_trade_over_http_and_the_ledger_moves_exactly(two):
     assert w.balance(prod) - before[prod] == 3 * PRICE
     gas = sum(t["gas_fee"] for t in (open_tx, pay_tx, sweep_tx))
     assert before[cons] - w.balance(cons) == 3 * PRICE + gas
+
+
+def test_top_up_and_reclaim_reach_the_recipients_controller(two):
+    a, b, w = two.a, two.b, two.wallet_a
+    prod, cons = a.party_for("prod"), b.party_for("cons")
+    two.node.control("faucet", {"address": cons, "amount": 10**9})
+    ch = b.open_channel("cons", prod, 10 * PRICE, b.now() + 600)
+    grown = b.top_up("cons", ch.channel_id, 5 * PRICE, ch.expires_at + 600)
+    assert a.channel(ch.channel_id) == grown and grown.escrow == 15 * PRICE
+    assert w.balance(ch.address) == 15 * PRICE + b.gas_reserve
+    before = w.balance(cons)
+    two.travel_to(grown.expires_at)
+    reclaimed = b.reclaim("cons", ch.channel_id)
+    assert a.channel(ch.channel_id).state == reclaimed.state == rules.RECLAIMED
+    sweep = w.transaction(b.channel_transactions(ch.channel_id)[-1])
+    assert w.balance(cons) - before == 15 * PRICE + b.gas_reserve - sweep["gas_fee"]
+    assert w.balance(ch.address) == 0
+
+
+def test_a_malformed_peer_message_is_bad_input(two):
+    for kind, payload in (("iota/grant", {"message": "no"}), ("iota/role", {"party": "not an address"}),
+                          ("iota/nothing", {}), ("iota/close", {"message": {"kind": "iota/close"}})):
+        with pytest.raises(InvalidAmount):
+            two.a.handle_peer_message(kind, payload)
+        with pytest.raises(InvalidAmount):  # the same over HTTP (400)
+            two.b._call(two.server_a.url, kind, payload)
 
 
 def test_the_recipient_sees_a_drained_channel(two):
