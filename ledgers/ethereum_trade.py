@@ -72,6 +72,8 @@ REVERTS: dict[str, type[Exception]] = {
     "no role": RoleConflict,
     "invalid role": NotAuthorised,
     "invalid party": ValueError,
+    "invalid capacity": ValueError,  # constructor
+    "invalid tax": ValueError,       # constructor
     "invalid amount": InvalidAmount,
     "invalid expiry": InvalidAmount,
     "invalid recipient": TradeRefused,
@@ -636,7 +638,7 @@ class EthereumTrade:
                                                                poll_latency=0.1)
             if receipt["status"] != 1:
                 # The state changed between the estimate and the block: find out why by replaying it.
-                self._refusal_or(lambda: call.call({**tx, "gasPrice": 0}))
+                self._refusal_or(lambda: call.call(tx, block_identifier=receipt["blockNumber"]))
                 raise TradeRefused(f"transaction {_hex(tx_hash)} reverted on chain (it passes now: the state"
                                    " changed in between); nothing moved but its gas")
             return receipt
