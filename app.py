@@ -433,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "trade":
         if args.action == "fund":
             return mock_fund(args, config)
+        if args.action == "deploy":
+            return deploy_contracts(config)
         return cli.cmd_trade(args, config)
     journal_path = config.controller.data_dir / "journal.sqlite"
     journal = None
@@ -462,6 +464,59 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if journal is not None:
             journal.close()
+
+
+def deploy_contracts(config) -> int:
+    """`payg trade deploy`: compile and deploy the contracts with the owner socket's trade key."""
+    from payg.config import read_secret
+    from payg.errors import ConfigError
+
+    tc, lc = config.trade, config.ledger
+    if lc.backend != "ethereum":
+        print("payg: trade deploy is for the ethereum backend (the mock market lives in its ledger file; on IOTA "
+              "the market is hosted by a controller)", file=sys.stderr)
+        return 2
+    if tc.owner is None:
+        print(f"payg: {config.path}: set [trade] owner to the socket whose trade party will own the market",
+              file=sys.stderr)
+        return 2
+    try:
+        from web3 import Web3
+
+        from ledgers.ethereum_trade import _derive_trade_keys
+        from ledgers.ethereum_trade import deploy_contracts as deploy
+        from payg.journal import SqliteJournal
+        from payg.clock import SystemClock
+
+        c = lc.ethereum
+        config.controller.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        journal = SqliteJournal(config.controller.data_dir / "journal.sqlite")
+        try:
+            index = ledger_accounts(config, journal, SystemClock())[tc.owner]
+        finally:
+            journal.close()
+        key = _derive_trade_keys(read_secret(c.mnemonic, str(config.path)), {tc.owner: index})[tc.owner]
+        w3 = Web3(Web3.HTTPProvider(c.rpc_url, request_kwargs={"timeout": c.request_timeout_s}))
+        if w3.eth.chain_id != c.chain_id:
+            print(f"payg: the node at ledger.rpc_url serves chain {w3.eth.chain_id}, not {c.chain_id}",
+                  file=sys.stderr)
+            return 1
+        market, channels = deploy(w3, bytes(key.key), capacity_wh=tc.capacity_wh, tax_bps=tc.tax_bps,
+                                  evm_version=tc.evm_version)
+    except ConfigError as exc:
+        print(f"payg: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    except ImportError as exc:
+        print(f"payg: deploying needs the ethereum extra and vyper (pip install 'payg[ethereum]' vyper): {exc}",
+              file=sys.stderr)
+        return 1
+    except Exception as exc:  # node, key or compiler trouble: say which, without a traceback
+        print(f"payg: deployment failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(f"# deployed by {key.address} (socket {tc.owner}), EVM {tc.evm_version}; add to [trade]:")
+    print(f'market_contract = "{market}"')
+    print(f'channels_contract = "{channels}"')
+    return 0
 
 
 def mock_fund(args, config) -> int:

@@ -261,6 +261,8 @@ class EthereumTrade:
         if self._session is not None:
             self._session.close()
 
+    shutdown = disconnect  # the name every trade backend releases its resources by
+
     # -- parties and time ---------------------------------------------------------------
 
     def party_for(self, socket_id: str) -> str:

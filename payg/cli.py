@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                        ("reclaim", "take back an expired outgoing channel's escrow")):
         a = act(name, text)
         a.add_argument("channel", metavar="ID")
+    act("deploy", "deploy the market and channel contracts, owned by [trade] owner's trade party (ethereum only)")
     a = act("fund", "mint ledger units into a socket's trade party (mock ledger only)", socket=True)
     a.add_argument("--amount", required=True, type=_positive_int, metavar="UNITS")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 
@@ -152,3 +153,40 @@ def test_trade_actions_are_served_to_this_machine_only(tmp_path):
         rt.trade.shutdown()
         rt.journal.close()
         rt.ledger.close()
+
+
+def test_deploy_then_trade_on_ethereum_through_the_controller(tmp_path, monkeypatch):
+    from eth_account import Account
+
+    from tests.evm_node import EvmNode
+    from tests.test_ledger_cli import ETH_MNEMONIC, example
+
+    node = EvmNode()
+    node.start()
+    try:
+        config = example("ethereum.example.toml", tmp_path, rpc_url=f'"{node.rpc_url}"',
+                         chain_id=str(node.chain_id), confirmations="2")
+        config.write_text(config.read_text() + '\n[trade]\nowner = "kitchen"\ncapacity_wh = 2000\n')
+        monkeypatch.setenv("PAYG_MNEMONIC", ETH_MNEMONIC)
+        Account.enable_unaudited_hdwallet_features()
+        owner = Account.from_mnemonic(ETH_MNEMONIC, account_path="m/44'/60'/0'/1/0").address
+        refused = payg("--config", str(config), "trade", "deploy", cwd=tmp_path)
+        assert refused.returncode == 1 and "deployment failed" in refused.stderr  # no ether for gas yet
+        node.send_value(owner, 10**18)
+        done = payg("--config", str(config), "trade", "deploy", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert owner in done.stdout
+        lines = [ln for ln in done.stdout.splitlines() if ln.endswith('"') and "_contract = " in ln]
+        assert len(lines) == 2
+        config.write_text(config.read_text() + "\n".join(lines) + "\n")
+        ctl = Controller(config, tmp_path, int(re.search(r"(?m)^port = (\d+)", config.read_text()).group(1)))
+        try:
+            ctl.wait_ready()
+            info = trade(ctl, "info")
+            assert info["backend"] == "ethereum" and info["market"]["owner"] == owner
+            assert info["market"]["capacity_wh"] == 2000
+            assert info["sockets"]["kitchen"] == {"party": owner, "role": "owner"}
+        finally:
+            assert ctl.stop() == 0, ctl.output()
+    finally:
+        node.stop()
