@@ -26,6 +26,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/footprint.py
 	$(BIN)/python bench/modbus_bus.py
 	$(BIN)/python bench/deposits.py
+	$(BIN)/python bench/gas.py
+	$(BIN)/python bench/vouchers.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
