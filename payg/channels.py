@@ -22,7 +22,7 @@ from fractions import Fraction
 
 from payg import trade as rules
 from payg.clock import Clock
-from payg.errors import (ChannelClosed, LedgerUnavailable, NotAuthorised, TradeRefused, UnknownChannel,
+from payg.errors import (AboveEscrow, ChannelClosed, LedgerUnavailable, NotAuthorised, TradeRefused, UnknownChannel,
                          VoucherRejected, VoucherReplayed)
 from payg.journal import ChannelRow, SqliteJournal
 from payg.ports import PaymentChannel, PeerLink
@@ -103,6 +103,14 @@ class ChannelBook:
             raise VoucherReplayed(f"channel {channel_id}: voucher for {voucher.amount}, already accepted"
                                   f" {row.amount}")
         self.channels.check_voucher(voucher, row.channel_id)
+        watch = getattr(self.channels, "watch", None)
+        if watch is not None:
+            # the ledger does not hold the escrow for us (IOTA): look at the channel's address before
+            # every voucher, so a sender moving the escrow away costs us one voucher's step at most
+            held = watch(row.channel_id)["balance"]
+            if held < voucher.amount:
+                raise AboveEscrow(f"channel {channel_id}: its escrow address holds {held}, less than the"
+                                  f" voucher's {voucher.amount}: the sender moved the escrow away")
         return self._book(row, voucher, self.clock.now())
 
     def latest(self, channel_id: str) -> Voucher | None:

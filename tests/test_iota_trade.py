@@ -423,3 +423,27 @@ def test_a_restarted_controller_keeps_its_market_channels_and_counters(market, t
     assert second.channel_id == market.wallet.address(channel_path(5, 1)) != first.channel_id
     assert first.channel_id == market.wallet.address(channel_path(5, 0))
     assert t.post_advert("prod", 10, PRICE).advert_id != advert.advert_id
+
+
+def test_the_receiving_controller_refuses_vouchers_once_the_escrow_address_is_drained(two, tmp_path):
+    from fractions import Fraction
+
+    from payg.channels import ChannelBook
+    from payg.errors import AboveEscrow
+    from payg.journal import SqliteJournal
+
+    a, b = two.a, two.b
+    prod, cons = a.party_for("prod"), b.party_for("cons")
+    two.node.control("faucet", {"address": cons, "amount": 10**9})
+    ch = b.open_channel("cons", prod, 100 * PRICE, b.now() + 3600)
+    journal = SqliteJournal(tmp_path / "producer.sqlite")
+    try:
+        book = ChannelBook(a, journal, two.clock_a, Fraction(1))
+        book.accept_channel("prod", ch.channel_id, PRICE)
+        assert book.accept(b.sign_voucher("cons", ch.channel_id, 10 * PRICE), ch.channel_id) == 10
+        two.wallet_b.sweep(channel_path(0, 0), cons)  # the sender's controller takes the escrow back early
+        with pytest.raises(AboveEscrow, match="moved the escrow"):
+            book.accept(b.sign_voucher("cons", ch.channel_id, 11 * PRICE), ch.channel_id)
+        assert journal.balance("prod") == 10  # nothing booked for the refused voucher
+    finally:
+        journal.close()
