@@ -70,6 +70,25 @@ class ChainChanged(LedgerUnavailable):
     """The chain changed while it was being read (a reorganisation during the poll); read again next poll."""
 
 
+def connect_over_http(cls, rpc_url: str, timeout_s: float, **kwargs: Any):
+    """`cls(Web3 on rpc_url, endpoint=rpc_url, **kwargs)` with its own HTTP session in `_session`
+    and web3's retries off; the session is closed if the constructor refuses."""
+    if not isinstance(rpc_url, str) or urlsplit(rpc_url).scheme not in ("http", "https"):
+        raise ValueError(f"rpc_url must be an http:// or https:// URL, got {_redacted(str(rpc_url))!r}")
+    if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or timeout_s <= 0:
+        raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
+    session = requests.Session()
+    provider = HTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s}, session=session,
+                            exception_retry_configuration=None)
+    try:
+        obj = cls(Web3(provider), endpoint=rpc_url, **kwargs)
+    except BaseException:
+        session.close()
+        raise
+    obj._session = session
+    return obj
+
+
 class EthereumLedger(AddressBook):
     name = "ethereum"
 
@@ -105,20 +124,7 @@ class EthereumLedger(AddressBook):
         web3's own retries are off: every poll is a retry, and a poll must not block for
         several timeouts while the relays wait.
         """
-        if not isinstance(rpc_url, str) or urlsplit(rpc_url).scheme not in ("http", "https"):
-            raise ValueError(f"rpc_url must be an http:// or https:// URL, got {_redacted(str(rpc_url))!r}")
-        if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or timeout_s <= 0:
-            raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
-        session = requests.Session()
-        provider = HTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s}, session=session,
-                                exception_retry_configuration=None)
-        try:
-            ledger = cls(Web3(provider), endpoint=rpc_url, **kwargs)
-        except BaseException:
-            session.close()
-            raise
-        ledger._session = session
-        return ledger
+        return connect_over_http(cls, rpc_url, timeout_s, **kwargs)
 
     def close(self) -> None:
         if self._session is not None:

@@ -43,7 +43,7 @@ from web3 import HTTPProvider, Web3
 from web3.exceptions import ContractLogicError, Web3Exception, Web3RPCError
 from web3.logs import DISCARD
 
-from ledgers.ethereum import MAX_DERIVATION_INDEX, _redacted, _require_int, _scrub
+from ledgers.ethereum import MAX_DERIVATION_INDEX, _redacted, _require_int, _scrub, connect_over_http
 from payg.errors import (AboveEscrow, AdvertExpired, AdvertNotExpired, BadSignature, CapacityExceeded,
                          ChannelClosed, ChannelExpired, ChannelNotExpired, ExpiryNotExtended, InsufficientFunds,
                          InvalidAmount, LedgerUnavailable, NotAuthorised, NotEnoughEnergy, PaygError,
@@ -241,20 +241,7 @@ class EthereumTrade:
     @classmethod
     def connect(cls, rpc_url: str, *, timeout_s: float = 10.0, **kwargs: Any) -> EthereumTrade:
         """An EthereumTrade on the JSON-RPC endpoint at `rpc_url` (HTTP or HTTPS), web3's retries off."""
-        if not isinstance(rpc_url, str) or urlsplit(rpc_url).scheme not in ("http", "https"):
-            raise ValueError(f"rpc_url must be an http:// or https:// URL, got {_redacted(str(rpc_url))!r}")
-        if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or timeout_s <= 0:
-            raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
-        session = requests.Session()
-        provider = HTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s}, session=session,
-                                exception_retry_configuration=None)
-        try:
-            trade = cls(Web3(provider), endpoint=rpc_url, **kwargs)
-        except BaseException:
-            session.close()
-            raise
-        trade._session = session
-        return trade
+        return connect_over_http(cls, rpc_url, timeout_s, **kwargs)
 
     def disconnect(self) -> None:
         """Closes the HTTP session (`close` is the channel operation)."""

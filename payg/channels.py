@@ -22,8 +22,16 @@ from fractions import Fraction
 
 from payg import trade as rules
 from payg.clock import Clock
-from payg.errors import (AboveEscrow, ChannelClosed, LedgerUnavailable, NotAuthorised, TradeRefused, UnknownChannel,
-                         VoucherRejected, VoucherReplayed)
+from payg.errors import (
+    AboveEscrow,
+    ChannelClosed,
+    LedgerUnavailable,
+    NotAuthorised,
+    TradeRefused,
+    UnknownChannel,
+    VoucherRejected,
+    VoucherReplayed,
+)
 from payg.journal import ChannelRow, SqliteJournal
 from payg.ports import PaymentChannel, PeerLink
 from payg.trade import Channel, Voucher

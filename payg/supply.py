@@ -18,7 +18,13 @@ from payg import trade as rules
 from payg.channels import ChannelBook
 from payg.clock import Clock
 from payg.config import BuyConfig, SellConfig
-from payg.errors import LedgerUnavailable, NotAuthorised, PriceAboveLimit, TradeRefused, UnknownSocket
+from payg.errors import (
+    LedgerUnavailable,
+    NotAuthorised,
+    PriceAboveLimit,
+    TradeRefused,
+    UnknownSocket,
+)
 from payg.journal import SqliteJournal
 from payg.ports import PeerLink
 from payg.trade import Voucher

@@ -10,8 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from payg.errors import (AdvertExpired, CapacityExceeded, InvalidAmount, NotEnoughEnergy,
-                         PriceAboveLimit)
+from payg.errors import (
+    AdvertExpired,
+    CapacityExceeded,
+    InvalidAmount,
+    NotEnoughEnergy,
+    PriceAboveLimit,
+)
 
 HOUR_S = 3600
 ADVERT_LIFETIME_S = 3 * HOUR_S
@@ -156,7 +161,7 @@ class Voucher:
         return dict(self.__dict__)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Voucher":
+    def from_dict(cls, d: dict) -> Voucher:
         try:
             amount = d["amount"]
             if isinstance(amount, str) and amount.isdigit():

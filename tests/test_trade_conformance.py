@@ -15,10 +15,27 @@ import pytest
 from payg import trade as rules
 from payg.channels import ChannelBook
 from payg.clock import ManualClock
-from payg.errors import (AboveEscrow, AdvertExpired, AdvertNotExpired, BadSignature, CapacityExceeded,
-                         ChannelClosed, ChannelExpired, ChannelNotExpired, ExpiryNotExtended, InsufficientFunds,
-                         NotAuthorised, NotEnoughEnergy, PriceAboveLimit, RoleConflict, UnknownAdvert,
-                         UnknownChannel, VoucherReplayed, WrongChannel, WrongDomain)
+from payg.errors import (
+    AboveEscrow,
+    AdvertExpired,
+    AdvertNotExpired,
+    BadSignature,
+    CapacityExceeded,
+    ChannelClosed,
+    ChannelExpired,
+    ChannelNotExpired,
+    ExpiryNotExtended,
+    InsufficientFunds,
+    NotAuthorised,
+    NotEnoughEnergy,
+    PriceAboveLimit,
+    RoleConflict,
+    UnknownAdvert,
+    UnknownChannel,
+    VoucherReplayed,
+    WrongChannel,
+    WrongDomain,
+)
 from payg.journal import SqliteJournal
 from tests.trade_beds import SOCKETS
 

@@ -98,7 +98,7 @@ def pair(tmp_path):
 
 def test_a_consumer_streams_vouchers_to_a_producer_and_everything_agrees_at_the_close(pair):
     clock, producer, consumer = pair
-    home_meter, solar_meter = consumer.rt.meters["home"], producer.rt.meters["solar"]
+    solar_meter = producer.rt.meters["solar"]
     home_relay, solar_relay = consumer.rt.relays["home"], producer.rt.relays["solar"]
     solar_meter.feed_through(home_relay)   # solar supplies the line that ends at home
 
