@@ -483,7 +483,7 @@ def deploy_contracts(config) -> int:
     try:
         from web3 import Web3
 
-        from ledgers.ethereum_trade import _derive_trade_keys
+        from ledgers.ethereum_trade import derive_trade_keys
         from ledgers.ethereum_trade import deploy_contracts as deploy
         from payg.journal import SqliteJournal
         from payg.clock import SystemClock
@@ -495,7 +495,7 @@ def deploy_contracts(config) -> int:
             index = ledger_accounts(config, journal, SystemClock())[tc.owner]
         finally:
             journal.close()
-        key = _derive_trade_keys(read_secret(c.mnemonic, str(config.path)), {tc.owner: index})[tc.owner]
+        key = derive_trade_keys(read_secret(c.mnemonic, str(config.path)), {tc.owner: index})[tc.owner]
         w3 = Web3(Web3.HTTPProvider(c.rpc_url, request_kwargs={"timeout": c.request_timeout_s}))
         if w3.eth.chain_id != c.chain_id:
             print(f"payg: the node at ledger.rpc_url serves chain {w3.eth.chain_id}, not {c.chain_id}",

@@ -338,10 +338,11 @@ def _token_address(token: object) -> str:
     return Web3.to_checksum_address(token)
 
 
-def _derive_addresses(mnemonic: str, accounts: Mapping[str, int]) -> dict[str, str]:
-    """Socket id -> checksummed address at m/44'/60'/0'/0/<index>. The phrase is never put in a message."""
+def derive_accounts(mnemonic: str, accounts: Mapping[str, int], branch: int) -> dict[str, Any]:
+    """Socket id -> its key at m/44'/60'/0'/<branch>/<index> (branch 0: top-up addresses, 1: trade parties).
+    The phrase is never put in a message."""
     if not isinstance(mnemonic, str) or not mnemonic.strip():
-        raise ValueError("mnemonic is empty: the controller needs the BIP-39 phrase its socket addresses derive from")
+        raise ValueError("mnemonic is empty: the controller needs the BIP-39 phrase its keys derive from")
     if not isinstance(accounts, Mapping) or not accounts:
         raise ValueError("accounts must map each socket id to a derivation index, and name at least one socket")
     sockets_by_index: dict[int, str] = {}
@@ -356,16 +357,21 @@ def _derive_addresses(mnemonic: str, accounts: Mapping[str, int]) -> dict[str, s
                              f" index {index}, so they would share an address")
         sockets_by_index[index] = socket_id
     Account.enable_unaudited_hdwallet_features()
-    addresses = {}
+    phrase = " ".join(mnemonic.split())
+    keys = {}
     for index, socket_id in sorted(sockets_by_index.items()):
         try:
-            account = Account.from_mnemonic(" ".join(mnemonic.split()), account_path=f"m/44'/60'/0'/0/{index}")
+            keys[socket_id] = Account.from_mnemonic(phrase, account_path=f"m/44'/60'/0'/{branch}/{index}")
         except (ValidationError, ValueError):
             # The library's message quotes the phrase; this one must not.
             raise ValueError("mnemonic is not a valid BIP-39 phrase (unknown word, wrong number of words or"
                              " bad checksum)") from None
-        addresses[socket_id] = account.address
-    return addresses
+    return keys
+
+
+def _derive_addresses(mnemonic: str, accounts: Mapping[str, int]) -> dict[str, str]:
+    """Socket id -> checksummed top-up address at m/44'/60'/0'/0/<index>."""
+    return {socket_id: key.address for socket_id, key in derive_accounts(mnemonic, accounts, 0).items()}
 
 
 def _parse_cursor(cursor: str) -> BlockRef:

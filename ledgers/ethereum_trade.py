@@ -33,17 +33,15 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from eth_utils import ValidationError
-from web3 import HTTPProvider, Web3
+from web3 import Web3
 from web3.exceptions import ContractLogicError, Web3Exception, Web3RPCError
 from web3.logs import DISCARD
 
-from ledgers.ethereum import MAX_DERIVATION_INDEX, _redacted, _require_int, _scrub, connect_over_http
+from ledgers.ethereum import _redacted, _require_int, _scrub, connect_over_http, derive_accounts
 from payg.errors import (AboveEscrow, AdvertExpired, AdvertNotExpired, BadSignature, CapacityExceeded,
                          ChannelClosed, ChannelExpired, ChannelNotExpired, ExpiryNotExtended, InsufficientFunds,
                          InvalidAmount, LedgerUnavailable, NotAuthorised, NotEnoughEnergy, PaygError,
@@ -226,7 +224,7 @@ class EthereumTrade:
         self.priority_fee_wei = priority_fee_wei
         self.gas_margin_percent = gas_margin_percent
         self.preflight = True  # False only in tests that send what the contracts must refuse on chain
-        self._keys = _derive_trade_keys(mnemonic, accounts)
+        self._keys = derive_trade_keys(mnemonic, accounts)
         self._sockets = {account.address.lower(): socket_id for socket_id, account in self._keys.items()}
         self._market = w3.eth.contract(address=self.market_address, abi=MARKET_ABI)
         self._channels = w3.eth.contract(address=self.channels_address, abi=CHANNELS_ABI)
@@ -686,32 +684,9 @@ def _cause(exc: BaseException) -> str:
     return _scrub(f"{type(exc).__name__}: {exc}")
 
 
-def _derive_trade_keys(mnemonic: str, accounts: Mapping[str, int]) -> dict[str, Any]:
-    """Socket id -> its trade key at m/44'/60'/0'/1/<index>. The phrase is never put in a message."""
-    if not isinstance(mnemonic, str) or not mnemonic.strip():
-        raise ValueError("mnemonic is empty: the trade keys derive from the controller's BIP-39 phrase")
-    if not isinstance(accounts, Mapping) or not accounts:
-        raise ValueError("accounts must map each socket id to a derivation index, and name at least one socket")
-    seen: dict[int, str] = {}
-    for socket_id, index in accounts.items():
-        if not isinstance(socket_id, str) or not socket_id:
-            raise ValueError(f"accounts: socket ids are non-empty strings, got {socket_id!r}")
-        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index <= MAX_DERIVATION_INDEX:
-            raise ValueError(f"accounts: socket {socket_id!r} has derivation index {index!r};"
-                             f" expected an integer from 0 to {MAX_DERIVATION_INDEX}")
-        if index in seen:
-            raise ValueError(f"accounts: sockets {seen[index]!r} and {socket_id!r} share derivation index {index}")
-        seen[index] = socket_id
-    Account.enable_unaudited_hdwallet_features()
-    keys = {}
-    phrase = " ".join(mnemonic.split())
-    for socket_id, index in accounts.items():
-        try:
-            keys[socket_id] = Account.from_mnemonic(phrase, account_path=f"m/44'/60'/0'/1/{index}")
-        except (ValidationError, ValueError):
-            raise ValueError("mnemonic is not a valid BIP-39 phrase (unknown word, wrong number of words or"
-                             " bad checksum)") from None
-    return keys
+def derive_trade_keys(mnemonic: str, accounts: Mapping[str, int]) -> dict[str, Any]:
+    """Socket id -> its trade key at m/44'/60'/0'/1/<index>, never its top-up key (branch 0)."""
+    return derive_accounts(mnemonic, accounts, 1)
 
 
 def _contract_address(what: str, address: object) -> str:

@@ -230,12 +230,9 @@ def peer_error_reply(exc: BaseException) -> tuple[int, dict]:
 
 def error_from_reply(name: str, message: str) -> Exception:
     """The payg error a peer's error reply names (ValueError for bad input, LedgerUnavailable otherwise)."""
-    cls = getattr(errors, name, None)
-    if isinstance(cls, type) and issubclass(cls, PaygError) and cls is not errors.ConfigError:
-        try:
-            return cls(message)
-        except TypeError:  # UnknownSocket takes a socket id
-            return InvalidAmount(message)
+    known = errors.error_named(name, message)
+    if known is not None:
+        return known
     if name == "ValueError":
         return ValueError(message)
     return LedgerUnavailable(f"peer answered {name}: {message}")

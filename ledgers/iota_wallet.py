@@ -58,7 +58,7 @@ from urllib.parse import urlparse
 
 import iota_sdk
 
-from ledgers.iota import normalise_address, normalise_coin_type
+from ledgers.iota import _BadAnswer, _get, _uint, normalise_address, normalise_coin_type
 from payg.errors import InsufficientFunds, InvalidAmount, LedgerUnavailable, PaygError
 
 IOTA_COIN = normalise_coin_type("0x2::iota::IOTA")
@@ -172,10 +172,6 @@ class TransferFailed(LedgerUnavailable):
         super().__init__(message)
         self.digest = digest
         self.gas_fee = gas_fee
-
-
-class _BadAnswer(Exception):
-    """The node answered, but not with what the schema promises."""
 
 
 def gas_budget(objects_written: int, gas_price: int) -> int:
@@ -603,22 +599,6 @@ class IotaWallet:
             "changes": {address: amount for address, amount in changes.items() if amount},
             "gas_fee": gas_fee,
         }
-
-
-def _get(obj: Any, key: str) -> Any:
-    if not isinstance(obj, dict):
-        raise _BadAnswer(f"expected an object holding {key!r}, got {obj!r}"[:300])
-    return obj.get(key)
-
-
-def _uint(value: Any, what: str) -> int:
-    if isinstance(value, bool):
-        raise _BadAnswer(f"{what} is {value!r}")
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    if isinstance(value, int) and value >= 0:
-        return value
-    raise _BadAnswer(f"{what} is not an unsigned integer: {value!r}")
 
 
 def _bigint(value: Any, what: str) -> int:

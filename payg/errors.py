@@ -137,3 +137,12 @@ class AboveEscrow(VoucherRejected):
 
 class VoucherReplayed(VoucherRejected):
     """The voucher's cumulative amount is not above the last one accepted on this channel."""
+
+
+def error_named(name: str, message: str) -> PaygError | None:
+    """The payg error class a peer controller's error reply names, built with `message`
+    (so a refusal raised on one controller is raised again on the caller); None if payg has no such error."""
+    cls = globals().get(name)
+    if isinstance(cls, type) and issubclass(cls, PaygError) and cls is not ConfigError:
+        return cls(message)
+    return None

@@ -15,14 +15,8 @@ def error_from_reply(status: int, body: dict) -> errors.PaygError:
     """The payg error a peer raised, rebuilt from its reply ({"error": class name, "message": ...})."""
     name = str(body.get("error", ""))
     message = str(body.get("message", f"HTTP {status}"))
-    cls = getattr(errors, name, None)
-    if isinstance(cls, type) and issubclass(cls, errors.TradeRefused):
-        return cls(message)
-    if name == "UnknownSocket":
-        return errors.UnknownSocket(message)
-    if name == "InvalidAmount":
-        return errors.InvalidAmount(message)
-    return errors.LedgerUnavailable(f"peer answered HTTP {status}: {name or 'error'}: {message}")
+    return errors.error_named(name, message) or errors.LedgerUnavailable(
+        f"peer answered HTTP {status}: {name or 'error'}: {message}")
 
 
 class HttpPeerLink:
