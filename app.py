@@ -270,7 +270,8 @@ def run(config) -> int:
 
     from payg.errors import ConfigError, LedgerUnavailable, RelayError
     from payg.notify import SystemdNotifier
-    from payg.web import WebServices, create_app
+    from payg.web import WebServices, create_web
+    from payg.web.security import WebSecrets
 
     logging.basicConfig(level=config.controller.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -368,7 +369,7 @@ def run(config) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    server = None
+    server = web = None
     try:
         if config.web.enabled:
             payer = rt.ledger if rt.ledger.name == "mock" else None  # only the mock ledger can be paid from here
@@ -377,10 +378,18 @@ def run(config) -> int:
                 from payg.web.trade import TradeServices
 
                 trade = TradeServices(rt.trade, rt.book, rt.supply, tuple(s.id for s in config.sockets))
-            services = WebServices(controller, rt.journal, rt.ledger, payer=payer, health=health, trade=trade)
             try:
-                server = make_server(config.web.host, config.web.port, create_app(services, ROOT / "templates"),
-                                     threaded=True)
+                secrets = WebSecrets.load(config.controller.data_dir, config.web.landlord_password, config.path)
+            except ConfigError as exc:
+                log.error("invalid configuration: %s", exc)
+                return 2
+            services = WebServices(controller, rt.journal, rt.ledger, secrets, payer=payer, health=health,
+                                   trade=trade, settings=config.web)
+            web = create_web(services)
+            controller.publisher = web.hub
+            web.hub.start()
+            try:
+                server = make_server(config.web.host, config.web.port, web.app, threaded=True)
             except (OSError, SystemExit) as exc:  # werkzeug exits (SystemExit 1) when the port is taken
                 log.error("cannot serve on %s:%s: %s", config.web.host, config.web.port,
                           exc if isinstance(exc, OSError) else "address unavailable (in use?)")
@@ -398,6 +407,8 @@ def run(config) -> int:
         pass
     finally:
         notifier.stopping()
+        if web is not None:
+            web.hub.stop()
         if scheduler.running:
             scheduler.shutdown(wait=True)
         controller.shutdown()
@@ -417,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
     from payg.errors import ConfigError
 
     args = cli.parse_args(argv)
+    if args.command == "password":
+        return cli.cmd_password(args)
     if args.command in ("meters", "relay") and args.action != "off":
         return installer_command(args)
     try:

@@ -8,12 +8,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Callable, TextIO
 
-from payg.config import Config
+from payg.config import API_TOKEN_FILE, Config
 from payg.errors import InvalidAmount, MeterTimeout, MeterUnavailable, PortUnavailable, UnknownSocket
 from payg.journal import SqliteJournal
 from payg.meter_profile import MeterProfile
@@ -48,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--socket", required=True, metavar="ID", help="socket id")
     p.add_argument("--csv", action="store_true", help="every entry, oldest first, as CSV")
     p.add_argument("--limit", type=_positive_int, default=50, metavar="N", help="entries to show (default 50)")
+
+    p = sub.add_parser("password", help="make the landlord's password hash for the web login",
+                       description="Ask for the landlord's password (twice) and print its hash, or write it to "
+                                   "an owner-only file. Name the variable or file in [web] of the config.")
+    p.add_argument("--file", metavar="PATH", help="write the hash to this file (mode 600) instead of printing it")
+    p.add_argument("--stdin", action="store_true", help="read the password from standard input (for scripts)")
 
     trade = sub.add_parser("trade", help="the energy market and payment channels (through the running controller)")
     trade.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
@@ -230,6 +238,60 @@ def trade_request(args: argparse.Namespace) -> tuple[str, str, dict | None]:
     return "POST", f"/api/trade/channels/{args.channel}/{a}", {}
 
 
+MIN_PASSWORD = 10
+
+
+def cmd_password(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr,
+                 stdin: TextIO = sys.stdin) -> int:
+    """`payg password`: the landlord's password hash (werkzeug's scrypt); the password is never stored."""
+    import getpass
+
+    from werkzeug.security import generate_password_hash
+
+    if args.stdin:
+        password = stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Landlord password: ")
+        if getpass.getpass("Again: ") != password:
+            print("payg: the two passwords differ; nothing written", file=err)
+            return 1
+    if len(password) < MIN_PASSWORD:
+        print(f"payg: the password needs at least {MIN_PASSWORD} characters", file=err)
+        return 1
+    hashed = generate_password_hash(password, method="scrypt")
+    if args.file is None:
+        print(hashed, file=out)
+        return 0
+    path = Path(args.file)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(hashed + "\n")
+    except OSError as exc:
+        print(f"payg: cannot write {path}: {exc.strerror}", file=err)
+        return 1
+    print(f"wrote the landlord's password hash to {path} (mode 600); set landlord_password_hash_file = "
+          f"\"{path}\" under [web] and restart the controller", file=out)
+    return 0
+
+
+def api_token_of(config: Config) -> str | None:
+    """The controller's API token (from its data directory), or None when this user cannot read it."""
+    try:
+        return (config.controller.data_dir / API_TOKEN_FILE).read_text(encoding="ascii").strip() or None
+    except OSError:
+        return None
+
+
+def api_headers(config: Config, json_body: bool = False) -> dict:
+    headers = {"Content-Type": "application/json"} if json_body else {}
+    token = api_token_of(config)
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
+
+
 def cmd_trade(args: argparse.Namespace, config: Config, out: TextIO = sys.stdout, err: TextIO = sys.stderr,
               timeout_s: float = 60.0) -> int:
     """Send a `payg trade` action to the running controller and print its JSON answer."""
@@ -240,7 +302,7 @@ def cmd_trade(args: argparse.Namespace, config: Config, out: TextIO = sys.stdout
         return 2
     url = controller_url(config) + path
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(url, data=data, method=method, headers=api_headers(config, json_body=True))
     try:
         with urllib.request.urlopen(req, timeout=timeout_s) as resp:
             answer = json.load(resp)
@@ -250,6 +312,9 @@ def cmd_trade(args: argparse.Namespace, config: Config, out: TextIO = sys.stdout
         except ValueError:
             detail = {}
         print(f"payg: refused: {detail.get('error', exc.code)}: {detail.get('message', exc.reason)}", file=err)
+        if exc.code == 401:
+            print(f"payg: run this as the user that runs the controller (it reads "
+                  f"{config.controller.data_dir / API_TOKEN_FILE})", file=err)
         return 1
     except (urllib.error.URLError, OSError, ValueError) as exc:
         print(f"payg: no controller answers at {controller_url(config)} ({exc}); start it with `payg run`",
@@ -268,7 +333,8 @@ def fetch_live_states(config: Config, timeout_s: float = 2.0) -> list[dict] | No
     if ":" in host:
         host = f"[{host}]"
     try:
-        with urllib.request.urlopen(f"http://{host}:{config.web.port}/api/sockets", timeout=timeout_s) as resp:
+        req = urllib.request.Request(f"http://{host}:{config.web.port}/api/sockets", headers=api_headers(config))
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
             states = json.load(resp)
     except (urllib.error.URLError, OSError, ValueError):
         return None

@@ -10,6 +10,7 @@ import math
 import os
 import re
 import tomllib
+import zoneinfo
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
@@ -43,6 +44,12 @@ class WebConfig:
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 5000
+    landlord_password: SecretRef | None = None  # where the landlord's password hash is; None: no landlord view
+    low_credit_tokens: int = 100                # the tenant page warns at or below this balance
+    topup_presets: tuple[int, ...] = (50, 100, 200, 500)  # amounts (tokens) offered under the QR code
+    session_hours: float = 12.0                 # a landlord login lasts this long
+    secure_cookies: bool = False                # true behind an HTTPS proxy: cookies are sent over HTTPS only
+    timezone: str | None = None                 # IANA zone for "today" and "this month"; None: the system's
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,7 @@ class SecretRef:
     env: str | None = None  # name of an environment variable
     file: Path | None = None  # a file readable by its owner only
     key: str = "ledger.mnemonic_env"  # the config key that named it, for error messages
+    what: str = "the wallet mnemonic"  # what it holds, for error messages
 
 
 @dataclass(frozen=True)
@@ -449,6 +457,10 @@ def _trade(t: _Table) -> TradeConfig:
 
 URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
 EVM_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+# Kept in the data directory, owner-only, made by the controller at its first start:
+API_TOKEN_FILE = "api-token"        # lets `payg` commands on this machine use the controller's API
+SESSION_SECRET_FILE = "web-secret"  # signs the landlord's session cookies
+
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -491,13 +503,61 @@ def _secret(t: _Table, base_dir: Path | None) -> SecretRef:
     return SecretRef(file=path, key=t.key("mnemonic_file"))
 
 
+def _web(w: _Table, base_dir: Path | None) -> WebConfig:
+    if w.has("landlord_password") or w.has("landlord_password_hash"):
+        name = "landlord_password" if w.has("landlord_password") else "landlord_password_hash"
+        raise w.error(name, "no password or hash in the configuration file: name an environment variable "
+                      "(landlord_password_hash_env) or an owner-only file (landlord_password_hash_file) "
+                      "holding the hash that `payg password` prints", "(hidden)")
+    given = [k for k in ("landlord_password_hash_env", "landlord_password_hash_file") if w.has(k)]
+    if len(given) > 1:
+        raise w.error("landlord_password_hash_file", "only one of landlord_password_hash_env or "
+                      "landlord_password_hash_file", has_got=False)
+    password = None
+    if given == ["landlord_password_hash_env"]:
+        name = w.string("landlord_password_hash_env")
+        if not ENV_NAME.match(name):
+            raise w.error("landlord_password_hash_env", "the name of an environment variable, such as "
+                          "PAYG_LANDLORD_HASH", name)
+        password = SecretRef(env=name, key=w.key("landlord_password_hash_env"), what="the landlord's password hash")
+    elif given:
+        path = Path(w.string("landlord_password_hash_file"))
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        password = SecretRef(file=path, key=w.key("landlord_password_hash_file"), what="the landlord's password hash")
+    presets = w.raw("topup_presets", list(WebConfig.topup_presets), "a list of 1 to 8 positive integers (tokens)")
+    if (not isinstance(presets, list) or not 1 <= len(presets) <= 8
+            or not all(isinstance(p, int) and not isinstance(p, bool) and 0 < p <= 10**12 for p in presets)):
+        raise w.error("topup_presets", "a list of 1 to 8 positive integers (tokens)", presets)
+    zone = w.string("timezone") if w.has("timezone") else None
+    if zone is not None:
+        try:
+            zoneinfo.ZoneInfo(zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise w.error("timezone", "an IANA time zone name such as \"Europe/Berlin\" or \"UTC\"", zone) from None
+    session_hours = w.number("session_hours", WebConfig.session_hours, positive=True)
+    if session_hours > 24 * 31:
+        raise w.error("session_hours", "a number of hours > 0 and at most 744 (31 days)", session_hours)
+    return WebConfig(
+        enabled=w.boolean("enabled", True),
+        host=w.string("host", "127.0.0.1"),
+        port=w.integer("port", 5000, minimum=1, maximum=65535),
+        landlord_password=password,
+        low_credit_tokens=w.integer("low_credit_tokens", WebConfig.low_credit_tokens, minimum=0),
+        topup_presets=tuple(presets),
+        session_hours=session_hours,
+        secure_cookies=w.boolean("secure_cookies", False),
+        timezone=zone,
+    )
+
+
 def read_secret(ref: SecretRef, config_file: str | Path) -> str:
     """The secret's text, stripped. ConfigError when it is missing, empty or readable by others."""
     file = str(config_file)
     if ref.env is not None:
         value = os.environ.get(ref.env, "").strip()
         if not value:
-            raise ConfigError(file, ref.key, f"the environment variable {ref.env} to hold the wallet mnemonic "
+            raise ConfigError(file, ref.key, f"the environment variable {ref.env} to hold {ref.what} "
                               "(it is not set or empty)")
         return value
     assert ref.file is not None
@@ -511,10 +571,10 @@ def read_secret(ref: SecretRef, config_file: str | Path) -> str:
                               f"owned by uid {st.st_uid}", has_got=True)
         value = ref.file.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ConfigError(file, ref.key, f"a readable file holding the wallet mnemonic ({exc.strerror}: "
+        raise ConfigError(file, ref.key, f"a readable file holding {ref.what} ({exc.strerror}: "
                           f"{ref.file})") from None
     if not value:
-        raise ConfigError(file, ref.key, f"a file holding the wallet mnemonic ({ref.file} is empty)")
+        raise ConfigError(file, ref.key, f"a file holding {ref.what} ({ref.file} is empty)")
     return value
 
 
@@ -586,8 +646,7 @@ def parse(data: dict, file: str, base_dir: Path | None = None, profile_dirs: tup
     c.finish()
 
     w = root.table("web", {})
-    web = WebConfig(w.boolean("enabled", True), w.string("host", "127.0.0.1"),
-                    w.integer("port", 5000, minimum=1, maximum=65535))
+    web = _web(w, base_dir)
     w.finish()
 
     lt = root.table("ledger")

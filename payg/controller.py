@@ -23,7 +23,7 @@ from fractions import Fraction
 
 from payg.billing import Baseline, CounterTracker, HiddenEnergyEstimator, Tariff
 from payg.clock import Clock
-from payg.errors import MeterUnavailable, RelayError, UnknownSocket
+from payg.errors import InvalidAmount, MeterUnavailable, RelayError, UnknownSocket
 from payg.journal import MeterState, SqliteJournal
 from payg.ports import EnergyMeter, MeterReading, Relay, StatePublisher
 
@@ -390,6 +390,56 @@ class Controller:
             self._decide(s, now)
             self._publish(now)
 
+    def adjust(self, socket_id: str, amount_tokens: int, reason: str, request_id: str) -> bool:
+        """A manual credit (amount > 0) or debit (< 0) with a reason, booked once per request id.
+
+        Returns False when this request id was booked before (a repeated submit). A debit may not
+        take the balance below zero; a request id reused for a different adjustment is refused.
+        """
+        s = self.socket(socket_id)
+        if not isinstance(amount_tokens, int) or isinstance(amount_tokens, bool) or amount_tokens == 0:
+            raise InvalidAmount("the amount is a non-zero whole number of tokens (negative for a debit)")
+        if abs(amount_tokens) > 10**12:
+            raise InvalidAmount(f"{amount_tokens} tokens is beyond what a manual adjustment may book")
+        reason = " ".join(reason.split())
+        if not reason:
+            raise InvalidAmount("a reason is required")
+        units = amount_tokens * self.tariff.units_per_token
+        key = f"manual:{request_id}"
+        with self._lock:
+            now = self.clock.now()
+            earlier = self.journal.entry_by_key(key)
+            if earlier is not None:
+                if (earlier.socket_id, earlier.amount) != (socket_id, units):
+                    raise InvalidAmount(f"request {request_id} was already used for another adjustment")
+                return False
+            with self.journal.transaction() as tx:
+                if units > 0:
+                    tx.credit(socket_id, units, "credit", key, now, memo=reason)
+                else:
+                    balance = self.journal.balance(socket_id)
+                    if -units > balance:
+                        raise InvalidAmount(f"a debit of {-amount_tokens} tokens is more than the balance "
+                                            f"({balance // self.tariff.units_per_token} tokens)")
+                    tx.debit(socket_id, -units, "debit", now, idem_key=key, memo=reason)
+                tx.event(socket_id, "manual", f"{amount_tokens:+d} tokens: {reason}", now)
+            self._decide(s, now)
+            self._publish(now)
+        return True
+
+    def acknowledge_alarms(self, socket_id: str) -> int:
+        """Mark a socket's open alarms as seen; returns how many there were."""
+        self.socket(socket_id)
+        with self._lock:
+            open_alarms = self.journal.open_alarms().get(socket_id)
+            if open_alarms is None:
+                return 0
+            count, last_id, _ = open_alarms
+            with self.journal.transaction() as tx:
+                tx.acknowledge_alarms(socket_id, last_id, self.clock.now())
+            self._publish(self.clock.now())
+        return count
+
     # --- state for the API ------------------------------------------------
 
     def socket(self, socket_id: str) -> Socket:
@@ -422,6 +472,7 @@ class Controller:
             "meter_error": s.error,
             "relay_error": s.relay_error,
             "override": s.override,
+            "pending_wh": float(s.state.pending_wh) if s.state else 0.0,
             "reading_at": s.reading.at if s.reading else None,
             "updated_at": now,
         }

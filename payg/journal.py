@@ -27,6 +27,8 @@ from typing import Iterator
 from payg.billing import Baseline
 
 CREDIT_KINDS = ("deposit", "credit", "trade_in")
+# Events that need a person to look: the landlord view shows them until acknowledged.
+ALARM_KINDS = ("implausible_jump", "counter_reset", "relay_bypass")
 DEBIT_KINDS = ("usage", "debit", "trade_out")
 
 SCHEMA = f"""
@@ -43,6 +45,7 @@ CREATE TABLE IF NOT EXISTS entries (
            OR (kind IN {DEBIT_KINDS} AND amount <= 0))
 );
 CREATE INDEX IF NOT EXISTS entries_socket ON entries (socket_id, id);
+CREATE INDEX IF NOT EXISTS entries_at ON entries (at);
 CREATE TRIGGER IF NOT EXISTS entries_no_update BEFORE UPDATE ON entries
 BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries
@@ -303,6 +306,11 @@ class JournalWriter:
         self._conn.execute("INSERT INTO cursors (name, value) VALUES (?, ?)"
                            " ON CONFLICT (name) DO UPDATE SET value = excluded.value", (name, value))
 
+    def acknowledge_alarms(self, socket_id: str, upto_event_id: int, at: float) -> None:
+        """Alarms of a socket up to this event id are seen; the acknowledgement is itself an event."""
+        self.set_cursor(f"alarms-seen:{socket_id}", str(upto_event_id))
+        self.event(socket_id, "alarm_ack", f"alarms up to event {upto_event_id} acknowledged", at)
+
     def set_override(self, socket_id: str, mode: str | None, at: float) -> None:
         if mode is None:
             self._conn.execute("DELETE FROM overrides WHERE socket_id = ?", (socket_id,))
@@ -479,6 +487,49 @@ class SqliteJournal:
             for r in rows:
                 yield _entry(r)
             last = rows[-1][0]
+
+    def entry_by_key(self, idem_key: str) -> Entry | None:
+        with self._lock:
+            row = self._conn.execute(f"SELECT {ENTRY_COLUMNS} FROM entries WHERE idem_key = ?", (idem_key,)).fetchone()
+        return None if row is None else _entry(row)
+
+    def entries_after(self, after_id: int, limit: int = 1000) -> list[Entry]:
+        """Every socket's entries with an id above `after_id`, oldest first."""
+        with self._lock:
+            rows = self._conn.execute(f"SELECT {ENTRY_COLUMNS} FROM entries WHERE id > ? ORDER BY id LIMIT ?",
+                                      (after_id, limit)).fetchall()
+        return [_entry(r) for r in rows]
+
+    def last_entries(self, kind: str) -> list[tuple[str, float, int]]:
+        """Per socket, the latest entry of this kind: (socket id, at, amount)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT socket_id, at, amount FROM entries WHERE id IN"
+                " (SELECT MAX(id) FROM entries WHERE kind = ? GROUP BY socket_id)", (kind,)).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def first_entry_id_since(self, at: float) -> int:
+        """The id just before the first entry booked at or after `at` (entries are booked in time order)."""
+        with self._lock:
+            row = self._conn.execute("SELECT MIN(id) FROM entries WHERE at >= ?", (at,)).fetchone()
+            if row[0] is not None:
+                return row[0] - 1
+            return self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM entries").fetchone()[0]
+
+    def open_alarms(self) -> dict[str, tuple[int, int, str]]:
+        """Per socket with alarms not yet acknowledged: (how many, the latest's id, the latest's detail)."""
+        kinds = ", ".join("?" * len(ALARM_KINDS))
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT e.socket_id, COUNT(*), MAX(e.id) FROM events e LEFT JOIN cursors c"
+                f" ON c.name = 'alarms-seen:' || e.socket_id WHERE e.kind IN ({kinds})"
+                f" AND e.id > COALESCE(CAST(c.value AS INTEGER), 0) GROUP BY e.socket_id", ALARM_KINDS).fetchall()
+            out = {}
+            for socket_id, count, last_id in rows:
+                kind, detail = self._conn.execute("SELECT kind, detail FROM events WHERE id = ?",
+                                                  (last_id,)).fetchone()
+                out[socket_id] = (count, last_id, f"{kind.replace('_', ' ')}: {detail}")
+        return out
 
     def events(self, socket_id: str, limit: int = 10) -> list[dict]:
         with self._lock:

@@ -25,6 +25,8 @@ from pathlib import Path
 import pytest
 
 from ledgers.mock import mock_address
+from payg import config as cfg
+from payg.config import API_TOKEN_FILE
 from tests.support import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,8 +80,13 @@ def payg(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProc
 
 
 
+TOKENS: dict[int, str] = {}  # port -> the API token of the controller serving it (read from its data dir)
+
+
 def get_json(port: int, path: str) -> object:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+    headers = {"Authorization": f"Bearer {TOKENS[port]}"} if port in TOKENS else {}
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
+    with urllib.request.urlopen(req, timeout=5) as resp:
         assert resp.status == 200
         return json.load(resp)
 
@@ -159,6 +166,9 @@ class Controller:
                 return False
             if self.port is None:
                 return True
+            data_dir = cfg.load(self.config).controller.data_dir
+            token = (data_dir if data_dir.is_absolute() else self.cwd / data_dir) / API_TOKEN_FILE
+            TOKENS[self.port] = token.read_text().strip()
             try:
                 get_json(self.port, "/api/sockets")
             except (urllib.error.URLError, OSError):

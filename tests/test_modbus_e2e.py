@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from payg.config import API_TOKEN_FILE
 from tests.modbus_emulator import ModbusEmulator
 from tests.support import free_port, wait_until
 
@@ -53,16 +54,24 @@ backend = "mock"
 
 
 class Api:
-    def __init__(self, port: int):
+    """The controller's JSON API with the token a `payg` command on its machine would send."""
+
+    def __init__(self, port: int, data_dir: Path):
         self.base = f"http://127.0.0.1:{port}"
+        self.data_dir = data_dir
+
+    def headers(self) -> dict:
+        return {"Authorization": "Bearer " + (self.data_dir / API_TOKEN_FILE).read_text().strip(),
+                "Content-Type": "application/json"}
 
     def get(self, path: str):
-        with urllib.request.urlopen(self.base + path, timeout=5) as resp:
+        with urllib.request.urlopen(urllib.request.Request(self.base + path, headers=self.headers()),
+                                    timeout=5) as resp:
             return json.load(resp)
 
     def post(self, path: str, body: dict):
         request = urllib.request.Request(self.base + path, data=json.dumps(body).encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
+                                         headers=self.headers())
         with urllib.request.urlopen(request, timeout=5) as resp:
             assert resp.status == 201
             return json.load(resp)
@@ -73,7 +82,7 @@ class Api:
     def answering(self) -> bool:
         try:
             self.get("/api/sockets")
-        except (urllib.error.URLError, OSError):
+        except (urllib.error.URLError, OSError):  # FileNotFoundError too: no token before the first start
             return False
         return True
 
@@ -113,7 +122,7 @@ def test_two_modbus_sockets_on_one_bus_bill_exactly_and_cut_off_at_zero(tmp_path
     config = tmp_path / "payg.toml"
     config.write_text(config_text(data_dir, emu.port, web_port))
     proc, log = controller_process(config)
-    api = Api(web_port)
+    api = Api(web_port, data_dir)
 
     def running() -> bool:
         if proc.poll() is not None:

@@ -124,30 +124,43 @@ def test_without_a_controller_the_cli_says_so(tmp_path):
     assert done.returncode == 1 and "no controller answers" in done.stderr
 
 
-def test_trade_actions_are_served_to_this_machine_only(tmp_path):
+def test_trade_actions_need_the_token_or_the_landlord_and_csrf(tmp_path):
     import app
     from payg import config as cfg
-    from payg.web import WebServices, create_app
+    from payg.web import WebServices, create_web
+    from payg.web.security import WebSecrets
     from payg.web.trade import TradeServices
+    from tests.web_beds import PASSWORD, PASSWORD_HASH, TOKEN, csrf_of
 
     path = tmp_path / "payg.toml"
     path.write_text(CONFIG.format(port=free_port()).replace('data_dir = "var"', f'data_dir = "{tmp_path}/var"'))
     config = cfg.load(path)
     rt = app.build(config)
     try:
-        services = WebServices(rt.controller, rt.journal, rt.ledger,
+        services = WebServices(rt.controller, rt.journal, rt.ledger, WebSecrets("s" * 43, TOKEN, PASSWORD_HASH),
                                trade=TradeServices(rt.trade, rt.book, rt.supply, ("kitchen", "roof", "flat")))
-        client = create_app(services).test_client()
+        web = create_web(services)
         body = {"socket": "kitchen", "party": rt.trade.party_for("roof"), "role": "regulator"}
-        remote = client.post("/api/trade/roles", json=body, environ_base={"REMOTE_ADDR": "192.168.1.50"})
-        assert remote.status_code == 403
+        stranger = web.app.test_client()
+        assert stranger.post("/api/trade/roles", json=body).status_code == 401
+        assert stranger.get("/api/trade/adverts").status_code == 401
+        wrong = stranger.post("/api/trade/roles", json=body, headers={"Authorization": "Bearer " + "x" * 43})
+        assert wrong.status_code == 401
         assert rt.trade.role_of(rt.trade.party_for("roof")) == "none"
-        assert client.get("/api/trade/adverts", environ_base={"REMOTE_ADDR": "192.168.1.50"}).status_code == 200
-        local = client.post("/api/trade/roles", json=body, environ_base={"REMOTE_ADDR": "127.0.0.1"})
-        assert local.status_code == 200 and local.get_json()["role"] == "regulator"
-        bad = client.post("/api/trade/adverts", json={"socket": "flat", "energy_wh": -3, "min_price_per_wh": 1})
+
+        landlord = web.app.test_client()
+        landlord.post("/landlord/login", data={"password": PASSWORD, "csrf_token": csrf_of(landlord)})
+        no_csrf = landlord.post("/api/trade/roles", json=body)
+        assert no_csrf.status_code == 400 and "CSRF" in no_csrf.get_json()["message"]
+        assert rt.trade.role_of(rt.trade.party_for("roof")) == "none"
+        ok = landlord.post("/api/trade/roles", json=body, headers={"X-CSRFToken": csrf_of(landlord)})
+        assert ok.status_code == 200 and ok.get_json()["role"] == "regulator"
+
+        cli = web.app.test_client()
+        cli.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TOKEN}"
+        bad = cli.post("/api/trade/adverts", json={"socket": "flat", "energy_wh": -3, "min_price_per_wh": 1})
         assert bad.status_code == 400
-        unknown = client.post("/api/trade/adverts", json={"socket": "nope", "energy_wh": 3, "min_price_per_wh": 1})
+        unknown = cli.post("/api/trade/adverts", json={"socket": "nope", "energy_wh": 3, "min_price_per_wh": 1})
         assert unknown.status_code == 404 and unknown.get_json()["error"] == "UnknownSocket"
     finally:
         rt.trade.shutdown()

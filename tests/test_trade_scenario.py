@@ -20,7 +20,9 @@ from werkzeug.serving import make_server
 import app
 from payg import config as cfg
 from payg.clock import ManualClock
-from payg.web import WebServices, create_app
+from payg.web import WebServices, create_web
+from payg.web.security import WebSecrets
+from tests.web_beds import TOKEN
 from payg.web.trade import TradeServices
 from tests.support import free_port
 
@@ -62,17 +64,18 @@ class Node:
         self.config = config
         self.rt = app.build(config, clock)
         self.rt.controller.start()
-        services = WebServices(self.rt.controller, self.rt.journal, self.rt.ledger, payer=self.rt.ledger,
+        services = WebServices(self.rt.controller, self.rt.journal, self.rt.ledger, WebSecrets("s" * 43, TOKEN, None),
+                               payer=self.rt.ledger,
                                trade=TradeServices(self.rt.trade, self.rt.book, self.rt.supply,
                                                    tuple(s.id for s in config.sockets)))
-        self.server = make_server("127.0.0.1", config.web.port, create_app(services), threaded=True)
+        self.server = make_server("127.0.0.1", config.web.port, create_web(services).app, threaded=True)
         self.url = f"http://127.0.0.1:{config.web.port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def api(self, path: str, body: dict | None = None) -> dict:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, method="GET" if body is None else "POST",
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
         with urllib.request.urlopen(req, timeout=10) as reply:
             return json.loads(reply.read())
 

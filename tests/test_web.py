@@ -6,32 +6,14 @@ from pathlib import Path
 
 import pytest
 
-import app as composition
-from payg import config as cfg
-from payg.clock import ManualClock
-from payg.virtual import VirtualLoop
-from payg.web import WebServices, create_app
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.web_beds import make_web_bed
 
 
 @pytest.fixture
 def rig(tmp_path):
-    config = cfg.load(ROOT / "config" / "default.toml")
-    config = cfg.Config(config.path, cfg.ControllerConfig(data_dir=tmp_path / "var"), config.web, config.ledger,
-                        config.tariff, config.sockets)
-    clock = ManualClock()
-    rt = composition.build(config, clock)
-    rt.controller.start()
-    loop = VirtualLoop(rt.controller, clock, rt.watcher)
-    health = {"status": "ok"}
-    app = create_app(WebServices(rt.controller, rt.journal, rt.ledger, payer=rt.ledger, health=lambda: health),
-                     ROOT / "templates")
-    app.testing = True
-    yield rt, loop, app.test_client(), health
-    rt.controller.shutdown()
-    rt.journal.close()
-    rt.ledger.close()
+    bed = make_web_bed(tmp_path)
+    yield bed.rt, bed.loop, bed.client(token=True), bed.health
+    bed.close()
 
 
 def test_sockets_list_has_live_figures_and_topup(rig):
@@ -123,11 +105,13 @@ def test_healthz_reports_the_loop(rig):
     assert client.get("/healthz").status_code == 503
 
 
-def test_the_mock_route_exists_only_with_the_mock_ledger(rig):
-    rt = rig[0]
-    app = create_app(WebServices(rt.controller, rt.journal, rt.ledger, payer=None), ROOT / "templates")
-    resp = app.test_client().post("/api/mock/deposits", json={"socket": "kitchen", "amount": 5})
-    assert resp.status_code in (404, 405)
+def test_the_mock_route_exists_only_with_the_mock_ledger(tmp_path):
+    bed = make_web_bed(tmp_path, payer=False)
+    try:
+        resp = bed.client(token=True).post("/api/mock/deposits", json={"socket": "kitchen", "amount": 5})
+        assert resp.status_code in (404, 405)
+    finally:
+        bed.close()
 
 
 def test_index_lists_the_sockets(rig):

@@ -1,26 +1,43 @@
-"""The web entry point: a Flask app factory serving the JSON API.
+"""The web entry point: the JSON API, the tenant and landlord pages, and live pushes.
 
-It talks to the domain (the controller, the journal) and to ports (the
-deposit source, the mock payer); app.py builds those and hands them in.
+It talks to the domain (the controller, the journal, the dashboard) and to ports (the
+deposit source, the mock payer); app.py builds those and hands them in. Who may do what is
+decided in one place, `_guard` below, with the checks of payg/web/security.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Callable
+from zoneinfo import ZoneInfo
 
-from flask import Flask, abort, jsonify, render_template, request
+from flask import Flask, abort, jsonify, redirect, render_template, request, url_for
+from flask_socketio import SocketIO
+from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
+from payg.clock import Clock
+from payg.config import WebConfig
 from payg.controller import Controller
+from payg.dashboard import Dashboard
 from payg.errors import InvalidAmount, LedgerUnavailable, UnknownSocket
 from payg.journal import SqliteJournal
 from payg.ports import DepositPayer, DepositSource
+from payg.web import pages
 from payg.web import trade as trade_routes
+from payg.web.live import LANDLORD_NS, LiveHub, ViewSettings
+from payg.web.security import Guard, LoginThrottle, WebSecrets
 from payg.web.trade import TradeServices
 
 MAX_PAGE = 500
+ROOT = Path(__file__).resolve().parent.parent.parent
+STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
+PUBLIC_API = re.compile(r"^/api/sockets/[^/]+$")
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
 
 @dataclass
@@ -28,24 +45,54 @@ class WebServices:
     controller: Controller
     journal: SqliteJournal
     deposits: DepositSource
+    secrets: WebSecrets
     payer: DepositPayer | None = None  # only with the mock ledger
     health: Callable[[], dict] | None = None
     trade: "TradeServices | None" = None
+    settings: WebConfig = field(default_factory=WebConfig)
+    dashboard: Dashboard | None = None  # None: one is made from the journal and the controller's clock
 
 
-def create_app(services: WebServices, template_folder: str | Path | None = None) -> Flask:
-    app = Flask(__name__, template_folder=str(template_folder) if template_folder else None)
-    app.config["JSON_SORT_KEYS"] = False
+@dataclass
+class Web:
+    app: Flask
+    socketio: SocketIO
+    hub: LiveHub
+    guard: Guard
+    throttle: LoginThrottle
+
+
+def create_web(services: WebServices, *, templates: Path = ROOT / "templates", static: Path = ROOT / "static",
+               assets: Path = ROOT / "node_modules") -> Web:
+    settings = services.settings
     ctl = services.controller
+    clock: Clock = ctl.clock
+    app = Flask(__name__, template_folder=str(templates), static_folder=str(static), static_url_path="/static")
+    app.config.update(
+        SECRET_KEY=services.secrets.session_key,
+        SESSION_COOKIE_NAME="payg_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.session_hours),
+        WTF_CSRF_CHECK_DEFAULT=False,  # checked in _guard, which knows the requests that need no CSRF token
+        WTF_CSRF_TIME_LIMIT=None,      # a token lives as long as its session
+        JSON_SORT_KEYS=False,
+        MAX_CONTENT_LENGTH=256 * 1024,
+    )
+    csrf = CSRFProtect(app)
+    socketio = SocketIO(app, async_mode="threading", cors_allowed_origins=None, logger=False, engineio_logger=False)
+    guard = Guard(services.secrets, clock, settings.session_hours * 3600)
+    throttle = LoginThrottle(clock)
+    dashboard = services.dashboard or Dashboard(services.journal, clock,
+                                                ZoneInfo(settings.timezone) if settings.timezone else None)
+    view_settings = ViewSettings(ctl.tariff.units_per_token, ctl.tariff.units_per_wh, settings.low_credit_tokens)
+    addresses = {sid: services.deposits.address_for(sid) for sid in ctl.sockets}
+    hub = LiveHub(socketio, ctl, services.journal, dashboard, view_settings, guard.landlord, addresses)
+    web = Web(app, socketio, hub, guard, throttle)
 
-    def topup(socket_id: str) -> dict:
-        return {"address": services.deposits.address_for(socket_id),
-                "uri": services.deposits.payment_uri(socket_id, None),
-                "backend": services.deposits.name,
-                "units_per_token": services.deposits.units_per_token}
-
-    def with_topup(state: dict) -> dict:
-        return dict(state, topup=topup(state["id"]))
+    def wants_json() -> bool:
+        return request.path.startswith("/api/") or request.path == "/healthz"
 
     def json_body() -> dict:
         if not request.is_json:
@@ -57,23 +104,63 @@ def create_app(services: WebServices, template_folder: str | Path | None = None)
             abort(400, description="expected a JSON object")
         return body
 
+    @app.before_request
+    def _guard():
+        path = request.path
+        if path.startswith("/api/peer/"):
+            return None
+        if path.startswith("/api/") and not (request.method == "GET" and PUBLIC_API.match(path)):
+            if guard.token():
+                return None  # a `payg` command on this machine: no cookie, so no CSRF to fear
+            if not guard.landlord():
+                return jsonify(error="Unauthorized", message="log in as the landlord (/landlord/login), or use "
+                               "`payg` on the controller's machine"), 401
+        if request.method in STATE_CHANGING:
+            csrf.protect()
+        return None
+
+    @app.after_request
+    def _headers(resp):
+        resp.headers.setdefault("Content-Security-Policy", CSP)
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("X-Frame-Options", "DENY")
+        resp.headers.setdefault("Referrer-Policy", "same-origin")
+        if request.path.startswith(("/landlord", "/api/")):
+            resp.headers.setdefault("Cache-Control", "no-store")
+        return resp
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError):
+        if wants_json():
+            return jsonify(error="Bad Request", message=f"CSRF check failed: {exc.description}"), 400
+        return render_template("error.html", code=400, title="Form expired",
+                               message="This form was open too long or came from elsewhere. Reload the page "
+                                       "and try again."), 400
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        if request.path.startswith("/api/") or request.path == "/healthz":
+        if wants_json():
             return jsonify(error=exc.name, message=exc.description), exc.code
-        return exc
+        return render_template("error.html", code=exc.code, title=exc.name, message=exc.description), exc.code
 
     @app.errorhandler(UnknownSocket)
     def unknown_socket(exc: UnknownSocket):
-        return jsonify(error="Not Found", message=str(exc)), 404
+        if wants_json():
+            return jsonify(error="Not Found", message=str(exc)), 404
+        return render_template("error.html", code=404, title="No such socket",
+                               message=f"This controller has no socket {exc}."), 404
+
+    @app.errorhandler(InvalidAmount)
+    def invalid_amount(exc: InvalidAmount):
+        return jsonify(error="Bad Request", message=str(exc)), 400
 
     @app.errorhandler(LedgerUnavailable)
     def ledger_unavailable(exc: LedgerUnavailable):
         return jsonify(error="Service Unavailable", message=str(exc)), 503
 
-    @app.get("/")
-    def index():
-        return render_template("index.html", sockets=ctl.states())
+    @app.get("/favicon.ico")
+    def favicon():
+        return "", 204
 
     @app.get("/healthz")
     def healthz():
@@ -82,13 +169,16 @@ def create_app(services: WebServices, template_folder: str | Path | None = None)
 
     @app.get("/api/sockets")
     def sockets():
-        return jsonify([with_topup(st) for st in ctl.states()])
+        return jsonify([pages.with_topup(st, services.deposits) for st in ctl.states()])
 
     @app.get("/api/sockets/<socket_id>")
     def socket(socket_id: str):
-        state = with_topup(ctl.state(socket_id))
-        state["alarms"] = services.journal.events(socket_id, limit=10)
-        return jsonify(state)
+        return jsonify(pages.with_topup(ctl.state(socket_id), services.deposits))
+
+    @app.get("/api/sockets/<socket_id>/events")
+    def events(socket_id: str):
+        ctl.socket(socket_id)
+        return jsonify(socket=socket_id, events=services.journal.events(socket_id, limit=50))
 
     @app.get("/api/sockets/<socket_id>/journal")
     def journal(socket_id: str):
@@ -118,13 +208,13 @@ def create_app(services: WebServices, template_folder: str | Path | None = None)
             ctl.socket(socket_id)
             if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
                 abort(400, description="amount must be a positive integer (tokens)")
-            try:
-                deposit_id = payer.pay(socket_id, amount)
-            except InvalidAmount as exc:
-                abort(400, description=str(exc))
+            deposit_id = payer.pay(socket_id, amount)
             return jsonify(deposit_id=deposit_id, socket=socket_id, amount=amount), 201
 
+    pages.register(app, web, services, json_body, assets)
     if services.trade is not None:
         trade_routes.register(app, services.trade, json_body)
+    return web
 
-    return app
+
+__all__ = ["LANDLORD_NS", "Web", "WebServices", "create_web"]

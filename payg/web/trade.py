@@ -1,9 +1,9 @@
 """Trade routes: the market, payment channels, and messages from other controllers.
 
-Reads are open like the rest of the API. Requests that spend or sign for a socket's
-trade party are served to this machine only (loopback) until the landlord login of the
-web UI exists; `payg trade ...` uses them. /api/peer/* is what other controllers call:
-everything arriving there is checked on its own merits (signatures, the ledger).
+Like the rest of the API, these routes need the landlord's session or the local API token
+(see payg/web/security.py); `payg trade ...` sends the token. /api/peer/* is what other
+controllers call: everything arriving there is checked on its own merits (signatures, the
+ledger), so it needs neither.
 
 Errors carry the payg error's class name ({"error": "AdvertExpired", "message": ...}),
 so a controller calling another gets back the same error the other raised.
@@ -12,7 +12,6 @@ so a controller calling another gets back the same error the other raised.
 from __future__ import annotations
 
 import functools
-import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -55,14 +54,6 @@ def register(app: Flask, services: TradeServices, json_body: Callable[[], dict])
                 return jsonify(error=type(exc).__name__, message=str(exc)), _status(exc)
         return wrapper
 
-    def local_only() -> None:
-        try:
-            loopback = ipaddress.ip_address(request.remote_addr or "").is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
-            abort(403, description="trade actions are served to this machine only (use `payg trade` on it)")
-
     def socket_of(body: dict) -> str:
         socket_id = body.get("socket")
         if socket_id not in services.socket_ids:
@@ -101,7 +92,6 @@ def register(app: Flask, services: TradeServices, json_body: Callable[[], dict])
     @app.post("/api/trade/adverts")
     @answers
     def post_advert():
-        local_only()
         body = json_body()
         advert = t.post_advert(socket_of(body), integer(body, "energy_wh"), integer(body, "min_price_per_wh"))
         return jsonify(advert.as_dict(t.now())), 201
@@ -109,7 +99,6 @@ def register(app: Flask, services: TradeServices, json_body: Callable[[], dict])
     @app.post("/api/trade/adverts/<advert_id>/buy")
     @answers
     def buy(advert_id: str):
-        local_only()
         body = json_body()
         purchase = t.buy(socket_of(body), advert_id, integer(body, "energy_wh"),
                          integer(body, "max_price_per_wh", None))
@@ -118,7 +107,6 @@ def register(app: Flask, services: TradeServices, json_body: Callable[[], dict])
     @app.post("/api/trade/roles")
     @answers
     def grant():
-        local_only()
         body = json_body()
         party, role = body.get("party"), body.get("role")
         if not isinstance(party, str) or not party:
@@ -132,7 +120,6 @@ def register(app: Flask, services: TradeServices, json_body: Callable[[], dict])
     @app.post("/api/trade/withdraw")
     @answers
     def withdraw():
-        local_only()
         body = json_body()
         return jsonify(socket=body.get("socket"), withdrawn=t.withdraw(socket_of(body)))
 
@@ -152,7 +139,6 @@ def register(app: Flask, services: TradeServices, json_body: Callable[[], dict])
     @app.post("/api/trade/channels")
     @answers
     def open_channel():
-        local_only()
         body = json_body()
         socket_id = socket_of(body)
         if body.get("supplier_config"):
@@ -171,13 +157,11 @@ def register(app: Flask, services: TradeServices, json_body: Callable[[], dict])
     @app.post("/api/trade/channels/<channel_id>/close")
     @answers
     def close_channel(channel_id: str):
-        local_only()
         return jsonify(services.book.close(channel_id).as_dict())
 
     @app.post("/api/trade/channels/<channel_id>/reclaim")
     @answers
     def reclaim_channel(channel_id: str):
-        local_only()
         return jsonify(services.book.reclaim(channel_id).as_dict())
 
     @app.post("/api/peer/<path:kind>")

@@ -1,0 +1,252 @@
+"""Live pages: socket views, the last hour of history, and the Socket.IO pushes.
+
+The controller calls `LiveHub.publish` once per tick (and when a credit or an override
+re-decides a relay). That call only hands the states over; a background task of the hub
+builds the views and emits them, so a slow browser never slows the metering loop, and
+pushes that pile up while one is being sent collapse into the latest.
+
+Per push: ONE `states` event to the landlord namespace with every socket (batched, not one
+per socket), and one `state` event per socket that a tenant page is watching.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Callable
+
+from flask import request
+from flask_socketio import SocketIO, join_room, leave_room
+from flask_socketio import ConnectionRefusedError as Refused
+
+from payg.controller import Controller
+from payg.dashboard import Dashboard
+from payg.journal import SqliteJournal
+
+log = logging.getLogger("payg.web")
+
+HISTORY_S = 3600
+HISTORY_STEP_S = 10.0   # one point per socket every 10 s is kept for the chart's first draw
+LOW_TIME_S = 1800       # the tenant page warns when less than this is left at the present power
+LANDLORD_NS = "/landlord"
+
+
+@dataclass(frozen=True)
+class ViewSettings:
+    units_per_token: int
+    units_per_wh: Fraction
+    low_credit_tokens: int
+
+
+def tokens(units: int, units_per_token: int) -> int | float:
+    return units // units_per_token if units % units_per_token == 0 else units / units_per_token
+
+
+def socket_view(state: dict, dashboard: Dashboard, vs: ViewSettings) -> dict:
+    """What a page shows of one socket: the controller's state plus the dashboard's figures."""
+    f = dashboard.figures(state["id"])
+    alarm = dashboard.alarm(state["id"])
+    meter = state["meter"]
+    if meter not in ("ok", "offline") or state.get("relay_error") or alarm is not None:
+        status = "alarm"
+    elif meter == "offline":
+        status = "offline"
+    else:
+        status = state["relay"]
+    balance = state["balance"]
+    energy_left_wh = float(max(balance, 0) / vs.units_per_wh)
+    power = state.get("power_w")
+    time_left_s = energy_left_wh / power * 3600.0 if power and power > 0 and state["relay"] == "on" else None
+    pending = Fraction(state.get("pending_wh") or 0)
+    upt = vs.units_per_token
+    return {
+        "id": state["id"],
+        "name": state["name"],
+        "balance": balance,
+        "balance_tokens": state["balance_tokens"],
+        "debt": state["debt"],
+        "relay": state["relay"],
+        "status": status,
+        "power_w": power,
+        "voltage_v": state.get("voltage_v"),
+        "current_a": state.get("current_a"),
+        "meter": meter,
+        "meter_error": state.get("meter_error"),
+        "relay_error": state.get("relay_error"),
+        "override": state.get("override"),
+        "energy_today_wh": round(float(f.energy_today_wh + pending), 3),
+        "energy_month_wh": round(float(f.energy_month_wh + pending), 3),
+        "revenue_month_tokens": tokens(f.topups_month, upt),
+        "last_topup_at": f.last_topup_at,
+        "last_topup_tokens": tokens(f.last_topup, upt) if f.last_topup is not None else None,
+        "alarms": alarm.count if alarm else 0,
+        "alarm_detail": alarm.detail if alarm else None,
+        "energy_left_wh": round(energy_left_wh, 3),
+        "time_left_s": round(time_left_s, 1) if time_left_s is not None else None,
+        "low_credit": balance <= vs.low_credit_tokens * upt or (time_left_s is not None and time_left_s < LOW_TIME_S),
+        "updated_at": state["updated_at"],
+    }
+
+
+class History:
+    """The last hour of (time, power, balance) per socket, one point per HISTORY_STEP_S."""
+
+    def __init__(self, span_s: float = HISTORY_S, step_s: float = HISTORY_STEP_S):
+        self.span_s, self.step_s = span_s, step_s
+        self._points: dict[str, deque] = {}
+        self._lock = threading.Lock()
+
+    def record(self, views: list[dict]) -> None:
+        with self._lock:
+            for v in views:
+                points = self._points.setdefault(v["id"], deque(maxlen=int(self.span_s / self.step_s) + 2))
+                at = v["updated_at"]
+                if points and at - points[-1][0] < self.step_s:
+                    continue
+                points.append((at, v["power_w"], v["balance_tokens"]))
+
+    def of(self, socket_id: str, now: float) -> dict:
+        with self._lock:
+            points = [p for p in self._points.get(socket_id, ()) if p[0] >= now - self.span_s]
+        return {"t": [p[0] for p in points], "power_w": [p[1] for p in points],
+                "balance_tokens": [p[2] for p in points]}
+
+
+class LiveHub:
+    """The StatePublisher for browsers (see the module's docstring)."""
+
+    def __init__(self, socketio: SocketIO, controller: Controller, journal: SqliteJournal, dashboard: Dashboard,
+                 settings: ViewSettings, landlord_ok: Callable[[], bool], addresses: dict[str, str] | None = None):
+        self.socketio = socketio
+        self.controller = controller
+        self.journal = journal
+        self.dashboard = dashboard
+        self.settings = settings
+        self.addresses = addresses or {}  # top-up address per socket, shown with the QR code
+        self.history = History()
+        self.pushes = 0
+        self._landlord_ok = landlord_ok
+        self._pending: list[dict] | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._task = None
+        self._watched: dict[str, int] = {}   # socket id -> tenant connections watching it
+        self._watching: dict[str, str] = {}  # connection id -> the socket it watches
+        self._landlords = 0
+        self._lock = threading.Lock()
+        self._register()
+
+    # --- StatePublisher -----------------------------------------------------
+
+    def publish(self, states: list[dict]) -> None:
+        self._pending = states
+        self._wake.set()
+
+    # --- views ----------------------------------------------------------------
+
+    def views(self, states: list[dict] | None = None) -> list[dict]:
+        if states is None:
+            states = self.controller.states()
+        return [self._view(st) for st in states]
+
+    def view(self, socket_id: str) -> dict:
+        return self._view(self.controller.state(socket_id))
+
+    def _view(self, state: dict) -> dict:
+        view = socket_view(state, self.dashboard, self.settings)
+        view["address"] = self.addresses.get(state["id"])
+        return view
+
+    # --- pushing ----------------------------------------------------------------
+
+    def flush(self) -> bool:
+        """Build and emit the latest published states, if any. True when something was pushed."""
+        states, self._pending = self._pending, None
+        if states is None:
+            return False
+        self.dashboard.refresh()
+        views = self.views(states)
+        self.history.record(views)
+        with self._lock:
+            watched = set(self._watched)
+            landlords = self._landlords
+        if landlords:
+            self.socketio.emit("states", {"at": views[0]["updated_at"] if views else None, "views": views},
+                               namespace=LANDLORD_NS)
+        for v in views:
+            if v["id"] in watched:
+                self.socketio.emit("state", v, to=f"socket:{v['id']}")
+        self.pushes += 1
+        return True
+
+    def start(self) -> None:
+        self._task = self.socketio.start_background_task(self._run)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.flush()
+            except Exception:  # a push that fails must not end the pushes that follow
+                log.exception("pushing live state failed")
+
+    # --- Socket.IO events -------------------------------------------------------
+
+    def _register(self) -> None:
+        sio = self.socketio
+
+        @sio.on("watch")
+        def watch(data):
+            socket_id = data.get("socket") if isinstance(data, dict) else None
+            if not isinstance(socket_id, str) or socket_id not in self.controller.sockets:
+                return {"ok": False, "error": f"unknown socket {socket_id!r}"}
+            self._unwatch(request.sid)
+            join_room(f"socket:{socket_id}")
+            with self._lock:
+                self._watching[request.sid] = socket_id
+                self._watched[socket_id] = self._watched.get(socket_id, 0) + 1
+            self.dashboard.refresh()
+            view = self.view(socket_id)
+            return {"ok": True, "view": view, "history": self.history.of(socket_id, self.controller.clock.now())}
+
+        @sio.on("disconnect")
+        def tenant_gone(*_):
+            self._unwatch(request.sid)
+
+        @sio.on("connect", namespace=LANDLORD_NS)
+        def landlord_connect(*_):
+            if not self._landlord_ok():
+                raise Refused("login required")
+            with self._lock:
+                self._landlords += 1
+            self.dashboard.refresh()
+            views = self.views()
+            sio.emit("states", {"at": self.controller.clock.now(), "views": views}, to=request.sid,
+                     namespace=LANDLORD_NS)
+
+        @sio.on("disconnect", namespace=LANDLORD_NS)
+        def landlord_gone(*_):
+            with self._lock:
+                self._landlords = max(0, self._landlords - 1)
+
+    def _unwatch(self, sid: str) -> None:
+        with self._lock:
+            previous = self._watching.pop(sid, None)
+            if previous is None:
+                return
+            left = self._watched.get(previous, 1) - 1
+            if left <= 0:
+                self._watched.pop(previous, None)
+            else:
+                self._watched[previous] = left
+        leave_room(f"socket:{previous}")

@@ -1,0 +1,85 @@
+"""The web app on the embedded default's real objects, for Flask's and Socket.IO's test clients."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from werkzeug.security import generate_password_hash
+
+import app as composition
+from payg import config as cfg
+from payg.clock import ManualClock
+from payg.virtual import VirtualLoop
+from payg.web import Web, WebServices, create_web
+from payg.web.security import WebSecrets
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct horse battery staple"
+TOKEN = "t" * 43
+# A cheap hash keeps the tests quick; `payg password` makes scrypt ones.
+PASSWORD_HASH = generate_password_hash(PASSWORD, method="pbkdf2:sha256:1000")
+
+
+def embedded_config(data_dir: Path, **web) -> cfg.Config:
+    config = cfg.load(ROOT / "config" / "default.toml")
+    return cfg.Config(config.path, cfg.ControllerConfig(data_dir=data_dir), cfg.WebConfig(**web), config.ledger,
+                      config.tariff, config.sockets)
+
+
+@dataclass
+class WebBed:
+    rt: composition.Runtime
+    loop: VirtualLoop
+    clock: ManualClock
+    web: Web
+    health: dict
+
+    @property
+    def app(self):
+        return self.web.app
+
+    def client(self, token: bool = False):
+        c = self.web.app.test_client()
+        if token:
+            c.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TOKEN}"
+        return c
+
+    def landlord(self, client=None):
+        """A test client logged in as the landlord (through the real login form)."""
+        c = client or self.client()
+        c.get("/landlord/login")
+        resp = c.post("/landlord/login", data={"password": PASSWORD, "csrf_token": csrf_of(c), "next": "/landlord"})
+        assert resp.status_code == 302, resp.get_data(as_text=True)
+        return c
+
+    def close(self) -> None:
+        self.rt.controller.shutdown()
+        self.rt.journal.close()
+        self.rt.ledger.close()
+
+
+def csrf_of(client) -> str:
+    """The CSRF token of the client's session, read from a page's meta tag like the browser does."""
+    import re
+
+    html = client.get("/landlord/login").get_data(as_text=True)
+    match = re.search(r'<meta name="csrf-token" content="([^"]+)"', html)
+    assert match, "no csrf-token meta tag"
+    return match.group(1)
+
+
+def make_web_bed(tmp_path: Path, *, password_hash: str | None = PASSWORD_HASH, payer: bool = True,
+                 start: float = 1_800_000_000.0, **web) -> WebBed:
+    config = embedded_config(tmp_path / "var", **web)
+    clock = ManualClock(start)
+    rt = composition.build(config, clock)
+    rt.controller.start()
+    loop = VirtualLoop(rt.controller, clock, rt.watcher)
+    health = {"status": "ok"}
+    services = WebServices(rt.controller, rt.journal, rt.ledger, WebSecrets("s" * 43, TOKEN, password_hash),
+                           payer=rt.ledger if payer else None, health=lambda: health, settings=config.web)
+    w = create_web(services)
+    w.app.testing = True
+    rt.controller.publisher = w.hub
+    return WebBed(rt, loop, clock, w, health)
