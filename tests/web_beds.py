@@ -13,6 +13,7 @@ from payg.clock import ManualClock
 from payg.virtual import VirtualLoop
 from payg.web import Web, WebServices, create_web
 from payg.web.security import WebSecrets
+from payg.web.trade import TradeServices
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
@@ -55,6 +56,7 @@ class WebBed:
 
     def close(self) -> None:
         self.rt.controller.shutdown()
+        self.rt.trade.shutdown()
         self.rt.journal.close()
         self.rt.ledger.close()
 
@@ -78,7 +80,8 @@ def make_web_bed(tmp_path: Path, *, password_hash: str | None = PASSWORD_HASH, p
     loop = VirtualLoop(rt.controller, clock, rt.watcher)
     health = {"status": "ok"}
     services = WebServices(rt.controller, rt.journal, rt.ledger, WebSecrets("s" * 43, TOKEN, password_hash),
-                           payer=rt.ledger if payer else None, health=lambda: health, settings=config.web)
+                           payer=rt.ledger if payer else None, health=lambda: health, settings=config.web,
+                           trade=TradeServices(rt.trade, rt.book, rt.supply, tuple(rt.controller.sockets)))
     w = create_web(services)
     w.app.testing = True
     rt.controller.publisher = w.hub

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -161,9 +162,10 @@ def register(app: Flask, web: "Web", services: "WebServices", json_body: Callabl
         address = request.remote_addr or "?"
         wait = throttle.retry_after(address)
         if wait is not None:
-            resp = Response(render_template("login.html", error="Too many attempts.", retry_after_s=int(wait) + 1,
+            seconds = max(1, math.ceil(wait))
+            resp = Response(render_template("login.html", error="Too many attempts.", retry_after_s=seconds,
                                             next=next_page), status=429)
-            resp.headers["Retry-After"] = str(int(wait) + 1)
+            resp.headers["Retry-After"] = str(seconds)
             return resp
         if guard.check_password(request.form.get("password", "")):
             throttle.succeeded(address)
