@@ -122,3 +122,39 @@ def test_bad_trade_settings_name_the_key(tmp_path, socket_trade, extra, key):
     with pytest.raises(ConfigError) as err:
         load_text(tmp_path, text + extra)
     assert err.value.key == key, str(err.value)
+
+
+def test_web_settings_parse_with_defaults(tmp_path):
+    c = load_text(tmp_path, MINIMAL)
+    assert c.web.landlord_password is None and c.web.low_credit_tokens == 100
+    assert c.web.topup_presets == (50, 100, 200, 500) and c.web.session_hours == 12.0
+    assert c.web.secure_cookies is False and c.web.timezone is None
+    c = load_text(tmp_path, MINIMAL + '[web]\nlandlord_password_hash_file = "landlord.hash"\nlow_credit_tokens = 20\n'
+                  'topup_presets = [10, 25]\nsession_hours = 2\nsecure_cookies = true\ntimezone = "Europe/Berlin"\n')
+    assert c.web.landlord_password.file == Path("landlord.hash")  # like data_dir: from the working directory
+    assert c.web.landlord_password.key == "web.landlord_password_hash_file"
+    assert (c.web.low_credit_tokens, c.web.topup_presets, c.web.session_hours, c.web.secure_cookies,
+            c.web.timezone) == (20, (10, 25), 2.0, True, "Europe/Berlin")
+    c = load_text(tmp_path, MINIMAL + '[web]\nlandlord_password_hash_env = "PAYG_LANDLORD_HASH"\n')
+    assert c.web.landlord_password.env == "PAYG_LANDLORD_HASH"
+    assert cfg.load(ROOT / "config" / "default.toml").web.landlord_password.env == "PAYG_LANDLORD_HASH"
+
+
+@pytest.mark.parametrize("web, key", [
+    ('landlord_password = "hunter2hunter2"', "web.landlord_password"),
+    ('landlord_password_hash = "scrypt:1$2$3"', "web.landlord_password_hash"),
+    ('landlord_password_hash_env = "A"\nlandlord_password_hash_file = "f"', "web.landlord_password_hash_file"),
+    ('landlord_password_hash_env = "not a name"', "web.landlord_password_hash_env"),
+    ('topup_presets = []', "web.topup_presets"),
+    ('topup_presets = [0, 5]', "web.topup_presets"),
+    ('topup_presets = [1, 2, 3, 4, 5, 6, 7, 8, 9]', "web.topup_presets"),
+    ('timezone = "Mars/Olympus"', "web.timezone"),
+    ('session_hours = 0', "web.session_hours"),
+    ('session_hours = 1000', "web.session_hours"),
+    ('low_credit_tokens = -1', "web.low_credit_tokens"),
+    ('secret_key = "secret!"', "web.secret_key"),
+])
+def test_bad_web_settings_name_the_key(tmp_path, web, key):
+    with pytest.raises(ConfigError) as err:
+        load_text(tmp_path, MINIMAL + "[web]\n" + web + "\n")
+    assert err.value.key == key, str(err.value)
