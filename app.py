@@ -42,6 +42,16 @@ def profile_dirs() -> tuple[Path, ...]:
     return (ROOT / "config" / "meters", Path(sys.prefix) / "share" / "payg" / "meters")
 
 
+def web_dirs() -> dict[str, Path]:
+    """The pages' templates, own static files and browser libraries: the project's folders in a
+    source tree, else the copies `pip install` put under share/payg (see pyproject.toml)."""
+    shared = Path(sys.prefix) / "share" / "payg"
+    source = {"templates": ROOT / "templates", "static": ROOT / "static", "assets": ROOT / "node_modules"}
+    if source["templates"].is_dir():
+        return source
+    return {"templates": shared / "templates", "static": shared / "static", "assets": shared / "assets"}
+
+
 def load_config(path):
     from payg import config as config_module
 
@@ -385,7 +395,7 @@ def run(config) -> int:
                 return 2
             services = WebServices(controller, rt.journal, rt.ledger, secrets, payer=payer, health=health,
                                    trade=trade, settings=config.web)
-            web = create_web(services)
+            web = create_web(services, **web_dirs())
             controller.publisher = web.hub
             web.hub.start()
             try:

@@ -80,7 +80,17 @@ def register(app: Flask, web: "Web", services: "WebServices", json_body: Callabl
     ctl = services.controller
     settings = services.settings
     guard, hub, throttle = web.guard, web.hub, web.throttle
-    missing = [name for name, rel in ASSETS.items() if not (assets / rel).is_file()]
+    def asset_path(name: str) -> Path | None:
+        """In node_modules (a source tree) or flat in share/payg/assets (installed by pip)."""
+        rel = ASSETS.get(name)
+        if rel is None:
+            return None
+        for path in (assets / rel, assets / name):
+            if path.is_file():
+                return path
+        return None
+
+    missing = [name for name in ASSETS if asset_path(name) is None]
     if missing:
         log.warning("browser libraries missing in %s (%s): pages work without live updates; run `make assets`",
                     assets, ", ".join(missing))
@@ -102,10 +112,10 @@ def register(app: Flask, web: "Web", services: "WebServices", json_body: Callabl
 
     @app.get("/assets/<name>")
     def asset(name: str):
-        rel = ASSETS.get(name)
-        if rel is None or not (assets / rel).is_file():
+        path = asset_path(name)
+        if path is None:
             abort(404, description=f"no asset {name} (run `make assets` to install the browser libraries)")
-        return send_file(assets / rel, max_age=86400)
+        return send_file(path, max_age=86400)
 
     @app.get("/")
     def index():
