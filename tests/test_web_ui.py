@@ -513,6 +513,19 @@ def test_landlord_pushes_need_the_session(bed):
     assert not late.is_connected("/landlord")
 
 
+def test_a_landlord_connection_ends_when_its_session_does(bed):
+    client = bed.landlord()
+    sio = bed.web.socketio.test_client(bed.app, namespace="/landlord", flask_test_client=client)
+    sio.get_received("/landlord")
+    bed.loop.run_for(1)
+    bed.web.hub.flush()
+    assert [e["name"] for e in sio.get_received("/landlord")] == ["states"]
+    bed.clock.advance(12 * 3600 + 1)
+    bed.rt.controller.tick()
+    bed.web.hub.flush()
+    assert not sio.is_connected("/landlord")
+
+
 def test_landlords_get_one_batched_push_per_tick_with_every_socket(bed):
     client = bed.landlord()
     sio = bed.web.socketio.test_client(bed.app, namespace="/landlord", flask_test_client=client)

@@ -88,7 +88,7 @@ def create_web(services: WebServices, *, templates: Path = ROOT / "templates", s
                                                 ZoneInfo(settings.timezone) if settings.timezone else None)
     view_settings = ViewSettings(ctl.tariff.units_per_token, ctl.tariff.units_per_wh, settings.low_credit_tokens)
     addresses = {sid: services.deposits.address_for(sid) for sid in ctl.sockets}
-    hub = LiveHub(socketio, ctl, services.journal, dashboard, view_settings, guard.landlord, addresses)
+    hub = LiveHub(socketio, ctl, services.journal, dashboard, view_settings, guard.landlord_until, addresses)
     web = Web(app, socketio, hub, guard, throttle)
 
     def wants_json() -> bool:

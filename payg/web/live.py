@@ -119,7 +119,8 @@ class LiveHub:
     """The StatePublisher for browsers (see the module's docstring)."""
 
     def __init__(self, socketio: SocketIO, controller: Controller, journal: SqliteJournal, dashboard: Dashboard,
-                 settings: ViewSettings, landlord_ok: Callable[[], bool], addresses: dict[str, str] | None = None):
+                 settings: ViewSettings, landlord_until: Callable[[], float | None],
+                 addresses: dict[str, str] | None = None):
         self.socketio = socketio
         self.controller = controller
         self.journal = journal
@@ -128,14 +129,14 @@ class LiveHub:
         self.addresses = addresses or {}  # top-up address per socket, shown with the QR code
         self.history = History()
         self.pushes = 0
-        self._landlord_ok = landlord_ok
+        self._landlord_until = landlord_until
         self._pending: list[dict] | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._task = None
         self._watched: dict[str, int] = {}   # socket id -> tenant connections watching it
         self._watching: dict[str, str] = {}  # connection id -> the socket it watches
-        self._landlords = 0
+        self._landlords: dict[str, float] = {}  # landlord connection id -> when its session ends
         self._lock = threading.Lock()
         self._register()
 
@@ -170,9 +171,15 @@ class LiveHub:
         self.dashboard.refresh()
         views = self.views(states)
         self.history.record(views)
+        now = self.controller.clock.now()
         with self._lock:
             watched = set(self._watched)
-            landlords = self._landlords
+            expired = [sid for sid, until in self._landlords.items() if until < now]
+            landlords = len(self._landlords) - len(expired)
+        for sid in expired:  # a session that lapsed while connected gets no more of the landlord's data
+            self.socketio.server.disconnect(sid, namespace=LANDLORD_NS)
+            with self._lock:
+                self._landlords.pop(sid, None)
         if landlords:
             self.socketio.emit("states", {"at": views[0]["updated_at"] if views else None, "views": views},
                                namespace=LANDLORD_NS)
@@ -225,10 +232,11 @@ class LiveHub:
 
         @sio.on("connect", namespace=LANDLORD_NS)
         def landlord_connect(*_):
-            if not self._landlord_ok():
+            until = self._landlord_until()
+            if until is None:
                 raise Refused("login required")
             with self._lock:
-                self._landlords += 1
+                self._landlords[request.sid] = until
             self.dashboard.refresh()
             views = self.views()
             sio.emit("states", {"at": self.controller.clock.now(), "views": views}, to=request.sid,
@@ -237,7 +245,7 @@ class LiveHub:
         @sio.on("disconnect", namespace=LANDLORD_NS)
         def landlord_gone(*_):
             with self._lock:
-                self._landlords = max(0, self._landlords - 1)
+                self._landlords.pop(request.sid, None)
 
     def _unwatch(self, sid: str) -> None:
         with self._lock:

@@ -163,12 +163,18 @@ class Guard:
 
     def landlord(self) -> bool:
         """A landlord session that is current: not expired, and made with today's password."""
+        return self.landlord_until() is not None
+
+    def landlord_until(self) -> float | None:
+        """When the current landlord session ends; None when there is none."""
         if not self.landlord_enabled or session.get("landlord") is not True:
-            return False
+            return None
         at = session.get("at")
         if not isinstance(at, (int, float)) or not 0 <= self.clock.now() - at <= self.session_s:
-            return False
-        return hmac.compare_digest(str(session.get("pw", "")), self.secrets.password_fingerprint)
+            return None
+        if not hmac.compare_digest(str(session.get("pw", "")), self.secrets.password_fingerprint):
+            return None
+        return at + self.session_s
 
     def token(self) -> bool:
         header = request.headers.get("Authorization", "")
