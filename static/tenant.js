@@ -17,7 +17,8 @@
     $("debt").hidden = !(v.debt > 0);
     P.setText($("debt-v"), P.tok(v.debt));
     P.setText($("eleft"), P.wh(v.energy_left_wh));
-    P.setText($("tleft"), v.time_left_s === null || v.time_left_s === undefined ? P.DASH : "\u2248 " + P.dur(v.time_left_s));
+    P.setText($("tleft"), v.time_left_s === null || v.time_left_s === undefined ? P.DASH
+      : (v.time_left_s < 60 ? "" : "\u2248 ") + P.dur(v.time_left_s));
     $("low").hidden = !v.low_credit;
 
     const on = v.relay === "on";
