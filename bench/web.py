@@ -1,0 +1,627 @@
+"""Web figures: what the pages weigh, how the live pushes go with 200 sockets, and what one push costs.
+
+1. Page weight on first load (needs Debian's Chromium, driven by playwright; skipped with a message
+   when it is absent): /s/kitchen and /landlord (logged in) on the embedded default (3 sockets), and
+   /landlord with --sockets sockets, each in a fresh browser context (cold cache). Every response of
+   the load is summed from the DevTools protocol (Network.loadingFinished encodedDataLength: bytes
+   received, response headers included); "gzip" is what the body would be gzipped (werkzeug sends
+   none; a reverse proxy in front could). The Socket.IO handshake (long-polling requests) is listed
+   with the rest; WebSocket frames received until the page has its first live data (the landlord's
+   push on connect; the tenant's watch answer) are a separate row. "repeat
+   visit" is a reload in the same context (warm cache). The login happens through the context's
+   request API, so the login page does not warm the cache.
+2. Server pushes with --sockets simulated sockets: `app.py --config <generated>` as a subprocess
+   (varied constant loads, poll_interval_s = 1.0, the mock ledger), every socket credited with one
+   POST /api/mock/deposits (the API token of the data directory). A python-socketio client logs in
+   as the landlord (login form, session cookie) and counts the `states` events on /landlord for
+   --seconds: pushes per second, interval p50/p95/max, tick-to-client delay (the push's "at", the
+   controller's clock, to its arrival), payload size (compact JSON, as sent), sockets per push, and
+   the controller's CPU over the window (/proc/<pid>/stat utime + stime). Then --tenants clients on
+   the default namespace each `watch` a different socket for another window: `state` events per
+   second per client (min / median / max) and the controller's CPU with them.
+3. In-process cost of one push for --sockets sockets: the web app built like tests/web_beds.py
+   (app.build on a ManualClock, create_web), every socket credited and ticked; then, over --reps
+   repetitions, one tick (untimed) and `hub.publish(states)` + `hub.flush()` timed (the dashboard
+   refresh, the views, the chart history, and the emits), with no client, with one landlord
+   Socket.IO test client, and with one landlord and --tenants watching tenants (a test client
+   also decodes what it gets, so these slightly overstate the server's part); the JSON encoding of
+   the landlord's payload alone; and the memory of one hour of chart history for --sockets sockets
+   (History.record 360 times, 10 s apart, fresh power and balance values each time, one
+   timestamp per batch like a tick's; tracemalloc).
+
+Prints figures; exits 1 after printing when a goal is clearly missed: the landlord client gets
+fewer than 0.8 pushes per second or a push without every socket, a tenant client fewer than 0.8
+`state` per second, or one push costs more than 100 ms in-process.
+Run from the repository root: `.venv/bin/python bench/web.py` (about 3 min on 2 cores);
+--seconds N (the push windows, default 20), --sockets N (default 200), --tenants N (default 20),
+--reps N (default 200), --no-browser (skip part 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gzip
+import itertools
+import json
+import math
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from report import finish  # noqa: E402  (bench/report.py, next to this script)
+
+CHROMIUM = Path(os.environ.get("PAYG_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PASSWORD = "bench landlord password"
+HASH_ENV = "PAYG_LANDLORD_HASH"
+LOADS_W = (5, 40, 60, 150, 400, 800, 1200, 2000, 2800)
+ROOMS = ("kitchen", "living room", "bathroom", "hall")
+MIN_RATE = 0.8        # pushes (or tenant states) per second below this: a goal missed
+MAX_PUSH_MS = 100.0   # in-process cost of one push above this: a goal missed
+
+
+def percentile(values, p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, math.ceil(p / 100.0 * len(s)) - 1))]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime (fields 14 and 15)
+
+
+def kb(n: float) -> str:
+    return f"{n / 1000:.1f}"
+
+
+# --- configurations ---------------------------------------------------------------------
+
+
+def embedded_default(data_dir: Path, port: int) -> str:
+    """config/default.toml with its data directory, port and landlord password variable set."""
+    text = (ROOT / "config" / "default.toml").read_text()
+    for key, value in (("data_dir", f'"{data_dir}"'), ("port", str(port))):
+        text, n = re.subn(rf"(?m)^{key} = [^#\n]*?(\s*(#.*)?)$",
+                          lambda m, key=key, value=value: f"{key} = {value}{m.group(1)}", text)
+        assert n == 1, f"config/default.toml has {n} lines setting {key}"
+    text, n = re.subn(r"(?m)^landlord_password_hash_env = .*$", f'landlord_password_hash_env = "{HASH_ENV}"', text)
+    if n == 0:
+        text = re.sub(r"(?m)^\[web\]$", f'[web]\nlandlord_password_hash_env = "{HASH_ENV}"', text, count=1)
+    return text
+
+
+def many_sockets(data_dir: Path, port: int, n: int) -> str:
+    """n simulated sockets with constant loads from 5 W to 3.6 kW, named like flats' rooms."""
+    lines = ["[controller]", f'data_dir = "{data_dir}"', "poll_interval_s = 1.0", "meter_offline_grace_s = 10",
+             'log_level = "warning"', "", "[web]", 'host = "127.0.0.1"', f"port = {port}",
+             f'landlord_password_hash_env = "{HASH_ENV}"', "", "[ledger]", 'backend = "mock"', "", "[tariff]",
+             "tokens_per_wh = 1", ""]
+    for i in range(n):
+        load = round(LOADS_W[i % len(LOADS_W)] * (1 + (i % 7) / 20), 1)
+        lines += ["[[sockets]]", f'id = "s{i:03d}"', f'name = "Flat {i // len(ROOMS) + 1} {ROOMS[i % len(ROOMS)]}"',
+                  f'meter = {{ kind = "simulated", load_w = {load} }}', 'relay = { kind = "simulated" }', ""]
+    return "\n".join(lines)
+
+
+def password_env() -> dict:
+    from werkzeug.security import generate_password_hash
+
+    return dict(os.environ, **{HASH_ENV: generate_password_hash(PASSWORD)})
+
+
+# --- the controller as a subprocess --------------------------------------------------------
+
+
+class Controller:
+    def __init__(self, tmp: Path, name: str, text_of, env: dict):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.data_dir = tmp / name
+        self.config = tmp / f"{name}.toml"
+        self.config.write_text(text_of(self.data_dir, self.port))
+        self.log = tmp / f"{name}.log"
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--config", str(self.config)],
+                                         cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        import requests
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"the controller exited with {self.proc.returncode}:\n"
+                                 f"{self.log.read_text(errors='replace')}")
+            try:
+                if requests.get(self.base + "/healthz", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise SystemExit(f"/healthz did not answer 200 within {timeout_s} s")
+
+    @property
+    def token(self) -> str:
+        return (self.data_dir / "api-token").read_text().strip()
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def landlord_session(base: str):
+    """A requests session logged in as the landlord through the login form."""
+    import requests
+
+    s = requests.Session()
+    html = s.get(base + "/landlord/login", timeout=10).text
+    csrf = re.search(r'<meta name="csrf-token" content="([^"]+)"', html).group(1)
+    resp = s.post(base + "/landlord/login", data={"password": PASSWORD, "csrf_token": csrf, "next": "/landlord"},
+                  allow_redirects=False, timeout=10)
+    assert resp.status_code == 302, (resp.status_code, resp.text[:300])
+    return s
+
+
+def credit_all(c: Controller, ids: list[str], amount: int) -> None:
+    """One mock deposit per socket, then wait until every relay is on."""
+    import requests
+
+    s = requests.Session()
+    s.headers["Authorization"] = f"Bearer {c.token}"
+    for sid in ids:
+        resp = s.post(c.base + "/api/mock/deposits", json={"socket": sid, "amount": amount}, timeout=10)
+        assert resp.status_code == 201, (resp.status_code, resp.text)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        states = s.get(c.base + "/api/sockets", timeout=10).json()
+        if all(st["relay"] == "on" for st in states):
+            return
+        time.sleep(0.5)
+    raise SystemExit("not every relay came on after the deposits")
+
+
+# --- 1. page weight ----------------------------------------------------------------------------
+
+
+def page_weight(browser, base: str, path: str, viewport: dict, login: bool) -> dict:
+    """Every response of a first load in a fresh context (cold cache), and of a reload (warm)."""
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport=viewport)
+    try:
+        if login:
+            html = context.request.get(base + "/landlord/login").text()
+            csrf = re.search(r'<meta name="csrf-token" content="([^"]+)"', html).group(1)
+            resp = context.request.post(base + "/landlord/login", max_redirects=0,
+                                        form={"password": PASSWORD, "csrf_token": csrf, "next": "/landlord"})
+            assert resp.status == 302, resp.status
+        page = context.new_page()
+        cdp = context.new_cdp_session(page)
+        cdp.send("Network.enable")
+        reqs: dict[str, dict] = {}
+        ws = {"frames": 0, "bytes": 0, "pushes": 0, "counting": True}
+
+        def sent(e):
+            reqs[e["requestId"]] = {"url": e["request"]["url"], "type": e.get("type", "?"), "bytes": 0,
+                                    "status": None, "done": False}
+
+        def received(e):
+            r = reqs.get(e["requestId"])
+            if r is not None:
+                r["status"] = e["response"]["status"]
+                r["mime"] = e["response"].get("mimeType", "")
+
+        def finished(e):
+            r = reqs.get(e["requestId"])
+            if r is not None:
+                r["bytes"], r["done"] = e["encodedDataLength"], True
+
+        def frame(e):
+            if ws["counting"]:
+                data = e["response"]["payloadData"]
+                ws["frames"] += 1
+                ws["bytes"] += len(data.encode())
+                ws["pushes"] += bool(re.match(r'42(/landlord,)?\["states?"', data))
+
+        cdp.on("Network.requestWillBeSent", sent)
+        cdp.on("Network.responseReceived", received)
+        cdp.on("Network.loadingFinished", finished)
+        cdp.on("Network.webSocketFrameReceived", frame)
+
+        def load(action) -> tuple[list[dict], dict]:
+            reqs.clear()
+            ws.update(frames=0, bytes=0, pushes=0, counting=True)
+            action()
+            expect(page.locator("#live .txt")).to_have_text("Live", timeout=20_000)
+            if login:   # the landlord page shows when the first push (the one on connect) came
+                expect(page.locator("#at")).to_have_text(re.compile("^updated "), timeout=20_000)
+            else:       # the tenant page: its watch answer comes right after the connect
+                page.wait_for_timeout(300)
+            ws["counting"] = False
+            page.wait_for_load_state("networkidle")
+            rows = []
+            for rid, r in list(reqs.items()):
+                if not r["done"]:
+                    continue
+                body_gz = None
+                try:
+                    got = cdp.send("Network.getResponseBody", {"requestId": rid})
+
+                    body = base64.b64decode(got["body"]) if got.get("base64Encoded") else got["body"].encode()
+                    body_gz = len(gzip.compress(body, 6)) if body else 0
+                except PlaywrightError:  # no body (a 304, or one Chromium did not keep)
+                    body, body_gz = b"", None
+                boot = re.search(rb'<script type="application/json" id="boot">(.*?)</script>', body, re.DOTALL)
+                rows.append(dict(r, gz=body_gz, boot=len(boot.group(1)) if boot else None))
+            return rows, dict(ws)
+
+        cold = load(lambda: page.goto(base + path, wait_until="load"))
+        warm = load(lambda: page.reload(wait_until="load"))
+        return {"cold": cold, "warm": warm}
+    finally:
+        context.close()
+
+
+def short_url(url: str, base: str) -> str:
+    u = url.removeprefix(base)
+    if u.startswith("/socket.io/"):
+        return "/socket.io/ " + ("(long-polling: " + re.sub(r"&t=[^&]+|&sid=[^&]+", "", u.split("?", 1)[1]) + ")")
+    return u
+
+
+def print_weight(title: str, result: dict, base: str) -> tuple[float, float]:
+    rows, ws = result["cold"]
+    print(f"\n  {title}")
+    print(f"    {'resource':<58} {'status':>6} {'KB':>8} {'gzip KB':>8}")
+    total = total_gz = 0
+    for r in rows:
+        gz = r["gz"]
+        print(f"    {short_url(r['url'], base)[:58]:<58} {r['status'] or '-':>6} {kb(r['bytes']):>8} "
+              f"{kb(gz) if gz is not None else '-':>8}")
+        if r.get("boot"):
+            print(f"    {'  of which the boot JSON (every view, for the script)':<58} {'':>6} {kb(r['boot']):>8}")
+        total += r["bytes"]
+        total_gz += gz if gz is not None else r["bytes"]
+    label = f"socket.io WebSocket: {ws['frames']} frames in, {ws['pushes']} of them pushes"
+    print(f"    {label:<58} {'':>6} {kb(ws['bytes']):>8}")
+    print(f"    {'first load, total (HTTP responses + WebSocket frames)':<58} {'':>6} "
+          f"{kb(total + ws['bytes']):>8} {kb(total_gz + ws['bytes']):>8}")
+    wrows, wws = result["warm"]
+    wtotal = sum(r["bytes"] for r in wrows) + wws["bytes"]
+    codes = sorted({str(r["status"]) for r in wrows})
+    print(f"    {'repeat visit (reload, warm cache), total':<58} {'/'.join(codes):>6} {kb(wtotal):>8}   "
+          f"({len(wrows)} responses)")
+    return total + ws["bytes"], wtotal
+
+
+def part_pages(tmp: Path, env: dict, big: Controller | None, n: int) -> None:
+    print("\n1. Page weight on first load (Chromium, cold cache; KB = 1000 bytes received, headers included)")
+    print("   (Engine.IO gzips long-polling answers; WebSocket frames go uncompressed: the landlord's push on\n"
+          "   connect weighs far less when it happens to come before the upgrade to WebSocket)")
+    if not os.access(CHROMIUM, os.X_OK):
+        print(f"   SKIPPED: no Chromium at {CHROMIUM} (apt-get install chromium, or PAYG_CHROMIUM=/path)")
+        return
+    from playwright.sync_api import sync_playwright
+
+    small = Controller(tmp, "default", embedded_default, env)
+    try:
+        small.wait_ready()
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            print(f"   Chromium {browser.version}")
+            try:
+                print_weight("/s/kitchen (embedded default, phone 390x844)",
+                             page_weight(browser, small.base, "/s/kitchen", {"width": 390, "height": 844}, False),
+                             small.base)
+                print_weight("/landlord, logged in (embedded default: 3 sockets, 1280x800)",
+                             page_weight(browser, small.base, "/landlord", {"width": 1280, "height": 800}, True),
+                             small.base)
+                if big is not None:
+                    print_weight(f"/landlord, logged in ({n} sockets, every relay on, 1280x800)",
+                                 page_weight(browser, big.base, "/landlord", {"width": 1280, "height": 800}, True),
+                                 big.base)
+            finally:
+                browser.close()
+    finally:
+        small.stop()
+
+
+# --- 2. pushes from the real server --------------------------------------------------------------
+
+
+def part_pushes(big: Controller, ids: list[str], seconds: float, tenants: int, failures: list[str]) -> None:
+    import socketio
+
+    print(f"\n2. Server pushes with {len(ids)} sockets (app.py subprocess, poll 1 Hz; python-socketio clients)")
+    session = landlord_session(big.base)
+    cookie = "; ".join(f"{k}={v}" for k, v in session.cookies.get_dict().items())
+    got: list[tuple[float, float, int, int]] = []  # (arrival, at, json bytes, sockets)
+    lock = threading.Lock()
+    landlord = socketio.Client(reconnection=False)
+
+    @landlord.on("states", namespace="/landlord")
+    def _states(data):
+        now = time.time()
+        size = len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
+        with lock:
+            got.append((now, data.get("at") or now, size, len(data.get("views", ()))))
+
+    landlord.connect(big.base, namespaces=["/landlord"], headers={"Cookie": cookie}, wait_timeout=10)
+    time.sleep(2.5)  # past the connect's own push and the upgrade to WebSocket
+
+    def window(secs: float) -> tuple[list, float, float]:
+        with lock:
+            got.clear()
+        cpu0, t0 = proc_cpu_s(big.proc.pid), time.monotonic()
+        time.sleep(secs)
+        cpu1, t1 = proc_cpu_s(big.proc.pid), time.monotonic()
+        with lock:
+            pushes = list(got)
+        return pushes, t1 - t0, (cpu1 - cpu0) / (t1 - t0) * 100
+
+    def report(pushes: list, wall: float, cpu: float) -> None:
+        arrivals = [p[0] for p in pushes]
+        gaps = [(b - a) * 1e3 for a, b in itertools.pairwise(arrivals)]
+        delays = [(p[0] - p[1]) * 1e3 for p in pushes]
+        sizes = [p[2] for p in pushes]
+        counts = sorted({p[3] for p in pushes})
+        rate = len(pushes) / wall
+        rows = [
+            ("window (wall)", f"{wall:.1f} s"),
+            ("`states` pushes received / per second", f"{len(pushes)} / {rate:.2f}"),
+            ("interval p50 / p95 / max", f"{percentile(gaps, 50):.0f} / {percentile(gaps, 95):.0f} / "
+                                         f"{max(gaps):.0f} ms" if gaps else "-"),
+            ("tick-to-client delay p50 / p95 / max", f"{percentile(delays, 50):.0f} / {percentile(delays, 95):.0f}"
+                                                     f" / {max(delays):.0f} ms" if delays else "-"),
+            ("payload (compact JSON) median / max", f"{kb(statistics.median(sizes))} / {kb(max(sizes))} KB"
+                                                    if sizes else "-"),
+            ("  = landlord traffic", f"{kb(sum(sizes) / wall)} KB/s, {sum(sizes) / wall * 3600 / 1e6:.0f} MB/h"
+                                     if sizes else "-"),
+            ("sockets per push", ", ".join(map(str, counts)) or "-"),
+            ("controller CPU over the window (one core = 100 %)", f"{cpu:.1f} %"),
+        ]
+        for name, value in rows:
+            print(f"    {name:<52} {value}")
+        if rate < MIN_RATE:
+            failures.append(f"the landlord client got {rate:.2f} pushes per second (goal: at least {MIN_RATE})")
+        if counts and counts != [len(ids)]:
+            failures.append(f"pushes with {counts} sockets (expected every push with {len(ids)})")
+
+    try:
+        print(f"\n  one landlord client (transport: {landlord.transport()}), {seconds:.0f} s")
+        report(*window(seconds))
+
+        clients, counts = [], {}
+        for i in range(tenants):
+            sid = ids[(i * len(ids)) // max(tenants, 1)]
+            c = socketio.Client(reconnection=False)
+            counts[sid] = 0
+
+            def on_state(v, sid=sid):
+                if v.get("id") == sid:
+                    with lock:
+                        counts[sid] += 1
+
+            c.on("state", on_state)
+            c.connect(big.base, wait_timeout=10)
+            ack = c.call("watch", {"socket": sid}, timeout=10)
+            assert ack and ack.get("ok"), ack
+            clients.append(c)
+        time.sleep(2.5)
+        with lock:
+            for sid in counts:
+                counts[sid] = 0
+        print(f"\n  the landlord client and {tenants} tenant clients (each watches another socket), {seconds:.0f} s")
+        pushes, wall, cpu = window(seconds)
+        with lock:
+            per_s = sorted(n / wall for n in counts.values())
+        report(pushes, wall, cpu)
+        if per_s:
+            print(f"    {'tenant `state` per second: min / median / max':<52} "
+                  f"{per_s[0]:.2f} / {statistics.median(per_s):.2f} / {per_s[-1]:.2f}")
+            if per_s[0] < MIN_RATE:
+                failures.append(f"a tenant client got {per_s[0]:.2f} `state` per second (goal: at least {MIN_RATE})")
+        for c in clients:
+            c.disconnect()
+    finally:
+        landlord.disconnect()
+
+
+# --- 3. in process -------------------------------------------------------------------------------
+
+
+def part_in_process(tmp: Path, n: int, reps: int, tenants: int, failures: list[str]) -> None:
+    import app as composition
+    from payg import config as cfg
+    from payg.clock import ManualClock
+    from payg.web import WebServices, create_web
+    from payg.web.live import History
+    from payg.web.security import WebSecrets
+    from tests.web_beds import PASSWORD as BED_PASSWORD
+    from tests.web_beds import PASSWORD_HASH, TOKEN, csrf_of
+
+    print(f"\n3. In-process cost of one push for {n} sockets (ManualClock; {reps} repetitions per row)")
+    data_dir = tmp / "inproc"
+    path = tmp / "inproc.toml"
+    path.write_text(many_sockets(data_dir, free_port(), n))
+    config = cfg.load(path)
+    clock = ManualClock(1_800_000_000.0)
+    rt = composition.build(config, clock)
+    rt.controller.start()
+    services = WebServices(rt.controller, rt.journal, rt.ledger, WebSecrets("s" * 43, TOKEN, PASSWORD_HASH),
+                           payer=rt.ledger, health=lambda: {"status": "ok"}, settings=config.web)
+    web = create_web(services)
+    web.app.testing = True
+    hub = web.hub
+    ctl = rt.controller
+    clients = []
+    received: dict = {}
+    try:
+        for sid in ctl.sockets:
+            rt.ledger.pay(sid, 1_000_000)
+        rt.watcher.poll()
+        for _ in range(3):
+            clock.advance(1.0)
+            ctl.tick()
+        on = sum(1 for st in ctl.states() if st["relay"] == "on")
+
+        def timed() -> list[float]:
+            ms = []
+            for _ in range(reps):
+                clock.advance(1.0)
+                ctl.tick()   # ctl.publisher is not the hub: the tick itself is not timed
+                states = ctl.states()
+                t0 = time.perf_counter()
+                hub.publish(states)
+                hub.flush()
+                ms.append((time.perf_counter() - t0) * 1e3)
+                for c in clients:   # drain what the test clients got (counted, then dropped)
+                    received[c] = received.get(c, 0) + len(c.get_received(c.namespace))
+            return ms
+
+        rows = []
+        ms = timed()
+        rows.append(("no client (refresh, views, history)", ms))
+        flask_client = web.app.test_client()
+        flask_client.get("/landlord/login")
+        resp = flask_client.post("/landlord/login", data={"password": BED_PASSWORD, "csrf_token": csrf_of(flask_client),
+                                                          "next": "/landlord"})
+        assert resp.status_code == 302
+        landlord = web.socketio.test_client(web.app, namespace="/landlord", flask_test_client=flask_client)
+        assert landlord.is_connected("/landlord")
+        landlord.namespace = "/landlord"
+        clients.append(landlord)
+        ms = timed()
+        rows.append(("1 landlord client (+ JSON, emit, test-client decode)", ms))
+        sids = list(ctl.sockets)
+        for i in range(tenants):
+            t = web.socketio.test_client(web.app)
+            t.namespace = "/"
+            t.emit("watch", {"socket": sids[(i * n) // max(tenants, 1)]}, callback=True)
+            clients.append(t)
+        ms = timed()
+        rows.append((f"1 landlord + {tenants} tenant clients", ms))
+        got = [received.get(c, 0) for c in clients]
+
+        print(f"    ({on} of {n} relays on; pushes counted by the hub: {hub.pushes})")
+        print(f"    {'per push':<52} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'max pushes/s':>13}")
+        for name, ms in rows:
+            p50 = percentile(ms, 50)
+            print(f"    {name:<52} {p50:>8.2f} {percentile(ms, 95):>8.2f} {max(ms):>8.2f} {1000 / p50:>13.0f}")
+            if p50 > MAX_PUSH_MS:
+                failures.append(f"one push for {n} sockets ({name}) costs {p50:.1f} ms (goal: at most {MAX_PUSH_MS})")
+        views = hub.views(ctl.states())
+        payload = {"at": clock.now(), "views": views}
+        enc = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            body = json.dumps(payload, separators=(",", ":"))
+            enc.append((time.perf_counter() - t0) * 1e3)
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            hub.views(ctl.states())
+        views_ms = (time.perf_counter() - t0) * 1e3 / reps
+        print(f"    {'  of which: views of the states (+ states())':<52} {views_ms:>8.2f}")
+        print(f"    {'  of which: JSON of the landlord payload':<52} {percentile(enc, 50):>8.2f}"
+              f"   ({kb(len(body))} KB, {kb(len(body) / n * 1000)} B per socket)")
+        print(f"    {'  (events queued at the test clients)':<52} landlord {got[0]}, tenants "
+              f"{min(got[1:] or [0])} to {max(got[1:] or [0])}")
+
+        # One hour of chart history: 360 points, 10 s apart, per socket; fresh values each time.
+        import random
+
+        rnd = random.Random(1)
+        base = [(v["id"], v["power_w"] or 0.0) for v in views]
+        history = History()
+        t = 1_800_000_000.0
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        for k in range(360):
+            t += 10.0
+            history.record([{"id": sid, "updated_at": t, "power_w": w * (0.95 + 0.1 * rnd.random()),
+                             "balance_tokens": 1_000_000 - 3 * k - rnd.randrange(1000)} for sid, w in base])
+        after = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        one = history.of(base[0][0], t)
+        print(f"    {'one hour of chart history, ' + str(n) + ' sockets':<52} {(after - before) / 1e6:>8.2f} MB"
+              f"   ({len(one['t'])} points per socket, {(after - before) / n / len(one['t']):.0f} B per point)")
+        label = "  one socket's hour, as the watch answer sends it"
+        print(f"    {label:<52} {kb(len(json.dumps(one, separators=(',', ':')))):>8} KB")
+    finally:
+        for c in clients:
+            if c.is_connected(c.namespace):
+                c.disconnect(c.namespace)
+        ctl.shutdown()
+        rt.journal.close()
+        rt.ledger.close()
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="each push window, in seconds (default 20)")
+    parser.add_argument("--sockets", type=int, default=200, help="sockets of the large case (default 200)")
+    parser.add_argument("--tenants", type=int, default=20, help="tenant clients (default 20)")
+    parser.add_argument("--reps", type=int, default=200, help="in-process pushes per row (default 200)")
+    parser.add_argument("--no-browser", action="store_true", help="skip the page weights (part 1)")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    failures: list[str] = []
+    print(f"payg web bench: {args.sockets} sockets, {args.tenants} tenant clients, windows of {args.seconds:.0f} s; "
+          f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    with tempfile.TemporaryDirectory(prefix="payg-web-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        env = password_env()
+        ids = [f"s{i:03d}" for i in range(args.sockets)]
+        big = Controller(tmp, "many", lambda d, p: many_sockets(d, p, args.sockets), env)
+        try:
+            big.wait_ready()
+            credit_all(big, ids, 1_000_000)
+            if args.no_browser:
+                print("\n1. Page weight: skipped (--no-browser)")
+            else:
+                part_pages(tmp, env, big, args.sockets)
+            part_pushes(big, ids, args.seconds, args.tenants, failures)
+        finally:
+            rc = big.stop()
+        if rc != 0:
+            failures.append(f"the {args.sockets}-socket controller exited {rc} on SIGTERM")
+        part_in_process(tmp, args.sockets, args.reps, args.tenants, failures)
+    print()
+    return finish(started, failures, "every push carried every socket, about once a second; pushes are cheap")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
