@@ -472,6 +472,8 @@ class Controller:
             "meter_error": s.error,
             "relay_error": s.relay_error,
             "override": s.override,
+            # cut for lack of credit: a part of a Wh the meter has not counted yet is kept until a top-up
+            "credit_exhausted": s.exhausted_at_balance is not None,
             "pending_wh": float(s.state.pending_wh) if s.state else 0.0,
             "reading_at": s.reading.at if s.reading else None,
             "updated_at": now,

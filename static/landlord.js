@@ -66,7 +66,7 @@
       st: STATUS[v.status] || String(v.status),
       stx: d.join(" \u00b7 "),
       bal: P.tok(v.balance_tokens),
-      balx: v.debt > 0 ? "debt " + P.tok(v.debt) : v.low_credit ? "low credit" : "",
+      balx: v.debt > 0 ? "debt " + P.tok(v.debt) : v.credit_exhausted ? "used up" : v.low_credit ? "low credit" : "",
       pw: v.power_w == null ? P.DASH : P.num(v.power_w) + " W",
       today: P.wh(v.energy_today_wh),
       month: P.wh(v.energy_month_wh),
@@ -271,13 +271,10 @@
     }
   }
 
-  /* ---- start: replace the server-rendered rows, then follow the pushes ---- */
-  tbody.textContent = "";
-  for (const v of boot.views || []) upsert(v);
-  showSort();
-  finish(true);
-  $("filters").hidden = false;
+  /* ---- start: the server-rendered rows stay until the first push brings every socket's view;
+     then only the views that changed come, once per tick ---- */
   if (typeof io === "undefined") return;
+  let built = false;
   const sock = io("/landlord");
   const show = P.watchConnection(sock, $("live"), () => {
     $("expired").hidden = false;
@@ -286,12 +283,22 @@
   });
   sock.on("connect", () => { $("expired").hidden = true; });
   sock.on("states", (m) => {
-    if (!m || !Array.isArray(m.views)) return;
+    if (!m || !Array.isArray(m.views) || (!built && !m.full)) return;
     now = m.at || Date.now() / 1000;
-    const seen = new Set();
-    for (const v of m.views) { seen.add(v.id); upsert(v); }
-    for (const [id, r] of recs) if (!seen.has(id)) { r.tr.remove(); recs.delete(id); sortDirty = true; }
-    finish();
+    if (!built) tbody.textContent = "";
+    for (const v of m.views) upsert(v);
+    if (m.full) {
+      const seen = new Set(m.views.map((v) => v.id));
+      for (const [id, r] of recs) if (!seen.has(id)) { r.tr.remove(); recs.delete(id); sortDirty = true; }
+    }
+    if (!built) {
+      built = true;
+      showSort();
+      finish(true);
+      $("filters").hidden = false;
+    } else {
+      finish();
+    }
     P.setText($("at"), "updated " + P.clock(now));
   });
 })();

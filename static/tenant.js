@@ -29,6 +29,7 @@
     if (v.status === "offline") why.push("meter offline");
     else if (v.status === "alarm") why.push("meter alarm");
     if (!on && v.balance_tokens <= 0) why.push("out of credit");
+    else if (!on && v.credit_exhausted) why.push("credit used up (what is left is kept for the next top-up)");
     const w = why.join("; ");
     P.setText($("why"), w.charAt(0).toUpperCase() + w.slice(1));
     $("why").hidden = !w;

@@ -285,8 +285,8 @@ def test_tenant_page_follows_a_deposit_to_on_and_back_to_off_without_reloading(c
         assert left in (0, 1), f"{left} tokens left when the relay opened"
         expect(page.locator("#bal")).to_have_text(str(left), timeout=PUSH_S)
         expect(page.locator("#relay-t")).to_have_text("Off")
-        if left == 0:
-            expect(page.locator("#why")).to_have_text("Out of credit")
+        expect(page.locator("#why")).to_have_text(
+            "Out of credit" if left == 0 else "Credit used up (what is left is kept for the next top-up)")
         assert_not_reloaded(page)
         shot(page, "tenant-phone-used-up.png")
     finally:
@@ -321,10 +321,8 @@ def test_landlord_logs_in_forces_a_socket_off_and_back_and_credits_it_once(chrom
         shot(page, "login.png")
 
         page.fill("#password", "not the password")
-        wrong = [time.monotonic()]
         page.click("button[type=submit]")
         expect(page.locator("p.banner.bad[role=alert]")).to_have_text("Wrong password.")
-        wrong.append(time.monotonic())
         assert "/landlord/login" in page.url
         shot(page, "login-wrong-password.png")
 
@@ -417,12 +415,7 @@ def test_landlord_logs_in_forces_a_socket_off_and_back_and_credits_it_once(chrom
     finally:
         context.close()
 
-    def wrong_password(p: dict) -> bool:
-        """The login answers a wrong password with 401, which Chromium logs as a failed resource."""
-        return (wrong[0] <= p["at"] <= wrong[1] and p["url"] == controller.base + "/landlord/login"
-                and "status of 401" in p["text"])
-
-    problems.check(allowed=wrong_password)
+    problems.check()
 
 
 # --- C: the controller restarts under an open page ----------------------------------------------

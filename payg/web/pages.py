@@ -155,7 +155,9 @@ def register(app: Flask, web: "Web", services: "WebServices", json_body: Callabl
             return redirect("/landlord/login?next=/landlord")
         hub.dashboard.refresh()
         views, page = hub.views(), page_settings()
-        return render_template("landlord.html", views=views, page=page, boot={"views": views, "page": page})
+        # The rows are rendered here for a first look; the script builds its table from the full
+        # push that follows its connection, so the views are not sent twice.
+        return render_template("landlord.html", views=views, page=page, boot={"page": page})
 
     def landlord_off():
         ref = settings.landlord_password
@@ -184,7 +186,7 @@ def register(app: Flask, web: "Web", services: "WebServices", json_body: Callabl
             return redirect(next_page)
         throttle.failed(address)
         log.warning("failed landlord login from %s", address)
-        return render_template("login.html", error="Wrong password.", retry_after_s=None, next=next_page), 401
+        return render_template("login.html", error="Wrong password.", retry_after_s=None, next=next_page)
 
     @app.post("/landlord/logout")
     def logout():
