@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,10 +31,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from report import verdict  # bench/report.py, next to this script
+from report import CLK_TCK, free_port, proc_cpu_s, verdict  # bench/report.py, next to this script
 
 ROOT = Path(__file__).resolve().parent.parent
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+
 CONSTANT_W = (5, 60, 150, 400, 800, 1200, 2000, 3000)  # loads of sockets const0..const7
 
 
@@ -65,19 +64,6 @@ def write_config(path: Path, data_dir: Path, port: int) -> list[str]:
     return [t.split('"')[1] for t in tables]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def proc_cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
 def proc_status(pid: int) -> dict[str, str]:
     out = {}
     with open(f"/proc/{pid}/status") as fh:
@@ -94,14 +80,20 @@ def kib(value: str) -> int:
 
 
 class Api:
-    def __init__(self, base: str):
+    """The controller's API with the token from its data directory, as `payg` commands send it."""
+
+    def __init__(self, base: str, data_dir: Path):
         self.base = base
+        self.data_dir = data_dir
         self.latencies_ms: list[float] = []
 
     def request(self, method: str, path: str, body: dict | None = None, timeout: float = 10.0):
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data else {})
+        headers = {"Content-Type": "application/json"} if data else {}
+        token = self.data_dir / "api-token"
+        if token.exists():
+            headers["Authorization"] = "Bearer " + token.read_text().strip()
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
         started = time.perf_counter()
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -126,7 +118,7 @@ def main(argv=None) -> int:
         config = tmp / "footprint.toml"
         ids = write_config(config, data_dir, port)
         log_path = tmp / "controller.log"
-        api = Api(f"http://127.0.0.1:{port}")
+        api = Api(f"http://127.0.0.1:{port}", data_dir)
         print(f"payg footprint bench — {len(ids)} simulated sockets, poll 1 Hz, mock ledger, web on 127.0.0.1:{port}")
         print(f"    {sys.executable} app.py --config {config}")
         with open(log_path, "wb") as log_fh:

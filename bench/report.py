@@ -1,8 +1,27 @@
-"""The end every benchmark shares: the goals it missed (exit 1) or its success line (exit 0)."""
+"""What the benchmarks share: the verdict at the end (the goals missed: exit 1, or the success
+line: exit 0), and a free port and a process's CPU time for those that run a controller."""
 
 from __future__ import annotations
 
+import os
+import socket
 import time
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far, from /proc."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def verdict(failures: list[str], success: str) -> int:

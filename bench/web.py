@@ -48,7 +48,6 @@ import math
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -62,12 +61,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from report import finish  # noqa: E402  (bench/report.py, next to this script)
+from report import finish, free_port, proc_cpu_s  # noqa: E402  (bench/report.py, next to this script)
 
 CHROMIUM = Path(os.environ.get("PAYG_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 PASSWORD = "bench landlord password"
 HASH_ENV = "PAYG_LANDLORD_HASH"
 LOADS_W = (5, 40, 60, 150, 400, 800, 1200, 2000, 2800)
@@ -79,18 +77,6 @@ MAX_PUSH_MS = 100.0   # in-process cost of one push above this: a goal missed
 def percentile(values, p: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, max(0, math.ceil(p / 100.0 * len(s)) - 1))]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def proc_cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime (fields 14 and 15)
 
 
 def kb(n: float) -> str:
