@@ -63,12 +63,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from report import finish, free_port, proc_cpu_s  # noqa: E402  (bench/report.py, next to this script)
+from tests.web_beds import CHROMIUM_ARGS, HASH_ENV, embedded_default_toml  # noqa: E402
 
 CHROMIUM = Path(os.environ.get("PAYG_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PASSWORD = "bench landlord password"
-HASH_ENV = "PAYG_LANDLORD_HASH"
 LOADS_W = (5, 40, 60, 150, 400, 800, 1200, 2000, 2800)
 ROOMS = ("kitchen", "living room", "bathroom", "hall")
 MIN_RATE = 0.8        # pushes (or tenant states) per second below this: a goal missed
@@ -85,19 +83,6 @@ def kb(n: float) -> str:
 
 
 # --- configurations ---------------------------------------------------------------------
-
-
-def embedded_default(data_dir: Path, port: int) -> str:
-    """config/default.toml with its data directory, port and landlord password variable set."""
-    text = (ROOT / "config" / "default.toml").read_text()
-    for key, value in (("data_dir", f'"{data_dir}"'), ("port", str(port))):
-        text, n = re.subn(rf"(?m)^{key} = [^#\n]*?(\s*(#.*)?)$",
-                          lambda m, key=key, value=value: f"{key} = {value}{m.group(1)}", text)
-        assert n == 1, f"config/default.toml has {n} lines setting {key}"
-    text, n = re.subn(r"(?m)^landlord_password_hash_env = .*$", f'landlord_password_hash_env = "{HASH_ENV}"', text)
-    if n == 0:
-        text = re.sub(r"(?m)^\[web\]$", f'[web]\nlandlord_password_hash_env = "{HASH_ENV}"', text, count=1)
-    return text
 
 
 def many_sockets(data_dir: Path, port: int, n: int) -> str:
@@ -320,7 +305,7 @@ def part_pages(tmp: Path, env: dict, big: Controller | None, n: int) -> None:
         return
     from playwright.sync_api import sync_playwright
 
-    small = Controller(tmp, "default", embedded_default, env)
+    small = Controller(tmp, "default", embedded_default_toml, env)
     try:
         small.wait_ready()
         with sync_playwright() as p:

@@ -31,6 +31,7 @@ from werkzeug.security import generate_password_hash
 
 from tests.conftest import CHROMIUM, TEST_OUTPUT
 from tests.support import free_port, wait_until
+from tests.web_beds import CHROMIUM_ARGS, HASH_ENV, embedded_default_toml
 
 pytestmark = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
                                 reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
@@ -39,9 +40,6 @@ ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app.py"
 SHOTS = TEST_OUTPUT / "browser"
 PASSWORD = "correct horse battery staple"
-HASH_ENV = "PAYG_LANDLORD_HASH"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
 LIVE_S = 10_000          # ms: the page connects (or reconnects) its live updates
@@ -55,28 +53,6 @@ CSP_PROBE = ("document.addEventListener('securitypolicyviolation', (e) => consol
 # --- the controller ----------------------------------------------------------------
 
 
-def embedded_default(data_dir: Path, port: int) -> str:
-    """config/default.toml with its data directory, port and landlord password hash variable set, nothing else."""
-    from payg import config as cfg
-
-    text = (ROOT / "config" / "default.toml").read_text()
-    for key, value in (("data_dir", f'"{data_dir}"'), ("port", str(port))):
-        text, n = re.subn(rf"(?m)^{key} = [^#\n]*?(\s*(#.*)?)$",
-                          lambda m, key=key, value=value: f"{key} = {value}{m.group(1)}", text)
-        assert n == 1, f"config/default.toml has {n} lines setting {key}"
-    text, n = re.subn(r"(?m)^landlord_password_hash_env = .*$", f'landlord_password_hash_env = "{HASH_ENV}"', text)
-    if n == 0:
-        text, n = re.subn(r"(?m)^\[web\]$", f'[web]\nlandlord_password_hash_env = "{HASH_ENV}"', text)
-    assert n == 1, "config/default.toml has no [web] table"
-    # What the controller will read: the embedded default but for those three settings.
-    path = data_dir.parent / "check.toml"
-    path.write_text(text)
-    got, default = cfg.load(path), cfg.load(ROOT / "config" / "default.toml")
-    path.unlink()
-    assert (got.controller.data_dir, got.web.port, got.web.landlord_password.env) == (data_dir, port, HASH_ENV)
-    assert [s.id for s in got.sockets] == [s.id for s in default.sockets] == ["kitchen", "laundry", "office"]
-    assert got.sockets == default.sockets and got.ledger == default.ledger and got.tariff == default.tariff
-    return text
 
 
 class Controller:
@@ -88,7 +64,7 @@ class Controller:
         self.base = f"http://127.0.0.1:{self.port}"
         self.data_dir = tmp_path / "var"
         self.config = tmp_path / "payg.toml"
-        self.config.write_text(embedded_default(self.data_dir, self.port))
+        self.config.write_text(embedded_default_toml(self.data_dir, self.port))
         self.env = dict(os.environ, **{HASH_ENV: generate_password_hash(PASSWORD)})  # scrypt, as `payg password`
         self.log = tmp_path / "controller.log"
         self.proc: subprocess.Popen | None = None

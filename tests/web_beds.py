@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,10 @@ from payg.web.trade import TradeServices
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
+HASH_ENV = "PAYG_LANDLORD_HASH"
+# Debian's Chromium as the browser tests and bench/web.py launch it (the network here is closed)
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TOKEN = "t" * 43
 # A cheap hash keeps the tests quick; `payg password` makes scrypt ones.
 PASSWORD_HASH = generate_password_hash(PASSWORD, method="pbkdf2:sha256:1000")
@@ -26,6 +31,29 @@ def embedded_config(data_dir: Path, **web) -> cfg.Config:
     config = cfg.load(ROOT / "config" / "default.toml")
     return cfg.Config(config.path, cfg.ControllerConfig(data_dir=data_dir), cfg.WebConfig(**web), config.ledger,
                       config.tariff, config.sockets)
+
+
+def embedded_default_toml(data_dir: Path, port: int) -> str:
+    """config/default.toml as text with its data directory, port and landlord password hash variable set,
+    nothing else (checked), for a controller run as a subprocess."""
+    text = (ROOT / "config" / "default.toml").read_text()
+    for key, value in (("data_dir", f'"{data_dir}"'), ("port", str(port))):
+        text, n = re.subn(rf"(?m)^{key} = [^#\n]*?(\s*(#.*)?)$",
+                          lambda m, key=key, value=value: f"{key} = {value}{m.group(1)}", text)
+        assert n == 1, f"config/default.toml has {n} lines setting {key}"
+    text, n = re.subn(r"(?m)^landlord_password_hash_env = .*$", f'landlord_password_hash_env = "{HASH_ENV}"', text)
+    if n == 0:
+        text, n = re.subn(r"(?m)^\[web\]$", f'[web]\nlandlord_password_hash_env = "{HASH_ENV}"', text)
+    assert n == 1, "config/default.toml has no [web] table"
+    # What the controller will read: the embedded default but for those three settings.
+    path = data_dir.parent / "check.toml"
+    path.write_text(text)
+    got, default = cfg.load(path), cfg.load(ROOT / "config" / "default.toml")
+    path.unlink()
+    assert (got.controller.data_dir, got.web.port, got.web.landlord_password.env) == (data_dir, port, HASH_ENV)
+    assert [s.id for s in got.sockets] == [s.id for s in default.sockets] == ["kitchen", "laundry", "office"]
+    assert got.sockets == default.sockets and got.ledger == default.ledger and got.tariff == default.tariff
+    return text
 
 
 @dataclass
@@ -63,8 +91,6 @@ class WebBed:
 
 def csrf_of(client) -> str:
     """The CSRF token of the client's session, read from a page's meta tag like the browser does."""
-    import re
-
     html = client.get("/landlord/login").get_data(as_text=True)
     match = re.search(r'<meta name="csrf-token" content="([^"]+)"', html)
     assert match, "no csrf-token meta tag"
