@@ -80,7 +80,8 @@ def socket_view(state: dict, dashboard: Dashboard, vs: ViewSettings) -> dict:
         "meter_error": state.get("meter_error"),
         "relay_error": state.get("relay_error"),
         "override": state.get("override"),
-        "credit_exhausted": bool(state.get("credit_exhausted")),
+        # cut for lack of credit with part of a token still on the balance (kept for after a top-up)
+        "credit_exhausted": bool(state.get("credit_exhausted")) and balance > 0,
         "energy_today_wh": round(float(f.energy_today_wh + pending), 3),
         "energy_month_wh": round(float(f.energy_month_wh + pending), 3),
         "revenue_month_tokens": tokens(f.topups_month, upt),
