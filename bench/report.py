@@ -1,19 +1,12 @@
 """What the benchmarks share: the verdict at the end (the goals missed: exit 1, or the success
-line: exit 0), and a free port and a process's CPU time for those that run a controller."""
+line: exit 0), and a process's CPU time for those that run a controller."""
 
 from __future__ import annotations
 
 import os
-import socket
 import time
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def proc_cpu_s(pid: int) -> float:

@@ -48,7 +48,6 @@ import json
 import math
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -62,7 +61,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from report import finish, free_port, proc_cpu_s  # noqa: E402  (bench/report.py, next to this script)
+from report import finish, proc_cpu_s  # noqa: E402  (bench/report.py, next to this script)
+from tests.support import free_port, terminate  # noqa: E402
 from tests.web_beds import CHROMIUM_ARGS, HASH_ENV, embedded_default_toml  # noqa: E402
 
 CHROMIUM = Path(os.environ.get("PAYG_CHROMIUM", "/usr/bin/chromium"))
@@ -140,13 +140,7 @@ class Controller:
         return (self.data_dir / "api-token").read_text().strip()
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 20)
         return self.proc.returncode
 
 

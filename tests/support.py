@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
 import time
 from typing import Callable, TypeVar
 
@@ -28,3 +30,16 @@ def wait_until(condition: Callable[[], T], timeout_s: float, what: str, interval
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(interval_s)
+
+
+def terminate(proc: subprocess.Popen, timeout_s: float = 20) -> int | None:
+    """SIGTERM, then the exit status; None when it had to be killed after `timeout_s`."""
+    if proc.poll() is not None:
+        return proc.returncode
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None

@@ -18,7 +18,6 @@ import io
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ import pytest
 from werkzeug.security import generate_password_hash
 
 from tests.conftest import CHROMIUM, TEST_OUTPUT
-from tests.support import free_port, wait_until
+from tests.support import free_port, terminate, wait_until
 from tests.web_beds import CHROMIUM_ARGS, HASH_ENV, embedded_default_toml
 
 pytestmark = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
@@ -92,15 +91,12 @@ class Controller:
 
     def stop(self, timeout_s: float = 20) -> int:
         """SIGTERM, then kill; the exit status (0 is a clean stop)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc is None:
+            return 0
+        status = terminate(self.proc, timeout_s)
+        if status is None:
             pytest.fail(f"the controller did not stop within {timeout_s} s of SIGTERM:\n{self.output()}")
+        return status
 
     def deposit(self, socket_id: str, amount: int) -> None:
         """A mock payment of `amount` tokens into the socket's address, by the CLI (like tests/test_cli.py)."""
@@ -138,13 +134,8 @@ def controller(tmp_path: Path):
         c.start()
         yield c
     finally:
-        if c.proc is not None and c.proc.poll() is None:
-            c.proc.send_signal(signal.SIGTERM)
-            try:
-                c.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                c.proc.kill()
-                c.proc.wait()
+        if c.proc is not None:
+            terminate(c.proc, 10)
 
 
 # --- the browser -------------------------------------------------------------------
