@@ -66,7 +66,8 @@
       st: STATUS[v.status] || String(v.status),
       stx: d.join(" \u00b7 "),
       bal: P.tok(v.balance_tokens),
-      balx: v.debt > 0 ? "debt " + P.tok(v.debt) : v.credit_exhausted ? "used up" : v.low_credit ? "low credit" : "",
+      balx: v.debt > 0 ? "debt " + P.tok(v.debt) : v.balance_tokens <= 0 ? "no credit" : v.credit_exhausted ? "used up"
+        : v.low_credit ? "low credit" : "",
       pw: v.power_w == null ? P.DASH : P.num(v.power_w) + " W",
       today: P.wh(v.energy_today_wh),
       month: P.wh(v.energy_month_wh),

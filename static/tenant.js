@@ -19,7 +19,13 @@
     P.setText($("eleft"), P.wh(v.energy_left_wh));
     P.setText($("tleft"), v.time_left_s === null || v.time_left_s === undefined ? P.DASH
       : (v.time_left_s < 60 ? "" : "\u2248 ") + P.dur(v.time_left_s));
+    /* out of credit: the power is already off, so "top up soon" would be the wrong advice */
+    const out = v.balance_tokens <= 0 || v.credit_exhausted;
     $("low").hidden = !v.low_credit;
+    $("low").className = "banner " + (out ? "bad" : "warn");
+    P.setText($("low-h"), out ? "Out of credit." : "Low credit.");
+    P.setText($("low-t"), !out ? "Top up soon to keep the power on."
+      : v.override === "off" ? "Top up to add credit." : "Top up to turn the power back on.");
 
     const on = v.relay === "on";
     $("relay").className = "pill " + (on ? "ok" : "off");

@@ -101,6 +101,31 @@ def test_low_credit_is_flagged_by_balance_and_by_time_left(bed):
     assert boot_of(bed.client().get("/s/laundry").get_data(as_text=True))["view"]["low_credit"] is False
 
 
+def credit_banner(html: str) -> tuple[str, str] | None:
+    """The tenant page's credit banner as (its class, its text); None when it is hidden."""
+    match = re.search(r'<p id="low" class="banner (\w+)"( hidden)?>(.*?)</p>', html, re.S)
+    assert match, "no credit banner on the page"
+    return None if match.group(2) else (match.group(1), re.sub(r"<[^>]+>", "", match.group(3)))
+
+
+def test_the_credit_banner_says_out_of_credit_once_the_power_is_off(bed, landlord):
+    _, post = landlord
+
+    def page(sid: str) -> str:
+        return bed.client().get(f"/s/{sid}").get_data(as_text=True)
+
+    bed.loop.run_for(2)
+    assert credit_banner(page("laundry")) == ("bad", "Out of credit. Top up to turn the power back on.")
+    credit(bed, "office", 50)
+    bed.loop.run_for(2)
+    assert credit_banner(page("office")) == ("warn", "Low credit. Top up soon to keep the power on.")
+    credit(bed, "kitchen", 100_000)
+    bed.loop.run_for(2)
+    assert credit_banner(page("kitchen")) is None
+    assert post("/api/sockets/laundry/override", {"mode": "off"}).status_code == 200
+    assert credit_banner(page("laundry")) == ("bad", "Out of credit. Top up to add credit.")
+
+
 def test_an_unknown_socket_is_a_404_page(bed):
     resp = bed.client().get("/s/attic")
     assert resp.status_code == 404 and "attic" in resp.get_data(as_text=True)
