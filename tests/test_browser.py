@@ -211,6 +211,7 @@ def test_tenant_page_follows_a_deposit_to_on_and_back_to_off_without_reloading(c
         expect(page.locator("#bal")).to_have_text("0")
         expect(page.locator("#relay-t")).to_have_text("Off")
         expect(page.locator("#why")).to_have_text("Out of credit")
+        expect(page.locator("#low")).to_have_text("Out of credit. Top up to turn the power back on.")
         expect(page.locator("#live .txt")).to_have_text("Live", timeout=LIVE_S)
         expect(page.locator("#live")).to_have_attribute("data-state", "on")
 
@@ -238,6 +239,7 @@ def test_tenant_page_follows_a_deposit_to_on_and_back_to_off_without_reloading(c
         expect(page.locator("#relay-t")).to_have_text("On", timeout=PUSH_S)
         expect(page.locator("#bal")).to_have_text(POSITIVE)
         expect(page.locator("#why")).to_be_hidden()
+        expect(page.locator("#low")).to_have_text("Low credit. Top up soon to keep the power on.")
         expect(page.locator("#pw")).to_have_text("800")
         assert_not_reloaded(page)
         assert_fits_width(page)
@@ -254,6 +256,7 @@ def test_tenant_page_follows_a_deposit_to_on_and_back_to_off_without_reloading(c
         expect(page.locator("#relay-t")).to_have_text("Off")
         expect(page.locator("#why")).to_have_text(
             "Out of credit" if left == 0 else "Credit used up (what is left is kept for the next top-up)")
+        expect(page.locator("#low")).to_have_text("Out of credit. Top up to turn the power back on.")
         assert_not_reloaded(page)
         shot(page, "tenant-phone-used-up.png")
     finally:
@@ -303,6 +306,7 @@ def test_landlord_logs_in_forces_a_socket_off_and_back_and_credits_it_once(chrom
         for sid in ("kitchen", "laundry", "office"):
             expect(status_of(page, sid)).to_have_text("Off")
         expect(page.locator("#tot th")).to_have_text("3 sockets")
+        expect(row(page, "laundry").locator("td").nth(2).locator("small")).to_have_text("no credit")
 
         # A second tab at phone width sees the same pushes without touching anything.
         phone = problems.watch(context.new_page())
@@ -438,3 +442,205 @@ def test_tenant_page_reconnects_after_a_controller_restart_and_shows_a_later_dep
                                    r"WebSocket connection to '[^']*' failed", p["text"])))
 
     problems.check(allowed=while_down)
+
+
+# --- D: accessibility: WCAG checks (axe-core), small phones, the keyboard alone ------------------------
+
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"   # from npm (package.json devDependencies)
+SMALL_PHONE = {"width": 320, "height": 640}                 # WCAG's reflow width
+# WCAG 2.2 A and AA, and AAA's contrast (7:1 for text, 4.5:1 for large text): pages read in bright light.
+AXE_RUN = """async () => {
+  const r = await axe.run(document, {
+    runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]},
+    rules: {"color-contrast-enhanced": {enabled: true}},
+    resultTypes: ["violations"],
+  });
+  return r.violations.map((v) => ({id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.map((n) => n.target.join(" ") + ": " + (n.failureSummary || "").replace(/\\s+/g, " "))}));
+}"""
+
+
+def axe_violations(page) -> list[dict]:
+    if not page.evaluate("typeof axe !== 'undefined'"):
+        page.add_script_tag(path=str(AXE))
+    return page.evaluate(AXE_RUN)
+
+
+def assert_accessible(page, what: str) -> None:
+    found = axe_violations(page)
+    assert not found, f"{what}: accessibility violations:\n" + "\n".join(
+        f"- {v['id']} ({v['impact']}): {v['help']}\n    " + "\n    ".join(v["nodes"][:8]) for v in found)
+
+
+def login_page(context, base: str):
+    page = context.new_page()
+    page.goto(base + "/landlord/login?next=/landlord")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/landlord")
+    return page
+
+
+def test_every_page_passes_wcag_aa_checks_with_aaa_contrast_on_a_small_phone_and_a_desktop(chromium, controller):
+    """axe-core in the real pages, live and in every state a tenant or a landlord sees them in."""
+    from playwright.sync_api import expect
+
+    assert AXE.is_file(), f"{AXE} is missing: `make test` installs it with npm (package.json devDependencies)"
+    controller.deposit("laundry", 40)   # one socket on (with low credit), two off for lack of it
+    for name, viewport in (("phone", SMALL_PHONE), ("desktop", DESKTOP)):
+        # bypass_csp: the checker is injected as a script the policy (rightly) refuses; tests A to C run under it
+        context = chromium.new_context(viewport=viewport, bypass_csp=True)
+        try:
+            page = context.new_page()
+            page.goto(controller.base + "/")
+            assert_accessible(page, f"/ ({name})")
+            assert_fits_width(page)
+
+            for sid in ("kitchen", "laundry"):
+                page.goto(controller.base + f"/s/{sid}")
+                expect(page.locator("#live .txt")).to_have_text("Live", timeout=LIVE_S)
+                expect(page.locator("#chart-card")).to_be_visible()
+                assert_accessible(page, f"/s/{sid} ({name})")
+                assert_fits_width(page)
+            expect(page.locator("#relay-t")).to_have_text("On")
+            page.locator('#presets button[data-amount="100"]').click()
+            page.locator("#copy").click()
+            expect(page.locator("#copied")).not_to_be_empty()
+            assert_accessible(page, f"/s/laundry with a preset chosen and the address copied ({name})")
+
+            page.goto(controller.base + "/s/no-such-socket")
+            assert_accessible(page, f"a 404 page ({name})")
+
+            page.goto(controller.base + "/landlord/login")
+            page.fill("#password", "not the password")
+            page.click("button[type=submit]")
+            expect(page.locator("p.banner.bad")).to_be_visible()
+            assert_accessible(page, f"the login page with its error ({name})")
+            assert_fits_width(page)
+
+            page = login_page(context, controller.base)
+            expect(page.locator("#at")).to_have_text(re.compile("^updated "), timeout=LIVE_S)
+            assert_accessible(page, f"/landlord ({name})")
+            assert_fits_width(page)
+            page.fill("#q", "zzz")
+            expect(page.locator("#count")).to_have_text("Showing 0 of 3 sockets")
+            assert_accessible(page, f"/landlord filtered to nothing ({name})")
+            page.fill("#q", "")
+            row(page, "laundry").locator('button[data-act="adj"]').click()
+            expect(page.locator("dialog#adj")).to_be_visible()
+            page.fill("#adj-amt", "-1000")
+            page.fill("#adj-why", "a debit above the balance")
+            page.locator("#adj-go").click()
+            expect(page.locator("#adj-err")).to_be_visible()
+            assert_accessible(page, f"/landlord with the credit dialog and its error ({name})")
+            page.keyboard.press("Escape")
+            row(page, "laundry").locator('button[data-act="qr"]').click()
+            expect(page.locator("#qrd-addr")).to_have_text(re.compile(r"^mock1[0-9a-f]{40}$"))
+            assert_accessible(page, f"/landlord with the QR dialog ({name})")
+            page.keyboard.press("Escape")
+            override_button(page, "laundry").click()
+            expect(page.locator("#msg")).to_have_text("Laundry: forced off.")
+            # Clicking scrolled the table sideways; a header half under the sticky first column is a scroll
+            # position, not a small target.
+            page.locator(".table-wrap").evaluate("(e) => { e.scrollLeft = 0; }")
+            assert_accessible(page, f"/landlord with a socket forced off and its message ({name})")
+            override_button(page, "laundry").click()
+            expect(page.locator("#msg")).to_have_text("Laundry: back to automatic.")
+        finally:
+            context.close()
+
+
+def tab_to(page, selector: str, *, backwards: bool = False, limit: int = 60) -> None:
+    """Press Tab (Shift+Tab) until `selector` has the focus; every stop on the way must show where it is."""
+    for _ in range(limit):
+        page.keyboard.press("Shift+Tab" if backwards else "Tab")
+        focused = page.evaluate("""() => {
+            const e = document.activeElement, s = getComputedStyle(e);
+            return {tag: e.tagName, text: (e.textContent || e.id || "").trim().slice(0, 40),
+                    ring: e.matches(":focus-visible") && s.outlineStyle !== "none" && parseFloat(s.outlineWidth) >= 2};
+        }""")
+        assert focused["ring"], f"{focused['tag']} '{focused['text']}' has the focus but no visible focus ring"
+        if page.evaluate("(sel) => document.activeElement.matches(sel)", selector):
+            return
+    pytest.fail(f"{selector} not reached with {limit} presses of {'Shift+' if backwards else ''}Tab")
+
+
+def test_a_landlord_and_a_tenant_can_do_everything_with_the_keyboard_alone(chromium, controller, problems):
+    from playwright.sync_api import expect
+
+    controller.deposit("kitchen", 100)
+    context = chromium.new_context(viewport=DESKTOP)
+    page = problems.watch(context.new_page())
+    try:
+        # The tenant: choose an amount for the QR code and copy the address.
+        page.goto(controller.base + "/s/kitchen")
+        expect(page.locator("#live .txt")).to_have_text("Live", timeout=LIVE_S)
+        tab_to(page, "a.skip")
+        page.keyboard.press("Enter")
+        tab_to(page, '#presets button[data-amount="200"]')
+        page.keyboard.press("Space")
+        expect(page.locator('#presets button[data-amount="200"]')).to_have_attribute("aria-pressed", "true")
+        expect(page.locator("#qr")).to_have_attribute("src", "/s/kitchen/qr.svg?amount=200")
+        tab_to(page, "#copy")
+        page.keyboard.press("Enter")
+        expect(page.locator("#copied")).not_to_be_empty()
+
+        # The landlord: log in, sort, filter, force off and back, credit once, cancel a credit.
+        page.goto(controller.base + "/landlord/login?next=/landlord")
+        expect(page.locator("#password")).to_be_focused()
+        page.keyboard.type(PASSWORD)
+        page.keyboard.press("Enter")
+        expect(page).to_have_url(controller.base + "/landlord")
+        expect(page.locator("#at")).to_have_text(re.compile("^updated "), timeout=LIVE_S)
+
+        tab_to(page, 'th[data-sort="balance"] button')
+        page.keyboard.press("Enter")
+        expect(page.locator('th[data-sort="balance"]')).to_have_attribute("aria-sort", "ascending")
+        page.keyboard.press("Enter")
+        expect(page.locator('th[data-sort="balance"]')).to_have_attribute("aria-sort", "descending")
+        assert page.locator("#rows tr").first.get_attribute("data-id") == "kitchen"
+        tab_to(page, "#q", backwards=True)
+        page.keyboard.type("laun")
+        expect(page.locator("#count")).to_have_text("Showing 1 of 3 sockets")
+        page.keyboard.press("Control+A")
+        page.keyboard.press("Backspace")
+        expect(page.locator("#count")).to_have_text("3 sockets")
+
+        ov = '#rows tr[data-id="kitchen"] button[data-act="ov"]'
+        tab_to(page, ov)
+        page.keyboard.press("Enter")
+        expect(page.locator(ov)).to_contain_text("Automatic")
+        assert controller.state("kitchen")["override"] == "off"
+        expect(page.locator(ov)).to_be_focused()   # the table was patched around it, the focus stayed
+        page.keyboard.press("Enter")
+        expect(page.locator(ov)).to_contain_text("Force off")
+        assert controller.state("kitchen")["override"] is None
+
+        adj = '#rows tr[data-id="kitchen"] button[data-act="adj"]'
+        tab_to(page, adj)
+        page.keyboard.press("Enter")
+        expect(page.locator("dialog#adj")).to_be_visible()
+        expect(page.locator("#adj-amt")).to_be_focused()
+        page.keyboard.type("7")
+        page.keyboard.press("Tab")
+        reason = f"keyboard credit {os.getpid()}"
+        page.keyboard.type(reason)
+        page.keyboard.press("Enter")
+        expect(page.locator("dialog#adj")).to_be_hidden()
+        expect(page.locator("#msg")).to_have_text("Kitchen: credited 7 tokens.")
+        expect(page.locator(adj)).to_be_focused()   # closing the dialog gives the focus back to its button
+
+        page.keyboard.press("Enter")
+        expect(page.locator("dialog#adj")).to_be_visible()
+        page.keyboard.type("500")
+        page.keyboard.press("Escape")
+        expect(page.locator("dialog#adj")).to_be_hidden()
+        expect(page.locator(adj)).to_be_focused()
+
+        entries = page.request.get(controller.base + "/api/sockets/kitchen/journal?limit=50").json()["entries"]
+        assert [e["amount"] for e in entries if e["kind"] == "credit"] == [7], entries
+        assert [e["memo"] for e in entries if e["kind"] == "credit"] == [reason], entries
+        shot(page, "landlord-keyboard.png", full_page=False)
+    finally:
+        context.close()
+    problems.check()
