@@ -10,6 +10,11 @@
    push on connect; the tenant's watch answer) are a separate row. "repeat
    visit" is a reload in the same context (warm cache). The login happens through the context's
    request API, so the login page does not warm the cache.
+   Then the landlord page with --sockets sockets in Chromium for --seconds of live pushes, once as is
+   and once with the CPU slowed 4x (DevTools' CPU throttling, standing in for a slow phone or tablet):
+   time to a full live table, the main thread's busy time per push (DevTools Performance metrics:
+   all tasks, script, layout and style), long tasks over 50 ms, and what a sort click and a filter
+   keystroke cost (the handler and the layout it forces).
 2. Server pushes with --sockets simulated sockets: `app.py --config <generated>` as a subprocess
    (varied constant loads, poll_interval_s = 1.0, the mock ledger), every socket credited with one
    POST /api/mock/deposits (the API token of the data directory). A python-socketio client logs in
@@ -31,8 +36,9 @@
    timestamp per batch like a tick's; tracemalloc).
 
 Prints figures; exits 1 after printing when a goal is clearly missed: the landlord client gets
-fewer than 0.8 pushes per second or a push without every socket, a tenant client fewer than 0.8
-`state` per second, or one push costs more than 100 ms in-process.
+fewer than 0.8 pushes per second or does not end up holding every socket, a tenant client fewer
+than 0.8 `state` per second, one push costs more than 100 ms in-process, or the landlord page's
+main thread is busy more than a quarter of the time.
 Run from the repository root: `.venv/bin/python bench/web.py` (about 3 min on 2 cores);
 --seconds N (the push windows, default 20), --sockets N (default 200), --tenants N (default 20),
 --reps N (default 200), --no-browser (skip part 1).
@@ -71,6 +77,7 @@ LOADS_W = (5, 40, 60, 150, 400, 800, 1200, 2000, 2800)
 ROOMS = ("kitchen", "living room", "bathroom", "hall")
 MIN_RATE = 0.8        # pushes (or tenant states) per second below this: a goal missed
 MAX_PUSH_MS = 100.0   # in-process cost of one push above this: a goal missed
+MAX_PAGE_BUSY = 0.25  # the landlord page's main thread busier than this share of the time: a goal missed
 
 
 def percentile(values, p: float) -> float:
@@ -178,19 +185,24 @@ def credit_all(c: Controller, ids: list[str], amount: int) -> None:
 # --- 1. page weight ----------------------------------------------------------------------------
 
 
+def logged_in_context(browser, base: str, viewport: dict):
+    """A fresh browser context with the landlord's session (logged in through the context's request API)."""
+    context = browser.new_context(viewport=viewport)
+    html = context.request.get(base + "/landlord/login").text()
+    csrf = re.search(r'<meta name="csrf-token" content="([^"]+)"', html).group(1)
+    resp = context.request.post(base + "/landlord/login", max_redirects=0,
+                                form={"password": PASSWORD, "csrf_token": csrf, "next": "/landlord"})
+    assert resp.status == 302, resp.status
+    return context
+
+
 def page_weight(browser, base: str, path: str, viewport: dict, login: bool) -> dict:
     """Every response of a first load in a fresh context (cold cache), and of a reload (warm)."""
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import expect
 
-    context = browser.new_context(viewport=viewport)
+    context = logged_in_context(browser, base, viewport) if login else browser.new_context(viewport=viewport)
     try:
-        if login:
-            html = context.request.get(base + "/landlord/login").text()
-            csrf = re.search(r'<meta name="csrf-token" content="([^"]+)"', html).group(1)
-            resp = context.request.post(base + "/landlord/login", max_redirects=0,
-                                        form={"password": PASSWORD, "csrf_token": csrf, "next": "/landlord"})
-            assert resp.status == 302, resp.status
         page = context.new_page()
         cdp = context.new_cdp_session(page)
         cdp.send("Network.enable")
@@ -290,7 +302,88 @@ def print_weight(title: str, result: dict, base: str) -> tuple[float, float]:
     return total + ws["bytes"], wtotal
 
 
-def part_pages(tmp: Path, env: dict, big: Controller | None, n: int) -> None:
+# Long tasks (over 50 ms on the main thread: what a user feels as a stutter), recorded by the page.
+LONG_TASKS = ("window.__long = []; new PerformanceObserver((l) => { for (const e of l.getEntries()) "
+              "window.__long.push(e.duration); }).observe({type: 'longtask', buffered: true});")
+# One synchronous action on the landlord page and the layout it forces, in ms of main thread.
+TIMED = """([sel, how]) => {
+  const e = document.querySelector(sel), t = performance.now();
+  if (how === "click") e.click();
+  else { e.value = e.value ? "" : "flat 1"; e.dispatchEvent(new Event("input")); }
+  document.body.offsetHeight;
+  return performance.now() - t;
+}"""
+
+
+def landlord_page_cost(browser, base: str, n: int, seconds: float, throttle: float, failures: list[str]) -> None:
+    """The landlord page's main thread in Chromium while pushes for n sockets arrive (CDP Performance)."""
+    from playwright.sync_api import expect
+
+    context = logged_in_context(browser, base, {"width": 1280, "height": 800})
+    try:
+        page = context.new_page()
+        page.add_init_script(LONG_TASKS)
+        cdp = context.new_cdp_session(page)
+        cdp.send("Performance.enable")
+        if throttle > 1:
+            cdp.send("Emulation.setCPUThrottlingRate", {"rate": throttle})
+        cdp.send("Network.enable")
+        pushes = []
+        cdp.on("Network.webSocketFrameReceived",
+               lambda e: pushes.append(1) if e["response"]["payloadData"].startswith('42/landlord,["states"') else None)
+        t0 = time.monotonic()
+        page.goto(base + "/landlord", wait_until="load")
+        expect(page.locator("#rows tr")).to_have_count(n, timeout=60_000)
+        expect(page.locator("#at")).to_have_text(re.compile("^updated "), timeout=60_000)
+        first_table_s = time.monotonic() - t0
+        page.wait_for_timeout(2000)
+
+        def metrics() -> dict:
+            return {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+
+        page.evaluate("window.__long.length = 0")
+        pushes.clear()
+        m0, w0 = metrics(), time.monotonic()
+        page.wait_for_timeout(seconds * 1000)
+        m1, w1 = metrics(), time.monotonic()
+        got, wall = len(pushes), w1 - w0
+        long_tasks = page.evaluate("window.__long.slice()")
+        busy = {k: (m1[k] - m0[k]) * 1e3 for k in ("TaskDuration", "ScriptDuration", "LayoutDuration",
+                                                     "RecalcStyleDuration")}
+        acts = {}
+        for name, sel, how in (("sort by balance (click)", 'th[data-sort="balance"] button', "click"),
+                               ("sort back by name (click)", 'th[data-sort="name"] button', "click"),
+                               ("filter (type, then clear)", "#q", "type")):
+            acts[name] = [page.evaluate(TIMED, [sel, how]) for _ in range(10)]
+        heap = metrics()["JSHeapUsedSize"]
+        per = max(got, 1)
+        rows = [
+            ("first load to a full live table", f"{first_table_s:.1f} s"),
+            (f"pushes received in {wall:.0f} s", f"{got} ({got / wall:.2f}/s)"),
+            ("main thread busy per push: all / script / layout + style",
+             f"{busy['TaskDuration'] / per:.1f} / {busy['ScriptDuration'] / per:.1f} / "
+             f"{(busy['LayoutDuration'] + busy['RecalcStyleDuration']) / per:.1f} ms"),
+            ("main thread busy, share of the window", f"{busy['TaskDuration'] / (wall * 1e3) * 100:.1f} %"),
+            ("long tasks (> 50 ms) in the window: count / longest",
+             f"{len(long_tasks)} / {max(long_tasks):.0f} ms" if long_tasks else "0"),
+        ]
+        for name, ms in acts.items():
+            rows.append((f"{name}, median / max of 10", f"{statistics.median(ms):.1f} / {max(ms):.1f} ms"))
+        rows.append(("JS heap in use", f"{heap / 1e6:.1f} MB"))
+        for name, value in rows:
+            print(f"    {name:<58} {value}")
+        if got / wall < MIN_RATE:
+            failures.append(f"the landlord page (CPU x{throttle:g}) got {got / wall:.2f} pushes per second")
+        if busy["TaskDuration"] / (wall * 1e3) > MAX_PAGE_BUSY:
+            failures.append(f"the landlord page's main thread (CPU x{throttle:g}) was busy "
+                            f"{busy['TaskDuration'] / (wall * 1e3) * 100:.0f} % of the time "
+                            f"(goal: at most {MAX_PAGE_BUSY * 100:.0f} %)")
+    finally:
+        context.close()
+
+
+def part_pages(tmp: Path, env: dict, big: Controller | None, n: int, seconds: float,
+               failures: list[str]) -> None:
     print("\n1. Page weight on first load (Chromium, cold cache; KB = 1000 bytes received, headers included)")
     print("   (Engine.IO gzips long-polling answers; WebSocket frames go uncompressed: the landlord's push on\n"
           "   connect weighs far less when it happens to come before the upgrade to WebSocket)")
@@ -316,6 +409,10 @@ def part_pages(tmp: Path, env: dict, big: Controller | None, n: int) -> None:
                     print_weight(f"/landlord, logged in ({n} sockets, every relay on, 1280x800)",
                                  page_weight(browser, big.base, "/landlord", {"width": 1280, "height": 800}, True),
                                  big.base)
+                    for throttle in (1, 4):
+                        print(f"\n  the landlord page in Chromium with {n} sockets, {seconds:.0f} s of pushes, CPU "
+                              + ("as is" if throttle == 1 else f"slowed {throttle}x (a slow phone or tablet)"))
+                        landlord_page_cost(browser, big.base, n, seconds, throttle, failures)
             finally:
                 browser.close()
     finally:
@@ -588,7 +685,7 @@ def main(argv=None) -> int:
             if args.no_browser:
                 print("\n1. Page weight: skipped (--no-browser)")
             else:
-                part_pages(tmp, env, big, args.sockets)
+                part_pages(tmp, env, big, args.sockets, args.seconds, failures)
             part_pushes(big, ids, args.seconds, args.tenants, failures)
         finally:
             rc = big.stop()
