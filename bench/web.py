@@ -39,7 +39,7 @@ Prints figures; exits 1 after printing when a goal is clearly missed: the landlo
 fewer than 0.8 pushes per second or does not end up holding every socket, a tenant client fewer
 than 0.8 `state` per second, one push costs more than 100 ms in-process, or the landlord page's
 main thread is busy more than a quarter of the time.
-Run from the repository root: `.venv/bin/python bench/web.py` (about 3 min on 2 cores);
+Run from the repository root: `.venv/bin/python bench/web.py` (about 3.5 min on 2 cores);
 --seconds N (the push windows, default 20), --sockets N (default 200), --tenants N (default 20),
 --reps N (default 200), --no-browser (skip part 1).
 """
