@@ -77,6 +77,7 @@ LOADS_W = (5, 40, 60, 150, 400, 800, 1200, 2000, 2800)
 ROOMS = ("kitchen", "living room", "bathroom", "hall")
 MIN_RATE = 0.8        # pushes (or tenant states) per second below this: a goal missed
 MAX_PUSH_MS = 100.0   # in-process cost of one push above this: a goal missed
+PUSH_FRAME = re.compile(r'42(/landlord,)?\["states?"')   # a Socket.IO frame carrying a push to a page
 MAX_PAGE_BUSY = 0.25  # the landlord page's main thread busier than this share of the time: a goal missed
 
 
@@ -229,7 +230,7 @@ def page_weight(browser, base: str, path: str, viewport: dict, login: bool) -> d
                 data = e["response"]["payloadData"]
                 ws["frames"] += 1
                 ws["bytes"] += len(data.encode())
-                ws["pushes"] += bool(re.match(r'42(/landlord,)?\["states?"', data))
+                ws["pushes"] += bool(PUSH_FRAME.match(data))
 
         cdp.on("Network.requestWillBeSent", sent)
         cdp.on("Network.responseReceived", received)
@@ -329,8 +330,12 @@ def landlord_page_cost(browser, base: str, n: int, seconds: float, throttle: flo
             cdp.send("Emulation.setCPUThrottlingRate", {"rate": throttle})
         cdp.send("Network.enable")
         pushes = []
-        cdp.on("Network.webSocketFrameReceived",
-               lambda e: pushes.append(1) if e["response"]["payloadData"].startswith('42/landlord,["states"') else None)
+
+        def frame(e):
+            if PUSH_FRAME.match(e["response"]["payloadData"]):
+                pushes.append(1)
+
+        cdp.on("Network.webSocketFrameReceived", frame)
         t0 = time.monotonic()
         page.goto(base + "/landlord", wait_until="load")
         expect(page.locator("#rows tr")).to_have_count(n, timeout=60_000)
