@@ -53,7 +53,7 @@ def web_dirs() -> dict[str, Path]:
 
 
 def load_config(path):
-    from payg import config as config_module
+    from payg.adapters import config as config_module
 
     return config_module.load(path, profile_dirs())
 
@@ -71,7 +71,7 @@ def build_relay(rc, clock):
 def build_meter(sc, relay, clock, data_dir: Path, buses: dict):
     mc = sc.meter
     if mc.kind == "modbus":
-        from hardware.modbus_meter import BusSettings, ModbusBus, ModbusMeter
+        from hardware.modbus.bus import BusSettings, ModbusBus, ModbusMeter
 
         bus = buses.get(mc.bus_key)
         if bus is None:
@@ -101,7 +101,7 @@ def ledger_accounts(config, journal, clock) -> dict[str, int]:
 
 def build_ledger(config, journal, clock):
     """The configured DepositSource. Does not contact a node: a controller starts with its node down."""
-    from payg.config import read_secret
+    from payg.adapters.secrets import read_secret
     from payg.errors import ConfigError
 
     lc = config.ledger
@@ -142,7 +142,7 @@ def mock_ledger_path(config) -> Path:
 
 def build_trade(config, journal, clock):
     """The configured market and channel backend, or None when this ledger has no market configured."""
-    from payg.config import read_secret
+    from payg.adapters.secrets import read_secret
 
     lc, tc = config.ledger, config.trade
     if lc.backend == "mock":
@@ -166,7 +166,7 @@ def build_trade(config, journal, clock):
 def build_iota_trade(config, journal, clock):
     from ledgers.iota_trade import IotaTrade
     from ledgers.iota_wallet import IotaWallet
-    from payg.config import read_secret
+    from payg.adapters.secrets import read_secret
 
     c, tc = config.ledger.iota, config.trade
     wallet = IotaWallet(c.graphql_url, mnemonic=read_secret(c.mnemonic, str(config.path)),
@@ -181,9 +181,9 @@ def build_iota_trade(config, journal, clock):
 
 def build_trading(config, journal, clock, trade):
     """The channel book and supply desk over a trade backend."""
-    from payg.channels import ChannelBook
-    from payg.supply import SupplyDesk
-    from payg.web.peer_client import HttpPeerLink
+    from payg.services.channels import ChannelBook
+    from payg.services.supply import SupplyDesk
+    from payg.adapters.peer_link import HttpPeerLink
 
     peers = HttpPeerLink()
     book = ChannelBook(trade, journal, clock, config.tariff.tokens_per_wh, peers)
@@ -194,11 +194,11 @@ def build_trading(config, journal, clock, trade):
 
 def build(config, clock=None) -> Runtime:
     """Every object of a controller, wired, not started. Tests pass a virtual clock."""
-    from payg.billing import Tariff
-    from payg.clock import SystemClock
+    from payg.domain.billing import Tariff
+    from payg.adapters.clocks import SystemClock
     from payg.controller import Controller, Socket
-    from payg.deposits import DepositWatcher
-    from payg.journal import SqliteJournal
+    from payg.services.deposits import DepositWatcher
+    from payg.adapters.journal import SqliteJournal
 
     clock = clock or SystemClock()
     data_dir = config.controller.data_dir
@@ -279,8 +279,9 @@ def run(config) -> int:
     from werkzeug.serving import make_server
 
     from payg.errors import ConfigError, LedgerUnavailable, RelayError
-    from payg.notify import SystemdNotifier
+    from payg.adapters.notify import SystemdNotifier
     from payg.web import WebServices, create_web
+    from payg.adapters.secrets import web_secrets
     from payg.web.security import WebSecrets
 
     logging.basicConfig(level=config.controller.log_level.upper(),
@@ -389,7 +390,7 @@ def run(config) -> int:
 
                 trade = TradeServices(rt.trade, rt.book, rt.supply, tuple(s.id for s in config.sockets))
             try:
-                secrets = WebSecrets.load(config.controller.data_dir, config.web.landlord_password, config.path)
+                secrets = WebSecrets(*web_secrets(config.controller.data_dir, config.web.landlord_password, config.path))
             except ConfigError as exc:
                 log.error("invalid configuration: %s", exc)
                 return 2
@@ -462,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     journal_path = config.controller.data_dir / "journal.sqlite"
     journal = None
     if journal_path.exists():
-        from payg.journal import SqliteJournal
+        from payg.adapters.journal import SqliteJournal
 
         journal = SqliteJournal(journal_path)
     try:
@@ -491,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def deploy_contracts(config) -> int:
     """`payg trade deploy`: compile and deploy the contracts with the owner socket's trade key."""
-    from payg.config import read_secret
+    from payg.adapters.secrets import read_secret
     from payg.errors import ConfigError
 
     tc, lc = config.trade, config.ledger
@@ -508,8 +509,8 @@ def deploy_contracts(config) -> int:
 
         from ledgers.ethereum_trade import derive_trade_keys
         from ledgers.ethereum_trade import deploy_contracts as deploy
-        from payg.journal import SqliteJournal
-        from payg.clock import SystemClock
+        from payg.adapters.journal import SqliteJournal
+        from payg.adapters.clocks import SystemClock
 
         c = lc.ethereum
         config.controller.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -545,7 +546,7 @@ def deploy_contracts(config) -> int:
 def mock_fund(args, config) -> int:
     """`payg trade fund`: the mock ledger's faucet for trade wallets (no controller needed)."""
     from ledgers.mock_trade import MockTrade
-    from payg.clock import SystemClock
+    from payg.adapters.clocks import SystemClock
 
     if config.ledger.backend != "mock":
         print(f"payg: trade fund mints on the mock ledger only; on {config.ledger.backend} send funds to the "
@@ -570,9 +571,9 @@ def mock_fund(args, config) -> int:
 def ledger_command(args, config) -> int:
     """`payg deposit` (mock ledger only) and `payg address`: the configured ledger, no node contact needed."""
     from payg import cli
-    from payg.clock import SystemClock
+    from payg.adapters.clocks import SystemClock
     from payg.errors import ConfigError
-    from payg.journal import SqliteJournal
+    from payg.adapters.journal import SqliteJournal
 
     if config.socket(args.socket) is None:
         return cli.unknown_socket(args.socket, config)
@@ -602,7 +603,7 @@ def installer_command(args) -> int:
     import time
 
     from payg import cli
-    from payg.clock import SystemClock
+    from payg.adapters.clocks import SystemClock
     from payg.errors import ConfigError, RelayError
 
     if args.command == "relay":
@@ -618,8 +619,9 @@ def installer_command(args) -> int:
         finally:
             relay.close()
 
-    from hardware.modbus_meter import BusSettings, ModbusBus, ModbusMeter
-    from payg.meter_profile import default_timeout_s, load_profile
+    from hardware.modbus.bus import BusSettings, ModbusBus, ModbusMeter
+    from payg.adapters.config.profiles import load_profile
+    from payg.domain.meter_profile import default_timeout_s
 
     try:
         profile = load_profile(args.profile, list(profile_dirs()))

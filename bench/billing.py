@@ -55,8 +55,8 @@ if str(ROOT) not in sys.path:
 from report import finish  # noqa: E402  (bench/report.py, next to this script)
 
 import app  # noqa: E402
-from payg.clock import ManualClock  # noqa: E402
-from payg.config import parse  # noqa: E402
+from payg.adapters.clocks import ManualClock  # noqa: E402
+from payg.adapters.config import parse  # noqa: E402
 from payg.virtual import VirtualLoop  # noqa: E402
 
 LOADS_W = (100.0, 1000.0, 2000.0)

@@ -42,9 +42,9 @@ if str(ROOT) not in sys.path:
 
 from report import finish  # noqa: E402  (bench/report.py, next to this script)
 
-from payg.clock import SystemClock  # noqa: E402
-from payg.deposits import DepositWatcher  # noqa: E402
-from payg.journal import SqliteJournal  # noqa: E402
+from payg.adapters.clocks import SystemClock  # noqa: E402
+from payg.services.deposits import DepositWatcher  # noqa: E402
+from payg.adapters.journal import SqliteJournal  # noqa: E402
 from tests.ledger_beds import LedgerBed, MockBed  # noqa: E402
 
 BACKENDS = ("mock", "ethereum", "ethereum-erc20", "iota")

@@ -35,10 +35,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.report import finish  # noqa: E402
-from payg import trade as rules  # noqa: E402
-from payg.channels import ChannelBook  # noqa: E402
-from payg.clock import ManualClock  # noqa: E402
-from payg.journal import SqliteJournal  # noqa: E402
+from payg.domain import market as rules  # noqa: E402
+from payg.services.channels import ChannelBook  # noqa: E402
+from payg.adapters.clocks import ManualClock  # noqa: E402
+from payg.adapters.journal import SqliteJournal  # noqa: E402
 
 BEDS = {"mock": ("tests.trade_beds", "make_mock_bed"),
         "ethereum": ("tests.trade_beds_ethereum", "make_bed"),

@@ -540,8 +540,8 @@ def part_pushes(big: Controller, ids: list[str], seconds: float, tenants: int, f
 
 def part_in_process(tmp: Path, n: int, reps: int, tenants: int, failures: list[str]) -> None:
     import app as composition
-    from payg import config as cfg
-    from payg.clock import ManualClock
+    from payg.adapters import config as cfg
+    from payg.adapters.clocks import ManualClock
     from payg.web import WebServices, create_web
     from payg.web.live import History
     from payg.web.security import WebSecrets

@@ -17,8 +17,8 @@ from collections import deque
 from fractions import Fraction
 from pathlib import Path
 
-from payg.clock import Clock
-from payg.config import ConstantLoad, RandomLoad, ScheduleLoad
+from payg.ports import Clock
+from payg.domain.settings import ConstantLoad, RandomLoad, ScheduleLoad
 from payg.errors import MeterUnavailable, RelayError
 from payg.ports import MeterReading, Relay
 

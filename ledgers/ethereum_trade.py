@@ -47,8 +47,9 @@ from payg.errors import (AboveEscrow, AdvertExpired, AdvertNotExpired, BadSignat
                          InvalidAmount, LedgerUnavailable, NotAuthorised, NotEnoughEnergy, PaygError,
                          PriceAboveLimit, RoleConflict, TradeRefused, UnknownAdvert, UnknownChannel, UnknownSocket,
                          WrongChannel, WrongDomain)
-from payg.trade import (ADVERT_LIFETIME_S, CLOSED, CONSUMER, NO_ROLE, OPEN, OWNER, PRODUCER, RECLAIMED, REGULATOR,
-                        Advert, Channel, MarketInfo, Purchase, Voucher, check_capacity, is_expired, positive)
+from payg.domain.market import (ADVERT_LIFETIME_S, Advert, CLOSED, CONSUMER, Channel, MarketInfo, NO_ROLE, OPEN,
+                                OWNER, PRODUCER, Purchase, RECLAIMED, REGULATOR, Voucher, check_capacity, is_expired,
+                                positive)
 
 ROLE_CODES = {REGULATOR: 1, PRODUCER: 2, CONSUMER: 3}
 ROLE_NAMES = {0: NO_ROLE, **{code: name for name, code in ROLE_CODES.items()}}

@@ -120,16 +120,16 @@ from typing import Any, Protocol
 
 import payg.errors as errors
 from ledgers.iota import MAX_INDEX, normalise_address
-from payg.clock import Clock
+from payg.ports import Clock
 from payg.ports import PeerLink
 from payg.errors import (AboveEscrow, AdvertExpired, AdvertNotExpired, BadSignature, ChannelClosed,
                          ChannelExpired, ChannelNotExpired, ExpiryNotExtended, InsufficientFunds, InvalidAmount,
                          LedgerUnavailable, NotAuthorised, NotEnoughEnergy, PaygError, RoleConflict, TradeRefused,
                          UnknownAdvert, UnknownChannel, UnknownSocket, VoucherReplayed, WrongChannel, WrongDomain)
-from payg.trade import (CLOSED, CONSUMER, DEFAULT_CAPACITY_WH, DEFAULT_TAX_BPS, MAX_CAPACITY_WH,
-                        MAX_TAX_BPS, MIN_CAPACITY_WH, NO_ROLE, OPEN, OWNER, PRODUCER, RECLAIMED,
-                        REGULATOR, Advert, Channel, MarketInfo, Purchase, Voucher, check_capacity,
-                        is_expired, positive)
+from payg.domain.market import (Advert, CLOSED, CONSUMER, Channel, DEFAULT_CAPACITY_WH, DEFAULT_TAX_BPS,
+                                MAX_CAPACITY_WH, MAX_TAX_BPS, MIN_CAPACITY_WH, MarketInfo, NO_ROLE, OPEN, OWNER,
+                                PRODUCER, Purchase, RECLAIMED, REGULATOR, Voucher, check_capacity, is_expired,
+                                positive)
 
 log = logging.getLogger("payg.ledgers.iota_trade")
 

@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 from ledgers.common import AddressBook, payment_units
-from payg.clock import Clock
+from payg.ports import Clock
 from payg.errors import InvalidAmount, LedgerUnavailable
 from payg.ports import Deposit
 

@@ -20,13 +20,13 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
-from payg import trade as rules
-from payg.clock import Clock
+from payg.domain import market as rules
+from payg.ports import Clock
 from payg.errors import (AboveEscrow, AdvertNotExpired, BadSignature, ChannelClosed, ChannelExpired,
                          ChannelNotExpired, ExpiryNotExtended, InsufficientFunds, InvalidAmount, LedgerUnavailable,
                          NotAuthorised, RoleConflict, UnknownAdvert, UnknownChannel, UnknownSocket, WrongChannel,
                          WrongDomain)
-from payg.trade import Advert, Channel, MarketInfo, Purchase, Voucher
+from payg.domain.market import Advert, Channel, MarketInfo, Purchase, Voucher
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS trade_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -15,10 +15,11 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, TextIO
 
-from payg.config import API_TOKEN_FILE, Config
+from payg.adapters.secrets import API_TOKEN_FILE
+from payg.domain.settings import Config
 from payg.errors import InvalidAmount, MeterTimeout, MeterUnavailable, PortUnavailable, UnknownSocket
-from payg.journal import SqliteJournal
-from payg.meter_profile import MeterProfile
+from payg.adapters.journal import SqliteJournal
+from payg.domain.meter_profile import MeterProfile
 from payg.ports import DepositPayer, DepositSource, Relay
 
 DEFAULT_CONFIG = "config/default.toml"

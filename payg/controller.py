@@ -21,10 +21,11 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
-from payg.billing import Baseline, CounterTracker, HiddenEnergyEstimator, Tariff
-from payg.clock import Clock
+from payg.domain.billing import Baseline, CounterTracker, HiddenEnergyEstimator, Tariff
+from payg.ports import Clock
 from payg.errors import InvalidAmount, MeterUnavailable, RelayError, UnknownSocket
-from payg.journal import MeterState, SqliteJournal
+from payg.adapters.journal import SqliteJournal
+from payg.domain.billing import MeterState
 from payg.ports import EnergyMeter, MeterReading, Relay, StatePublisher
 
 log = logging.getLogger("payg.controller")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Protocol
 
-from payg.trade import Advert, Channel, MarketInfo, Purchase, Voucher
+from payg.domain.market import Advert, Channel, MarketInfo, Purchase, Voucher
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,12 @@ class MeterReading:
     # Smallest step the energy counter can show (1 Wh for a PZEM-004T); the
     # cut-off predictor uses it to bound the energy hidden below the last step.
     resolution_wh: Fraction = Fraction(1)
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Seconds since the Unix epoch."""
+        ...
 
 
 class EnergyMeter(Protocol):

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from payg.clock import ManualClock
+from payg.adapters.clocks import ManualClock
 from payg.controller import Controller
-from payg.deposits import DepositWatcher
+from payg.services.deposits import DepositWatcher
 from payg.errors import LedgerUnavailable
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from payg.clock import ManualClock
+from payg.adapters.clocks import ManualClock
 from payg.errors import LedgerUnavailable, MeterUnavailable, RelayError
 from payg.ports import Deposit, MeterReading
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ledgers.mock import MockLedger, mock_address
-from payg.clock import ManualClock
+from payg.adapters.clocks import ManualClock
 from payg.ports import DepositSource
 
 

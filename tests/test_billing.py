@@ -2,7 +2,7 @@ from fractions import Fraction
 
 import pytest
 
-from payg.billing import Baseline, CounterTracker, HiddenEnergyEstimator, Tariff
+from payg.domain.billing import Baseline, CounterTracker, HiddenEnergyEstimator, Tariff
 
 
 def test_cost_carries_the_remainder_below_one_unit():

@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 
 from ledgers.mock import mock_address
-from payg import config as cfg
-from payg.config import API_TOKEN_FILE
+from payg.adapters import config as cfg
+from payg.adapters.secrets import API_TOKEN_FILE
 from tests.support import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from payg import config as cfg
+from payg.adapters import config as cfg
+from payg.domain import settings
 from payg.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,17 +91,17 @@ def test_loading_touches_no_state(tmp_path):
 
 def test_trade_settings_parse_with_defaults(tmp_path):
     c = load_text(tmp_path, MINIMAL)
-    assert c.trade == cfg.TradeConfig() and c.sockets[0].sell is None and c.sockets[0].buy is None
+    assert c.trade == settings.TradeConfig() and c.sockets[0].sell is None and c.sockets[0].buy is None
     c = load_text(tmp_path, MINIMAL.replace('relay = { kind = "simulated" }',
                                             'relay = { kind = "simulated" }\ntrade = { sell_price_per_wh = 2 }')
                   + '[trade]\nowner = "kitchen"\ncapacity_wh = 5000\ntax_bps = 250\n')
-    assert c.sockets[0].sell == cfg.SellConfig(2)
+    assert c.sockets[0].sell == settings.SellConfig(2)
     assert (c.trade.owner, c.trade.capacity_wh, c.trade.tax_bps, c.trade.evm_version) == ("kitchen", 5000, 250,
                                                                                           "prague")
     c = load_text(tmp_path, MINIMAL.replace('relay = { kind = "simulated" }', 'relay = { kind = "simulated" }\n'
                   'trade = { peer = "http://10.0.0.2:5000", supplier = "solar", below_tokens = 20, escrow_wh = 500,'
                   ' max_price_per_wh = "3000000000000" }'))
-    assert c.sockets[0].buy == cfg.BuyConfig("http://10.0.0.2:5000", "solar", 20, 500, 3_000_000_000_000)
+    assert c.sockets[0].buy == settings.BuyConfig("http://10.0.0.2:5000", "solar", 20, 500, 3_000_000_000_000)
 
 
 @pytest.mark.parametrize("socket_trade, extra, key", [

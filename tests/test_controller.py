@@ -6,12 +6,12 @@ from fractions import Fraction
 
 import pytest
 
-from payg.billing import Tariff
-from payg.clock import ManualClock
+from payg.domain.billing import Tariff
+from payg.adapters.clocks import ManualClock
 from payg.controller import Controller, Socket
-from payg.deposits import DepositWatcher
+from payg.services.deposits import DepositWatcher
 from payg.errors import LedgerUnavailable
-from payg.journal import SqliteJournal
+from payg.adapters.journal import SqliteJournal
 from payg.virtual import VirtualLoop
 from tests.fakes import FakeDepositSource, FakeMeter, FakePublisher, FakeRelay
 

@@ -43,8 +43,9 @@ from pathlib import Path
 import pytest
 
 from ledgers.mock import MockLedger, mock_address
-from payg.clock import SystemClock
-from payg.journal import CREDIT_KINDS, SqliteJournal
+from payg.adapters.clocks import SystemClock
+from payg.adapters.journal import SqliteJournal
+from payg.domain.accounts import CREDIT_KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app.py"

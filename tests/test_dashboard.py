@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from payg.clock import ManualClock
-from payg.dashboard import Dashboard
-from payg.journal import SqliteJournal
+from payg.adapters.clocks import ManualClock
+from payg.services.dashboard import Dashboard
+from payg.adapters.journal import SqliteJournal
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -75,7 +75,7 @@ def test_a_refresh_reads_only_new_entries_in_chunks(journal, monkeypatch):
     clock = ManualClock(at("2027-05-10T12:00:00"))
     for i in range(12):
         use(journal, f"s{i % 3}", 1, at("2027-05-10T11:00:00") + i)
-    monkeypatch.setattr("payg.dashboard.CHUNK", 5)
+    monkeypatch.setattr("payg.services.dashboard.CHUNK", 5)
     calls = []
     real = journal.entries_after
 

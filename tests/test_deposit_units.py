@@ -4,10 +4,10 @@ import sqlite3
 
 import pytest
 
-from payg.clock import ManualClock
-from payg.deposits import DepositWatcher
+from payg.adapters.clocks import ManualClock
+from payg.services.deposits import DepositWatcher
 from payg.errors import LedgerReorganised
-from payg.journal import SqliteJournal
+from payg.adapters.journal import SqliteJournal
 from tests.fakes import FakeDepositSource
 
 NANOS = 1_000_000  # units per token in these tests

@@ -33,7 +33,7 @@ from payg.errors import (AboveEscrow, AdvertNotExpired, BadSignature, CapacityEx
                          ChannelExpired, ChannelNotExpired, ExpiryNotExtended, InsufficientFunds, InvalidAmount,
                          LedgerUnavailable, NotAuthorised, NotEnoughEnergy, PriceAboveLimit, RoleConflict,
                          UnknownAdvert, UnknownChannel, UnknownSocket, WrongChannel, WrongDomain)
-from payg.trade import Voucher, price_per_wh, tax_on
+from payg.domain.market import Voucher, price_per_wh, tax_on
 from tests.evm_node import EvmNode
 from tests.ledger_beds_ethereum import TEST_MNEMONIC
 from tests.trade_beds_ethereum import trade_key, travel

@@ -7,11 +7,11 @@ from fractions import Fraction
 import pytest
 
 from hardware.gpio_relay import GpioRelay, force_off, load_gpio
-from payg.billing import Tariff
-from payg.clock import ManualClock
+from payg.domain.billing import Tariff
+from payg.adapters.clocks import ManualClock
 from payg.controller import Controller, Socket
 from payg.errors import RelayError
-from payg.journal import SqliteJournal
+from payg.adapters.journal import SqliteJournal
 from tests.fakes import FakeGPIO, FakeMeter
 
 HIGH, LOW = FakeGPIO.HIGH, FakeGPIO.LOW

@@ -12,8 +12,8 @@ import pytest
 from ledgers.iota_trade import (MAX_SKEW_S, IotaTrade, channel_path, error_from_reply, party_path,
                                 peer_error_reply)
 from ledgers.iota_wallet import IotaWallet
-from payg import trade as rules
-from payg.clock import ManualClock
+from payg.domain import market as rules
+from payg.adapters.clocks import ManualClock
 from payg.errors import (AdvertExpired, ChannelClosed, InsufficientFunds, InvalidAmount, LedgerUnavailable,
                          NotAuthorised,
                          NotEnoughEnergy, PriceAboveLimit, UnknownAdvert, VoucherReplayed)
@@ -428,9 +428,9 @@ def test_a_restarted_controller_keeps_its_market_channels_and_counters(market, t
 def test_the_receiving_controller_refuses_vouchers_once_the_escrow_address_is_drained(two, tmp_path):
     from fractions import Fraction
 
-    from payg.channels import ChannelBook
+    from payg.services.channels import ChannelBook
     from payg.errors import AboveEscrow
-    from payg.journal import SqliteJournal
+    from payg.adapters.journal import SqliteJournal
 
     a, b = two.a, two.b
     prod, cons = a.party_for("prod"), b.party_for("cons")

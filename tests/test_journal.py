@@ -3,8 +3,9 @@ from fractions import Fraction
 
 import pytest
 
-from payg.billing import Baseline
-from payg.journal import MeterState, SqliteJournal
+from payg.domain.billing import Baseline
+from payg.adapters.journal import SqliteJournal
+from payg.domain.billing import MeterState
 
 
 @pytest.fixture

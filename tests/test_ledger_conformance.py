@@ -12,10 +12,10 @@ from fractions import Fraction
 
 import pytest
 
-from payg.clock import ManualClock
-from payg.deposits import DepositWatcher
+from payg.adapters.clocks import ManualClock
+from payg.services.deposits import DepositWatcher
 from payg.errors import LedgerUnavailable, UnknownSocket
-from payg.journal import SqliteJournal
+from payg.adapters.journal import SqliteJournal
 from tests.ledger_beds import LedgerBed, MockBed
 from tests.test_controller import Rig
 

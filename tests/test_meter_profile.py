@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from payg import config as config_module
+from payg.adapters import config as config_module
 from payg.errors import ConfigError, MeterUnavailable
-from payg.meter_profile import ENCODINGS, MAX_REGISTERS, decode, energy_resolution_wh, float32_step, load_profile, \
-    parse_profile
+from hardware.modbus.registers import decode, energy_resolution_wh, float32_step
+from payg.adapters.config.profiles import load_profile, parse_profile
+from payg.domain.meter_profile import ENCODINGS, MAX_REGISTERS
 
 ROOT = Path(__file__).resolve().parent.parent
 METERS = ROOT / "config" / "meters"

@@ -1,7 +1,7 @@
 import pytest
 
 from ledgers.mock import MockLedger
-from payg.clock import ManualClock
+from payg.adapters.clocks import ManualClock
 from payg.errors import InvalidAmount, UnknownSocket
 
 

@@ -18,14 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from hardware.modbus_meter import BusSettings, ModbusBus, ModbusMeter
+from hardware.modbus.bus import BusSettings, ModbusBus, ModbusMeter
 from hardware.simulated import SimulatedRelay
-from payg.billing import Tariff
-from payg.clock import ManualClock
+from payg.domain.billing import Tariff
+from payg.adapters.clocks import ManualClock
 from payg.controller import Controller, Socket
 from payg.errors import MeterTimeout, MeterUnavailable, PortUnavailable
-from payg.journal import SqliteJournal
-from payg.meter_profile import float32_step, load_profile
+from payg.adapters.journal import SqliteJournal
+from hardware.modbus.registers import float32_step
+from payg.adapters.config.profiles import load_profile
 from tests.support import wait_until
 from tests.modbus_emulator import ModbusEmulator, f32, f32_registers
 
@@ -395,7 +396,7 @@ def test_a_factory_default_sdm120_at_2400_baud_is_readable_with_the_default_sett
     `timeout_s` defaults to 0.5 s, but the 74-register reply alone is 153 bytes = 0.64 s on a 2400 baud 8N1
     wire (pyserial's timeout bounds the whole read): a socket configured with the defaults never gets a
     reading (the `meters read` default of 0.5 s and the `meters scan` default of 0.2 s fail the same way)."""
-    from payg import config as config_module
+    from payg.adapters import config as config_module
 
     emu = emulators({1: "sdm120"}, wire_baud=2400, bits_per_char=10)
     emu.set_sdm(1, import_kwh=42.5, power_w=100)
@@ -627,7 +628,7 @@ def test_two_names_for_one_serial_port_share_one_bus(emulators, tmp_path: Path):
                                               "address": 1}, "relay": {"kind": "simulated"}},
                         {"id": "b", "meter": {"kind": "modbus", "profile": "pzem004t", "port": str(link),
                                               "address": 2}, "relay": {"kind": "simulated"}}]}
-    from payg import config as config_module
+    from payg.adapters import config as config_module
 
     config = config_module.parse(data, "payg.toml", profile_dirs=(METERS,))
     rt = app.build(config)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from payg.config import API_TOKEN_FILE
+from payg.adapters.secrets import API_TOKEN_FILE
 from tests.modbus_emulator import ModbusEmulator
 from tests.support import free_port, wait_until
 

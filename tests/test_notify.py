@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from payg.notify import SystemdNotifier
+from payg.adapters.notify import SystemdNotifier
 
 
 @pytest.fixture

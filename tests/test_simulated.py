@@ -3,8 +3,8 @@ import math
 import pytest
 
 from hardware.simulated import LoadModel, SimulatedMeter, SimulatedRelay
-from payg.clock import ManualClock
-from payg.config import ConstantLoad, RandomLoad, ScheduleLoad
+from payg.adapters.clocks import ManualClock
+from payg.domain.settings import ConstantLoad, RandomLoad, ScheduleLoad
 from payg.errors import MeterUnavailable
 
 

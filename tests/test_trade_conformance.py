@@ -12,9 +12,9 @@ from fractions import Fraction
 
 import pytest
 
-from payg import trade as rules
-from payg.channels import ChannelBook
-from payg.clock import ManualClock
+from payg.domain import market as rules
+from payg.services.channels import ChannelBook
+from payg.adapters.clocks import ManualClock
 from payg.errors import (
     AboveEscrow,
     AdvertExpired,
@@ -36,7 +36,7 @@ from payg.errors import (
     WrongChannel,
     WrongDomain,
 )
-from payg.journal import SqliteJournal
+from payg.adapters.journal import SqliteJournal
 from tests.trade_beds import SOCKETS
 
 BEDS = {"mock": ("tests.trade_beds", "make_mock_bed"),

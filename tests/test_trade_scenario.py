@@ -18,8 +18,9 @@ import pytest
 from werkzeug.serving import make_server
 
 import app
-from payg import config as cfg
-from payg.clock import ManualClock
+from payg.adapters import config as cfg
+from payg.domain import settings
+from payg.adapters.clocks import ManualClock
 from payg.web import WebServices, create_web
 from payg.web.security import WebSecrets
 from tests.web_beds import TOKEN
@@ -32,7 +33,7 @@ THRESHOLD = 20
 LOAD_W = 3600    # 1 Wh per second
 
 
-def config_for(tmp_path, name: str, port: int, socket: str, trade: str) -> cfg.Config:
+def config_for(tmp_path, name: str, port: int, socket: str, trade: str) -> settings.Config:
     text = f"""
 [controller]
 data_dir = "{tmp_path / name}"
@@ -60,7 +61,7 @@ trade = {{ {trade} }}
 class Node:
     """A controller built by app.build, with its web app served on 127.0.0.1."""
 
-    def __init__(self, config: cfg.Config, clock: ManualClock):
+    def __init__(self, config: settings.Config, clock: ManualClock):
         self.config = config
         self.rt = app.build(config, clock)
         self.rt.controller.start()

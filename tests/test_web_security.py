@@ -12,9 +12,10 @@ import pytest
 from werkzeug.security import check_password_hash
 
 from payg import cli
-from payg.config import SecretRef
+from payg.domain.settings import SecretRef
 from payg.errors import ConfigError
-from payg.web.security import WebSecrets, landlord_password_hash, owner_only_secret
+from payg.adapters.secrets import landlord_password_hash, owner_only_secret, web_secrets
+from payg.web.security import WebSecrets
 from tests.web_beds import PASSWORD, PASSWORD_HASH, csrf_of, make_web_bed
 
 
@@ -48,8 +49,8 @@ def test_a_short_secret_is_refused(tmp_path):
 
 
 def test_logins_survive_a_restart_because_the_session_key_is_kept(tmp_path):
-    secrets = WebSecrets.load(tmp_path, None, "c.toml")
-    assert secrets == WebSecrets.load(tmp_path, None, "c.toml")
+    secrets = WebSecrets(*web_secrets(tmp_path, None, "c.toml"))
+    assert secrets == WebSecrets(*web_secrets(tmp_path, None, "c.toml"))
     assert mode(tmp_path / "web-secret") == 0o600 and mode(tmp_path / "api-token") == 0o600
     assert secrets.session_key != secrets.api_token
 

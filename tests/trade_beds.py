@@ -36,7 +36,7 @@ class MockTradeBed:
 
     def __init__(self, tmp_path, *, capacity_wh: int, tax_bps: int, market_file: str = "mock-ledger.sqlite"):
         from ledgers.mock_trade import MockTrade
-        from payg.clock import ManualClock
+        from payg.adapters.clocks import ManualClock
 
         self.tmp_path = tmp_path
         self.clock = ManualClock(1_800_000_000)

@@ -8,7 +8,7 @@ import urllib.request
 
 from ledgers.iota_trade import IotaTrade
 from ledgers.iota_wallet import IotaWallet
-from payg.clock import ManualClock
+from payg.adapters.clocks import ManualClock
 from tests.ledger_beds_iota import TEST_MNEMONIC, FakeIotaNode
 from tests.trade_beds import SOCKETS
 

@@ -9,8 +9,9 @@ from pathlib import Path
 from werkzeug.security import generate_password_hash
 
 import app as composition
-from payg import config as cfg
-from payg.clock import ManualClock
+from payg.adapters import config as cfg
+from payg.domain import settings
+from payg.adapters.clocks import ManualClock
 from payg.virtual import VirtualLoop
 from payg.web import Web, WebServices, create_web
 from payg.web.security import WebSecrets
@@ -27,9 +28,9 @@ TOKEN = "t" * 43
 PASSWORD_HASH = generate_password_hash(PASSWORD, method="pbkdf2:sha256:1000")
 
 
-def embedded_config(data_dir: Path, **web) -> cfg.Config:
+def embedded_config(data_dir: Path, **web) -> settings.Config:
     config = cfg.load(ROOT / "config" / "default.toml")
-    return cfg.Config(config.path, cfg.ControllerConfig(data_dir=data_dir), cfg.WebConfig(**web), config.ledger,
+    return settings.Config(config.path, settings.ControllerConfig(data_dir=data_dir), settings.WebConfig(**web), config.ledger,
                       config.tariff, config.sockets)
 
 

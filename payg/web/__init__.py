@@ -19,12 +19,12 @@ from flask_socketio import SocketIO
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
-from payg.clock import Clock
-from payg.config import WebConfig
+from payg.ports import Clock
+from payg.domain.settings import WebConfig
 from payg.controller import Controller
-from payg.dashboard import Dashboard
+from payg.services.dashboard import Dashboard
 from payg.errors import InvalidAmount, LedgerUnavailable, UnknownSocket
-from payg.journal import SqliteJournal
+from payg.adapters.journal import SqliteJournal
 from payg.ports import DepositPayer, DepositSource
 from payg.web import pages
 from payg.web import trade as trade_routes

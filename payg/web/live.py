@@ -26,8 +26,8 @@ from flask_socketio import SocketIO, join_room, leave_room
 from flask_socketio import ConnectionRefusedError as Refused
 
 from payg.controller import Controller
-from payg.dashboard import Dashboard
-from payg.journal import SqliteJournal
+from payg.services.dashboard import Dashboard
+from payg.adapters.journal import SqliteJournal
 
 log = logging.getLogger("payg.web")
 

@@ -8,9 +8,9 @@
 - /api/peer/* is what other controllers call: each message is checked on its own merits
   (signatures, the ledger), so it needs neither.
 
-Secrets are generated once and kept in the data directory, readable by their owner only:
-`web-secret` signs the session cookies (so logins survive a restart), `api-token` is the
-token. The landlord's password exists only as a hash (werkzeug's scrypt), named by the
+Secrets are generated once and kept in the data directory, readable by their owner only
+(payg/adapters/secrets.py makes and reads them): `web-secret` signs the session cookies (so
+logins survive a restart), `api-token` is the token. The landlord's password exists only as a hash (werkzeug's scrypt), named by the
 config through an environment variable or an owner-only file; the session carries a
 fingerprint of that hash, so changing the password logs every session out.
 """
@@ -20,63 +20,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
-import re
-import secrets
 import threading
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 
 from flask import request, session
 from werkzeug.security import check_password_hash
 
-from payg.clock import Clock
-from payg.config import API_TOKEN_FILE, SESSION_SECRET_FILE, SecretRef, read_secret
-from payg.errors import ConfigError
+from payg.ports import Clock
 
 log = logging.getLogger("payg.web")
-
-HASH_FORMAT = re.compile(r"^(scrypt|pbkdf2):[A-Za-z0-9:]+\$[^$\s]+\$[0-9a-f]{32,}$")
-
-
-def owner_only_secret(path: Path, nbytes: int = 32) -> str:
-    """The secret kept in `path`, made on first use with mode 0600. Refuses a file others can read."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(nbytes) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-    st = os.stat(path)
-    if st.st_mode & 0o077:
-        raise ConfigError(str(path), "(secret file)", f"a file readable by its owner only (chmod 600 {path})",
-                          f"mode {st.st_mode & 0o777:04o}", has_got=True)
-    if st.st_uid != os.geteuid():
-        raise ConfigError(str(path), "(secret file)", f"a file owned by the user running payg (uid {os.geteuid()})",
-                          f"owned by uid {st.st_uid}", has_got=True)
-    value = path.read_text(encoding="ascii").strip()
-    if len(value) < 32:
-        raise ConfigError(str(path), "(secret file)", "at least 32 characters of secret (delete the file to "
-                          "have a new one made)", f"{len(value)} characters", has_got=True)
-    return value
-
-
-def landlord_password_hash(ref: SecretRef | None, config_file: str | Path) -> str | None:
-    """The configured hash; None when no landlord login is configured (or its variable is unset)."""
-    if ref is None:
-        return None
-    if ref.env is not None and not os.environ.get(ref.env, "").strip():
-        log.warning("landlord view off: the environment variable %s (%s) is not set", ref.env, ref.key)
-        return None
-    value = read_secret(ref, config_file)
-    if not HASH_FORMAT.match(value):
-        raise ConfigError(str(config_file), ref.key, "a password hash as printed by `payg password` "
-                          "(never the password itself)", "something else", has_got=True)
-    return value
 
 
 @dataclass(frozen=True)
@@ -84,11 +37,6 @@ class WebSecrets:
     session_key: str
     api_token: str
     password_hash: str | None  # None: the landlord view is off
-
-    @classmethod
-    def load(cls, data_dir: Path, password: SecretRef | None, config_file: str | Path) -> "WebSecrets":
-        return cls(owner_only_secret(data_dir / SESSION_SECRET_FILE), owner_only_secret(data_dir / API_TOKEN_FILE),
-                   landlord_password_hash(password, config_file))
 
     @property
     def password_fingerprint(self) -> str:

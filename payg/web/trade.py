@@ -18,10 +18,10 @@ from typing import Any
 
 from flask import Flask, abort, jsonify, request
 
-from payg import trade as rules
-from payg.channels import ChannelBook
+from payg.domain import market as rules
+from payg.services.channels import ChannelBook
 from payg.errors import InvalidAmount, LedgerUnavailable, TradeRefused, UnknownSocket
-from payg.supply import SupplyDesk
+from payg.services.supply import SupplyDesk
 
 
 @dataclass

@@ -19,17 +19,13 @@ from __future__ import annotations
 import sqlite3
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 
-from payg.billing import Baseline
-
-CREDIT_KINDS = ("deposit", "credit", "trade_in")
-# Events that need a person to look: the landlord view shows them until acknowledged.
-ALARM_KINDS = ("implausible_jump", "counter_reset", "relay_bypass")
-DEBIT_KINDS = ("usage", "debit", "trade_out")
+from payg.domain.accounts import ALARM_KINDS, CREDIT_KINDS, DEBIT_KINDS, Entry
+from payg.domain.billing import Baseline, MeterState
+from payg.domain.market import ChannelRow
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS entries (
@@ -114,69 +110,8 @@ CREATE TABLE IF NOT EXISTS overrides (
 """
 
 
-@dataclass(frozen=True)
-class Entry:
-    id: int
-    socket_id: str
-    at: float
-    kind: str
-    amount: int
-    energy_wh: Fraction | None
-    idem_key: str | None
-    memo: str
-
-    def as_dict(self) -> dict:
-        return {
-            "id": self.id,
-            "socket": self.socket_id,
-            "at": self.at,
-            "kind": self.kind,
-            "amount": self.amount,
-            "energy_wh": None if self.energy_wh is None else _energy_json(self.energy_wh),
-            "key": self.idem_key,
-            "memo": self.memo,
-        }
-
-
-@dataclass(frozen=True)
-class MeterState:
-    baseline: Baseline
-    pending_units: int = 0
-    pending_wh: Fraction = Fraction(0)
-    pending_since: float | None = None
-
-
 CHANNEL_COLUMNS = ("domain, channel_id, socket_id, direction, price_per_wh, escrow, amount, signature, base_wh,"
                    " lead_wh, peer, state, opened_at, updated_at")
-
-
-@dataclass(frozen=True)
-class ChannelRow:
-    """A payment channel as this controller books it. Amounts in ledger units (text in SQLite: wei)."""
-    domain: str
-    channel_id: str
-    socket_id: str
-    direction: str          # 'out': our socket pays (sends vouchers); 'in': our socket is paid
-    price_per_wh: int
-    escrow: int
-    amount: int = 0         # latest voucher, cumulative
-    signature: str = ""
-    base_wh: Fraction = Fraction(0)   # the socket's billed counter when the channel opened ('out')
-    lead_wh: int = 0        # Wh paid ahead of metering, so the supplier can switch on ('out')
-    peer: str = ""          # the other controller's base URL
-    state: str = "open"
-    opened_at: float = 0.0
-    updated_at: float = 0.0
-
-    @classmethod
-    def from_row(cls, r: tuple) -> "ChannelRow":
-        return cls(r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), int(r[6]), r[7], Fraction(r[8]), r[9], r[10],
-                   r[11], r[12], r[13])
-
-    def as_dict(self) -> dict:
-        d = dict(self.__dict__)
-        d["base_wh"] = str(self.base_wh)
-        return d
 
 
 ENTRY_COLUMNS = "id, socket_id, at, kind, amount, energy_wh, idem_key, memo"
@@ -186,10 +121,6 @@ def _entry(row: tuple) -> Entry:
     entry_id, socket_id, at, kind, amount, energy_wh, idem_key, memo = row
     return Entry(entry_id, socket_id, at, kind, amount, None if energy_wh is None else Fraction(energy_wh),
                  idem_key, memo)
-
-
-def _energy_json(value: Fraction) -> int | str:
-    return int(value) if value.denominator == 1 else str(value)
 
 
 class JournalWriter:

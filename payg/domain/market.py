@@ -9,6 +9,7 @@ exactly these formulas; the mock and IOTA backends call these functions.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 from payg.errors import (
     AdvertExpired,
@@ -169,3 +170,32 @@ class Voucher:
             return cls(str(d["channel_id"]), positive(amount, "amount"), str(d["domain"]), str(d["signature"]))
         except KeyError as exc:
             raise InvalidAmount(f"a voucher needs {exc.args[0]!r}") from None
+
+
+@dataclass(frozen=True)
+class ChannelRow:
+    """A payment channel as this controller books it. Amounts in ledger units (text in SQLite: wei)."""
+    domain: str
+    channel_id: str
+    socket_id: str
+    direction: str          # 'out': our socket pays (sends vouchers); 'in': our socket is paid
+    price_per_wh: int
+    escrow: int
+    amount: int = 0         # latest voucher, cumulative
+    signature: str = ""
+    base_wh: Fraction = Fraction(0)   # the socket's billed counter when the channel opened ('out')
+    lead_wh: int = 0        # Wh paid ahead of metering, so the supplier can switch on ('out')
+    peer: str = ""          # the other controller's base URL
+    state: str = "open"
+    opened_at: float = 0.0
+    updated_at: float = 0.0
+
+    @classmethod
+    def from_row(cls, r: tuple) -> ChannelRow:
+        return cls(r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), int(r[6]), r[7], Fraction(r[8]), r[9], r[10],
+                   r[11], r[12], r[13])
+
+    def as_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["base_wh"] = str(self.base_wh)
+        return d

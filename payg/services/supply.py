@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import logging
 
-from payg import trade as rules
-from payg.channels import ChannelBook
-from payg.clock import Clock
-from payg.config import BuyConfig, SellConfig
+from payg.domain import market as rules
+from payg.services.channels import ChannelBook
+from payg.ports import Clock
+from payg.domain.settings import BuyConfig, SellConfig
 from payg.errors import (
     LedgerUnavailable,
     NotAuthorised,
@@ -25,9 +25,9 @@ from payg.errors import (
     TradeRefused,
     UnknownSocket,
 )
-from payg.journal import SqliteJournal
+from payg.adapters.journal import SqliteJournal
 from payg.ports import PeerLink
-from payg.trade import Voucher
+from payg.domain.market import Voucher
 
 log = logging.getLogger("payg.supply")
 

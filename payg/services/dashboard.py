@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from fractions import Fraction
 
-from payg.clock import Clock
-from payg.journal import SqliteJournal
+from payg.ports import Clock
+from payg.adapters.journal import SqliteJournal
 
 CHUNK = 5000
 

@@ -6,9 +6,9 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
-from payg.clock import Clock
+from payg.ports import Clock
 from payg.errors import LedgerReorganised, LedgerUnavailable
-from payg.journal import SqliteJournal
+from payg.adapters.journal import SqliteJournal
 from payg.ports import DepositSource
 
 log = logging.getLogger("payg.deposits")

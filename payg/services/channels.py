@@ -20,8 +20,8 @@ import math
 from collections.abc import Callable
 from fractions import Fraction
 
-from payg import trade as rules
-from payg.clock import Clock
+from payg.domain import market as rules
+from payg.ports import Clock
 from payg.errors import (
     AboveEscrow,
     ChannelClosed,
@@ -32,9 +32,10 @@ from payg.errors import (
     VoucherRejected,
     VoucherReplayed,
 )
-from payg.journal import ChannelRow, SqliteJournal
+from payg.adapters.journal import SqliteJournal
+from payg.domain.market import ChannelRow
 from payg.ports import PaymentChannel, PeerLink
-from payg.trade import Channel, Voucher
+from payg.domain.market import Channel, Voucher
 
 log = logging.getLogger("payg.channels")
 

@@ -19,9 +19,10 @@ from fractions import Fraction
 import minimalmodbus
 import serial
 
-from payg.clock import Clock
+from payg.ports import Clock
 from payg.errors import MeterTimeout, MeterUnavailable, PortUnavailable
-from payg.meter_profile import MeterProfile, decode, energy_resolution_wh
+from hardware.modbus.registers import decode, energy_resolution_wh
+from payg.domain.meter_profile import MeterProfile
 from payg.ports import MeterReading
 
 

@@ -1,144 +1,15 @@
-"""Meter register maps as data: load a profile (TOML) and decode one block of registers.
-
-A profile names the Modbus function code, the one contiguous block read per
-poll (start, count), and per field its register offset, encoding and scale.
-Decoding is exact: integers and float32 values become Fractions (a float32 is
-a binary fraction, so Fraction(value) loses nothing), multiplied by the exact
-scale. Billing then carries every fraction and never drifts.
-"""
+"""Meter profiles from TOML files: parsed and checked into payg.domain.meter_profile.MeterProfile."""
 
 from __future__ import annotations
 
-import math
-import struct
 import tomllib
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from pathlib import Path
 
-from payg.errors import ConfigError, MeterUnavailable
-
-# encoding -> number of registers
-ENCODINGS = {
-    "u16": 1,
-    "s16": 1,
-    "u32_low_first": 2,
-    "u32_high_first": 2,
-    "s32_low_first": 2,
-    "s32_high_first": 2,
-    "f32_high_first": 2,
-    "f32_low_first": 2,
-}
-REQUIRED_FIELDS = ("energy_wh", "power_w")
-KNOWN_FIELDS = ("energy_wh", "power_w", "voltage_v", "current_a", "frequency_hz", "power_factor")
-MAX_REGISTERS = 125  # Modbus limit for one read
-
-
-@dataclass(frozen=True)
-class FieldSpec:
-    name: str
-    offset: int
-    encoding: str
-    scale: Fraction
-    unit: str = ""
-
-    @property
-    def width(self) -> int:
-        return ENCODINGS[self.encoding]
-
-
-@dataclass(frozen=True)
-class SerialDefaults:
-    baud: int = 9600
-    parity: str = "N"
-    stopbits: int = 1
-
-
-@dataclass(frozen=True)
-class MeterProfile:
-    name: str
-    model: str
-    function_code: int
-    start: int
-    count: int
-    fields: tuple[FieldSpec, ...]
-    serial: SerialDefaults
-    source: str = ""
-
-    def field(self, name: str) -> FieldSpec | None:
-        return next((f for f in self.fields if f.name == name), None)
-
-    @property
-    def request_bytes(self) -> int:
-        return 8  # address, function, start (2), count (2), CRC (2)
-
-    @property
-    def reply_bytes(self) -> int:
-        return 5 + 2 * self.count  # address, function, byte count, data, CRC (2)
-
-
-def bits_per_character(parity: str, stopbits: int) -> int:
-    return 1 + 8 + (0 if parity == "N" else 1) + stopbits
-
-
-def silence_s(baud: int, bits: int) -> float:
-    """Modbus RTU's inter-frame silence: 3.5 characters, fixed at 1.75 ms above 19200 baud."""
-    return 3.5 * bits / baud if baud <= 19200 else 0.00175
-
-
-def reading_time_s(profile: MeterProfile, baud: int, parity: str, stopbits: int) -> float:
-    """Wire time of one full reading: request, silence, reply, silence."""
-    bits = bits_per_character(parity, stopbits)
-    return (profile.request_bytes + profile.reply_bytes) * bits / baud + 2 * silence_s(baud, bits)
-
-
-def default_timeout_s(profile: MeterProfile, baud: int, parity: str, stopbits: int, margin_s: float = 0.5) -> float:
-    """Long enough for the whole reply to arrive, plus a margin for the meter to answer."""
-    return round(margin_s + profile.reply_bytes * bits_per_character(parity, stopbits) / baud, 3)
-
-
-def _raw(encoding: str, regs: list[int]) -> Fraction:
-    if encoding == "u16":
-        return Fraction(regs[0])
-    if encoding == "s16":
-        return Fraction(regs[0] - 0x10000 if regs[0] & 0x8000 else regs[0])
-    high, low = (regs[1], regs[0]) if encoding.endswith("low_first") else (regs[0], regs[1])
-    word = (high << 16) | low
-    if encoding.startswith("u32"):
-        return Fraction(word)
-    if encoding.startswith("s32"):
-        return Fraction(word - 0x1_0000_0000 if word & 0x8000_0000 else word)
-    value = struct.unpack(">f", struct.pack(">I", word))[0]
-    if not math.isfinite(value):
-        raise MeterUnavailable(f"register value is not a finite number ({value})")
-    return Fraction(value)
-
-
-def float32_step(value: float) -> Fraction:
-    """The distance from a float32 value to the next one: a float32 counter's resolution there."""
-    if value == 0:
-        return Fraction(1, 2**149)
-    exponent = math.frexp(abs(value))[1] - 1  # value = m * 2**exponent, 1 <= m < 2
-    return Fraction(2) ** (max(exponent, -126) - 23)
-
-
-def decode(profile: MeterProfile, registers: list[int]) -> dict[str, Fraction]:
-    """Every field of the profile, exact, from one block read of `profile.count` registers."""
-    if len(registers) != profile.count:
-        raise MeterUnavailable(f"short reply: {len(registers)} registers instead of {profile.count}")
-    values = {}
-    for f in profile.fields:
-        values[f.name] = _raw(f.encoding, registers[f.offset - profile.start:f.offset - profile.start + f.width]) \
-            * f.scale
-    return values
-
-
-def energy_resolution_wh(profile: MeterProfile, energy_wh: Fraction) -> Fraction:
-    f = profile.field("energy_wh")
-    if f.encoding.startswith("f32"):
-        return float32_step(float(energy_wh / f.scale)) * f.scale
-    return f.scale
+from payg.domain.meter_profile import (ENCODINGS, KNOWN_FIELDS, MAX_REGISTERS, REQUIRED_FIELDS, FieldSpec,
+                                       MeterProfile, SerialDefaults)
+from payg.errors import ConfigError
 
 
 def _exact(value: object, where: str, key: str) -> Fraction:

@@ -39,6 +39,16 @@ class Baseline:
 
 
 @dataclass(frozen=True)
+class MeterState:
+    """A socket's billing state as persisted: its baseline and the usage not yet closed into an entry."""
+
+    baseline: Baseline
+    pending_units: int = 0
+    pending_wh: Fraction = Fraction(0)
+    pending_since: float | None = None
+
+
+@dataclass(frozen=True)
 class CounterAnomaly:
     kind: str  # "counter_reset" or "implausible_jump"
     from_wh: Fraction

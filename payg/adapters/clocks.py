@@ -1,16 +1,12 @@
-"""Injected time. Everything that needs 'now' takes a Clock."""
+"""The clocks: the system's, and a virtual one that moves only when told (tests, benchmarks, simulations).
+
+Both match payg.ports.Clock; everything that needs 'now' takes one.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Protocol
-
-
-class Clock(Protocol):
-    def now(self) -> float:
-        """Seconds since the Unix epoch."""
-        ...
 
 
 class SystemClock:

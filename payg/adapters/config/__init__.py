@@ -1,0 +1,236 @@
+"""Configuration: one TOML file, validated into the frozen dataclasses of payg.domain.settings.
+
+Every error names the file, the key and what was expected. Loading touches
+no state: nothing is created or opened until the whole file is valid.
+"""
+
+from __future__ import annotations
+
+import tomllib
+import zoneinfo
+from fractions import Fraction
+from pathlib import Path
+
+from payg.adapters.config import sockets as socket_tables
+from payg.adapters.config.tables import EVM_ADDRESS, ENV_NAME, Table, exact, secret, units, url
+from payg.domain.settings import (Config, ControllerConfig, EthereumLedgerConfig, GpioRelayConfig,
+                                  IotaLedgerConfig, LedgerConfig, MockLedgerConfig, ModbusMeterConfig, SecretRef,
+                                  TariffConfig, TradeConfig, WebConfig)
+from payg.errors import ConfigError
+
+BACKENDS = ("mock", "iota", "ethereum")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _trade(t: Table) -> TradeConfig:
+    market = t.string("market_contract") if t.has("market_contract") else None
+    channels = t.string("channels_contract") if t.has("channels_contract") else None
+    for key, value in (("market_contract", market), ("channels_contract", channels)):
+        if value is not None and not EVM_ADDRESS.match(value):
+            raise t.error(key, "a contract address (0x and 40 hex digits)", value)
+    return TradeConfig(
+        capacity_wh=t.integer("capacity_wh", 1_000_000, minimum=1_000, maximum=1_000_000),
+        tax_bps=t.integer("tax_bps", 500, minimum=0, maximum=10_000),
+        owner=t.string("owner") if t.has("owner") else None,
+        market_contract=market,
+        channels_contract=channels,
+        evm_version=t.string("evm_version", "prague", choices=("prague", "cancun", "shanghai", "paris")),
+        market_url=url(t, "market_url", "http://192.168.1.10:5000") if t.has("market_url") else None,
+    )
+
+
+def _web(w: Table, base_dir: Path | None) -> WebConfig:
+    if w.has("landlord_password") or w.has("landlord_password_hash"):
+        name = "landlord_password" if w.has("landlord_password") else "landlord_password_hash"
+        raise w.error(name, "no password or hash in the configuration file: name an environment variable "
+                      "(landlord_password_hash_env) or an owner-only file (landlord_password_hash_file) "
+                      "holding the hash that `payg password` prints", "(hidden)")
+    given = [k for k in ("landlord_password_hash_env", "landlord_password_hash_file") if w.has(k)]
+    if len(given) > 1:
+        raise w.error("landlord_password_hash_file", "only one of landlord_password_hash_env or "
+                      "landlord_password_hash_file", has_got=False)
+    password = None
+    if given == ["landlord_password_hash_env"]:
+        name = w.string("landlord_password_hash_env")
+        if not ENV_NAME.match(name):
+            raise w.error("landlord_password_hash_env", "the name of an environment variable, such as "
+                          "PAYG_LANDLORD_HASH", name)
+        password = SecretRef(env=name, key=w.key("landlord_password_hash_env"), what="the landlord's password hash")
+    elif given:
+        path = Path(w.string("landlord_password_hash_file"))
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        password = SecretRef(file=path, key=w.key("landlord_password_hash_file"), what="the landlord's password hash")
+    presets = w.raw("topup_presets", list(WebConfig.topup_presets), "a list of 1 to 8 positive integers (tokens)")
+    if (not isinstance(presets, list) or not 1 <= len(presets) <= 8
+            or not all(isinstance(p, int) and not isinstance(p, bool) and 0 < p <= 10**12 for p in presets)):
+        raise w.error("topup_presets", "a list of 1 to 8 positive integers (tokens)", presets)
+    zone = w.string("timezone") if w.has("timezone") else None
+    if zone is not None:
+        try:
+            zoneinfo.ZoneInfo(zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise w.error("timezone", "an IANA time zone name such as \"Europe/Berlin\" or \"UTC\"", zone) from None
+    session_hours = w.number("session_hours", WebConfig.session_hours, positive=True)
+    if session_hours > 24 * 31:
+        raise w.error("session_hours", "a number of hours > 0 and at most 744 (31 days)", session_hours)
+    return WebConfig(
+        enabled=w.boolean("enabled", True),
+        host=w.string("host", "127.0.0.1"),
+        port=w.integer("port", 5000, minimum=1, maximum=65535),
+        landlord_password=password,
+        low_credit_tokens=w.integer("low_credit_tokens", WebConfig.low_credit_tokens, minimum=0),
+        topup_presets=tuple(presets),
+        session_hours=session_hours,
+        secure_cookies=w.boolean("secure_cookies", False),
+        timezone=zone,
+    )
+
+
+def _ledger(t: Table, base_dir: Path | None) -> LedgerConfig:
+    backend = t.string("backend", choices=BACKENDS)
+    if backend == "mock":
+        path = None
+        if t.has("path"):
+            path = Path(t.string("path"))
+            if not path.is_absolute() and base_dir is not None:
+                path = base_dir / path
+        return LedgerConfig(backend, mock=MockLedgerConfig(t.number("finality_s", 0.0, minimum=0), path))
+    if backend == "ethereum":
+        token = t.string("token") if t.has("token") else None
+        if token is not None and not EVM_ADDRESS.match(token):
+            raise t.error("token", "an ERC-20 contract address (0x and 40 hex digits)", token)
+        start = t.integer("start_block", minimum=0) if t.has("start_block") else None
+        return LedgerConfig(backend, ethereum=EthereumLedgerConfig(
+            rpc_url=url(t, "rpc_url", "http://127.0.0.1:8545"),
+            chain_id=t.integer("chain_id", minimum=1),
+            mnemonic=secret(t, base_dir),
+            confirmations=t.integer("confirmations", 12, minimum=1, maximum=10_000),
+            token=token,
+            token_value=units(t, "token_value", 1),
+            start_block=start,
+            request_timeout_s=t.number("request_timeout_s", 10.0, positive=True),
+            max_blocks_per_poll=t.integer("max_blocks_per_poll", 500, minimum=1, maximum=100_000),
+            log_chunk_blocks=t.integer("log_chunk_blocks", 2000, minimum=1, maximum=1_000_000),
+        ))
+    start = t.integer("start_checkpoint", minimum=0) if t.has("start_checkpoint") else None
+    return LedgerConfig(backend, iota=IotaLedgerConfig(
+        graphql_url=url(t, "graphql_url", "https://graphql.testnet.iota.cafe"),
+        mnemonic=secret(t, base_dir),
+        token_value=units(t, "token_value", 1_000_000),
+        start_checkpoint=start,
+        request_timeout_s=t.number("request_timeout_s", 10.0, positive=True),
+    ))
+
+
+def parse(data: dict, file: str, base_dir: Path | None = None, profile_dirs: tuple[Path, ...] = ()) -> Config:
+    root = Table(file, "", data)
+    if "controller" not in data:
+        raise ConfigError(file, "[controller]", "a [controller] section (with at least data_dir)")
+    if "ledger" not in data:
+        raise ConfigError(file, "[ledger]", "a [ledger] section (with at least backend)")
+    if "sockets" not in data:
+        raise ConfigError(file, "[[sockets]]", "at least one [[sockets]] table")
+
+    c = root.table("controller")
+    data_dir = Path(c.string("data_dir"))
+    if not data_dir.is_absolute() and base_dir is not None:
+        data_dir = base_dir / data_dir
+    poll = c.number("poll_interval_s", 1.0, positive=True)
+    controller = ControllerConfig(
+        data_dir=data_dir,
+        poll_interval_s=poll,
+        meter_offline_grace_s=c.number("meter_offline_grace_s", 10.0, positive=True),
+        deposit_poll_interval_s=c.number("deposit_poll_interval_s", 1.0, positive=True),
+        predictive_cutoff=c.boolean("predictive_cutoff", True),
+        usage_entry_s=c.number("usage_entry_s", 60.0, minimum=0),
+        counter_confirmations=c.integer("counter_confirmations", 3, minimum=1, maximum=100),
+        relay_check_s=c.number("relay_check_s", 5.0, positive=True),
+        relay_off_max_w=c.number("relay_off_max_w", 5.0, minimum=0),
+        log_level=c.string("log_level", "info", choices=LOG_LEVELS),
+    )
+    if controller.meter_offline_grace_s < poll:
+        raise c.error("meter_offline_grace_s", f"a number >= poll_interval_s ({poll})",
+                      controller.meter_offline_grace_s)
+    c.finish()
+
+    w = root.table("web", {})
+    web = _web(w, base_dir)
+    w.finish()
+
+    lt = root.table("ledger")
+    ledger = _ledger(lt, base_dir)
+    lt.finish()
+
+    tt = root.table("tariff", {})
+    tariff = TariffConfig(exact(tt, "tokens_per_wh", Fraction(1)))
+    tt.finish()
+
+    raw_sockets = root.raw("sockets")
+    if not isinstance(raw_sockets, list) or not raw_sockets:
+        raise ConfigError(file, "sockets", "at least one [[sockets]] table", raw_sockets, has_got=True)
+    sockets = []
+    seen: set[str] = set()
+    buses: dict[str, tuple[int, ModbusMeterConfig]] = {}
+    addresses: set[tuple[str, int]] = set()
+    pins: set[int] = set()
+    for i, item in enumerate(raw_sockets):
+        s = socket_tables.socket(Table(file, f"sockets[{i}]", item), profile_dirs)
+        if s.id in seen:
+            raise ConfigError(file, f"sockets[{i}].id", "a socket id not used by another socket", s.id,
+                              has_got=True)
+        seen.add(s.id)
+        if isinstance(s.meter, ModbusMeterConfig):
+            m = s.meter
+            if (m.bus_key, m.address) in addresses:
+                raise ConfigError(file, f"sockets[{i}].meter.address", f"an address not used by another meter on "
+                                  f"{m.port}", m.address, has_got=True)
+            addresses.add((m.bus_key, m.address))
+            first = buses.setdefault(m.bus_key, (i, m))
+            if first[1].bus_settings != m.bus_settings:
+                raise ConfigError(file, f"sockets[{i}].meter", f"the same baud, parity, stopbits, timeout_s and "
+                                  f"local_echo as sockets[{first[0]}] (one serial port, one set of settings)",
+                                  dict(zip(("baud", "parity", "stopbits", "timeout_s", "local_echo"),
+                                           m.bus_settings)), has_got=True)
+        if isinstance(s.relay, GpioRelayConfig):
+            if s.relay.pin in pins:
+                raise ConfigError(file, f"sockets[{i}].relay.pin", "a GPIO pin not used by another relay",
+                                  s.relay.pin, has_got=True)
+            pins.add(s.relay.pin)
+        if s.account_index is not None:
+            other = next((o for o in sockets if o.account_index == s.account_index), None)
+            if other is not None:
+                raise ConfigError(file, f"sockets[{i}].account_index", f"an index not used by socket {other.id!r}",
+                                  s.account_index, has_got=True)
+        sockets.append(s)
+    for bus_key in buses:
+        on_bus = [s.meter for s in sockets if isinstance(s.meter, ModbusMeterConfig) and s.meter.bus_key == bus_key]
+        needed = sum(m.reading_time_s for m in on_bus)
+        if needed > 0.8 * poll:
+            raise ConfigError(file, "controller.poll_interval_s", f"at least {needed / 0.8:.2f} s: the "
+                              f"{len(on_bus)} meter(s) on {on_bus[0].port} need {needed:.2f} s of wire time per "
+                              f"poll at {on_bus[0].baud} baud, and a poll must fit in 80 % of the interval "
+                              f"(or raise the baud rate)", poll, has_got=True)
+    tr = root.table("trade", {})
+    trade = _trade(tr)
+    tr.finish()
+    if trade.owner is not None and trade.owner not in seen:
+        raise ConfigError(file, "trade.owner", "the id of a configured socket", trade.owner, has_got=True)
+    root.finish()
+    return Config(Path(file), controller, web, ledger, tariff, tuple(sockets), trade)
+
+
+def load(path: str | Path, profile_dirs: tuple[Path, ...] = ()) -> Config:
+    """Read and validate a config file. data_dir is taken relative to the working directory;
+    meter profiles named by `profile` are looked up in profile_dirs."""
+    file = str(path)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(file, "(file)", "an existing, readable TOML file (not found)") from None
+    except OSError as exc:
+        raise ConfigError(file, "(file)", f"an existing, readable TOML file ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "(syntax)", f"valid TOML ({exc})") from None
+    return parse(data, file, profile_dirs=profile_dirs)

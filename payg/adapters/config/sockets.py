@@ -1,0 +1,129 @@
+"""The [[sockets]] tables: meter, relay and trade settings of each socket."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from payg.adapters.config.profiles import load_profile
+from payg.adapters.config.tables import Table, units, url
+from payg.domain.meter_profile import default_timeout_s
+from payg.domain.settings import (BuyConfig, ConstantLoad, GpioRelayConfig, ModbusMeterConfig, RandomLoad,
+                                  ScheduleLoad, SellConfig, SimulatedMeterConfig, SimulatedRelayConfig,
+                                  SocketConfig)
+from payg.errors import ConfigError
+
+SOCKET_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+def _load(t: Table) -> ConstantLoad | ScheduleLoad | RandomLoad:
+    given = [k for k in ("load_w", "schedule", "random") if t.has(k)]
+    if len(given) != 1:
+        raise t.error("load_w", "exactly one of load_w, schedule or random", has_got=False)
+    if given[0] == "load_w":
+        return ConstantLoad(t.number("load_w", minimum=0))
+    if given[0] == "schedule":
+        steps_raw = t.raw("schedule")
+        if not isinstance(steps_raw, list) or not steps_raw:
+            raise t.error("schedule", "a non-empty array of { at_s = ..., load_w = ... }", steps_raw)
+        steps = []
+        for i, item in enumerate(steps_raw):
+            step = Table(t.file, f"{t.key('schedule')}[{i}]", item)
+            steps.append((step.number("at_s", minimum=0), step.number("load_w", minimum=0)))
+            step.finish()
+        repeat_s = t.number("repeat_s", 86400.0, positive=True)
+        steps.sort()
+        if steps[0][0] != 0:
+            raise t.error("schedule", "a step with at_s = 0 (the load at the start of each cycle)", steps_raw)
+        if steps[-1][0] >= repeat_s:
+            raise t.error("repeat_s", "a cycle longer than the last step's at_s", repeat_s)
+        return ScheduleLoad(tuple(steps), repeat_s)
+    r = t.table("random")
+    load = RandomLoad(r.integer("seed", minimum=0), r.number("min_w", minimum=0), r.number("max_w", minimum=0),
+                      r.number("step_s", 60.0, positive=True))
+    if load.max_w < load.min_w:
+        raise r.error("max_w", f"a number >= min_w ({load.min_w})", load.max_w)
+    r.finish()
+    return load
+
+
+def _meter(t: Table, profile_dirs: tuple[Path, ...]) -> SimulatedMeterConfig | ModbusMeterConfig:
+    kind = t.string("kind", choices=("simulated", "modbus"))
+    if kind == "simulated":
+        meter = SimulatedMeterConfig(_load(t), t.number("voltage_v", 230.0, positive=True),
+                                     t.boolean("persist", True))
+        t.finish()
+        return meter
+    profile_name = t.string("profile")
+    try:
+        profile = load_profile(profile_name, list(profile_dirs))
+    except ConfigError as exc:
+        if exc.key == "profile":  # not found: name the config file and key, list the known ones
+            raise t.error("profile", exc.expected, profile_name) from None
+        raise
+    port = t.string("port")
+    if not port:
+        raise t.error("port", "a serial port such as /dev/ttyUSB0", port)
+    address = t.integer("address", minimum=1, maximum=247)
+    baud = t.integer("baud", profile.serial.baud, minimum=300, maximum=921600)
+    parity = t.string("parity", profile.serial.parity, choices=("N", "E", "O"))
+    stopbits = t.integer("stopbits", profile.serial.stopbits, minimum=1, maximum=2)
+    reply_s = default_timeout_s(profile, baud, parity, stopbits, margin_s=0)
+    timeout_s = t.number("timeout_s", default_timeout_s(profile, baud, parity, stopbits), positive=True)
+    if timeout_s <= reply_s:
+        raise t.error("timeout_s", f"more than the {reply_s:.3f} s the reply takes on the wire at {baud} baud",
+                      timeout_s)
+    meter = ModbusMeterConfig(profile=profile, port=port, address=address, baud=baud, parity=parity,
+                              stopbits=stopbits, timeout_s=timeout_s, local_echo=t.boolean("local_echo", False))
+    t.finish()
+    return meter
+
+
+def _relay(t: Table) -> SimulatedRelayConfig | GpioRelayConfig:
+    kind = t.string("kind", choices=("simulated", "gpio"))
+    if kind == "simulated":
+        t.finish()
+        return SimulatedRelayConfig()
+    relay = GpioRelayConfig(t.integer("pin", minimum=0, maximum=27), t.boolean("active_low", False))
+    t.finish()
+    return relay
+
+
+def socket(t: Table, profile_dirs: tuple[Path, ...]) -> SocketConfig:
+    socket_id = t.string("id")
+    if not SOCKET_ID.match(socket_id):
+        raise t.error("id", "1-32 characters of a-z, 0-9, '-' or '_', starting with a letter or digit", socket_id)
+    name = t.string("name", socket_id)
+    max_power_w = t.number("max_power_w", 3680.0, positive=True)
+    account_index = t.integer("account_index", minimum=0, maximum=2**31 - 1) if t.has("account_index") else None
+    meter = _meter(t.table("meter"), profile_dirs)
+    relay = _relay(t.table("relay"))
+    sell, buy = _socket_trade(t.table("trade")) if t.has("trade") else (None, None)
+    if isinstance(meter, SimulatedMeterConfig) and isinstance(meter.load, ConstantLoad) \
+            and meter.load.load_w > max_power_w:
+        raise t.error("meter.load_w", f"at most max_power_w ({max_power_w})", meter.load.load_w)
+    t.finish()
+    return SocketConfig(socket_id, name, meter, relay, max_power_w, account_index, sell, buy)
+
+
+def _socket_trade(t: Table) -> tuple[SellConfig | None, BuyConfig | None]:
+    if t.has("sell_price_per_wh"):
+        if t.has("peer"):
+            raise t.error("peer", "no buying keys on a socket that sells (sell_price_per_wh is set)", t.raw("peer"))
+        sell = SellConfig(units(t, "sell_price_per_wh", ...))
+        t.finish()
+        return sell, None
+    if not t.has("peer"):
+        raise t.error("sell_price_per_wh", "either sell_price_per_wh (to supply) or peer, supplier, below_tokens,"
+                      " escrow_wh and max_price_per_wh (to buy)", has_got=False)
+    buy = BuyConfig(
+        peer=url(t, "peer", "http://192.168.1.20:5000"),
+        supplier=t.string("supplier"),
+        below_tokens=t.integer("below_tokens", minimum=1),
+        escrow_wh=t.integer("escrow_wh", minimum=1, maximum=10_000_000),
+        max_price_per_wh=units(t, "max_price_per_wh", ...),
+        hours=t.number("hours", 24.0, positive=True),
+        lead_wh=t.integer("lead_wh", 1, minimum=0, maximum=1000),
+    )
+    t.finish()
+    return None, buy

@@ -1,0 +1,157 @@
+"""Reading TOML tables key by key: every error names the file, the key and what was expected."""
+
+from __future__ import annotations
+
+import math
+import re
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from payg.domain.settings import SecretRef
+from payg.errors import ConfigError
+
+URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
+EVM_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class Table:
+    """Reads keys out of one TOML table and remembers which ones were used."""
+
+    def __init__(self, file: str, prefix: str, data: Any):
+        self.file = file
+        self.prefix = prefix
+        if not isinstance(data, dict):
+            raise ConfigError(file, prefix, "a table", data, has_got=True)
+        self.data = data
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def error(self, name: str, expected: str, got: Any = None, has_got: bool = True) -> ConfigError:
+        return ConfigError(self.file, self.key(name), expected, got, has_got=has_got)
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def raw(self, name: str, default: Any = ..., expected: str = "a value") -> Any:
+        self.used.add(name)
+        if name not in self.data:
+            if default is ...:
+                raise self.error(name, expected, has_got=False)
+            return default
+        return self.data[name]
+
+    def string(self, name: str, default: Any = ..., choices: tuple[str, ...] | None = None) -> str:
+        expected = f"one of {', '.join(repr(c) for c in choices)}" if choices else "a string"
+        value = self.raw(name, default, expected)
+        if not isinstance(value, str) or (choices and value not in choices):
+            raise self.error(name, expected, value)
+        return value
+
+    def boolean(self, name: str, default: Any = ...) -> bool:
+        value = self.raw(name, default, "true or false")
+        if not isinstance(value, bool):
+            raise self.error(name, "true or false", value)
+        return value
+
+    def integer(self, name: str, default: Any = ..., minimum: int | None = None, maximum: int | None = None) -> int:
+        expected = range_text("an integer", minimum, maximum)
+        value = self.raw(name, default, expected)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self.error(name, expected, value)
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            raise self.error(name, expected, value)
+        return value
+
+    def number(self, name: str, default: Any = ..., minimum: float | None = None, positive: bool = False) -> float:
+        expected = "a number > 0" if positive else range_text("a number", minimum, None)
+        value = self.raw(name, default, expected)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise self.error(name, expected, value)
+        if (positive and value <= 0) or (minimum is not None and value < minimum):
+            raise self.error(name, expected, value)
+        return float(value)
+
+    def table(self, name: str, default: Any = ...) -> Table:
+        value = self.raw(name, default, "a table")
+        return Table(self.file, self.key(name), value)
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise ConfigError(self.file, self.key(unknown[0]), f"no such key here (known keys: "
+                              f"{', '.join(sorted(self.used)) or 'none'})")
+
+
+def range_text(kind: str, minimum: float | None, maximum: float | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f"{kind} from {minimum} to {maximum}"
+    if minimum is not None:
+        return f"{kind} >= {minimum}"
+    return kind
+
+
+def exact(t: Table, name: str, default: Fraction) -> Fraction:
+    """An exact positive rational: an integer, or a decimal written as a string ("0.25")."""
+    expected = 'a positive integer or a decimal string such as "0.25"'
+    value = t.raw(name, default, expected)
+    if isinstance(value, Fraction):
+        return value
+    if isinstance(value, bool):
+        raise t.error(name, expected, value)
+    if isinstance(value, int):
+        result = Fraction(value)
+    elif isinstance(value, str):
+        try:
+            result = Fraction(Decimal(value.strip()))
+        except (InvalidOperation, ValueError):
+            raise t.error(name, expected, value) from None
+    else:
+        # Floats are refused: 0.1 is not exactly one tenth, and money is exact.
+        raise t.error(name, expected, value)
+    if result <= 0:
+        raise t.error(name, expected, value)
+    return result
+
+
+def url(t: Table, name: str, example: str) -> str:
+    value = t.string(name)
+    if not URL.match(value):
+        raise t.error(name, f"an http:// or https:// URL such as {example}", value)
+    return value
+
+
+def units(t: Table, name: str, default: int) -> int:
+    """A positive whole number of ledger units: a TOML integer, or a string of digits for values
+    beyond 64 bits (wei)."""
+    expected = 'a positive integer (or a string of digits, such as "1000000000000000000")'
+    value = t.raw(name, default, expected)
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1 or value >= 2**255:
+        raise t.error(name, expected, value)
+    return value
+
+
+def secret(t: Table, base_dir: Path | None) -> SecretRef:
+    if t.has("mnemonic"):
+        raise t.error("mnemonic", "no mnemonic in the configuration file: name an environment variable "
+                      "(mnemonic_env) or an owner-only file (mnemonic_file)", "(hidden)")
+    given = [k for k in ("mnemonic_env", "mnemonic_file") if t.has(k)]
+    if len(given) != 1:
+        raise t.error("mnemonic_env", "exactly one of mnemonic_env (an environment variable's name) or "
+                      "mnemonic_file (a file readable by its owner only); the mnemonic itself never goes in "
+                      "this file", has_got=False)
+    if given[0] == "mnemonic_env":
+        name = t.string("mnemonic_env")
+        if not ENV_NAME.match(name):
+            raise t.error("mnemonic_env", "the name of an environment variable, such as PAYG_MNEMONIC", name)
+        return SecretRef(env=name, key=t.key("mnemonic_env"))
+    path = Path(t.string("mnemonic_file"))
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    return SecretRef(file=path, key=t.key("mnemonic_file"))

@@ -1,0 +1,97 @@
+"""Secrets: read from environment variables or owner-only files, never from the TOML itself.
+
+`read_secret` reads what a SecretRef names (a mnemonic, the landlord's password hash).
+`owner_only_secret` keeps a generated secret in the data directory (mode 0600), made on
+first use: `web-secret` signs the landlord's session cookies, `api-token` lets `payg`
+commands on this machine use the controller's API.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import logging
+from pathlib import Path
+
+from payg.domain.settings import SecretRef
+from payg.errors import ConfigError
+
+log = logging.getLogger("payg.web")
+
+# Kept in the data directory, owner-only, made by the controller at its first start:
+API_TOKEN_FILE = "api-token"        # lets `payg` commands on this machine use the controller's API
+SESSION_SECRET_FILE = "web-secret"  # signs the landlord's session cookies
+HASH_FORMAT = re.compile(r"^(scrypt|pbkdf2):[A-Za-z0-9:]+\$[^$\s]+\$[0-9a-f]{32,}$")
+
+
+def read_secret(ref: SecretRef, config_file: str | Path) -> str:
+    """The secret's text, stripped. ConfigError when it is missing, empty or readable by others."""
+    file = str(config_file)
+    if ref.env is not None:
+        value = os.environ.get(ref.env, "").strip()
+        if not value:
+            raise ConfigError(file, ref.key, f"the environment variable {ref.env} to hold {ref.what} "
+                              "(it is not set or empty)")
+        return value
+    assert ref.file is not None
+    try:
+        st = os.stat(ref.file)
+        if st.st_mode & 0o077:
+            raise ConfigError(file, ref.key, f"a file readable by its owner only (chmod 600 {ref.file})",
+                              f"mode {st.st_mode & 0o777:04o}", has_got=True)
+        if st.st_uid != os.geteuid():
+            raise ConfigError(file, ref.key, f"a file owned by the user running payg (uid {os.geteuid()})",
+                              f"owned by uid {st.st_uid}", has_got=True)
+        value = ref.file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(file, ref.key, f"a readable file holding {ref.what} ({exc.strerror}: "
+                          f"{ref.file})") from None
+    if not value:
+        raise ConfigError(file, ref.key, f"a file holding {ref.what} ({ref.file} is empty)")
+    return value
+
+
+def owner_only_secret(path: Path, nbytes: int = 32) -> str:
+    """The secret kept in `path`, made on first use with mode 0600. Refuses a file others can read."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(nbytes) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+    st = os.stat(path)
+    if st.st_mode & 0o077:
+        raise ConfigError(str(path), "(secret file)", f"a file readable by its owner only (chmod 600 {path})",
+                          f"mode {st.st_mode & 0o777:04o}", has_got=True)
+    if st.st_uid != os.geteuid():
+        raise ConfigError(str(path), "(secret file)", f"a file owned by the user running payg (uid {os.geteuid()})",
+                          f"owned by uid {st.st_uid}", has_got=True)
+    value = path.read_text(encoding="ascii").strip()
+    if len(value) < 32:
+        raise ConfigError(str(path), "(secret file)", "at least 32 characters of secret (delete the file to "
+                          "have a new one made)", f"{len(value)} characters", has_got=True)
+    return value
+
+
+def landlord_password_hash(ref: SecretRef | None, config_file: str | Path) -> str | None:
+    """The configured hash; None when no landlord login is configured (or its variable is unset)."""
+    if ref is None:
+        return None
+    if ref.env is not None and not os.environ.get(ref.env, "").strip():
+        log.warning("landlord view off: the environment variable %s (%s) is not set", ref.env, ref.key)
+        return None
+    value = read_secret(ref, config_file)
+    if not HASH_FORMAT.match(value):
+        raise ConfigError(str(config_file), ref.key, "a password hash as printed by `payg password` "
+                          "(never the password itself)", "something else", has_got=True)
+    return value
+
+
+def web_secrets(data_dir: Path, password: SecretRef | None, config_file: str | Path) -> tuple[str, str, str | None]:
+    """(session key, API token, the landlord's password hash or None) of a controller's web side."""
+    return (owner_only_secret(data_dir / SESSION_SECRET_FILE), owner_only_secret(data_dir / API_TOKEN_FILE),
+            landlord_password_hash(password, config_file))

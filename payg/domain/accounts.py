@@ -1,0 +1,39 @@
+"""The journal's vocabulary: the kinds of entry an account holds, and one entry as read back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+CREDIT_KINDS = ("deposit", "credit", "trade_in")
+# Events that need a person to look: the landlord view shows them until acknowledged.
+ALARM_KINDS = ("implausible_jump", "counter_reset", "relay_bypass")
+DEBIT_KINDS = ("usage", "debit", "trade_out")
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: int
+    socket_id: str
+    at: float
+    kind: str
+    amount: int
+    energy_wh: Fraction | None
+    idem_key: str | None
+    memo: str
+
+    def as_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "socket": self.socket_id,
+            "at": self.at,
+            "kind": self.kind,
+            "amount": self.amount,
+            "energy_wh": None if self.energy_wh is None else energy_json(self.energy_wh),
+            "key": self.idem_key,
+            "memo": self.memo,
+        }
+
+
+def energy_json(value: Fraction) -> int | str:
+    return int(value) if value.denominator == 1 else str(value)
