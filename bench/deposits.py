@@ -45,7 +45,7 @@ from report import finish  # noqa: E402  (bench/report.py, next to this script)
 from payg.adapters.clocks import SystemClock  # noqa: E402
 from payg.services.deposits import DepositWatcher  # noqa: E402
 from payg.adapters.journal import SqliteJournal  # noqa: E402
-from tests.ledger_beds import LedgerBed, MockBed  # noqa: E402
+from tests.support.ledger_beds import LedgerBed, MockBed  # noqa: E402
 
 BACKENDS = ("mock", "ethereum", "ethereum-erc20", "iota")
 WATCH_INTERVAL_S = 0.2
@@ -56,9 +56,9 @@ def make_bed(name: str, tmp: Path) -> LedgerBed:
     if name == "mock":
         return MockBed(tmp)
     if name.startswith("ethereum"):
-        from tests.ledger_beds_ethereum import EthereumBed
+        from tests.support.ledger_beds_ethereum import EthereumBed
         return EthereumBed(erc20=name == "ethereum-erc20")
-    from tests.ledger_beds_iota import IotaBed
+    from tests.support.ledger_beds_iota import IotaBed
     return IotaBed(tmp)
 
 

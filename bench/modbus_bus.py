@@ -43,7 +43,7 @@ if str(ROOT) not in sys.path:
 from hardware.modbus.bus import BusSettings, ModbusBus, ModbusMeter  # noqa: E402
 from payg.adapters.clocks import SystemClock  # noqa: E402
 from payg.adapters.config.profiles import load_profile  # noqa: E402
-from tests.modbus_emulator import ModbusEmulator  # noqa: E402
+from tests.support.modbus_emulator import ModbusEmulator  # noqa: E402
 
 PROFILES = ("pzem004t", "sdm120", "sdm630")
 GOAL_OVERHEAD_MS = 5.0

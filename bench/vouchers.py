@@ -40,9 +40,9 @@ from payg.services.channels import ChannelBook  # noqa: E402
 from payg.adapters.clocks import ManualClock  # noqa: E402
 from payg.adapters.journal import SqliteJournal  # noqa: E402
 
-BEDS = {"mock": ("tests.trade_beds", "make_mock_bed"),
-        "ethereum": ("tests.trade_beds_ethereum", "make_bed"),
-        "iota": ("tests.trade_beds_iota", "make_bed")}
+BEDS = {"mock": ("tests.support.trade_beds", "make_mock_bed"),
+        "ethereum": ("tests.support.trade_beds_ethereum", "make_bed"),
+        "iota": ("tests.support.trade_beds_iota", "make_bed")}
 FLOOR_PER_S = 50
 
 

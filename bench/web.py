@@ -69,7 +69,7 @@ if str(ROOT) not in sys.path:
 
 from report import finish, proc_cpu_s  # noqa: E402  (bench/report.py, next to this script)
 from tests.support import free_port, terminate  # noqa: E402
-from tests.web_beds import CHROMIUM_ARGS, HASH_ENV, embedded_default_toml  # noqa: E402
+from tests.support.web_beds import CHROMIUM_ARGS, HASH_ENV, embedded_default_toml  # noqa: E402
 
 CHROMIUM = Path(os.environ.get("PAYG_CHROMIUM", "/usr/bin/chromium"))
 PASSWORD = "bench landlord password"
@@ -545,8 +545,8 @@ def part_in_process(tmp: Path, n: int, reps: int, tenants: int, failures: list[s
     from payg.web import WebServices, create_web
     from payg.web.live import History
     from payg.web.security import WebSecrets
-    from tests.web_beds import PASSWORD as BED_PASSWORD
-    from tests.web_beds import PASSWORD_HASH, TOKEN, csrf_of
+    from tests.support.web_beds import PASSWORD as BED_PASSWORD
+    from tests.support.web_beds import PASSWORD_HASH, TOKEN, csrf_of
 
     print(f"\n3. In-process cost of one push for {n} sockets (ManualClock; {reps} repetitions per row)")
     data_dir = tmp / "inproc"

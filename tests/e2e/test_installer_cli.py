@@ -1,0 +1,77 @@
+"""`payg relay test` and `payg relay off` with a fake RPi.GPIO; `payg meters` is covered in test_modbus.py."""
+
+import io
+import subprocess
+import sys
+
+from hardware.gpio_relay import GpioRelay
+from payg import cli
+from tests.fakes import FakeGPIO
+
+from tests.support import ROOT
+
+
+def relay_test_args(*extra):
+    return cli.parse_args(["relay", "test", "--pin", "17", "--active-low", *extra])
+
+
+def test_relay_test_asks_first_and_switches_nothing_without_yes():
+    gpio = FakeGPIO()
+    relay = GpioRelay(17, active_low=True, gpio=gpio)
+    prompts, slept = [], []
+    out = io.StringIO()
+    code = cli.cmd_relay_test(relay_test_args(), relay, slept.append,
+                              ask=lambda text: prompts.append(text) or "no", out=out)
+    assert code == 1 and "nothing switched" in out.getvalue()
+    assert "GPIO17" in prompts[0] and "ON" in prompts[0]
+    assert [c for c in gpio.calls if c[0] == "output"] == [] and slept == []
+
+
+def test_relay_test_switches_on_for_the_given_time_then_off():
+    gpio = FakeGPIO()
+    relay = GpioRelay(17, active_low=True, gpio=gpio)
+    slept = []
+    out = io.StringIO()
+    code = cli.cmd_relay_test(relay_test_args("--seconds", "3"), relay, slept.append, ask=lambda _: "yes", out=out)
+    assert code == 0 and slept == [3.0]
+    assert [c for c in gpio.calls if c[0] == "output"] == [("output", 17, 0), ("output", 17, 1)]  # active-low
+    assert not relay.is_closed()
+
+
+def test_relay_test_turns_off_even_if_interrupted():
+    gpio = FakeGPIO()
+    relay = GpioRelay(4, gpio=gpio)
+
+    def interrupted(_seconds):
+        raise KeyboardInterrupt
+
+    try:
+        cli.cmd_relay_test(cli.parse_args(["relay", "test", "--pin", "4", "--yes"]), relay, interrupted,
+                           out=io.StringIO())
+    except KeyboardInterrupt:
+        pass
+    assert [c for c in gpio.calls if c[0] == "output"][-1] == ("output", 4, 0)
+
+
+def test_relay_off_without_gpio_relays_does_nothing_and_succeeds():
+    result = subprocess.run([sys.executable, "app.py", "relay", "off", "--config", "config/default.toml"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout == ""
+
+
+def test_relay_off_with_a_gpio_relay_and_no_gpio_library_says_what_to_install(tmp_path):
+    config = tmp_path / "pi.toml"
+    config.write_text(f"""
+[controller]
+data_dir = "{tmp_path / 'var'}"
+[ledger]
+backend = "mock"
+[[sockets]]
+id = "a"
+meter = {{ kind = "simulated", load_w = 100 }}
+relay = {{ kind = "gpio", pin = 17, active_low = true }}
+""")
+    result = subprocess.run([sys.executable, "app.py", "relay", "off", "--config", str(config)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "[pi]" in result.stderr and not (tmp_path / "var").exists()
