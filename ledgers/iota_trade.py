@@ -230,12 +230,7 @@ def peer_error_reply(exc: BaseException) -> tuple[int, dict]:
 
 def error_from_reply(name: str, message: str) -> Exception:
     """The payg error a peer's error reply names (ValueError for bad input, LedgerUnavailable otherwise)."""
-    known = errors.error_named(name, message)
-    if known is not None:
-        return known
-    if name == "ValueError":
-        return ValueError(message)
-    return LedgerUnavailable(f"peer answered {name}: {message}")
+    return errors.error_from_reply(0, {"error": name, "message": message})
 
 
 def _int(value: Any, what: str, minimum: int = 0) -> int:

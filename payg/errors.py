@@ -139,10 +139,29 @@ class VoucherReplayed(VoucherRejected):
     """The voucher's cumulative amount is not above the last one accepted on this channel."""
 
 
-def error_named(name: str, message: str) -> PaygError | None:
-    """The payg error class a peer controller's error reply names, built with `message`
-    (so a refusal raised on one controller is raised again on the caller); None if payg has no such error."""
+def error_reply(exc: BaseException) -> tuple[int, dict]:
+    """The HTTP status and JSON body that answer `exc` to another controller or a `payg` command:
+    {"error": the payg error's class name, "message": ...}, so the caller can raise the same error again."""
+    if isinstance(exc, TradeRefused):
+        return 409, {"error": type(exc).__name__, "message": str(exc)}
+    if isinstance(exc, UnknownSocket):
+        return 404, {"error": type(exc).__name__, "message": str(exc)}
+    if isinstance(exc, (InvalidAmount, LedgerUnavailable)):
+        return (400 if isinstance(exc, InvalidAmount) else 503), {"error": type(exc).__name__, "message": str(exc)}
+    if isinstance(exc, (ValueError, KeyError, TypeError)):
+        return 400, {"error": "ValueError", "message": str(exc)}
+    return 500, {"error": "InternalError", "message": type(exc).__name__}
+
+
+def error_from_reply(status: int, body: object) -> Exception:
+    """The error an error reply names (see error_reply), raised again on this side: the payg error of that
+    name, ValueError for bad input, LedgerUnavailable for anything else."""
+    body = body if isinstance(body, dict) else {}
+    name = str(body.get("error", ""))
+    message = str(body.get("message", f"HTTP {status}"))
     cls = globals().get(name)
     if isinstance(cls, type) and issubclass(cls, PaygError) and cls is not ConfigError:
         return cls(message)
-    return None
+    if name == "ValueError":
+        return ValueError(message)
+    return LedgerUnavailable(f"peer answered HTTP {status}: {name or 'error'}: {message}")

@@ -20,7 +20,7 @@ from flask import Flask, abort, jsonify, request
 
 from payg.domain import market as rules
 from payg.services.channels import ChannelBook
-from payg.errors import InvalidAmount, LedgerUnavailable, TradeRefused, UnknownSocket
+from payg.errors import InvalidAmount, LedgerUnavailable, TradeRefused, UnknownSocket, error_reply
 from payg.services.supply import SupplyDesk
 
 
@@ -32,16 +32,6 @@ class TradeServices:
     socket_ids: tuple[str, ...]
 
 
-def _status(exc: Exception) -> int:
-    if isinstance(exc, TradeRefused):
-        return 409
-    if isinstance(exc, UnknownSocket):
-        return 404
-    if isinstance(exc, (InvalidAmount, ValueError, TypeError)):
-        return 400
-    return 503
-
-
 def register(app: Flask, services: TradeServices, json_body: Callable[[], dict]) -> None:
     t = services.trade
 
@@ -51,7 +41,8 @@ def register(app: Flask, services: TradeServices, json_body: Callable[[], dict])
             try:
                 return fn(*args, **kwargs)
             except (TradeRefused, UnknownSocket, InvalidAmount, LedgerUnavailable) as exc:
-                return jsonify(error=type(exc).__name__, message=str(exc)), _status(exc)
+                status, body = error_reply(exc)
+                return jsonify(body), status
         return wrapper
 
     def socket_of(body: dict) -> str:

@@ -1,0 +1,50 @@
+"""The one JSON-over-HTTP client payg has (urllib): peers, and the `payg` commands talking to a controller.
+
+`request_json` answers every HTTP status with its JSON body (an error reply is data:
+the caller decides what it means, usually `payg.errors.error_from_reply`) and raises
+Unreachable when no usable answer came back (no connection, a timeout, a body that is
+not JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+MAX_REPLY_BYTES = 1 << 20
+
+
+class Unreachable(Exception):
+    """Nothing usable came back: the host did not answer, the request timed out, or the reply is not JSON."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: Any  # the decoded JSON ({} for an error reply without a JSON body)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+def request_json(method: str, url: str, body: Any = None, *, headers: dict[str, str] | None = None,
+                 timeout_s: float = 10.0) -> Reply:
+    data = None if body is None else json.dumps(body).encode()
+    all_headers = {"Content-Type": "application/json"} if data is not None else {}
+    all_headers.update(headers or {})
+    request = urllib.request.Request(url, data=data, method=method, headers=all_headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as reply:
+            return Reply(reply.status, json.loads(reply.read(MAX_REPLY_BYTES) or b"{}"))
+    except urllib.error.HTTPError as exc:
+        try:
+            answer = json.loads(exc.read(MAX_REPLY_BYTES) or b"{}")
+        except ValueError:
+            answer = {}
+        return Reply(exc.code, answer)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise Unreachable(str(exc)) from exc
