@@ -155,6 +155,27 @@ class PaymentChannel(Protocol):
         """Sender only, after expiry, if not closed: the whole escrow back to the sender."""
 
 
+class EscrowWatch(Protocol):
+    """A recipient's look at a channel's escrow on the ledger, for ledgers that do not hold the escrow for the
+    recipient (IOTA): {"balance": what the channel's address holds, ...}. The composition root hands it to the
+    channel book only for such ledgers."""
+
+    def watch(self, channel_id: str) -> dict: ...
+
+
+class PeerDirectory(Protocol):
+    """Remembers which controller holds a party's keys, for ledgers whose settlement goes through the other
+    controller (IOTA)."""
+
+    def add_peer(self, party: str, base_url: str) -> None: ...
+
+
+class PeerMessages(Protocol):
+    """Answers a backend's own messages from other controllers (`POST /api/peer/<kind>`); raises payg errors."""
+
+    def handle_peer_message(self, kind: str, payload: dict) -> dict: ...
+
+
 class PeerLink(Protocol):
     """Sends a JSON message to another controller (`POST {base_url}/api/peer/{kind}`) and returns its answer.
     A refusal comes back as the same payg error the peer raised; an unreachable peer is LedgerUnavailable."""
