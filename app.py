@@ -164,8 +164,7 @@ def build_trade(config, journal, clock):
 
 
 def build_iota_trade(config, journal, clock):
-    from ledgers.iota_trade import IotaTrade
-    from ledgers.iota_wallet import IotaWallet
+    from ledgers.iota import IotaTrade, IotaWallet
     from payg.adapters.secrets import read_secret
 
     c, tc = config.ledger.iota, config.trade

@@ -13,8 +13,8 @@ import time
 import iota_sdk
 import pytest
 
-import ledgers.iota as iota_module
-from ledgers.iota import BALANCE_CHANGES_QUERY, DEPOSITS_QUERY, HEAD_QUERY, IotaLedger
+import ledgers.iota.deposits as iota_module
+from ledgers.iota.deposits import BALANCE_CHANGES_QUERY, DEPOSITS_QUERY, HEAD_QUERY, IotaLedger
 from payg.errors import InvalidAmount, LedgerUnavailable, UnknownSocket
 from tests.support.ledger_beds_iota import (
     GAS_NANOS,

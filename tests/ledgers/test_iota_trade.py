@@ -9,9 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ledgers.iota_trade import (MAX_SKEW_S, IotaTrade, channel_path, error_from_reply, party_path,
+from ledgers.iota.trade import (MAX_SKEW_S, IotaTrade, channel_path, error_from_reply, party_path,
                                 peer_error_reply)
-from ledgers.iota_wallet import IotaWallet
+from ledgers.iota import IotaWallet
 from payg.domain import market as rules
 from payg.adapters.clocks import ManualClock
 from payg.errors import (AdvertExpired, ChannelClosed, InsufficientFunds, InvalidAmount, LedgerUnavailable,

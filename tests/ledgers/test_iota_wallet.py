@@ -13,7 +13,7 @@ import iota_sdk
 import pytest
 
 from ledgers.iota import IotaLedger, derivation_path
-from ledgers.iota_wallet import (
+from ledgers.iota.wallet import (
     BUDGET_GAS_UNITS,
     BUDGET_PER_OBJECT,
     IotaWallet,

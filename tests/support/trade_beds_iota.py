@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 import urllib.request
 
-from ledgers.iota_trade import IotaTrade
-from ledgers.iota_wallet import IotaWallet
+from ledgers.iota import IotaTrade, IotaWallet
 from payg.adapters.clocks import ManualClock
 from tests.support.ledger_beds_iota import TEST_MNEMONIC, FakeIotaNode
 from tests.support.trade_beds import SOCKETS

@@ -58,7 +58,7 @@ from urllib.parse import urlparse
 
 import iota_sdk
 
-from ledgers.iota import _BadAnswer, _get, _uint, normalise_address, normalise_coin_type
+from ledgers.iota.deposits import _BadAnswer, _get, _uint, normalise_address, normalise_coin_type
 from payg.errors import InsufficientFunds, InvalidAmount, LedgerUnavailable, PaygError
 
 IOTA_COIN = normalise_coin_type("0x2::iota::IOTA")
