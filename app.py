@@ -146,7 +146,7 @@ def build_trade(config, journal, clock):
 
     lc, tc = config.ledger, config.trade
     if lc.backend == "mock":
-        from ledgers.mock_trade import MockTrade
+        from ledgers.mock import MockTrade
 
         return MockTrade(mock_ledger_path(config), clock, [s.id for s in config.sockets], capacity_wh=tc.capacity_wh,
                          tax_bps=tc.tax_bps, owner_socket=tc.owner)
@@ -544,7 +544,7 @@ def deploy_contracts(config) -> int:
 
 def mock_fund(args, config) -> int:
     """`payg trade fund`: the mock ledger's faucet for trade wallets (no controller needed)."""
-    from ledgers.mock_trade import MockTrade
+    from ledgers.mock import MockTrade
     from payg.adapters.clocks import SystemClock
 
     if config.ledger.backend != "mock":

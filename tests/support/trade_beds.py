@@ -35,7 +35,7 @@ class MockTradeBed:
     fee_allowance = 0
 
     def __init__(self, tmp_path, *, capacity_wh: int, tax_bps: int, market_file: str = "mock-ledger.sqlite"):
-        from ledgers.mock_trade import MockTrade
+        from ledgers.mock import MockTrade
         from payg.adapters.clocks import ManualClock
 
         self.tmp_path = tmp_path
@@ -55,7 +55,7 @@ class MockTradeBed:
         self.clock.set(t)
 
     def other_domain(self):
-        from ledgers.mock_trade import MockTrade
+        from ledgers.mock import MockTrade
         other = MockTrade(self.tmp_path / f"other-{len(self._others)}.sqlite", self.clock, SOCKETS,
                           owner_socket="owner")
         self._others.append(other)

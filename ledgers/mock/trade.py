@@ -13,20 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import sqlite3
-import threading
 import uuid
 from collections.abc import Iterable
-from contextlib import contextmanager
 from pathlib import Path
 
+from ledgers.mock.store import MockFile
 from payg.domain import market as rules
-from payg.ports import Clock
-from payg.errors import (AboveEscrow, AdvertNotExpired, BadSignature, ChannelClosed, ChannelExpired,
-                         ChannelNotExpired, ExpiryNotExtended, InsufficientFunds, InvalidAmount, LedgerUnavailable,
-                         NotAuthorised, RoleConflict, UnknownAdvert, UnknownChannel, UnknownSocket, WrongChannel,
-                         WrongDomain)
 from payg.domain.market import Advert, Channel, MarketInfo, Purchase, Voucher
+from payg.errors import (AboveEscrow, AdvertNotExpired, BadSignature, ChannelClosed, ChannelExpired,
+                         ChannelNotExpired, ExpiryNotExtended, InsufficientFunds, InvalidAmount, NotAuthorised,
+                         RoleConflict, UnknownAdvert, UnknownChannel, UnknownSocket, WrongChannel, WrongDomain)
+from payg.ports import Clock
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS trade_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -46,6 +43,8 @@ CREATE TABLE IF NOT EXISTS channels (
 """
 
 MAX_AMOUNT = 2**62
+ADVERT_COLUMNS = "id, producer, energy_wh, remaining_wh, min_price, posted_at"  # Advert's fields, in order
+CHANNEL_COLUMNS = "id, sender, recipient, escrow, expires_at, state, paid"  # Channel's fields, in order
 
 
 def mock_party(socket_id: str) -> str:
@@ -68,6 +67,18 @@ def _amount(value: object, what: str, *, zero_ok: bool = False) -> int:
     return value
 
 
+def _by_id(c, table: str, columns: str, item_id: object) -> tuple | None:
+    """The row of `table` whose id is `item_id` (ids are decimal numbers), or None."""
+    if not str(item_id).isdigit():
+        return None
+    return c.execute(f"SELECT {columns} FROM {table} WHERE id = ?", (int(item_id),)).fetchone()
+
+
+def _advert(row: tuple) -> Advert:
+    advert_id, *rest = row
+    return Advert(str(advert_id), *rest)
+
+
 class MockTrade:
     name = "mock"
 
@@ -77,15 +88,8 @@ class MockTrade:
         self.path = Path(path)
         self.clock = clock
         self._parties = {socket_id: mock_party(socket_id) for socket_id in socket_ids}
-        self._lock = threading.Lock()
-        try:
-            self._conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.executescript(SCHEMA)
-        except sqlite3.Error as exc:
-            raise LedgerUnavailable(f"mock ledger {self.path}: {exc}") from exc
-        with self._tx() as c:
+        self._file = MockFile(self.path, SCHEMA)
+        with self._file.transaction() as c:
             meta = dict(c.execute("SELECT key, value FROM trade_meta").fetchall())
             if "market_id" not in meta:
                 # the first controller to open the file creates the market; later ones join it
@@ -104,24 +108,9 @@ class MockTrade:
         self._capacity_wh = int(meta["capacity_wh"])
         self._tax_bps = int(meta["tax_bps"])
 
-    @contextmanager
-    def _tx(self):
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._conn
-                except BaseException:
-                    self._conn.execute("ROLLBACK")
-                    raise
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise LedgerUnavailable(f"mock ledger {self.path}: {exc}") from exc
-
     def shutdown(self) -> None:
         """Release the file (`close` is the channel operation)."""
-        with self._lock:
-            self._conn.close()
+        self._file.close()
 
     def _party(self, socket_id: str) -> str:
         try:
@@ -138,16 +127,15 @@ class MockTrade:
     def domain(self) -> str:
         return f"mock:{self._market_id}"
 
-    # -- wallets -----------------------------------------------------------------------------------------
 
     def fund(self, party: str, amount: int) -> None:
         """Mint `amount` into a party's wallet (the mock ledger's faucet)."""
         _amount(amount, "amount")
-        with self._tx() as c:
+        with self._file.transaction() as c:
             self._move(c, None, party, amount)
 
     def balance(self, party: str) -> int:
-        with self._tx() as c:
+        with self._file.transaction() as c:
             return self._balance(c, party)
 
     @staticmethod
@@ -169,10 +157,9 @@ class MockTrade:
             c.execute("INSERT INTO wallets (address, balance) VALUES (?, ?) ON CONFLICT(address) DO UPDATE"
                       " SET balance = balance + excluded.balance", (dst, amount))
 
-    # -- roles -------------------------------------------------------------------------------------------
 
     def market(self) -> MarketInfo:
-        with self._tx() as c:
+        with self._file.transaction() as c:
             owner = c.execute("SELECT value FROM trade_meta WHERE key = 'owner'").fetchone()[0]
             return MarketInfo(owner, self._capacity_wh, self._advertised(c, self.now()), self._tax_bps,
                               self.domain())
@@ -183,7 +170,7 @@ class MockTrade:
         return row[0] if row else rules.NO_ROLE
 
     def role_of(self, party: str) -> str:
-        with self._tx() as c:
+        with self._file.transaction() as c:
             return self._role(c, party)
 
     def _require(self, c, party: str, *roles: str) -> None:
@@ -193,7 +180,7 @@ class MockTrade:
 
     def grant(self, as_socket: str, party: str, role: str) -> None:
         actor = self._party(as_socket)
-        with self._tx() as c:
+        with self._file.transaction() as c:
             if role == rules.REGULATOR:
                 self._require(c, actor, rules.OWNER)
             elif role in (rules.PRODUCER, rules.CONSUMER):
@@ -207,7 +194,7 @@ class MockTrade:
 
     def revoke(self, as_socket: str, party: str) -> None:
         actor = self._party(as_socket)
-        with self._tx() as c:
+        with self._file.transaction() as c:
             held = self._role(c, party)
             if held == rules.REGULATOR:
                 self._require(c, actor, rules.OWNER)
@@ -217,12 +204,6 @@ class MockTrade:
                 raise NotAuthorised(f"{party} holds {held}, which cannot be revoked")
             c.execute("DELETE FROM roles WHERE party = ?", (party,))
 
-    # -- adverts -----------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _advert(row) -> Advert:
-        advert_id, producer, energy, remaining, min_price, posted_at = row
-        return Advert(str(advert_id), producer, energy, remaining, min_price, posted_at)
 
     def _advertised(self, c, now: int) -> int:
         row = c.execute("SELECT COALESCE(SUM(remaining_wh), 0) FROM adverts WHERE posted_at > ?",
@@ -234,7 +215,7 @@ class MockTrade:
         _amount(energy_wh, "energy_wh")
         _amount(min_price_per_wh, "min_price_per_wh")
         now = self.now()
-        with self._tx() as c:
+        with self._file.transaction() as c:
             self._require(c, producer, rules.PRODUCER)
             rules.check_capacity(self._advertised(c, now), energy_wh, self._capacity_wh)
             cur = c.execute("INSERT INTO adverts (producer, energy_wh, remaining_wh, min_price, posted_at)"
@@ -242,30 +223,26 @@ class MockTrade:
             return Advert(str(cur.lastrowid), producer, energy_wh, energy_wh, min_price_per_wh, now)
 
     def _load_advert(self, c, advert_id: str) -> Advert:
-        row = None
-        if str(advert_id).isdigit():
-            row = c.execute("SELECT id, producer, energy_wh, remaining_wh, min_price, posted_at FROM adverts"
-                            " WHERE id = ?", (int(advert_id),)).fetchone()
+        row = _by_id(c, "adverts", ADVERT_COLUMNS, advert_id)
         if row is None:
             raise UnknownAdvert(f"no advert {advert_id!r} on {self.domain()}")
-        return self._advert(row)
+        return _advert(row)
 
     def advert(self, advert_id: str) -> Advert:
-        with self._tx() as c:
+        with self._file.transaction() as c:
             return self._load_advert(c, advert_id)
 
     def adverts(self) -> list[Advert]:
         now = self.now()
-        with self._tx() as c:
-            rows = c.execute("SELECT id, producer, energy_wh, remaining_wh, min_price, posted_at FROM adverts"
-                             " WHERE remaining_wh > 0 AND posted_at > ? ORDER BY id",
-                             (now - rules.ADVERT_LIFETIME_S,)).fetchall()
-        return [self._advert(r) for r in rows]
+        with self._file.transaction() as c:
+            rows = c.execute(f"SELECT {ADVERT_COLUMNS} FROM adverts WHERE remaining_wh > 0 AND posted_at > ?"
+                             " ORDER BY id", (now - rules.ADVERT_LIFETIME_S,)).fetchall()
+        return [_advert(r) for r in rows]
 
     def buy(self, as_socket: str, advert_id: str, energy_wh: int, max_price_per_wh: int | None = None) -> Purchase:
         consumer = self._party(as_socket)
         now = self.now()
-        with self._tx() as c:
+        with self._file.transaction() as c:
             self._require(c, consumer, rules.CONSUMER)
             advert = self._load_advert(c, advert_id)
             price, share, tax = advert.quote(energy_wh, now, self._tax_bps, max_price_per_wh)
@@ -292,7 +269,7 @@ class MockTrade:
 
     def expire(self, advert_id: str) -> int:
         now = self.now()
-        with self._tx() as c:
+        with self._file.transaction() as c:
             advert = self._load_advert(c, advert_id)
             if not rules.is_expired(advert.posted_at, now):
                 raise AdvertNotExpired(f"advert {advert_id} expires at {advert.expires_at}")
@@ -304,24 +281,16 @@ class MockTrade:
         self._party(as_socket)
         return 0  # the mock market pays producers and regulators directly: nothing is ever owed
 
-    # -- channels ----------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _channel_row(row) -> Channel:
-        channel_id, sender, recipient, escrow, expires_at, state, paid = row
-        return Channel(str(channel_id), sender, recipient, escrow, expires_at, state, paid)
 
     def _load_channel(self, c, channel_id: str) -> Channel:
-        row = None
-        if str(channel_id).isdigit():
-            row = c.execute("SELECT id, sender, recipient, escrow, expires_at, state, paid FROM channels"
-                            " WHERE id = ?", (int(channel_id),)).fetchone()
+        row = _by_id(c, "channels", CHANNEL_COLUMNS, channel_id)
         if row is None:
             raise UnknownChannel(f"no channel {channel_id!r} on {self.domain()}")
-        return self._channel_row(row)
+        channel_number, *rest = row
+        return Channel(str(channel_number), *rest)
 
     def channel(self, channel_id: str) -> Channel:
-        with self._tx() as c:
+        with self._file.transaction() as c:
             return self._load_channel(c, channel_id)
 
     def open_channel(self, as_socket: str, recipient: str, escrow: int, expires_at: int) -> Channel:
@@ -332,7 +301,7 @@ class MockTrade:
             raise ChannelExpired(f"a channel must expire after now ({now}), got {expires_at!r}")
         if not recipient or recipient == sender:
             raise NotAuthorised("a channel needs a recipient other than its sender")
-        with self._tx() as c:
+        with self._file.transaction() as c:
             self._move(c, sender, None, escrow)
             cur = c.execute("INSERT INTO channels (sender, recipient, escrow, expires_at, state) VALUES (?, ?, ?, ?, ?)",
                             (sender, recipient, escrow, expires_at, rules.OPEN))
@@ -347,7 +316,7 @@ class MockTrade:
     def top_up(self, as_socket: str, channel_id: str, amount: int, expires_at: int) -> Channel:
         sender = self._party(as_socket)
         _amount(amount, "amount", zero_ok=True)
-        with self._tx() as c:
+        with self._file.transaction() as c:
             ch = self._open(c, channel_id)
             if ch.sender != sender:
                 raise NotAuthorised(f"only the sender of channel {channel_id} tops it up")
@@ -382,12 +351,12 @@ class MockTrade:
         return ch
 
     def check_voucher(self, voucher: Voucher, channel_id: str) -> Channel:
-        with self._tx() as c:
+        with self._file.transaction() as c:
             return self._check(c, voucher, channel_id)
 
     def close(self, as_socket: str, channel_id: str, voucher: Voucher) -> Channel:
         actor = self._party(as_socket)
-        with self._tx() as c:
+        with self._file.transaction() as c:
             ch = self._open(c, channel_id)
             if ch.recipient != actor:
                 raise NotAuthorised(f"only the recipient of channel {channel_id} closes it")
@@ -400,7 +369,7 @@ class MockTrade:
 
     def reclaim(self, as_socket: str, channel_id: str) -> Channel:
         actor = self._party(as_socket)
-        with self._tx() as c:
+        with self._file.transaction() as c:
             ch = self._open(c, channel_id)
             if ch.sender != actor:
                 raise NotAuthorised(f"only the sender of channel {channel_id} reclaims it")

@@ -8,15 +8,13 @@ first, after a cursor (the sequence number of the last payment listed).
 from __future__ import annotations
 
 import hashlib
-import sqlite3
-import threading
 import uuid
 from pathlib import Path
 
 from ledgers.common import AddressBook, payment_units
-from payg.ports import Clock
+from ledgers.mock.store import MockFile
 from payg.errors import InvalidAmount, LedgerUnavailable
-from payg.ports import Deposit
+from payg.ports import Clock, Deposit
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS payments (
@@ -44,19 +42,11 @@ class MockLedger(AddressBook):
         self.clock = clock
         self.finality_s = finality_s
         super().__init__({socket_id: mock_address(socket_id) for socket_id in socket_ids})
-        self._lock = threading.Lock()
         self._offline = False
-        try:
-            self._conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.executescript(SCHEMA)
-        except sqlite3.Error as exc:
-            raise LedgerUnavailable(f"mock ledger {self.path}: {exc}") from exc
+        self._file = MockFile(self.path, SCHEMA)
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._file.close()
 
     def set_offline(self, offline: bool) -> None:
         """Simulate a node outage: while offline, listing deposits raises LedgerUnavailable."""
@@ -75,25 +65,17 @@ class MockLedger(AddressBook):
         if amount > 2**62:
             raise InvalidAmount(f"amount {amount} is too large")
         deposit_id = "mock-" + uuid.uuid4().hex
-        try:
-            with self._lock:
-                self._conn.execute("INSERT INTO payments (deposit_id, address, amount, made_at) VALUES (?, ?, ?, ?)",
-                                   (deposit_id, address, amount, self.clock.now()))
-        except sqlite3.Error as exc:
-            raise LedgerUnavailable(f"mock ledger {self.path}: {exc}") from exc
+        with self._file.transaction() as c:
+            c.execute("INSERT INTO payments (deposit_id, address, amount, made_at) VALUES (?, ?, ?, ?)",
+                      (deposit_id, address, amount, self.clock.now()))
         return deposit_id
 
     def deposits_since(self, cursor: str | None) -> tuple[list[Deposit], str | None]:
         if self._offline:
             raise LedgerUnavailable(f"mock ledger {self.path}: offline (simulated outage)")
         after = int(cursor) if cursor else 0
-        try:
-            with self._lock:
-                rows = self._conn.execute(
-                    "SELECT seq, deposit_id, address, amount, made_at FROM payments WHERE seq > ? ORDER BY seq"
-                    " LIMIT 1000", (after,)).fetchall()
-        except sqlite3.Error as exc:
-            raise LedgerUnavailable(f"mock ledger {self.path}: {exc}") from exc
+        rows = self._file.query("SELECT seq, deposit_id, address, amount, made_at FROM payments WHERE seq > ?"
+                                " ORDER BY seq LIMIT 1000", (after,))
         now = self.clock.now()
         deposits = []
         last = after
