@@ -42,28 +42,21 @@ function (the SDK's SubscriptionTransactionFilter has the same three fields), no
 by recipient, and the SDK serves subscriptions on devnet and localnet only. So
 deposits are found by polling `transactionBlocks`, one query per address per poll.
 
-Threads. iota-sdk is asyncio-based; each IotaLedger runs its requests on its own
-event loop in its own thread (started on first use), so the synchronous methods
-can be called from any thread, including one that runs an event loop itself.
+Threads. Each IotaLedger runs its requests on its own IotaNode (ledgers/iota/sdk.py):
+its own event loop in its own thread, so deposits_since can be called from any thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import math
 import re
-import threading
-import unicodedata
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
-from urllib.parse import urlparse
-
-import iota_sdk
 
 from ledgers.common import AddressBook, payment_units
+from ledgers.iota.sdk import (IotaNode, _BadAnswer, _bigint, _get, _list, _page_info, _path, _timestamp, _uint,
+                              account_indexes, normalise_address, normalise_coin_type, normalise_phrase, private_key)
 from payg.errors import LedgerUnavailable
 from payg.ports import Deposit
 
@@ -71,7 +64,6 @@ log = logging.getLogger("payg.ledgers.iota")
 
 NANOS_PER_IOTA = 10**9
 DERIVATION_PATH = "m/44'/4218'/{index}'/0'/0'"
-MAX_INDEX = 2**31 - 1  # hardened child numbers
 CONCURRENT_REQUESTS = 4
 
 HEAD_QUERY = """query PaygHead {
@@ -109,32 +101,11 @@ BALANCE_CHANGES_QUERY = """query PaygBalanceChanges($digest: String!, $first: In
   }
 }""".replace("BALANCE_CHANGES", BALANCE_CHANGES)
 
-_ADDRESS_IN_TYPE = re.compile(r"0x([0-9a-fA-F]{1,64})(?=::)")
 _COIN_TYPE = re.compile(r"0x[0-9a-fA-F]{1,64}::[A-Za-z_][A-Za-z0-9_]*::[A-Za-z_][A-Za-z0-9_]*(<.+>)?")
-
-
-# What a failed request raises: the SDK's error type, and uniffi's for an unexpected failure in the binding.
-_SDK_ERRORS = (iota_sdk.SdkFfiError, iota_sdk.InternalError)
-
-
-class _BadAnswer(Exception):
-    """The node answered, but not with what the schema promises."""
 
 
 def derivation_path(index: int) -> str:
     return DERIVATION_PATH.format(index=index)
-
-
-def normalise_address(address: str) -> str:
-    """0x + 64 lowercase hex digits (nodes may omit leading zeros on input; we never do)."""
-    if not isinstance(address, str) or not re.fullmatch(r"0x[0-9a-fA-F]{1,64}", address):
-        raise ValueError(f"not an IOTA address: {address!r}")
-    return "0x" + address[2:].lower().rjust(64, "0")
-
-
-def normalise_coin_type(coin_type: str) -> str:
-    """`0x2::iota::IOTA` and `0x000…0002::iota::IOTA` are the same type: compare the long form."""
-    return _ADDRESS_IN_TYPE.sub(lambda m: "0x" + m.group(1).lower().rjust(64, "0"), coin_type.strip())
 
 
 def _positive_int(value: Any, what: str) -> int:
@@ -158,19 +129,11 @@ class IotaLedger(AddressBook):
                  start_checkpoint: int | None = None, coin_type: str = "0x2::iota::IOTA",
                  request_timeout_s: float = 10.0, page_size: int = 50,
                  max_checkpoints_per_poll: int | None = None):
-        parsed = urlparse(graphql_url) if isinstance(graphql_url, str) else None
-        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise ValueError(f"graphql_url must be an http:// or https:// URL of an IOTA GraphQL node, got {graphql_url!r}")
-        self._url = graphql_url
-        # Errors name the node; credentials in the URL stay out of them (and out of logs).
-        self.url = graphql_url if not (parsed.username or parsed.password) else \
-            parsed._replace(netloc="***@" + parsed.netloc.rpartition("@")[2]).geturl()
+        self._node = IotaNode(graphql_url, request_timeout_s=request_timeout_s, what="ledger")
+        self.url = self._node.url
+        self.request_timeout_s = self._node.request_timeout_s
         self.units_per_token = _positive_int(token_value, "token_value (nanos per token)")
         self.page_size = _positive_int(page_size, "page_size")
-        if isinstance(request_timeout_s, bool) or not isinstance(request_timeout_s, (int, float)) \
-                or not math.isfinite(request_timeout_s) or request_timeout_s <= 0:
-            raise ValueError(f"request_timeout_s must be a positive number of seconds, got {request_timeout_s!r}")
-        self.request_timeout_s = float(request_timeout_s)
         if start_checkpoint is not None and (isinstance(start_checkpoint, bool) or not isinstance(start_checkpoint, int)
                                              or start_checkpoint < 0):
             raise ValueError(f"start_checkpoint must be a checkpoint sequence number (an integer >= 0) or None, "
@@ -182,39 +145,13 @@ class IotaLedger(AddressBook):
             raise ValueError(f"coin_type must be a Move type such as 0x2::iota::IOTA, got {coin_type!r}")
         self.coin_type = normalise_coin_type(coin_type)
         super().__init__(self._derive_addresses(mnemonic, accounts))
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._client: Any = None
-        self._closed = False
 
     @staticmethod
     def _derive_addresses(mnemonic: str, accounts: Mapping[str, int]) -> dict[str, str]:
-        if not isinstance(mnemonic, str) or not mnemonic.strip():
-            raise ValueError("mnemonic is empty: give the landlord's BIP-39 recovery phrase (12 to 24 words)")
-        # Wallets accept any spacing and case; the SDK wants single spaces and lowercase.
-        phrase = " ".join(unicodedata.normalize("NFKD", mnemonic).lower().split())
-        if not isinstance(accounts, Mapping):
-            raise TypeError("accounts must map socket ids to derivation indexes")
-        seen: dict[int, str] = {}
-        addresses = {}
-        for socket_id, index in accounts.items():
-            if not isinstance(socket_id, str) or not socket_id:
-                raise ValueError(f"socket id must be a non-empty string, got {socket_id!r}")
-            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index <= MAX_INDEX:
-                raise ValueError(f"socket {socket_id!r}: derivation index must be an integer from 0 to {MAX_INDEX}, "
-                                 f"got {index!r}")
-            if index in seen:
-                raise ValueError(f"sockets {seen[index]!r} and {socket_id!r} have the same derivation index {index}: "
-                                 "they would share one address")
-            seen[index] = socket_id
-            try:
-                key = iota_sdk.Ed25519PrivateKey.from_mnemonic_with_path(phrase, derivation_path(index))
-            except iota_sdk.SdkFfiError as exc:
-                # The SDK's message names the problem (word count, unknown word position, checksum), never a word.
-                raise ValueError(f"mnemonic is not a valid BIP-39 recovery phrase: {exc}") from None
-            addresses[socket_id] = normalise_address(key.public_key().derive_address().to_hex())
-        return addresses
+        phrase = normalise_phrase(mnemonic, "the landlord's")
+        return {socket_id: normalise_address(private_key(phrase, derivation_path(index))
+                                             .public_key().derive_address().to_hex())
+                for socket_id, index in account_indexes(accounts).items()}
 
     def __repr__(self) -> str:
         return f"IotaLedger({self.url!r}, sockets={sorted(self.socket_ids())!r})"
@@ -240,82 +177,33 @@ class IotaLedger(AddressBook):
                 raise LedgerUnavailable(f"IOTA deposit cursor {cursor!r} is not a checkpoint sequence number")
         else:
             after = None
-        with self._lock:
-            if self._closed:
-                raise LedgerUnavailable(f"IOTA node {self.url}: this ledger has been closed")
-            loop = self._start_loop()
-            future = asyncio.run_coroutine_threadsafe(self._deposits_since(after), loop)
-            return future.result()
+        return self._node.run(self._deposits_since(after))
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            loop, thread = self._loop, self._thread
-            self._loop = self._thread = self._client = None
-        if loop is not None:
-            loop.call_soon_threadsafe(loop.stop)
-            if thread is not None:
-                thread.join(timeout=5)
-            if not loop.is_running():
-                loop.close()
-
-    def _start_loop(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None:
-            loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=loop.run_forever, name=f"iota-ledger {self.url}", daemon=True)
-            thread.start()
-            self._loop, self._thread = loop, thread
-        return self._loop
+        self._node.close()
 
     async def _deposits_since(self, after: int | None) -> tuple[list[Deposit], str | None]:
-        try:
-            head, first_available = await self._head()
-            if after is None:
-                after = head if self.start_checkpoint is None else self.start_checkpoint
-            if head <= after:
-                if head < after:
-                    log.warning("IOTA node %s is at checkpoint %d, behind the cursor %d: waiting for it",
-                                self.url, head, after)
-                return [], str(after)
-            if first_available is not None and after + 1 < first_available:
-                raise LedgerUnavailable(
-                    f"IOTA node {self.url} keeps checkpoints from {first_available} only; deposits after checkpoint "
-                    f"{after} cannot be read from it (use a node that keeps them, or move the cursor on purpose)")
-            upper = head if self.max_checkpoints_per_poll is None else min(head, after + self.max_checkpoints_per_poll)
-            transactions = await self._transactions(after, upper)
-            deposits = []
-            for tx in transactions:
-                deposits.extend(self._deposits_of(tx))
-            return deposits, str(upper)
-        except _BadAnswer as exc:
-            raise LedgerUnavailable(f"IOTA node {self.url} answered badly: {exc}") from None
-
-    async def _query(self, query: str, variables: dict | None = None) -> dict:
-        if self._client is None:
-            try:
-                self._client = iota_sdk.GraphQlClient(self._url)
-            except _SDK_ERRORS as exc:
-                raise LedgerUnavailable(f"IOTA node {self.url}: {self._cause(exc)}") from None
-        request = iota_sdk.Query(query_string=query, variables=None if variables is None else json.dumps(variables))
-        try:
-            text = await asyncio.wait_for(self._client.run_query(request), self.request_timeout_s)
-        except TimeoutError:
-            raise LedgerUnavailable(f"IOTA node {self.url}: no answer within {self.request_timeout_s:g} s") from None
-        except _SDK_ERRORS as exc:
-            raise LedgerUnavailable(f"IOTA node {self.url}: {self._cause(exc)}") from None
-        try:
-            data = json.loads(text)
-        except (TypeError, ValueError):
-            raise _BadAnswer(f"data is not JSON: {str(text)[:200]!r}") from None
-        if not isinstance(data, dict):
-            raise _BadAnswer(f"data is not an object: {str(text)[:200]!r}")
-        return data
-
-    def _cause(self, exc: Exception) -> str:
-        return str(exc).replace(self._url.rstrip("/"), self.url.rstrip("/"))
+        head, first_available = await self._head()
+        if after is None:
+            after = head if self.start_checkpoint is None else self.start_checkpoint
+        if head <= after:
+            if head < after:
+                log.warning("IOTA node %s is at checkpoint %d, behind the cursor %d: waiting for it",
+                            self.url, head, after)
+            return [], str(after)
+        if first_available is not None and after + 1 < first_available:
+            raise LedgerUnavailable(
+                f"IOTA node {self.url} keeps checkpoints from {first_available} only; deposits after checkpoint "
+                f"{after} cannot be read from it (use a node that keeps them, or move the cursor on purpose)")
+        upper = head if self.max_checkpoints_per_poll is None else min(head, after + self.max_checkpoints_per_poll)
+        transactions = await self._transactions(after, upper)
+        deposits = []
+        for tx in transactions:
+            deposits.extend(self._deposits_of(tx))
+        return deposits, str(upper)
 
     async def _head(self) -> tuple[int, int | None]:
-        data = await self._query(HEAD_QUERY)
+        data = await self._node.query(HEAD_QUERY)
         head = _uint(_path(data, "checkpoint", "sequenceNumber"), "checkpoint.sequenceNumber")
         first = _get(data, "availableRange")
         first_cp = _get(first, "first") if first is not None else None
@@ -354,7 +242,7 @@ class IotaLedger(AddressBook):
         while True:
             variables = {"first": self.page_size, "after": cursor, "changes": self.page_size,
                          "filter": {"recvAddress": address, "afterCheckpoint": after, "beforeCheckpoint": upper + 1}}
-            data = await self._query(DEPOSITS_QUERY, variables)
+            data = await self._node.query(DEPOSITS_QUERY, variables)
             connection = _path(data, "transactionBlocks")
             for node in _list(connection, "nodes"):
                 found.append(await self._transaction(node, after, upper))
@@ -378,7 +266,7 @@ class IotaLedger(AddressBook):
         balance_changes = list(_list(changes, "nodes"))
         more, cursor = _page_info(changes, None)
         while more:
-            data = await self._query(BALANCE_CHANGES_QUERY, {"digest": digest, "first": self.page_size,
+            data = await self._node.query(BALANCE_CHANGES_QUERY, {"digest": digest, "first": self.page_size,
                                                              "after": cursor})
             changes = _path(data, "transactionBlock", "effects", "balanceChanges")
             balance_changes.extend(_list(changes, "nodes"))
@@ -402,7 +290,8 @@ class IotaLedger(AddressBook):
             if self.socket_at(address) is None or not isinstance(coin, str) \
                     or normalise_coin_type(coin) != self.coin_type:
                 continue
-            received[address] = received.get(address, 0) + _bigint(_get(change, "amount"), digest)
+            amount = _bigint(_get(change, "amount"), f"transaction {digest}: balance change amount")
+            received[address] = received.get(address, 0) + amount
         credited = [(address, amount) for address, amount in received.items() if amount > 0]
         if not credited:
             return []
@@ -410,60 +299,3 @@ class IotaLedger(AddressBook):
         return [Deposit(f"{digest}:{address}", self.socket_at(address), amount, at)
                 for address, amount in credited]
 
-
-def _get(obj: Any, key: str) -> Any:
-    if not isinstance(obj, dict):
-        raise _BadAnswer(f"expected an object holding {key!r}, got {obj!r}"[:300])
-    return obj.get(key)
-
-
-def _path(obj: Any, *keys: str) -> Any:
-    for key in keys:
-        obj = _get(obj, key)
-        if obj is None:
-            raise _BadAnswer(f"{'.'.join(keys)} is missing (null)")
-    return obj
-
-
-def _list(obj: Any, key: str) -> list:
-    value = _get(obj, key)
-    if not isinstance(value, list):
-        raise _BadAnswer(f"{key} is not a list: {value!r}"[:300])
-    return value
-
-
-def _page_info(connection: Any, previous_cursor: str | None) -> tuple[bool, str | None]:
-    info = _path(connection, "pageInfo")
-    more = _get(info, "hasNextPage")
-    cursor = _get(info, "endCursor")
-    if more is True:
-        if not isinstance(cursor, str) or cursor == previous_cursor:
-            raise _BadAnswer(f"pageInfo says there is a next page but gives no new endCursor: {info!r}"[:300])
-        return True, cursor
-    if more is False:
-        return False, cursor
-    raise _BadAnswer(f"pageInfo.hasNextPage is {more!r}")
-
-
-def _uint(value: Any, what: str) -> int:
-    # UInt53 is a JSON number; accept a decimal string too.
-    if isinstance(value, bool):
-        raise _BadAnswer(f"{what} is {value!r}")
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    if isinstance(value, int) and value >= 0:
-        return value
-    raise _BadAnswer(f"{what} is not a sequence number: {value!r}")
-
-
-def _bigint(value: Any, digest: str) -> int:
-    if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value):
-        return int(value)
-    raise _BadAnswer(f"transaction {digest}: balance change amount {value!r} is not a BigInt")
-
-
-def _timestamp(value: Any, digest: str) -> float:
-    try:
-        return datetime.fromisoformat(value).timestamp()
-    except (TypeError, ValueError):
-        raise _BadAnswer(f"transaction {digest}: timestamp {value!r} is not an ISO-8601 date") from None

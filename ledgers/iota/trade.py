@@ -119,7 +119,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import payg.errors as errors
-from ledgers.iota.deposits import MAX_INDEX, normalise_address
+from ledgers.iota.sdk import MAX_INDEX, normalise_address
 from payg.ports import Clock
 from payg.ports import PeerLink
 from payg.errors import (AboveEscrow, AdvertExpired, AdvertNotExpired, BadSignature, ChannelClosed,

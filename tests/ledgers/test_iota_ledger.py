@@ -444,7 +444,7 @@ def test_callable_from_several_threads_and_from_inside_an_event_loop(node, open_
 def test_close_ends_the_worker_and_later_polls_are_refused(node, open_ledger):
     ledger = open_ledger()
     ledger.deposits_since(None)
-    worker = ledger._thread
+    worker = ledger._node._thread
     assert worker is not None and worker.is_alive()
     ledger.close()
     assert not worker.is_alive()

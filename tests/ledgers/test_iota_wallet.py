@@ -12,14 +12,8 @@ import urllib.request
 import iota_sdk
 import pytest
 
-from ledgers.iota import IotaLedger, derivation_path
-from ledgers.iota.wallet import (
-    BUDGET_GAS_UNITS,
-    BUDGET_PER_OBJECT,
-    IotaWallet,
-    TransactionNotFound,
-    gas_budget,
-)
+from ledgers.iota import IotaLedger, IotaWallet, TransactionNotFound, derivation_path, gas_budget
+from ledgers.iota.transfers import BUDGET_GAS_UNITS, BUDGET_PER_OBJECT
 from payg.errors import InsufficientFunds, InvalidAmount, LedgerUnavailable
 from tests.support.ledger_beds_iota import TEST_MNEMONIC, FakeIotaNode
 from tests.support import free_port
