@@ -153,7 +153,7 @@ def build_trade(config, journal, clock):
     if lc.backend == "ethereum":
         if not (tc.market_contract and tc.channels_contract):
             return None
-        from ledgers.ethereum_trade import EthereumTrade
+        from ledgers.ethereum import EthereumTrade
 
         c = lc.ethereum
         return EthereumTrade.connect(c.rpc_url, timeout_s=c.request_timeout_s, chain_id=c.chain_id,
@@ -504,10 +504,8 @@ def deploy_contracts(config) -> int:
               file=sys.stderr)
         return 2
     try:
-        from web3 import Web3
-
-        from ledgers.ethereum_trade import derive_trade_keys
-        from ledgers.ethereum_trade import deploy_contracts as deploy
+        # Imported before anything can fail: an except clause below names WrongChain.
+        from ledgers.ethereum import WrongChain, deploy_as_owner
         from payg.adapters.journal import SqliteJournal
         from payg.adapters.clocks import SystemClock
 
@@ -518,14 +516,9 @@ def deploy_contracts(config) -> int:
             index = ledger_accounts(config, journal, SystemClock())[tc.owner]
         finally:
             journal.close()
-        key = derive_trade_keys(read_secret(c.mnemonic, str(config.path)), {tc.owner: index})[tc.owner]
-        w3 = Web3(Web3.HTTPProvider(c.rpc_url, request_kwargs={"timeout": c.request_timeout_s}))
-        if w3.eth.chain_id != c.chain_id:
-            print(f"payg: the node at ledger.rpc_url serves chain {w3.eth.chain_id}, not {c.chain_id}",
-                  file=sys.stderr)
-            return 1
-        market, channels = deploy(w3, bytes(key.key), capacity_wh=tc.capacity_wh, tax_bps=tc.tax_bps,
-                                  evm_version=tc.evm_version)
+        deployed = deploy_as_owner(c.rpc_url, timeout_s=c.request_timeout_s, chain_id=c.chain_id,
+                                   mnemonic=read_secret(c.mnemonic, str(config.path)), owner_index=index,
+                                   capacity_wh=tc.capacity_wh, tax_bps=tc.tax_bps, evm_version=tc.evm_version)
     except ConfigError as exc:
         print(f"payg: invalid configuration: {exc}", file=sys.stderr)
         return 2
@@ -533,12 +526,15 @@ def deploy_contracts(config) -> int:
         print(f"payg: deploying needs the ethereum extra and vyper (pip install 'payg[ethereum]' vyper): {exc}",
               file=sys.stderr)
         return 1
+    except WrongChain as exc:
+        print(f"payg: the node at ledger.rpc_url serves chain {exc.served}, not {exc.configured}", file=sys.stderr)
+        return 1
     except Exception as exc:  # node, key or compiler trouble: say which, without a traceback
         print(f"payg: deployment failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    print(f"# deployed by {key.address} (socket {tc.owner}), EVM {tc.evm_version}; add to [trade]:")
-    print(f'market_contract = "{market}"')
-    print(f'channels_contract = "{channels}"')
+    print(f"# deployed by {deployed.deployer} (socket {tc.owner}), EVM {tc.evm_version}; add to [trade]:")
+    print(f'market_contract = "{deployed.market}"')
+    print(f'channels_contract = "{deployed.channels}"')
     return 0
 
 

@@ -38,8 +38,8 @@ from eth_tester import EthereumTester, PyEVMBackend  # noqa: E402
 from web3 import EthereumTesterProvider, Web3  # noqa: E402
 from web3.logs import DISCARD  # noqa: E402
 
-from ledgers.contracts import compile_contract  # noqa: E402
-from ledgers.ethereum_trade import voucher_typed_data  # noqa: E402
+from ledgers.ethereum import voucher_typed_data  # noqa: E402
+from ledgers.ethereum.contracts import compile_contract  # noqa: E402
 from payg.domain.market import tax_on  # noqa: E402
 
 GOALS = {"post advert": 90_000, "buy": 70_000, "open": 60_000, "close": 60_000}

@@ -25,10 +25,9 @@ from web3 import EthereumTesterProvider, Web3
 from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
 
-from ledgers.contracts import CONTRACTS_DIR, compile_contract
-from ledgers.ethereum import EthereumLedger
-from ledgers.ethereum_trade import (CHANNELS_ABI, MARKET_ABI, REVERTS, SECP256K1_N, EthereumTrade,
-                                    deploy_contracts, voucher_typed_data)
+from ledgers.ethereum import (CHANNELS_ABI, MARKET_ABI, REVERTS, SECP256K1_N, EthereumLedger, EthereumTrade,
+                              deploy_contracts, voucher_typed_data)
+from ledgers.ethereum.contracts import CONTRACTS_DIR, compile_contract
 from payg.errors import (AboveEscrow, AdvertNotExpired, BadSignature, CapacityExceeded, ChannelClosed,
                          ChannelExpired, ChannelNotExpired, ExpiryNotExtended, InsufficientFunds, InvalidAmount,
                          LedgerUnavailable, NotAuthorised, NotEnoughEnergy, PriceAboveLimit, RoleConflict,

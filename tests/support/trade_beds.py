@@ -1,4 +1,4 @@
-"""Test beds for the peer-trade and payment-channel conformance suite (tests/test_trade_conformance.py).
+"""Test beds for the peer-trade and payment-channel conformance suite (tests/ledgers/test_trade_conformance.py).
 
 A bed is one ledger with a market on it and the keys of a set of sockets, each of
 which is a trading party. Every bed has this shape:

@@ -6,7 +6,7 @@ transaction still runs, is estimated and is mined as on any chain, but a socket 
 what a buy costs can pay for it, and one funded with a wei less cannot, which is what the suite
 checks. `funds` adds back the fees a party paid anyway (they are 0 here), so it would stay an
 equality on a chain with fees. EthereumTrade on a chain with fees is tested in
-tests/test_ethereum_trade.py.
+tests/ledgers/test_ethereum_trade.py.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from eth_account import Account
 from eth_tester import EthereumTester, PyEVMBackend
 from web3 import EthereumTesterProvider, Web3
 
-from ledgers.ethereum_trade import CHANNELS_ABI, MARKET_ABI, EthereumTrade, deploy_contracts
+from ledgers.ethereum import CHANNELS_ABI, MARKET_ABI, EthereumTrade, deploy_contracts
 from tests.support.evm_node import EvmNode
 from tests.support.ledger_beds_ethereum import TEST_MNEMONIC
 from tests.support.trade_beds import SOCKETS

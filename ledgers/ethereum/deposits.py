@@ -34,27 +34,23 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit
 
 import requests
-from eth_account import Account
-from eth_utils import ValidationError
-from web3 import HTTPProvider, Web3
-from web3.exceptions import Web3Exception, Web3RPCError
+from web3 import Web3
+from web3.exceptions import Web3RPCError
 from web3.types import BlockData, FilterParams, LogReceipt, TxReceipt
 
 from ledgers.common import AddressBook, payment_units
+from ledgers.ethereum.keys import derive_addresses
+from ledgers.ethereum.node import Node, OverHttp, as_hex, cause, contract_address, require_int
 from payg.errors import LedgerReorganised, LedgerUnavailable
 from payg.ports import Deposit
 
 log = logging.getLogger("payg.ledgers.ethereum")
 
 TRANSFER_TOPIC = Web3.keccak(text="Transfer(address,address,uint256)").to_0x_hex()
-MAX_DERIVATION_INDEX = 2**31 - 1  # non-hardened BIP-32 child indexes
 
 
 @dataclass(frozen=True)
@@ -70,65 +66,36 @@ class ChainChanged(LedgerUnavailable):
     """The chain changed while it was being read (a reorganisation during the poll); read again next poll."""
 
 
-def connect_over_http(cls, rpc_url: str, timeout_s: float, **kwargs: Any):
-    """`cls(Web3 on rpc_url, endpoint=rpc_url, **kwargs)` with its own HTTP session in `_session`
-    and web3's retries off; the session is closed if the constructor refuses."""
-    if not isinstance(rpc_url, str) or urlsplit(rpc_url).scheme not in ("http", "https"):
-        raise ValueError(f"rpc_url must be an http:// or https:// URL, got {_redacted(str(rpc_url))!r}")
-    if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or timeout_s <= 0:
-        raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
-    session = requests.Session()
-    provider = HTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s}, session=session,
-                            exception_retry_configuration=None)
-    try:
-        obj = cls(Web3(provider), endpoint=rpc_url, **kwargs)
-    except BaseException:
-        session.close()
-        raise
-    obj._session = session
-    return obj
-
-
-class EthereumLedger(AddressBook):
+class EthereumLedger(AddressBook, OverHttp):
     name = "ethereum"
 
     def __init__(self, w3: Web3, *, chain_id: int, mnemonic: str, accounts: Mapping[str, int], confirmations: int,
                  token: str | None = None, token_value: int = 1, start_block: int | None = None,
                  max_blocks_per_poll: int = 500, log_chunk_blocks: int = 2000, endpoint: str = ""):
-        """Builds the ledger without contacting the node: the controller must start while the node is down."""
-        _require_int("chain_id", chain_id, minimum=1)
-        _require_int("confirmations", confirmations, minimum=1)
-        _require_int("token_value", token_value, minimum=1)
-        _require_int("max_blocks_per_poll", max_blocks_per_poll, minimum=1)
-        _require_int("log_chunk_blocks", log_chunk_blocks, minimum=1)
+        """Builds the ledger without contacting the node: the controller must start while the node is down.
+        `EthereumLedger.connect(rpc_url, timeout_s=..., **these)` builds it on an HTTP endpoint."""
+        require_int("chain_id", chain_id, minimum=1)
+        require_int("confirmations", confirmations, minimum=1)
+        require_int("token_value", token_value, minimum=1)
+        require_int("max_blocks_per_poll", max_blocks_per_poll, minimum=1)
+        require_int("log_chunk_blocks", log_chunk_blocks, minimum=1)
         if start_block is not None:
-            _require_int("start_block", start_block, minimum=0)
+            require_int("start_block", start_block, minimum=0)
         self.w3 = w3
         self.chain_id = chain_id
         self.confirmations = confirmations
-        self.token = _token_address(token) if token is not None else None
+        self.token = contract_address("token", token) if token is not None else None
         self.units_per_token = token_value  # wei (or token base units) per payg token
         self.start_block = start_block
         self.max_blocks_per_poll = max_blocks_per_poll
         self.log_chunk_blocks = log_chunk_blocks
-        self.endpoint = _redacted(endpoint or str(getattr(w3.provider, "endpoint_uri", "") or "")) or "(unnamed)"
-        super().__init__(_derive_addresses(mnemonic, accounts), key=str.lower)
-        self._chain_checked = False
+        self._node = Node(w3, chain_id, endpoint)
+        self.endpoint = self._node.endpoint
+        super().__init__(derive_addresses(mnemonic, accounts), key=str.lower)
         self._floating_start: int | None = None
-        self._session: requests.Session | None = None
-
-    @classmethod
-    def connect(cls, rpc_url: str, *, timeout_s: float = 10.0, **kwargs: Any) -> EthereumLedger:
-        """A ledger reading from the JSON-RPC endpoint at `rpc_url` (HTTP or HTTPS).
-
-        web3's own retries are off: every poll is a retry, and a poll must not block for
-        several timeouts while the relays wait.
-        """
-        return connect_over_http(cls, rpc_url, timeout_s, **kwargs)
 
     def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
+        self._close_session()
 
     def payment_uri(self, socket_id: str, amount: int | None) -> str:
         """An EIP-681 URI: ether to the socket's address, or a transfer call on the token contract."""
@@ -142,8 +109,8 @@ class EthereumLedger(AddressBook):
 
     def deposits_since(self, cursor: str | None) -> tuple[list[Deposit], str | None]:
         after = _parse_cursor(cursor) if cursor is not None else None
-        with self._node_errors():
-            self._check_chain_id()
+        with self._node.errors():
+            self._node.check_chain_id()
             head = self.w3.eth.block_number
             if after is not None:
                 self._check_in_chain(after, head)
@@ -168,24 +135,12 @@ class EthereumLedger(AddressBook):
                 deposits, end = self._read_token(first, last, after, head)
         return deposits, end.cursor()
 
-    # -- reading the chain ----------------------------------------------------------------
-
-    def _check_chain_id(self) -> None:
-        if self._chain_checked:
-            return
-        served = self.w3.eth.chain_id
-        if served != self.chain_id:
-            raise LedgerUnavailable(
-                f"Ethereum node {self.endpoint} serves chain id {served}, but chain id {self.chain_id} is configured:"
-                " wrong node or wrong chain_id; nothing is read from it")
-        self._chain_checked = True
-
     def _check_in_chain(self, ref: BlockRef, head: int) -> None:
         if ref.number > head:
             raise LedgerUnavailable(
                 f"Ethereum node {self.endpoint} is at block {head}, behind the deposit cursor at block {ref.number}:"
                 " it is still syncing, or it is not the node the cursor was read from")
-        current = _hex(self.w3.eth.get_block(ref.number)["hash"])
+        current = as_hex(self.w3.eth.get_block(ref.number)["hash"])
         if current != ref.hash:
             raise LedgerReorganised(
                 f"chain {self.chain_id} was reorganised deeper than the {self.confirmations} confirmations configured:"
@@ -200,8 +155,8 @@ class EthereumLedger(AddressBook):
         parent = after.hash if after is not None else None
         for number in range(first, last + 1):
             block = self.w3.eth.get_block(number, full_transactions=True)
-            block_hash = _hex(block["hash"])
-            if parent is not None and _hex(block["parentHash"]) != parent:
+            block_hash = as_hex(block["hash"])
+            if parent is not None and as_hex(block["parentHash"]) != parent:
                 raise self._changed(f"block {number}")
             for tx in block["transactions"]:
                 socket_id = self.socket_at(tx["to"] or "")
@@ -210,9 +165,9 @@ class EthereumLedger(AddressBook):
                 receipt = self.w3.eth.get_transaction_receipt(tx["hash"])
                 self._check_same_block(receipt, block_hash, number)
                 if receipt["status"] != 1:
-                    log.info("transaction %s to socket %s failed: not a deposit", _hex(tx["hash"]), socket_id)
+                    log.info("transaction %s to socket %s failed: not a deposit", as_hex(tx["hash"]), socket_id)
                     continue
-                deposits.append(Deposit(f"{self.chain_id}:{_hex(tx['hash'])}:value", socket_id, int(tx["value"]),
+                deposits.append(Deposit(f"{self.chain_id}:{as_hex(tx['hash'])}:value", socket_id, int(tx["value"]),
                                         float(block["timestamp"])))
             parent = block_hash
         assert parent is not None
@@ -220,7 +175,7 @@ class EthereumLedger(AddressBook):
 
     def _read_token(self, first: int, last: int, after: BlockRef | None,
                     head: int) -> tuple[list[Deposit], BlockRef]:
-        end = BlockRef(last, _hex(self.w3.eth.get_block(last)["hash"]))
+        end = BlockRef(last, as_hex(self.w3.eth.get_block(last)["hash"]))
         headers: dict[int, BlockData] = {}
         receipts: dict[str, TxReceipt] = {}
         deposits: list[tuple[tuple[int, int, int], Deposit]] = []
@@ -232,7 +187,7 @@ class EthereumLedger(AddressBook):
         # the two ends did not move while the logs were read.
         if after is not None:
             self._check_in_chain(after, head)
-        if _hex(self.w3.eth.get_block(last)["hash"]) != end.hash:
+        if as_hex(self.w3.eth.get_block(last)["hash"]) != end.hash:
             raise self._changed(f"blocks {first}..{last}")
         deposits.sort(key=lambda item: item[0])
         return [deposit for _, deposit in deposits], end
@@ -240,7 +195,7 @@ class EthereumLedger(AddressBook):
     def _token_deposit(self, entry: LogReceipt, headers: dict[int, BlockData],
                        receipts: dict[str, TxReceipt]) -> tuple[tuple[int, int, int], Deposit] | None:
         topics, data = entry["topics"], bytes(entry["data"])
-        tx_hash = _hex(entry["transactionHash"])
+        tx_hash = as_hex(entry["transactionHash"])
         if entry.get("removed") or len(topics) != 3 or len(data) != 32:
             log.warning("ignored a Transfer event of %s in %s that is not an ERC-20 transfer", self.token, tx_hash)
             return None
@@ -248,10 +203,10 @@ class EthereumLedger(AddressBook):
         amount = int.from_bytes(data, "big")
         if socket_id is None or amount == 0:
             return None
-        number, block_hash = int(entry["blockNumber"]), _hex(entry["blockHash"])
+        number, block_hash = int(entry["blockNumber"]), as_hex(entry["blockHash"])
         if number not in headers:
             headers[number] = self.w3.eth.get_block(number)
-        if _hex(headers[number]["hash"]) != block_hash:
+        if as_hex(headers[number]["hash"]) != block_hash:
             raise self._changed(f"block {number}")
         if tx_hash not in receipts:
             receipts[tx_hash] = self.w3.eth.get_transaction_receipt(tx_hash)
@@ -282,96 +237,22 @@ class EthereumLedger(AddressBook):
                 logs.extend(self.w3.eth.get_logs(query))
             except (Web3RPCError, requests.HTTPError) as exc:
                 if stop == start:
-                    raise LedgerUnavailable(f"Ethereum node {self.endpoint}: eth_getLogs failed even for the single"
-                                            f" block {start}: {self._cause(exc)}") from exc
+                    raise self._node.unavailable(f"eth_getLogs failed even for the single block {start}:"
+                                                 f" {cause(exc)}") from exc
                 chunk = max(1, (stop - start + 1) // 2)
                 log.info("eth_getLogs refused blocks %d..%d (%s); trying %d blocks at a time",
-                         start, stop, self._cause(exc), chunk)
+                         start, stop, cause(exc), chunk)
                 continue
             start = stop + 1
         return logs
 
     def _check_same_block(self, receipt: TxReceipt, block_hash: str, number: int) -> None:
-        if _hex(receipt["blockHash"]) != block_hash:
+        if as_hex(receipt["blockHash"]) != block_hash:
             raise self._changed(f"block {number}")
 
     def _changed(self, what: str) -> ChainChanged:
         return ChainChanged(f"Ethereum chain {self.chain_id} changed while {what} was read from {self.endpoint};"
                             " it is read again at the next poll")
-
-    @contextmanager
-    def _node_errors(self) -> Iterator[None]:
-        try:
-            yield
-        except LedgerUnavailable:
-            raise
-        except (requests.RequestException, Web3Exception, OSError, ValueError) as exc:
-            raise LedgerUnavailable(f"Ethereum node {self.endpoint}: {self._cause(exc)}") from exc
-
-    def _cause(self, exc: BaseException) -> str:
-        if isinstance(exc, requests.Timeout):
-            return "no answer in time (timeout)"
-        if isinstance(exc, requests.ConnectionError):
-            reason = re.search(r"\[Errno [^\]]+\][^\"')]*", str(exc))
-            return f"cannot connect ({reason.group(0).strip() if reason else type(exc).__name__})"
-        if isinstance(exc, requests.HTTPError) and exc.response is not None:
-            return f"HTTP {exc.response.status_code} {exc.response.reason}"
-        if isinstance(exc, Web3RPCError):
-            error = (exc.rpc_response or {}).get("error")
-            detail = error.get("message") if isinstance(error, dict) else None
-            return _scrub(f"the node answered an error: {detail or exc.message}")
-        # Library messages may quote the URL, and a provider's URL may carry an API key.
-        return _scrub(f"{type(exc).__name__}: {exc}")
-
-
-def _require_int(key: str, value: object, *, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{key} must be an integer >= {minimum}, got {value!r}")
-
-
-def _token_address(token: object) -> str:
-    if not isinstance(token, str) or not re.fullmatch(r"0x[0-9a-fA-F]{40}", token):
-        raise ValueError(f"token must be the ERC-20 contract's 0x address (40 hex digits), got {token!r}")
-    digits = token[2:]
-    if digits != digits.lower() and digits != digits.upper() and not Web3.is_checksum_address(token):
-        raise ValueError(f"token {token!r}: its mixed-case checksum is wrong (a mistyped address?): copy it again")
-    return Web3.to_checksum_address(token)
-
-
-def derive_accounts(mnemonic: str, accounts: Mapping[str, int], branch: int) -> dict[str, Any]:
-    """Socket id -> its key at m/44'/60'/0'/<branch>/<index> (branch 0: top-up addresses, 1: trade parties).
-    The phrase is never put in a message."""
-    if not isinstance(mnemonic, str) or not mnemonic.strip():
-        raise ValueError("mnemonic is empty: the controller needs the BIP-39 phrase its keys derive from")
-    if not isinstance(accounts, Mapping) or not accounts:
-        raise ValueError("accounts must map each socket id to a derivation index, and name at least one socket")
-    sockets_by_index: dict[int, str] = {}
-    for socket_id, index in accounts.items():
-        if not isinstance(socket_id, str) or not socket_id:
-            raise ValueError(f"accounts: socket ids are non-empty strings, got {socket_id!r}")
-        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index <= MAX_DERIVATION_INDEX:
-            raise ValueError(f"accounts: socket {socket_id!r} has derivation index {index!r};"
-                             f" expected an integer from 0 to {MAX_DERIVATION_INDEX}")
-        if index in sockets_by_index:
-            raise ValueError(f"accounts: sockets {sockets_by_index[index]!r} and {socket_id!r} share derivation"
-                             f" index {index}, so they would share an address")
-        sockets_by_index[index] = socket_id
-    Account.enable_unaudited_hdwallet_features()
-    phrase = " ".join(mnemonic.split())
-    keys = {}
-    for index, socket_id in sorted(sockets_by_index.items()):
-        try:
-            keys[socket_id] = Account.from_mnemonic(phrase, account_path=f"m/44'/60'/0'/{branch}/{index}")
-        except (ValidationError, ValueError):
-            # The library's message quotes the phrase; this one must not.
-            raise ValueError("mnemonic is not a valid BIP-39 phrase (unknown word, wrong number of words or"
-                             " bad checksum)") from None
-    return keys
-
-
-def _derive_addresses(mnemonic: str, accounts: Mapping[str, int]) -> dict[str, str]:
-    """Socket id -> checksummed top-up address at m/44'/60'/0'/0/<index>."""
-    return {socket_id: key.address for socket_id, key in derive_accounts(mnemonic, accounts, 0).items()}
 
 
 def _parse_cursor(cursor: str) -> BlockRef:
@@ -380,29 +261,3 @@ def _parse_cursor(cursor: str) -> BlockRef:
         raise LedgerUnavailable(f"the stored Ethereum deposit cursor {cursor!r} is not '<block number>:<block hash>';"
                                 " an operator should set it to a block of the chain (or clear it to start afresh)")
     return BlockRef(int(match.group(1)), match.group(2).lower())
-
-
-def _hex(value: Any) -> str:
-    """A hash as 0x-prefixed lower-case hex, from HexBytes, bytes or a hex string."""
-    if isinstance(value, (bytes, bytearray)):
-        return "0x" + bytes(value).hex()
-    text = str(value).lower()
-    return text if text.startswith("0x") else "0x" + text
-
-
-def _redacted(url: str) -> str:
-    """scheme://host:port of an endpoint; a path or credentials (often an API key) are not shown."""
-    if not url:
-        return ""
-    parts = urlsplit(url)
-    if not parts.scheme or not parts.hostname:
-        return url
-    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
-    if ":" in parts.hostname:
-        host = f"[{parts.hostname}]" + ("" if parts.port is None else f":{parts.port}")
-    shown = f"{parts.scheme}://{host}"
-    return shown + "/…" if parts.path.strip("/") or parts.query else shown
-
-
-def _scrub(text: str) -> str:
-    return re.sub(r"(https?://[^/\s'\"]+)/[^\s'\"]*", r"\1/…", text)

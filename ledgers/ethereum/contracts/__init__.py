@@ -28,7 +28,7 @@ def source_of(name: str) -> str:
 
 
 def compile_contract(name: str, evm_version: str = DEFAULT_EVM_VERSION) -> tuple[list, str]:
-    """(ABI, deployment bytecode as 0x hex) of ledgers/contracts/<name>.vy for `evm_version`.
+    """(ABI, deployment bytecode as 0x hex) of ledgers/ethereum/contracts/<name>.vy for `evm_version`.
 
     Cached per (name, evm_version, source hash): an edited source is compiled again.
     """

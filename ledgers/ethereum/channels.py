@@ -1,0 +1,168 @@
+"""EthereumTrade's payment channels, through the channel contract (contracts/channels.vy).
+
+Vouchers are EIP-712 messages bound to the chain and the contract; they are verified off-chain with
+the contract's own rules (low-s signatures, v 27 or 28) before a recipient relies on them.
+
+Reading channels. The channel contract stores one slot per channel, keyed by (id, sender, recipient):
+the parties of a channel id are read from its ChannelOpened event (eth_getLogs from the contract's
+deployment block) and kept in memory.
+"""
+
+from __future__ import annotations
+
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from web3 import Web3
+from web3.logs import DISCARD
+
+from ledgers.ethereum.abi import CHANNEL_STATES, SECP256K1_N, voucher_typed_data
+from ledgers.ethereum.client import TradeClient, id_number, party_address
+from payg.domain.market import OPEN, Channel, Voucher, positive
+from payg.errors import (AboveEscrow, BadSignature, ChannelClosed, ChannelExpired, InvalidAmount, LedgerUnavailable,
+                         NotAuthorised, UnknownChannel, WrongChannel, WrongDomain)
+
+
+class EthereumChannels(TradeClient):
+    """PaymentChannel on an EVM chain: the channel half of EthereumTrade."""
+
+    def open_channel(self, as_socket: str, recipient: str, escrow: int, expires_at: int) -> Channel:
+        positive(escrow, "escrow")
+        positive(expires_at, "expires_at")
+        account = self._account(as_socket)
+        to = party_address(recipient)
+        receipt = self._transact(account, self._channels.functions.open(to, expires_at), value=escrow)
+        opened = self._channels.events.ChannelOpened().process_receipt(receipt, errors=DISCARD)
+        if len(opened) != 1:
+            raise LedgerUnavailable(f"Ethereum node {self.endpoint}: the receipt of an open has no ChannelOpened"
+                                    " event: is the channels address right?")
+        args = opened[0]["args"]
+        self._parties[args["channel_id"]] = (Web3.to_checksum_address(args["sender"]),
+                                             Web3.to_checksum_address(args["recipient"]))
+        return self.channel(str(args["channel_id"]))
+
+    def top_up(self, as_socket: str, channel_id: str, amount: int, expires_at: int) -> Channel:
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+            raise InvalidAmount(f"a top-up amount is an integer >= 0, got {amount!r}")
+        positive(expires_at, "expires_at")
+        account = self._account(as_socket)
+        number = id_number(channel_id, UnknownChannel, "channel")
+        sender, recipient = self._channel_parties(number)
+        if account.address != sender:
+            raise NotAuthorised(f"socket {as_socket!r} did not open channel {channel_id}: only its sender tops it up")
+        self._transact(account, self._channels.functions.topUp(number, recipient, expires_at), value=amount)
+        return self.channel(channel_id)
+
+    def channel(self, channel_id: str) -> Channel:
+        number = id_number(channel_id, UnknownChannel, "channel")
+        sender, recipient = self._channel_parties(number)
+        with self._node.errors():
+            state, escrow, paid, expiry = self._channels.functions.channel(number, sender, recipient).call()
+        if state not in CHANNEL_STATES:
+            raise LedgerUnavailable(f"Ethereum node {self.endpoint}: channel {number} has no state on"
+                                    f" {self.channels_address} although it was opened there")
+        return Channel(channel_id=str(number), sender=sender, recipient=recipient, escrow=escrow,
+                       expires_at=expiry, state=CHANNEL_STATES[state], paid=paid)
+
+    def sign_voucher(self, as_socket: str, channel_id: str, amount: int) -> Voucher:
+        positive(amount, "amount")
+        number = id_number(channel_id, UnknownChannel, "channel")
+        account = self._account(as_socket)
+        message = voucher_typed_data(self.chain_id, self.channels_address, number, amount)
+        signed = account.sign_message(encode_typed_data(full_message=message))
+        return Voucher(str(number), amount, self.domain(), "0x" + bytes(signed.signature).hex())
+
+    def voucher_signer(self, voucher: Voucher, channel_id: int) -> str:
+        """The address that signed `voucher` for `channel_id` in this domain; BadSignature if none (malformed,
+        high s, v not 27/28, or no public key)."""
+        signature = _signature_bytes(voucher.signature)
+        r = int.from_bytes(signature[:32], "big")
+        s = int.from_bytes(signature[32:64], "big")
+        v = signature[64]
+        if v not in (27, 28) or not 0 < r < SECP256K1_N or not 0 < s <= SECP256K1_N // 2:
+            raise BadSignature(f"voucher signature for channel {channel_id} is not a low-s secp256k1 signature"
+                               " with v 27 or 28 (malleated or malformed)")
+        message = voucher_typed_data(self.chain_id, self.channels_address, channel_id, voucher.amount)
+        try:
+            return Account.recover_message(encode_typed_data(full_message=message), vrs=(v, r, s))
+        except Exception as exc:  # eth-keys refuses points that are not on the curve in several ways
+            raise BadSignature(f"voucher signature for channel {channel_id} recovers to no key: {exc}") from None
+
+    def check_voucher(self, voucher: Voucher, channel_id: str) -> Channel:
+        self._check_bound_here(voucher, channel_id)
+        positive(voucher.amount, "voucher amount")
+        channel = self.channel(channel_id)
+        if channel.state != OPEN:
+            raise ChannelClosed(f"channel {channel_id} is {channel.state}")
+        now = self._next_block_time_guarded()
+        if now >= channel.expires_at:
+            raise ChannelExpired(f"channel {channel_id} expired at {channel.expires_at}")
+        if voucher.amount > channel.escrow:
+            raise AboveEscrow(f"voucher for {voucher.amount} on channel {channel_id}, which holds {channel.escrow}")
+        signer = self.voucher_signer(voucher, int(channel.channel_id))
+        if signer != channel.sender:
+            raise BadSignature(f"voucher for channel {channel_id} is signed by {signer}, not by its sender"
+                               f" {channel.sender}")
+        return channel
+
+    def close(self, as_socket: str, channel_id: str, voucher: Voucher) -> Channel:
+        account = self._account(as_socket)
+        self._check_bound_here(voucher, channel_id)
+        number = id_number(channel_id, UnknownChannel, "channel")
+        sender, recipient = self._channel_parties(number)
+        if account.address != recipient:
+            raise NotAuthorised(f"socket {as_socket!r} is not the recipient of channel {channel_id}: only"
+                                f" {recipient} closes it")
+        signature = _signature_bytes(voucher.signature)
+        self._transact(account, self._channels.functions.close(number, sender, voucher.amount, signature))
+        return self.channel(channel_id)
+
+    def reclaim(self, as_socket: str, channel_id: str) -> Channel:
+        account = self._account(as_socket)
+        number = id_number(channel_id, UnknownChannel, "channel")
+        sender, recipient = self._channel_parties(number)
+        if account.address != sender:
+            raise NotAuthorised(f"socket {as_socket!r} is not the sender of channel {channel_id}: only"
+                                f" {sender} reclaims it")
+        self._transact(account, self._channels.functions.reclaim(number, recipient))
+        return self.channel(channel_id)
+
+    def _check_bound_here(self, voucher: Voucher, channel_id: str) -> None:
+        """WrongChannel or WrongDomain unless `voucher` is for `channel_id` on this chain and contract."""
+        if str(voucher.channel_id) != str(channel_id):
+            raise WrongChannel(f"voucher is for channel {voucher.channel_id!r}, presented for channel {channel_id!r}")
+        if str(voucher.domain).lower() != self.domain().lower():
+            raise WrongDomain(f"voucher was signed for {voucher.domain!r}, not for {self.domain()!r}")
+
+    def _channel_parties(self, number: int) -> tuple[str, str]:
+        if number in self._parties:
+            return self._parties[number]
+        with self._node.errors():
+            self._node.check_chain_id()
+            if number == 0 or number > self._channels.functions.lastChannelId().call():
+                raise UnknownChannel(f"no channel {number} on {self.channels_address}")
+            event = self._channels.events.ChannelOpened()
+            topic = event.topic if hasattr(event, "topic") else Web3.keccak(
+                text="ChannelOpened(uint256,address,address,uint256,uint256)").to_0x_hex()
+            logs = self.w3.eth.get_logs({
+                "fromBlock": self._immutable("DEPLOYED_BLOCK", self._channels), "toBlock": "latest",
+                "address": self.channels_address, "topics": [topic, "0x" + number.to_bytes(32, "big").hex()]})
+            if len(logs) != 1:
+                raise LedgerUnavailable(f"Ethereum node {self.endpoint}: {len(logs)} ChannelOpened events for"
+                                        f" channel {number} (expected one): the node may have pruned its logs")
+            args = event.process_log(logs[0])["args"]
+        parties = (Web3.to_checksum_address(args["sender"]), Web3.to_checksum_address(args["recipient"]))
+        self._parties[number] = parties
+        return parties
+
+
+def _signature_bytes(signature: object) -> bytes:
+    text = str(signature)
+    if text.startswith(("0x", "0X")):
+        text = text[2:]
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise BadSignature("voucher signature is not hex") from None
+    if len(raw) != 65:
+        raise BadSignature(f"voucher signature has {len(raw)} bytes, not 65 (r, s, v)")
+    return raw
