@@ -178,15 +178,19 @@ class MockTrade:
         if role not in roles:
             raise NotAuthorised(f"{party} is {role}; this needs {' or '.join(roles)}")
 
+    def _require_authority(self, c, actor: str, role: str, refusal: str) -> None:
+        """The owner grants and revokes regulators; regulators grant and revoke producers and consumers."""
+        if role == rules.REGULATOR:
+            self._require(c, actor, rules.OWNER)
+        elif role in (rules.PRODUCER, rules.CONSUMER):
+            self._require(c, actor, rules.REGULATOR)
+        else:
+            raise NotAuthorised(refusal)
+
     def grant(self, as_socket: str, party: str, role: str) -> None:
         actor = self._party(as_socket)
         with self._file.transaction() as c:
-            if role == rules.REGULATOR:
-                self._require(c, actor, rules.OWNER)
-            elif role in (rules.PRODUCER, rules.CONSUMER):
-                self._require(c, actor, rules.REGULATOR)
-            else:
-                raise NotAuthorised(f"role {role!r} cannot be granted")
+            self._require_authority(c, actor, role, f"role {role!r} cannot be granted")
             held = self._role(c, party)
             if held != rules.NO_ROLE:
                 raise RoleConflict(f"{party} already holds {held}")
@@ -196,12 +200,7 @@ class MockTrade:
         actor = self._party(as_socket)
         with self._file.transaction() as c:
             held = self._role(c, party)
-            if held == rules.REGULATOR:
-                self._require(c, actor, rules.OWNER)
-            elif held in (rules.PRODUCER, rules.CONSUMER):
-                self._require(c, actor, rules.REGULATOR)
-            else:
-                raise NotAuthorised(f"{party} holds {held}, which cannot be revoked")
+            self._require_authority(c, actor, held, f"{party} holds {held}, which cannot be revoked")
             c.execute("DELETE FROM roles WHERE party = ?", (party,))
 
 
@@ -303,7 +302,8 @@ class MockTrade:
             raise NotAuthorised("a channel needs a recipient other than its sender")
         with self._file.transaction() as c:
             self._move(c, sender, None, escrow)
-            cur = c.execute("INSERT INTO channels (sender, recipient, escrow, expires_at, state) VALUES (?, ?, ?, ?, ?)",
+            cur = c.execute("INSERT INTO channels (sender, recipient, escrow, expires_at, state)"
+                            " VALUES (?, ?, ?, ?, ?)",
                             (sender, recipient, escrow, expires_at, rules.OPEN))
             return Channel(str(cur.lastrowid), sender, recipient, escrow, expires_at)
 
@@ -323,7 +323,8 @@ class MockTrade:
             if self.now() >= ch.expires_at:
                 raise ChannelExpired(f"channel {channel_id} expired at {ch.expires_at}")
             if not isinstance(expires_at, int) or expires_at < ch.expires_at:
-                raise ExpiryNotExtended(f"channel {channel_id} expires at {ch.expires_at}; {expires_at!r} would shorten it")
+                raise ExpiryNotExtended(f"channel {channel_id} expires at {ch.expires_at};"
+                                        f" {expires_at!r} would shorten it")
             self._move(c, sender, None, amount)
             c.execute("UPDATE channels SET escrow = escrow + ?, expires_at = ? WHERE id = ?",
                       (amount, expires_at, int(channel_id)))
