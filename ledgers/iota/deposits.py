@@ -55,8 +55,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ledgers.common import AddressBook, payment_units
-from ledgers.iota.sdk import (IotaNode, _BadAnswer, _bigint, _get, _list, _page_info, _path, _timestamp, _uint,
-                              account_indexes, normalise_address, normalise_coin_type, normalise_phrase, private_key)
+from ledgers.iota.sdk import (IotaNode, _BadAnswer, _bigint, _get, _list, _owner, _page_info, _path, _status,
+                              _timestamp, _uint, account_indexes, normalise_address, normalise_coin_type,
+                              normalise_phrase, private_key)
 from payg.errors import LedgerUnavailable
 from payg.ports import Deposit
 
@@ -259,9 +260,7 @@ class IotaLedger(AddressBook):
         if not after < checkpoint <= upper:
             raise _BadAnswer(f"transaction {digest} is in checkpoint {checkpoint}, "
                              f"outside the range ({after}, {upper}] that was asked for")
-        status = _get(effects, "status")
-        if status not in ("SUCCESS", "FAILURE"):
-            raise _BadAnswer(f"transaction {digest}: status {status!r}")
+        status = _status(effects, digest)
         changes = _path(effects, "balanceChanges")
         balance_changes = list(_list(changes, "nodes"))
         more, cursor = _page_info(changes, None)
@@ -281,12 +280,8 @@ class IotaLedger(AddressBook):
         received: dict[str, int] = {}
         for change in tx["balance_changes"]:
             # Strict on purpose: a null here could hide a payment, so it stops the poll instead.
-            owner = _path(change, "owner", "address")
+            address = _owner(change, digest)
             coin = _path(change, "coinType", "repr")
-            try:
-                address = normalise_address(owner)
-            except ValueError:
-                raise _BadAnswer(f"transaction {digest}: balance change owner {owner!r}") from None
             if self.socket_at(address) is None or not isinstance(coin, str) \
                     or normalise_coin_type(coin) != self.coin_type:
                 continue

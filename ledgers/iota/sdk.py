@@ -231,6 +231,22 @@ def _page_info(connection: Any, previous_cursor: str | None) -> tuple[bool, str 
     raise _BadAnswer(f"pageInfo.hasNextPage is {more!r}")
 
 
+def _status(effects: Any, digest: str) -> str:
+    status = _get(effects, "status")
+    if status not in ("SUCCESS", "FAILURE"):
+        raise _BadAnswer(f"transaction {digest}: status {status!r}")
+    return status
+
+
+def _owner(change: Any, digest: str) -> str:
+    """The address a balance change belongs to. Strict on purpose: a null here could hide a payment."""
+    owner = _path(change, "owner", "address")
+    try:
+        return normalise_address(owner)
+    except ValueError:
+        raise _BadAnswer(f"transaction {digest}: balance change owner {owner!r}") from None
+
+
 def _uint(value: Any, what: str) -> int:
     # UInt53 is a JSON number; accept a decimal string too.
     if isinstance(value, bool):

@@ -21,12 +21,13 @@ bucket) and about 988,000 nanos of storage per coin object written, rebated when
 this leaves a wide margin. What was actually paid is `transaction(digest)["gas_fee"]`
 (computation + storage - storage rebate, which can be negative when many coins are merged).
 
-Ambiguous failures. Two wallets (or processes) spending from the same address at once may make one send fail
-with LedgerUnavailable (its coins were consumed); a retry builds from the new coins. After an ambiguous failure (timeout, connection lost after the request left),
-`send` asks the node whether the transaction exists before reporting; if it does, it waits for it as usual.
-Both a lost answer and a late one leave the coins consumed at most once: a rebuilt transaction would use
-different coin versions, so a caller that retries only after LedgerUnavailable should first look the digest
-up (exceptions from send carry it as `.digest` when the transaction was built).
+Ambiguous failures. Two wallets (or processes) spending from the same address at once may make one send
+fail with LedgerUnavailable (its coins were consumed); a retry builds from the new coins. After an ambiguous
+failure (timeout, connection lost after the request left), `send` asks the node whether the transaction
+exists before reporting; if it does, it waits for it as usual. Both a lost answer and a late one leave the
+coins consumed at most once: a rebuilt transaction would use different coin versions, so a caller that
+retries only after LedgerUnavailable should first look the digest up (exceptions from send carry it as
+`.digest` when the transaction was built).
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ from typing import Any
 
 import iota_sdk
 
-from ledgers.iota.sdk import (IOTA_COIN, SDK_ERRORS, IotaNode, _BadAnswer, _bigint, _get, _list, _page_info,
-                              _timestamp_ms, _uint, normalise_address, normalise_coin_type)
+from ledgers.iota.sdk import (IOTA_COIN, SDK_ERRORS, IotaNode, _BadAnswer, _bigint, _get, _list, _owner, _page_info,
+                              _status, _timestamp_ms, _uint, normalise_address, normalise_coin_type)
 from payg.errors import InsufficientFunds, LedgerUnavailable, PaygError
 
 BUDGET_GAS_UNITS = 10_000           # computation allowance, in gas units at the reference gas price
@@ -243,9 +244,7 @@ class Transfers:
         if block is None:
             raise TransactionNotFound(f"IOTA node {self._node.url} knows no transaction {digest}")
         effects = _get(block, "effects")
-        status = _get(effects, "status")
-        if status not in ("SUCCESS", "FAILURE"):
-            raise _BadAnswer(f"transaction {digest}: status {status!r}")
+        status = _status(effects, digest)
         sender = _get(block, "sender")
         checkpoint = _get(effects, "checkpoint")
         timestamp = _get(effects, "timestamp")
@@ -264,10 +263,7 @@ class Transfers:
                 coin = _get(_get(change, "coinType"), "repr")
                 if not isinstance(coin, str) or normalise_coin_type(coin) != IOTA_COIN:
                     continue
-                try:
-                    owner = normalise_address(_get(_get(change, "owner"), "address"))
-                except ValueError:
-                    raise _BadAnswer(f"transaction {digest}: balance change owner {change!r}"[:300]) from None
+                owner = _owner(change, digest)
                 changes[owner] = changes.get(owner, 0) + _bigint(_get(change, "amount"), "amount")
             more, cursor = _page_info(connection, cursor)
             if not more:

@@ -9,14 +9,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ledgers.iota.trade import (MAX_SKEW_S, IotaTrade, channel_path, error_from_reply, party_path,
-                                peer_error_reply)
-from ledgers.iota import IotaWallet
+from ledgers.iota import IotaTrade, IotaWallet
+from ledgers.iota.envelope import MAX_SKEW_S, channel_path, party_path
 from payg.domain import market as rules
 from payg.adapters.clocks import ManualClock
+from payg.adapters.peer_link import HttpPeerLink
 from payg.errors import (AdvertExpired, ChannelClosed, InsufficientFunds, InvalidAmount, LedgerUnavailable,
                          NotAuthorised,
-                         NotEnoughEnergy, PriceAboveLimit, UnknownAdvert, VoucherReplayed)
+                         NotEnoughEnergy, PriceAboveLimit, UnknownAdvert, VoucherReplayed, error_from_reply,
+                         error_reply)
 from tests.support.ledger_beds_iota import TEST_MNEMONIC, FakeIotaNode
 from tests.support.trade_beds_iota import START, IotaTradeBed
 
@@ -45,7 +46,7 @@ class PeerServer:
                     result = outer.backend.handle_peer_message(self.path[len(prefix):], payload)
                     status, body = 200, result
                 except Exception as exc:  # noqa: BLE001 - every error becomes a reply, as in the web layer
-                    status, body = peer_error_reply(exc)
+                    status, body = error_reply(exc)
                 self.answer(status, body)
 
             def answer(self, status, body):
@@ -242,11 +243,12 @@ class Controllers:
         self.wallet_a = IotaWallet(self.node.url, mnemonic=TEST_MNEMONIC, request_timeout_s=5)
         self.wallet_b = IotaWallet(self.node.url, mnemonic=OTHER_MNEMONIC, request_timeout_s=5)
         self.a = IotaTrade(self.wallet_a, accounts={"owner": 0, "reg": 1, "prod": 2}, store_path=tmp_path / "a.sqlite",
-                           clock=self.clock_a)
+                           clock=self.clock_a, peer_link=HttpPeerLink())
         self.a.create_market("owner", 10_000, 500)
         self.server_a = PeerServer(self.a)
         self.b = IotaTrade(self.wallet_b, accounts={"cons": 0}, store_path=tmp_path / "b.sqlite", clock=self.clock_b,
-                           market_url=self.server_a.url, peers={self.a.party_for("prod"): self.server_a.url})
+                           peer_link=HttpPeerLink(), market_url=self.server_a.url,
+                           peers={self.a.party_for("prod"): self.server_a.url})
         self.server_b = PeerServer(self.b)
         self.a.add_peer(self.b.party_for("cons"), self.server_b.url)
 
@@ -360,7 +362,7 @@ def test_a_malformed_peer_message_is_bad_input(two):
         with pytest.raises(InvalidAmount):
             two.a.handle_peer_message(kind, payload)
         with pytest.raises(InvalidAmount):  # the same over HTTP (400)
-            two.b._call(two.server_a.url, kind, payload)
+            two.b._peers.call(two.server_a.url, kind, payload)
 
 
 def test_the_recipient_sees_a_drained_channel(two):
@@ -381,7 +383,8 @@ def test_a_peer_that_cannot_be_reached_is_a_ledger_outage(two, tmp_path):
     two.server_a.stop()
     with pytest.raises(LedgerUnavailable):
         two.b.market()
-    lonely = IotaTrade(two.wallet_b, accounts={"x": 5}, store_path=tmp_path / "c.sqlite", clock=two.clock_b)
+    lonely = IotaTrade(two.wallet_b, accounts={"x": 5}, store_path=tmp_path / "c.sqlite", clock=two.clock_b,
+                       peer_link=HttpPeerLink())
     try:
         two.node.control("faucet", {"address": lonely.party_for("x"), "amount": 10**9})
         before = two.wallet_b.balance(lonely.party_for("x"))
@@ -394,12 +397,12 @@ def test_a_peer_that_cannot_be_reached_is_a_ledger_outage(two, tmp_path):
 
 def test_error_replies_map_back_to_the_same_errors():
     for error in (NotEnoughEnergy("x"), InsufficientFunds("x"), LedgerUnavailable("x"), ValueError("x")):
-        status, body = peer_error_reply(error)
+        status, body = error_reply(error)
         assert status == {NotEnoughEnergy: 409, InsufficientFunds: 409, LedgerUnavailable: 503, ValueError: 400}[
             type(error)]
-        assert type(error_from_reply(body["error"], body["message"])) is type(error)
-    assert peer_error_reply(RuntimeError("secret detail"))[0] == 500
-    assert isinstance(error_from_reply("SomethingElse", "x"), LedgerUnavailable)
+        assert type(error_from_reply(status, body)) is type(error)
+    assert error_reply(RuntimeError("secret detail"))[0] == 500
+    assert isinstance(error_from_reply(500, {"error": "SomethingElse", "message": "x"}), LedgerUnavailable)
 
 
 # -- restarts ----------------------------------------------------------------------------------------------
@@ -414,7 +417,7 @@ def test_a_restarted_controller_keeps_its_market_channels_and_counters(market, t
     t.shutdown()
     market.trade = market.channels = t = IotaTrade(market.wallet, accounts=dict(zip(
         ("owner", "reg", "reg2", "prod", "prod2", "cons", "cons2", "out"), range(8))),
-        store_path=tmp_path / "iota-trade.sqlite", clock=market.clock)
+        store_path=tmp_path / "iota-trade.sqlite", clock=market.clock, peer_link=HttpPeerLink())
     assert t.advert(advert.advert_id).remaining_wh == 100
     assert t.channel(first.channel_id) == first
     with pytest.raises(NotAuthorised, match="already received"):
@@ -438,7 +441,7 @@ def test_the_receiving_controller_refuses_vouchers_once_the_escrow_address_is_dr
     ch = b.open_channel("cons", prod, 100 * PRICE, b.now() + 3600)
     journal = SqliteJournal(tmp_path / "producer.sqlite")
     try:
-        book = ChannelBook(a, journal, two.clock_a, Fraction(1))
+        book = ChannelBook(a, journal, two.clock_a, Fraction(1), escrow_watch=a)
         book.accept_channel("prod", ch.channel_id, PRICE)
         assert book.accept(b.sign_voucher("cons", ch.channel_id, 10 * PRICE), ch.channel_id) == 10
         two.wallet_b.sweep(channel_path(0, 0), cons)  # the sender's controller takes the escrow back early

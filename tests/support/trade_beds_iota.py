@@ -8,6 +8,7 @@ import urllib.request
 
 from ledgers.iota import IotaTrade, IotaWallet
 from payg.adapters.clocks import ManualClock
+from payg.adapters.peer_link import HttpPeerLink
 from tests.support.ledger_beds_iota import TEST_MNEMONIC, FakeIotaNode
 from tests.support.trade_beds import SOCKETS
 
@@ -56,7 +57,7 @@ class IotaTradeBed:
         self.node.control("time", {"timestamp_ms": START * 1000})
         self.wallet = IotaWallet(self.node.url, mnemonic=TEST_MNEMONIC, request_timeout_s=5, finality_timeout_s=10)
         self.trade = IotaTrade(self.wallet, accounts=ACCOUNTS, store_path=tmp_path / "iota-trade.sqlite",
-                               clock=self.clock)
+                               clock=self.clock, peer_link=HttpPeerLink())
         self.trade.create_market("owner", capacity_wh, tax_bps)
         self.channels = self.trade
         self._gas: dict[str, int] = {}
@@ -93,7 +94,7 @@ class IotaTradeBed:
     def other_domain(self) -> IotaTrade:
         wallet = OtherNetworkWallet(self.node.url, mnemonic=TEST_MNEMONIC, request_timeout_s=5)
         other = IotaTrade(wallet, accounts=ACCOUNTS, store_path=self.tmp_path / f"other-{len(self._others)}.sqlite",
-                          clock=self.clock)
+                          clock=self.clock, peer_link=HttpPeerLink())
         self._others.append((wallet, other))
         return other
 
