@@ -8,6 +8,10 @@ a tenant's deposit:
     m/44'/4218'/{i}'/1'/0'    trade party: signs messages and vouchers, pays buys, funds channels
     m/44'/4218'/{i}'/2'/{n}'  escrow address of the socket's n-th payment channel
 
+n comes from a counter in the store that is incremented (and committed) before
+the channel's escrow is sent, so a channel address, which is also the channel's
+id, is never used twice, even across a crash.
+
 Signed messages. Every message that acts (POST /api/peer/iota/<kind>) is a JSON envelope
 
     {"message": {"kind", "network", "domain", "party", "at", "nonce", ...fields},
