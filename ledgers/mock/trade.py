@@ -2,7 +2,7 @@
 
 It lives in the mock ledger's SQLite file, so several controllers on one machine
 (pointing `[ledger.mock] path` at the same file) trade with each other. Every rule
-of payg/trade.py is enforced here, in one SQLite transaction per operation, so a
+of payg/domain/market.py is enforced here, in one SQLite transaction per operation, so a
 refused operation moves nothing. There is no cryptography worth the name: a
 voucher's signature is an HMAC under a key anyone can derive from the sender's
 address. It binds a voucher to its channel, amount and mock ledger (so the
