@@ -1,1 +1,71 @@
-"""Meters and relays: simulated ones here, real ones (Modbus, GPIO) beside them."""
+"""Meters and relays: simulated ones, Modbus meters (hardware/modbus/), GPIO relays, and the bus pool.
+
+`build` makes the configured sockets' relays and meters, one ModbusBus per serial port, and the
+BusPool that reads them every tick; the composition root (app.py) calls it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from payg.domain.settings import Config, SocketConfig
+from payg.ports import Clock, EnergyMeter, MeterReader, Relay
+
+PROBE_EVERY_AT_MOST_S = 30.0  # a silent meter is asked again at least this often (hardware/bus_pool.py)
+
+
+@dataclass
+class Hardware:
+    relays: dict[str, Relay]
+    meters: dict[str, EnergyMeter]
+    reader: MeterReader
+
+
+def build(config: Config, clock: Clock, made: Callable[[str, Callable[[], None]], None]) -> Hardware:
+    """The configured sockets' hardware; `made(name, close)` is told of everything that must be closed."""
+    from hardware.bus_pool import BusPool
+
+    relays, meters, buses, on_bus = {}, {}, {}, {}
+    for sc in config.sockets:
+        relay = relays[sc.id] = _relay(sc, clock)
+        if hasattr(relay, "close"):  # a GPIO pin, released at the off level
+            made(f"relay of {sc.id}", relay.close)
+        meters[sc.id] = _meter(sc, relay, clock, config.controller.data_dir, buses, made)
+        if sc.meter.kind == "modbus":
+            on_bus.setdefault(sc.meter.bus_key, []).append(sc.id)
+    poll_s = config.controller.poll_interval_s
+    reader = BusPool(meters, on_bus, 0.8 * poll_s, max_probe_every=max(2, round(PROBE_EVERY_AT_MOST_S / poll_s)))
+    made("bus pool", reader.close)
+    return Hardware(relays, meters, reader)
+
+
+def _relay(sc: SocketConfig, clock: Clock) -> Relay:
+    if sc.relay.kind == "gpio":
+        from hardware.gpio_relay import GpioRelay
+
+        return GpioRelay(sc.relay.pin, sc.relay.active_low)
+    from hardware.simulated import SimulatedRelay
+
+    return SimulatedRelay(clock)
+
+
+def _meter(sc: SocketConfig, relay: Relay, clock: Clock, data_dir: Path, buses: dict, made) -> EnergyMeter:
+    mc = sc.meter
+    if mc.kind == "modbus":
+        from hardware.modbus import BusSettings, ModbusBus, ModbusMeter
+
+        bus = buses.get(mc.bus_key)
+        if bus is None:
+            bus = buses[mc.bus_key] = ModbusBus(BusSettings(mc.port, mc.baud, mc.parity, mc.stopbits, mc.timeout_s,
+                                                            mc.local_echo))
+            made(f"serial port {mc.port}", bus.close)
+        return ModbusMeter(bus, mc.address, mc.profile, clock)
+    from hardware.simulated import LoadModel, SimulatedMeter
+
+    state_path = None
+    if mc.persist:
+        (data_dir / "simulated").mkdir(exist_ok=True, mode=0o700)
+        state_path = data_dir / "simulated" / f"{sc.id}.json"
+    return SimulatedMeter(clock, LoadModel(mc.load), relay, mc.voltage_v, state_path)

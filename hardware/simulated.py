@@ -17,10 +17,9 @@ from collections import deque
 from fractions import Fraction
 from pathlib import Path
 
-from payg.ports import Clock
 from payg.domain.settings import ConstantLoad, RandomLoad, ScheduleLoad
 from payg.errors import MeterUnavailable, RelayError
-from payg.ports import MeterReading, Relay
+from payg.ports import Clock, MeterReading, Relay
 
 
 class SimulatedRelay:

@@ -18,6 +18,18 @@ class ConfigError(PaygError):
         super().__init__(detail)
 
 
+class JournalError(PaygError):
+    """The journal holds something its own rules forbid (a damaged or hand-edited file): nothing was written."""
+
+
+class DataDirBusy(PaygError):
+    """Another controller holds the data directory (two would bill the same meters twice)."""
+
+
+class DeployFailed(PaygError):
+    """Contracts could not be deployed: the node, the key or the compiler refused; the message says which."""
+
+
 class MeterUnavailable(PaygError):
     """A meter could not be read. Never answered with an old value."""
 
@@ -41,6 +53,10 @@ class LedgerUnavailable(PaygError):
 class LedgerReorganised(LedgerUnavailable):
     """The chain no longer contains the block the deposit cursor points at: a reorganisation deeper
     than the configured confirmations. Nothing is credited until an operator has looked."""
+
+
+class Unreachable(PaygError):
+    """Nothing usable came back over HTTP: the host did not answer, timed out, or did not answer JSON."""
 
 
 class UnknownSocket(PaygError):

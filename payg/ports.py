@@ -1,32 +1,132 @@
-"""Protocols the domain consumes. Adapters in hardware/ and ledgers/ match them by shape."""
+"""Protocols the services consume. Adapters (payg/adapters, hardware/, ledgers/) match them by shape.
+
+The values that cross them (MeterReading, Deposit, Advert, ...) are the domain's and are named here too."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from fractions import Fraction
 from typing import Protocol
 
-from payg.domain.market import Advert, Channel, MarketInfo, Purchase, Voucher
-
-
-@dataclass(frozen=True)
-class MeterReading:
-    """One fresh reading. energy_wh is the meter's cumulative counter, exact (int or Fraction)."""
-
-    energy_wh: int | Fraction
-    power_w: float
-    voltage_v: float
-    current_a: float
-    at: float
-    # Smallest step the energy counter can show (1 Wh for a PZEM-004T); the
-    # cut-off predictor uses it to bound the energy hidden below the last step.
-    resolution_wh: Fraction = Fraction(1)
+from payg.domain.accounts import Deposit, Entry
+from payg.domain.billing import MeterReading, MeterState
+from payg.domain.market import Advert, Channel, ChannelRow, MarketInfo, Purchase, Voucher
+from payg.errors import MeterUnavailable
 
 
 class Clock(Protocol):
     def now(self) -> float:
         """Seconds since the Unix epoch."""
         ...
+
+
+class Lock(Protocol):
+    """What serialises the loop's jobs and the web's requests on shared state (threading.RLock in production;
+    the services take it as a context manager and import no threads)."""
+
+    def __enter__(self) -> object: ...
+
+    def __exit__(self, *exc: object) -> bool | None: ...
+
+
+class JournalTx(Protocol):
+    """The writes of one journal transaction (a unit of work): all of them commit, or none.
+
+    Credits carry an idempotency key: one booked before is not booked again (False). Every
+    amount is an integer in ledger units; debits are given as positive amounts."""
+
+    def credit(self, socket_id: str, amount: int, kind: str, idem_key: str, at: float, memo: str = "") -> bool: ...
+
+    def debit(self, socket_id: str, amount: int, kind: str, at: float, *, energy_wh: Fraction | None = None,
+              idem_key: str | None = None, memo: str = "") -> bool: ...
+
+    def save_state(self, socket_id: str, state: MeterState, previous_pending: int) -> None:
+        """A socket's billing state; its pending usage counts in the balance (previous_pending: as last saved)."""
+
+    def deposit_carry(self, source: str, socket_id: str) -> int:
+        """Ledger units received for a socket that do not make a whole token yet."""
+
+    def record_deposit(self, source: str, socket_id: str, idem_key: str, units: int, tokens: int, carry: int,
+                       at: float) -> bool:
+        """Remember a ledger deposit (its raw units and the tokens it made) and the socket's new carry;
+        False, and nothing written, if this key was recorded before."""
+
+    def add_channel(self, row: ChannelRow) -> None: ...
+
+    def advance_channel(self, domain: str, channel_id: str, previous: int, amount: int, signature: str,
+                        at: float) -> None: ...
+
+    def set_channel_state(self, domain: str, channel_id: str, state: str, escrow: int, at: float) -> None: ...
+
+    def event(self, socket_id: str, kind: str, detail: str, at: float) -> None: ...
+
+    def set_cursor(self, name: str, value: str | None) -> None: ...
+
+    def acknowledge_alarms(self, socket_id: str, upto_event_id: int, at: float) -> None: ...
+
+    def set_override(self, socket_id: str, mode: str | None, at: float) -> None: ...
+
+
+class Journal(Protocol):
+    """Every socket's account, append-only (payg/adapters/journal.py SqliteJournal; tests.fakes.FakeJournal).
+
+    balance = the sum of a socket's entries minus its pending usage."""
+
+    def transaction(self) -> AbstractContextManager[JournalTx]: ...
+
+    def balance(self, socket_id: str) -> int: ...
+
+    def meter_state(self, socket_id: str) -> MeterState | None: ...
+
+    def overrides(self) -> dict[str, str]: ...
+
+    def cursor(self, name: str) -> str | None: ...
+
+    def entry_by_key(self, idem_key: str) -> Entry | None: ...
+
+    def entries(self, socket_id: str, limit: int = 50, before_id: int | None = None) -> list[Entry]:
+        """Newest first."""
+
+    def all_entries(self, socket_id: str) -> Iterator[Entry]:
+        """Oldest first."""
+
+    def entries_after(self, after_id: int, limit: int = 1000) -> list[Entry]: ...
+
+    def last_entries(self, kind: str) -> list[tuple[str, float, int]]:
+        """Per socket, the latest entry of this kind: (socket id, at, amount)."""
+
+    def first_entry_id_since(self, at: float) -> int: ...
+
+    def open_alarms(self) -> dict[str, tuple[int, int, str]]:
+        """Per socket with alarms not yet acknowledged: (how many, the latest's id, the latest's detail)."""
+
+    def events(self, socket_id: str, limit: int = 10) -> list[dict]: ...
+
+    def channels(self, direction: str | None = None, state: str | None = None) -> list[ChannelRow]: ...
+
+    def channel(self, domain: str, channel_id: str) -> ChannelRow | None: ...
+
+
+class MeterReader(Protocol):
+    """Reads every meter once per tick (hardware/bus_pool.py BusPool)."""
+
+    def read_all(self) -> dict[str, MeterReading | MeterUnavailable]:
+        """A fresh reading of every socket's meter, or why there is none this tick; never an old reading."""
+
+    def close(self) -> None: ...
+
+
+class Notifier(Protocol):
+    """Tells the service manager how the controller is doing (systemd's sd_notify); every call may do nothing."""
+
+    def ready(self) -> bool: ...
+
+    def watchdog(self) -> bool: ...
+
+    def stopping(self) -> bool: ...
+
+    def watchdog_interval_s(self) -> float | None: ...
 
 
 class EnergyMeter(Protocol):
@@ -41,16 +141,6 @@ class Relay(Protocol):
         ...
 
     def is_closed(self) -> bool: ...
-
-
-@dataclass(frozen=True)
-class Deposit:
-    """A final payment into a socket's address, in the ledger's smallest unit (nanos, wei, token base units)."""
-
-    deposit_id: str  # ledger identity, unique per (payment, socket); the journal's idempotency key is built from it
-    socket_id: str
-    amount: int  # ledger units; the watcher converts them to tokens with the remainder carried
-    at: float
 
 
 class DepositSource(Protocol):

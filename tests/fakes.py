@@ -1,11 +1,18 @@
-"""Fakes for the ports: scriptable meters, relays and deposit sources, injected through constructors."""
+"""Fakes for the ports: scriptable meters, relays, deposit sources, a journal, systemd and the bus deadline,
+injected through constructors."""
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
+from dataclasses import replace
 from fractions import Fraction
 
 from payg.adapters.clocks import ManualClock
-from payg.errors import LedgerUnavailable, MeterUnavailable, RelayError
+from payg.domain.accounts import ALARM_KINDS, CREDIT_KINDS, DEBIT_KINDS, Entry
+from payg.domain.billing import MeterState
+from payg.domain.market import ChannelRow
+from payg.errors import JournalError, LedgerUnavailable, MeterUnavailable, RelayError
 from payg.ports import Deposit, MeterReading
 
 
@@ -211,3 +218,232 @@ class FakeGPIO:
     def _drive(self, pin: int, level: int) -> None:
         self.levels[pin] = level
         self.driven.append((pin, level))
+
+
+class FakeJournal:
+    """The Journal port in memory: append-only entries with idempotency keys, billing states, cursors,
+    events, overrides and channels; a transaction is applied whole when it ends without an error, else not
+    at all (as SqliteJournal's). `fail_next_commit` makes the next transaction fail at its end."""
+
+    def __init__(self):
+        self.entries_: list[Entry] = []
+        self.states: dict[str, MeterState] = {}
+        self.cursors: dict[str, str | None] = {}
+        self.events_: list[dict] = []
+        self.overrides_: dict[str, str] = {}
+        self.carries: dict[tuple[str, str], int] = {}
+        self.received: dict[str, tuple[str, int, int]] = {}
+        self.channels_: dict[tuple[str, str], ChannelRow] = {}
+        self.commits = 0
+        self.fail_next_commit = False
+
+    @contextmanager
+    def transaction(self):
+        tx = _FakeTx(self)
+        yield tx
+        if self.fail_next_commit:
+            self.fail_next_commit = False
+            raise JournalError("fake journal: the commit failed")
+        tx.apply()
+        self.commits += 1
+
+    def balance(self, socket_id: str) -> int:
+        pending = self.states[socket_id].pending_units if socket_id in self.states else 0
+        return sum(e.amount for e in self.entries_ if e.socket_id == socket_id) - pending
+
+    def meter_state(self, socket_id: str) -> MeterState | None:
+        return self.states.get(socket_id)
+
+    def overrides(self) -> dict[str, str]:
+        return dict(self.overrides_)
+
+    def cursor(self, name: str) -> str | None:
+        return self.cursors.get(name)
+
+    def entry_by_key(self, idem_key: str) -> Entry | None:
+        return next((e for e in self.entries_ if e.idem_key == idem_key), None)
+
+    def entries(self, socket_id: str, limit: int = 50, before_id: int | None = None) -> list[Entry]:
+        mine = [e for e in self.entries_ if e.socket_id == socket_id and (before_id is None or e.id < before_id)]
+        return mine[::-1][:limit]
+
+    def all_entries(self, socket_id: str):
+        return iter([e for e in self.entries_ if e.socket_id == socket_id])
+
+    def entries_after(self, after_id: int, limit: int = 1000) -> list[Entry]:
+        return [e for e in self.entries_ if e.id > after_id][:limit]
+
+    def last_entries(self, kind: str) -> list[tuple[str, float, int]]:
+        last = {e.socket_id: e for e in self.entries_ if e.kind == kind}
+        return [(e.socket_id, e.at, e.amount) for e in last.values()]
+
+    def first_entry_id_since(self, at: float) -> int:
+        later = [e.id for e in self.entries_ if e.at >= at]
+        return min(later) - 1 if later else len(self.entries_)
+
+    def open_alarms(self) -> dict[str, tuple[int, int, str]]:
+        out = {}
+        for socket_id in {e["socket"] for e in self.events_}:
+            seen = int(self.cursors.get(f"alarms-seen:{socket_id}") or 0)
+            alarms = [e for e in self.events_ if e["socket"] == socket_id and e["kind"] in ALARM_KINDS
+                      and e["id"] > seen]
+            if alarms:
+                last = alarms[-1]
+                out[socket_id] = (len(alarms), last["id"], f"{last['kind'].replace('_', ' ')}: {last['detail']}")
+        return out
+
+    def events(self, socket_id: str, limit: int = 10) -> list[dict]:
+        mine = [{k: e[k] for k in ("id", "at", "kind", "detail")} for e in self.events_ if e["socket"] == socket_id]
+        return mine[::-1][:limit]
+
+    def channels(self, direction: str | None = None, state: str | None = None) -> list[ChannelRow]:
+        return [r for r in self.channels_.values()
+                if (direction is None or r.direction == direction) and (state is None or r.state == state)]
+
+    def channel(self, domain: str, channel_id: str) -> ChannelRow | None:
+        return self.channels_.get((domain, channel_id))
+
+
+class _FakeTx:
+    """One FakeJournal transaction: the writes are collected, checked as SqliteJournal checks them, and
+    applied only by FakeJournal.transaction when the block ends."""
+
+    def __init__(self, journal: FakeJournal):
+        self.j = journal
+        self.ops: list = []
+        self.keys = {e.idem_key for e in journal.entries_ if e.idem_key is not None}
+        self.received = set(journal.received)
+
+    def _entry(self, socket_id, at, kind, amount, energy_wh, idem_key, memo) -> bool:
+        if idem_key is not None and idem_key in self.keys:
+            return False
+        if idem_key is not None:
+            self.keys.add(idem_key)
+        self.ops.append(("entry", (socket_id, at, kind, amount, energy_wh, idem_key, memo)))
+        return True
+
+    def credit(self, socket_id, amount, kind, idem_key, at, memo=""):
+        if kind not in CREDIT_KINDS or not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+            raise ValueError(f"not a credit: {kind} {amount!r}")
+        return self._entry(socket_id, at, kind, amount, None, idem_key, memo)
+
+    def debit(self, socket_id, amount, kind, at, *, energy_wh=None, idem_key=None, memo=""):
+        if kind not in DEBIT_KINDS or not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
+            raise ValueError(f"not a debit: {kind} {amount!r}")
+        return self._entry(socket_id, at, kind, -amount, energy_wh, idem_key, memo)
+
+    def save_state(self, socket_id, state, previous_pending):
+        self.ops.append(("state", (socket_id, state)))
+
+    def deposit_carry(self, source, socket_id):
+        carried = self.j.carries.get((source, socket_id), 0)
+        for op, args in self.ops:
+            if op == "carry" and args[:2] == (source, socket_id):
+                carried = args[2]
+        return carried
+
+    def record_deposit(self, source, socket_id, idem_key, units, tokens, carry, at):
+        if idem_key in self.received:
+            return False
+        self.received.add(idem_key)
+        self.ops.append(("received", (idem_key, socket_id, units, tokens)))
+        self.ops.append(("carry", (source, socket_id, carry)))
+        return True
+
+    def add_channel(self, row):
+        if (row.domain, row.channel_id) in self.j.channels_:
+            raise ValueError(f"channel {row.channel_id} on {row.domain} is already known")
+        self.ops.append(("channel", row))
+
+    def advance_channel(self, domain, channel_id, previous, amount, signature, at):
+        row = self.j.channels_.get((domain, channel_id))
+        if row is None or row.amount != previous or row.state != "open":
+            raise JournalError(f"channel {channel_id}: its latest voucher changed underneath")
+        self.ops.append(("channel", replace(row, amount=amount, signature=signature, updated_at=at)))
+
+    def set_channel_state(self, domain, channel_id, state, escrow, at):
+        row = self.j.channels_[(domain, channel_id)]
+        self.ops.append(("channel", replace(row, state=state, escrow=escrow, updated_at=at)))
+
+    def event(self, socket_id, kind, detail, at):
+        self.ops.append(("event", (socket_id, at, kind, detail)))
+
+    def set_cursor(self, name, value):
+        self.ops.append(("cursor", (name, value)))
+
+    def acknowledge_alarms(self, socket_id, upto_event_id, at):
+        self.set_cursor(f"alarms-seen:{socket_id}", str(upto_event_id))
+        self.event(socket_id, "alarm_ack", f"alarms up to event {upto_event_id} acknowledged", at)
+
+    def set_override(self, socket_id, mode, at):
+        self.ops.append(("override", (socket_id, mode)))
+
+    def apply(self) -> None:
+        j = self.j
+        for op, args in self.ops:
+            if op == "entry":
+                j.entries_.append(Entry(len(j.entries_) + 1, *args))
+            elif op == "state":
+                j.states[args[0]] = args[1]
+            elif op == "received":
+                j.received[args[0]] = args[1:]
+            elif op == "carry":
+                j.carries[args[:2]] = args[2]
+            elif op == "channel":
+                j.channels_[(args.domain, args.channel_id)] = args
+            elif op == "event":
+                socket_id, at, kind, detail = args
+                j.events_.append({"id": len(j.events_) + 1, "socket": socket_id, "at": at, "kind": kind,
+                                  "detail": detail})
+            elif op == "cursor":
+                j.cursors[args[0]] = args[1]
+            elif op == "override":
+                if args[1] is None:
+                    j.overrides_.pop(args[0], None)
+                else:
+                    j.overrides_[args[0]] = args[1]
+
+
+class FakeNotifier:
+    """systemd's notify socket as the Site sees it: records what it was told."""
+
+    def __init__(self, watchdog_interval_s: float | None = None):
+        self.messages: list[str] = []
+        self.interval_s = watchdog_interval_s
+
+    def ready(self) -> bool:
+        self.messages.append("READY=1")
+        return True
+
+    def watchdog(self) -> bool:
+        self.messages.append("WATCHDOG=1")
+        return True
+
+    def stopping(self) -> bool:
+        self.messages.append("STOPPING=1")
+        return True
+
+    def watchdog_interval_s(self) -> float | None:
+        return self.interval_s
+
+
+class VirtualWaiter:
+    """The bus pool's deadline on a virtual clock: a wait ends when its event is set, or when the test has
+    moved `clock` past the deadline; it never waits out real time."""
+
+    def __init__(self, clock: ManualClock):
+        self.clock = clock
+        self.waits: list[float] = []
+        self.waiting = threading.Event()  # set while a wait runs: move the clock only then
+
+    def wait(self, event: threading.Event, timeout_s: float) -> bool:
+        self.waits.append(timeout_s)
+        until = self.clock.now() + timeout_s
+        self.waiting.set()
+        try:
+            while not event.wait(0.001):
+                if self.clock.now() >= until:
+                    return False
+            return True
+        finally:
+            self.waiting.clear()

@@ -1,57 +1,145 @@
-"""The dependency direction of DESIGN.md, checked on the source."""
+"""The dependency rule of ARCHITECTURE.md, checked on the source, and the checker checked on planted imports.
+
+    domain    payg/domain, payg/errors.py, payg/ports.py   the standard library (no I/O, threads or network) and itself
+    services  payg/services                                 the domain and the standard library (the same subset)
+    entry     payg/web, payg/cli                            the domain, the services, their frameworks; never an adapter
+    adapters  payg/adapters, ledgers, hardware              the domain, the shared adapter toolkit, their libraries;
+                                                            never an entry point or app.py (ledgers and hardware:
+                                                            no services either)
+    app.py    the composition root                          anything
+"""
+
+from __future__ import annotations
 
 import ast
 import re
+import shutil
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support import ROOT
-ENTRY_POINTS = {"payg/cli.py"}
+
+# Standard library modules that do I/O, make threads or talk to the network: never in the domain or services.
+INFRASTRUCTURE = {"sqlite3", "socket", "socketserver", "ssl", "select", "selectors", "urllib", "http", "threading",
+                  "_thread", "concurrent", "multiprocessing", "subprocess", "asyncio", "fcntl", "termios", "tomllib",
+                  "signal", "shutil", "tempfile", "pickle", "shelve", "dbm"}
+OURS = {"payg", "ledgers", "hardware", "app", "tests"}
 
 
-def imports_of(path: Path) -> set[str]:
+def layer_of(rel: str) -> str | None:
+    if rel.startswith("payg/domain/") or rel in ("payg/__init__.py", "payg/errors.py", "payg/ports.py"):
+        return "domain"
+    if rel.startswith("payg/services/"):
+        return "services"
+    if rel.startswith(("payg/web/", "payg/cli/")):
+        return "entry"
+    if rel.startswith(("payg/adapters/", "ledgers/", "hardware/")):  # their __init__.py too
+        return "adapters"
+    return None
+
+
+def imports_of(path: Path) -> list[list[str]]:
+    """Per import statement (anywhere, functions included), the modules it may bring in."""
     tree = ast.parse(path.read_text(), str(path))
-    names = set()
+    statements = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names.update(a.name for a in node.names)
+            statements.extend([a.name] for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module)
-    return names
+            # `from payg import adapters` brings in payg.adapters
+            statements.append([node.module, *(f"{node.module}.{a.name}" for a in node.names)])
+    return statements
 
 
 def top(name: str) -> str:
     return name.split(".")[0]
 
 
-def python_files(folder: str) -> list[Path]:
-    return sorted((ROOT / folder).rglob("*.py"))
+def is_in(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
 
 
-def test_the_domain_imports_only_the_standard_library_and_itself():
-    domain = [p for p in python_files("payg")
-              if str(p.relative_to(ROOT)) not in ENTRY_POINTS and "web" not in p.relative_to(ROOT).parts]
-    assert len(domain) >= 8
-    for path in domain:
-        for name in imports_of(path):
-            assert top(name) in sys.stdlib_module_names or top(name) == "payg", f"{path}: imports {name}"
+def refusal(layer: str, rel: str, name: str) -> str | None:
+    """Why `rel` (in `layer`) may not import `name`, or None."""
+    t = top(name)
+    if layer in ("domain", "services"):
+        if t in INFRASTRUCTURE:
+            return "infrastructure in the core"
+        if t not in sys.stdlib_module_names and t not in OURS:
+            return "a third-party package in the core"
+        allowed = ("payg.domain", "payg.errors", "payg.ports") + (("payg.services",) if layer == "services" else ())
+        if t in OURS and not (any(is_in(name, p) for p in allowed) or name == "payg"):
+            return f"the {layer} imports outside {', '.join(allowed)}"
+    elif layer == "entry":
+        if any(is_in(name, p) for p in ("payg.adapters", "ledgers", "hardware", "app", "tests")):
+            return "an entry point imports an adapter or the composition root"
+    elif layer == "adapters":
+        if any(is_in(name, p) for p in ("payg.web", "payg.cli", "app", "tests")):
+            return "an adapter imports an entry point or the composition root"
+        if rel.startswith(("ledgers/", "hardware/")) and is_in(name, "payg.services"):
+            return "a ledger or hardware adapter imports a service"
+    return None
 
 
-def test_entry_points_never_import_adapters_or_the_composition_root():
-    entry = [ROOT / "payg" / "cli.py", *python_files("payg/web")]
-    for path in entry:
-        for name in imports_of(path):
-            assert top(name) not in {"ledgers", "hardware", "app"}, f"{path}: imports {name}"
+def violations(root: Path) -> list[str]:
+    found = []
+    for path in sorted(p for folder in ("payg", "ledgers", "hardware") for p in (root / folder).rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        layer = layer_of(rel)
+        if layer is None:
+            found.append(f"{rel}: in no layer")
+            continue
+        for names in imports_of(path):
+            why = next(((name, w) for name in names if (w := refusal(layer, rel, name))), None)
+            if why:
+                found.append(f"{rel}: imports {why[0]}: {why[1]}")
+    return found
 
 
-def test_adapters_import_the_domain_not_the_entry_points():
-    for path in python_files("ledgers") + python_files("hardware"):
-        for name in imports_of(path):
-            assert not name.startswith(("payg.web", "payg.cli")) and top(name) != "app", f"{path}: imports {name}"
+def test_every_module_keeps_the_dependency_rule():
+    checked = [p for folder in ("payg", "ledgers", "hardware") for p in (ROOT / folder).rglob("*.py")]
+    assert len(checked) >= 60
+    assert violations(ROOT) == []
+
+
+@pytest.mark.parametrize("where, planted", [
+    ("payg/domain/billing.py", "import sqlite3"),
+    ("payg/domain/relay.py", "from payg.adapters.journal import SqliteJournal"),
+    ("payg/services/metering.py", "import threading"),
+    ("payg/services/site.py", "from urllib.request import urlopen"),
+    ("payg/services/deposits.py", "import flask"),
+    ("payg/services/supply.py", "import socket"),
+    ("payg/ports.py", "from payg.services.site import Site"),
+    ("payg/web/live.py", "from payg.adapters.journal import SqliteJournal"),
+    ("payg/web/tenant.py", "from ledgers.mock import MockLedger"),
+    ("payg/cli/accounts.py", "import app"),
+    ("payg/cli/trade.py", "from payg import adapters"),
+    ("ledgers/mock/ledger.py", "from payg.web import create_web"),
+    ("hardware/simulated.py", "from payg.services.metering import Metering"),
+    ("payg/adapters/journal.py", "from payg.cli import main"),
+])
+def test_the_check_fails_on_a_planted_import(tmp_path, where, planted):
+    for folder in ("payg", "ledgers", "hardware"):
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    assert violations(tmp_path) == []
+    target = tmp_path / where
+    text = target.read_text()
+    # inside a function, where it is easiest to overlook
+    target.write_text(text + f"\n\ndef _planted():\n    {planted}\n")
+    found = violations(tmp_path)
+    assert len(found) == 1 and found[0].startswith(f"{where}: imports ")
+
+
+def test_no_module_outside_the_tests_is_over_400_lines():
+    files = [ROOT / "app.py", *(p for folder in ("payg", "ledgers", "hardware") for p in (ROOT / folder).rglob("*.py"))]
+    long = {p.relative_to(ROOT).as_posix(): n for p in files if (n := len(p.read_text().splitlines())) > 400}
+    assert long == {}
 
 
 def test_no_secret_or_debug_mode_in_the_code():
-    for path in [ROOT / "app.py", *python_files("payg"), *python_files("ledgers"), *python_files("hardware")]:
+    for path in [ROOT / "app.py", *(p for folder in ("payg", "ledgers", "hardware") for p in (ROOT / folder).rglob("*.py"))]:
         text = path.read_text()
         assert "debug=True" not in text.replace(" ", ""), path
         # The session key exists only as read from the data directory's owner-only file.

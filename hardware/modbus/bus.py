@@ -1,4 +1,4 @@
-"""Energy meters over Modbus RTU (minimalmodbus), with register maps from profile files.
+"""ModbusBus: one RS485 port of Modbus RTU meters (minimalmodbus).
 
 Every meter on one serial port shares one ModbusBus: the port is opened once
 and one lock makes sure a single request/reply exchange is on the wire at a
@@ -7,6 +7,10 @@ two threads on it without a lock corrupt each other's frames). Each poll is
 ONE read of the profile's register block. Every failure (timeout, bad CRC,
 short frame, exception reply, a port that vanished) raises MeterUnavailable
 with its cause; an old value is never returned.
+
+A read may ask for a shorter timeout than the port's (`timeout_s`): a meter that has been
+silent is probed with `probe_timeout_s`, long enough for its reply to cross the wire and
+little more, so that probing it costs its bus-mates a fraction of a poll (hardware/bus_pool.py).
 """
 
 from __future__ import annotations
@@ -14,16 +18,13 @@ from __future__ import annotations
 import termios
 import threading
 from dataclasses import dataclass
-from fractions import Fraction
 
 import minimalmodbus
 import serial
 
-from payg.ports import Clock
 from payg.errors import MeterTimeout, MeterUnavailable, PortUnavailable
-from hardware.modbus.registers import decode, energy_resolution_wh
-from payg.domain.meter_profile import MeterProfile
-from payg.ports import MeterReading
+
+PROBE_MARGIN_S = 0.1  # what a probe waits beyond the reply's wire time for the meter to start answering
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,11 @@ class BusSettings:
     stopbits: int = 1
     timeout_s: float = 0.5
     local_echo: bool = False
+
+    def probe_timeout_s(self, registers: int) -> float:
+        """The time a reply of `registers` registers takes on the wire, plus PROBE_MARGIN_S (at most timeout_s)."""
+        bits = 1 + 8 + (0 if self.parity == "N" else 1) + self.stopbits
+        return min(self.timeout_s, round((5 + 2 * registers) * bits / self.baud + PROBE_MARGIN_S, 3))
 
 
 class ModbusBus:
@@ -56,9 +62,12 @@ class ModbusBus:
         return serial.Serial(s.port, baudrate=s.baud, bytesize=8, parity=s.parity, stopbits=s.stopbits,
                              timeout=s.timeout_s, write_timeout=s.timeout_s)
 
-    def read_registers(self, address: int, start: int, count: int, function_code: int) -> list[int]:
-        """One request and its reply, under the bus lock. Raises MeterUnavailable."""
+    def read_registers(self, address: int, start: int, count: int, function_code: int,
+                       timeout_s: float | None = None) -> list[int]:
+        """One request and its reply, under the bus lock, waiting `timeout_s` (default: the port's) for the reply.
+        Raises MeterUnavailable."""
         where = f"{self.settings.port} address {address}"
+        timeout = self.settings.timeout_s if timeout_s is None else timeout_s
         with self.lock:
             try:
                 if self._serial is None:
@@ -72,9 +81,11 @@ class ModbusBus:
                     instrument.clear_buffers_before_each_transaction = True
                     self._instruments[address] = instrument
                 self.requests += 1
+                if self._serial.timeout != timeout:
+                    self._serial.timeout = timeout
                 return instrument.read_registers(start, count, functioncode=function_code)
             except minimalmodbus.NoResponseError as exc:
-                raise MeterTimeout(f"{where}: no response (timeout {self.settings.timeout_s} s)") from exc
+                raise MeterTimeout(f"{where}: no response (timeout {timeout} s)") from exc
             except minimalmodbus.InvalidResponseError as exc:
                 raise MeterUnavailable(f"{where}: invalid reply ({exc})") from exc
             except minimalmodbus.SlaveReportedException as exc:
@@ -97,34 +108,3 @@ class ModbusBus:
     def close(self) -> None:
         with self.lock:
             self.close_locked()
-
-
-class ModbusMeter:
-    def __init__(self, bus: ModbusBus, address: int, profile: MeterProfile, clock: Clock):
-        if not 1 <= address <= 247:
-            raise ValueError(f"a Modbus slave address is 1-247, got {address}")
-        self.bus = bus
-        self.address = address
-        self.profile = profile
-        self.clock = clock
-
-    @property
-    def bus_id(self) -> str:
-        return self.bus.bus_id
-
-    def read_fields(self) -> dict[str, Fraction]:
-        p = self.profile
-        registers = self.bus.read_registers(self.address, p.start, p.count, p.function_code)
-        return decode(p, registers)
-
-    def read(self) -> MeterReading:
-        values = self.read_fields()
-        at = self.clock.now()
-        energy = values["energy_wh"]
-        if energy < 0:
-            raise MeterUnavailable(f"{self.bus.settings.port} address {self.address}: negative energy counter")
-        power = float(values["power_w"])
-        voltage = float(values.get("voltage_v", 0))
-        current = float(values["current_a"]) if "current_a" in values else (power / voltage if voltage else 0.0)
-        return MeterReading(energy_wh=energy, power_w=power, voltage_v=voltage, current_a=current, at=at,
-                            resolution_wh=energy_resolution_wh(self.profile, energy))

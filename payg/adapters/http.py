@@ -14,17 +14,18 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from payg.errors import Unreachable
+
+__all__ = ["Reply", "Unreachable", "request_json"]
+
 MAX_REPLY_BYTES = 1 << 20
-
-
-class Unreachable(Exception):
-    """Nothing usable came back: the host did not answer, the request timed out, or the reply is not JSON."""
 
 
 @dataclass(frozen=True)
 class Reply:
     status: int
     body: Any  # the decoded JSON ({} for an error reply without a JSON body)
+    reason: str = ""  # the HTTP reason phrase
 
     @property
     def ok(self) -> bool:
@@ -45,6 +46,6 @@ def request_json(method: str, url: str, body: Any = None, *, headers: dict[str, 
             answer = json.loads(exc.read(MAX_REPLY_BYTES) or b"{}")
         except ValueError:
             answer = {}
-        return Reply(exc.code, answer)
+        return Reply(exc.code, answer, str(exc.reason))
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise Unreachable(str(exc)) from exc

@@ -16,250 +16,24 @@ transaction. The balance is the sum of the entries minus that pending usage.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
-from payg.domain.accounts import ALARM_KINDS, CREDIT_KINDS, DEBIT_KINDS, Entry
+from payg.adapters.journal_writer import ALARM_KINDS, CHANNEL_COLUMNS, ENTRY_COLUMNS, SCHEMA, JournalWriter, entry_of
+from payg.adapters.sqlite import connect, transaction
+from payg.domain.accounts import Entry
 from payg.domain.billing import Baseline, MeterState
 from payg.domain.market import ChannelRow
-
-SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS entries (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    socket_id TEXT NOT NULL,
-    at REAL NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN {CREDIT_KINDS + DEBIT_KINDS}),
-    amount INTEGER NOT NULL,
-    energy_wh TEXT,
-    idem_key TEXT UNIQUE,
-    memo TEXT NOT NULL DEFAULT '',
-    CHECK ((kind IN {CREDIT_KINDS} AND amount > 0 AND idem_key IS NOT NULL)
-           OR (kind IN {DEBIT_KINDS} AND amount <= 0))
-);
-CREATE INDEX IF NOT EXISTS entries_socket ON entries (socket_id, id);
-CREATE INDEX IF NOT EXISTS entries_at ON entries (at);
-CREATE TRIGGER IF NOT EXISTS entries_no_update BEFORE UPDATE ON entries
-BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries
-BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
-CREATE TABLE IF NOT EXISTS meter_state (
-    socket_id TEXT PRIMARY KEY,
-    counter_wh TEXT NOT NULL,
-    read_at REAL NOT NULL,
-    carry TEXT NOT NULL,
-    pending_units INTEGER NOT NULL DEFAULT 0 CHECK (pending_units >= 0),
-    pending_wh TEXT NOT NULL DEFAULT '0',
-    pending_since REAL
-);
-CREATE TABLE IF NOT EXISTS cursors (
-    name TEXT PRIMARY KEY,
-    value TEXT
-);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    socket_id TEXT NOT NULL,
-    at REAL NOT NULL,
-    kind TEXT NOT NULL,
-    detail TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS events_socket ON events (socket_id, id);
-CREATE TABLE IF NOT EXISTS received_deposits (
-    idem_key TEXT PRIMARY KEY,
-    socket_id TEXT NOT NULL,
-    at REAL NOT NULL,
-    units TEXT NOT NULL,
-    tokens INTEGER NOT NULL CHECK (tokens >= 0)
-);
-CREATE TABLE IF NOT EXISTS deposit_carry (
-    source TEXT NOT NULL,
-    socket_id TEXT NOT NULL,
-    units TEXT NOT NULL,
-    PRIMARY KEY (source, socket_id)
-);
-CREATE TABLE IF NOT EXISTS ledger_accounts (
-    socket_id TEXT PRIMARY KEY,
-    account_index INTEGER NOT NULL UNIQUE CHECK (account_index >= 0),
-    assigned_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS channels (
-    domain TEXT NOT NULL,
-    channel_id TEXT NOT NULL,
-    socket_id TEXT NOT NULL,
-    direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
-    price_per_wh TEXT NOT NULL,
-    escrow TEXT NOT NULL,
-    amount TEXT NOT NULL DEFAULT '0',
-    signature TEXT NOT NULL DEFAULT '',
-    base_wh TEXT NOT NULL DEFAULT '0',
-    lead_wh INTEGER NOT NULL DEFAULT 0,
-    peer TEXT NOT NULL DEFAULT '',
-    state TEXT NOT NULL DEFAULT 'open',
-    opened_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    PRIMARY KEY (domain, channel_id)
-);
-CREATE TABLE IF NOT EXISTS overrides (
-    socket_id TEXT PRIMARY KEY,
-    mode TEXT NOT NULL CHECK (mode IN ('off')),
-    at REAL NOT NULL
-);
-"""
-
-
-CHANNEL_COLUMNS = ("domain, channel_id, socket_id, direction, price_per_wh, escrow, amount, signature, base_wh,"
-                   " lead_wh, peer, state, opened_at, updated_at")
-
-
-ENTRY_COLUMNS = "id, socket_id, at, kind, amount, energy_wh, idem_key, memo"
-
-
-def _entry(row: tuple) -> Entry:
-    entry_id, socket_id, at, kind, amount, energy_wh, idem_key, memo = row
-    return Entry(entry_id, socket_id, at, kind, amount, None if energy_wh is None else Fraction(energy_wh),
-                 idem_key, memo)
-
-
-class JournalWriter:
-    """The operations allowed inside one journal transaction."""
-
-    def __init__(self, conn: sqlite3.Connection):
-        self._conn = conn
-        self.balance_changes: dict[str, int] = {}
-
-    def _changed(self, socket_id: str, amount: int) -> None:
-        self.balance_changes[socket_id] = self.balance_changes.get(socket_id, 0) + amount
-
-    def credit(self, socket_id: str, amount: int, kind: str, idem_key: str, at: float, memo: str = "") -> bool:
-        """Append a credit; False (and nothing written) if its key was booked before."""
-        if kind not in CREDIT_KINDS:
-            raise ValueError(f"not a credit kind: {kind}")
-        if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
-            raise ValueError(f"a credit is a positive integer, got {amount!r}")
-        cur = self._conn.execute(
-            "INSERT INTO entries (socket_id, at, kind, amount, idem_key, memo) VALUES (?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (idem_key) DO NOTHING",
-            (socket_id, at, kind, amount, idem_key, memo),
-        )
-        if cur.rowcount == 1:
-            self._changed(socket_id, amount)
-            return True
-        return False
-
-    def debit(self, socket_id: str, amount: int, kind: str, at: float, *, energy_wh: Fraction | None = None,
-              idem_key: str | None = None, memo: str = "") -> bool:
-        if kind not in DEBIT_KINDS:
-            raise ValueError(f"not a debit kind: {kind}")
-        if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
-            raise ValueError(f"a debit amount is a non-negative integer, got {amount!r}")
-        cur = self._conn.execute(
-            "INSERT INTO entries (socket_id, at, kind, amount, energy_wh, idem_key, memo) VALUES (?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (idem_key) DO NOTHING",
-            (socket_id, at, kind, -amount, None if energy_wh is None else str(energy_wh), idem_key, memo),
-        )
-        if cur.rowcount == 1:
-            self._changed(socket_id, -amount)
-            return True
-        return False
-
-    def save_state(self, socket_id: str, state: MeterState, previous_pending: int) -> None:
-        b = state.baseline
-        self._conn.execute(
-            "INSERT INTO meter_state (socket_id, counter_wh, read_at, carry, pending_units, pending_wh, pending_since)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (socket_id) DO UPDATE SET counter_wh = excluded.counter_wh,"
-            " read_at = excluded.read_at, carry = excluded.carry, pending_units = excluded.pending_units,"
-            " pending_wh = excluded.pending_wh, pending_since = excluded.pending_since",
-            (socket_id, str(b.counter_wh), b.at, str(b.carry), state.pending_units, str(state.pending_wh),
-             state.pending_since),
-        )
-        self._changed(socket_id, previous_pending - state.pending_units)
-
-    def receive_deposit(self, source: str, socket_id: str, units: int, units_per_token: int, idem_key: str,
-                        at: float, memo: str = "") -> int | None:
-        """Book a ledger deposit of `units` ledger units as whole tokens, carrying the remainder.
-
-        Returns the tokens credited (0 when the deposit only added to the carry), or None if the
-        key was booked before (nothing is written then). The raw amount is kept in
-        received_deposits; ledger units can exceed SQLite's 64-bit integers (wei), tokens cannot.
-        """
-        if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
-            raise ValueError(f"a deposit is a positive integer of ledger units, got {units!r}")
-        if not isinstance(units_per_token, int) or units_per_token < 1:
-            raise ValueError(f"units_per_token must be a positive integer, got {units_per_token!r}")
-        row = self._conn.execute("SELECT units FROM deposit_carry WHERE source = ? AND socket_id = ?",
-                                 (source, socket_id)).fetchone()
-        tokens, carry = divmod((int(row[0]) if row else 0) + units, units_per_token)
-        if tokens >= 2**62:
-            raise ValueError(f"deposit {idem_key} of {units} units is {tokens} tokens, beyond what the journal holds")
-        cur = self._conn.execute(
-            "INSERT INTO received_deposits (idem_key, socket_id, at, units, tokens) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (idem_key) DO NOTHING", (idem_key, socket_id, at, str(units), tokens))
-        if cur.rowcount != 1:
-            return None
-        self._conn.execute("INSERT INTO deposit_carry (source, socket_id, units) VALUES (?, ?, ?)"
-                           " ON CONFLICT (source, socket_id) DO UPDATE SET units = excluded.units",
-                           (source, socket_id, str(carry)))
-        if tokens > 0 and not self.credit(socket_id, tokens, "deposit", idem_key, at, memo):
-            raise sqlite3.IntegrityError(f"credit {idem_key} exists without its received deposit row")
-        return tokens
-
-    def add_channel(self, row: "ChannelRow") -> None:
-        """Remember a payment channel this controller sends on ('out') or is paid on ('in')."""
-        cur = self._conn.execute(
-            "INSERT INTO channels (domain, channel_id, socket_id, direction, price_per_wh, escrow, base_wh, lead_wh,"
-            " peer, opened_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (row.domain, row.channel_id, row.socket_id, row.direction, str(row.price_per_wh), str(row.escrow),
-             str(row.base_wh), row.lead_wh, row.peer, row.opened_at, row.opened_at))
-        if cur.rowcount != 1:
-            raise ValueError(f"channel {row.channel_id} on {row.domain} is already known")
-
-    def advance_channel(self, domain: str, channel_id: str, previous: int, amount: int, signature: str,
-                        at: float) -> None:
-        """Move a channel's latest voucher from `previous` to `amount`; refuses if another writer moved it."""
-        cur = self._conn.execute(
-            "UPDATE channels SET amount = ?, signature = ?, updated_at = ? WHERE domain = ? AND channel_id = ?"
-            " AND amount = ? AND state = 'open'", (str(amount), signature, at, domain, channel_id, str(previous)))
-        if cur.rowcount != 1:
-            raise sqlite3.IntegrityError(f"channel {channel_id}: its latest voucher changed underneath")
-
-    def set_channel_state(self, domain: str, channel_id: str, state: str, escrow: int, at: float) -> None:
-        self._conn.execute("UPDATE channels SET state = ?, escrow = ?, updated_at = ? WHERE domain = ?"
-                           " AND channel_id = ?", (state, str(escrow), at, domain, channel_id))
-
-    def event(self, socket_id: str, kind: str, detail: str, at: float) -> None:
-        self._conn.execute("INSERT INTO events (socket_id, at, kind, detail) VALUES (?, ?, ?, ?)",
-                           (socket_id, at, kind, detail))
-
-    def set_cursor(self, name: str, value: str | None) -> None:
-        self._conn.execute("INSERT INTO cursors (name, value) VALUES (?, ?)"
-                           " ON CONFLICT (name) DO UPDATE SET value = excluded.value", (name, value))
-
-    def acknowledge_alarms(self, socket_id: str, upto_event_id: int, at: float) -> None:
-        """Alarms of a socket up to this event id are seen; the acknowledgement is itself an event."""
-        self.set_cursor(f"alarms-seen:{socket_id}", str(upto_event_id))
-        self.event(socket_id, "alarm_ack", f"alarms up to event {upto_event_id} acknowledged", at)
-
-    def set_override(self, socket_id: str, mode: str | None, at: float) -> None:
-        if mode is None:
-            self._conn.execute("DELETE FROM overrides WHERE socket_id = ?", (socket_id,))
-        else:
-            self._conn.execute("INSERT INTO overrides (socket_id, mode, at) VALUES (?, ?, ?)"
-                               " ON CONFLICT (socket_id) DO UPDATE SET mode = excluded.mode, at = excluded.at",
-                               (socket_id, mode, at))
 
 
 class SqliteJournal:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.executescript(SCHEMA)
+        self._conn = connect(self.path, schema=SCHEMA)
         self._balances: dict[str, int] = self._load_balances()
 
     def close(self) -> None:
@@ -278,14 +52,9 @@ class SqliteJournal:
     def transaction(self) -> Iterator[JournalWriter]:
         """One atomic unit of work; the in-memory balances follow only a committed transaction."""
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
             writer = JournalWriter(self._conn)
-            try:
+            with transaction(self._conn):
                 yield writer
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
             for socket_id, change in writer.balance_changes.items():
                 self._balances[socket_id] = self._balances.get(socket_id, 0) + change
 
@@ -339,37 +108,31 @@ class SqliteJournal:
         any socket (indices of removed sockets are not reused: a payment to an old address
         must not credit a new socket). Raises ValueError on a conflict.
         """
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                known = dict(self._conn.execute("SELECT socket_id, account_index FROM ledger_accounts"))
-                for socket_id, index in explicit.items():
-                    if socket_id in known and known[socket_id] != index:
-                        raise ValueError(f"socket {socket_id!r} has had ledger account {known[socket_id]} since it"
-                                         f" was first started; the configuration says {index}")
-                taken = {i: s for s, i in known.items()}
-                for socket_id, index in explicit.items():
-                    if taken.get(index, socket_id) != socket_id:
-                        raise ValueError(f"ledger account {index} of socket {socket_id!r} already belongs to"
-                                         f" socket {taken[index]!r}")
-                    taken[index] = socket_id
-                for socket_id in socket_ids:
-                    if socket_id in known:
-                        continue
-                    index = explicit.get(socket_id)
-                    if index is None:
-                        index = next(i for i in range(len(taken) + 1) if i not in taken)
-                    taken[index] = socket_id
-                    known[socket_id] = index
-                    self._conn.execute("INSERT INTO ledger_accounts (socket_id, account_index, assigned_at)"
-                                       " VALUES (?, ?, ?)", (socket_id, index, at))
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        with self._lock, transaction(self._conn):
+            known = dict(self._conn.execute("SELECT socket_id, account_index FROM ledger_accounts"))
+            for socket_id, index in explicit.items():
+                if socket_id in known and known[socket_id] != index:
+                    raise ValueError(f"socket {socket_id!r} has had ledger account {known[socket_id]} since it"
+                                     f" was first started; the configuration says {index}")
+            taken = {i: s for s, i in known.items()}
+            for socket_id, index in explicit.items():
+                if taken.get(index, socket_id) != socket_id:
+                    raise ValueError(f"ledger account {index} of socket {socket_id!r} already belongs to"
+                                     f" socket {taken[index]!r}")
+                taken[index] = socket_id
+            for socket_id in socket_ids:
+                if socket_id in known:
+                    continue
+                index = explicit.get(socket_id)
+                if index is None:
+                    index = next(i for i in range(len(taken) + 1) if i not in taken)
+                taken[index] = socket_id
+                known[socket_id] = index
+                self._conn.execute("INSERT INTO ledger_accounts (socket_id, account_index, assigned_at)"
+                                   " VALUES (?, ?, ?)", (socket_id, index, at))
         return {socket_id: known[socket_id] for socket_id in socket_ids}
 
-    def channels(self, direction: str | None = None, state: str | None = None) -> list["ChannelRow"]:
+    def channels(self, direction: str | None = None, state: str | None = None) -> list[ChannelRow]:
         sql = f"SELECT {CHANNEL_COLUMNS} FROM channels WHERE 1 = 1"
         args: list = []
         if direction is not None:
@@ -382,7 +145,7 @@ class SqliteJournal:
             rows = self._conn.execute(sql + " ORDER BY opened_at, channel_id", args).fetchall()
         return [ChannelRow.from_row(r) for r in rows]
 
-    def channel(self, domain: str, channel_id: str) -> "ChannelRow | None":
+    def channel(self, domain: str, channel_id: str) -> ChannelRow | None:
         with self._lock:
             row = self._conn.execute(f"SELECT {CHANNEL_COLUMNS} FROM channels WHERE domain = ? AND channel_id = ?",
                                      (domain, channel_id)).fetchone()
@@ -403,7 +166,7 @@ class SqliteJournal:
         params.append(limit)
         with self._lock:
             rows = self._conn.execute(query, params).fetchall()
-        return [_entry(r) for r in rows]
+        return [entry_of(r) for r in rows]
 
     def all_entries(self, socket_id: str) -> Iterator[Entry]:
         """Oldest first, streamed (for CSV export)."""
@@ -416,20 +179,20 @@ class SqliteJournal:
             if not rows:
                 return
             for r in rows:
-                yield _entry(r)
+                yield entry_of(r)
             last = rows[-1][0]
 
     def entry_by_key(self, idem_key: str) -> Entry | None:
         with self._lock:
             row = self._conn.execute(f"SELECT {ENTRY_COLUMNS} FROM entries WHERE idem_key = ?", (idem_key,)).fetchone()
-        return None if row is None else _entry(row)
+        return None if row is None else entry_of(row)
 
     def entries_after(self, after_id: int, limit: int = 1000) -> list[Entry]:
         """Every socket's entries with an id above `after_id`, oldest first."""
         with self._lock:
             rows = self._conn.execute(f"SELECT {ENTRY_COLUMNS} FROM entries WHERE id > ? ORDER BY id LIMIT ?",
                                       (after_id, limit)).fetchall()
-        return [_entry(r) for r in rows]
+        return [entry_of(r) for r in rows]
 
     def last_entries(self, kind: str) -> list[tuple[str, float, int]]:
         """Per socket, the latest entry of this kind: (socket id, at, amount)."""

@@ -8,10 +8,10 @@ commands on this machine use the controller's API.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
-import logging
 from pathlib import Path
 
 from payg.domain.settings import SecretRef

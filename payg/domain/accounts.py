@@ -37,3 +37,13 @@ class Entry:
 
 def energy_json(value: Fraction) -> int | str:
     return int(value) if value.denominator == 1 else str(value)
+
+
+@dataclass(frozen=True)
+class Deposit:
+    """A final payment into a socket's address, in the ledger's smallest unit (nanos, wei, token base units)."""
+
+    deposit_id: str  # ledger identity, unique per (payment, socket); the journal's idempotency key is built from it
+    socket_id: str
+    amount: int  # ledger units; the watcher converts them to tokens with the remainder carried
+    at: float

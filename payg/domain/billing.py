@@ -8,25 +8,24 @@ the carry (< 1 unit) that is still owed.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
+
+from payg.domain.money import Tariff
 
 
 @dataclass(frozen=True)
-class Tariff:
-    tokens_per_wh: Fraction
-    units_per_token: int = 1  # ledger units in one token (1 for the mock ledger)
+class MeterReading:
+    """One fresh reading. energy_wh is the meter's cumulative counter, exact (int or Fraction)."""
 
-    @property
-    def units_per_wh(self) -> Fraction:
-        return self.tokens_per_wh * self.units_per_token
-
-    def cost(self, energy_wh: Fraction, carry: Fraction) -> tuple[int, Fraction]:
-        """(whole units to debit now, new carry) for energy_wh on top of an owed carry."""
-        owed = carry + Fraction(energy_wh) * self.units_per_wh
-        debit = math.floor(owed)
-        return debit, owed - debit
+    energy_wh: int | Fraction
+    power_w: float
+    voltage_v: float
+    current_a: float
+    at: float
+    # Smallest step the energy counter can show (1 Wh for a PZEM-004T); the
+    # cut-off predictor uses it to bound the energy hidden below the last step.
+    resolution_wh: Fraction = Fraction(1)
 
 
 @dataclass(frozen=True)
@@ -131,6 +130,58 @@ class CounterTracker:
     def _clear(self) -> None:
         self._suspects = []
         self._suspect_kind = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Consumption closed into one journal entry: its cost in ledger units and the energy it was for."""
+
+    units: int
+    energy_wh: Fraction
+
+
+@dataclass(frozen=True)
+class BillStep:
+    """What one reading does to a socket's billing state."""
+
+    state: MeterState | None        # the new state; None: the reading is held as suspect and changes nothing
+    write: bool                     # the state must be persisted (an idle socket's time moves in memory only)
+    usage: Usage | None = None      # usage to close into an entry now
+    anomaly: CounterAnomaly | None = None  # the baseline restarted (a confirmed reset or jump)
+    suspect: str | None = None      # the reading disagrees with the baseline and is held
+
+
+def close_usage(state: MeterState) -> tuple[MeterState, Usage]:
+    """The state with its pending usage closed, and that usage."""
+    return MeterState(state.baseline, 0, Fraction(0), None), Usage(state.pending_units, state.pending_wh)
+
+
+def bill(tracker: CounterTracker, tariff: Tariff, old: MeterState | None, counter_wh: Fraction, at: float,
+         now: float, usage_entry_s: float, flush_all: bool = False) -> BillStep:
+    """Bill one counter reading taken at `at`: the delta since the baseline at the tariff, the sub-unit carry
+    kept, usage closed into an entry once it has been pending for `usage_entry_s` (or at once: `flush_all`)."""
+    step = tracker.step(old.baseline if old else None, counter_wh, at)
+    if step.new_counter_wh is None:
+        return BillStep(None, False, suspect=step.suspect)
+    flush_due = old is not None and bool(old.pending_wh) and (
+        flush_all or (old.pending_since is not None and now - old.pending_since >= usage_entry_s))
+    if old is not None and step.anomaly is None and step.billable_wh == 0 and not flush_due:
+        # Nothing changed: keep the baseline's time fresh in memory only (an idle socket
+        # writes nothing, which spares an SD card); a restart measures from the last change.
+        return BillStep(MeterState(replace(old.baseline, at=at), old.pending_units, old.pending_wh,
+                                   old.pending_since), False)
+    carry = old.baseline.carry if old else Fraction(0)
+    debit, carry = tariff.cost(step.billable_wh, carry)
+    pending_units = (old.pending_units if old else 0) + debit
+    pending_wh = (old.pending_wh if old else Fraction(0)) + step.billable_wh
+    pending_since = old.pending_since if old else None
+    if pending_since is None and pending_wh:
+        pending_since = now
+    new = MeterState(Baseline(step.new_counter_wh, at, carry), pending_units, pending_wh, pending_since)
+    usage = None
+    if pending_wh and (flush_all or (pending_since is not None and now - pending_since >= usage_entry_s)):
+        new, usage = close_usage(new)
+    return BillStep(new, True, usage, step.anomaly)
 
 
 class HiddenEnergyEstimator:

@@ -8,16 +8,11 @@ exactly these formulas; the mock and IOTA backends call these functions.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 
-from payg.errors import (
-    AdvertExpired,
-    CapacityExceeded,
-    InvalidAmount,
-    NotEnoughEnergy,
-    PriceAboveLimit,
-)
+from payg.errors import AdvertExpired, CapacityExceeded, InvalidAmount, NotEnoughEnergy, PriceAboveLimit
 
 HOUR_S = 3600
 ADVERT_LIFETIME_S = 3 * HOUR_S
@@ -44,6 +39,11 @@ def positive(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise InvalidAmount(f"{what} must be a positive integer, got {value!r}")
     return value
+
+
+def paid_tokens(amount: int, price_per_wh: int, tokens_per_wh: Fraction) -> int:
+    """Whole tokens a cumulative amount has paid for (Wh paid, at the socket's tariff, rounded down)."""
+    return math.floor((amount // price_per_wh) * tokens_per_wh)
 
 
 def price_per_wh(min_price_per_wh: int, posted_at: int, now: int) -> int:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from fractions import Fraction
 
 from payg.domain import market as rules
-from payg.ports import Clock
+from payg.domain.market import Channel, ChannelRow, Voucher, paid_tokens
 from payg.errors import (
     AboveEscrow,
     ChannelClosed,
@@ -32,28 +32,23 @@ from payg.errors import (
     VoucherRejected,
     VoucherReplayed,
 )
-from payg.adapters.journal import SqliteJournal
-from payg.domain.market import ChannelRow
-from payg.ports import PaymentChannel, PeerLink
-from payg.domain.market import Channel, Voucher
+from payg.ports import Clock, EscrowWatch, Journal, PaymentChannel, PeerLink
 
 log = logging.getLogger("payg.channels")
 
 
-def paid_tokens(amount: int, price_per_wh: int, tokens_per_wh: Fraction) -> int:
-    """Whole tokens a cumulative amount has paid for (Wh paid, at the socket's tariff, rounded down)."""
-    return math.floor((amount // price_per_wh) * tokens_per_wh)
-
-
 class ChannelBook:
-    def __init__(self, channels: PaymentChannel, journal: SqliteJournal, clock: Clock,
-                 tokens_per_wh: Fraction = Fraction(1), peers: PeerLink | None = None):
+    def __init__(self, channels: PaymentChannel, journal: Journal, clock: Clock,
+                 tokens_per_wh: Fraction = Fraction(1), peers: PeerLink | None = None, *,
+                 escrow_watch: EscrowWatch | None = None, on_credit: Callable[[set[str]], None] | None = None):
         self.channels = channels
         self.journal = journal
         self.clock = clock
         self.tokens_per_wh = Fraction(tokens_per_wh)
         self.peers = peers
-        self.on_credit: Callable[[set[str]], None] | None = None  # the controller re-decides the relay at once
+        # Given only for ledgers that do not hold the escrow for the recipient (IOTA).
+        self.escrow_watch = escrow_watch
+        self.on_credit = on_credit  # metering re-decides the relay at once
 
     def _row(self, channel_id: str) -> ChannelRow:
         row = self.journal.channel(self.channels.domain(), str(channel_id))
@@ -112,11 +107,10 @@ class ChannelBook:
             raise VoucherReplayed(f"channel {channel_id}: voucher for {voucher.amount}, already accepted"
                                   f" {row.amount}")
         self.channels.check_voucher(voucher, row.channel_id)
-        watch = getattr(self.channels, "watch", None)
-        if watch is not None:
+        if self.escrow_watch is not None:
             # the ledger does not hold the escrow for us (IOTA): look at the channel's address before
             # every voucher, so a sender moving the escrow away costs us one voucher's step at most
-            held = watch(row.channel_id)["balance"]
+            held = self.escrow_watch.watch(row.channel_id)["balance"]
             if held < voucher.amount:
                 raise AboveEscrow(f"channel {channel_id}: its escrow address holds {held}, less than the"
                                   f" voucher's {voucher.amount}: the sender moved the escrow away")

@@ -1,4 +1,5 @@
-"""Dashboard: the figures the pages show beside the live state, kept up to date incrementally.
+"""Dashboard: the figures the pages show beside the live state, kept up to date incrementally,
+and the view of a socket the pages are given (`socket_view`).
 
 Energy today and this month and top-ups this month are sums over the journal. Summing a
 month of entries every second for 200 sockets would be wasteful, so the sums are built once
@@ -10,15 +11,17 @@ closed into an entry is added by the caller from the live state (`pending_wh`).
 
 from __future__ import annotations
 
-import threading
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from fractions import Fraction
 
-from payg.ports import Clock
-from payg.adapters.journal import SqliteJournal
+from payg.domain.money import Tariff, time_left_s, tokens_shown
+from payg.ports import Clock, Journal, Lock
 
 CHUNK = 5000
+LOW_TIME_S = 1800  # a page warns when less than this is left at the present power
+LOW_TIME_S = 1800  # a page warns when less than this is left at the present power
 
 
 @dataclass
@@ -38,11 +41,11 @@ class Alarm:
 
 
 class Dashboard:
-    def __init__(self, journal: SqliteJournal, clock: Clock, tz: tzinfo | None = None):
+    def __init__(self, journal: Journal, clock: Clock, tz: tzinfo | None = None, lock: Lock | None = None):
         self.journal = journal
         self.clock = clock
         self.tz = tz  # None: the system's local time zone
-        self._lock = threading.Lock()
+        self._lock = lock if lock is not None else nullcontext()
         self._day_start: float | None = None
         self._month_start: float | None = None
         self._last_id = 0
@@ -98,3 +101,58 @@ class Dashboard:
     def alarm(self, socket_id: str) -> Alarm | None:
         with self._lock:
             return self._alarms.get(socket_id)
+
+
+@dataclass(frozen=True)
+class ViewSettings:
+    tariff: Tariff
+    low_credit_tokens: int  # a page warns at or below this balance
+
+
+def socket_view(state: dict, dashboard: Dashboard, vs: ViewSettings) -> dict:
+    """What a page shows of one socket: the metering state plus the dashboard's figures."""
+    f = dashboard.figures(state["id"])
+    alarm = dashboard.alarm(state["id"])
+    meter = state["meter"]
+    if meter not in ("ok", "offline") or state.get("relay_error") or alarm is not None:
+        status = "alarm"
+    elif meter == "offline":
+        status = "offline"
+    else:
+        status = state["relay"]
+    balance = state["balance"]
+    energy_left_wh = vs.tariff.energy_wh(balance)
+    power = state.get("power_w")
+    time_left = time_left_s(energy_left_wh, power) if state["relay"] == "on" else None
+    pending = Fraction(state.get("pending_wh") or 0)
+    upt = vs.tariff.units_per_token
+    return {
+        "id": state["id"],
+        "name": state["name"],
+        "balance": balance,
+        "balance_tokens": state["balance_tokens"],
+        "debt": state["debt"],
+        "relay": state["relay"],
+        "status": status,
+        "power_w": power,
+        "voltage_v": state.get("voltage_v"),
+        "current_a": state.get("current_a"),
+        "meter": meter,
+        "meter_error": state.get("meter_error"),
+        "relay_error": state.get("relay_error"),
+        "override": state.get("override"),
+        # cut for lack of credit with part of a token still on the balance (kept for after a top-up)
+        "credit_exhausted": bool(state.get("credit_exhausted")) and balance > 0,
+        "energy_today_wh": round(float(f.energy_today_wh + pending), 3),
+        "energy_month_wh": round(float(f.energy_month_wh + pending), 3),
+        "revenue_month_tokens": tokens_shown(f.topups_month, upt),
+        "last_topup_at": f.last_topup_at,
+        "last_topup_tokens": tokens_shown(f.last_topup, upt) if f.last_topup is not None else None,
+        "alarms": alarm.count if alarm else 0,
+        "alarm_detail": alarm.detail if alarm else None,
+        "energy_left_wh": round(energy_left_wh, 3),
+        "time_left_s": round(time_left, 1) if time_left is not None else None,
+        "low_credit": (balance <= vs.low_credit_tokens * upt or bool(state.get("credit_exhausted"))
+                       or (time_left is not None and time_left < LOW_TIME_S)),
+        "updated_at": state["updated_at"],
+    }

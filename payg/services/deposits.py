@@ -6,10 +6,9 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
-from payg.ports import Clock
-from payg.errors import LedgerReorganised, LedgerUnavailable
-from payg.adapters.journal import SqliteJournal
-from payg.ports import DepositSource
+from payg.domain.money import deposit_tokens
+from payg.errors import JournalError, LedgerReorganised, LedgerUnavailable
+from payg.ports import Clock, DepositSource, Journal
 
 log = logging.getLogger("payg.deposits")
 
@@ -34,7 +33,7 @@ class DepositWatcher:
     their idempotency key); a crash after it never reads them again.
     """
 
-    def __init__(self, source: DepositSource, journal: SqliteJournal, clock: Clock,
+    def __init__(self, source: DepositSource, journal: Journal, clock: Clock,
                  on_credit: Callable[[set[str]], None] | None = None):
         self.source = source
         self.journal = journal
@@ -65,8 +64,12 @@ class DepositWatcher:
         with self.journal.transaction() as tx:
             for d in deposits:
                 memo = f"deposit {d.deposit_id}" + (f" ({d.amount} units)" if upt != 1 else "")
-                tokens = tx.receive_deposit(self.source.name, d.socket_id, d.amount, upt,
-                                            f"{self.source.name}:{d.deposit_id}", now, memo)
+                key = f"{self.source.name}:{d.deposit_id}"
+                tokens, carry = deposit_tokens(d.amount, tx.deposit_carry(self.source.name, d.socket_id), upt)
+                if not tx.record_deposit(self.source.name, d.socket_id, key, d.amount, tokens, carry, now):
+                    tokens = None
+                elif tokens > 0 and not tx.credit(d.socket_id, tokens, "deposit", key, now, memo):
+                    raise JournalError(f"credit {key} exists without its received deposit")
                 if tokens is None:
                     duplicates += 1
                     log.warning("deposit %s was delivered again; not credited twice", d.deposit_id)

@@ -15,19 +15,11 @@ from __future__ import annotations
 import logging
 
 from payg.domain import market as rules
-from payg.services.channels import ChannelBook
-from payg.ports import Clock
-from payg.domain.settings import BuyConfig, SellConfig
-from payg.errors import (
-    LedgerUnavailable,
-    NotAuthorised,
-    PriceAboveLimit,
-    TradeRefused,
-    UnknownSocket,
-)
-from payg.adapters.journal import SqliteJournal
-from payg.ports import PeerLink
 from payg.domain.market import Voucher
+from payg.domain.settings import BuyConfig, SellConfig
+from payg.errors import LedgerUnavailable, NotAuthorised, PriceAboveLimit, TradeRefused, UnknownSocket
+from payg.ports import Clock, Journal, PeerDirectory, PeerLink
+from payg.services.channels import ChannelBook
 
 log = logging.getLogger("payg.supply")
 
@@ -35,14 +27,15 @@ RETRY_S = 60.0  # after a failed attempt to open supply, wait this long before t
 
 
 class SupplyDesk:
-    def __init__(self, book: ChannelBook, journal: SqliteJournal, clock: Clock, peers: PeerLink,
-                 sells: dict[str, SellConfig], buys: dict[str, BuyConfig]):
+    def __init__(self, book: ChannelBook, journal: Journal, clock: Clock, peers: PeerLink,
+                 sells: dict[str, SellConfig], buys: dict[str, BuyConfig], peer_directory: PeerDirectory | None = None):
         self.book = book
         self.journal = journal
         self.clock = clock
         self.peers = peers
         self.sells = dict(sells)
         self.buys = dict(buys)
+        self.peer_directory = peer_directory  # given only for ledgers that settle through the peer (IOTA)
         self._failed_at: dict[str, float] = {}
 
     # -- the seller's side: peer messages ----------------------------------------------------------------
@@ -70,9 +63,8 @@ class SupplyDesk:
 
     def _remember_peer(self, party: str, base_url: str) -> None:
         # ledgers whose settlement goes through the other controller (IOTA) need to know where it is
-        add_peer = getattr(self.book.channels, "add_peer", None)
-        if add_peer is not None and base_url:
-            add_peer(party, base_url)
+        if self.peer_directory is not None and base_url:
+            self.peer_directory.add_peer(party, base_url)
 
     def accept_voucher(self, payload: dict) -> dict:
         voucher = Voucher.from_dict(payload.get("voucher") or {})

@@ -1,6 +1,6 @@
-"""Live pages: socket views, the last hour of history, and the Socket.IO pushes.
+"""Live pages: the last hour of history and the Socket.IO pushes (the views are payg/services/dashboard.py's).
 
-The controller calls `LiveHub.publish` once per tick (and when a credit or an override
+Metering calls `LiveHub.publish` once per tick (and when a credit or an override
 re-decides a relay). That call only hands the states over; a background task of the hub
 builds the views and emits them, so a slow browser never slows the metering loop, and
 pushes that pile up while one is being sent collapse into the latest.
@@ -17,84 +17,20 @@ import logging
 import math
 import threading
 from array import array
-from dataclasses import dataclass
-from fractions import Fraction
 from typing import Callable
 
 from flask import request
-from flask_socketio import SocketIO, join_room, leave_room
 from flask_socketio import ConnectionRefusedError as Refused
+from flask_socketio import SocketIO, join_room, leave_room
 
-from payg.controller import Controller
-from payg.services.dashboard import Dashboard
-from payg.adapters.journal import SqliteJournal
+from payg.services.dashboard import Dashboard, ViewSettings, socket_view
+from payg.services.metering import Metering
 
 log = logging.getLogger("payg.web")
 
 HISTORY_S = 3600
 HISTORY_STEP_S = 10.0   # one point per socket every 10 s is kept for the chart's first draw
-LOW_TIME_S = 1800       # the tenant page warns when less than this is left at the present power
 LANDLORD_NS = "/landlord"
-
-
-@dataclass(frozen=True)
-class ViewSettings:
-    units_per_token: int
-    units_per_wh: Fraction
-    low_credit_tokens: int
-
-
-def tokens(units: int, units_per_token: int) -> int | float:
-    return units // units_per_token if units % units_per_token == 0 else units / units_per_token
-
-
-def socket_view(state: dict, dashboard: Dashboard, vs: ViewSettings) -> dict:
-    """What a page shows of one socket: the controller's state plus the dashboard's figures."""
-    f = dashboard.figures(state["id"])
-    alarm = dashboard.alarm(state["id"])
-    meter = state["meter"]
-    if meter not in ("ok", "offline") or state.get("relay_error") or alarm is not None:
-        status = "alarm"
-    elif meter == "offline":
-        status = "offline"
-    else:
-        status = state["relay"]
-    balance = state["balance"]
-    energy_left_wh = float(max(balance, 0) / vs.units_per_wh)
-    power = state.get("power_w")
-    time_left_s = energy_left_wh / power * 3600.0 if power and power > 0 and state["relay"] == "on" else None
-    pending = Fraction(state.get("pending_wh") or 0)
-    upt = vs.units_per_token
-    return {
-        "id": state["id"],
-        "name": state["name"],
-        "balance": balance,
-        "balance_tokens": state["balance_tokens"],
-        "debt": state["debt"],
-        "relay": state["relay"],
-        "status": status,
-        "power_w": power,
-        "voltage_v": state.get("voltage_v"),
-        "current_a": state.get("current_a"),
-        "meter": meter,
-        "meter_error": state.get("meter_error"),
-        "relay_error": state.get("relay_error"),
-        "override": state.get("override"),
-        # cut for lack of credit with part of a token still on the balance (kept for after a top-up)
-        "credit_exhausted": bool(state.get("credit_exhausted")) and balance > 0,
-        "energy_today_wh": round(float(f.energy_today_wh + pending), 3),
-        "energy_month_wh": round(float(f.energy_month_wh + pending), 3),
-        "revenue_month_tokens": tokens(f.topups_month, upt),
-        "last_topup_at": f.last_topup_at,
-        "last_topup_tokens": tokens(f.last_topup, upt) if f.last_topup is not None else None,
-        "alarms": alarm.count if alarm else 0,
-        "alarm_detail": alarm.detail if alarm else None,
-        "energy_left_wh": round(energy_left_wh, 3),
-        "time_left_s": round(time_left_s, 1) if time_left_s is not None else None,
-        "low_credit": (balance <= vs.low_credit_tokens * upt or bool(state.get("credit_exhausted"))
-                       or (time_left_s is not None and time_left_s < LOW_TIME_S)),
-        "updated_at": state["updated_at"],
-    }
 
 
 class History:
@@ -147,12 +83,11 @@ def _same(a: dict | None, b: dict) -> bool:
 class LiveHub:
     """The StatePublisher for browsers (see the module's docstring)."""
 
-    def __init__(self, socketio: SocketIO, controller: Controller, journal: SqliteJournal, dashboard: Dashboard,
+    def __init__(self, socketio: SocketIO, metering: Metering, dashboard: Dashboard,
                  settings: ViewSettings, landlord_until: Callable[[], float | None],
                  addresses: dict[str, str] | None = None):
         self.socketio = socketio
-        self.controller = controller
-        self.journal = journal
+        self.metering = metering
         self.dashboard = dashboard
         self.settings = settings
         self.addresses = addresses or {}  # top-up address per socket, shown with the QR code
@@ -181,11 +116,11 @@ class LiveHub:
 
     def views(self, states: list[dict] | None = None) -> list[dict]:
         if states is None:
-            states = self.controller.states()
+            states = self.metering.states()
         return [self._view(st) for st in states]
 
     def view(self, socket_id: str) -> dict:
-        return self._view(self.controller.state(socket_id))
+        return self._view(self.metering.state(socket_id))
 
     def _view(self, state: dict) -> dict:
         view = socket_view(state, self.dashboard, self.settings)
@@ -202,7 +137,7 @@ class LiveHub:
         self.dashboard.refresh()
         views = self.views(states)
         self.history.record(views)
-        now = self.controller.clock.now()
+        now = self.metering.clock.now()
         with self._lock:
             watched = set(self._watched)
             expired = [sid for sid, until in self._landlords.items() if until < now]
@@ -250,7 +185,7 @@ class LiveHub:
         @sio.on("watch")
         def watch(data):
             socket_id = data.get("socket") if isinstance(data, dict) else None
-            if not isinstance(socket_id, str) or socket_id not in self.controller.sockets:
+            if not isinstance(socket_id, str) or socket_id not in self.metering.sockets:
                 return {"ok": False, "error": f"unknown socket {socket_id!r}"}
             self._unwatch(request.sid)
             join_room(f"socket:{socket_id}")
@@ -259,7 +194,7 @@ class LiveHub:
                 self._watched[socket_id] = self._watched.get(socket_id, 0) + 1
             self.dashboard.refresh()
             view = self.view(socket_id)
-            return {"ok": True, "view": view, "history": self.history.of(socket_id, self.controller.clock.now())}
+            return {"ok": True, "view": view, "history": self.history.of(socket_id, self.metering.clock.now())}
 
         @sio.on("disconnect")
         def tenant_gone(*_):
@@ -273,12 +208,12 @@ class LiveHub:
             with self._lock:
                 self._landlords[request.sid] = until
             with self._push_lock:
-                if len(self._sent) == len(self.controller.sockets):
+                if len(self._sent) == len(self.metering.sockets):
                     views = list(self._sent.values())   # what the next push's changes are relative to
                 else:
                     self.dashboard.refresh()
                     views = self.views()
-                sio.emit("states", {"at": self.controller.clock.now(), "full": True, "views": views},
+                sio.emit("states", {"at": self.metering.clock.now(), "full": True, "views": views},
                          to=request.sid, namespace=LANDLORD_NS)
 
         @sio.on("disconnect", namespace=LANDLORD_NS)

@@ -14,25 +14,32 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from flask import Flask, abort, jsonify, request
+from flask import Blueprint, abort, jsonify, request
 
 from payg.domain import market as rules
-from payg.services.channels import ChannelBook
 from payg.errors import InvalidAmount, LedgerUnavailable, TradeRefused, UnknownSocket, error_reply
+from payg.ports import PaymentChannel, PeerMessages, PeerTrade
+from payg.services.channels import ChannelBook
 from payg.services.supply import SupplyDesk
+
+
+class Trade(PeerTrade, PaymentChannel, Protocol):
+    """One backend object is both (ledgers/*/trade.py)."""
 
 
 @dataclass
 class TradeServices:
-    trade: Any                  # PeerTrade and PaymentChannel (one backend object)
+    trade: Trade
     book: ChannelBook
     supply: SupplyDesk
     socket_ids: tuple[str, ...]
+    peer_messages: PeerMessages | None = None  # the backend's own peer messages (IOTA's), if it has any
 
 
-def register(app: Flask, services: TradeServices, json_body: Callable[[], dict]) -> None:
+def blueprint(services: TradeServices, json_body: Callable[[], dict]) -> Blueprint:
+    bp = Blueprint("trade", __name__)
     t = services.trade
 
     def answers(fn):
@@ -61,7 +68,7 @@ def register(app: Flask, services: TradeServices, json_body: Callable[[], dict])
             abort(400, description=f"{key} must be a non-negative integer")
         return value
 
-    @app.get("/api/trade")
+    @bp.get("/api/trade")
     @answers
     def trade_info():
         info = t.market()
@@ -69,25 +76,25 @@ def register(app: Flask, services: TradeServices, json_body: Callable[[], dict])
         return jsonify(backend=t.name, now=t.now(), market=info.__dict__, channels_domain=t.domain(),
                        sockets=parties)
 
-    @app.get("/api/trade/adverts")
+    @bp.get("/api/trade/adverts")
     @answers
     def adverts():
         now = t.now()
         return jsonify(now=now, adverts=[a.as_dict(now) for a in t.adverts()])
 
-    @app.get("/api/trade/adverts/<advert_id>")
+    @bp.get("/api/trade/adverts/<advert_id>")
     @answers
     def advert(advert_id: str):
         return jsonify(t.advert(advert_id).as_dict(t.now()))
 
-    @app.post("/api/trade/adverts")
+    @bp.post("/api/trade/adverts")
     @answers
     def post_advert():
         body = json_body()
         advert = t.post_advert(socket_of(body), integer(body, "energy_wh"), integer(body, "min_price_per_wh"))
         return jsonify(advert.as_dict(t.now())), 201
 
-    @app.post("/api/trade/adverts/<advert_id>/buy")
+    @bp.post("/api/trade/adverts/<advert_id>/buy")
     @answers
     def buy(advert_id: str):
         body = json_body()
@@ -95,7 +102,7 @@ def register(app: Flask, services: TradeServices, json_body: Callable[[], dict])
                          integer(body, "max_price_per_wh", None))
         return jsonify(purchase.as_dict()), 201
 
-    @app.post("/api/trade/roles")
+    @bp.post("/api/trade/roles")
     @answers
     def grant():
         body = json_body()
@@ -108,18 +115,18 @@ def register(app: Flask, services: TradeServices, json_body: Callable[[], dict])
             t.grant(socket_of(body), party, str(role))
         return jsonify(party=party, role=t.role_of(party))
 
-    @app.post("/api/trade/withdraw")
+    @bp.post("/api/trade/withdraw")
     @answers
     def withdraw():
         body = json_body()
         return jsonify(socket=body.get("socket"), withdrawn=t.withdraw(socket_of(body)))
 
-    @app.get("/api/trade/channels")
+    @bp.get("/api/trade/channels")
     @answers
     def channels():
         return jsonify(channels=[r.as_dict() for r in services.book.rows()])
 
-    @app.get("/api/trade/channels/<channel_id>")
+    @bp.get("/api/trade/channels/<channel_id>")
     @answers
     def channel(channel_id: str):
         ch = services.book.refresh(channel_id) if services.book.journal.channel(t.domain(), channel_id) \
@@ -127,7 +134,7 @@ def register(app: Flask, services: TradeServices, json_body: Callable[[], dict])
         row = services.book.journal.channel(t.domain(), channel_id)
         return jsonify(ledger=ch.as_dict(), booked=row.as_dict() if row else None)
 
-    @app.post("/api/trade/channels")
+    @bp.post("/api/trade/channels")
     @answers
     def open_channel():
         body = json_body()
@@ -145,24 +152,25 @@ def register(app: Flask, services: TradeServices, json_body: Callable[[], dict])
                                  peer=str(body.get("peer", "")), lead_wh=integer(body, "lead_wh", 1))
         return jsonify(row.as_dict()), 201
 
-    @app.post("/api/trade/channels/<channel_id>/close")
+    @bp.post("/api/trade/channels/<channel_id>/close")
     @answers
     def close_channel(channel_id: str):
         return jsonify(services.book.close(channel_id).as_dict())
 
-    @app.post("/api/trade/channels/<channel_id>/reclaim")
+    @bp.post("/api/trade/channels/<channel_id>/reclaim")
     @answers
     def reclaim_channel(channel_id: str):
         return jsonify(services.book.reclaim(channel_id).as_dict())
 
-    @app.post("/api/peer/<path:kind>")
+    @bp.post("/api/peer/<path:kind>")
     @answers
     def peer(kind: str):
         body = json_body()
         answer = services.supply.handle(kind, body)
         if answer is None:
-            handler = getattr(t, "handle_peer_message", None)
-            if handler is None:
+            if services.peer_messages is None:
                 abort(404, description=f"no peer message {kind!r} on the {t.name} backend")
-            answer = handler(kind, body)
+            answer = services.peer_messages.handle_peer_message(kind, body)
         return jsonify(answer)
+
+    return bp

@@ -5,14 +5,15 @@ import subprocess
 import sys
 
 from hardware.gpio_relay import GpioRelay
-from payg import cli
+from payg.cli.installer import cmd_relay_test
+from payg.cli.parser import parse_args
 from tests.fakes import FakeGPIO
 
 from tests.support import ROOT
 
 
 def relay_test_args(*extra):
-    return cli.parse_args(["relay", "test", "--pin", "17", "--active-low", *extra])
+    return parse_args(["relay", "test", "--pin", "17", "--active-low", *extra])
 
 
 def test_relay_test_asks_first_and_switches_nothing_without_yes():
@@ -20,7 +21,7 @@ def test_relay_test_asks_first_and_switches_nothing_without_yes():
     relay = GpioRelay(17, active_low=True, gpio=gpio)
     prompts, slept = [], []
     out = io.StringIO()
-    code = cli.cmd_relay_test(relay_test_args(), relay, slept.append,
+    code = cmd_relay_test(relay_test_args(), relay, slept.append,
                               ask=lambda text: prompts.append(text) or "no", out=out)
     assert code == 1 and "nothing switched" in out.getvalue()
     assert "GPIO17" in prompts[0] and "ON" in prompts[0]
@@ -32,7 +33,7 @@ def test_relay_test_switches_on_for_the_given_time_then_off():
     relay = GpioRelay(17, active_low=True, gpio=gpio)
     slept = []
     out = io.StringIO()
-    code = cli.cmd_relay_test(relay_test_args("--seconds", "3"), relay, slept.append, ask=lambda _: "yes", out=out)
+    code = cmd_relay_test(relay_test_args("--seconds", "3"), relay, slept.append, ask=lambda _: "yes", out=out)
     assert code == 0 and slept == [3.0]
     assert [c for c in gpio.calls if c[0] == "output"] == [("output", 17, 0), ("output", 17, 1)]  # active-low
     assert not relay.is_closed()
@@ -46,7 +47,7 @@ def test_relay_test_turns_off_even_if_interrupted():
         raise KeyboardInterrupt
 
     try:
-        cli.cmd_relay_test(cli.parse_args(["relay", "test", "--pin", "4", "--yes"]), relay, interrupted,
+        cmd_relay_test(parse_args(["relay", "test", "--pin", "4", "--yes"]), relay, interrupted,
                            out=io.StringIO())
     except KeyboardInterrupt:
         pass

@@ -127,9 +127,8 @@ def test_without_a_controller_the_cli_says_so(tmp_path):
 def test_trade_actions_need_the_token_or_the_landlord_and_csrf(tmp_path):
     import app
     from payg.adapters import config as cfg
-    from payg.web import WebServices, create_web
+    from payg.web import create_web
     from payg.web.security import WebSecrets
-    from payg.web.trade import TradeServices
     from tests.support.web_beds import PASSWORD, PASSWORD_HASH, TOKEN, csrf_of
 
     path = tmp_path / "payg.toml"
@@ -137,9 +136,7 @@ def test_trade_actions_need_the_token_or_the_landlord_and_csrf(tmp_path):
     config = cfg.load(path)
     rt = app.build(config)
     try:
-        services = WebServices(rt.controller, rt.journal, rt.ledger, WebSecrets("s" * 43, TOKEN, PASSWORD_HASH),
-                               trade=TradeServices(rt.trade, rt.book, rt.supply, ("kitchen", "roof", "flat")))
-        web = create_web(services)
+        web = create_web(app.web_services(rt, WebSecrets("s" * 43, TOKEN, PASSWORD_HASH)))
         body = {"socket": "kitchen", "party": rt.trade.party_for("roof"), "role": "regulator"}
         stranger = web.app.test_client()
         assert stranger.post("/api/trade/roles", json=body).status_code == 401
@@ -163,16 +160,14 @@ def test_trade_actions_need_the_token_or_the_landlord_and_csrf(tmp_path):
         unknown = cli.post("/api/trade/adverts", json={"socket": "nope", "energy_wh": 3, "min_price_per_wh": 1})
         assert unknown.status_code == 404 and unknown.get_json()["error"] == "UnknownSocket"
     finally:
-        rt.trade.shutdown()
-        rt.journal.close()
-        rt.ledger.close()
+        rt.close()
 
 
 def test_deploy_then_trade_on_ethereum_through_the_controller(tmp_path, monkeypatch):
     from eth_account import Account
 
-    from tests.support.evm_node import EvmNode
     from tests.support.cli import ETH_MNEMONIC, example
+    from tests.support.evm_node import EvmNode
 
     node = EvmNode()
     node.start()

@@ -19,13 +19,12 @@ from werkzeug.serving import make_server
 
 import app
 from payg.adapters import config as cfg
-from payg.domain import settings
 from payg.adapters.clocks import ManualClock
-from payg.web import WebServices, create_web
+from payg.domain import settings
+from payg.web import create_web
 from payg.web.security import WebSecrets
-from tests.support.web_beds import TOKEN
-from payg.web.trade import TradeServices
 from tests.support import free_port
+from tests.support.web_beds import TOKEN
 
 PRICE = 2        # mock units per Wh, asked by solar
 ESCROW_WH = 100
@@ -64,11 +63,8 @@ class Node:
     def __init__(self, config: settings.Config, clock: ManualClock):
         self.config = config
         self.rt = app.build(config, clock)
-        self.rt.controller.start()
-        services = WebServices(self.rt.controller, self.rt.journal, self.rt.ledger, WebSecrets("s" * 43, TOKEN, None),
-                               payer=self.rt.ledger,
-                               trade=TradeServices(self.rt.trade, self.rt.book, self.rt.supply,
-                                                   tuple(s.id for s in config.sockets)))
+        self.rt.site.start()
+        services = app.web_services(self.rt, WebSecrets("s" * 43, TOKEN, None))
         self.server = make_server("127.0.0.1", config.web.port, create_web(services).app, threaded=True)
         self.url = f"http://127.0.0.1:{config.web.port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -82,10 +78,7 @@ class Node:
 
     def stop(self) -> None:
         self.server.shutdown()
-        self.rt.controller.shutdown()
-        self.rt.trade.shutdown()
-        self.rt.journal.close()
-        self.rt.ledger.close()
+        self.rt.close()
 
 
 @pytest.fixture
@@ -116,9 +109,9 @@ def test_a_consumer_streams_vouchers_to_a_producer_and_everything_agrees_at_the_
         for _ in range(seconds):
             clock.advance(1)
             consumer.rt.watcher.poll()
-            consumer.rt.controller.tick()
+            consumer.rt.metering.tick()
             consumer.rt.supply.tick(consumer.url)
-            producer.rt.controller.tick()
+            producer.rt.metering.tick()
 
     step(3)
     assert home_relay.is_closed() and not solar_relay.is_closed()

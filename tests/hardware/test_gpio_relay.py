@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 import pytest
 
 from hardware.gpio_relay import GpioRelay, force_off, load_gpio
-from payg.domain.billing import Tariff
 from payg.adapters.clocks import ManualClock
-from payg.controller import Controller, Socket
-from payg.errors import RelayError
 from payg.adapters.journal import SqliteJournal
+from payg.errors import RelayError
 from tests.fakes import FakeGPIO, FakeMeter
+from tests.support.rigs import metering_for
 
 HIGH, LOW = FakeGPIO.HIGH, FakeGPIO.LOW
 
@@ -187,7 +184,7 @@ def test_the_controller_drives_a_gpio_relay(tmp_path):
     meter = FakeMeter(clock)
     relay = GpioRelay(4, active_low=True, gpio=gpio)
     journal = SqliteJournal(tmp_path / "journal.sqlite")
-    controller = Controller([Socket("a", "A", meter, relay)], journal, clock, Tariff(Fraction(1)), poll_interval_s=1.0)
+    controller = metering_for({"a": meter}, {"a": relay}, journal, clock, names={"a": "A"}, poll_interval_s=1.0)
     try:
         controller.start()
         assert gpio.levels[4] == HIGH and not relay.is_closed()  # off at start

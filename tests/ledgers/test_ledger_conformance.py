@@ -197,11 +197,11 @@ def test_a_failing_node_is_a_clear_error_metering_goes_on_and_nothing_is_lost(be
     assert str(failure.value).strip()
     bed.pay(ledger.address_for("a"), units(bed, 5))  # paid while the controller cannot see the ledger
     bed.finalize()
-    errors_before = rig.loop.ledger_errors
+    errors_before = rig.site.ledger_errors
     for _ in range(4):  # metering and billing go on while deposits cannot be read
         rig.meters["a"].energy_wh += 1
         rig.loop.run_for(1)
-    assert rig.loop.ledger_errors > errors_before
+    assert rig.site.ledger_errors > errors_before
     assert rig.watcher.status == "unavailable" and rig.watcher.last_error
     assert rig.balance() == 6 and rig.relays["a"].closed
 
@@ -212,5 +212,5 @@ def test_a_failing_node_is_a_clear_error_metering_goes_on_and_nothing_is_lost(be
     totals = rig.journal.totals("a")
     assert totals["credits"] == 15 and totals["debits"] + totals["pending"] == 4
     assert Fraction(rig.meters["a"].energy_wh) == 4
-    rig.controller.shutdown()
+    rig.metering.shutdown()
     rig.journal.close()

@@ -1,23 +1,40 @@
-"""A controller on a virtual clock with fake meters and relays, a real journal file and a fake ledger."""
+"""The metering loop on a virtual clock, with fake meters and relays, a journal and a fake ledger.
+
+`metering_for` builds the Metering service the way app.py does (sockets, relays, a bus pool);
+`Rig` adds the deposit watcher, the landlord's desk and the Site, driven by the VirtualDriver:
+the loop that ships, on a clock that moves only when told."""
 
 from __future__ import annotations
 
 from fractions import Fraction
 
+from hardware.bus_pool import BusPool
 from payg.adapters.clocks import ManualClock
 from payg.adapters.journal import SqliteJournal
-from payg.controller import Controller, Socket
-from payg.domain.billing import Tariff
+from payg.adapters.virtual import VirtualDriver
+from payg.domain.money import Tariff
+from payg.domain.socket import SocketState
 from payg.services.deposits import DepositWatcher
-from payg.virtual import VirtualLoop
+from payg.services.landlord import LandlordDesk
+from payg.services.metering import Metering, MeteringSettings
+from payg.services.site import Site
 from tests.fakes import FakeDepositSource, FakeMeter, FakePublisher, FakeRelay
 
 
+def metering_for(meters: dict, relays: dict, journal, clock, *, tokens_per_wh=Fraction(1), buses=None, waiter=None,
+                 max_power_w=3680.0, publisher=None, names=None, **settings) -> Metering:
+    """Metering over these meters and relays (socket id -> each); `buses`: bus id -> the sockets on it."""
+    ms = MeteringSettings(**settings)
+    sockets = [SocketState(i, (names or {}).get(i, i), max_power_w, ms.counter_confirmations) for i in meters]
+    reader = BusPool(meters, buses or {}, 0.8 * ms.poll_interval_s, waiter)
+    return Metering(sockets, relays, reader, journal, clock, Tariff(tokens_per_wh), ms, publisher=publisher)
+
+
 class Rig:
-    """A controller with fake meters and relays, a real journal file and a fake ledger."""
+    """The metering loop with fake meters and relays, a real journal file (or the given one) and a fake ledger."""
 
     def __init__(self, tmp_path, ids=("a",), *, tokens_per_wh=Fraction(1), predictive=True, grace_s=10.0,
-                 usage_entry_s=60.0, source=None, clock=None):
+                 usage_entry_s=60.0, source=None, clock=None, journal=None):
         self.tmp_path = tmp_path
         self.ids = ids
         self.clock = clock or ManualClock()
@@ -25,25 +42,28 @@ class Rig:
         self.relays = {i: FakeRelay(self.clock) for i in ids}
         self.source = source or FakeDepositSource()
         self.publisher = FakePublisher()
+        self.fixed_journal = journal
         self.kwargs = dict(tokens_per_wh=tokens_per_wh, predictive=predictive, grace_s=grace_s,
                            usage_entry_s=usage_entry_s)
         self.open()
 
     def open(self):
         k = self.kwargs
-        self.journal = SqliteJournal(self.tmp_path / "journal.sqlite")
-        self.controller = Controller(
-            [Socket(i, i.upper(), self.meters[i], self.relays[i], max_power_w=3680) for i in self.ids],
-            self.journal, self.clock, Tariff(k["tokens_per_wh"]), poll_interval_s=1.0, grace_s=k["grace_s"],
-            usage_entry_s=k["usage_entry_s"], predictive_cutoff=k["predictive"], publisher=self.publisher)
-        self.watcher = DepositWatcher(self.source, self.journal, self.clock,
-                                      on_credit=self.controller.credits_arrived)
-        self.controller.start()
-        self.loop = VirtualLoop(self.controller, self.clock, self.watcher)
+        self.journal = self.fixed_journal or SqliteJournal(self.tmp_path / "journal.sqlite")
+        self.metering = metering_for(self.meters, self.relays, self.journal, self.clock,
+                                     tokens_per_wh=k["tokens_per_wh"], names={i: i.upper() for i in self.ids},
+                                     poll_interval_s=1.0, grace_s=k["grace_s"], usage_entry_s=k["usage_entry_s"],
+                                     predictive_cutoff=k["predictive"], publisher=self.publisher)
+        self.landlord = LandlordDesk(self.metering, self.journal)
+        self.watcher = DepositWatcher(self.source, self.journal, self.clock, on_credit=self.metering.credits_arrived)
+        self.site = Site(self.metering, self.watcher, self.clock, deposit_poll_interval_s=1.0)
+        self.site.start()
+        self.loop = VirtualDriver(self.site, self.clock)
 
     def restart(self):
-        self.controller.shutdown()
-        self.journal.close()
+        self.site.shutdown()
+        if self.fixed_journal is None:
+            self.journal.close()
         self.open()
 
     def deposit(self, socket_id, amount, deposit_id=None):

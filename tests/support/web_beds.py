@@ -10,14 +10,13 @@ from werkzeug.security import generate_password_hash
 
 import app as composition
 from payg.adapters import config as cfg
-from payg.domain import settings
 from payg.adapters.clocks import ManualClock
-from payg.virtual import VirtualLoop
-from payg.web import Web, WebServices, create_web
+from payg.adapters.virtual import VirtualDriver
+from payg.domain import settings
+from payg.web import Web, create_web
 from payg.web.security import WebSecrets
-from payg.web.trade import TradeServices
-
 from tests.support import ROOT
+
 PASSWORD = "correct horse battery staple"
 HASH_ENV = "PAYG_LANDLORD_HASH"
 # Debian's Chromium as the browser tests and bench/web.py launch it (the network here is closed)
@@ -60,7 +59,7 @@ def embedded_default_toml(data_dir: Path, port: int) -> str:
 @dataclass
 class WebBed:
     rt: composition.Runtime
-    loop: VirtualLoop
+    loop: VirtualDriver
     clock: ManualClock
     web: Web
     health: dict
@@ -84,10 +83,7 @@ class WebBed:
         return c
 
     def close(self) -> None:
-        self.rt.controller.shutdown()
-        self.rt.trade.shutdown()
-        self.rt.journal.close()
-        self.rt.ledger.close()
+        self.rt.close()
 
 
 def csrf_of(client) -> str:
@@ -103,13 +99,13 @@ def make_web_bed(tmp_path: Path, *, password_hash: str | None = PASSWORD_HASH, p
     config = embedded_config(tmp_path / "var", **web)
     clock = ManualClock(start)
     rt = composition.build(config, clock)
-    rt.controller.start()
-    loop = VirtualLoop(rt.controller, clock, rt.watcher)
+    rt.site.start()
+    loop = VirtualDriver(rt.site, clock)
     health = {"status": "ok"}
-    services = WebServices(rt.controller, rt.journal, rt.ledger, WebSecrets("s" * 43, TOKEN, password_hash),
-                           payer=rt.ledger if payer else None, health=lambda: health, settings=config.web,
-                           trade=TradeServices(rt.trade, rt.book, rt.supply, tuple(rt.controller.sockets)))
+    services = composition.web_services(rt, WebSecrets("s" * 43, TOKEN, password_hash))
+    services.payer = rt.ledger if payer else None
+    services.health = lambda: health
     w = create_web(services)
     w.app.testing = True
-    rt.controller.publisher = w.hub
+    rt.publishers.subscribe(w.hub)
     return WebBed(rt, loop, clock, w, health)

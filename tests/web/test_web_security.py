@@ -11,7 +11,7 @@ from argparse import Namespace
 import pytest
 from werkzeug.security import check_password_hash
 
-from payg import cli
+from payg.cli.password import cmd_password
 from payg.domain.settings import SecretRef
 from payg.errors import ConfigError
 from payg.adapters.secrets import landlord_password_hash, owner_only_secret, web_secrets
@@ -84,27 +84,27 @@ def test_the_password_hash_file_must_be_owner_only(tmp_path):
 def test_payg_password_writes_an_owner_only_scrypt_hash(tmp_path):
     path = tmp_path / "landlord.hash"
     out, err = io.StringIO(), io.StringIO()
-    assert cli.cmd_password(Namespace(stdin=True, file=str(path)), out, err, io.StringIO(PASSWORD + "\n")) == 0
+    assert cmd_password(Namespace(stdin=True, file=str(path)), out, err, io.StringIO(PASSWORD + "\n")) == 0
     hashed = path.read_text().strip()
     assert mode(path) == 0o600 and hashed.startswith("scrypt:") and PASSWORD not in hashed
     assert check_password_hash(hashed, PASSWORD) and not check_password_hash(hashed, PASSWORD + "x")
     ref = SecretRef(file=path, key="web.landlord_password_hash_file", what="the landlord's password hash")
     assert landlord_password_hash(ref, "c.toml") == hashed
     printed = io.StringIO()
-    assert cli.cmd_password(Namespace(stdin=True, file=None), printed, err, io.StringIO(PASSWORD + "\n")) == 0
+    assert cmd_password(Namespace(stdin=True, file=None), printed, err, io.StringIO(PASSWORD + "\n")) == 0
     assert check_password_hash(printed.getvalue().strip(), PASSWORD)
 
 
 def test_payg_password_refuses_a_short_password(tmp_path):
     err = io.StringIO()
-    assert cli.cmd_password(Namespace(stdin=True, file=str(tmp_path / "h")), io.StringIO(), err,
+    assert cmd_password(Namespace(stdin=True, file=str(tmp_path / "h")), io.StringIO(), err,
                             io.StringIO("short\n")) == 1
     assert "at least" in err.getvalue() and not (tmp_path / "h").exists()
 
 
 def test_a_hash_made_by_payg_password_logs_in(tmp_path):
     out = io.StringIO()
-    cli.cmd_password(Namespace(stdin=True, file=None), out, io.StringIO(), io.StringIO(PASSWORD + "\n"))
+    cmd_password(Namespace(stdin=True, file=None), out, io.StringIO(), io.StringIO(PASSWORD + "\n"))
     bed = make_web_bed(tmp_path, password_hash=out.getvalue().strip())
     try:
         client = bed.client()

@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from payg.web.pages import qr_svg
 from payg.web.security import WebSecrets
+from payg.web.tenant import qr_svg
 from tests.support import wait_until
 from tests.support.web_beds import PASSWORD, PASSWORD_HASH, TOKEN, csrf_of, make_web_bed
 
@@ -56,9 +56,9 @@ def test_the_start_page_links_every_socket_and_the_landlord_view(bed):
 def test_one_socket_goes_straight_to_its_page(tmp_path):
     b = make_web_bed(tmp_path)
     try:
-        only = next(iter(b.rt.controller.sockets))
-        for sid in list(b.rt.controller.sockets)[1:]:
-            del b.rt.controller.sockets[sid]
+        only = next(iter(b.rt.metering.sockets))
+        for sid in list(b.rt.metering.sockets)[1:]:
+            del b.rt.metering.sockets[sid]
         resp = b.client().get("/")
         assert resp.status_code == 302 and resp.headers["Location"] == f"/s/{only}"
     finally:
@@ -285,7 +285,7 @@ def snapshot(bed) -> tuple:
     payments on the mock ledger."""
     j = bed.rt.journal
     return (tuple((sid, [(e.kind, e.amount) for e in journal_rows(bed, sid) if e.kind != "usage"])
-                  for sid in bed.rt.controller.sockets),
+                  for sid in bed.rt.metering.sockets),
             tuple(sorted(j.overrides().items())), tuple(sorted(j.open_alarms().items())),
             len(bed.rt.ledger.deposits_since(None)[0]))
 
@@ -449,7 +449,7 @@ def test_the_journal_exports_as_csv_and_text_cannot_become_a_formula(bed, landlo
     post("/api/sockets/kitchen/adjust", {"amount_tokens": 5, "reason": "=HYPERLINK(\"http://x\")",
                                          "request_id": "req-csv-0001"})
     bed.loop.run_for(40)   # 20 Wh at 800 W: used up, closed into usage entries at the shutdown flush below
-    bed.rt.controller.shutdown()
+    bed.rt.metering.shutdown()
     resp = client.get("/landlord/journal.csv")
     assert resp.status_code == 200 and resp.mimetype == "text/csv"
     assert "attachment" in resp.headers["Content-Disposition"]
@@ -549,7 +549,7 @@ def test_a_landlord_connection_ends_when_its_session_does(bed):
     bed.web.hub.flush()
     assert [e["name"] for e in sio.get_received("/landlord")] == ["states"]
     bed.clock.advance(12 * 3600 + 1)
-    bed.rt.controller.tick()
+    bed.rt.metering.tick()
     bed.web.hub.flush()
     assert not sio.is_connected("/landlord")
 
@@ -628,9 +628,9 @@ def test_tenant_socket_events_cannot_change_anything(bed):
 
 
 def test_a_socket_cut_for_lack_of_credit_says_so_even_with_part_of_a_token_kept(bed):
-    from payg.web.live import socket_view
+    from payg.services.dashboard import socket_view
 
-    state = dict(bed.rt.controller.state("kitchen"), credit_exhausted=True, balance=1, balance_tokens=1)
+    state = dict(bed.rt.metering.state("kitchen"), credit_exhausted=True, balance=1, balance_tokens=1)
     view = socket_view(state, bed.web.hub.dashboard, bed.web.hub.settings)
     assert view["credit_exhausted"] is True and view["low_credit"] is True
     empty = socket_view(dict(state, balance=0, balance_tokens=0), bed.web.hub.dashboard, bed.web.hub.settings)

@@ -12,10 +12,21 @@ from fractions import Fraction
 from pathlib import Path
 
 from payg.adapters.config import sockets as socket_tables
-from payg.adapters.config.tables import EVM_ADDRESS, ENV_NAME, Table, exact, secret, units, url
-from payg.domain.settings import (Config, ControllerConfig, EthereumLedgerConfig, GpioRelayConfig,
-                                  IotaLedgerConfig, LedgerConfig, MockLedgerConfig, ModbusMeterConfig, SecretRef,
-                                  TariffConfig, TradeConfig, WebConfig)
+from payg.adapters.config.tables import ENV_NAME, EVM_ADDRESS, Table, exact, secret, units, url
+from payg.domain.settings import (
+    Config,
+    ControllerConfig,
+    EthereumLedgerConfig,
+    GpioRelayConfig,
+    IotaLedgerConfig,
+    LedgerConfig,
+    MockLedgerConfig,
+    ModbusMeterConfig,
+    SecretRef,
+    TariffConfig,
+    TradeConfig,
+    WebConfig,
+)
 from payg.errors import ConfigError
 
 BACKENDS = ("mock", "iota", "ethereum")

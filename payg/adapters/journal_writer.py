@@ -1,0 +1,229 @@
+"""The journal's SQLite schema and its writer: the operations allowed inside one transaction.
+
+Entries are append-only (triggers refuse updates and deletes); credits carry an
+idempotency key under a UNIQUE constraint. See payg/adapters/journal.py.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from fractions import Fraction
+
+from payg.domain.accounts import ALARM_KINDS, CREDIT_KINDS, DEBIT_KINDS, Entry
+from payg.domain.billing import MeterState
+from payg.domain.market import ChannelRow
+
+__all__ = ["ALARM_KINDS", "CHANNEL_COLUMNS", "ENTRY_COLUMNS", "SCHEMA", "JournalWriter", "entry_of"]
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS entries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    socket_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN {CREDIT_KINDS + DEBIT_KINDS}),
+    amount INTEGER NOT NULL,
+    energy_wh TEXT,
+    idem_key TEXT UNIQUE,
+    memo TEXT NOT NULL DEFAULT '',
+    CHECK ((kind IN {CREDIT_KINDS} AND amount > 0 AND idem_key IS NOT NULL)
+           OR (kind IN {DEBIT_KINDS} AND amount <= 0))
+);
+CREATE INDEX IF NOT EXISTS entries_socket ON entries (socket_id, id);
+CREATE INDEX IF NOT EXISTS entries_at ON entries (at);
+CREATE TRIGGER IF NOT EXISTS entries_no_update BEFORE UPDATE ON entries
+BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries
+BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE TABLE IF NOT EXISTS meter_state (
+    socket_id TEXT PRIMARY KEY,
+    counter_wh TEXT NOT NULL,
+    read_at REAL NOT NULL,
+    carry TEXT NOT NULL,
+    pending_units INTEGER NOT NULL DEFAULT 0 CHECK (pending_units >= 0),
+    pending_wh TEXT NOT NULL DEFAULT '0',
+    pending_since REAL
+);
+CREATE TABLE IF NOT EXISTS cursors (
+    name TEXT PRIMARY KEY,
+    value TEXT
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    socket_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS events_socket ON events (socket_id, id);
+CREATE TABLE IF NOT EXISTS received_deposits (
+    idem_key TEXT PRIMARY KEY,
+    socket_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    units TEXT NOT NULL,
+    tokens INTEGER NOT NULL CHECK (tokens >= 0)
+);
+CREATE TABLE IF NOT EXISTS deposit_carry (
+    source TEXT NOT NULL,
+    socket_id TEXT NOT NULL,
+    units TEXT NOT NULL,
+    PRIMARY KEY (source, socket_id)
+);
+CREATE TABLE IF NOT EXISTS ledger_accounts (
+    socket_id TEXT PRIMARY KEY,
+    account_index INTEGER NOT NULL UNIQUE CHECK (account_index >= 0),
+    assigned_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS channels (
+    domain TEXT NOT NULL,
+    channel_id TEXT NOT NULL,
+    socket_id TEXT NOT NULL,
+    direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+    price_per_wh TEXT NOT NULL,
+    escrow TEXT NOT NULL,
+    amount TEXT NOT NULL DEFAULT '0',
+    signature TEXT NOT NULL DEFAULT '',
+    base_wh TEXT NOT NULL DEFAULT '0',
+    lead_wh INTEGER NOT NULL DEFAULT 0,
+    peer TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL DEFAULT 'open',
+    opened_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (domain, channel_id)
+);
+CREATE TABLE IF NOT EXISTS overrides (
+    socket_id TEXT PRIMARY KEY,
+    mode TEXT NOT NULL CHECK (mode IN ('off')),
+    at REAL NOT NULL
+);
+"""
+
+
+CHANNEL_COLUMNS = ("domain, channel_id, socket_id, direction, price_per_wh, escrow, amount, signature, base_wh,"
+                   " lead_wh, peer, state, opened_at, updated_at")
+
+
+ENTRY_COLUMNS = "id, socket_id, at, kind, amount, energy_wh, idem_key, memo"
+
+
+def entry_of(row: tuple) -> Entry:
+    entry_id, socket_id, at, kind, amount, energy_wh, idem_key, memo = row
+    return Entry(entry_id, socket_id, at, kind, amount, None if energy_wh is None else Fraction(energy_wh),
+                 idem_key, memo)
+
+
+class JournalWriter:
+    """The operations allowed inside one journal transaction."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self._conn = conn
+        self.balance_changes: dict[str, int] = {}
+
+    def _changed(self, socket_id: str, amount: int) -> None:
+        self.balance_changes[socket_id] = self.balance_changes.get(socket_id, 0) + amount
+
+    def credit(self, socket_id: str, amount: int, kind: str, idem_key: str, at: float, memo: str = "") -> bool:
+        """Append a credit; False (and nothing written) if its key was booked before."""
+        if kind not in CREDIT_KINDS:
+            raise ValueError(f"not a credit kind: {kind}")
+        if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+            raise ValueError(f"a credit is a positive integer, got {amount!r}")
+        cur = self._conn.execute(
+            "INSERT INTO entries (socket_id, at, kind, amount, idem_key, memo) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (idem_key) DO NOTHING",
+            (socket_id, at, kind, amount, idem_key, memo),
+        )
+        if cur.rowcount == 1:
+            self._changed(socket_id, amount)
+            return True
+        return False
+
+    def debit(self, socket_id: str, amount: int, kind: str, at: float, *, energy_wh: Fraction | None = None,
+              idem_key: str | None = None, memo: str = "") -> bool:
+        if kind not in DEBIT_KINDS:
+            raise ValueError(f"not a debit kind: {kind}")
+        if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
+            raise ValueError(f"a debit amount is a non-negative integer, got {amount!r}")
+        cur = self._conn.execute(
+            "INSERT INTO entries (socket_id, at, kind, amount, energy_wh, idem_key, memo) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (idem_key) DO NOTHING",
+            (socket_id, at, kind, -amount, None if energy_wh is None else str(energy_wh), idem_key, memo),
+        )
+        if cur.rowcount == 1:
+            self._changed(socket_id, -amount)
+            return True
+        return False
+
+    def save_state(self, socket_id: str, state: MeterState, previous_pending: int) -> None:
+        b = state.baseline
+        self._conn.execute(
+            "INSERT INTO meter_state (socket_id, counter_wh, read_at, carry, pending_units, pending_wh, pending_since)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (socket_id) DO UPDATE SET counter_wh = excluded.counter_wh,"
+            " read_at = excluded.read_at, carry = excluded.carry, pending_units = excluded.pending_units,"
+            " pending_wh = excluded.pending_wh, pending_since = excluded.pending_since",
+            (socket_id, str(b.counter_wh), b.at, str(b.carry), state.pending_units, str(state.pending_wh),
+             state.pending_since),
+        )
+        self._changed(socket_id, previous_pending - state.pending_units)
+
+    def deposit_carry(self, source: str, socket_id: str) -> int:
+        row = self._conn.execute("SELECT units FROM deposit_carry WHERE source = ? AND socket_id = ?",
+                                 (source, socket_id)).fetchone()
+        return int(row[0]) if row else 0
+
+    def record_deposit(self, source: str, socket_id: str, idem_key: str, units: int, tokens: int, carry: int,
+                       at: float) -> bool:
+        """The raw amount is kept in received_deposits: ledger units can exceed SQLite's 64-bit integers
+        (wei), tokens cannot."""
+        cur = self._conn.execute(
+            "INSERT INTO received_deposits (idem_key, socket_id, at, units, tokens) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (idem_key) DO NOTHING", (idem_key, socket_id, at, str(units), tokens))
+        if cur.rowcount != 1:
+            return False
+        self._conn.execute("INSERT INTO deposit_carry (source, socket_id, units) VALUES (?, ?, ?)"
+                           " ON CONFLICT (source, socket_id) DO UPDATE SET units = excluded.units",
+                           (source, socket_id, str(carry)))
+        return True
+
+    def add_channel(self, row: ChannelRow) -> None:
+        """Remember a payment channel this controller sends on ('out') or is paid on ('in')."""
+        cur = self._conn.execute(
+            "INSERT INTO channels (domain, channel_id, socket_id, direction, price_per_wh, escrow, base_wh, lead_wh,"
+            " peer, opened_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (row.domain, row.channel_id, row.socket_id, row.direction, str(row.price_per_wh), str(row.escrow),
+             str(row.base_wh), row.lead_wh, row.peer, row.opened_at, row.opened_at))
+        if cur.rowcount != 1:
+            raise ValueError(f"channel {row.channel_id} on {row.domain} is already known")
+
+    def advance_channel(self, domain: str, channel_id: str, previous: int, amount: int, signature: str,
+                        at: float) -> None:
+        """Move a channel's latest voucher from `previous` to `amount`; refuses if another writer moved it."""
+        cur = self._conn.execute(
+            "UPDATE channels SET amount = ?, signature = ?, updated_at = ? WHERE domain = ? AND channel_id = ?"
+            " AND amount = ? AND state = 'open'", (str(amount), signature, at, domain, channel_id, str(previous)))
+        if cur.rowcount != 1:
+            raise sqlite3.IntegrityError(f"channel {channel_id}: its latest voucher changed underneath")
+
+    def set_channel_state(self, domain: str, channel_id: str, state: str, escrow: int, at: float) -> None:
+        self._conn.execute("UPDATE channels SET state = ?, escrow = ?, updated_at = ? WHERE domain = ?"
+                           " AND channel_id = ?", (state, str(escrow), at, domain, channel_id))
+
+    def event(self, socket_id: str, kind: str, detail: str, at: float) -> None:
+        self._conn.execute("INSERT INTO events (socket_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+                           (socket_id, at, kind, detail))
+
+    def set_cursor(self, name: str, value: str | None) -> None:
+        self._conn.execute("INSERT INTO cursors (name, value) VALUES (?, ?)"
+                           " ON CONFLICT (name) DO UPDATE SET value = excluded.value", (name, value))
+
+    def acknowledge_alarms(self, socket_id: str, upto_event_id: int, at: float) -> None:
+        """Alarms of a socket up to this event id are seen; the acknowledgement is itself an event."""
+        self.set_cursor(f"alarms-seen:{socket_id}", str(upto_event_id))
+        self.event(socket_id, "alarm_ack", f"alarms up to event {upto_event_id} acknowledged", at)
+
+    def set_override(self, socket_id: str, mode: str | None, at: float) -> None:
+        if mode is None:
+            self._conn.execute("DELETE FROM overrides WHERE socket_id = ?", (socket_id,))
+        else:
+            self._conn.execute("INSERT INTO overrides (socket_id, mode, at) VALUES (?, ?, ?)"
+                               " ON CONFLICT (socket_id) DO UPDATE SET mode = excluded.mode, at = excluded.at",
+                               (socket_id, mode, at))

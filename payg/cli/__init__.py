@@ -1,0 +1,118 @@
+"""The command line: `payg COMMAND ...` (`python app.py` is the same).
+
+`main` parses the arguments and runs the command. What a command needs from outside
+(the configuration, the journal, the ledger, the running controller's API, the hardware)
+it asks of a `Wiring`, which the composition root (app.py) provides: the commands
+decide and print, they build nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from payg.cli import accounts, installer, password, trade
+from payg.cli.parser import parse_args
+from payg.domain.meter_profile import MeterProfile
+from payg.domain.settings import Config
+from payg.errors import ConfigError, DataDirBusy, RelayError
+from payg.ports import DepositSource, Journal, Relay
+
+
+class ClosingJournal(Journal, Protocol):
+    def close(self) -> None: ...
+
+
+class ClosingRelay(Relay, Protocol):
+    def close(self) -> None: ...
+
+
+class Wiring(Protocol):
+    """What the commands need built (app.py's CliWiring)."""
+
+    def load_config(self, path: str) -> Config:
+        """Raises ConfigError."""
+
+    def serve(self, config: Config) -> int:
+        """Run the controller until a signal stops it; the exit status."""
+
+    def open_journal(self, config: Config) -> ClosingJournal | None:
+        """The data directory's journal, or None before any controller ran."""
+
+    def ledger(self, config: Config) -> AbstractContextManager[DepositSource]:
+        """The configured ledger, open while the block runs; raises ConfigError."""
+
+    def lock_data_dir(self, config: Config) -> AbstractContextManager[None]:
+        """Held while nothing else may run on the data directory; raises DataDirBusy."""
+
+    def controller_api(self, config: Config) -> trade.ControllerApi: ...
+
+    def fund_trade_party(self, config: Config, socket_id: str, amount: int) -> tuple[str, int]:
+        """Mint on the mock ledger into a socket's trade party: (party, its balance)."""
+
+    def deploy_contracts(self, config: Config) -> trade.Deployment:
+        """Raises ConfigError or DeployFailed."""
+
+    def gpio_relay(self, pin: int, active_low: bool) -> ClosingRelay:
+        """Raises RelayError or ValueError."""
+
+    def force_relay_off(self, pin: int, active_low: bool) -> None:
+        """Raises RelayError."""
+
+    def meter_profile(self, name: str) -> MeterProfile:
+        """Raises ConfigError."""
+
+    def modbus_probe(self, port: str, profile: MeterProfile, *, baud: int, parity: str, timeout_s: float,
+                     local_echo: bool) -> installer.Probe:
+        """Reads one meter at an address (close it after use)."""
+
+
+def main(argv: list[str] | None, wiring: Wiring) -> int:
+    args = parse_args(argv)
+    if args.command == "password":
+        return password.cmd_password(args)
+    if args.command in ("meters", "relay") and args.action != "off":
+        return installer.run(args, wiring, time.sleep)
+    try:
+        config = wiring.load_config(args.config)
+    except ConfigError as exc:
+        print(f"payg: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "relay":
+        return installer.relays_off(config, wiring.force_relay_off)
+    if args.command == "run":
+        return wiring.serve(config)
+    if args.command in ("deposit", "address"):
+        return accounts.ledger_command(args, config, wiring.ledger)
+    if args.command == "trade":
+        if args.action == "fund":
+            return trade.cmd_fund(args, config, wiring.fund_trade_party)
+        if args.action == "deploy":
+            return trade.cmd_deploy(config, wiring.deploy_contracts)
+        return trade.cmd_trade(args, wiring.controller_api(config))
+    journal = wiring.open_journal(config)
+    try:
+        if args.command == "status":
+            return accounts.cmd_status(config, journal, wiring.controller_api(config).states())
+        if journal is None:
+            print(f"payg: no journal at {config.controller.data_dir / 'journal.sqlite'} yet (has the controller "
+                  "run?)", file=sys.stderr)
+            return 1
+        if args.command == "cursor":
+            if args.set_to is None:
+                return accounts.cmd_cursor(args, config, journal)
+            try:
+                with wiring.lock_data_dir(config):
+                    return accounts.cmd_cursor(args, config, journal)
+            except DataDirBusy as exc:
+                print(f"payg: {exc} -- stop it before moving the cursor", file=sys.stderr)
+                return 1
+        return accounts.cmd_journal(args, config, journal)
+    finally:
+        if journal is not None:
+            journal.close()
+
+
+__all__ = ["RelayError", "Wiring", "main"]

@@ -1,0 +1,137 @@
+"""Commands on a controller's accounts: status, journal, cursor, and the ledger's deposit and address."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from contextlib import AbstractContextManager
+from typing import Callable, TextIO
+
+from payg.domain.settings import Config
+from payg.errors import ConfigError, InvalidAmount, UnknownSocket
+from payg.ports import DepositPayer, DepositSource, Journal
+
+
+def unknown_socket(socket_id: str, config: Config) -> int:
+    print(f"payg: unknown socket {socket_id!r} (configured: {', '.join(s.id for s in config.sockets)})",
+          file=sys.stderr)
+    return 1
+
+
+def ledger_command(args: argparse.Namespace, config: Config,
+                   ledger: Callable[[Config], AbstractContextManager[DepositSource]]) -> int:
+    """`payg deposit` (mock ledger only) and `payg address`: the configured ledger, no node contact needed."""
+    if config.socket(args.socket) is None:
+        return unknown_socket(args.socket, config)
+    if args.command == "deposit" and config.ledger.backend != "mock":
+        print(f"payg: deposit pays on the mock ledger only; with the {config.ledger.backend} backend pay from a "
+              f"wallet to the address `payg address --socket {args.socket}` prints", file=sys.stderr)
+        return 1
+    try:
+        with ledger(config) as source:
+            if args.command == "deposit":
+                return cmd_deposit(args, config, source)
+            return cmd_address(args, source)
+    except ConfigError as exc:
+        print(f"payg: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_deposit(args: argparse.Namespace, config: Config, payer: DepositPayer, out: TextIO = sys.stdout) -> int:
+    if config.socket(args.socket) is None:
+        return unknown_socket(args.socket, config)
+    try:
+        deposit_id = payer.pay(args.socket, args.amount)
+    except (InvalidAmount, UnknownSocket) as exc:
+        print(f"payg: {exc}", file=sys.stderr)
+        return 1
+    print(f"paid {args.amount} tokens to {args.socket}: deposit {deposit_id}", file=out)
+    return 0
+
+
+def cmd_address(args: argparse.Namespace, source: DepositSource, out: TextIO = sys.stdout) -> int:
+    try:
+        address = source.address_for(args.socket)
+        uri = source.payment_uri(args.socket, args.amount)
+    except (InvalidAmount, UnknownSocket) as exc:
+        print(f"payg: {exc}", file=sys.stderr)
+        return 1
+    print(f"socket:  {args.socket}", file=out)
+    print(f"ledger:  {source.name}", file=out)
+    print(f"address: {address}", file=out)
+    print(f"uri:     {uri}", file=out)
+    if args.amount is not None:
+        units = args.amount * source.units_per_token
+        print(f"amount:  {args.amount} tokens = {units} ledger units", file=out)
+    elif source.units_per_token != 1:
+        print(f"token:   1 token = {source.units_per_token} ledger units", file=out)
+    return 0
+
+
+def cmd_status(config: Config, journal: Journal | None, live: list[dict] | None,
+               out: TextIO = sys.stdout) -> int:
+    rows = []
+    if live is not None:
+        for st in live:
+            rows.append([st["id"], st["name"], st["relay"], st["meter"], str(st["balance_tokens"]),
+                         _fmt(st.get("power_w")), _fmt(st.get("energy_wh"))])
+    else:
+        print("controller not answering on the web port: balances from the journal only", file=out)
+        for s in config.sockets:
+            balance = journal.balance(s.id) if journal is not None else 0
+            state = journal.meter_state(s.id) if journal is not None else None
+            energy = _fmt(float(state.baseline.counter_wh)) if state else "-"
+            rows.append([s.id, s.name, "-", "-", str(balance), "-", energy])
+    _table(["socket", "name", "relay", "meter", "balance", "power_w", "energy_wh"], rows, out)
+    return 0
+
+
+def cmd_cursor(args: argparse.Namespace, config: Config, journal: Journal, out: TextIO = sys.stdout) -> int:
+    """Deposits before the cursor are never read again; deposits after it are booked once (by their keys),
+    so moving it back re-reads without double credits, and moving it forward skips payments."""
+    name = f"deposits:{config.ledger.backend}"
+    old = journal.cursor(name)
+    if args.set_to is None:
+        print(f"{name}: {old if old is not None else '(none: the first poll starts at the ledger head)'}", file=out)
+        return 0
+    value = args.set_to.strip()
+    if not value:
+        print("payg: --set needs a value", file=sys.stderr)
+        return 2
+    with journal.transaction() as tx:
+        tx.set_cursor(name, value)
+    print(f"{name}: {old} -> {value}", file=out)
+    return 0
+
+
+def cmd_journal(args: argparse.Namespace, config: Config, journal: Journal, out: TextIO = sys.stdout) -> int:
+    if config.socket(args.socket) is None and journal.balance(args.socket) == 0:
+        print(f"payg: unknown socket {args.socket!r}", file=sys.stderr)
+        return 1
+    fields = ["id", "at", "kind", "amount", "energy_wh", "key", "memo"]
+    if args.csv:
+        writer = csv.writer(out)
+        writer.writerow(fields)
+        for e in journal.all_entries(args.socket):
+            d = e.as_dict()
+            writer.writerow([d[f] if d[f] is not None else "" for f in fields])
+        return 0
+    entries = journal.entries(args.socket, args.limit)
+    print(f"{args.socket}: balance {journal.balance(args.socket)}", file=out)
+    _table(fields, [[_fmt(e.as_dict()[f]) for f in fields] for e in entries], out)
+    return 0
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list[str]], out: TextIO) -> None:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    for row in [header, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip(), file=out)

@@ -1,0 +1,142 @@
+"""The command line's grammar: every command, its options and their checks (argparse)."""
+
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_CONFIG = "config/default.toml"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="payg", description="Prepaid pay-as-you-go controller for wall sockets.")
+    parser.add_argument("--config", metavar="FILE", help=f"configuration file (default: {DEFAULT_CONFIG})")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                       help=f"configuration file (default: {DEFAULT_CONFIG})")
+        return p
+
+    command("run", "run the controller (the default when no command is given)")
+    command("status", "show every socket: relay, meter, balance, power")
+    p = command("deposit", "pay tokens into a socket's address on the mock ledger")
+    p.add_argument("--socket", required=True, metavar="ID", help="socket id")
+    p.add_argument("--amount", required=True, type=_positive_int, metavar="N", help="tokens, a positive integer")
+    p = command("address", "print a socket's top-up address and payment URI (what its QR code holds)")
+    p.add_argument("--socket", required=True, metavar="ID", help="socket id")
+    p.add_argument("--amount", type=_positive_int, metavar="N", help="tokens to ask for in the URI")
+    p = command("cursor", "show the ledger deposit cursor, or set it (with the controller stopped)")
+    p.add_argument("--set", metavar="VALUE", dest="set_to",
+                   help="the new cursor, in the backend's form (Ethereum '<block>:<hash>', IOTA a checkpoint)")
+    p = command("journal", "print a socket's journal (newest first, or all as CSV)")
+    p.add_argument("--socket", required=True, metavar="ID", help="socket id")
+    p.add_argument("--csv", action="store_true", help="every entry, oldest first, as CSV")
+    p.add_argument("--limit", type=_positive_int, default=50, metavar="N", help="entries to show (default 50)")
+
+    p = sub.add_parser("password", help="make the landlord's password hash for the web login",
+                       description="Ask for the landlord's password (twice) and print its hash, or write it to "
+                                   "an owner-only file. Name the variable or file in [web] of the config.")
+    p.add_argument("--file", metavar="PATH", help="write the hash to this file (mode 600) instead of printing it")
+    p.add_argument("--stdin", action="store_true", help="read the password from standard input (for scripts)")
+
+    trade = sub.add_parser("trade", help="the energy market and payment channels (through the running controller)")
+    trade.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                       help=f"configuration file (default: {DEFAULT_CONFIG})")
+    acts = trade.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    def act(name: str, help_text: str, socket: bool = False) -> argparse.ArgumentParser:
+        a = acts.add_parser(name, help=help_text, description=help_text)
+        if socket:
+            a.add_argument("--socket", required=True, metavar="ID", help="the socket whose trade party acts")
+        return a
+
+    act("info", "the market, and each socket's trade party and role")
+    act("adverts", "open adverts with their price now")
+    a = act("post", "post a sell advert", socket=True)
+    a.add_argument("--energy-wh", required=True, type=_positive_int, metavar="WH")
+    a.add_argument("--min-price", required=True, type=_positive_int, metavar="UNITS", help="ledger units per Wh")
+    a = act("buy", "buy energy from an advert", socket=True)
+    a.add_argument("advert", metavar="ADVERT")
+    a.add_argument("--energy-wh", required=True, type=_positive_int, metavar="WH")
+    a.add_argument("--max-price", type=_positive_int, metavar="UNITS", help="refuse if it costs more per Wh now")
+    a = act("grant", "give a party a role (owner: regulator; regulator: producer, consumer; none revokes)",
+            socket=True)
+    a.add_argument("--party", required=True, metavar="ADDRESS")
+    a.add_argument("--role", required=True, choices=("regulator", "producer", "consumer", "none"))
+    act("withdraw", "pull what the market owes the socket's party", socket=True)
+    act("channels", "the payment channels this controller pays on or is paid on")
+    a = act("channel", "one channel, as the ledger and this controller see it")
+    a.add_argument("channel", metavar="ID")
+    a = act("open", "open a payment channel (--supplier: to the socket's configured supplier)", socket=True)
+    a.add_argument("--supplier", action="store_true", help="use the socket's [sockets.trade] buying settings")
+    a.add_argument("--recipient", metavar="ADDRESS")
+    a.add_argument("--escrow", type=_positive_int, metavar="UNITS")
+    a.add_argument("--price", type=_positive_int, metavar="UNITS", help="ledger units per Wh streamed")
+    a.add_argument("--hours", type=float, default=24.0)
+    a.add_argument("--peer", metavar="URL", help="the recipient's controller, to stream vouchers to")
+    for name, text in (("close", "close an incoming channel with its latest voucher"),
+                       ("reclaim", "take back an expired outgoing channel's escrow")):
+        a = act(name, text)
+        a.add_argument("channel", metavar="ID")
+    act("deploy", "deploy the market and channel contracts, owned by [trade] owner's trade party (ethereum only)")
+    a = act("fund", "mint ledger units into a socket's trade party (mock ledger only)", socket=True)
+    a.add_argument("--amount", required=True, type=_positive_int, metavar="UNITS")
+
+    meters = sub.add_parser("meters", help="find and read Modbus meters (for installers; no config needed)")
+    meter_actions = meters.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, help_text in (("scan", "find which slave addresses answer on a port"),
+                            ("read", "print one decoded reading of one meter")):
+        m = meter_actions.add_parser(name, help=help_text, description=help_text)
+        m.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0")
+        m.add_argument("--profile", default="pzem004t", help="meter profile name or .toml path (default pzem004t)")
+        m.add_argument("--baud", type=_positive_int, help="baud rate (default: the profile's)")
+        m.add_argument("--parity", choices=("N", "E", "O"), help="parity (default: the profile's)")
+        m.add_argument("--timeout", type=float, metavar="S",
+                       help=f"seconds to wait for each reply (default: the reply's wire time + "
+                            f"{0.2 if name == 'scan' else 0.5} s)")
+        m.add_argument("--local-echo", action="store_true", help="the RS485 adapter echoes what it sends")
+        if name == "scan":
+            m.add_argument("--first", type=_address, default=1, help="first address to try (default 1)")
+            m.add_argument("--last", type=_address, default=247, help="last address to try (default 247)")
+        else:
+            m.add_argument("--address", type=_address, required=True, help="slave address, 1-247")
+
+    relay = sub.add_parser("relay", help="test a GPIO relay, or force the configured ones off")
+    relay_actions = relay.add_subparsers(dest="action", metavar="ACTION", required=True)
+    t = relay_actions.add_parser("test", help="switch a relay on for a moment, after a confirmation",
+                                 description="switch a relay on for a moment, after a confirmation")
+    t.add_argument("--pin", type=int, required=True, help="BCM GPIO number, 0-27")
+    t.add_argument("--active-low", action="store_true", help="the relay board switches on a low level")
+    t.add_argument("--seconds", type=float, default=2.0, help="how long to keep it on (default 2)")
+    t.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    o = relay_actions.add_parser("off", help="drive every configured GPIO relay off (systemd ExecStopPost)",
+                                 description="drive every configured GPIO relay off (systemd ExecStopPost)")
+    o.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                   help=f"configuration file (default: {DEFAULT_CONFIG})")
+    return parser
+
+
+def _address(text: str) -> int:
+    value = _positive_int(text)
+    if not 1 <= value <= 247:
+        raise argparse.ArgumentTypeError(f"a Modbus slave address is 1-247, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    args.command = args.command or "run"
+    args.config = getattr(args, "config", None) or DEFAULT_CONFIG
+    args.action = getattr(args, "action", None)
+    return args

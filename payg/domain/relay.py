@@ -1,0 +1,94 @@
+"""The relay policy: from a socket's state, its credit and the clock to a decision, with its reason.
+
+The relay is closed only while the available credit is positive, the meter is healthy and no
+override holds the socket off. Available credit = balance - the carry still owed - the cost of
+the energy estimated to have been drawn since the meter's last counter step. When that credit
+would run out before the next tick, the decision carries a predictive cut-off time.
+
+A socket cut for lack of credit stays off (`exhausted_at_balance` marks the balance at the
+cut) until a new credit lifts the balance above that mark: part of a Wh the meter has not
+counted yet must not switch it on again for a moment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+from payg.domain.money import time_left_s
+
+OVERRIDE = "override"
+OFFLINE = "meter offline"
+EXHAUSTED = "credit exhausted"
+STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class Credit:
+    """What a socket may still use: its balance and what it owes that the journal does not show yet."""
+
+    balance: int             # ledger units, as journaled
+    carry: Fraction          # owed below one unit, not yet debited
+    hidden_units: float      # the estimated cost of energy drawn beyond the last counter step
+
+    @property
+    def available(self) -> float:
+        return float(self.balance - self.carry) - self.hidden_units
+
+
+@dataclass(frozen=True)
+class RelayDecision:
+    closed: bool
+    reason: str | None                 # why it is off: OVERRIDE, OFFLINE, EXHAUSTED or STOPPED (None when on)
+    exhausted_at_balance: int | None   # the mark a cut for lack of credit leaves (see the module doc)
+    cut_at: float | None = None        # the predicted moment the credit runs out, within two ticks
+
+
+def decide(credit: Credit, *, healthy: bool, override: str | None, stopped: bool,
+           exhausted_at_balance: int | None, power_w: float | None, units_per_wh: Fraction, now: float,
+           poll_interval_s: float, predictive: bool) -> RelayDecision:
+    exhausted = exhausted_at_balance
+    if exhausted is not None:
+        # Usage billed after the cut lowers the mark; only a new credit lifts the balance above it.
+        exhausted = None if credit.balance > exhausted else credit.balance
+    available = credit.available
+    if available <= 0 and exhausted is None:
+        exhausted = credit.balance
+    if stopped:
+        reason = STOPPED
+    elif override is not None:
+        reason = OVERRIDE
+    elif not healthy:
+        reason = OFFLINE
+    elif available <= 0 or exhausted is not None:
+        reason = EXHAUSTED
+    else:
+        reason = None
+    if reason is not None:
+        return RelayDecision(False, reason, exhausted)
+    cut_at = None
+    if predictive:
+        seconds_left = time_left_s(available / float(units_per_wh), power_w)
+        if seconds_left is not None and seconds_left < 2 * poll_interval_s:
+            cut_at = now + seconds_left
+    return RelayDecision(True, None, exhausted, cut_at)
+
+
+@dataclass(frozen=True)
+class BypassCheck:
+    bypass: bool             # power flows through an open relay
+    alarm: str | None = None  # set once, when a bypass is first seen: the event's detail
+
+
+def check_bypass(*, relay_closed: bool, off_since: float | None, reading_at: float, power_w: float,
+                 bypass: bool, relay_check_s: float, relay_off_max_w: float) -> BypassCheck:
+    """An open relay must stop the current: power measured `relay_check_s` after opening is a bypass
+    (or a stuck contact)."""
+    settled = not relay_closed and off_since is not None and reading_at - off_since >= relay_check_s
+    drawing = power_w > relay_off_max_w
+    if settled and drawing and not bypass:
+        return BypassCheck(True, f"{power_w:.1f} W measured {reading_at - off_since:.0f} s after the relay was "
+                                 f"opened (limit {relay_off_max_w} W)")
+    if bypass and (relay_closed or not drawing):
+        return BypassCheck(False)
+    return BypassCheck(bypass)

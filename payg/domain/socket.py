@@ -1,0 +1,93 @@
+"""A socket's state as the metering loop keeps it, and what the API and the pages are shown of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from payg.domain.billing import CounterTracker, HiddenEnergyEstimator, MeterReading, MeterState
+from payg.domain.money import tokens_shown
+
+
+@dataclass
+class SocketState:
+    id: str
+    name: str
+    max_power_w: float = 3680.0
+    counter_confirmations: int = 3
+    state: MeterState | None = None          # billing state, as persisted
+    reading: MeterReading | None = None      # the last fresh reading
+    healthy_at: float | None = None          # when the last healthy reading was taken
+    error: str | None = None                 # why this tick has no reading
+    suspect: str | None = None               # the counter disagrees with the baseline (counter_reset, implausible_jump)
+    relay_closed: bool = False
+    relay_error: str | None = None
+    cut_at: float | None = None              # predicted moment the credit runs out
+    exhausted_at_balance: int | None = None  # set by a cut for lack of credit; cleared by a new credit
+    override: str | None = None              # "off": the landlord holds the socket off
+    off_since: float | None = None           # when the relay was last opened
+    bypass: bool = False                     # power measured while the relay has been open for relay_check_s
+    tracker: CounterTracker = field(init=False)
+    estimator: HiddenEnergyEstimator = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tracker = CounterTracker(self.max_power_w, self.counter_confirmations)
+        self.estimator = HiddenEnergyEstimator(self.max_power_w)
+
+    def healthy(self, now: float, grace_s: float) -> bool:
+        return self.healthy_at is not None and now - self.healthy_at <= grace_s
+
+    def meter_status(self, now: float, grace_s: float) -> str:
+        if self.suspect is not None:
+            return self.suspect
+        if not self.healthy(now, grace_s):
+            return "offline"
+        if self.bypass:
+            return "relay_bypass"
+        return "ok"
+
+    def relay_switched(self, closed: bool, now: float) -> None:
+        """Record a relay command that succeeded."""
+        self.relay_error = None
+        if closed != self.relay_closed:
+            self.estimator.relay_switched(closed, now)
+        if not closed and (self.relay_closed or self.off_since is None):
+            self.off_since = now
+        elif closed:
+            self.off_since = None
+        self.relay_closed = closed
+
+
+def balance_fields(balance: int, units_per_token: int) -> dict:
+    return {"balance": balance, "balance_tokens": tokens_shown(balance, units_per_token),
+            "debt": -balance if balance < 0 else 0}
+
+
+def projection(s: SocketState, balance: int, units_per_token: int, now: float, grace_s: float) -> dict:
+    """The socket's state for the API, the pages and `payg status` (its keys are the JSON API's)."""
+    r = s.reading if s.error is None else None
+    return {
+        "id": s.id,
+        "name": s.name,
+        **balance_fields(balance, units_per_token),
+        "relay": "on" if s.relay_closed else "off",
+        "power_w": r.power_w if r else None,
+        "voltage_v": r.voltage_v if r else None,
+        "current_a": r.current_a if r else None,
+        "energy_wh": _number(r.energy_wh) if r else None,
+        "meter": s.meter_status(now, grace_s),
+        "meter_error": s.error,
+        "relay_error": s.relay_error,
+        "override": s.override,
+        # cut for lack of credit: a part of a Wh the meter has not counted yet is kept until a top-up
+        "credit_exhausted": s.exhausted_at_balance is not None,
+        "pending_wh": float(s.state.pending_wh) if s.state else 0.0,
+        "reading_at": s.reading.at if s.reading else None,
+        "updated_at": now,
+    }
+
+
+def _number(value: int | Fraction) -> int | float:
+    if isinstance(value, Fraction):
+        return int(value) if value.denominator == 1 else float(value)
+    return value

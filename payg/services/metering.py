@@ -1,0 +1,301 @@
+"""Metering: read every meter, bill, persist, decide every relay, publish.
+
+`tick()` is what the loop (payg/services/site.py) runs every poll interval. Billing is
+payg/domain/billing.py, the relay decision payg/domain/relay.py; this service reads the
+meters through a MeterReader, writes each tick as ONE journal transaction and switches
+the relays the decisions ask for.
+
+Fail-safe off: every relay is opened at start until its meter gives a healthy reading,
+after `grace_s` without one, when a tick fails (`trip`), and at shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import nullcontext
+from dataclasses import dataclass
+from fractions import Fraction
+
+from payg.domain.billing import BillStep, MeterReading, MeterState, bill, close_usage
+from payg.domain.money import Tariff
+from payg.domain.relay import EXHAUSTED, Credit, check_bypass, decide
+from payg.domain.socket import SocketState, balance_fields, projection
+from payg.errors import MeterUnavailable, RelayError, UnknownSocket
+from payg.ports import Clock, Journal, JournalTx, Lock, MeterReader, Relay, StatePublisher
+
+log = logging.getLogger("payg.controller")
+
+
+@dataclass(frozen=True)
+class MeteringSettings:
+    poll_interval_s: float = 1.0
+    grace_s: float = 10.0             # a meter without a healthy reading for this long is offline
+    usage_entry_s: float = 60.0       # pending usage is closed into one entry per this much consumption
+    counter_confirmations: int = 3
+    predictive_cutoff: bool = True
+    relay_check_s: float = 5.0        # power through a relay open this long is a bypass
+    relay_off_max_w: float = 5.0      # ... above this much
+
+
+class Publishers:
+    """Hands every published state to each subscriber (the web's live pages, ...), in the order they came."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[StatePublisher] = []
+
+    def subscribe(self, publisher: StatePublisher) -> None:
+        self._subscribers.append(publisher)
+
+    def publish(self, states: list[dict]) -> None:
+        for subscriber in self._subscribers:
+            subscriber.publish(states)
+
+
+class Metering:
+    def __init__(self, sockets: list[SocketState], relays: dict[str, Relay], reader: MeterReader, journal: Journal,
+                 clock: Clock, tariff: Tariff, settings: MeteringSettings = MeteringSettings(), *,
+                 lock: Lock | None = None, publisher: StatePublisher | None = None):
+        ids = [s.id for s in sockets]
+        if len(set(ids)) != len(ids):
+            raise ValueError("socket ids must be unique")
+        if set(relays) != set(ids):
+            raise ValueError("every socket needs a relay, and every relay a socket")
+        self.sockets = {s.id: s for s in sockets}
+        self.relays = dict(relays)
+        self.reader = reader
+        self.journal = journal
+        self.clock = clock
+        self.tariff = tariff
+        self.settings = settings
+        self.lock = lock if lock is not None else nullcontext()
+        self.publisher = publisher
+        self.ticks = 0
+        self._started = False
+        self._stopped = False
+        self._states: list[dict] = []
+
+    def start(self) -> None:
+        """Load the persisted state and open every relay (fail-safe until a healthy reading)."""
+        with self.lock:
+            overrides = self.journal.overrides()
+            now = self.clock.now()
+            for s in self.sockets.values():
+                s.state = self.journal.meter_state(s.id)
+                s.override = overrides.get(s.id)
+                self._switch(s, False, now)
+            self._started = True
+            self._states = [self._project(s, now) for s in self.sockets.values()]
+
+    def shutdown(self) -> None:
+        """Open every relay, bill what the meters counted up to that moment, close the usage into entries."""
+        with self.lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            now = self.clock.now()
+            for s in self.sockets.values():
+                self._switch(s, False, now)
+        if self._started:
+            try:
+                self._bill_round(flush_all=True)
+            except Exception:  # the relays are open already; what the meters counted is billed at the next start
+                log.exception("final billing at shutdown failed")
+        log.info("controller stopped; all relays open")
+
+    def trip(self, reason: str) -> None:
+        """Open every relay after a failure the tick could not handle; the next good tick decides again."""
+        with self.lock:
+            now = self.clock.now()
+            for s in self.sockets.values():
+                self._switch(s, False, now)
+            log.error("all relays opened: %s", reason)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def tick(self) -> None:
+        if not self._started:
+            raise RuntimeError("Metering.start() must run before tick()")
+        if self._stopped:
+            return
+        self._bill_round(flush_all=False)
+        with self.lock:
+            if self._stopped:
+                return
+            now = self.clock.now()
+            for s in self.sockets.values():
+                self._decide(s, now)
+            self.ticks += 1
+            self._publish(now)
+
+    def _bill_round(self, flush_all: bool) -> None:
+        readings = self.reader.read_all()
+        with self.lock:
+            now = self.clock.now()
+            updates: list[tuple[SocketState, MeterReading, BillStep]] = []
+            with self.journal.transaction() as tx:
+                for s in self.sockets.values():
+                    reading = readings.get(s.id)
+                    if not isinstance(reading, MeterReading):
+                        self._unavailable(s, str(reading) if reading is not None else "no reading")
+                        if flush_all and s.state is not None and s.state.pending_units:
+                            previous = s.state.pending_units
+                            s.state = self._close_usage(s, s.state, now, tx)
+                            tx.save_state(s.id, s.state, previous)
+                        continue
+                    s.error = None
+                    self._check_relay(s, reading, now, tx)
+                    step = bill(s.tracker, self.tariff, s.state, Fraction(reading.energy_wh), reading.at, now,
+                                self.settings.usage_entry_s, flush_all)
+                    self._persist(s, step, reading, now, tx)
+                    updates.append((s, reading, step))
+            # Committed: only now does the in-memory state follow.
+            for s, reading, step in updates:
+                s.reading = reading
+                s.suspect = step.suspect
+                if step.state is not None:
+                    s.state = step.state
+                    s.healthy_at = reading.at
+                    if step.anomaly is not None:
+                        s.estimator.reset(float(step.state.baseline.counter_wh), float(reading.resolution_wh),
+                                          reading.at)
+                    s.estimator.observe(float(reading.energy_wh), reading.power_w, float(reading.resolution_wh),
+                                        reading.at)
+
+    def _persist(self, s: SocketState, step: BillStep, reading: MeterReading, now: float, tx: JournalTx) -> None:
+        if step.anomaly is not None:
+            a = step.anomaly
+            detail = f"counter {a.from_wh} Wh -> {a.to_wh} Wh"
+            if a.kind == "implausible_jump":
+                detail += f"; {a.unbilled_wh} Wh not billed"
+                log.error("socket %s: implausible meter jump (%s); baseline restarted", s.id, detail)
+            else:
+                log.warning("socket %s: meter counter went backwards (%s); baseline restarted", s.id, detail)
+            tx.event(s.id, a.kind, detail, now)
+        if step.usage is not None:
+            tx.debit(s.id, step.usage.units, "usage", now, energy_wh=step.usage.energy_wh)
+        if step.write:
+            tx.save_state(s.id, step.state, s.state.pending_units if s.state else 0)
+
+    @staticmethod
+    def _close_usage(s: SocketState, state: MeterState, now: float, tx: JournalTx) -> MeterState:
+        closed, usage = close_usage(state)
+        tx.debit(s.id, usage.units, "usage", now, energy_wh=usage.energy_wh)
+        return closed
+
+    def _unavailable(self, s: SocketState, why: str) -> None:
+        if s.error != why:
+            log.warning("meter of %s unavailable: %s", s.id, why)
+        s.error = why
+
+    def _check_relay(self, s: SocketState, reading: MeterReading, now: float, tx: JournalTx) -> None:
+        was = s.bypass
+        check = check_bypass(relay_closed=s.relay_closed, off_since=s.off_since, reading_at=reading.at,
+                             power_w=reading.power_w, bypass=s.bypass, relay_check_s=self.settings.relay_check_s,
+                             relay_off_max_w=self.settings.relay_off_max_w)
+        s.bypass = check.bypass
+        if check.alarm is not None:
+            log.error("socket %s: relay bypass or stuck contact: %s", s.id, check.alarm)
+            tx.event(s.id, "relay_bypass", check.alarm, now)
+        elif was and not check.bypass:
+            log.warning("socket %s: no more power through the open relay", s.id)
+
+    def healthy(self, s: SocketState, now: float) -> bool:
+        return s.healthy(now, self.settings.grace_s)
+
+    def credit_of(self, s: SocketState, now: float) -> Credit:
+        """What the socket may still use at `now`: balance, carry and the energy drawn since the counter's step."""
+        carry = s.state.baseline.carry if s.state else Fraction(0)
+        hidden_wh = s.estimator.hidden_wh(now) if self.settings.predictive_cutoff else 0.0
+        return Credit(self.journal.balance(s.id), carry, hidden_wh * float(self.tariff.units_per_wh))
+
+    def _decide(self, s: SocketState, now: float) -> None:
+        d = decide(self.credit_of(s, now), healthy=self.healthy(s, now), override=s.override,
+                   stopped=self._stopped, exhausted_at_balance=s.exhausted_at_balance,
+                   power_w=s.reading.power_w if s.reading is not None else None,
+                   units_per_wh=self.tariff.units_per_wh, now=now, poll_interval_s=self.settings.poll_interval_s,
+                   predictive=self.settings.predictive_cutoff)
+        s.exhausted_at_balance = d.exhausted_at_balance
+        if not d.closed and s.relay_closed:
+            log.info("socket %s off: %s", s.id, d.reason)
+        self._switch(s, d.closed, now)
+        s.cut_at = d.cut_at
+
+    def _switch(self, s: SocketState, closed: bool, now: float) -> None:
+        if closed == s.relay_closed and s.relay_error is None and self._started:
+            return
+        try:
+            self.relays[s.id].set_closed(closed)
+        except RelayError as exc:
+            s.relay_error = str(exc)
+            log.error("relay of %s failed: %s", s.id, exc)
+            return
+        s.relay_switched(closed, now)
+
+    def next_cutoff(self) -> float | None:
+        with self.lock:
+            times = [s.cut_at for s in self.sockets.values() if s.cut_at is not None]
+        return min(times) if times else None
+
+    def enforce_cutoffs(self) -> list[str]:
+        """Open every relay whose predicted time to zero credit has come. Returns their ids."""
+        cut = []
+        with self.lock:
+            now = self.clock.now()
+            for s in self.sockets.values():
+                if s.cut_at is not None and s.cut_at <= now:
+                    s.cut_at = None
+                    if s.relay_closed:
+                        self._switch(s, False, now)
+                        s.exhausted_at_balance = self.journal.balance(s.id)
+                        cut.append(s.id)
+                        log.info("socket %s off: %s (predicted)", s.id, EXHAUSTED)
+            if cut:
+                self._publish(now)
+        return cut
+
+    def redecide(self, socket_ids: set[str]) -> None:
+        """A credit, an override or an adjustment was booked: decide those relays now, not at the next tick."""
+        with self.lock:
+            if self._stopped or not self._started:
+                return
+            now = self.clock.now()
+            for socket_id in socket_ids:
+                s = self.sockets.get(socket_id)
+                if s is not None:
+                    self._decide(s, now)
+            self._publish(now)
+
+    credits_arrived = redecide  # what the deposit watcher and the channel book call
+
+    def socket(self, socket_id: str) -> SocketState:
+        try:
+            return self.sockets[socket_id]
+        except KeyError:
+            raise UnknownSocket(socket_id) from None
+
+    def _project(self, s: SocketState, now: float) -> dict:
+        return projection(s, self.journal.balance(s.id), self.tariff.units_per_token, now, self.settings.grace_s)
+
+    def publish(self) -> None:
+        with self.lock:
+            self._publish(self.clock.now())
+
+    def _publish(self, now: float) -> None:
+        self._states = [self._project(s, now) for s in self.sockets.values()]
+        if self.publisher is not None:
+            self.publisher.publish(self._states)
+
+    def states(self) -> list[dict]:
+        """Every socket's state as of the last tick, with the balance as of now."""
+        with self.lock:
+            upt = self.tariff.units_per_token
+            return [dict(st, **balance_fields(self.journal.balance(st["id"]), upt)) for st in self._states]
+
+    def state(self, socket_id: str) -> dict:
+        self.socket(socket_id)
+        return next(st for st in self.states() if st["id"] == socket_id)
+
+
+__all__ = ["Metering", "MeteringSettings", "MeterUnavailable"]

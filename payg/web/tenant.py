@@ -1,0 +1,99 @@
+"""The tenant's pages: the socket list, a page per socket with its QR code, and the browser libraries.
+
+They only read: a tenant can change nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import qrcode
+import qrcode.image.svg
+from flask import Blueprint, Response, abort, redirect, render_template, request, send_file
+
+from payg.errors import InvalidAmount
+from payg.web.views import fresh_view, page_settings, topup_of
+
+log = logging.getLogger("payg.web")
+
+# Browser libraries, installed from npm by the Makefile (package.json), served from here:
+ASSETS = {
+    "socket.io.min.js": "socket.io-client/dist/socket.io.min.js",
+    "uPlot.iife.min.js": "uplot/dist/uPlot.iife.min.js",
+    "uPlot.min.css": "uplot/dist/uPlot.min.css",
+}
+MAX_QR_TOKENS = 10**12
+
+
+def qr_svg(data: str) -> bytes:
+    """A QR code as a small SVG: one path, black on white, with the standard quiet zone."""
+    qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=4, box_size=10,
+                       image_factory=qrcode.image.svg.SvgPathFillImage)
+    qr.add_data(data)
+    qr.make(fit=True)
+    return qr.make_image().to_string(encoding="unicode").encode()
+
+
+def blueprint(web, services, assets: Path) -> Blueprint:
+    bp = Blueprint("tenant", __name__)
+    ctl = services.metering
+    settings = services.settings
+    guard, hub = web.guard, web.hub
+
+    def asset_path(name: str) -> Path | None:
+        """In node_modules (a source tree) or flat in share/payg/assets (installed by pip)."""
+        rel = ASSETS.get(name)
+        if rel is None:
+            return None
+        for path in (assets / rel, assets / name):
+            if path.is_file():
+                return path
+        return None
+
+    missing = [name for name in ASSETS if asset_path(name) is None]
+    if missing:
+        log.warning("browser libraries missing in %s (%s): pages work without live updates; run `make assets`",
+                    assets, ", ".join(missing))
+
+    missing = [name for name in ASSETS if asset_path(name) is None]
+    if missing:
+        log.warning("browser libraries missing in %s (%s): pages work without live updates; run `make assets`",
+                    assets, ", ".join(missing))
+
+    @bp.get("/assets/<name>")
+    def asset(name: str):
+        path = asset_path(name)
+        if path is None:
+            abort(404, description=f"no asset {name} (run `make assets` to install the browser libraries)")
+        return send_file(path, max_age=86400)
+
+    @bp.get("/")
+    def index():
+        socket_list = [{"id": s.id, "name": s.name} for s in ctl.sockets.values()]
+        if len(socket_list) == 1:
+            return redirect(f"/s/{socket_list[0]['id']}")
+        return render_template("sockets.html", sockets=socket_list, landlord_enabled=guard.landlord_enabled)
+
+    @bp.get("/s/<socket_id>")
+    def tenant(socket_id: str):
+        view = fresh_view(hub, socket_id)
+        topup, page = topup_of(services.deposits, settings, socket_id), page_settings(ctl, settings)
+        return render_template("tenant.html", view=view, topup=topup, page=page,
+                               boot={"socket": socket_id, "view": view, "topup": topup, "page": page})
+
+    @bp.get("/s/<socket_id>/qr.svg")
+    def qr(socket_id: str):
+        ctl.socket(socket_id)
+        amount = request.args.get("amount")
+        if amount is not None and (not amount.isdigit() or not 0 < int(amount) <= MAX_QR_TOKENS):
+            abort(400, description=f"amount must be a whole number of tokens from 1 to {MAX_QR_TOKENS}")
+        try:
+            uri = services.deposits.payment_uri(socket_id, int(amount) if amount else None)
+        except InvalidAmount as exc:
+            abort(400, description=str(exc))
+        resp = Response(qr_svg(uri), mimetype="image/svg+xml")
+        resp.headers["Cache-Control"] = "public, max-age=3600"
+        return resp
+
+    return bp

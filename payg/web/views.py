@@ -1,0 +1,36 @@
+"""What the pages share: the page settings, a socket's top-up card, and a view fresh from the dashboard."""
+
+from __future__ import annotations
+
+from payg.domain.settings import WebConfig
+from payg.ports import DepositSource
+from payg.services.metering import Metering
+from payg.web.live import LiveHub
+
+BACKEND_NAMES = {"mock": "mock ledger", "ethereum": "Ethereum", "iota": "IOTA"}
+
+
+def page_settings(metering: Metering, settings: WebConfig) -> dict:
+    return {"tokens_per_wh": float(metering.tariff.tokens_per_wh), "low_credit_tokens": settings.low_credit_tokens,
+            "history_s": 3600}
+
+
+def topup_of(deposits: DepositSource, settings: WebConfig, socket_id: str) -> dict:
+    d = deposits
+    return {"address": d.address_for(socket_id), "uri": d.payment_uri(socket_id, None), "backend": d.name,
+            "backend_name": BACKEND_NAMES.get(d.name, d.name), "presets": list(settings.topup_presets),
+            "uris": {str(p): d.payment_uri(socket_id, p) for p in settings.topup_presets},
+            "qr_url": f"/s/{socket_id}/qr.svg"}
+
+
+def with_topup(state: dict, deposits: DepositSource) -> dict:
+    """A socket's state as the JSON API gives it: with what its top-up QR code encodes."""
+    return dict(state, topup={"address": deposits.address_for(state["id"]),
+                              "uri": deposits.payment_uri(state["id"], None),
+                              "backend": deposits.name,
+                              "units_per_token": deposits.units_per_token})
+
+
+def fresh_view(hub: LiveHub, socket_id: str) -> dict:
+    hub.dashboard.refresh()
+    return hub.view(socket_id)
