@@ -2,11 +2,11 @@
 
 Every scenario builds the real objects with `app.build(config, clock)` (SQLite
 journal in a temporary data_dir, mock ledger, simulated meters and relays) and
-drives them with a `payg.clock.ManualClock` the way `app.run`'s scheduler does:
-a tick every `poll_interval_s`, a deposit-watcher poll every
-`deposit_poll_interval_s` (both started at the same instant, as in app.run),
-and, after each tick and each deposit poll, the one-shot cut-off job at
-`controller.next_cutoff()` (which calls `controller.enforce_cutoffs()`).
+runs the controller's own loop, `payg.services.site.Site`, on a
+`payg.adapters.clocks.ManualClock` with the VirtualDriver (the same jobs the
+production scheduler runs): a tick every `poll_interval_s`, a deposit-watcher
+poll every `deposit_poll_interval_s` (both started at the same instant), and,
+after every job, the one-shot cut-off at `Site.next_cutoff()`.
 
 (a) billed / metered energy: constant loads of 100 W, 1 kW and 2 kW with ample
     credit for 6 simulated hours; billed = debits + pending usage in the
@@ -22,13 +22,13 @@ and, after each tick and each deposit poll, the one-shot cut-off job at
     overshoot is cumulative (true Wh since the first payment - all paid Wh),
     so an earlier overshoot billed as debt is not hidden. Goal: at most
     0.1 Wh at 2 kW. A negative overshoot is energy paid for and not
-    delivered ("left unused"). Repeated with controller.predictive_cutoff =
+    delivered ("left unused"). Repeated with [controller] predictive_cutoff =
     false as the naive baseline (same seeds, same deposits and moments).
 (c) deposit-to-relay-on latency: pay into an empty socket at a random moment
     between ticks; latency = virtual time from payment to the relay closing
     (SimulatedRelay.history). Plus the wall-clock and CPU cost of one tick
     for 3 sockets, measured with time.perf_counter / time.process_time
-    around `controller.tick()` during (a).
+    around `Site.tick()` during (a).
 
 Prints figures; exits 1 after printing if a goal is clearly missed.
 Run from the repository root: `.venv/bin/python bench/billing.py`.
@@ -44,7 +44,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -57,7 +57,7 @@ from report import finish  # noqa: E402  (bench/report.py, next to this script)
 import app  # noqa: E402
 from payg.adapters.clocks import ManualClock  # noqa: E402
 from payg.adapters.config import parse  # noqa: E402
-from payg.virtual import VirtualLoop  # noqa: E402
+from payg.adapters.virtual import VirtualDriver  # noqa: E402
 
 LOADS_W = (100.0, 1000.0, 2000.0)
 T0 = 1_700_000_000.0
@@ -79,22 +79,24 @@ def make_config(data_dir: Path, loads_w, *, predictive: bool = True, tokens_per_
     return parse(data, "<bench/billing.py>")
 
 
-class Loop(VirtualLoop):
-    """app.run's scheduler on a virtual clock (payg.virtual.VirtualLoop), optionally timing each tick."""
+class Loop(VirtualDriver):
+    """The controller's own loop (Site's jobs) on a virtual clock (payg.adapters.virtual.VirtualDriver),
+    optionally timing each tick."""
 
     def __init__(self, rt, time_ticks: bool = False):
-        super().__init__(rt.controller, rt.clock, rt.watcher, rt.config.controller.deposit_poll_interval_s)
-        self.time_ticks = time_ticks
+        super().__init__(rt.site, rt.clock)
         self.tick_wall_s: list[float] = []
         self.tick_cpu_s: list[float] = []
+        if time_ticks:
+            self.jobs = [replace(job, run=self._timed(job.run)) if job.name == "tick" else job for job in self.jobs]
 
-    def _tick(self) -> None:
-        if not self.time_ticks:
-            return super()._tick()
-        w, c = time.perf_counter(), time.process_time()
-        super()._tick()
-        self.tick_wall_s.append(time.perf_counter() - w)
-        self.tick_cpu_s.append(time.process_time() - c)
+    def _timed(self, tick):
+        def timed() -> None:
+            w, c = time.perf_counter(), time.process_time()
+            tick()
+            self.tick_wall_s.append(time.perf_counter() - w)
+            self.tick_cpu_s.append(time.process_time() - c)
+        return timed
 
 
 def fmt_fraction(x: Fraction) -> str:
@@ -107,18 +109,18 @@ def scenario_ratio(tmp: Path, hours: float, tokens_per_wh: str, label: str, time
     data_dir = Path(tempfile.mkdtemp(prefix="ratio-", dir=tmp))
     clock = ManualClock(T0)
     rt = app.build(make_config(data_dir, LOADS_W, tokens_per_wh=tokens_per_wh), clock)
-    ids = list(rt.controller.sockets)
+    ids = list(rt.metering.sockets)
     counters0 = {i: Fraction(rt.meters[i].read().energy_wh) for i in ids}
     true0 = {i: rt.meters[i].true_energy_wh for i in ids}
-    rt.controller.start()
+    rt.site.start()
     credit = 10**12
     for i in ids:
         rt.ledger.pay(i, credit)
     loop = Loop(rt, time_ticks=time_ticks)
     loop.run_until(T0 + hours * 3600.0)
-    rt.controller.shutdown()  # bills what the counters show up to now
+    rt.site.shutdown()  # bills what the counters show up to now
     rows, ok = [], True
-    tpw = Fraction(rt.controller.tariff.units_per_wh)
+    tpw = Fraction(rt.metering.tariff.units_per_wh)
     for i, load in zip(ids, LOADS_W):
         metered = Fraction(rt.meters[i].read().energy_wh) - counters0[i]
         true_wh = rt.meters[i].true_energy_wh - true0[i]
@@ -134,8 +136,7 @@ def scenario_ratio(tmp: Path, hours: float, tokens_per_wh: str, label: str, time
         rows.append((label, load, metered, true_wh, billed, carry, ratio, ratio_with_carry, consistent))
         exact = ratio_with_carry == 1 and (ratio == 1 if tpw.denominator == 1 else carry < 1)
         ok = ok and exact and consistent and metered > 0
-    rt.journal.close()
-    rt.ledger.close()
+    rt.close()
     return rows, ok, loop
 
 
@@ -171,9 +172,9 @@ def cutoff_session(tmp: Path, load_w: float, predictive: bool, rng: random.Rando
     clock = ManualClock(T0 + rng.random() * 1000.0)
     rt = app.build(make_config(data_dir, [load_w], predictive=predictive), clock)
     sid = "s0"
-    meter, relay, sock = rt.meters[sid], rt.relays[sid], rt.controller.sockets[sid]
-    tpw = Fraction(rt.controller.tariff.units_per_wh)
-    rt.controller.start()
+    meter, relay, sock = rt.meters[sid], rt.relays[sid], rt.metering.sockets[sid]
+    tpw = Fraction(rt.metering.tariff.units_per_wh)
+    rt.site.start()
     loop = Loop(rt)
     results = []
     e_start = None
@@ -207,8 +208,7 @@ def cutoff_session(tmp: Path, load_w: float, predictive: bool, rng: random.Rando
         overshoot = (meter.true_energy_wh - e_start) - float(paid_wh)
         results.append(CutResult(load_w, deposit, overshoot, event, t_off - t_zero, reclosed))
         pay_at = clock.now() + rng.uniform(0.0, 20.0)
-    rt.journal.close()
-    rt.ledger.close()
+    rt.close()
     return results
 
 
@@ -252,7 +252,7 @@ def one_latency_trial(tmp: Path, rng: random.Random) -> float:
     clock = ManualClock(T0 + rng.random() * 1000.0)
     rt = app.build(make_config(data_dir, [1000.0]), clock)
     relay = rt.relays["s0"]
-    rt.controller.start()
+    rt.site.start()
     loop = Loop(rt)
     pay_at = loop.start + rng.randint(1, 5) * loop.poll_s + rng.random() * loop.poll_s
     loop.run_until(pay_at)
@@ -262,8 +262,7 @@ def one_latency_trial(tmp: Path, rng: random.Random) -> float:
     while not relay.is_closed() and clock.now() < pay_at + 60.0:
         loop.step()
     on = [t for t, c in relay.history if c and t >= pay_at]
-    rt.journal.close()
-    rt.ledger.close()
+    rt.close()
     if not on:
         raise RuntimeError("relay did not close within 60 s of a payment")
     return on[0] - pay_at
@@ -330,7 +329,7 @@ def main(argv=None) -> int:
 
         wall = [x * 1e3 for x in loop.tick_wall_s]
         cpu = [x * 1e3 for x in loop.tick_cpu_s]
-        print(f"    cost of one controller.tick() for 3 sockets over {len(wall)} ticks of (a) "
+        print(f"    cost of one Site.tick() for 3 sockets over {len(wall)} ticks of (a) "
               f"(journal on {tmp.parent}):")
         print(f"      wall ms: mean {statistics.mean(wall):.3f}  p50 {percentile(wall, 50):.3f}  "
               f"p99 {percentile(wall, 99):.3f}  max {max(wall):.3f}")

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from hardware.modbus.bus import BusSettings, ModbusBus, ModbusMeter  # noqa: E402
+from hardware.modbus import BusSettings, ModbusBus, ModbusMeter  # noqa: E402
 from payg.adapters.clocks import SystemClock  # noqa: E402
 from payg.adapters.config.profiles import load_profile  # noqa: E402
 from tests.support.modbus_emulator import ModbusEmulator  # noqa: E402

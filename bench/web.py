@@ -542,7 +542,7 @@ def part_in_process(tmp: Path, n: int, reps: int, tenants: int, failures: list[s
     import app as composition
     from payg.adapters import config as cfg
     from payg.adapters.clocks import ManualClock
-    from payg.web import WebServices, create_web
+    from payg.web import create_web
     from payg.web.live import History
     from payg.web.security import WebSecrets
     from tests.support.web_beds import PASSWORD as BED_PASSWORD
@@ -555,13 +555,11 @@ def part_in_process(tmp: Path, n: int, reps: int, tenants: int, failures: list[s
     config = cfg.load(path)
     clock = ManualClock(1_800_000_000.0)
     rt = composition.build(config, clock)
-    rt.controller.start()
-    services = WebServices(rt.controller, rt.journal, rt.ledger, WebSecrets("s" * 43, TOKEN, PASSWORD_HASH),
-                           payer=rt.ledger, health=lambda: {"status": "ok"}, settings=config.web)
-    web = create_web(services)
+    rt.site.start()
+    web = create_web(composition.web_services(rt, WebSecrets("s" * 43, TOKEN, PASSWORD_HASH)))
     web.app.testing = True
     hub = web.hub
-    ctl = rt.controller
+    ctl = rt.metering
     clients = []
     received: dict = {}
     try:
@@ -577,7 +575,7 @@ def part_in_process(tmp: Path, n: int, reps: int, tenants: int, failures: list[s
             ms = []
             for _ in range(reps):
                 clock.advance(1.0)
-                ctl.tick()   # ctl.publisher is not the hub: the tick itself is not timed
+                ctl.tick()   # the hub is not subscribed: the tick itself is not timed
                 states = ctl.states()
                 t0 = time.perf_counter()
                 hub.publish(states)
@@ -659,9 +657,7 @@ def part_in_process(tmp: Path, n: int, reps: int, tenants: int, failures: list[s
         for c in clients:
             if c.is_connected(c.namespace):
                 c.disconnect(c.namespace)
-        ctl.shutdown()
-        rt.journal.close()
-        rt.ledger.close()
+        rt.close()
 
 
 # --- main ----------------------------------------------------------------------------------------

@@ -20,8 +20,8 @@ class VirtualDriver:
         self.site = site
         self.clock = clock
         self.start = clock.now()
-        self._jobs = site.jobs()
-        self.runs = {job.name: 0 for job in self._jobs}
+        self.jobs = site.jobs()
+        self.runs = {job.name: 0 for job in self.jobs}
         self.cutoff: float | None = None
 
     @property
@@ -37,7 +37,7 @@ class VirtualDriver:
         return self.site.poll_interval_s
 
     def _events(self) -> list[tuple[float, int, str]]:
-        events = [(self.start + self.runs[job.name] * job.interval_s, job.order, job.name) for job in self._jobs]
+        events = [(self.start + self.runs[job.name] * job.interval_s, job.order, job.name) for job in self.jobs]
         if self.cutoff is not None:
             events.append((self.cutoff, -1, "cutoff"))
         return events
@@ -54,7 +54,7 @@ class VirtualDriver:
             self.site.enforce_cutoff()
         else:
             self.runs[name] += 1
-            next(job for job in self._jobs if job.name == name).run()
+            next(job for job in self.jobs if job.name == name).run()
         self.cutoff = self.site.next_cutoff()
         return name
 
