@@ -103,8 +103,6 @@ def fmt_fraction(x: Fraction) -> str:
     return f"{x.numerator}/{x.denominator}" if x.denominator != 1 else str(x.numerator)
 
 
-# --- (a) ---------------------------------------------------------------------
-
 def scenario_ratio(tmp: Path, hours: float, tokens_per_wh: str, label: str, time_ticks: bool):
     data_dir = Path(tempfile.mkdtemp(prefix="ratio-", dir=tmp))
     clock = ManualClock(T0)
@@ -148,8 +146,6 @@ def print_ratio(rows) -> None:
         print(f"    {label:<20} {load:>5.0f}W {fmt_fraction(metered):>10} {true_wh:>18.10f} {billed:>10} "
               f"{fmt_fraction(carry):>7} {ratio_text:>30} {fmt_fraction(rwc):>19} {'ok' if consistent else 'BAD':>7}")
 
-
-# --- (b) ---------------------------------------------------------------------
 
 @dataclass
 class CutResult:
@@ -244,8 +240,6 @@ def print_cutoff(results) -> None:
               f"{statistics.mean(ov):>7.4f} {min(ov):>7.4f} | {unused:>11.4f} | {max(delay):>16.3f} "
               f"{statistics.mean(delay):>7.3f} | {by_text:<18} {sum(r.reclosed for r in rs):>8}")
 
-
-# --- (c) ---------------------------------------------------------------------
 
 def one_latency_trial(tmp: Path, rng: random.Random) -> float:
     data_dir = Path(tempfile.mkdtemp(prefix="lat-", dir=tmp))

@@ -67,8 +67,6 @@ def percentile(values, p: float) -> float:
     return s[min(len(s) - 1, max(0, math.ceil(p / 100.0 * len(s)) - 1))]
 
 
-# --- what the node was asked -----------------------------------------------------------
-
 def node_requests(bed: LedgerBed) -> list[str] | None:
     """Every request the bed's node received so far, by JSON-RPC method or GraphQL operation (None: no node)."""
     if bed.name.startswith("ethereum"):
@@ -99,8 +97,6 @@ def fmt_requests(counts: collections.Counter | None) -> str:
     detail = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
     return f"{sum(counts.values()):>5}  ({detail})"
 
-
-# --- 1. poll cost ----------------------------------------------------------------------
 
 def drain(ledger, cursor):
     """Follow the cursor until it stops moving; returns the deposits and the last cursor."""
@@ -163,8 +159,6 @@ def poll_cost(bed: LedgerBed, ledgers: dict, cursor: str | None, calls: int) -> 
     clear_requests(bed)
     return lines
 
-
-# --- 2. catch-up -----------------------------------------------------------------------
 
 def make_payments(bed: LedgerBed, addresses: list[str], count: int) -> list[tuple[str, int]]:
     """`count` payments spread over the addresses, made final; returns (address, tokens) per payment.
@@ -237,8 +231,6 @@ def catch_up(bed: LedgerBed, ledger, socket_ids: list[str], payments: int, tmp: 
     return ok, [title, figures, f"    check, every payment credited exactly once: {check}"], journal, watcher
 
 
-# --- 3. latency ------------------------------------------------------------------------
-
 def latency(bed: LedgerBed, watcher: DepositWatcher, socket_ids: list[str], trials: int) -> list[str]:
     """Pay, make final, and time until a watcher polling every WATCH_INTERVAL_S in a thread credits it."""
     credited = threading.Event()
@@ -281,8 +273,6 @@ def latency(bed: LedgerBed, watcher: DepositWatcher, socket_ids: list[str], tria
             "(from the payment being final on the local node to the journal commit)")
     return [line]
 
-
-# --- per backend -----------------------------------------------------------------------
 
 def bench_backend(name: str, args, tmp: Path) -> bool:
     bed_dir = tmp / name

@@ -90,9 +90,6 @@ def kb(n: float) -> str:
     return f"{n / 1000:.1f}"
 
 
-# --- configurations ---------------------------------------------------------------------
-
-
 def many_sockets(data_dir: Path, port: int, n: int) -> str:
     """n simulated sockets with constant loads from 5 W to 3.6 kW, named like flats' rooms."""
     lines = ["[controller]", f'data_dir = "{data_dir}"', "poll_interval_s = 1.0", "meter_offline_grace_s = 10",
@@ -110,9 +107,6 @@ def password_env() -> dict:
     from werkzeug.security import generate_password_hash
 
     return dict(os.environ, **{HASH_ENV: generate_password_hash(PASSWORD)})
-
-
-# --- the controller as a subprocess --------------------------------------------------------
 
 
 class Controller:
@@ -181,9 +175,6 @@ def credit_all(c: Controller, ids: list[str], amount: int) -> None:
             return
         time.sleep(0.5)
     raise SystemExit("not every relay came on after the deposits")
-
-
-# --- 1. page weight ----------------------------------------------------------------------------
 
 
 def logged_in_context(browser, base: str, viewport: dict):
@@ -424,9 +415,6 @@ def part_pages(tmp: Path, env: dict, big: Controller | None, n: int, seconds: fl
         small.stop()
 
 
-# --- 2. pushes from the real server --------------------------------------------------------------
-
-
 def part_pushes(big: Controller, ids: list[str], seconds: float, tenants: int, failures: list[str]) -> None:
     import socketio
 
@@ -533,9 +521,6 @@ def part_pushes(big: Controller, ids: list[str], seconds: float, tenants: int, f
             c.disconnect()
     finally:
         landlord.disconnect()
-
-
-# --- 3. in process -------------------------------------------------------------------------------
 
 
 def part_in_process(tmp: Path, n: int, reps: int, tenants: int, failures: list[str]) -> None:
@@ -658,9 +643,6 @@ def part_in_process(tmp: Path, n: int, reps: int, tenants: int, failures: list[s
             if c.is_connected(c.namespace):
                 c.disconnect(c.namespace)
         rt.close()
-
-
-# --- main ----------------------------------------------------------------------------------------
 
 
 def main(argv=None) -> int:

@@ -99,7 +99,7 @@
     if (!old || old.status !== v.status || old.alarms !== v.alarms || old.name !== v.name) filterDirty = true;
   }
 
-  /* ---- filter, sort (only when a shown value or the order changed), totals over the shown rows ---- */
+  // filter, sort (only when a shown value or the order changed), totals over the shown rows
   function matches(v) {
     if (fStatus && v.status !== fStatus && !(fStatus === "alarm" && v.alarms > 0)) return false;
     return !fText || v.id.toLowerCase().includes(fText) || (v.name || "").toLowerCase().includes(fText);
@@ -162,7 +162,7 @@
   $("q").addEventListener("input", (e) => { fText = e.target.value.trim().toLowerCase(); finish(true); });
   $("st").addEventListener("change", (e) => { fStatus = e.target.value; finish(true); });
 
-  /* ---- actions ---- */
+  // actions
   const msg = $("msg");
   let msgTimer = 0;
   function say(r, text, bad) {
@@ -272,8 +272,8 @@
     }
   }
 
-  /* ---- start: the server-rendered rows stay until the first push brings every socket's view;
-     then only the views that changed come, once per tick ---- */
+  /* start: the server-rendered rows stay until the first push brings every socket's view;
+     then only the views that changed come, once per tick */
   if (typeof io === "undefined") return;
   let built = false;
   const sock = io("/landlord");

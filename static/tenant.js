@@ -7,7 +7,7 @@
   const id = boot.socket, topup = boot.topup;
   const histS = (boot.page && boot.page.history_s) || 3600;
 
-  /* ---- the socket's state ---- */
+  // the socket's state
   let lastBal = null;
   function render(v) {
     P.setText($("bal"), P.tok(v.balance_tokens));
@@ -51,7 +51,7 @@
     $("err").hidden = !msg;
   }
 
-  /* ---- top up: presets switch the QR code and the URI ---- */
+  // top up: presets switch the QR code and the URI
   const presets = $("presets"), qr = $("qr"), uri = $("uri"), uriT = $("uri-t");
   presets.hidden = false;
   presets.addEventListener("click", (e) => {
@@ -89,7 +89,7 @@
     said(ok ? "Copied" : "Address selected: copy it with your device's copy command");
   });
 
-  /* ---- chart: power (W, left) and balance (tokens, right) over the last hour ---- */
+  // chart: power (W, left) and balance (tokens, right) over the last hour
   let data = [[], [], []];
   let plot = null;
   const box = $("chart");
@@ -150,7 +150,7 @@
   render(boot.view);
   makePlot();
 
-  /* ---- live updates over Socket.IO; re-subscribe on every (re)connect ---- */
+  // live updates over Socket.IO; re-subscribe on every (re)connect
   if (typeof io === "undefined") return;
   const sock = io();
   P.watchConnection(sock, $("live"));

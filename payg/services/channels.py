@@ -72,7 +72,6 @@ class ChannelBook:
             self.on_credit({row.socket_id})
         return tokens
 
-    # -- the recipient's side ----------------------------------------------------------------------------
 
     def accept_channel(self, socket_id: str, channel_id: str, price_per_wh: int, peer: str = "") -> ChannelRow:
         """Book an incoming channel for `socket_id` at the agreed price (checked on the ledger first)."""
@@ -141,7 +140,6 @@ class ChannelBook:
             w.event(row.socket_id, "channel", f"channel {ch.channel_id} {ch.state}: {ch.paid} paid to"
                     f" {ch.recipient}, {ch.escrow - ch.paid} back to {ch.sender}", now)
 
-    # -- the sender's side -------------------------------------------------------------------------------
 
     def open(self, socket_id: str, recipient: str, escrow: int, expires_at: int, price_per_wh: int,
              peer: str = "", lead_wh: int = 1) -> ChannelRow:

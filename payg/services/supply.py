@@ -38,7 +38,6 @@ class SupplyDesk:
         self.peer_directory = peer_directory  # given only for ledgers that settle through the peer (IOTA)
         self._failed_at: dict[str, float] = {}
 
-    # -- the seller's side: peer messages ----------------------------------------------------------------
 
     def _seller(self, payload: dict) -> tuple[str, SellConfig]:
         socket_id = str(payload.get("supplier", ""))
@@ -77,7 +76,6 @@ class SupplyDesk:
         handler = handlers.get(kind)
         return None if handler is None else handler(payload)
 
-    # -- the buyer's side --------------------------------------------------------------------------------
 
     def open_supply(self, socket_id: str, own_url: str = "") -> dict:
         """Open a channel to the socket's configured supplier and announce it there."""

@@ -130,7 +130,6 @@ def blueprint(web, services, json_body: Callable[[], dict]) -> Blueprint:
         return Response(stream_with_context(rows()), mimetype="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
-    # --- the landlord's actions (JSON; the guard checks the session and the CSRF token) ----
 
     @bp.post("/api/sockets/<socket_id>/override")
     def override(socket_id: str):

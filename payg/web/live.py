@@ -106,13 +106,11 @@ class LiveHub:
         self._push_lock = threading.Lock()      # a connect's full table and a push's changes never cross
         self._register()
 
-    # --- StatePublisher -----------------------------------------------------
 
     def publish(self, states: list[dict]) -> None:
         self._pending = states
         self._wake.set()
 
-    # --- views ----------------------------------------------------------------
 
     def views(self, states: list[dict] | None = None) -> list[dict]:
         if states is None:
@@ -127,7 +125,6 @@ class LiveHub:
         view["address"] = self.addresses.get(state["id"])
         return view
 
-    # --- pushing ----------------------------------------------------------------
 
     def flush(self) -> bool:
         """Build and emit the latest published states, if any. True when something was pushed."""
@@ -177,7 +174,6 @@ class LiveHub:
             except Exception:  # a push that fails must not end the pushes that follow
                 log.exception("pushing live state failed")
 
-    # --- Socket.IO events -------------------------------------------------------
 
     def _register(self) -> None:
         sio = self.socketio

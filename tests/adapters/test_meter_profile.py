@@ -34,9 +34,6 @@ def write_profile(path: Path, text: str) -> str:
     return str(path)
 
 
-# --- decoding ---------------------------------------------------------------------
-
-
 @pytest.mark.parametrize("encoding, regs, expected", [
     ("u16", [0xFFFF], 65535),
     ("u16", [0x0000], 0),
@@ -133,9 +130,6 @@ def test_a_register_list_of_the_wrong_length_is_an_unavailable_meter(count: int)
 
     with pytest.raises(MeterUnavailable, match="short reply|instead of 10"):
         decode(profile, [0] * count)
-
-
-# --- profile validation -----------------------------------------------------------------
 
 
 PZEM_TEXT = (METERS / "pzem004t.toml").read_text()
@@ -235,9 +229,6 @@ def test_an_unknown_profile_name_lists_the_known_ones():
         assert known in str(info.value)
 
 
-# --- the shipped profiles ------------------------------------------------------------
-
-
 @pytest.mark.parametrize("name, count, baud", [("pzem004t", 10, 9600), ("sdm120", 74, 2400), ("sdm630", 74, 9600)])
 def test_shipped_profiles_load_and_are_read_in_one_block(name: str, count: int, baud: int):
     profile = load_profile(name, [METERS])
@@ -292,9 +283,6 @@ def test_sdm630_reads_system_totals_and_sdm120_its_single_phase():
                       "frequency_hz": 0x46, "energy_wh": 0x48}
     assert sdm630 == {"voltage_v": 0x00, "current_a": 0x30, "power_w": 0x34, "power_factor": 0x3E,
                       "frequency_hz": 0x46, "energy_wh": 0x48}
-
-
-# --- Modbus sockets in the controller's config -----------------------------------------------
 
 
 def config_data(tmp_path: Path, *meters: dict) -> dict:

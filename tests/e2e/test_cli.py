@@ -26,8 +26,6 @@ from ledgers.mock import mock_address
 from tests.support import free_port, wait_until
 from tests.support.cli import CSV_FIELDS, OFFICE_W, POLL_S, config_text, deposit, get_json, journal_rows, ledger_payments, payg, socket_state, table, tree, write_config
 
-# --- bad configuration ---------------------------------------------------------
-
 
 def _bad_configs(data_dir: Path) -> dict[str, tuple[str | None, str]]:
     """name -> (file content or None for a missing file, text the message must contain besides the file)."""
@@ -84,9 +82,6 @@ def test_bad_config_exits_2_names_file_and_key_and_touches_nothing(tmp_path: Pat
     assert tree(tmp_path) == before
 
 
-# --- deposit ---------------------------------------------------------------------
-
-
 def test_deposit_pays_into_the_mock_ledger_and_prints_the_deposit_id(tmp_path: Path):
     data_dir = tmp_path / "state"
     config = write_config(tmp_path / "payg.toml", data_dir, web=False)
@@ -126,9 +121,6 @@ def test_deposit_of_a_non_positive_or_non_integer_amount_fails_clearly(tmp_path:
     assert "Traceback" not in result.stderr
     assert ledger_payments(data_dir) == []
     assert not data_dir.exists()
-
-
-# --- journal and status without a controller ----------------------------------------
 
 
 def test_journal_and_status_before_any_controller_ran(tmp_path: Path):
@@ -183,9 +175,6 @@ def test_journal_csv_lists_the_credited_deposit(tmp_path: Path, controllers):
     result = payg("journal", "--socket", "garage", "--config", str(config), cwd=tmp_path)
     assert result.returncode != 0
     assert "unknown socket" in result.stderr and "garage" in result.stderr
-
-
-# --- a running controller ---------------------------------------------------------
 
 
 def test_running_controller_serves_sockets_and_switches_relays_on_deposits(tmp_path: Path, controllers):

@@ -70,9 +70,6 @@ def meter(bus: ModbusBus, address: int, profile: str, clock=None) -> ModbusMeter
     return ModbusMeter(bus, address, PROFILES[profile], clock or ManualClock())
 
 
-# --- the harness itself ---------------------------------------------------------------------
-
-
 def test_the_emulator_leaks_no_threads_and_no_file_descriptors():
     gc.collect()  # objects left by earlier tests (closed files, sqlite connections) must not move the baseline
     threads, fds = threading.active_count(), len(os.listdir("/proc/self/fd"))
@@ -94,9 +91,6 @@ def test_the_emulator_answers_no_request_to_an_absent_address(emulators, buses):
     with pytest.raises(MeterTimeout):
         meter(bus, 9, "pzem004t").read()
     assert emu.requests(9) == 1 and emu.replies(9) == 0
-
-
-# --- decoding every field over the wire ----------------------------------------------------------------
 
 
 def test_pzem_every_field_with_32_bit_values_above_65535_low_word_first(emulators, buses):
@@ -199,9 +193,6 @@ def test_float32_counter_billing_over_many_increments_has_no_drift(emulators, bu
     assert previous - first == (Fraction(f32(kwh)) - Fraction(f32(16383.9))) * 1000
 
 
-# --- one bus, several slaves, one request per reading -------------------------------------------------
-
-
 def test_several_slaves_on_one_port_one_request_and_one_reply_per_reading(emulators, buses):
     emu = emulators({1: "pzem004t", 2: "pzem004t", 3: "sdm120", 4: "sdm630"})
     emu.set_pzem(1, energy_wh=1111, power_w=11.1)
@@ -280,9 +271,6 @@ def test_concurrent_threads_on_one_bus_each_get_their_own_slaves_consistent_valu
     assert failures == []
     assert counts == {a: 40 for a in addresses}
     assert bus.requests == 160 and emu.requests() == 160 and emu.replies() == 160
-
-
-# --- failures: never an old value ---------------------------------------------------------------------
 
 
 def test_a_silent_slave_times_out_within_about_the_timeout_and_never_gives_an_old_value(emulators, buses):
@@ -636,9 +624,6 @@ def test_two_names_for_one_serial_port_share_one_bus(emulators, tmp_path: Path):
         assert rt.meters["a"].bus is rt.meters["b"].bus
     finally:
         rt.close()
-
-
-# --- the installer's commands, as subprocesses ---------------------------------------------------------------
 
 
 def payg(*args: str, cwd: Path) -> subprocess.CompletedProcess:

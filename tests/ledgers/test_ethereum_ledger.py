@@ -19,8 +19,8 @@ from web3 import HTTPProvider, Web3
 from ledgers.ethereum import EthereumLedger
 from payg.errors import InvalidAmount, LedgerReorganised, LedgerUnavailable, UnknownSocket
 from payg.ports import Deposit
-from tests.support.ledger_beds_ethereum import TEST_MNEMONIC, EthereumBed
 from tests.support import free_port
+from tests.support.ledger_beds_ethereum import TEST_MNEMONIC, EthereumBed
 
 SOCKETS = {"a": 0, "b": 1}
 
@@ -67,9 +67,6 @@ def drain(ledger: EthereumLedger, cursor: str | None = None) -> tuple[list[Depos
 
 def paid(deposits: list[Deposit]) -> list[tuple[str, int]]:
     return [(d.socket_id, d.amount) for d in deposits]
-
-
-# -- construction, addresses, URIs -----------------------------------------------------------
 
 
 def test_construction_does_not_touch_the_network():
@@ -160,9 +157,6 @@ def test_invalid_settings_are_refused_with_a_readable_reason(change: dict, words
     assert "test test" not in str(raised.value)
 
 
-# -- finality and reorganisations ------------------------------------------------------------
-
-
 @pytest.mark.parametrize("confirmations", [1, 3, 5])
 def test_a_payment_is_final_at_exactly_the_configured_confirmations(bed: EthereumBed, confirmations: int):
     ledger = bed.open(SOCKETS, confirmations=confirmations)
@@ -220,9 +214,6 @@ def test_a_reorganisation_inside_the_confirmation_window_credits_only_the_surviv
     deposits, cursor = drain(ledger, cursor)
     found += deposits
     assert paid(found) == [("a", 222)]
-
-
-# -- what counts as a deposit ----------------------------------------------------------------
 
 
 def test_a_failed_token_transfer_is_not_a_deposit(erc20: EthereumBed):
@@ -345,9 +336,6 @@ def test_on_a_young_chain_the_starting_block_does_not_float_past_payments(native
     native.pay(ledger.address_for("a"), 5)
     native.node.mine(native.CONFIRMATIONS + 3)
     assert paid(drain(ledger, None)[0]) == [("a", 5)]
-
-
-# -- the node ------------------------------------------------------------------------------
 
 
 def test_a_node_on_another_chain_is_refused(native: EthereumBed):

@@ -25,14 +25,40 @@ from web3 import EthereumTesterProvider, Web3
 from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
 
-from ledgers.ethereum import (CHANNELS_ABI, MARKET_ABI, REVERTS, SECP256K1_N, EthereumLedger, EthereumTrade,
-                              deploy_contracts, voucher_typed_data)
+from ledgers.ethereum import (
+    CHANNELS_ABI,
+    MARKET_ABI,
+    REVERTS,
+    SECP256K1_N,
+    EthereumLedger,
+    EthereumTrade,
+    deploy_contracts,
+    voucher_typed_data,
+)
 from ledgers.ethereum.contracts import CONTRACTS_DIR, compile_contract
-from payg.errors import (AboveEscrow, AdvertNotExpired, BadSignature, CapacityExceeded, ChannelClosed,
-                         ChannelExpired, ChannelNotExpired, ExpiryNotExtended, InsufficientFunds, InvalidAmount,
-                         LedgerUnavailable, NotAuthorised, NotEnoughEnergy, PriceAboveLimit, RoleConflict,
-                         UnknownAdvert, UnknownChannel, UnknownSocket, WrongChannel, WrongDomain)
 from payg.domain.market import Voucher, price_per_wh, tax_on
+from payg.errors import (
+    AboveEscrow,
+    AdvertNotExpired,
+    BadSignature,
+    CapacityExceeded,
+    ChannelClosed,
+    ChannelExpired,
+    ChannelNotExpired,
+    ExpiryNotExtended,
+    InsufficientFunds,
+    InvalidAmount,
+    LedgerUnavailable,
+    NotAuthorised,
+    NotEnoughEnergy,
+    PriceAboveLimit,
+    RoleConflict,
+    UnknownAdvert,
+    UnknownChannel,
+    UnknownSocket,
+    WrongChannel,
+    WrongDomain,
+)
 from tests.support.evm_node import EvmNode
 from tests.support.ledger_beds_ethereum import TEST_MNEMONIC
 from tests.support.trade_beds_ethereum import trade_key, travel
@@ -43,8 +69,6 @@ CAPACITY = 1_000
 TAX_BPS = 500
 REGULATOR, PRODUCER, CONSUMER = 1, 2, 3
 
-
-# -- part 1: the contracts against raw transactions ----------------------------------------------
 
 class Chain:
     """A market and a channel manager deployed by accounts[0] (the owner); roles granted as named."""
@@ -519,8 +543,6 @@ def test_the_abi_the_client_uses_is_the_compiled_one():
                 assert match[0]["stateMutability"] == entry["stateMutability"], entry["name"]
 
 
-# -- part 3: compilation, EVM versions, paris ----------------------------------------------------
-
 def test_compile_contract_validates_and_caches():
     with pytest.raises(ValueError, match="unknown contract 'token'"):
         compile_contract("token")
@@ -569,8 +591,6 @@ def test_the_paris_build_runs_on_a_paris_vm_and_the_prague_build_does_not():
     chain.send(chain.channels.functions.reclaim(other, chain.prod), chain.cons)
     assert chain.channel(channel_id)[0] == 2 and chain.channel(other)[0] == 3
 
-
-# -- part 2: EthereumTrade on a chain with fees ---------------------------------------------------
 
 SOCKETS = {"owner": 0, "reg": 1, "prod": 2, "cons": 3, "out": 4}
 

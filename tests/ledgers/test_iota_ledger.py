@@ -16,34 +16,12 @@ import pytest
 import ledgers.iota.deposits as iota_module
 from ledgers.iota.deposits import BALANCE_CHANGES_QUERY, DEPOSITS_QUERY, HEAD_QUERY, IotaLedger
 from payg.errors import InvalidAmount, LedgerUnavailable, UnknownSocket
-from tests.support.ledger_beds_iota import (
-    GAS_NANOS,
-    INITIAL_CHECKPOINT,
-    PAYER,
-    TEST_MNEMONIC,
-    FakeIotaNode,
-    IotaBed,
-)
 from tests.support import free_port
+from tests.support.ledger_beds_iota import GAS_NANOS, INITIAL_CHECKPOINT, PAYER, TEST_MNEMONIC, IotaBed
 
 LONG_IOTA = "0x0000000000000000000000000000000000000000000000000000000000000002::iota::IOTA"
 OTHER = "0x" + hashlib.sha256(b"somebody else").hexdigest()
 ACCOUNTS = {"a": 0, "b": 1, "c": 7}
-
-
-@pytest.fixture(scope="module")
-def shared_node(tmp_path_factory):
-    node = FakeIotaNode(tmp_path_factory.mktemp("fake-iota"))
-    yield node
-    node.stop()
-
-
-@pytest.fixture
-def node(shared_node):
-    if shared_node.proc is None:
-        shared_node.restart()
-    shared_node.control("reset", {})
-    return shared_node
 
 
 @pytest.fixture

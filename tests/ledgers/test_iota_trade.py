@@ -11,13 +11,23 @@ import pytest
 
 from ledgers.iota import IotaTrade, IotaWallet
 from ledgers.iota.envelope import MAX_SKEW_S, channel_path, party_path
-from payg.domain import market as rules
 from payg.adapters.clocks import ManualClock
 from payg.adapters.peer_link import HttpPeerLink
-from payg.errors import (AdvertExpired, ChannelClosed, InsufficientFunds, InvalidAmount, LedgerUnavailable,
-                         NotAuthorised,
-                         NotEnoughEnergy, PriceAboveLimit, UnknownAdvert, VoucherReplayed, error_from_reply,
-                         error_reply)
+from payg.domain import market as rules
+from payg.errors import (
+    AdvertExpired,
+    ChannelClosed,
+    InsufficientFunds,
+    InvalidAmount,
+    LedgerUnavailable,
+    NotAuthorised,
+    NotEnoughEnergy,
+    PriceAboveLimit,
+    UnknownAdvert,
+    VoucherReplayed,
+    error_from_reply,
+    error_reply,
+)
 from tests.support.ledger_beds_iota import TEST_MNEMONIC, FakeIotaNode
 from tests.support.trade_beds_iota import START, IotaTradeBed
 
@@ -91,9 +101,6 @@ def domain(t: IotaTrade) -> str:
     return t.market().domain
 
 
-# -- signed messages -------------------------------------------------------------------------------------
-
-
 def test_a_signed_message_cannot_be_changed_signed_by_another_key_replayed_or_moved(bed):
     t = bed.trade
     target = t.party_for("reg")
@@ -137,9 +144,6 @@ def test_a_signed_message_cannot_be_changed_signed_by_another_key_replayed_or_mo
     with pytest.raises(NotAuthorised, match="already received"):
         t.handle_peer_message("iota/grant", good)                                   # replayed
     assert t.role_of(target) == rules.NO_ROLE
-
-
-# -- buys --------------------------------------------------------------------------------------------------
 
 
 def reserve(t: IotaTrade, socket: str, advert_id: str, energy_wh: int) -> dict:
@@ -228,9 +232,6 @@ def test_a_refused_buy_releases_its_reservation(market):
         t.buy("cons", advert.advert_id, 50, max_price_per_wh=PRICE - 1)
     assert t.advert(advert.advert_id).remaining_wh == 100
     assert t.withdraw("prod") == 0
-
-
-# -- two controllers over HTTP ----------------------------------------------------------------------------
 
 
 class Controllers:
@@ -405,9 +406,6 @@ def test_error_replies_map_back_to_the_same_errors():
     assert isinstance(error_from_reply(500, {"error": "SomethingElse", "message": "x"}), LedgerUnavailable)
 
 
-# -- restarts ----------------------------------------------------------------------------------------------
-
-
 def test_a_restarted_controller_keeps_its_market_channels_and_counters(market, tmp_path):
     t = market.trade
     advert = t.post_advert("prod", 100, PRICE)
@@ -431,9 +429,9 @@ def test_a_restarted_controller_keeps_its_market_channels_and_counters(market, t
 def test_the_receiving_controller_refuses_vouchers_once_the_escrow_address_is_drained(two, tmp_path):
     from fractions import Fraction
 
-    from payg.services.channels import ChannelBook
-    from payg.errors import AboveEscrow
     from payg.adapters.journal import SqliteJournal
+    from payg.errors import AboveEscrow
+    from payg.services.channels import ChannelBook
 
     a, b = two.a, two.b
     prod, cons = a.party_for("prod"), b.party_for("cons")

@@ -15,8 +15,8 @@ import pytest
 from ledgers.iota import IotaLedger, IotaWallet, TransactionNotFound, derivation_path, gas_budget
 from ledgers.iota.transfers import BUDGET_GAS_UNITS, BUDGET_PER_OBJECT
 from payg.errors import InsufficientFunds, InvalidAmount, LedgerUnavailable
-from tests.support.ledger_beds_iota import TEST_MNEMONIC, FakeIotaNode
 from tests.support import free_port
+from tests.support.ledger_beds_iota import TEST_MNEMONIC
 
 IOTA = 10**9
 PRICE = 1000                 # the fake node's reference gas price
@@ -27,21 +27,6 @@ OTHER_PATH = "m/44'/4218'/0'/1'/1'"
 ALICE = "0x" + hashlib.sha256(b"alice").hexdigest()
 BOB = "0x" + hashlib.sha256(b"bob").hexdigest()
 CAROL = "0x" + hashlib.sha256(b"carol").hexdigest()
-
-
-@pytest.fixture(scope="module")
-def shared_node(tmp_path_factory):
-    node = FakeIotaNode(tmp_path_factory.mktemp("fake-iota-wallet"))
-    yield node
-    node.stop()
-
-
-@pytest.fixture
-def node(shared_node):
-    if shared_node.proc is None:
-        shared_node.restart()
-    shared_node.control("reset", {})
-    return shared_node
 
 
 @pytest.fixture
@@ -72,8 +57,6 @@ def fee(outputs: int, gas_coins: int = 1) -> int:
     """What the fake node charges a transfer with `outputs` new coins paid from `gas_coins` coins."""
     return COMPUTATION + STORAGE * (outputs + 1) - STORAGE * gas_coins
 
-
-# --- keys and signatures ---
 
 def test_addresses_are_derived_from_the_mnemonic_and_path_and_stay_the_same(open_wallet):
     first, second = open_wallet(), open_wallet(mnemonic="  ABANDON " + TEST_MNEMONIC.split(" ", 1)[1].upper() + " ")
@@ -196,8 +179,6 @@ def test_verify_refuses_small_order_keys_and_malleable_signatures(wallet):
     if s + _L < 2**256:  # the same signature with s + L: refused (non-canonical s)
         assert not IotaWallet.verify(wallet.public_key(PATH), message, (signature[:32] + (s + _L).to_bytes(32, "little")).hex())
 
-
-# --- transfers ---
 
 def test_send_pays_every_output_in_one_transaction_and_the_sender_pays_the_gas(node, wallet):
     sender = wallet.address(PATH)
@@ -346,8 +327,6 @@ def test_concurrent_sends_from_one_address_are_serialised(node, wallet):
     assert wallet.balance(sender) == 10 * IOTA - 15 - sum(wallet.gas_fee(d) for d in results)
 
 
-# --- finality ---
-
 def test_send_waits_for_the_checkpoint(node, wallet):
     sender = wallet.address(PATH)
     node.faucet(sender, IOTA)
@@ -400,8 +379,6 @@ def test_closing_the_wallet_ends_a_send_that_waits(node, open_wallet):
     thread.join(3)
     assert not thread.is_alive() and "closed" in str(errors[0])
 
-
-# --- node trouble ---
 
 def test_a_restarted_node_keeps_the_coins(node, wallet):
     sender = wallet.address(PATH)
@@ -474,8 +451,6 @@ def test_network_balance_and_close(node, wallet):
     with pytest.raises(LedgerUnavailable, match="closed"):
         wallet.balance(ALICE)
 
-
-# --- what the fake node checks (it is the oracle the wallet is tested against) ---
 
 def _graphql(node, query: str, variables: dict) -> dict:
     request = urllib.request.Request(node.url, data=json.dumps({"query": query, "variables": variables}).encode(),

@@ -13,9 +13,9 @@ from fractions import Fraction
 import pytest
 
 from payg.adapters.clocks import ManualClock
-from payg.services.deposits import DepositWatcher
-from payg.errors import LedgerUnavailable, UnknownSocket
 from payg.adapters.journal import SqliteJournal
+from payg.errors import LedgerUnavailable, UnknownSocket
+from payg.services.deposits import DepositWatcher
 from tests.support.ledger_beds import LedgerBed, MockBed
 from tests.support.rigs import Rig
 

@@ -12,9 +12,9 @@ from fractions import Fraction
 
 import pytest
 
-from payg.domain import market as rules
-from payg.services.channels import ChannelBook
 from payg.adapters.clocks import ManualClock
+from payg.adapters.journal import SqliteJournal
+from payg.domain import market as rules
 from payg.errors import (
     AboveEscrow,
     AdvertExpired,
@@ -36,7 +36,7 @@ from payg.errors import (
     WrongChannel,
     WrongDomain,
 )
-from payg.adapters.journal import SqliteJournal
+from payg.services.channels import ChannelBook
 from tests.support.trade_beds import SOCKETS
 
 BEDS = {"mock": ("tests.support.trade_beds", "make_mock_bed"),
@@ -86,9 +86,6 @@ def assert_nothing_moved(bed, before: dict, *adverts, channels=()) -> None:
         assert (now.state, now.escrow, now.paid, now.expires_at) == (ch.state, ch.escrow, ch.paid, ch.expires_at)
 
 
-# -- roles -----------------------------------------------------------------------------------------------
-
-
 def test_roles_flow_from_owner_to_regulators_to_parties(bed):
     t = bed.trade
     assert t.market().owner == party(bed, "owner")
@@ -132,9 +129,6 @@ def test_only_producers_post_and_only_consumers_buy(market):
     with pytest.raises(NotAuthorised):
         t.buy("cons", advert.advert_id, 10)
     assert_nothing_moved(market, before, (advert, 100))
-
-
-# -- prices, expiry, capacity ----------------------------------------------------------------------------
 
 
 def buy_and_check(bed, advert, energy_wh: int, expected_price: int):
@@ -233,9 +227,6 @@ def test_tax_goes_to_the_producers_regulator_and_to_the_owner_once_it_is_gone(ma
     purchase = t.buy("cons", advert.advert_id, 10)
     assert purchase.regulator == party(market, "owner")
     assert snapshot(market)["funds"]["owner"] - before["funds"]["owner"] == purchase.tax_amount > 0
-
-
-# -- channels --------------------------------------------------------------------------------------------
 
 
 @pytest.fixture

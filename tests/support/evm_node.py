@@ -146,7 +146,6 @@ class EvmNode:
     def rpc_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    # -- the HTTP server ------------------------------------------------------------------
 
     def start(self) -> None:
         """Serve JSON-RPC (again) on the same port."""
@@ -255,7 +254,6 @@ class EvmNode:
             before += len(self.tester.get_transaction_receipt(tx_hash)["logs"])
         return {**entry, "logIndex": before + entry["logIndex"]}
 
-    # -- driving the chain ----------------------------------------------------------------
 
     @property
     def block_number(self) -> int:

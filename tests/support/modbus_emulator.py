@@ -167,7 +167,6 @@ class Bridge(threading.Thread):
         self._stopping = False
         self._late: list[tuple[float, bytes]] = []  # (due monotonic time, reply)
 
-    # --- control, from any thread ------------------------------------------
 
     def set_fault(self, address: int, kind: str | None, count: int | None = None, delay_s: float = 0.0) -> None:
         if kind not in (None, "silent", "bad_crc", "short", "late"):
@@ -182,7 +181,6 @@ class Bridge(threading.Thread):
         self._stopping = True
         os.write(self._wake_w, b"x")
 
-    # --- the thread ----------------------------------------------------------
 
     def _fault_for(self, address: int, kind: str) -> Fault | None:
         with self.lock:
@@ -341,7 +339,6 @@ class ModbusEmulator:
         self._server = None
         self._set_lock = threading.Lock()  # set_pzem/set_sdm from several test threads
 
-    # --- life cycle ---------------------------------------------------------
 
     @property
     def port(self) -> str:
@@ -420,7 +417,6 @@ class ModbusEmulator:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    # --- register images ----------------------------------------------------
 
     @staticmethod
     def _default_values(model: str) -> dict:
@@ -535,7 +531,6 @@ class ModbusEmulator:
 
         return self._call(read)
 
-    # --- faults and counters ---------------------------------------------------
 
     def fault(self, address: int, kind: str | None, count: int | None = None, delay_s: float = 0.0) -> None:
         """kind: "silent" (request dropped), "bad_crc", "short", "late" (reply held delay_s), None to clear.

@@ -49,11 +49,6 @@ CSP_PROBE = ("document.addEventListener('securitypolicyviolation', (e) => consol
              "'CSP violation: ' + e.violatedDirective + ' blocked ' + e.blockedURI));")
 
 
-# --- the controller ----------------------------------------------------------------
-
-
-
-
 class Controller:
     """`app.py --config FILE` in a subprocess (restartable on the same port and data), output in a log."""
 
@@ -138,9 +133,6 @@ def controller(tmp_path: Path):
             terminate(c.proc, 10)
 
 
-# --- the browser -------------------------------------------------------------------
-
-
 @pytest.fixture(scope="module")
 def chromium():
     from playwright.sync_api import sync_playwright
@@ -195,9 +187,6 @@ def assert_fits_width(page) -> None:
 
 def assert_not_reloaded(page) -> None:
     assert page.evaluate("window.__marker") == 1, "the page was reloaded or navigated away"
-
-
-# --- A: a tenant on a phone ------------------------------------------------------------
 
 
 def test_tenant_page_follows_a_deposit_to_on_and_back_to_off_without_reloading(chromium, controller, problems):
@@ -262,9 +251,6 @@ def test_tenant_page_follows_a_deposit_to_on_and_back_to_off_without_reloading(c
     finally:
         context.close()
     problems.check()
-
-
-# --- B: the landlord ------------------------------------------------------------------------
 
 
 def row(page, socket_id: str):
@@ -389,9 +375,6 @@ def test_landlord_logs_in_forces_a_socket_off_and_back_and_credits_it_once(chrom
     problems.check()
 
 
-# --- C: the controller restarts under an open page ----------------------------------------------
-
-
 def test_tenant_page_reconnects_after_a_controller_restart_and_shows_a_later_deposit(chromium, controller,
                                                                                      problems):
     from playwright.sync_api import expect
@@ -443,8 +426,6 @@ def test_tenant_page_reconnects_after_a_controller_restart_and_shows_a_later_dep
 
     problems.check(allowed=while_down)
 
-
-# --- D: accessibility: WCAG checks (axe-core), small phones, the keyboard alone ------------------------
 
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"   # from npm (package.json devDependencies)
 SMALL_PHONE = {"width": 320, "height": 640}                 # WCAG's reflow width

@@ -43,9 +43,6 @@ def journal_rows(bed, socket_id: str) -> list:
     return list(bed.rt.journal.all_entries(socket_id))
 
 
-# --- pages --------------------------------------------------------------------------
-
-
 def test_the_start_page_links_every_socket_and_the_landlord_view(bed):
     html = bed.client().get("/").get_data(as_text=True)
     for sid, name in (("kitchen", "Kitchen"), ("laundry", "Laundry"), ("office", "Office")):
@@ -167,9 +164,6 @@ def test_browser_libraries_are_served_from_node_modules_and_nothing_else(bed, tm
     assert "/assets/socket.io.min.js" in html and "http://" not in html.replace("http://www.w3.org", "")
 
 
-# --- the landlord's login --------------------------------------------------------------
-
-
 def test_the_landlord_view_needs_a_login(bed):
     client = bed.client()
     resp = client.get("/landlord")
@@ -277,9 +271,6 @@ def test_the_session_cookie_is_http_only_and_same_site(bed):
     assert cookie.startswith("payg_session=") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
 
 
-# --- who may change what ------------------------------------------------------------------
-
-
 def snapshot(bed) -> tuple:
     """Everything a request could change: entries other than metered usage, overrides, alarms,
     payments on the mock ledger."""
@@ -340,9 +331,6 @@ def test_a_landlord_change_without_the_csrf_token_is_refused(bed):
     resp = client.post("/api/sockets/kitchen/override", json={"mode": "off"}, headers={"X-CSRFToken": "forged"})
     assert resp.status_code == 400
     assert snapshot(bed)[1] == before[1] and bed.rt.relays["kitchen"].is_closed()
-
-
-# --- the landlord's actions -------------------------------------------------------------
 
 
 @pytest.fixture
@@ -467,9 +455,6 @@ def test_the_journal_exports_as_csv_and_text_cannot_become_a_formula(bed, landlo
     assert client.get("/landlord/journal.csv?socket=attic").status_code == 404
 
 
-# --- figures: today, this month, top-ups ---------------------------------------------------
-
-
 def test_energy_today_restarts_at_midnight_and_the_month_keeps_counting(tmp_path):
     b = make_web_bed(tmp_path, start=BEFORE_MIDNIGHT, timezone="UTC")
     try:
@@ -488,9 +473,6 @@ def test_energy_today_restarts_at_midnight_and_the_month_keeps_counting(tmp_path
         assert after["last_topup_at"] == pytest.approx(BEFORE_MIDNIGHT, abs=2)
     finally:
         b.close()
-
-
-# --- Socket.IO ------------------------------------------------------------------------------
 
 
 def test_a_tenant_page_gets_its_socket_state_after_each_tick_and_only_its_own(bed):
