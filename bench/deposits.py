@@ -1,6 +1,6 @@
 """Deposit backends against the local test nodes: idle poll cost, catch-up, payment-to-credit latency.
 
-The backends are the ones of the ledger conformance tests, on their beds (tests/ledger_beds*.py):
+The backends are the ones of the ledger conformance tests, on their beds (tests/support/ledger_beds*.py):
 mock (SQLite file), ethereum and ethereum-erc20 (a real eth-tester EVM behind JSON-RPC on
 127.0.0.1, 3 confirmations) and iota (the fake IOTA GraphQL node, in its own process on 127.0.0.1).
 Per backend:

@@ -1,8 +1,8 @@
 """Modbus RTU bus budget per meter profile: requests and bytes per reading, the wire's physical limit,
 and the software overhead of one ModbusMeter.read() over a real RTU exchange on pseudo-terminals.
 
-The exchange: hardware.modbus_meter (ModbusBus/ModbusMeter, minimalmodbus) -> pty -> a bridge thread that
-counts frames and bytes -> pty -> a pymodbus 3.16 RTU slave (tests/modbus_emulator.py).
+The exchange: hardware.modbus (ModbusBus/ModbusMeter, minimalmodbus) -> pty -> a bridge thread that
+counts frames and bytes -> pty -> a pymodbus 3.16 RTU slave (tests/support/modbus_emulator.py).
 
 Figures, per profile (pzem004t, sdm120, sdm630):
 

@@ -1,6 +1,6 @@
 """Payment-channel vouchers per second on one core, per backend.
 
-On each backend's conformance bed (tests/trade_beds*.py: the mock ledger file, a real EVM
+On each backend's conformance bed (tests/support/trade_beds*.py: the mock ledger file, a real EVM
 behind JSON-RPC on 127.0.0.1, the fake IOTA node), one channel is opened, then this process,
 single-threaded, times:
 

@@ -25,7 +25,7 @@
    the controller's CPU over the window (/proc/<pid>/stat utime + stime). Then --tenants clients on
    the default namespace each `watch` a different socket for another window: `state` events per
    second per client (min / median / max) and the controller's CPU with them.
-3. In-process cost of one push for --sockets sockets: the web app built like tests/web_beds.py
+3. In-process cost of one push for --sockets sockets: the web app built like tests/support/web_beds.py
    (app.build on a ManualClock, create_web), every socket credited and ticked; then, over --reps
    repetitions, one tick (untimed) and `hub.publish(states)` + `hub.flush()` timed (the dashboard
    refresh, the views, the chart history, and the emits), with no client, with one landlord

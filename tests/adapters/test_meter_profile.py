@@ -203,7 +203,7 @@ def test_a_profiles_serial_defaults_are_validated_too(tmp_path: Path, serial: st
     """PRODUCT BUG: parse_profile checks only the keys of [serial], not their values.
 
     `payg meters read --profile this.toml` then dies with a ValueError traceback from pyserial
-    (ModbusBus catches SerialException/OSError only), and payg.config reports the bad value
+    (ModbusBus catches SerialException/OSError only), and payg.adapters.config reports the bad value
     against the socket's `meter.baud`/`meter.parity`, a key the user never wrote.
     """
     text = PZEM_TEXT.replace("[serial]\n", f"[serial]\n{serial}\n", 1)

@@ -1,5 +1,5 @@
 """The whole controller (`app.py --config ...` in a subprocess) on two emulated PZEM-004T meters sharing one
-Modbus RTU bus (a pty; see tests/modbus_emulator.py), with simulated relays, the mock ledger and the web API.
+Modbus RTU bus (a pty; see tests/support/modbus_emulator.py), with simulated relays, the mock ledger and the web API.
 Every wait is a poll with a deadline."""
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Modbus meters over a real Modbus RTU exchange: minimalmodbus -> pty -> bridge -> pty -> pymodbus slaves.
 
-Everything goes through hardware.modbus_meter (ModbusBus, ModbusMeter) and, for the
+Everything goes through hardware.modbus (ModbusBus, ModbusMeter) and, for the
 metering tests, payg.services.metering.Metering with a real SqliteJournal; the slaves
-are tests/modbus_emulator.py's pymodbus server, faults are injected on the wire.
+are tests/support/modbus_emulator.py's pymodbus server, faults are injected on the wire.
 """
 
 from __future__ import annotations
@@ -604,7 +604,7 @@ def test_an_unplugged_adapter_on_one_bus_leaves_the_other_bus_running(emulators,
 def test_two_names_for_one_serial_port_share_one_bus(emulators, tmp_path: Path):
     """PRODUCT BUG: app.build() keys buses by the port *string*; /dev/ttyUSB0 and its /dev/serial/by-id/...
     symlink become two ModbusBus objects (two serial fds, two locks) on one wire, read by two
-    controller workers at once, and payg.config's "same port and address twice" check does not
+    controller workers at once, and payg.adapters.config's "same port and address twice" check does not
     see that both sockets bill the same meter."""
     import app
 

@@ -1,6 +1,6 @@
 """IotaLedger against a fake IOTA GraphQL node in another process: what is specific to IOTA.
 
-The behaviour every ledger shares is in the conformance suite (with tests/ledger_beds_iota.py).
+The behaviour every ledger shares is in the conformance suite (with tests/support/ledger_beds_iota.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """One deposit suite, every backend: the mock ledger, Ethereum (native value and an ERC-20 token on
 a real in-process EVM served over JSON-RPC) and IOTA (a fake GraphQL node in its own process).
 
-Each test drives a bed (tests/ledger_beds*.py): it pays into addresses, makes payments final,
+Each test drives a bed (tests/support/ledger_beds*.py): it pays into addresses, makes payments final,
 breaks and heals the node, and opens fresh ledger objects the way a restarted controller does.
 """
 

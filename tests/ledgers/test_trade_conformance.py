@@ -1,7 +1,7 @@
 """One conformance suite for peer trade and payment channels, run against every ledger backend.
 
 Each refusal must raise the specific payg error and move nothing: no party's funds,
-no advertised energy, no channel state. Beds are in tests/trade_beds*.py.
+no advertised energy, no channel state. Beds are in tests/support/trade_beds*.py.
 """
 
 from __future__ import annotations

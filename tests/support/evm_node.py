@@ -37,7 +37,7 @@ LOGS_RANGE_ERROR = -32005  # what several providers answer for too wide a log qu
 
 @functools.cache
 def compiled(name: str) -> tuple[list[dict], str]:
-    """ABI and deployment bytecode of tests/contracts/<name>.vy, compiled once per test session."""
+    """ABI and deployment bytecode of tests/support/contracts/<name>.vy, compiled once per test session."""
     out = compile_code((CONTRACTS / f"{name}.vy").read_text(), output_formats=["abi", "bytecode"])
     return out["abi"], out["bytecode"]
 

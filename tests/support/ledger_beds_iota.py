@@ -26,7 +26,7 @@ PAYER = "0x" + hashlib.sha256(b"payg test payer").hexdigest()
 
 
 class FakeIotaNode:
-    """The fake node process (tests/fake_iota_node.py): start, stop, restart with its chain kept, control."""
+    """The fake node process (tests/support/fake_iota_node.py): start, stop, restart with its chain kept, control."""
 
     def __init__(self, workdir: Path, initial_checkpoint: int = INITIAL_CHECKPOINT):
         self.workdir = workdir

@@ -1,5 +1,5 @@
-"""The IOTA trade bed (tests/trade_beds.py): one IotaTrade hosting the market for every socket, its
-IotaWallet talking to the fake IOTA node (tests/fake_iota_node.py) that executes real signed transfers."""
+"""The IOTA trade bed (tests/support/trade_beds.py): one IotaTrade hosting the market for every socket, its
+IotaWallet talking to the fake IOTA node (tests/support/fake_iota_node.py) that executes real signed transfers."""
 
 from __future__ import annotations
 

@@ -94,7 +94,7 @@ class Controller:
         return status
 
     def deposit(self, socket_id: str, amount: int) -> None:
-        """A mock payment of `amount` tokens into the socket's address, by the CLI (like tests/test_cli.py)."""
+        """A mock payment of `amount` tokens into the socket's address, by the CLI (like tests/e2e/test_cli.py)."""
         result = subprocess.run([sys.executable, str(APP), "deposit", "--socket", socket_id, "--amount", str(amount),
                                  "--config", str(self.config)], cwd=self.cwd, env=self.env, capture_output=True,
                                 text=True, timeout=60, check=False)
