@@ -14,20 +14,9 @@ from ledgers.iota.envelope import MAX_SKEW_S, channel_path, party_path
 from payg.adapters.clocks import ManualClock
 from payg.adapters.peer_link import HttpPeerLink
 from payg.domain import market as rules
-from payg.errors import (
-    AdvertExpired,
-    ChannelClosed,
-    InsufficientFunds,
-    InvalidAmount,
-    LedgerUnavailable,
-    NotAuthorised,
-    NotEnoughEnergy,
-    PriceAboveLimit,
-    UnknownAdvert,
-    VoucherReplayed,
-    error_from_reply,
-    error_reply,
-)
+from payg.errors import (AdvertExpired, ChannelClosed, InsufficientFunds, InvalidAmount, LedgerUnavailable,
+                         NotAuthorised, NotEnoughEnergy, PriceAboveLimit, UnknownAdvert, VoucherReplayed,
+                         error_from_reply, error_reply)
 from tests.support.ledger_beds_iota import TEST_MNEMONIC, FakeIotaNode
 from tests.support.trade_beds_iota import START, IotaTradeBed
 

@@ -13,20 +13,9 @@ from pathlib import Path
 
 from payg.adapters.config import sockets as socket_tables
 from payg.adapters.config.tables import ENV_NAME, EVM_ADDRESS, Table, exact, secret, units, url
-from payg.domain.settings import (
-    Config,
-    ControllerConfig,
-    EthereumLedgerConfig,
-    GpioRelayConfig,
-    IotaLedgerConfig,
-    LedgerConfig,
-    MockLedgerConfig,
-    ModbusMeterConfig,
-    SecretRef,
-    TariffConfig,
-    TradeConfig,
-    WebConfig,
-)
+from payg.domain.settings import (Config, ControllerConfig, EthereumLedgerConfig, GpioRelayConfig, IotaLedgerConfig,
+                                  LedgerConfig, MockLedgerConfig, ModbusMeterConfig, SecretRef, TariffConfig,
+                                  TradeConfig, WebConfig)
 from payg.errors import ConfigError
 
 BACKENDS = ("mock", "iota", "ethereum")

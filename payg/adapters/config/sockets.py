@@ -8,18 +8,8 @@ from pathlib import Path
 from payg.adapters.config.profiles import load_profile
 from payg.adapters.config.tables import Table, units, url
 from payg.domain.meter_profile import default_timeout_s
-from payg.domain.settings import (
-    BuyConfig,
-    ConstantLoad,
-    GpioRelayConfig,
-    ModbusMeterConfig,
-    RandomLoad,
-    ScheduleLoad,
-    SellConfig,
-    SimulatedMeterConfig,
-    SimulatedRelayConfig,
-    SocketConfig,
-)
+from payg.domain.settings import (BuyConfig, ConstantLoad, GpioRelayConfig, ModbusMeterConfig, RandomLoad, ScheduleLoad,
+                                  SellConfig, SimulatedMeterConfig, SimulatedRelayConfig, SocketConfig)
 from payg.errors import ConfigError
 
 SOCKET_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
