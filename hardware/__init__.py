@@ -29,9 +29,7 @@ def build(config: Config, clock: Clock, made: Callable[[str, Callable[[], None]]
 
     relays, meters, buses, on_bus = {}, {}, {}, {}
     for sc in config.sockets:
-        relay = relays[sc.id] = _relay(sc, clock)
-        if hasattr(relay, "close"):  # a GPIO pin, released at the off level
-            made(f"relay of {sc.id}", relay.close)
+        relay = relays[sc.id] = _relay(sc, clock, made)
         meters[sc.id] = _meter(sc, relay, clock, config.controller.data_dir, buses, made)
         if sc.meter.kind == "modbus":
             on_bus.setdefault(sc.meter.bus_key, []).append(sc.id)
@@ -41,11 +39,13 @@ def build(config: Config, clock: Clock, made: Callable[[str, Callable[[], None]]
     return Hardware(relays, meters, reader)
 
 
-def _relay(sc: SocketConfig, clock: Clock) -> Relay:
+def _relay(sc: SocketConfig, clock: Clock, made) -> Relay:
     if sc.relay.kind == "gpio":
         from hardware.gpio_relay import GpioRelay
 
-        return GpioRelay(sc.relay.pin, sc.relay.active_low)
+        relay = GpioRelay(sc.relay.pin, sc.relay.active_low)
+        made(f"relay of {sc.id}", relay.close)  # the pin is left driven at its off level
+        return relay
     from hardware.simulated import SimulatedRelay
 
     return SimulatedRelay(clock)
