@@ -17,7 +17,7 @@ from payg.cli import accounts, installer, password, trade
 from payg.cli.parser import parse_args
 from payg.domain.meter_profile import MeterProfile
 from payg.domain.settings import Config
-from payg.errors import ConfigError, DataDirBusy, RelayError
+from payg.errors import ConfigError, DataDirBusy
 from payg.ports import DepositSource, Journal, Relay
 
 
@@ -114,5 +114,3 @@ def main(argv: list[str] | None, wiring: Wiring) -> int:
         if journal is not None:
             journal.close()
 
-
-__all__ = ["RelayError", "Wiring", "main"]

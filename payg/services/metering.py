@@ -20,7 +20,7 @@ from payg.domain.billing import BillStep, MeterReading, MeterState, bill, close_
 from payg.domain.money import Tariff
 from payg.domain.relay import EXHAUSTED, Credit, check_bypass, decide
 from payg.domain.socket import SocketState, balance_fields, projection
-from payg.errors import MeterUnavailable, RelayError, UnknownSocket
+from payg.errors import RelayError, UnknownSocket
 from payg.ports import Clock, Journal, JournalTx, Lock, MeterReader, Relay, StatePublisher
 
 log = logging.getLogger("payg.controller")
@@ -297,5 +297,3 @@ class Metering:
         self.socket(socket_id)
         return next(st for st in self.states() if st["id"] == socket_id)
 
-
-__all__ = ["Metering", "MeteringSettings", "MeterUnavailable"]
