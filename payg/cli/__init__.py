@@ -8,6 +8,8 @@ decide and print, they build nothing.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 from contextlib import AbstractContextManager
@@ -69,7 +71,26 @@ class Wiring(Protocol):
         """Reads one meter at an address (close it after use)."""
 
 
+# The shell's status for a process whose reader went away (128 + SIGPIPE), as `yes | head -1` gives.
+EXIT_PIPE_CLOSED = 128 + signal.SIGPIPE
+
+
 def main(argv: list[str] | None, wiring: Wiring) -> int:
+    """Run one command. When whoever reads its output stops early (`payg status | head -2`), the command
+    ends quietly with EXIT_PIPE_CLOSED: no traceback, and nothing left for the interpreter to flush at exit."""
+    try:
+        try:
+            return _run(argv, wiring)
+        finally:
+            sys.stdout.flush()  # what is still buffered fails here, not at the interpreter's exit
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_PIPE_CLOSED
+
+
+def _run(argv: list[str] | None, wiring: Wiring) -> int:
     args = parse_args(argv)
     if args.command == "password":
         return password.cmd_password(args)

@@ -6,7 +6,9 @@ import argparse
 import csv
 import sys
 from contextlib import AbstractContextManager
+from datetime import datetime, timezone, tzinfo
 from typing import Callable, TextIO
+from zoneinfo import ZoneInfo
 
 from payg.domain.settings import Config
 from payg.errors import ConfigError, InvalidAmount, UnknownSocket
@@ -106,6 +108,8 @@ def cmd_cursor(args: argparse.Namespace, config: Config, journal: Journal, out: 
 
 
 def cmd_journal(args: argparse.Namespace, config: Config, journal: Journal, out: TextIO = sys.stdout) -> int:
+    """The times are ISO 8601 with their offset: in UTC in the CSV (as the landlord's download has them),
+    in the controller's time zone in the table ([web] timezone, else the system's, as the pages count days)."""
     if config.socket(args.socket) is None and journal.balance(args.socket) == 0:
         print(f"payg: unknown socket {args.socket!r}", file=sys.stderr)
         return 1
@@ -114,13 +118,21 @@ def cmd_journal(args: argparse.Namespace, config: Config, journal: Journal, out:
         writer = csv.writer(out)
         writer.writerow(fields)
         for e in journal.all_entries(args.socket):
-            d = e.as_dict()
+            d = dict(e.as_dict(), at=iso_time(e.at, timezone.utc))
             writer.writerow([d[f] if d[f] is not None else "" for f in fields])
         return 0
+    zone = ZoneInfo(config.web.timezone) if config.web.timezone else None
     entries = journal.entries(args.socket, args.limit)
     print(f"{args.socket}: balance {journal.balance(args.socket)}", file=out)
-    _table(fields, [[_fmt(e.as_dict()[f]) for f in fields] for e in entries], out)
+    _table(fields, [[_fmt(d[f]) for f in fields] for d in (dict(e.as_dict(), at=iso_time(e.at, zone))
+                                                            for e in entries)], out)
     return 0
+
+
+def iso_time(at: float, zone: tzinfo | None) -> str:
+    """A Unix time as ISO 8601 to the second with its offset, in `zone` (None: the system's time zone)."""
+    moment = datetime.fromtimestamp(at, zone) if zone is not None else datetime.fromtimestamp(at).astimezone()
+    return moment.isoformat(timespec="seconds")
 
 
 def _fmt(value: object) -> str:

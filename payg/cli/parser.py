@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from payg.domain.money import MAX_TOKENS
+
 DEFAULT_CONFIG = "config/default.toml"
+# The largest amount (tokens or ledger units) a command takes: a deposit of MAX_TOKENS tokens or more
+# is never credited (payg/domain/money.py), and the journal and the mock ledger keep 64-bit integers.
+MAX_AMOUNT = MAX_TOKENS - 1
+MAX_INTEGER = 2**63 - 1  # any other count: SQLite's largest INTEGER
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,10 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     command("status", "show every socket: relay, meter, balance, power")
     p = command("deposit", "pay tokens into a socket's address on the mock ledger")
     p.add_argument("--socket", required=True, metavar="ID", help="socket id")
-    p.add_argument("--amount", required=True, type=_positive_int, metavar="N", help="tokens, a positive integer")
+    p.add_argument("--amount", required=True, type=_amount, metavar="N", help="tokens, a positive integer")
     p = command("address", "print a socket's top-up address and payment URI (what its QR code holds)")
     p.add_argument("--socket", required=True, metavar="ID", help="socket id")
-    p.add_argument("--amount", type=_positive_int, metavar="N", help="tokens to ask for in the URI")
+    p.add_argument("--amount", type=_amount, metavar="N", help="tokens to ask for in the URI")
     p = command("cursor", "show the ledger deposit cursor, or set it (with the controller stopped)")
     p.add_argument("--set", metavar="VALUE", dest="set_to",
                    help="the new cursor, in the backend's form (Ethereum '<block>:<hash>', IOTA a checkpoint)")
@@ -55,11 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     act("adverts", "open adverts with their price now")
     a = act("post", "post a sell advert", socket=True)
     a.add_argument("--energy-wh", required=True, type=_positive_int, metavar="WH")
-    a.add_argument("--min-price", required=True, type=_positive_int, metavar="UNITS", help="ledger units per Wh")
+    a.add_argument("--min-price", required=True, type=_amount, metavar="UNITS", help="ledger units per Wh")
     a = act("buy", "buy energy from an advert", socket=True)
     a.add_argument("advert", metavar="ADVERT")
     a.add_argument("--energy-wh", required=True, type=_positive_int, metavar="WH")
-    a.add_argument("--max-price", type=_positive_int, metavar="UNITS", help="refuse if it costs more per Wh now")
+    a.add_argument("--max-price", type=_amount, metavar="UNITS", help="refuse if it costs more per Wh now")
     a = act("grant", "give a party a role (owner: regulator; regulator: producer, consumer; none revokes)",
             socket=True)
     a.add_argument("--party", required=True, metavar="ADDRESS")
@@ -71,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     a = act("open", "open a payment channel (--supplier: to the socket's configured supplier)", socket=True)
     a.add_argument("--supplier", action="store_true", help="use the socket's [sockets.trade] buying settings")
     a.add_argument("--recipient", metavar="ADDRESS")
-    a.add_argument("--escrow", type=_positive_int, metavar="UNITS")
-    a.add_argument("--price", type=_positive_int, metavar="UNITS", help="ledger units per Wh streamed")
+    a.add_argument("--escrow", type=_amount, metavar="UNITS")
+    a.add_argument("--price", type=_amount, metavar="UNITS", help="ledger units per Wh streamed")
     a.add_argument("--hours", type=float, default=24.0)
     a.add_argument("--peer", metavar="URL", help="the recipient's controller, to stream vouchers to")
     for name, text in (("close", "close an incoming channel with its latest voucher"),
@@ -81,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("channel", metavar="ID")
     act("deploy", "deploy the market and channel contracts, owned by [trade] owner's trade party (ethereum only)")
     a = act("fund", "mint ledger units into a socket's trade party (mock ledger only)", socket=True)
-    a.add_argument("--amount", required=True, type=_positive_int, metavar="UNITS")
+    a.add_argument("--amount", required=True, type=_amount, metavar="UNITS")
 
     meters = sub.add_parser("meters", help="find and read Modbus meters (for installers; no config needed)")
     meter_actions = meters.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -124,14 +130,22 @@ def _address(text: str) -> int:
     return value
 
 
-def _positive_int(text: str) -> int:
+def _positive_int(text: str, maximum: int = MAX_INTEGER,
+                  why: str = "the largest integer the journal (SQLite) stores") -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if value > maximum:
+        raise argparse.ArgumentTypeError(f"{text} is too large: at most {maximum} ({why})")
     return value
+
+
+def _amount(text: str) -> int:
+    """Tokens or ledger units: what one journal entry and the mock ledger can hold."""
+    return _positive_int(text, MAX_AMOUNT, "2**62 - 1, the most one journal entry holds")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

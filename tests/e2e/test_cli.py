@@ -11,10 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -23,8 +26,9 @@ from pathlib import Path
 import pytest
 
 from ledgers.mock import mock_address
-from tests.support import free_port, wait_until
-from tests.support.cli import CSV_FIELDS, OFFICE_W, POLL_S, config_text, deposit, get_json, journal_rows, ledger_payments, payg, socket_state, table, tree, write_config
+from payg.adapters.journal import SqliteJournal
+from tests.support import ROOT, free_port, wait_until
+from tests.support.cli import APP, CSV_FIELDS, OFFICE_W, POLL_S, config_text, deposit, get_json, journal_rows, ledger_payments, payg, socket_state, table, tree, write_config
 
 
 def _bad_configs(data_dir: Path) -> dict[str, tuple[str | None, str]]:
@@ -336,3 +340,137 @@ def test_status_with_the_web_disabled_does_not_show_another_controllers_sockets(
     _, rows = table(result.stdout)
     assert set(rows) == {"kitchen", "office"}, result.stdout
     assert other.stop() == 0, other.output()
+
+
+# The newcomer's papercuts (issue 14): a closed pipe, amounts beyond what is stored, journal times, the install.
+
+def _run_with_stdout_closed(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """The command with its reader already gone (as `| head` is once it has its lines): every write fails."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run([sys.executable, str(APP), *args], cwd=str(cwd), stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize("command", [["status"], ["address", "--socket", "kitchen", "--amount", "5"]])
+def test_a_closed_output_pipe_ends_the_command_quietly(tmp_path: Path, command: list[str]):
+    config = write_config(tmp_path / "payg.toml", tmp_path / "state", web=False)
+
+    result = _run_with_stdout_closed([*command, "--config", str(config)], tmp_path)
+
+    assert result.stderr == "", result.stderr  # no BrokenPipeError traceback, no "Exception ignored" at exit
+    assert result.returncode == 128 + signal.SIGPIPE
+
+
+def test_payg_status_piped_into_head_prints_its_lines_and_no_traceback(tmp_path: Path):
+    config = write_config(tmp_path / "payg.toml", tmp_path / "state", web=False)
+    script = f'"{sys.executable}" "{APP}" status --config "{config}" | head -2'
+
+    result = subprocess.run(["bash", "-c", script], cwd=str(tmp_path), capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 0 and len(result.stdout.splitlines()) == 2, result
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["deposit", "--socket", "kitchen", "--amount", str(2**62)],
+    ["deposit", "--socket", "kitchen", "--amount", str(2**64)],
+    ["deposit", "--socket", "kitchen", "--amount", "9" * 40],
+    ["address", "--socket", "kitchen", "--amount", str(2**63)],
+    ["trade", "fund", "--socket", "kitchen", "--amount", str(2**62)],
+])
+def test_an_amount_beyond_what_the_journal_holds_exits_2_and_names_the_limit(tmp_path: Path, args: list[str]):
+    data_dir = tmp_path / "state"
+    config = write_config(tmp_path / "payg.toml", data_dir, web=False)
+
+    # `trade` takes --config before its action
+    argv = ["trade", "--config", str(config), *args[1:]] if args[0] == "trade" else [*args, "--config", str(config)]
+
+    result = payg(*argv, cwd=tmp_path)
+
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert f"at most {2**62 - 1}" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not data_dir.exists(), "nothing is paid, nothing is created"
+
+
+def test_the_largest_amount_is_paid_and_credited_in_full(tmp_path: Path, controllers):
+    data_dir = tmp_path / "state"
+    config = write_config(tmp_path / "payg.toml", data_dir, web=False)
+    deposit_id = deposit(config, "office", 2**62 - 1, tmp_path)
+    controller = controllers(config, tmp_path, None)
+    controller.wait_ready()
+    wait_until(lambda: journal_rows(data_dir, "SELECT amount FROM entries WHERE idem_key = ?", (f"mock:{deposit_id}",)),
+               10, "the deposit to be credited")
+    assert controller.stop() == 0, controller.output()
+    assert journal_rows(data_dir, "SELECT amount FROM entries WHERE idem_key = ?",
+                        (f"mock:{deposit_id}",)) == [(2**62 - 1,)]
+
+
+def test_a_count_beyond_sqlites_integers_exits_2_and_names_the_limit(tmp_path: Path):
+    config = write_config(tmp_path / "payg.toml", tmp_path / "state", web=False)
+
+    result = payg("journal", "--socket", "kitchen", "--limit", str(2**63), "--config", str(config), cwd=tmp_path)
+
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert f"at most {2**63 - 1}" in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def _journal_with_one_credit(data_dir: Path, at: float) -> None:
+    data_dir.mkdir(parents=True)
+    journal = SqliteJournal(data_dir / "journal.sqlite")
+    try:
+        with journal.transaction() as tx:
+            assert tx.credit("kitchen", 40, "credit", "manual:1", at, memo="welcome")
+    finally:
+        journal.close()
+
+
+@pytest.mark.parametrize("timezone_key, tz_env, shown", [
+    ('"Asia/Kolkata"', "America/New_York", "2027-01-15T13:30:00+05:30"),  # [web] timezone wins over the system's
+    (None, "Asia/Tokyo", "2027-01-15T17:00:00+09:00"),                     # else the system's zone
+])
+def test_journal_prints_iso_times_in_the_controllers_zone_and_the_csv_in_utc(tmp_path: Path, timezone_key, tz_env,
+                                                                           shown):
+    data_dir = tmp_path / "state"
+    text = config_text(data_dir, web=False)
+    if timezone_key is not None:
+        text = text.replace("[web]\n", f"[web]\ntimezone = {timezone_key}\n", 1)
+    config = tmp_path / "payg.toml"
+    config.write_text(text)
+    _journal_with_one_credit(data_dir, 1_800_000_000.0)  # 2027-01-15 08:00:00 UTC
+    env = dict(os.environ, TZ=tz_env)
+
+    def journal(*extra: str) -> str:
+        result = subprocess.run([sys.executable, str(APP), "journal", "--socket", "kitchen", *extra, "--config",
+                                 str(config)], cwd=str(tmp_path), capture_output=True, text=True, env=env, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    title, header, row = journal().splitlines()
+    assert title == "kitchen: balance 40" and header.split()[:3] == ["id", "at", "kind"], (title, header)
+    assert row.split()[:3] == ["1", shown, "credit"], row
+    records = list(csv.DictReader(io.StringIO(journal("--csv"))))
+    assert [r["at"] for r in records] == ["2027-01-15T08:00:00+00:00"]  # as the landlord's CSV download
+
+
+def test_an_editable_install_gives_no_setuptools_deprecation_warning(tmp_path: Path):
+    """What `make test` does on a fresh machine (pip install -e, the build backend in an isolated environment),
+    on a copy of the tracked files; --dry-run installs nothing."""
+    listed = subprocess.run(["git", "ls-files"], cwd=str(ROOT), capture_output=True, text=True, check=True)
+    for name in listed.stdout.splitlines():
+        if (ROOT / name).is_file():
+            (tmp_path / "src" / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, tmp_path / "src" / name)
+
+    result = subprocess.run([sys.executable, "-m", "pip", "install", "-v", "--no-deps", "--dry-run", "-e",
+                             str(tmp_path / "src")], capture_output=True, text=True, timeout=300)
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "Preparing editable metadata" in output, output[-3000:]  # the backend ran and was heard
+    assert "Would install payg-0.1.0" in output, output[-3000:]
+    assert not re.search(r"(?i)deprecat", output), re.findall(r"(?i).*deprecat.*", output)
