@@ -184,6 +184,9 @@ def build_trading(config: Config, journal: SqliteJournal, clock: Clock, trade: T
 
 def web_services(rt: Runtime, secrets: WebSecrets) -> WebServices:
     """What the web entry point is given of a runtime."""
+    from payg.adapters.secrets import LandlordPasswordHash
+    from payg.adapters.web_sessions import FILE as SESSIONS_FILE
+    from payg.adapters.web_sessions import SqliteSessionStore
     from payg.web import WebServices
     from payg.web.trade import TradeServices
 
@@ -192,8 +195,12 @@ def web_services(rt: Runtime, secrets: WebSecrets) -> WebServices:
         trade = TradeServices(rt.trade, rt.book, rt.supply, tuple(s.id for s in rt.config.sockets),
                               peer_messages=rt.trade if rt.config.ledger.backend == "iota" else None)
     payer = rt.ledger if rt.config.ledger.backend == "mock" else None  # only the mock ledger is paid from here
+    sessions = SqliteSessionStore(rt.config.controller.data_dir / SESSIONS_FILE)
+    rt.closers.append(("web sessions", sessions.close))
     return WebServices(rt.metering, rt.landlord, rt.journal, rt.ledger, secrets, payer=payer, health=rt.site.health,
-                       trade=trade, settings=rt.config.web)
+                       trade=trade, settings=rt.config.web, sessions=sessions,
+                       password_hash=LandlordPasswordHash(rt.config.web.landlord_password, rt.config.path,
+                                                          secrets.password_hash))
 
 
 def serve(config: Config) -> int:
@@ -257,11 +264,10 @@ class _Exit(Exception):
 
 def serve_web(rt: Runtime):
     """The web entry point on the configured address, its live pushes subscribed to the metering states."""
-    from werkzeug.serving import make_server
-
     from payg.adapters.secrets import web_secrets
     from payg.web import create_web
     from payg.web.security import WebSecrets
+    from payg.web.server import HttpServer, ServerLimits
 
     config = rt.config
     try:
@@ -273,11 +279,14 @@ def serve_web(rt: Runtime):
     rt.publishers.subscribe(web.hub)
     web.hub.start()
     rt.closers.append(("live pushes", web.hub.stop))
+    limits = config.web.server
     try:
-        server = make_server(config.web.host, config.web.port, web.app, threaded=True)
-    except (OSError, SystemExit) as exc:  # werkzeug exits (SystemExit 1) when the port is taken
-        log.error("cannot serve on %s:%s: %s", config.web.host, config.web.port,
-                  exc if isinstance(exc, OSError) else "address unavailable (in use?)")
+        server = HttpServer(web.app, config.web.host, config.web.port, ServerLimits(
+            max_connections=limits.max_connections, workers=limits.workers, max_websockets=limits.max_websockets,
+            header_timeout_s=limits.header_timeout_s, body_timeout_s=limits.body_timeout_s,
+            idle_timeout_s=limits.idle_timeout_s, max_body_bytes=limits.max_body_kib * 1024))
+    except OSError as exc:
+        log.error("cannot serve on %s:%s: %s", config.web.host, config.web.port, exc)
         raise _Exit(1) from None
     rt.closers.append(("web server", server.server_close))
     return server

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Protocol
 
@@ -271,3 +272,31 @@ class PeerLink(Protocol):
     A refusal comes back as the same payg error the peer raised; an unreachable peer is LedgerUnavailable."""
 
     def post(self, base_url: str, kind: str, payload: dict) -> dict: ...
+
+
+@dataclass(frozen=True)
+class LandlordSession:
+    """A landlord's login as the controller keeps it. The cookie holds a random token; this holds only the
+    token's SHA-256 (`key`), so a copy of the store logs nobody in."""
+
+    key: str
+    created_at: float
+    seen_at: float
+    password: str  # fingerprint of the password hash it was made with: a new password ends it
+    csrf: str      # the raw CSRF token of this session (Flask-WTF signs it for the forms)
+
+
+class SessionStore(Protocol):
+    """Where landlord sessions live between requests (and restarts)."""
+
+    def add(self, session: LandlordSession) -> None: ...
+
+    def get(self, key: str) -> LandlordSession | None: ...
+
+    def seen(self, key: str, at: float) -> None: ...
+
+    def remove(self, key: str) -> bool: ...
+
+    def remove_all(self) -> int: ...
+
+    def remove_stale(self, seen_before: float, created_before: float) -> int: ...

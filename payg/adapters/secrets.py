@@ -95,3 +95,40 @@ def web_secrets(data_dir: Path, password: SecretRef | None, config_file: str | P
     """(session key, API token, the landlord's password hash or None) of a controller's web side."""
     return (owner_only_secret(data_dir / SESSION_SECRET_FILE), owner_only_secret(data_dir / API_TOKEN_FILE),
             landlord_password_hash(password, config_file))
+
+
+class LandlordPasswordHash:
+    """The landlord's password hash as of now, for the web side to ask on every check.
+
+    A hash file is read again whenever it changes, so `payg password` on the device ends every
+    landlord session at once, without a restart. An unreadable or invalid new file turns the
+    landlord view off (logged) rather than keep an old password working. A hash from an
+    environment variable cannot change while the process runs."""
+
+    def __init__(self, ref: SecretRef | None, config_file: str | Path, initial: str | None):
+        self.ref, self.config_file = ref, config_file
+        self._value = initial
+        self._stamp = self._stat()
+
+    def _stat(self) -> tuple | None:
+        if self.ref is None or self.ref.file is None:
+            return None
+        try:
+            st = os.stat(self.ref.file)
+        except OSError:
+            return ()
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def __call__(self) -> str | None:
+        if self.ref is None or self.ref.file is None:
+            return self._value
+        stamp = self._stat()
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                self._value = landlord_password_hash(self.ref, self.config_file)
+                log.warning("the landlord's password hash changed (%s): every landlord session ends", self.ref.file)
+            except ConfigError as exc:
+                log.error("landlord view off: %s", exc)
+                self._value = None
+        return self._value

@@ -37,8 +37,30 @@ class WebConfig:
     low_credit_tokens: int = 100                # the tenant page warns at or below this balance
     topup_presets: tuple[int, ...] = (50, 100, 200, 500)  # amounts (tokens) offered under the QR code
     session_hours: float = 12.0                 # a landlord login lasts this long
+    session_idle_minutes: float = 60.0          # and ends sooner after this long without a request
     secure_cookies: bool = False                # true behind an HTTPS proxy: cookies are sent over HTTPS only
+    public_url: str | None = None               # how tenants reach the pages; https here makes cookies Secure
     timezone: str | None = None                 # IANA zone for "today" and "this month"; None: the system's
+    trusted_proxies: tuple[str, ...] = ()       # reverse proxies whose X-Forwarded-For names the client
+    server: ServerConfig = field(default_factory=lambda: ServerConfig())
+
+    @property
+    def https(self) -> bool:
+        """Cookies go over HTTPS only."""
+        return self.secure_cookies or (self.public_url or "").lower().startswith("https://")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The web server's limits ([web.server]); see payg/web/server.py for what each one bounds."""
+
+    max_connections: int = 512
+    workers: int = 16
+    max_websockets: int = 64
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    idle_timeout_s: float = 30.0
+    max_body_kib: int = 256
 
 
 @dataclass(frozen=True)

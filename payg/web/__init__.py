@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Callable
 from zoneinfo import ZoneInfo
@@ -22,17 +21,20 @@ from werkzeug.exceptions import HTTPException
 
 from payg.domain.settings import WebConfig
 from payg.errors import InvalidAmount, LedgerUnavailable, UnknownSocket
-from payg.ports import DepositPayer, DepositSource, Journal
+from payg.ports import DepositPayer, DepositSource, Journal, SessionStore
 from payg.services.dashboard import Dashboard, ViewSettings
 from payg.services.landlord import LandlordDesk
 from payg.services.metering import Metering
 from payg.web import api, landlord, tenant
 from payg.web import trade as trade_routes
 from payg.web.live import LANDLORD_NS, LiveHub
-from payg.web.security import Guard, LoginThrottle, WebSecrets
+from payg.web.proxies import TrustedProxies, networks
+from payg.web.security import Guard, Limiter, WebSecrets
+from payg.web.sessions import CookieSessions, Sessions
 from payg.web.trade import TradeServices
 
 ROOT = Path(__file__).resolve().parent.parent.parent
+SESSION_COOKIE = "payg_session"
 STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
 PUBLIC_API = re.compile(r"^/api/sockets/[^/]+$")  # one socket's state, which its tenant page shows anyway
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -51,6 +53,8 @@ class WebServices:
     trade: TradeServices | None = None
     settings: WebConfig = field(default_factory=WebConfig)
     dashboard: Dashboard | None = None  # None: one is made from the journal and the metering clock
+    sessions: SessionStore | None = None  # where landlord sessions are kept (required)
+    password_hash: Callable[[], str | None] | None = None  # the hash as of now (None: secrets.password_hash)
 
 
 @dataclass
@@ -59,7 +63,8 @@ class Web:
     socketio: SocketIO
     hub: LiveHub
     guard: Guard
-    throttle: LoginThrottle
+    throttle: Limiter
+    sessions: Sessions
 
 
 def json_body() -> dict:
@@ -80,28 +85,31 @@ def create_web(services: WebServices, *, templates: Path = ROOT / "templates", s
     clock = ctl.clock
     app = Flask(__name__, template_folder=str(templates), static_folder=str(static), static_url_path="/static")
     app.config.update(
-        SECRET_KEY=services.secrets.session_key,
-        SESSION_COOKIE_NAME="payg_session",
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=settings.secure_cookies,
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.session_hours),
+        SECRET_KEY=services.secrets.session_key,  # signs the CSRF tokens; the session itself is server-side
         WTF_CSRF_CHECK_DEFAULT=False,  # checked in _guard, which knows the requests that need no CSRF token
         WTF_CSRF_TIME_LIMIT=None,      # a token lives as long as its session
         JSON_SORT_KEYS=False,
-        MAX_CONTENT_LENGTH=256 * 1024,
+        MAX_CONTENT_LENGTH=settings.server.max_body_kib * 1024,
     )
+    password_hash = services.password_hash or (lambda: services.secrets.password_hash)
+    if services.sessions is None:
+        raise ValueError("WebServices.sessions: the web side needs a session store")
+    sessions = Sessions(services.sessions, clock, password_hash, settings.session_hours * 3600,
+                        settings.session_idle_minutes * 60)
+    app.session_interface = CookieSessions(sessions, cookie=SESSION_COOKIE, secure=settings.https)
+    app.wsgi_app = TrustedProxies(app.wsgi_app, networks(settings.trusted_proxies))
     csrf = CSRFProtect(app)
     socketio = SocketIO(app, async_mode="threading", cors_allowed_origins=None, logger=False, engineio_logger=False)
-    guard = Guard(services.secrets, clock, settings.session_hours * 3600)
-    throttle = LoginThrottle(clock)
+    guard = Guard(services.secrets, sessions, password_hash)
+    throttle = Limiter(clock)
     dashboard = services.dashboard or Dashboard(services.journal, clock,
                                                 ZoneInfo(settings.timezone) if settings.timezone else None,
                                                 lock=threading.Lock())
     addresses = {sid: services.deposits.address_for(sid) for sid in ctl.sockets}
     hub = LiveHub(socketio, ctl, dashboard, ViewSettings(ctl.tariff, settings.low_credit_tokens),
-                  guard.landlord_until, addresses)
-    web = Web(app, socketio, hub, guard, throttle)
+                  guard.landlord_key, sessions, addresses)
+    sessions.on_end(hub.end_session)
+    web = Web(app, socketio, hub, guard, throttle, sessions)
 
     def wants_json() -> bool:
         return request.path.startswith("/api/") or request.path == "/healthz"

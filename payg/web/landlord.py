@@ -95,9 +95,7 @@ def blueprint(web, services, json_body: Callable[[], dict]) -> Blueprint:
 
     @bp.post("/landlord/logout")
     def logout():
-        from flask import session
-
-        session.clear()
+        guard.log_out()
         return redirect("/landlord/login")
 
     @bp.get("/landlord/journal.csv")

@@ -84,7 +84,7 @@ class LiveHub:
     """The StatePublisher for browsers (see the module's docstring)."""
 
     def __init__(self, socketio: SocketIO, metering: Metering, dashboard: Dashboard,
-                 settings: ViewSettings, landlord_until: Callable[[], float | None],
+                 settings: ViewSettings, landlord_key: Callable[[], str | None], sessions,
                  addresses: dict[str, str] | None = None):
         self.socketio = socketio
         self.metering = metering
@@ -93,14 +93,15 @@ class LiveHub:
         self.addresses = addresses or {}  # top-up address per socket, shown with the QR code
         self.history = History()
         self.pushes = 0
-        self._landlord_until = landlord_until
+        self._landlord_key = landlord_key  # the request's landlord session key, or None
+        self._sessions = sessions          # payg.web.sessions.Sessions: is a session still current
         self._pending: list[dict] | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._task = None
         self._watched: dict[str, int] = {}   # socket id -> tenant connections watching it
         self._watching: dict[str, str] = {}  # connection id -> the socket it watches
-        self._landlords: dict[str, float] = {}  # landlord connection id -> when its session ends
+        self._landlords: dict[str, str] = {}    # landlord connection id -> its session's key
         self._sent: dict[str, dict] = {}        # the views the landlord pages have, by socket id
         self._lock = threading.Lock()
         self._push_lock = threading.Lock()      # a connect's full table and a push's changes never cross
@@ -137,12 +138,12 @@ class LiveHub:
         now = self.metering.clock.now()
         with self._lock:
             watched = set(self._watched)
-            expired = [sid for sid, until in self._landlords.items() if until < now]
-            landlords = len(self._landlords) - len(expired)
-        for sid in expired:  # a session that lapsed while connected gets no more of the landlord's data
-            self.socketio.server.disconnect(sid, namespace=LANDLORD_NS)
-            with self._lock:
-                self._landlords.pop(sid, None)
+            keys = set(self._landlords.values())
+        for key in keys:  # a session that lapsed (idle, too old, a new password) gets no more of the landlord's data
+            if not self._sessions.alive(key):
+                self.end_session(key)
+        with self._lock:
+            landlords = len(self._landlords)
         at = views[0]["updated_at"] if views else now
         with self._push_lock:
             changed = [v for v in views if not _same(self._sent.get(v["id"]), v)]
@@ -198,11 +199,11 @@ class LiveHub:
 
         @sio.on("connect", namespace=LANDLORD_NS)
         def landlord_connect(*_):
-            until = self._landlord_until()
-            if until is None:
+            key = self._landlord_key()
+            if key is None or not self._sessions.alive(key):
                 raise Refused("login required")
             with self._lock:
-                self._landlords[request.sid] = until
+                self._landlords[request.sid] = key
             with self._push_lock:
                 if len(self._sent) == len(self.metering.sockets):
                     views = list(self._sent.values())   # what the next push's changes are relative to
@@ -216,6 +217,18 @@ class LiveHub:
         def landlord_gone(*_):
             with self._lock:
                 self._landlords.pop(request.sid, None)
+
+    def end_session(self, key: str | None) -> None:
+        """Close the landlord connections of the session `key` (None: of every session), at once."""
+        with self._lock:
+            ended = [sid for sid, k in self._landlords.items() if key is None or k == key]
+            for sid in ended:
+                self._landlords.pop(sid, None)
+        for sid in ended:
+            try:
+                self.socketio.server.disconnect(sid, namespace=LANDLORD_NS)
+            except Exception:  # already gone
+                log.debug("closing landlord connection %s", sid, exc_info=True)
 
     def _unwatch(self, sid: str) -> None:
         with self._lock:

@@ -12,7 +12,6 @@ from datetime import datetime, timezone
 
 import pytest
 
-from payg.web.security import WebSecrets
 from payg.web.tenant import qr_svg
 from tests.support import wait_until
 from tests.support.web_beds import PASSWORD, PASSWORD_HASH, TOKEN, csrf_of, make_web_bed
@@ -193,32 +192,41 @@ def test_a_login_without_its_csrf_token_is_refused(bed):
     assert client.get("/landlord").status_code == 302
 
 
-def test_logins_are_rate_limited_per_address_and_the_limit_lapses(bed):
+def test_logins_slow_down_per_address_and_the_limit_lapses(bed):
     client = bed.client()
     token = csrf_of(client)
-    for _ in range(5):
-        assert "Wrong password" in client.post("/landlord/login", data={"password": "nope", "csrf_token": token}
-                                               ).get_data(as_text=True)
-    blocked = client.post("/landlord/login", data={"password": PASSWORD, "csrf_token": token})
-    assert blocked.status_code == 429 and 0 < int(blocked.headers["Retry-After"]) <= 900
+
+    def attempt(password: str):
+        return client.post("/landlord/login", data={"password": password, "csrf_token": token})
+
+    for _ in range(5):  # the first five cost nothing
+        assert "Wrong password" in attempt("nope").get_data(as_text=True)
+    waits = []
+    for _ in range(4):  # each failure after those makes the next wait twice as long
+        blocked = attempt(PASSWORD)
+        assert blocked.status_code == 429
+        waits.append(int(blocked.headers["Retry-After"]))
+        bed.clock.advance(waits[-1])
+        assert "Wrong password" in attempt("nope").get_data(as_text=True)
+    assert waits == [1, 2, 4, 8]
     assert client.get("/landlord").status_code == 302
     other = bed.client()
     other.environ_base["REMOTE_ADDR"] = "10.0.0.7"
     assert bed.landlord(other).get("/landlord").status_code == 200  # another address is not held up
     bed.clock.advance(901)
-    ok = client.post("/landlord/login", data={"password": PASSWORD, "csrf_token": token})
+    ok = attempt(PASSWORD)
     assert ok.status_code == 302 and client.get("/landlord").status_code == 200
 
 
-def test_many_addresses_together_are_limited_too(bed):
-    for i in range(30):
+def test_failures_from_many_addresses_do_not_lock_the_landlord_out(bed):
+    for i in range(60):
         c = bed.client()
         c.environ_base["REMOTE_ADDR"] = f"10.1.0.{i}"
         assert c.post("/landlord/login", data={"password": "x", "csrf_token": csrf_of(c)}).status_code == 200
     fresh = bed.client()
     fresh.environ_base["REMOTE_ADDR"] = "10.2.0.1"
     resp = fresh.post("/landlord/login", data={"password": PASSWORD, "csrf_token": csrf_of(fresh)})
-    assert resp.status_code == 429
+    assert resp.status_code == 302 and fresh.get("/landlord").status_code == 200
 
 
 def test_the_next_page_after_login_stays_on_this_site(bed):
@@ -230,15 +238,13 @@ def test_the_next_page_after_login_stays_on_this_site(bed):
         assert resp.status_code == 302 and resp.headers["Location"] == expected, target
 
 
-def test_a_session_ends_after_its_hours_and_with_a_new_password(bed):
+def test_a_session_ends_after_its_hours_even_in_use(bed):
     client = bed.landlord()
-    bed.clock.advance(11 * 3600)
-    assert client.get("/landlord").status_code == 200
+    for _ in range(22):  # 11 h, a request every half hour
+        bed.clock.advance(1800)
+        assert client.get("/landlord").status_code == 200
     bed.clock.advance(2 * 3600)   # 13 h: past the 12 h default
     assert client.get("/landlord").status_code == 302
-    bed.landlord(client)
-    bed.web.guard.secrets = WebSecrets("s" * 43, TOKEN, PASSWORD_HASH.replace("$", "$x", 1))
-    assert client.get("/landlord").status_code == 302  # the password changed: every session is out
 
 
 def test_logout_ends_the_session_and_needs_the_csrf_token(bed):
