@@ -159,3 +159,62 @@ def test_bad_web_settings_name_the_key(tmp_path, web, key):
     with pytest.raises(ConfigError) as err:
         load_text(tmp_path, MINIMAL + "[web]\n" + web + "\n")
     assert err.value.key == key, str(err.value)
+
+
+ETHEREUM_LEDGER = '[ledger]\nbackend = "ethereum"\nrpc_url = "http://127.0.0.1:8545"\nchain_id = 1\nmnemonic_env = "M"\n'
+
+
+@pytest.mark.parametrize("text, key, hint", [
+    # a key that is not one: the closest known one of the same table
+    (MINIMAL.replace('data_dir = "var"', 'data_dir = "var"\npoll_intervall_s = 1'), "controller.poll_intervall_s",
+     "did you mean 'poll_interval_s'?"),
+    (MINIMAL + '\n[web]\ntimzone = "UTC"\n', "web.timzone", "did you mean 'timezone'?"),  # optional, not given
+    (MINIMAL + "\n[wbe]\nport = 5001\n", "wbe", "did you mean 'web'?"),
+    (MINIMAL + "\n[tariff]\ntoken_per_wh = 2\n", "tariff.token_per_wh", "did you mean 'tokens_per_wh'?"),
+    (MINIMAL + '\n[trade]\nownr = "kitchen"\n', "trade.ownr", "did you mean 'owner'?"),
+    (MINIMAL.replace('backend = "mock"', 'backend = "mock"\nfinality = 2'), "ledger.finality",
+     "did you mean 'finality_s'?"),
+    (MINIMAL.replace('id = "kitchen"', 'id = "kitchen"\nnmae = "Kitchen"'), "sockets[0].nmae",
+     "did you mean 'name'?"),
+    (MINIMAL.replace("load_w = 800 }", "load_w = 800, voltage = 120 }"), "sockets[0].meter.voltage",
+     "did you mean 'voltage_v'?"),
+    (MINIMAL.replace('relay = { kind = "simulated" }', 'relay = { kind = "gpio", pin = 4, active_lo = true }'),
+     "sockets[0].relay.active_lo", "did you mean 'active_low'?"),
+    (MINIMAL + '[sockets.trade]\nsell_price_per_wh = 2\npear = "http://x"\n', "sockets[0].trade.pear",
+     "did you mean 'peer'?"),
+    # a required key written wrong: the missing key's error names the typo
+    (MINIMAL.replace('data_dir = "var"', 'data_dr = "var"'), "controller.data_dir", "'data_dr' is set: a typo for "
+     "'data_dir'?"),
+    (MINIMAL.replace("load_w = 800", "lod_w = 800"), "sockets[0].meter.load_w", "'lod_w' is set: a typo for 'load_w'?"),
+    (MINIMAL.replace("load_w = 800", "schedul = []"), "sockets[0].meter.load_w",
+     "'schedul' is set: a typo for 'schedule'?"),
+    (MINIMAL.replace('relay = { kind = "simulated" }', 'relay = { kind = "gpio", pni = 4 }'), "sockets[0].relay.pin",
+     "'pni' is set: a typo for 'pin'?"),
+    (MINIMAL.replace('[ledger]\nbackend = "mock"\n', ETHEREUM_LEDGER.replace("mnemonic_env", "mnemonic_evn")),
+     "ledger.mnemonic_env", "'mnemonic_evn' is set: a typo for 'mnemonic_env'?"),
+])
+def test_a_key_typo_gets_did_you_mean(tmp_path, text, key, hint):
+    with pytest.raises(ConfigError) as err:
+        load_text(tmp_path, text)
+    assert err.value.key == key, str(err.value)
+    assert hint in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("text, refused", [
+    (MINIMAL.replace('[ledger]\nbackend = "mock"\n', ETHEREUM_LEDGER + 'mnemonik = "x"\n'), "mnemonic"),
+    (MINIMAL + '\n[web]\nlandlord_pasword = "x"\n', "landlord_password"),
+])
+def test_a_key_that_is_refused_is_never_offered_as_a_known_key(tmp_path, text, refused):
+    """The mnemonic and the password are looked for only to be refused: they never go in the file."""
+    with pytest.raises(ConfigError) as err:
+        load_text(tmp_path, text)
+    message = str(err.value)
+    known = message.split("known keys: ")[1].rstrip(")").split(", ")
+    assert refused not in known and f"did you mean {refused!r}" not in message, message
+
+
+def test_an_unknown_key_like_no_known_one_gets_no_guess(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_text(tmp_path, MINIMAL.replace('data_dir = "var"', 'data_dir = "var"\ncolour = "blue"'))
+    assert err.value.key == "controller.colour"
+    assert "did you mean" not in str(err.value) and "known keys: " in str(err.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from decimal import Decimal, InvalidOperation
@@ -15,10 +16,13 @@ from payg.errors import ConfigError
 URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
 EVM_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Keys looked for only to be refused (a secret never goes in the file): never offered as a known key.
+REFUSED_KEYS = frozenset({"mnemonic", "landlord_password", "landlord_password_hash"})
 
 
 class Table:
-    """Reads keys out of one TOML table and remembers which ones were used."""
+    """Reads keys out of one TOML table and remembers which ones were used, and which were looked for:
+    those are the table's known keys, offered when a key in the file is not one of them ("did you mean")."""
 
     def __init__(self, file: str, prefix: str, data: Any):
         self.file = file
@@ -27,15 +31,40 @@ class Table:
             raise ConfigError(file, prefix, "a table", data, has_got=True)
         self.data = data
         self.used: set[str] = set()
+        self.asked: set[str] = set()  # optional keys looked for with has(), there or not
 
     def key(self, name: str) -> str:
         return f"{self.prefix}.{name}" if self.prefix else name
 
     def error(self, name: str, expected: str, got: Any = None, has_got: bool = True) -> ConfigError:
+        """A missing key (has_got False) also names a key of the file that looks like a typo for it."""
+        if not has_got:
+            typos = self.typos()
+            typo = next((k for k, known in typos if known == name), None)
+            if typo is not None:
+                expected += f" ({typo!r} is set: a typo for {name!r}?)"
+            elif typos:
+                expected += f" ({typos[0][0]!r} is set: a typo for {typos[0][1]!r}?)"
         return ConfigError(self.file, self.key(name), expected, got, has_got=has_got)
 
     def has(self, name: str) -> bool:
+        if name not in REFUSED_KEYS:
+            self.asked.add(name)
         return name in self.data
+
+    def known(self) -> set[str]:
+        return self.used | self.asked
+
+    def typos(self) -> list[tuple[str, str]]:
+        """(a key of the file that is not known, the known key not in the file closest to it), for each close one."""
+        known = self.known()
+        absent = sorted(known - set(self.data))
+        found = []
+        for key in sorted(set(self.data) - known):
+            match = difflib.get_close_matches(str(key), absent, n=1, cutoff=0.6)
+            if match:
+                found.append((key, match[0]))
+        return found
 
     def raw(self, name: str, default: Any = ..., expected: str = "a value") -> Any:
         self.used.add(name)
@@ -83,8 +112,12 @@ class Table:
     def finish(self) -> None:
         unknown = sorted(set(self.data) - self.used)
         if unknown:
-            raise ConfigError(self.file, self.key(unknown[0]), f"no such key here (known keys: "
-                              f"{', '.join(sorted(self.used)) or 'none'})")
+            key = unknown[0]
+            known = sorted(self.known())
+            match = difflib.get_close_matches(str(key), [k for k in known if k != key], n=1, cutoff=0.6)
+            hint = f"did you mean {match[0]!r}? " if match else ""
+            raise ConfigError(self.file, self.key(key), f"no such key here ({hint}known keys: "
+                              f"{', '.join(known) or 'none'})")
 
 
 def range_text(kind: str, minimum: float | None, maximum: float | None) -> str:
