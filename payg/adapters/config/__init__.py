@@ -6,6 +6,7 @@ no state: nothing is created or opened until the whole file is valid.
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 import zoneinfo
 from fractions import Fraction
@@ -14,8 +15,8 @@ from pathlib import Path
 from payg.adapters.config import sockets as socket_tables
 from payg.adapters.config.tables import ENV_NAME, EVM_ADDRESS, Table, exact, secret, units, url
 from payg.domain.settings import (Config, ControllerConfig, EthereumLedgerConfig, GpioRelayConfig, IotaLedgerConfig,
-                                  LedgerConfig, MockLedgerConfig, ModbusMeterConfig, SecretRef, TariffConfig,
-                                  TradeConfig, WebConfig)
+                                  LedgerConfig, MockLedgerConfig, ModbusMeterConfig, SecretRef, ServerConfig,
+                                  TariffConfig, TradeConfig, WebConfig)
 from payg.errors import ConfigError
 
 BACKENDS = ("mock", "iota", "ethereum")
@@ -82,9 +83,44 @@ def _web(w: Table, base_dir: Path | None) -> WebConfig:
         low_credit_tokens=w.integer("low_credit_tokens", WebConfig.low_credit_tokens, minimum=0),
         topup_presets=tuple(presets),
         session_hours=session_hours,
+        session_idle_minutes=w.number("session_idle_minutes", WebConfig.session_idle_minutes, minimum=1),
         secure_cookies=w.boolean("secure_cookies", False),
+        public_url=url(w, "public_url", "https://payg.example.org") if w.has("public_url") else None,
         timezone=zone,
+        trusted_proxies=_proxies(w),
+        server=_server(w.table("server", {})),
     )
+
+
+def _proxies(w: Table) -> tuple[str, ...]:
+    expected = 'a list of proxy addresses or CIDR blocks, such as ["127.0.0.1", "::1"]'
+    value = w.raw("trusted_proxies", [], expected)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise w.error("trusted_proxies", expected, value)
+    for entry in value:
+        try:
+            ipaddress.ip_network(entry.strip(), strict=False)
+        except ValueError:
+            raise w.error("trusted_proxies", expected, entry) from None
+    return tuple(v.strip() for v in value)
+
+
+def _server(t: Table) -> ServerConfig:
+    d = ServerConfig()
+    server = ServerConfig(
+        max_connections=t.integer("max_connections", d.max_connections, minimum=8, maximum=60_000),
+        workers=t.integer("workers", d.workers, minimum=1, maximum=256),
+        max_websockets=t.integer("max_websockets", d.max_websockets, minimum=0, maximum=10_000),
+        header_timeout_s=t.number("header_timeout_s", d.header_timeout_s, positive=True),
+        body_timeout_s=t.number("body_timeout_s", d.body_timeout_s, positive=True),
+        idle_timeout_s=t.number("idle_timeout_s", d.idle_timeout_s, positive=True),
+        max_body_kib=t.integer("max_body_kib", d.max_body_kib, minimum=16, maximum=64 * 1024),
+    )
+    if server.max_websockets + server.workers >= server.max_connections:
+        raise t.error("max_connections", f"more than workers + max_websockets "
+                      f"({server.workers + server.max_websockets})", server.max_connections)
+    t.finish()
+    return server
 
 
 def _ledger(t: Table, base_dir: Path | None) -> LedgerConfig:
