@@ -645,6 +645,250 @@ def part_in_process(tmp: Path, n: int, reps: int, tenants: int, failures: list[s
         rt.close()
 
 
+SERVERS = {"werkzeug": "before: Werkzeug's development server (make_server, threaded)",
+           "payg": "after: payg's HttpServer (payg/web/server.py)"}
+LOAD_PATHS = ("/s/kitchen", "/api/sockets/kitchen")
+MAX_TICK_GAP_S = 2.5  # two tick starts further apart than this (with payg's server under load): a goal missed
+
+
+def make_web_server(kind: str, wsgi_app, host: str, port: int, web_config):
+    """The web server the bench puts in front of the app: "werkzeug" (what app.py served with before) or "payg"
+    (payg.web.server.HttpServer with the limits of the configuration, built as app.py's serve_web builds them).
+    Either is bound when returned and has .port, serve_forever(), shutdown() and server_close(). An ImportError
+    means payg's server is not there."""
+    if kind == "werkzeug":
+        from werkzeug.serving import make_server
+
+        return make_server(host, port, wsgi_app, threaded=True)
+    if kind == "payg":
+        from payg.web.server import HttpServer, ServerLimits
+
+        c = web_config.server
+        return HttpServer(wsgi_app, host, port, ServerLimits(
+            max_connections=c.max_connections, workers=c.workers, max_websockets=c.max_websockets,
+            header_timeout_s=c.header_timeout_s, body_timeout_s=c.body_timeout_s, idle_timeout_s=c.idle_timeout_s,
+            max_body_bytes=c.max_body_kib * 1024))
+    raise ValueError(f"unknown server {kind!r} (one of {', '.join(SERVERS)})")
+
+
+def load_clients(port: int, path: str, clients: int, seconds: float, out) -> None:
+    """The load process: `clients` threads, each with its own keep-alive http.client.HTTPConnection, GET `path`
+    in a loop for `seconds`. Puts (window start, window end, latencies of the 200s in ms, errors by kind,
+    connections opened) on `out`; times are time.time() so the server's process can line its ticks up."""
+    import http.client
+    from collections import Counter
+
+    barrier = threading.Barrier(clients + 1)
+    lock = threading.Lock()
+    latencies: list[float] = []
+    errors: Counter = Counter()
+    opened = [0]
+    window = {}
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        mine, bad = [], Counter()
+        connects = 0
+        try:
+            conn.connect()
+            connects += 1
+        except OSError as exc:
+            bad[f"connect: {type(exc).__name__}"] += 1
+        barrier.wait()
+        end = window["end"]
+        while time.time() < end:
+            if conn.sock is None:
+                connects += 1  # http.client connects again on the next request
+            t0 = time.perf_counter()
+            try:
+                conn.request("GET", path)
+                resp = conn.getresponse()
+                resp.read()
+            except (OSError, http.client.HTTPException) as exc:
+                bad[type(exc).__name__] += 1
+                conn.close()
+                continue
+            ms = (time.perf_counter() - t0) * 1e3
+            if resp.status == 200:
+                mine.append(ms)
+            else:
+                bad[f"HTTP {resp.status}"] += 1
+            if resp.will_close:
+                conn.close()
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+            errors.update(bad)
+            opened[0] += connects
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    window["start"] = time.time()
+    window["end"] = window["start"] + seconds
+    barrier.wait()
+    for t in threads:
+        t.join(seconds + 30)
+    out.put((window["start"], time.time(), latencies, dict(errors), opened[0]))
+
+
+def tick_lateness(ticks: list[tuple[float, float]], anchor: float, interval: float, t0: float, t1: float) -> dict:
+    """The ticks of the grid points (anchor + k * interval) in [t0, t1]: the worst start and finish after the grid
+    point each belongs to (the last one at or before its start), the longest gap between two starts, and grid
+    points with no tick (APScheduler skips a run that comes while the previous one still runs, and coalesces late
+    ones: a tick more than one interval late counts for the later point)."""
+    first, last = math.ceil((t0 - anchor) / interval), math.floor((t1 - anchor) / interval)
+    runs = []
+    for s, e in ticks:
+        k = math.floor((s - anchor) / interval)
+        if first <= k <= last:
+            runs.append((k, s - (anchor + k * interval), e - (anchor + k * interval), s))
+    if not runs:
+        return {"n": 0, "start": math.inf, "end": math.inf, "gap": math.inf, "missed": last - first + 1}
+    gaps = [b[3] - a[3] for a, b in itertools.pairwise(runs)]
+    return {"n": len(runs), "start": max(r[1] for r in runs), "end": max(r[2] for r in runs),
+            "gap": max(gaps, default=0.0), "missed": (last - first + 1) - len({r[0] for r in runs})}
+
+
+def part_server(tmp: Path, kinds: list[str], clients: int, seconds: float, failures: list[str]) -> list[str]:
+    """Prints the table; returns the servers measured (payg's is skipped while payg/web/server.py is missing)."""
+    import logging
+    import multiprocessing
+    import urllib.request
+
+    import app as composition
+    from payg.adapters.clocks import SystemClock
+    from payg.adapters.scheduler import SchedulerDriver
+    from payg.web import create_web
+    from payg.web.security import WebSecrets
+    from tests.support.web_beds import PASSWORD_HASH, TOKEN
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # as app.serve does: no line per request
+    print(f"\n4. The web server under load: {clients} concurrent clients for {seconds:.0f} s per row, each with one "
+          f"keep-alive\n   connection (http.client.HTTPConnection, reused), all in one separate process (spawned, "
+          f"its own GIL);\n   the server, the app and the real loop (app.build on the system clock, SchedulerDriver, "
+          f"1 s ticks) in this one.\n   Latency is per request as the client sees it (200s only); errors: any "
+          f"other status, or a failed request.\n   Tick late: how long after its 1 s grid point a tick started / "
+          f"finished, worst in the window; gap: the\n   longest time between two tick starts; missed: grid points "
+          f"with no tick. {os.cpu_count()} CPUs, shared with the load.")
+    data_dir = tmp / "server-bench" / "var"
+    data_dir.parent.mkdir(parents=True)
+    config_path = data_dir.parent / "default.toml"
+    config_path.write_text(embedded_default_toml(data_dir, free_port()))
+    config = composition.load_config(config_path)
+    rt = composition.build(config, SystemClock())
+    driver = None
+    hub = None
+    try:
+        rt.site.start()
+        web = create_web(composition.web_services(rt, WebSecrets("s" * 43, TOKEN, PASSWORD_HASH)),
+                         **composition.web_dirs())
+        hub = web.hub
+        rt.publishers.subscribe(hub)
+        hub.start()
+        rt.ledger.pay("kitchen", 1_000_000)  # the kitchen's relay on: a tick meters and bills as it would
+        ticks: list[tuple[float, float]] = []
+        tick = rt.site.tick
+
+        def timed_tick() -> None:
+            started = time.time()
+            tick()
+            ticks.append((started, time.time()))
+
+        rt.site.tick = timed_tick  # Site.jobs() hands the driver self.tick: this one
+        anchor = time.time()       # SchedulerDriver.start() sets the grid at its now, just after this
+        driver = SchedulerDriver(rt.site)
+        driver.start()
+        interval = rt.site.poll_interval_s
+        time.sleep(3)
+        rows = []
+        quiet = min(10.0, seconds)
+        t0 = time.time()
+        time.sleep(quiet)
+        rows.append(("-", f"no load ({quiet:.0f} s)", None, (t0, time.time())))
+        ctx = multiprocessing.get_context("spawn")
+        for kind in kinds:
+            try:
+                server = make_web_server(kind, web.app, "127.0.0.1", 0, config.web)
+            except ImportError as exc:
+                print(f"   {kind}: SKIPPED: the server is not there yet ({exc})")
+                continue
+            serving = threading.Thread(target=server.serve_forever, name=f"{kind} server", daemon=True)
+            serving.start()
+            try:
+                for path in LOAD_PATHS:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=10) as resp:
+                        assert resp.status == 200, (kind, path, resp.status)   # warm: templates compiled
+                    out = ctx.Queue()
+                    proc = ctx.Process(target=load_clients, args=(server.port, path, clients, seconds, out))
+                    proc.start()
+                    cpu0 = proc_cpu_s(os.getpid())
+                    try:
+                        start, end, ms, errors, opened = out.get(timeout=seconds + 120)
+                    finally:
+                        proc.join(30)
+                        if proc.is_alive():
+                            proc.kill()
+                    cpu = proc_cpu_s(os.getpid()) - cpu0
+                    rows.append((kind, path, (ms, errors, opened, end - start, cpu), (start, end)))
+                    time.sleep(2)   # the load's connections closed, their handlers gone; the window's last tick in
+            finally:
+                server.shutdown()
+                server.server_close()
+                serving.join(10)
+        time.sleep(1.5)  # the last window's last tick
+        rows = [(kind, path, load, tick_lateness(ticks, anchor, interval, *window))
+                for kind, path, load, window in rows]
+    finally:
+        if driver is not None:
+            driver.shutdown()
+        if hub is not None:
+            hub.stop()
+        rt.close()
+
+    print(f"\n    {'server':<10} {'path':<22} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'errors':>7} "
+          f"{'conns':>6} {'CPU %':>6} {'tick late start/end ms':>23} {'gap s':>6} {'missed':>6}")
+    for kind, path, load, late in rows:
+        tick_cols = (f"{late['start'] * 1e3:>11.0f} /{late['end'] * 1e3:>9.0f} {late['gap']:>6.2f} "
+                     f"{late['missed'] if late['missed'] is not None else '-':>6}")
+        if load is None:
+            print(f"    {kind:<10} {path:<22} {'':>7} {'':>7} {'':>7} {'':>7} {'':>7} {'':>6} {'':>6} {tick_cols}")
+            continue
+        ms, errors, opened, wall, cpu = load
+        n_err = sum(errors.values())
+        p = (f"{percentile(ms, 50):>7.1f} {percentile(ms, 99):>7.1f} {max(ms):>7.0f}" if ms
+             else f"{'-':>7} {'-':>7} {'-':>7}")
+        print(f"    {kind:<10} {path:<22} {len(ms) / wall:>7.0f} {p} {n_err:>7} {opened:>6} "
+              f"{cpu / wall * 100:>6.0f} {tick_cols}")
+        if errors:
+            print(f"    {'':<10} errors: {', '.join(f'{k} x{v}' for k, v in sorted(errors.items()))}")
+        if kind == "payg":
+            if n_err:
+                failures.append(f"payg's server: {n_err} errors for {path} with {clients} clients "
+                                f"({', '.join(f'{k} x{v}' for k, v in sorted(errors.items()))})")
+            if late["gap"] > MAX_TICK_GAP_S or late["missed"]:
+                failures.append(f"with payg's server under load on {path} the tick's longest gap was "
+                                f"{late['gap']:.2f} s and {late['missed']} ticks were missed "
+                                f"(goal: none missed, no gap over {MAX_TICK_GAP_S} s)")
+    measured = [k for k in kinds if any(row[0] == k for row in rows)]
+    for kind in measured:
+        print(f"    {kind}: {SERVERS[kind]}")
+    for kind, path, load, _ in rows:
+        if load is not None and load[2] > 2 * clients:
+            print(f"    {kind} on {path}: {load[2]} connections for {len(load[0]) + sum(load[1].values())} requests: "
+                  f"the server closed the connection after each response (Connection: close), keep-alive did not "
+                  f"hold")
+    print("    (conns: TCP connections the clients opened, 1 each when keep-alive holds; CPU: this process, "
+          "one core = 100 %)")
+    return measured
+
+
+def server_verdict(measured: list[str]) -> str:
+    if "payg" in measured:
+        return "payg's server answered every request under load and no tick was missed"
+    return "payg's server not measured (part 4 printed why)"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="each push window, in seconds (default 20)")
@@ -652,13 +896,30 @@ def main(argv=None) -> int:
     parser.add_argument("--tenants", type=int, default=20, help="tenant clients (default 20)")
     parser.add_argument("--reps", type=int, default=200, help="in-process pushes per row (default 200)")
     parser.add_argument("--no-browser", action="store_true", help="skip the page weights (part 1)")
+    parser.add_argument("--server-seconds", type=float, default=60.0,
+                        help="each load window of part 4, in seconds (default 60)")
+    parser.add_argument("--clients", type=int, default=50, help="concurrent clients of part 4 (default 50)")
+    parser.add_argument("--servers", default=",".join(SERVERS),
+                        help=f"the servers part 4 compares, in order (default {','.join(SERVERS)})")
+    parts = parser.add_mutually_exclusive_group()
+    parts.add_argument("--no-server", action="store_true", help="skip the server under load (part 4)")
+    parts.add_argument("--server-only", action="store_true", help="only the server under load (part 4)")
     args = parser.parse_args(argv)
+    kinds = [k.strip() for k in args.servers.split(",") if k.strip()]
+    unknown = sorted(set(kinds) - set(SERVERS))
+    if unknown or not kinds:
+        parser.error(f"--servers: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(SERVERS)}")
     started = time.perf_counter()
     failures: list[str] = []
     print(f"payg web bench: {args.sockets} sockets, {args.tenants} tenant clients, windows of {args.seconds:.0f} s; "
           f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory(prefix="payg-web-bench-") as tmp_name:
         tmp = Path(tmp_name)
+        if args.server_only:
+            print("\n1.-3. skipped (--server-only)")
+            measured = part_server(tmp, kinds, args.clients, args.server_seconds, failures)
+            print()
+            return finish(started, failures, server_verdict(measured))
         env = password_env()
         ids = [f"s{i:03d}" for i in range(args.sockets)]
         big = Controller(tmp, "many", lambda d, p: many_sockets(d, p, args.sockets), env)
@@ -675,8 +936,14 @@ def main(argv=None) -> int:
         if rc != 0:
             failures.append(f"the {args.sockets}-socket controller exited {rc} on SIGTERM")
         part_in_process(tmp, args.sockets, args.reps, args.tenants, failures)
+        measured = []
+        if args.no_server:
+            print("\n4. The web server under load: skipped (--no-server)")
+        else:
+            measured = part_server(tmp, kinds, args.clients, args.server_seconds, failures)
     print()
-    return finish(started, failures, "one push a second to each page, the landlord's table complete; pushes are cheap")
+    return finish(started, failures, "one push a second to each page, the landlord's table complete; pushes are cheap"
+                                     + ("" if args.no_server else f"; {server_verdict(measured)}"))
 
 
 if __name__ == "__main__":
