@@ -58,6 +58,14 @@ class SocketState:
         self.relay_closed = closed
 
 
+def credit_used_up(cut_for_credit: bool, balance: int) -> bool:
+    """`credit_exhausted` as the API and the pages show it: the relay was cut for lack of credit with part
+    of a token still on the balance (kept for after a top-up), so it stays off until a new credit although
+    the balance is positive. The relay's mark (`exhausted_at_balance`) is also set for a socket that is
+    simply out of credit (never paid, or paid and used up to 0): that is no more than its balance says."""
+    return cut_for_credit and balance > 0
+
+
 def balance_fields(balance: int, units_per_token: int) -> dict:
     return {"balance": balance, "balance_tokens": tokens_shown(balance, units_per_token),
             "debt": -balance if balance < 0 else 0}
@@ -80,7 +88,7 @@ def projection(s: SocketState, balance: int, units_per_token: int, now: float, g
         "relay_error": s.relay_error,
         "override": s.override,
         # cut for lack of credit: a part of a Wh the meter has not counted yet is kept until a top-up
-        "credit_exhausted": s.exhausted_at_balance is not None,
+        "credit_exhausted": credit_used_up(s.exhausted_at_balance is not None, balance),
         "pending_wh": float(s.state.pending_wh) if s.state else 0.0,
         "reading_at": s.reading.at if s.reading else None,
         "updated_at": now,

@@ -17,10 +17,10 @@ from datetime import datetime, tzinfo
 from fractions import Fraction
 
 from payg.domain.money import Tariff, time_left_s, tokens_shown
+from payg.domain.socket import credit_used_up
 from payg.ports import Clock, Journal, Lock
 
 CHUNK = 5000
-LOW_TIME_S = 1800  # a page warns when less than this is left at the present power
 LOW_TIME_S = 1800  # a page warns when less than this is left at the present power
 
 
@@ -141,8 +141,8 @@ def socket_view(state: dict, dashboard: Dashboard, vs: ViewSettings) -> dict:
         "meter_error": state.get("meter_error"),
         "relay_error": state.get("relay_error"),
         "override": state.get("override"),
-        # cut for lack of credit with part of a token still on the balance (kept for after a top-up)
-        "credit_exhausted": bool(state.get("credit_exhausted")) and balance > 0,
+        # the projection's rule (payg/domain/socket.py), so that a view made of any state says what the API says
+        "credit_exhausted": credit_used_up(bool(state.get("credit_exhausted")), balance),
         "energy_today_wh": round(float(f.energy_today_wh + pending), 3),
         "energy_month_wh": round(float(f.energy_month_wh + pending), 3),
         "revenue_month_tokens": tokens_shown(f.topups_month, upt),
