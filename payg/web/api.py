@@ -10,9 +10,11 @@ from typing import Callable
 
 from flask import Blueprint, abort, jsonify, request
 
+from payg.domain.money import MAX_TOKENS
 from payg.web.views import with_topup
 
 MAX_PAGE = 500
+MAX_DEPOSIT_TOKENS = MAX_TOKENS - 1  # a deposit of MAX_TOKENS or more is never credited (domain/money.py)
 
 
 def blueprint(services, json_body: Callable[[], dict]) -> Blueprint:
@@ -67,8 +69,9 @@ def blueprint(services, json_body: Callable[[], dict]) -> Blueprint:
             if not isinstance(socket_id, str):
                 abort(400, description="socket must be a socket id (a string)")
             ctl.socket(socket_id)
-            if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
-                abort(400, description="amount must be a positive integer (tokens)")
+            if not isinstance(amount, int) or isinstance(amount, bool) or not 0 < amount <= MAX_DEPOSIT_TOKENS:
+                abort(400, description=f"amount must be a positive integer (tokens) of at most {MAX_DEPOSIT_TOKENS}"
+                                       " (2**62 - 1, the most one journal entry holds)")
             deposit_id = payer.pay(socket_id, amount)
             return jsonify(deposit_id=deposit_id, socket=socket_id, amount=amount), 201
 
