@@ -93,6 +93,36 @@ def blueprint(web, services, json_body: Callable[[], dict]) -> Blueprint:
         log.warning("failed landlord login from %s", address)
         return render_template("login.html", error="Wrong password.", retry_after_s=None, next=next_page)
 
+    @bp.post("/api/login-links")
+    def make_login_link():
+        if not guard.token():  # only `payg login-link` on the device: a session cannot make itself another
+            abort(403, description="login links are made on the controller's machine: run `payg login-link`")
+        token, until = web.sessions.login_link()
+        base = (settings.public_url or request.host_url).rstrip("/")
+        return jsonify(url=f"{base}/landlord/link/{token}", expires_at=until), 201
+
+    @bp.route("/landlord/link/<token>", methods=["GET", "POST"])
+    def use_login_link(token: str):
+        if not guard.landlord_enabled:
+            return landlord_off()
+        address = request.remote_addr or "?"
+        wait = throttle.retry_after(address)
+        if wait is not None:
+            resp = Response(render_template("login_link.html", token=None, retry_after_s=max(1, math.ceil(wait))),
+                            status=429)
+            resp.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+            return resp
+        if request.method == "GET":  # a page with a button: a link preview fetching the URL logs nobody in
+            if web.sessions.link_valid(token):
+                return render_template("login_link.html", token=token, retry_after_s=None)
+        elif web.sessions.use_link(token):
+            throttle.succeeded(address)
+            guard.log_in()
+            log.info("landlord logged in from %s with a login link", address)
+            return redirect("/landlord")
+        throttle.failed(address)
+        return render_template("login_link.html", token=None, retry_after_s=None), 404
+
     @bp.post("/landlord/logout")
     def logout():
         guard.log_out()

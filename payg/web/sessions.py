@@ -8,6 +8,8 @@
   sessions stay in memory (a bounded number, for an hour) and are made only under
   /landlord. Tenant pages never get a cookie.
 - Logging in always starts a new token (an old one, planted or copied, is worth nothing).
+- `payg login-link`, run on the device, gets a one-time link that logs in without the
+  password (for ten minutes): whoever can run it holds the data directory anyway.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from payg.ports import Clock, LandlordSession, SessionStore
 
 ANONYMOUS_MAX = 2000
 ANONYMOUS_S = 3600.0
+LINK_S = 600.0       # a login link from `payg login-link` is good for ten minutes, once
+LINKS_MAX = 20
 SEEN_EVERY_S = 60.0  # how often a request writes that a session is in use (not every request: SD cards wear)
 
 
@@ -47,6 +51,7 @@ class Sessions:
         self._anonymous: OrderedDict[str, tuple[float, dict]] = OrderedDict()
         self._lock = threading.Lock()
         self._ended: list[Callable[[str | None], None]] = []
+        self._links: dict[str, float] = {}  # one-time login links: token hash -> valid until
 
     def on_end(self, callback: Callable[[str | None], None]) -> None:
         """Call `callback(key)` when a session ends by logout (None: every session ended)."""
@@ -96,6 +101,28 @@ class Sessions:
         for callback in self._ended:
             callback(None)
         return n
+
+    def login_link(self, valid_s: float = LINK_S) -> tuple[str, float]:
+        """A one-time login token for `payg login-link` (the landlord holds the device): (token, expires at)."""
+        token = secrets.token_urlsafe(32)
+        now = self.clock.now()
+        with self._lock:
+            self._links = {k: t for k, t in self._links.items() if t > now}
+            while len(self._links) >= LINKS_MAX:
+                self._links.pop(next(iter(self._links)))
+            self._links[key_of(token)] = now + valid_s
+        return token, now + valid_s
+
+    def link_valid(self, token: str) -> bool:
+        with self._lock:
+            until = self._links.get(key_of(token))
+        return until is not None and self.clock.now() <= until
+
+    def use_link(self, token: str) -> bool:
+        """True once per link, while it is valid."""
+        with self._lock:
+            until = self._links.pop(key_of(token), None)
+        return until is not None and self.clock.now() <= until
 
     def anonymous(self, key: str) -> dict | None:
         with self._lock:

@@ -208,3 +208,42 @@ def test_the_limiter_counts_an_ipv6_64_as_one_client_and_forgets_after_the_windo
     assert limiter.retry_after("2001:db8:1:2::1") == 100  # capped until the oldest failure lapses
     clock.advance(100)
     assert limiter.retry_after("2001:db8:1:2::1") is None
+
+
+def test_a_login_link_from_the_device_logs_in_once_and_only_by_a_button(bed):
+    made = bed.client(token=True).post("/api/login-links", json={})
+    assert made.status_code == 201
+    url = made.get_json()["url"]
+    assert url.startswith("http://localhost/landlord/link/")
+    path = url.removeprefix("http://localhost")
+    browser = bed.client()
+    page = browser.get(path)
+    assert page.status_code == 200 and 'method="post"' in page.get_data(as_text=True)
+    assert browser.get("/landlord").status_code == 302   # looking at the link (a preview) logs nobody in
+    token = csrf_of(browser)
+    resp = browser.post(path, data={"csrf_token": token})
+    assert resp.status_code == 302 and browser.get("/landlord").status_code == 200
+    again = bed.client()
+    assert again.post(path, data={"csrf_token": csrf_of(again)}).status_code == 404
+    assert again.get("/landlord").status_code == 302
+
+
+def test_a_login_link_expires_and_only_the_api_token_makes_one(bed):
+    path = bed.client(token=True).post("/api/login-links", json={}).get_json()["url"].removeprefix("http://localhost")
+    bed.clock.advance(601)
+    late = bed.client()
+    assert late.get(path).status_code == 404
+    assert late.post(path, data={"csrf_token": csrf_of(late)}).status_code == 404
+    assert bed.client().post("/api/login-links", json={}).status_code == 401
+    landlord = bed.landlord()
+    resp = landlord.post("/api/login-links", json={}, headers={"X-CSRFToken": csrf_of(landlord)})
+    assert resp.status_code == 403
+
+
+def test_a_login_link_names_the_public_url(tmp_path):
+    b = make_web_bed(tmp_path, public_url="https://payg.example.org/")
+    try:
+        url = b.client(token=True).post("/api/login-links", json={}).get_json()["url"]
+        assert url.startswith("https://payg.example.org/landlord/link/") and len(url) > 70
+    finally:
+        b.close()
