@@ -107,6 +107,8 @@ def _run(argv: list[str] | None, wiring: Wiring) -> int:
         return wiring.serve(config)
     if args.command in ("deposit", "address"):
         return accounts.ledger_command(args, config, wiring.ledger)
+    if args.command == "login-link":
+        return password.cmd_login_link(wiring.controller_api(config))
     if args.command == "trade":
         if args.action == "fund":
             return trade.cmd_fund(args, config, wiring.fund_trade_party)

@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", action="store_true", help="every entry, oldest first, as CSV")
     p.add_argument("--limit", type=_positive_int, default=50, metavar="N", help="entries to show (default 50)")
 
+    command("login-link", "print a one-time link that logs in as the landlord (through the running controller)")
     p = sub.add_parser("password", help="make the landlord's password hash for the web login",
                        description="Ask for the landlord's password (twice) and print its hash, or write it to "
                                    "an owner-only file. Name the variable or file in [web] of the config.")

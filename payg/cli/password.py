@@ -1,4 +1,4 @@
-"""`payg password`: the landlord's password hash for the web login."""
+"""`payg password`: the landlord's password hash for the web login; `payg login-link`: a login without it."""
 
 from __future__ import annotations
 
@@ -43,4 +43,31 @@ def cmd_password(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO
         return 1
     print(f"wrote the landlord's password hash to {path} (mode 600); set landlord_password_hash_file = "
           f"\"{path}\" under [web] and restart the controller", file=out)
+    return 0
+
+
+def cmd_login_link(api, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """`payg login-link`: a one-time link (ten minutes) that logs in as the landlord, from the running controller.
+
+    It needs the controller's API token, so only its user on its machine gets one: the way in when the
+    password is lost, or when the login from one's address is held up by failed attempts."""
+    from datetime import datetime
+
+    from payg.errors import Unreachable
+
+    try:
+        reply = api.request("POST", "/api/login-links", {}, timeout_s=10.0)
+    except Unreachable as exc:
+        print(f"payg: no controller answers at {api.url} ({exc}); start it with `payg run`", file=err)
+        return 1
+    body = reply.body if isinstance(reply.body, dict) else {}
+    if not reply.ok:
+        print(f"payg: refused: {body.get('error', reply.status)}: {body.get('message', reply.reason)}", file=err)
+        if reply.status == 401:
+            print(f"payg: run this as the user that runs the controller (it reads {api.token_file})", file=err)
+        return 1
+    until = datetime.fromtimestamp(body["expires_at"]).astimezone().isoformat(timespec="seconds")
+    print(body["url"], file=out)
+    print(f"Open it in a browser and press \"Log in\": good once, until {until}. Behind a proxy set "
+          "[web] public_url so the link names the address people use.", file=err)
     return 0
