@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from payg.domain.money import MAX_TOKENS
 from payg.errors import InvalidAmount, UnknownSocket
 
 
@@ -33,8 +34,16 @@ class AddressBook:
         return list(self._addresses.values())
 
 
-def payment_units(amount_tokens: object, units_per_token: int) -> int:
-    """Ledger units to ask for `amount_tokens` tokens; InvalidAmount unless a positive integer."""
+def payment_units(amount_tokens: object, units_per_token: int, max_units: int | None = None) -> int:
+    """Ledger units to ask for `amount_tokens` tokens; InvalidAmount unless a positive integer the journal can
+    credit (below MAX_TOKENS) and, with `max_units`, the ledger can carry."""
     if isinstance(amount_tokens, bool) or not isinstance(amount_tokens, int) or amount_tokens <= 0:
         raise InvalidAmount(f"an amount is a positive integer number of tokens, got {amount_tokens!r}")
-    return amount_tokens * units_per_token
+    if amount_tokens >= MAX_TOKENS:
+        raise InvalidAmount(f"amount {amount_tokens} is too large: at most {MAX_TOKENS - 1} tokens (2**62 - 1) "
+                            "can be credited at once")
+    units = amount_tokens * units_per_token
+    if max_units is not None and units > max_units:
+        raise InvalidAmount(f"amount {amount_tokens} is too large for the ledger: at most "
+                            f"{max_units // units_per_token} tokens ({max_units} units) in one payment")
+    return units

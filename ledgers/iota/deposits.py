@@ -64,6 +64,7 @@ from payg.ports import Deposit
 log = logging.getLogger("payg.ledgers.iota")
 
 NANOS_PER_IOTA = 10**9
+MAX_NANOS = 2**64 - 1  # a Move coin's value is a u64
 DERIVATION_PATH = "m/44'/4218'/{index}'/0'/0'"
 CONCURRENT_REQUESTS = 4
 
@@ -159,7 +160,7 @@ class IotaLedger(AddressBook):
 
     def payment_amount_units(self, amount_tokens: int) -> int:
         """Nanos to pay for `amount_tokens` tokens."""
-        return payment_units(amount_tokens, self.units_per_token)
+        return payment_units(amount_tokens, self.units_per_token, max_units=MAX_NANOS)
 
     def payment_uri(self, socket_id: str, amount: int | None) -> str:
         """The bare address (see the module docstring); the amount is checked but not encoded."""

@@ -218,3 +218,11 @@ def test_an_unknown_key_like_no_known_one_gets_no_guess(tmp_path):
         load_text(tmp_path, MINIMAL.replace('data_dir = "var"', 'data_dir = "var"\ncolour = "blue"'))
     assert err.value.key == "controller.colour"
     assert "did you mean" not in str(err.value) and "known keys: " in str(err.value)
+
+
+@pytest.mark.parametrize("old, new, hint", [("[controller]", "[controler]", "'controler' is set"),
+                                            ("[ledger]", "[ledgers]", "'ledgers' is set"),
+                                            ("[[sockets]]", "[[socket]]", "'socket' is set")])
+def test_a_misspelt_section_is_named(tmp_path, old, new, hint):
+    with pytest.raises(ConfigError, match=hint):
+        load_text(tmp_path, MINIMAL.replace(old, new))

@@ -52,3 +52,4 @@ def test_bad_network_settings_name_the_key(tmp_path, extra, key, fragment):
     with pytest.raises(ConfigError) as err:
         load_text(tmp_path, MINIMAL + extra)
     assert err.value.key == key and fragment in str(err.value), str(err.value)
+

@@ -96,6 +96,10 @@ def test_payment_uri_is_the_bare_address_and_amounts_are_checked():
             ledger.payment_amount_units(bad)
     with pytest.raises(UnknownSocket):
         ledger.payment_uri("zz", 5)
+    # a coin's value is a u64: 2**64 - 1 nanos at most, so with 10**6 nanos a token 18446744073709 tokens
+    assert ledger.payment_amount_units(18_446_744_073_709) == 18_446_744_073_709 * 10**6
+    with pytest.raises(InvalidAmount, match="at most 18446744073709 tokens"):
+        ledger.payment_amount_units(18_446_744_073_710)
 
 
 # Construction

@@ -62,8 +62,9 @@ def test_another_process_paying_is_seen(tmp_path, clock):
     assert [d.deposit_id for d in controller_side.deposits_since(None)[0]] == [deposit_id]
 
 
-@pytest.mark.parametrize("amount", [0, -1, 1.5, True, "5"])
+@pytest.mark.parametrize("amount", [0, -1, 1.5, True, "5", 2**62, 2**62 + 1])
 def test_bad_amounts_are_refused(tmp_path, clock, amount):
+    """2**62 and above: the journal would never credit it (and the deposit would stall the watcher)."""
     ledger = open_ledger(tmp_path, clock)
     with pytest.raises(InvalidAmount):
         ledger.pay("a", amount)

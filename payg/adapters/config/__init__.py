@@ -6,6 +6,7 @@ no state: nothing is created or opened until the whole file is valid.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import tomllib
 import zoneinfo
@@ -161,12 +162,12 @@ def _ledger(t: Table, base_dir: Path | None) -> LedgerConfig:
 
 def parse(data: dict, file: str, base_dir: Path | None = None, profile_dirs: tuple[Path, ...] = ()) -> Config:
     root = Table(file, "", data)
-    if "controller" not in data:
-        raise ConfigError(file, "[controller]", "a [controller] section (with at least data_dir)")
-    if "ledger" not in data:
-        raise ConfigError(file, "[ledger]", "a [ledger] section (with at least backend)")
-    if "sockets" not in data:
-        raise ConfigError(file, "[[sockets]]", "at least one [[sockets]] table")
+    for name, key, expected in (("controller", "[controller]", "a [controller] section (with at least data_dir)"),
+                                ("ledger", "[ledger]", "a [ledger] section (with at least backend)"),
+                                ("sockets", "[[sockets]]", "at least one [[sockets]] table")):
+        if name not in data:
+            typo = difflib.get_close_matches(name, [str(k) for k in data], n=1, cutoff=0.6)
+            raise ConfigError(file, key, expected + (f" ({typo[0]!r} is set: a typo for {name!r}?)" if typo else ""))
 
     c = root.table("controller")
     data_dir = Path(c.string("data_dir"))
