@@ -20,6 +20,12 @@
     if (text) e.textContent = text;
     return e;
   }
+  /* each cell's column name, shown above its value when the table becomes cards on a phone */
+  const columns = Array.from(document.querySelectorAll("#tbl thead th"), (th) => th.textContent.trim());
+  function labelled(td, col) {
+    td.dataset.label = columns[col];
+    return td;
+  }
   function build(v) {
     const tr = document.createElement("tr"), el = { row: tr }, name = v.name || v.id;
     tr.dataset.id = v.id;
@@ -32,11 +38,11 @@
     h(el.stc, "span", "dot").setAttribute("aria-hidden", "true");
     el.st = h(el.stc, "span");
     el.stx = h(td, "small");
-    td = h(tr, "td", "num");
+    td = labelled(h(tr, "td", "num"), 2);
     el.bal = h(td, "span");
     el.balx = h(td, "small");
-    for (const k of ["pw", "today", "month", "rev"]) el[k] = h(tr, "td", "num");
-    td = h(tr, "td");
+    ["pw", "today", "month", "rev"].forEach((k, i) => { el[k] = labelled(h(tr, "td", "num"), 3 + i); });
+    td = labelled(h(tr, "td"), 7);
     el.tu = h(td, "span");
     el.tux = h(td, "small");
     td = h(tr, "td", "actions");

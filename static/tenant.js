@@ -89,35 +89,76 @@
     said(ok ? "Copied" : "Address selected: copy it with your device's copy command");
   });
 
-  // chart: power (W, left) and balance (tokens, right) over the last hour
+  // chart: power (W, left) and balance (tokens, right) over the last hour, ending now on the controller's
+  // clock however few readings there are (right after a restart there are one or two, at the right end)
   let data = [[], [], []];
-  let plot = null;
-  const box = $("chart");
+  let plot = null, skew = 0;
+  const box = $("chart"), empty = $("chart-empty"), since = $("chart-since");
   const chartH = (w) => (w < 500 ? 200 : 260);
+  const FEW = 40;                                 // fewer readings than this in view: each one is a point
+  const now = () => Date.now() / 1000 + skew;     // the controller's time (its views carry it)
+  const hhmm = (t) => new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+
+  /* The index of a series' latest value; the legend shows it while the pointer is not on the chart. */
+  function latest(si) {
+    const ys = data[si];
+    for (let i = ys.length - 1; i >= 0; i--) if (ys[i] !== null && ys[i] !== undefined) return i;
+    return null;
+  }
+  const legend = (si, fmt) => (u, v, s, i) => {
+    if (i === null || i === undefined) {
+      const j = latest(si);
+      v = j === null ? null : data[si][j];
+    }
+    return v === null || v === undefined ? P.DASH : fmt(v);
+  };
+  /* A few readings are drawn as points (a line needs two); many as a line with a point at the latest. */
+  const points = {
+    size: 7,
+    show: (u, si, i0, i1) => {
+      let n = 0;
+      for (let i = i0; i <= i1 && n < FEW; i++) if (data[si][i] !== null && data[si][i] !== undefined) n++;
+      return n < FEW;
+    },
+    filter: (u, si, show) => {
+      if (show) return null;
+      const j = latest(si);
+      return j === null ? null : [j];
+    },
+  };
 
   function makePlot() {
     if (typeof uPlot === "undefined") return;
     $("chart-card").hidden = false;
     const w = Math.max(200, Math.floor(box.clientWidth));
     const axis = { stroke: "#333", grid: { stroke: "#e4e6ea" }, ticks: { stroke: "#c8ccd2" } };
+    const yAxis = { labelSize: 18, labelGap: 0 };
     plot = new uPlot({
       width: w, height: chartH(w),
       cursor: { drag: { x: false, y: false } },
       scales: {
-        x: { time: true, range: (u, min, max) => { const hi = max || Date.now() / 1000; return [hi - histS, hi]; } },
+        x: { time: true, range: () => span() },
         W: { range: (u, min, max) => [0, Math.max(100, (max || 0) * 1.1)] },
+        /* a little more headroom than power's, so a full balance and a full load are not one point */
+        tok: { range: (u, min, max) => [Math.min(0, min || 0), Math.max(10, (max || 0) * 1.25)] },
       },
       series: [
-        { value: (u, t) => (t ? P.clock(t) : P.DASH) },
+        { value: (u, t, s, i) => {
+          if (i === null || i === undefined) t = data[0].length ? data[0][data[0].length - 1] : null;
+          return t ? P.clock(t) : P.DASH;
+        } },
         { label: "Power", scale: "W", stroke: "#0b57d0", width: 2, fill: "rgba(11,87,208,0.08)",
-          value: (u, v) => (v === null ? P.DASH : P.num(v, 0) + " W") },
+          points: Object.assign({ fill: "#0b57d0" }, points),
+          value: legend(1, (v) => P.num(v, 0) + " W") },
         { label: "Balance", scale: "tok", stroke: "#a14000", width: 2,
-          value: (u, v) => (v === null ? P.DASH : P.tok(v) + " tokens") },
+          points: Object.assign({ fill: "#a14000" }, points),
+          value: legend(2, (v) => P.tok(v) + " tokens") },
       ],
       axes: [
-        Object.assign({}, axis, { values: (u, ts) => ts.map((t) => new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })) }),
-        Object.assign({}, axis, { scale: "W", label: "W", size: 56, values: (u, vs) => vs.map((v) => P.num(v, 0)) }),
-        Object.assign({}, axis, { scale: "tok", side: 1, label: "tokens", size: 64, grid: { show: false },
+        Object.assign({}, axis, { space: 70, values: (u, ts) => ts.map(hhmm) }),
+        Object.assign({}, axis, yAxis, { scale: "W", label: "W", size: 44,
+          values: (u, vs) => vs.map((v) => P.num(v, 0)) }),
+        Object.assign({}, axis, yAxis, { scale: "tok", side: 1, label: "tokens", size: 52, grid: { show: false },
           values: (u, vs) => vs.map((v) => P.tok(v)) }),
       ],
     }, data, box);
@@ -127,28 +168,60 @@
         if (cw > 0 && (cw !== plot.width)) plot.setSize({ width: cw, height: chartH(cw) });
       }).observe(box);
     }
+    redraw();
+    setInterval(redraw, 10000);   // the hour moves on while no reading comes (the controller down)
   }
 
-  function setHistory(h) {
+  /* The last hour, and room at its right end for the latest reading's point (8 px). */
+  function span() {
+    const t = now(), px = plot ? Math.max(100, plot.over.clientWidth) : 300;
+    return [t - histS, t + histS * 8 / px];
+  }
+
+  function redraw() {
+    let cut = 0;
+    const from = now() - histS;
+    while (cut < data[0].length && data[0][cut] < from) cut++;
+    if (cut) for (const a of data) a.splice(0, cut);
+    if (!plot) return;
+    const x = span();
+    plot.batch(() => {
+      plot.setData(data);
+      plot.setScale("x", { min: x[0], max: x[1] });
+      if (plot.cursor.idx === null || plot.cursor.idx === undefined) plot.setLegend({ idx: null });
+    });
+    const j = latest(1), k = latest(2), first = data[0].length ? data[0][0] : null;
+    empty.hidden = j !== null;
+    /* right after a restart the readings fill only the right end of the hour: say where they start */
+    P.setText(since, j !== null && first - x[0] > 300 ? "Readings since " + hhmm(first) + "." : "");
+    const last = j === null ? "No readings yet."
+      : "Latest reading: " + P.num(data[1][j], 0) + " W" + (k === null ? "" : ", " + P.tok(data[2][k]) + " tokens") + ".";
+    const said = "Chart of power in watts and balance in tokens over the last hour, from " + hhmm(x[0]) + " to "
+      + hhmm(now()) + ". " + last;
+    if (box.getAttribute("aria-label") !== said) box.setAttribute("aria-label", said);
+  }
+
+  function setHistory(h, v) {
     if (!h || !h.t) return;
     data = [h.t.slice(), h.power_w.slice(), h.balance_tokens.slice()];
-    if (plot) plot.setData(data);
+    addPoint(v);
   }
 
   function addPoint(v) {
-    const t = v.updated_at, ts = data[0];
-    if (!t || (ts.length && t <= ts[ts.length - 1])) return;
-    ts.push(t);
-    data[1].push(v.power_w === undefined ? null : v.power_w);
-    data[2].push(v.balance_tokens === undefined ? null : v.balance_tokens);
-    let cut = 0;
-    while (cut < ts.length && ts[cut] < t - histS) cut++;
-    if (cut) for (const a of data) a.splice(0, cut);
-    if (plot) plot.setData(data);
+    const t = v && v.updated_at, ts = data[0];
+    if (!t) return redraw();
+    skew = t - Date.now() / 1000;
+    if (!ts.length || t > ts[ts.length - 1]) {
+      ts.push(t);
+      data[1].push(v.power_w === undefined ? null : v.power_w);
+      data[2].push(v.balance_tokens === undefined ? null : v.balance_tokens);
+    }
+    redraw();
   }
 
   render(boot.view);
   makePlot();
+  addPoint(boot.view);
 
   // live updates over Socket.IO; re-subscribe on every (re)connect
   if (typeof io === "undefined") return;
@@ -159,7 +232,7 @@
       if (ack && ack.ok) {
         showError("");
         render(ack.view);
-        setHistory(ack.history);
+        setHistory(ack.history, ack.view);
       } else {
         showError("Live updates are unavailable: " + ((ack && ack.error) || "no answer") + ".");
       }
