@@ -112,7 +112,7 @@ def create_web(services: WebServices, *, templates: Path = ROOT / "templates", s
     web = Web(app, socketio, hub, guard, throttle, sessions)
 
     def wants_json() -> bool:
-        return request.path.startswith("/api/") or request.path == "/healthz"
+        return request.path.startswith("/api/") or request.path in ("/api", "/healthz")
 
     @app.before_request
     def _guard():

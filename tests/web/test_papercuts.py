@@ -70,6 +70,11 @@ def test_an_unknown_api_route_is_a_404_in_the_landlords_session_too(bed):
     assert resp.status_code == 404 and resp.get_json()["error"] == "Not Found"
 
 
+def test_api_without_its_slash_is_a_json_404_too(bed):
+    resp = bed.client().get("/api")
+    assert resp.status_code == 404 and resp.is_json
+
+
 def test_the_readme_says_what_an_unknown_route_answers_with_and_without_credentials():
     text = " ".join((ROOT / "README.md").read_text().split())
     assert "404 for an unknown socket or route" in text

@@ -80,6 +80,7 @@ def test_logging_in_starts_a_new_token(bed):
 def test_tenant_pages_set_no_cookie(bed, path):
     resp = bed.client().get(path)
     assert resp.status_code == 200 and "Set-Cookie" not in resp.headers
+    assert b"csrf-token" not in resp.data   # a tenant page has no form to protect
 
 
 def test_an_idle_session_ends_and_its_live_connection_with_it(bed):
