@@ -1,4 +1,5 @@
-"""Web figures: what the pages weigh, how the live pushes go with 200 sockets, and what one push costs.
+"""Web figures: what the pages weigh, how the live pushes go with 200 sockets, what one push costs, and the web
+server under load.
 
 1. Page weight on first load (needs Debian's Chromium, driven by playwright; skipped with a message
    when it is absent): /s/kitchen and /landlord (logged in) on the embedded default (3 sockets), and
@@ -34,14 +35,30 @@
    the landlord's payload alone; and the memory of one hour of chart history for --sockets sockets
    (History.record 360 times, 10 s apart, fresh power and balance values each time, one
    timestamp per batch like a tick's; tracemalloc).
+4. The web server under load, before and after: the embedded default built in this process as app.py's serve
+   does it (app.build on the system clock, create_web with its live pushes, the real loop on
+   payg.adapters.scheduler.SchedulerDriver, 1 s ticks; the kitchen credited), served in turn by each of
+   --servers (make_web_server: "werkzeug", Werkzeug's development server as app.py ran it before, make_server
+   threaded; "payg", payg.web.server.HttpServer with the configured limits), the same app in the same run. For
+   /s/kitchen and /api/sockets/kitchen, --clients clients (default 50) for --server-seconds (default 60) each:
+   threads of one spawned process (the load's GIL is not the server's), each with one http.client.HTTPConnection
+   reused (keep-alive; a server that closes after each response makes them reconnect, counted). Requests per
+   second, latency p50/p99/max of the 200s, errors (another status or a failed request), and the tick from
+   the real loop: each Site.tick start and end recorded (the Site's tick wrapped before the driver starts),
+   against the driver's 1 s grid: how late the worst tick started and finished, the longest gap between two
+   starts, grid points without a tick. A quiet window with no server first, for reference. payg's server is
+   skipped with a message when payg/web/server.py is missing.
 
 Prints figures; exits 1 after printing when a goal is clearly missed: the landlord client gets
 fewer than 0.8 pushes per second or does not end up holding every socket, a tenant client fewer
-than 0.8 `state` per second, one push costs more than 100 ms in-process, or the landlord page's
-main thread is busy more than a quarter of the time.
-Run from the repository root: `.venv/bin/python bench/web.py` (about 3.5 min on 2 cores);
+than 0.8 `state` per second, one push costs more than 100 ms in-process, the landlord page's
+main thread is busy more than a quarter of the time, or under load payg's server (the "before" row
+is the reference, not judged) had an error, a tick was missed or two ticks started over 2.5 s apart.
+Run from the repository root: `.venv/bin/python bench/web.py` (about 8 min on 2 cores);
 --seconds N (the push windows, default 20), --sockets N (default 200), --tenants N (default 20),
---reps N (default 200), --no-browser (skip part 1).
+--reps N (default 200), --no-browser (skip part 1), --server-seconds N (part 4's windows, default 60),
+--clients N (default 50), --servers werkzeug,payg (default both), --no-server (skip part 4),
+--server-only (part 4 alone, about 4.5 min).
 """
 
 from __future__ import annotations
