@@ -282,7 +282,7 @@ def serve_web(rt: Runtime):
     limits = config.web.server
     try:
         server = HttpServer(web.app, config.web.host, config.web.port, ServerLimits(
-            max_connections=limits.max_connections, workers=limits.workers, max_websockets=limits.max_websockets,
+            max_connections=limits.max_connections, workers=limits.workers, max_live_connections=limits.max_live_connections,
             header_timeout_s=limits.header_timeout_s, body_timeout_s=limits.body_timeout_s,
             idle_timeout_s=limits.idle_timeout_s, max_body_bytes=limits.max_body_kib * 1024))
     except OSError as exc:

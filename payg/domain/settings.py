@@ -56,7 +56,7 @@ class ServerConfig:
 
     max_connections: int = 512
     workers: int = 16
-    max_websockets: int = 64
+    max_live_connections: int = 64
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
     idle_timeout_s: float = 30.0

@@ -58,6 +58,15 @@ class Head:
                 and "upgrade" in self.tokens("connection"))
 
 
+def long_poll(head: Head) -> bool:
+    """A Socket.IO (Engine.IO) polling GET of an open session: the server holds it until it has something
+    to send, up to the ping interval (25 s)."""
+    path, _, query = head.target.partition("?")
+    fields = {kv.partition("=")[0] for kv in query.split("&")}
+    return head.method == "GET" and path.startswith("/socket.io/") and {"transport", "sid"} <= fields \
+        and "transport=polling" in query.split("&")
+
+
 def parse_head(raw: bytes) -> Head:
     lines = raw.split(b"\r\n")
     parts = lines[0].split(b" ")

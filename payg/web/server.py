@@ -12,8 +12,10 @@ fixed pool of worker threads runs the Flask app on complete requests only. So:
   of idle connections cannot keep a tenant out.
 - A body over `max_body_bytes` is refused with 413 as soon as its length (or its running
   chunked length) shows it: it is never read, let alone buffered.
-- A WebSocket (Socket.IO's transport) gets a thread of its own for its life, at most
-  `max_websockets` of them; the pool stays free for pages.
+- A live connection gets a thread of its own, at most `max_live_connections` of them, so the
+  pool stays free for pages: a WebSocket (Socket.IO's transport; two threads, with
+  simple-websocket's reader) for its life, and a Socket.IO long-poll (a page whose WebSocket
+  cannot get through, or past the cap) for the up to 25 s it waits.
 - No `Server:` header: nothing tells a scanner what runs here.
 """
 
@@ -28,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from payg.web.http1 import BadRequest, Incoming, Response, environ_for, simple_response
+from payg.web.http1 import BadRequest, Incoming, Response, environ_for, long_poll, simple_response
 
 log = logging.getLogger("payg.web")
 
@@ -37,7 +39,7 @@ log = logging.getLogger("payg.web")
 class ServerLimits:
     max_connections: int = 512      # open connections in all
     workers: int = 16               # threads that run requests
-    max_websockets: int = 64        # open WebSocket connections (each holds two threads)
+    max_live_connections: int = 64  # WebSockets (two threads each) and Socket.IO long-polls (one) at once
     header_timeout_s: float = 10.0  # a request's head must be in within this of its first byte
     body_timeout_s: float = 30.0    # and its body within this of its head
     idle_timeout_s: float = 30.0    # a kept-alive connection with no request is closed after this
@@ -75,7 +77,7 @@ class HttpServer:
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()   # complete requests for the pool
         self._waiting: dict[int, _Conn] = {}  # connections the selector watches, by file descriptor
         self._busy = 0                        # connections a worker or a WebSocket thread has
-        self._websockets = 0
+        self._live = 0
         self._workers: list[threading.Thread] = []
         self._idle_workers = 0
         self._lock = threading.Lock()
@@ -244,13 +246,15 @@ class HttpServer:
 
     def _dispatch(self, conn: _Conn) -> None:
         self._busy += 1
-        if conn.incoming.head.websocket:
-            if self._websockets >= self.limits.max_websockets:
+        head = conn.incoming.head
+        if head.websocket or long_poll(head):
+            if self._live >= self.limits.max_live_connections:
                 self._busy -= 1
-                self._close(conn, simple_response(503, "too many live connections; the page falls back to polling"))
+                self._close(conn, simple_response(503, "too many live connections; try again later"))
                 return
-            self._websockets += 1
-            threading.Thread(target=self._websocket, args=(conn,), name="payg-ws", daemon=True).start()
+            self._live += 1
+            threading.Thread(target=self._live_connection, args=(conn, head.websocket), name="payg-live",
+                             daemon=True).start()
             return
         self._jobs.put(conn)
         with self._lock:
@@ -263,11 +267,11 @@ class HttpServer:
     def _take_back(self) -> None:
         while True:
             try:
-                conn, keep, websocket = self._back.get_nowait()
+                conn, keep, live = self._back.get_nowait()
             except queue.Empty:
                 return
             self._busy -= 1
-            self._websockets -= websocket
+            self._live -= live
             if not keep or self._stop.is_set():
                 self._close(conn)
                 continue
@@ -303,13 +307,14 @@ class HttpServer:
             self._back.put((conn, keep, False))
             self._wake()
 
-    def _websocket(self, conn: _Conn) -> None:
+    def _live_connection(self, conn: _Conn, websocket: bool) -> None:
+        keep = False
         try:
-            self._respond(conn, websocket=True)
+            keep = self._respond(conn, websocket=websocket)
         except Exception:
-            log.exception("a WebSocket connection failed")
+            log.exception("a live connection failed")
         finally:
-            self._back.put((conn, False, True))
+            self._back.put((conn, keep, True))
             self._wake()
 
     def _respond(self, conn: _Conn, websocket: bool = False) -> bool:

@@ -32,7 +32,7 @@ def test_network_settings_default_to_a_closed_embedded_controller(tmp_path):
 def test_network_settings_parse(tmp_path):
     web = load_text(tmp_path, MINIMAL + '[web]\npublic_url = "https://payg.example.org"\n'
                     'trusted_proxies = ["127.0.0.1", "10.0.0.0/8", "::1"]\nsession_idle_minutes = 15\n'
-                    '[web.server]\nmax_connections = 100\nworkers = 4\nmax_websockets = 20\n'
+                    '[web.server]\nmax_connections = 100\nworkers = 4\nmax_live_connections = 20\n'
                     'header_timeout_s = 5\nbody_timeout_s = 10\nidle_timeout_s = 20\nmax_body_kib = 64\n').web
     assert web.https and web.trusted_proxies == ("127.0.0.1", "10.0.0.0/8", "::1")
     assert web.session_idle_minutes == 15
@@ -45,7 +45,7 @@ def test_network_settings_parse(tmp_path):
     ('[web]\npublic_url = "payg.example.org"\n', "web.public_url", "https://"),
     ('[web]\nsession_idle_minutes = 0\n', "web.session_idle_minutes", ">= 1"),
     ('[web.server]\nworkers = 0\n', "web.server.workers", "from 1"),
-    ('[web.server]\nmax_connections = 50\nmax_websockets = 60\n', "web.server.max_connections", "more than"),
+    ('[web.server]\nmax_connections = 50\nmax_live_connections = 60\n', "web.server.max_connections", "more than"),
     ('[web.server]\nidle_timeout = 5\n', "web.server.idle_timeout", "did you mean 'idle_timeout_s'"),
 ])
 def test_bad_network_settings_name_the_key(tmp_path, extra, key, fragment):

@@ -194,7 +194,7 @@ def test_idle_connections_take_no_threads_and_the_oldest_makes_room(served):
 
 def test_socket_io_works_over_websocket_and_the_websocket_cap_holds(tmp_path):
     bed = make_web_bed(tmp_path)
-    served = Served(bed.web.app, max_websockets=1)
+    served = Served(bed.web.app, max_live_connections=1)
     clients = []
     try:
         first = socketio.Client(reconnection=False)
@@ -207,6 +207,8 @@ def test_socket_io_works_over_websocket_and_the_websocket_cap_holds(tmp_path):
         clients.append(second)
         with pytest.raises(socketio.exceptions.ConnectionError):
             second.connect(f"http://127.0.0.1:{served.port}", transports=["websocket"], wait_timeout=3)
+        first.disconnect()
+        wait_until(lambda: served.server._live == 0, 5, "the WebSocket's threads to end")
         polling = socketio.Client(reconnection=False)  # what a browser falls back to
         clients.append(polling)
         polling.connect(f"http://127.0.0.1:{served.port}", transports=["polling"], wait_timeout=5)
@@ -238,5 +240,28 @@ def test_a_chunked_oversize_voucher_post_is_413_from_the_real_app(tmp_path):
         conn.request("GET", "/api/sockets/kitchen")
         assert conn.getresponse().status == 200
     finally:
+        served.close()
+        bed.close()
+
+
+def test_socket_io_long_polls_wait_outside_the_worker_pool(tmp_path):
+    """Long-polls held open by the server (up to 25 s each) must not starve the pool that serves pages."""
+    bed = make_web_bed(tmp_path)
+    served = Served(bed.web.app, workers=2, max_live_connections=8)
+    clients = []
+    try:
+        for _ in range(4):  # twice as many waiting polls as workers
+            c = socketio.Client(reconnection=False)
+            clients.append(c)
+            c.connect(f"http://127.0.0.1:{served.port}", transports=["polling"], wait_timeout=5)
+        time.sleep(0.5)   # each now has a GET waiting for something to send
+        started = time.monotonic()
+        conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=5)
+        conn.request("GET", "/s/kitchen")
+        assert conn.getresponse().status == 200
+        assert time.monotonic() - started < 2
+    finally:
+        for c in clients:
+            c.disconnect()
         served.close()
         bed.close()

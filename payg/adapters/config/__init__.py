@@ -111,15 +111,15 @@ def _server(t: Table) -> ServerConfig:
     server = ServerConfig(
         max_connections=t.integer("max_connections", d.max_connections, minimum=8, maximum=60_000),
         workers=t.integer("workers", d.workers, minimum=1, maximum=256),
-        max_websockets=t.integer("max_websockets", d.max_websockets, minimum=0, maximum=10_000),
+        max_live_connections=t.integer("max_live_connections", d.max_live_connections, minimum=0, maximum=10_000),
         header_timeout_s=t.number("header_timeout_s", d.header_timeout_s, positive=True),
         body_timeout_s=t.number("body_timeout_s", d.body_timeout_s, positive=True),
         idle_timeout_s=t.number("idle_timeout_s", d.idle_timeout_s, positive=True),
         max_body_kib=t.integer("max_body_kib", d.max_body_kib, minimum=16, maximum=64 * 1024),
     )
-    if server.max_websockets + server.workers >= server.max_connections:
-        raise t.error("max_connections", f"more than workers + max_websockets "
-                      f"({server.workers + server.max_websockets})", server.max_connections)
+    if server.max_live_connections + server.workers >= server.max_connections:
+        raise t.error("max_connections", f"more than workers + max_live_connections "
+                      f"({server.workers + server.max_live_connections})", server.max_connections)
     t.finish()
     return server
 
