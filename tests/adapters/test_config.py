@@ -6,25 +6,8 @@ import pytest
 from payg.adapters import config as cfg
 from payg.domain import settings
 from payg.errors import ConfigError
-
 from tests.support import ROOT
-
-MINIMAL = """
-[controller]
-data_dir = "var"
-[ledger]
-backend = "mock"
-[[sockets]]
-id = "kitchen"
-meter = { kind = "simulated", load_w = 800 }
-relay = { kind = "simulated" }
-"""
-
-
-def load_text(tmp_path, text):
-    path = tmp_path / "c.toml"
-    path.write_text(text)
-    return cfg.load(path)
+from tests.support.configs import MINIMAL, load_text
 
 
 def test_the_embedded_default_is_valid_and_has_three_different_sockets():

@@ -2,25 +2,9 @@
 
 import pytest
 
-from payg.adapters import config as cfg
 from payg.domain.settings import ServerConfig
 from payg.errors import ConfigError
-
-MINIMAL = """
-[controller]
-data_dir = "var"
-[ledger]
-backend = "mock"
-[[sockets]]
-id = "kitchen"
-meter = { kind = "simulated", load_w = 800 }
-relay = { kind = "simulated" }
-"""
-
-
-def load_text(tmp_path, text):
-    (tmp_path / "c.toml").write_text(text)
-    return cfg.load(tmp_path / "c.toml")
+from tests.support.configs import MINIMAL, load_text
 
 
 def test_network_settings_default_to_a_closed_embedded_controller(tmp_path):

@@ -1,0 +1,22 @@
+"""The smallest valid configuration, as TOML text, and loading a text through the real loader."""
+
+from __future__ import annotations
+
+from payg.adapters import config as cfg
+
+MINIMAL = """
+[controller]
+data_dir = "var"
+[ledger]
+backend = "mock"
+[[sockets]]
+id = "kitchen"
+meter = { kind = "simulated", load_w = 800 }
+relay = { kind = "simulated" }
+"""
+
+
+def load_text(tmp_path, text):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return cfg.load(path)
