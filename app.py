@@ -26,6 +26,7 @@ from payg.errors import ConfigError, DataDirBusy, DeployFailed, RelayError
 if TYPE_CHECKING:
     from payg.ports import Clock, DepositSource, EnergyMeter, Notifier, PeerLink, Relay
     from payg.services.channels import ChannelBook
+    from payg.services.codes import CodeDesk
     from payg.services.deposits import DepositWatcher
     from payg.services.landlord import LandlordDesk
     from payg.services.metering import Metering, Publishers
@@ -54,6 +55,7 @@ class Runtime:
     landlord: LandlordDesk
     watcher: DepositWatcher
     site: Site
+    codes: CodeDesk
     trade: Trade | None = None
     book: ChannelBook | None = None
     supply: SupplyDesk | None = None
@@ -103,9 +105,12 @@ def build(config: Config, clock: Clock | None = None, notifier: Notifier | None 
     """Every object of a controller, wired, not started. Tests pass a virtual clock."""
     import hardware
     import ledgers
+    from payg.adapters.code_keys import load_code_keys
+    from payg.adapters.openpaygo import OpenPaygoCodec
     from payg.adapters.peer_link import HttpPeerLink
     from payg.domain.money import Tariff
     from payg.domain.socket import SocketState
+    from payg.services.codes import CodeDesk
     from payg.services.deposits import DepositWatcher
     from payg.services.landlord import LandlordDesk
     from payg.services.metering import Metering, MeteringSettings, Publishers
@@ -134,6 +139,8 @@ def build(config: Config, clock: Clock | None = None, notifier: Notifier | None 
         metering = Metering(sockets, hw.relays, hw.reader, journal, clock, Tariff(config.tariff.tokens_per_wh, 1),
                             settings, lock=threading.RLock(), publisher=publishers)
         watcher = DepositWatcher(ledger, journal, clock, on_credit=metering.credits_arrived)
+        codes = CodeDesk(metering, journal, OpenPaygoCodec(), load_code_keys(c.data_dir, [s.id for s in sockets]),
+                         config.codes.tokens_per_unit)
         trade = book = supply = None
         peers = HttpPeerLink()
         try:
@@ -149,7 +156,7 @@ def build(config: Config, clock: Clock | None = None, notifier: Notifier | None 
         close_all(closers)  # what was made so far
         raise
     return Runtime(config, clock, journal, ledger, hw.meters, hw.relays, publishers, metering,
-                   LandlordDesk(metering, journal), watcher, site, trade, book, supply, closers)
+                   LandlordDesk(metering, journal), watcher, site, codes, trade, book, supply, closers)
 
 
 def build_ledger(config: Config, journal: SqliteJournal, clock: Clock) -> DepositSource:
@@ -184,9 +191,8 @@ def build_trading(config: Config, journal: SqliteJournal, clock: Clock, trade: T
 
 def web_services(rt: Runtime, secrets: WebSecrets) -> WebServices:
     """What the web entry point is given of a runtime."""
+    from payg.adapters import web_sessions
     from payg.adapters.secrets import LandlordPasswordHash
-    from payg.adapters.web_sessions import FILE as SESSIONS_FILE
-    from payg.adapters.web_sessions import SqliteSessionStore
     from payg.web import WebServices
     from payg.web.trade import TradeServices
 
@@ -195,10 +201,10 @@ def web_services(rt: Runtime, secrets: WebSecrets) -> WebServices:
         trade = TradeServices(rt.trade, rt.book, rt.supply, tuple(s.id for s in rt.config.sockets),
                               peer_messages=rt.trade if rt.config.ledger.backend == "iota" else None)
     payer = rt.ledger if rt.config.ledger.backend == "mock" else None  # only the mock ledger is paid from here
-    sessions = SqliteSessionStore(rt.config.controller.data_dir / SESSIONS_FILE)
+    sessions = web_sessions.SqliteSessionStore(rt.config.controller.data_dir / web_sessions.FILE)
     rt.closers.append(("web sessions", sessions.close))
     return WebServices(rt.metering, rt.landlord, rt.journal, rt.ledger, secrets, payer=payer, health=rt.site.health,
-                       trade=trade, settings=rt.config.web, sessions=sessions,
+                       trade=trade, settings=rt.config.web, sessions=sessions, codes=rt.codes,
                        password_hash=LandlordPasswordHash(rt.config.web.landlord_password, rt.config.path,
                                                           secrets.password_hash))
 
@@ -279,12 +285,8 @@ def serve_web(rt: Runtime):
     rt.publishers.subscribe(web.hub)
     web.hub.start()
     rt.closers.append(("live pushes", web.hub.stop))
-    limits = config.web.server
     try:
-        server = HttpServer(web.app, config.web.host, config.web.port, ServerLimits(
-            max_connections=limits.max_connections, workers=limits.workers, max_live_connections=limits.max_live_connections,
-            header_timeout_s=limits.header_timeout_s, body_timeout_s=limits.body_timeout_s,
-            idle_timeout_s=limits.idle_timeout_s, max_body_bytes=limits.max_body_kib * 1024))
+        server = HttpServer(web.app, config.web.host, config.web.port, ServerLimits.of(config.web.server))
     except OSError as exc:
         log.error("cannot serve on %s:%s: %s", config.web.host, config.web.port, exc)
         raise _Exit(1) from None

@@ -680,11 +680,7 @@ def make_web_server(kind: str, wsgi_app, host: str, port: int, web_config):
     if kind == "payg":
         from payg.web.server import HttpServer, ServerLimits
 
-        c = web_config.server
-        return HttpServer(wsgi_app, host, port, ServerLimits(
-            max_connections=c.max_connections, workers=c.workers, max_live_connections=c.max_live_connections,
-            header_timeout_s=c.header_timeout_s, body_timeout_s=c.body_timeout_s, idle_timeout_s=c.idle_timeout_s,
-            max_body_bytes=c.max_body_kib * 1024))
+        return HttpServer(wsgi_app, host, port, ServerLimits.of(web_config.server))  # as app.serve_web makes it
     raise ValueError(f"unknown server {kind!r} (one of {', '.join(SERVERS)})")
 
 

@@ -181,3 +181,11 @@ def error_from_reply(status: int, body: object) -> Exception:
     if name == "ValueError":
         return ValueError(message)
     return LedgerUnavailable(f"peer answered HTTP {status}: {name or 'error'}: {message}")
+
+
+class CodeRefused(PaygError):
+    """A top-up code that books nothing; `reason` is "used", "invalid", "unsupported" or "locked"."""
+
+    def __init__(self, message: str, reason: str = "invalid"):
+        super().__init__(message)
+        self.reason = reason

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from payg.domain.accounts import Deposit, Entry
 from payg.domain.billing import MeterReading, MeterState
+from payg.domain.codes import CodeCounts, CodeKey, Decoded
 from payg.domain.market import Advert, Channel, ChannelRow, MarketInfo, Purchase, Voucher
 from payg.errors import MeterUnavailable
 
@@ -68,6 +69,12 @@ class JournalTx(Protocol):
 
     def set_override(self, socket_id: str, mode: str | None, at: float) -> None: ...
 
+    def set_code_counts(self, socket_id: str, counts: CodeCounts) -> None:
+        """The top-up code decoder's memory for a socket (payg/domain/codes.py)."""
+
+    def set_codes_issued(self, socket_id: str, count: int) -> None:
+        """The count of the last top-up code made for a socket."""
+
 
 class Journal(Protocol):
     """Every socket's account, append-only (payg/adapters/journal.py SqliteJournal; tests.fakes.FakeJournal).
@@ -107,6 +114,10 @@ class Journal(Protocol):
     def channels(self, direction: str | None = None, state: str | None = None) -> list[ChannelRow]: ...
 
     def channel(self, domain: str, channel_id: str) -> ChannelRow | None: ...
+
+    def code_counts(self, socket_id: str) -> CodeCounts: ...
+
+    def codes_issued(self, socket_id: str) -> int: ...
 
 
 class MeterReader(Protocol):
@@ -300,3 +311,12 @@ class SessionStore(Protocol):
     def remove_all(self) -> int: ...
 
     def remove_stale(self, seen_before: float, created_before: float) -> int: ...
+
+
+class CodeCodec(Protocol):
+    """Makes and reads a socket's top-up codes (payg/adapters/openpaygo.py, on the openpaygo package)."""
+
+    def encode(self, key: CodeKey, count: int, units: int) -> tuple[int, str]:
+        """The next Add-Time code after `count` worth `units`: (its count, its 9 digits)."""
+
+    def decode(self, key: CodeKey, code: str, counts: CodeCounts) -> Decoded: ...

@@ -11,6 +11,7 @@ from fractions import Fraction
 from payg.adapters.clocks import ManualClock
 from payg.domain.accounts import ALARM_KINDS, CREDIT_KINDS, DEBIT_KINDS, Entry
 from payg.domain.billing import MeterState
+from payg.domain.codes import CodeCounts
 from payg.domain.market import ChannelRow
 from payg.errors import JournalError, LedgerUnavailable, MeterUnavailable, RelayError
 from payg.ports import Deposit, MeterReading
@@ -234,6 +235,8 @@ class FakeJournal:
         self.carries: dict[tuple[str, str], int] = {}
         self.received: dict[str, tuple[str, int, int]] = {}
         self.channels_: dict[tuple[str, str], ChannelRow] = {}
+        self.code_counts_: dict[str, CodeCounts] = {}
+        self.codes_issued_: dict[str, int] = {}
         self.commits = 0
         self.fail_next_commit = False
 
@@ -302,6 +305,12 @@ class FakeJournal:
 
     def channel(self, domain: str, channel_id: str) -> ChannelRow | None:
         return self.channels_.get((domain, channel_id))
+
+    def code_counts(self, socket_id: str) -> CodeCounts:
+        return self.code_counts_.get(socket_id, CodeCounts())
+
+    def codes_issued(self, socket_id: str) -> int:
+        return self.codes_issued_.get(socket_id, 0)
 
 
 class _FakeTx:
@@ -378,6 +387,14 @@ class _FakeTx:
     def set_override(self, socket_id, mode, at):
         self.ops.append(("override", (socket_id, mode)))
 
+    def set_code_counts(self, socket_id, counts):
+        self.ops.append(("code_counts", (socket_id, counts)))
+
+    def set_codes_issued(self, socket_id, count):
+        if count < 0:
+            raise ValueError("a count is >= 0")
+        self.ops.append(("codes_issued", (socket_id, count)))
+
     def apply(self) -> None:
         j = self.j
         for op, args in self.ops:
@@ -402,6 +419,10 @@ class _FakeTx:
                     j.overrides_.pop(args[0], None)
                 else:
                     j.overrides_[args[0]] = args[1]
+            elif op == "code_counts":
+                j.code_counts_[args[0]] = args[1]
+            elif op == "codes_issued":
+                j.codes_issued_[args[0]] = args[1]
 
 
 class FakeNotifier:

@@ -26,6 +26,7 @@ from payg.adapters.journal_writer import ALARM_KINDS, CHANNEL_COLUMNS, ENTRY_COL
 from payg.adapters.sqlite import connect, transaction
 from payg.domain.accounts import Entry
 from payg.domain.billing import Baseline, MeterState
+from payg.domain.codes import CodeCounts
 from payg.domain.market import ChannelRow
 
 
@@ -150,6 +151,20 @@ class SqliteJournal:
             row = self._conn.execute(f"SELECT {CHANNEL_COLUMNS} FROM channels WHERE domain = ? AND channel_id = ?",
                                      (domain, channel_id)).fetchone()
         return None if row is None else ChannelRow.from_row(row)
+
+    def code_counts(self, socket_id: str) -> CodeCounts:
+        with self._lock:
+            row = self._conn.execute("SELECT last_count, used_counts FROM code_counters WHERE socket_id = ?",
+                                     (socket_id,)).fetchone()
+        if row is None:
+            return CodeCounts()
+        return CodeCounts(row[0], tuple(int(c) for c in row[1].split(",") if c))
+
+    def codes_issued(self, socket_id: str) -> int:
+        with self._lock:
+            row = self._conn.execute("SELECT issued_count FROM code_counters WHERE socket_id = ?",
+                                     (socket_id,)).fetchone()
+        return 0 if row is None else row[0]
 
     def overrides(self) -> dict[str, str]:
         with self._lock:

@@ -11,6 +11,7 @@ from fractions import Fraction
 
 from payg.domain.accounts import ALARM_KINDS, CREDIT_KINDS, DEBIT_KINDS, Entry
 from payg.domain.billing import MeterState
+from payg.domain.codes import CodeCounts
 from payg.domain.market import ChannelRow
 
 __all__ = ["ALARM_KINDS", "CHANNEL_COLUMNS", "ENTRY_COLUMNS", "SCHEMA", "JournalWriter", "entry_of"]
@@ -94,6 +95,12 @@ CREATE TABLE IF NOT EXISTS overrides (
     socket_id TEXT PRIMARY KEY,
     mode TEXT NOT NULL CHECK (mode IN ('off')),
     at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS code_counters (
+    socket_id TEXT PRIMARY KEY,
+    last_count INTEGER NOT NULL DEFAULT 0 CHECK (last_count >= 0),
+    used_counts TEXT NOT NULL DEFAULT '',
+    issued_count INTEGER NOT NULL DEFAULT 0 CHECK (issued_count >= 0)
 );
 """
 
@@ -227,3 +234,14 @@ class JournalWriter:
             self._conn.execute("INSERT INTO overrides (socket_id, mode, at) VALUES (?, ?, ?)"
                                " ON CONFLICT (socket_id) DO UPDATE SET mode = excluded.mode, at = excluded.at",
                                (socket_id, mode, at))
+
+    def set_code_counts(self, socket_id: str, counts: CodeCounts) -> None:
+        self._conn.execute("INSERT INTO code_counters (socket_id, last_count, used_counts) VALUES (?, ?, ?)"
+                           " ON CONFLICT (socket_id) DO UPDATE SET last_count = excluded.last_count,"
+                           " used_counts = excluded.used_counts",
+                           (socket_id, counts.last, ",".join(str(c) for c in counts.used)))
+
+    def set_codes_issued(self, socket_id: str, count: int) -> None:
+        self._conn.execute("INSERT INTO code_counters (socket_id, issued_count) VALUES (?, ?)"
+                           " ON CONFLICT (socket_id) DO UPDATE SET issued_count = excluded.issued_count",
+                           (socket_id, count))

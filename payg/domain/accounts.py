@@ -7,7 +7,7 @@ from fractions import Fraction
 
 CREDIT_KINDS = ("deposit", "credit", "trade_in")
 # Events that need a person to look: the landlord view shows them until acknowledged.
-ALARM_KINDS = ("implausible_jump", "counter_reset", "relay_bypass")
+ALARM_KINDS = ("implausible_jump", "counter_reset", "relay_bypass", "code_lockout")
 DEBIT_KINDS = ("usage", "debit", "trade_out")
 
 

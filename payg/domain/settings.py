@@ -51,6 +51,13 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class CodesConfig:
+    """Offline top-up codes ([codes]): what one unit of a code's value is worth."""
+
+    tokens_per_unit: int = 10  # a code carries 1 to 995 units: with 10, from 10 to 9,950 tokens
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """The web server's limits ([web.server]); see payg/web/server.py for what each one bounds."""
 
@@ -230,6 +237,7 @@ class Config:
     tariff: TariffConfig
     sockets: tuple[SocketConfig, ...] = field(default_factory=tuple)
     trade: TradeConfig = field(default_factory=TradeConfig)
+    codes: CodesConfig = field(default_factory=lambda: CodesConfig())
 
     def socket(self, socket_id: str) -> SocketConfig | None:
         return next((s for s in self.sockets if s.id == socket_id), None)

@@ -24,6 +24,7 @@ from payg.errors import InvalidAmount, LedgerUnavailable, UnknownSocket
 from payg.ports import DepositPayer, DepositSource, Journal, SessionStore
 from payg.services.dashboard import Dashboard, ViewSettings
 from payg.services.landlord import LandlordDesk
+from payg.services.codes import CodeDesk
 from payg.services.metering import Metering
 from payg.web import api, landlord, tenant
 from payg.web import trade as trade_routes
@@ -37,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 SESSION_COOKIE = "payg_session"
 STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
 PUBLIC_API = re.compile(r"^/api/sockets/[^/]+$")  # one socket's state, which its tenant page shows anyway
+TENANT_ACTION = re.compile(r"^/api/sockets/[^/]+/redeem$")  # entering a top-up code: anyone at the socket may
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
@@ -55,6 +57,7 @@ class WebServices:
     dashboard: Dashboard | None = None  # None: one is made from the journal and the metering clock
     sessions: SessionStore | None = None  # where landlord sessions are kept (required)
     password_hash: Callable[[], str | None] | None = None  # the hash as of now (None: secrets.password_hash)
+    codes: CodeDesk | None = None  # top-up codes (None: off)
 
 
 @dataclass
@@ -65,6 +68,7 @@ class Web:
     guard: Guard
     throttle: Limiter
     sessions: Sessions
+    code_limiter: Limiter  # wrong top-up codes, per address and per socket ("socket:<id>")
 
 
 def json_body() -> dict:
@@ -76,6 +80,19 @@ def json_body() -> dict:
     if not isinstance(body, dict):
         abort(400, description="expected a JSON object")
     return body
+
+
+def same_origin_json():
+    """A tenant's action must come from the controller's own page: a JSON body (a form from another site cannot
+    send one without a preflight this server never answers) and, when the browser says, the same origin."""
+    if not request.is_json:
+        return jsonify(error="Bad Request", message="expected a JSON body (Content-Type: application/json)"), 400
+    origin = request.headers.get("Origin")
+    site = request.headers.get("Sec-Fetch-Site")
+    if (origin is not None and origin.rstrip("/") != request.host_url.rstrip("/")) or site not in (None, "same-origin",
+                                                                                                  "none"):
+        return jsonify(error="Forbidden", message="this action is taken from the socket's own page"), 403
+    return None
 
 
 def create_web(services: WebServices, *, templates: Path = ROOT / "templates", static: Path = ROOT / "static",
@@ -109,7 +126,7 @@ def create_web(services: WebServices, *, templates: Path = ROOT / "templates", s
     hub = LiveHub(socketio, ctl, dashboard, ViewSettings(ctl.tariff, settings.low_credit_tokens),
                   guard.landlord_key, sessions, addresses)
     sessions.on_end(hub.end_session)
-    web = Web(app, socketio, hub, guard, throttle, sessions)
+    web = Web(app, socketio, hub, guard, throttle, sessions, Limiter(clock))
 
     def wants_json() -> bool:
         return request.path.startswith("/api/") or request.path in ("/api", "/healthz")
@@ -119,6 +136,8 @@ def create_web(services: WebServices, *, templates: Path = ROOT / "templates", s
         path = request.path
         if path.startswith("/api/peer/"):
             return None
+        if request.method == "POST" and TENANT_ACTION.match(path):
+            return same_origin_json()  # no cookie to ride on; a cross-site form can send neither JSON nor Origin
         if path.startswith("/api/") and not (request.method == "GET" and PUBLIC_API.match(path)):
             if guard.token():
                 return None  # a `payg` command on this machine: no cookie, so no CSRF to fear
@@ -169,7 +188,7 @@ def create_web(services: WebServices, *, templates: Path = ROOT / "templates", s
         return jsonify(error="Service Unavailable", message=str(exc)), 503
 
     app.register_blueprint(api.blueprint(services, json_body))
-    app.register_blueprint(tenant.blueprint(web, services, assets))
+    app.register_blueprint(tenant.blueprint(web, services, assets, json_body))
     app.register_blueprint(landlord.blueprint(web, services, json_body))
     if services.trade is not None:
         app.register_blueprint(trade_routes.blueprint(services.trade, json_body))

@@ -187,6 +187,19 @@ def blueprint(web, services, json_body: Callable[[], dict]) -> Blueprint:
                      socket_id, reason)
         return jsonify(booked=booked, view=fresh_view(hub, socket_id)), 201 if booked else 200
 
+    @bp.post("/api/sockets/<socket_id>/codes")
+    def make_code(socket_id: str):
+        if services.codes is None:
+            abort(404, description="top-up codes are off on this controller")
+        body = json_body()
+        unknown = set(body) - {"tokens"}
+        if unknown:
+            abort(400, description=f"unknown field(s): {', '.join(sorted(unknown))}")
+        issued = services.codes.issue(socket_id, body.get("tokens"))
+        log.info("landlord made top-up code #%d for %s: %d tokens", issued.count, socket_id, issued.tokens)
+        return jsonify(code=issued.code, spaced=issued.spaced, count=issued.count, tokens=issued.tokens,
+                       socket=socket_id), 201
+
     @bp.post("/api/sockets/<socket_id>/alarms/ack")
     def acknowledge(socket_id: str):
         json_body()

@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from payg.domain.settings import ServerConfig
 from payg.web.http1 import BadRequest, Incoming, Response, environ_for, long_poll, simple_response
 
 log = logging.getLogger("payg.web")
@@ -47,6 +48,13 @@ class ServerLimits:
     max_body_bytes: int = 256 * 1024
     max_head_bytes: int = 16 * 1024
     backlog: int = 128
+
+    @classmethod
+    def of(cls, c: ServerConfig) -> ServerLimits:
+        """The limits [web.server] sets."""
+        return cls(max_connections=c.max_connections, workers=c.workers, max_live_connections=c.max_live_connections,
+                   header_timeout_s=c.header_timeout_s, body_timeout_s=c.body_timeout_s,
+                   idle_timeout_s=c.idle_timeout_s, max_body_bytes=c.max_body_kib * 1024)
 
 
 @dataclass(eq=False)

@@ -1,18 +1,20 @@
 """The tenant's pages: the socket list, a page per socket with its QR code, and the browser libraries.
 
-They only read: a tenant can change nothing.
+They only read, but for one action: entering a top-up code (POST /api/sockets/<id>/redeem).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
+from typing import Callable
 
 import qrcode
 import qrcode.image.svg
-from flask import Blueprint, Response, abort, redirect, render_template, request, send_file
+from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, send_file
 
-from payg.errors import InvalidAmount
+from payg.errors import CodeRefused, InvalidAmount
 from payg.web.views import fresh_view, page_settings, topup_of
 
 log = logging.getLogger("payg.web")
@@ -35,7 +37,7 @@ def qr_svg(data: str) -> bytes:
     return qr.make_image().to_string(encoding="unicode").encode()
 
 
-def blueprint(web, services, assets: Path) -> Blueprint:
+def blueprint(web, services, assets: Path, json_body: Callable[[], dict]) -> Blueprint:
     bp = Blueprint("tenant", __name__)
     ctl = services.metering
     settings = services.settings
@@ -50,11 +52,6 @@ def blueprint(web, services, assets: Path) -> Blueprint:
             if path.is_file():
                 return path
         return None
-
-    missing = [name for name in ASSETS if asset_path(name) is None]
-    if missing:
-        log.warning("browser libraries missing in %s (%s): pages work without live updates; run `make assets`",
-                    assets, ", ".join(missing))
 
     missing = [name for name in ASSETS if asset_path(name) is None]
     if missing:
@@ -95,5 +92,32 @@ def blueprint(web, services, assets: Path) -> Blueprint:
         resp = Response(qr_svg(uri), mimetype="image/svg+xml")
         resp.headers["Cache-Control"] = "public, max-age=3600"
         return resp
+
+    @bp.post("/api/sockets/<socket_id>/redeem")
+    def redeem(socket_id: str):
+        """The tenant's one action: enter a top-up code. No cookie and no CSRF token: it must be a same-origin
+        JSON request (checked by the guard), and wrong codes slow down their address and their socket."""
+        if services.codes is None:
+            abort(404, description="top-up codes are off on this controller")
+        ctl.socket(socket_id)
+        body = json_body()
+        code = body.get("code")
+        address = request.remote_addr or "?"
+        wait = max(web.code_limiter.retry_after(address) or 0, web.code_limiter.retry_after(f"socket:{socket_id}") or 0)
+        if wait:
+            seconds = max(1, math.ceil(wait))
+            return jsonify(error="Too Many Requests", reason="slow_down", retry_after_s=seconds,
+                           message=f"Too many wrong codes. Wait {seconds} s and try again."), 429, \
+                {"Retry-After": str(seconds)}
+        try:
+            done = services.codes.redeem(socket_id, code if isinstance(code, str) else "")
+        except CodeRefused as exc:
+            if exc.reason in ("invalid", "malformed", "used"):
+                web.code_limiter.failed(address)
+                web.code_limiter.failed(f"socket:{socket_id}")
+            log.info("top-up code refused on %s from %s: %s", socket_id, address, exc.reason)
+            return jsonify(error="Refused", reason=exc.reason, message=str(exc)), 423 if exc.reason == "locked" else 400
+        web.code_limiter.succeeded(address)
+        return jsonify(tokens=done.tokens, booked=done.booked, view=fresh_view(hub, socket_id))
 
     return bp

@@ -96,3 +96,23 @@ def test_entries_are_followed_by_id_and_by_time(journal):
     assert [e.amount for e in journal.entries_after(1, limit=1)] == [2]
     assert journal.first_entry_id_since(AT + 5) == 1
     assert sorted(journal.last_entries("deposit")) == [("a", AT + 20, 3), ("b", AT + 10, 2)]
+
+
+def test_top_up_code_counters_are_kept_apart_per_socket_and_only_with_their_transaction(journal):
+    from payg.domain.codes import CodeCounts
+
+    assert journal.code_counts("a") == CodeCounts() and journal.codes_issued("a") == 0
+    with journal.transaction() as tx:
+        tx.set_codes_issued("a", 4)
+        tx.set_code_counts("a", CodeCounts(12, (8, 10, 12)))
+        tx.set_codes_issued("b", 2)
+    assert journal.codes_issued("a") == 4 and journal.code_counts("a") == CodeCounts(12, (8, 10, 12))
+    assert journal.code_counts("b") == CodeCounts() and journal.codes_issued("b") == 2
+    with journal.transaction() as tx:
+        tx.set_code_counts("a", CodeCounts(14, (14,)))  # issued stays as it was
+    assert journal.codes_issued("a") == 4 and journal.code_counts("a") == CodeCounts(14, (14,))
+    with pytest.raises(RuntimeError):
+        with journal.transaction() as tx:
+            tx.set_code_counts("a", CodeCounts(30, (30,)))
+            raise RuntimeError("a crash before the commit")
+    assert journal.code_counts("a") == CodeCounts(14, (14,))

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from payg.adapters.config import sockets as socket_tables
 from payg.adapters.config.tables import ENV_NAME, EVM_ADDRESS, Table, exact, secret, units, url
-from payg.domain.settings import (Config, ControllerConfig, EthereumLedgerConfig, GpioRelayConfig, IotaLedgerConfig,
-                                  LedgerConfig, MockLedgerConfig, ModbusMeterConfig, SecretRef, ServerConfig,
-                                  TariffConfig, TradeConfig, WebConfig)
+from payg.domain.settings import (CodesConfig, Config, ControllerConfig, EthereumLedgerConfig, GpioRelayConfig,
+                                  IotaLedgerConfig, LedgerConfig, MockLedgerConfig, ModbusMeterConfig, SecretRef,
+                                  ServerConfig, TariffConfig, TradeConfig, WebConfig)
 from payg.errors import ConfigError
 
 BACKENDS = ("mock", "iota", "ethereum")
@@ -253,8 +253,12 @@ def parse(data: dict, file: str, base_dir: Path | None = None, profile_dirs: tup
     tr.finish()
     if trade.owner is not None and trade.owner not in seen:
         raise ConfigError(file, "trade.owner", "the id of a configured socket", trade.owner, has_got=True)
+    ct = root.table("codes", {})
+    codes = CodesConfig(tokens_per_unit=ct.integer("tokens_per_unit", CodesConfig.tokens_per_unit, minimum=1,
+                                                   maximum=10**9))
+    ct.finish()
     root.finish()
-    return Config(Path(file), controller, web, ledger, tariff, tuple(sockets), trade)
+    return Config(Path(file), controller, web, ledger, tariff, tuple(sockets), trade, codes)
 
 
 def load(path: str | Path, profile_dirs: tuple[Path, ...] = ()) -> Config:
