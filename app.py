@@ -328,18 +328,15 @@ class CliWiring:
     @staticmethod
     def fund_trade_party(config: Config, socket_id: str, amount: int) -> tuple[str, int]:
         import ledgers
-        from ledgers.mock import MockTrade
+
+        return ledgers.fund_mock_trade_party(config, SystemClock(), socket_id, amount)
+
+    @staticmethod
+    def code_keys(config: Config):
+        from payg.adapters.code_keys import load_code_keys
 
         config.controller.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tc = config.trade
-        trade = MockTrade(ledgers.mock_ledger_path(config), SystemClock(), [s.id for s in config.sockets],
-                          capacity_wh=tc.capacity_wh, tax_bps=tc.tax_bps, owner_socket=tc.owner)
-        try:
-            party = trade.party_for(socket_id)
-            trade.fund(party, amount)
-            return party, trade.balance(party)
-        finally:
-            trade.shutdown()
+        return load_code_keys(config.controller.data_dir, [s.id for s in config.sockets])
 
     @staticmethod
     def deploy_contracts(config: Config):

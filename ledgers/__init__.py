@@ -22,6 +22,22 @@ def mock_ledger_path(config: Config) -> Path:
     return config.ledger.mock.path or config.controller.data_dir / "mock-ledger.sqlite"
 
 
+def fund_mock_trade_party(config: Config, clock: Clock, socket_id: str, amount: int) -> tuple[str, int]:
+    """Mint `amount` on the mock ledger into a socket's trade party: (the party, its balance)."""
+    from ledgers.mock import MockTrade
+
+    config.controller.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tc = config.trade
+    trade = MockTrade(mock_ledger_path(config), clock, [s.id for s in config.sockets], capacity_wh=tc.capacity_wh,
+                      tax_bps=tc.tax_bps, owner_socket=tc.owner)
+    try:
+        party = trade.party_for(socket_id)
+        trade.fund(party, amount)
+        return party, trade.balance(party)
+    finally:
+        trade.shutdown()
+
+
 def open_deposit_source(config: Config, accounts: Accounts, clock: Clock) -> DepositSource:
     lc = config.ledger
     file = str(config.path)

@@ -34,10 +34,11 @@ class ControllerApi:
         except OSError:
             return None
 
-    def request(self, method: str, path: str, body: dict | None = None, timeout_s: float = 60.0) -> Reply:
+    def request(self, method: str, path: str, body: dict | None = None, timeout_s: float = 60.0,
+                headers: dict[str, str] | None = None) -> Reply:
         """The controller's answer; raises Unreachable when no controller answers."""
         token = self._token()
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", **(headers or {})}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         return request_json(method, self.url + path, body, headers=headers, timeout_s=timeout_s)

@@ -15,8 +15,9 @@ import time
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from payg.cli import accounts, installer, password, trade
+from payg.cli import accounts, codes, installer, password, trade
 from payg.cli.parser import parse_args
+from payg.domain.codes import CodeKey
 from payg.domain.meter_profile import MeterProfile
 from payg.domain.settings import Config
 from payg.errors import ConfigError, DataDirBusy
@@ -50,6 +51,9 @@ class Wiring(Protocol):
         """Held while nothing else may run on the data directory; raises DataDirBusy."""
 
     def controller_api(self, config: Config) -> trade.ControllerApi: ...
+
+    def code_keys(self, config: Config) -> dict[str, CodeKey]:
+        """Each socket's top-up code secret, made the first time (raises ConfigError)."""
 
     def fund_trade_party(self, config: Config, socket_id: str, amount: int) -> tuple[str, int]:
         """Mint on the mock ledger into a socket's trade party: (party, its balance)."""
@@ -109,6 +113,15 @@ def _run(argv: list[str] | None, wiring: Wiring) -> int:
         return accounts.ledger_command(args, config, wiring.ledger)
     if args.command == "login-link":
         return password.cmd_login_link(wiring.controller_api(config))
+    if args.command in ("code", "redeem"):
+        return codes.cmd_code(args, wiring.controller_api(config))
+    if args.command == "codes":
+        journal = wiring.open_journal(config)
+        try:
+            return codes.cmd_export(config, wiring.code_keys(config), journal)
+        finally:
+            if journal is not None:
+                journal.close()
     if args.command == "trade":
         if args.action == "fund":
             return trade.cmd_fund(args, config, wiring.fund_trade_party)

@@ -41,6 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_positive_int, default=50, metavar="N", help="entries to show (default 50)")
 
     command("login-link", "print a one-time link that logs in as the landlord (through the running controller)")
+    p = command("code", "make a top-up code for a socket (through the running controller)")
+    p.add_argument("--socket", required=True, metavar="ID", help="socket id")
+    p.add_argument("--tokens", required=True, type=_amount, metavar="N",
+                   help="tokens the code adds: a multiple of [codes] tokens_per_unit, at most 995 units")
+    p = command("redeem", "enter a top-up code for a socket (through the running controller)")
+    p.add_argument("--socket", required=True, metavar="ID", help="socket id")
+    p.add_argument("code", metavar="CODE", help="the code's 9 digits (spaces allowed, quoted)")
+    p = command("codes", "print every socket's top-up code key, starting code and count, for a back office")
+    p.add_argument("action", choices=["export"], help="export: print them (they are secrets)")
     p = sub.add_parser("password", help="make the landlord's password hash for the web login",
                        description="Ask for the landlord's password (twice) and print its hash, or write it to "
                                    "an owner-only file. Name the variable or file in [web] of the config.")

@@ -18,7 +18,8 @@ class ControllerApi(Protocol):
     url: str
     token_file: Path
 
-    def request(self, method: str, path: str, body: dict | None = None, timeout_s: float = 60.0): ...
+    def request(self, method: str, path: str, body: dict | None = None, timeout_s: float = 60.0,
+                headers: dict[str, str] | None = None): ...
 
     def states(self, timeout_s: float = 2.0) -> list[dict] | None: ...
 

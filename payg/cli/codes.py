@@ -1,0 +1,59 @@
+"""`payg code`, `payg redeem` and `payg codes export`: offline top-up codes from the controller's machine.
+
+Making and entering a code go through the running controller (its API, with the API token), so the
+code is booked with the socket's lock held and its relay decided at once. `payg codes export`
+reads the data directory: each socket's key, starting code and the count of its last code,
+which a landlord's back office needs to make codes elsewhere. It prints secrets: only on request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TextIO
+
+from payg.cli.trade import ControllerApi
+from payg.domain.codes import CodeKey
+from payg.domain.settings import Config
+from payg.errors import Unreachable
+from payg.ports import Journal
+
+
+def cmd_code(args: argparse.Namespace, api: ControllerApi, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    if args.command == "code":
+        path, body = f"/api/sockets/{args.socket}/codes", {"tokens": args.tokens}
+        headers = {}
+    else:
+        path, body = f"/api/sockets/{args.socket}/redeem", {"code": args.code}
+        headers = {"Origin": api.url}  # the tenant's action, taken on the controller's machine
+    try:
+        reply = api.request("POST", path, body, timeout_s=10.0, headers=headers)
+    except Unreachable as exc:
+        print(f"payg: no controller answers at {api.url} ({exc}); codes are made and entered through the running "
+              "controller: start it with `payg run`", file=err)
+        return 1
+    answer = reply.body if isinstance(reply.body, dict) else {}
+    if not reply.ok:
+        print(f"payg: {answer.get('message', reply.reason)}", file=err)
+        if reply.status == 401:
+            print(f"payg: run this as the user that runs the controller (it reads {api.token_file})", file=err)
+        return 2 if reply.status == 400 and args.command == "code" else 1
+    if args.command == "code":
+        print(answer["spaced"], file=out)
+        print(f"code #{answer['count']} for socket {args.socket}: {answer['tokens']} tokens, good once", file=err)
+    else:
+        print(f"{answer['tokens']} tokens credited to {args.socket}" if answer.get("booked")
+              else f"this code was credited to {args.socket} before", file=out)
+    return 0
+
+
+def cmd_export(config: Config, keys: dict[str, CodeKey], journal: Journal | None, out: TextIO = sys.stdout,
+               err: TextIO = sys.stderr) -> int:
+    print("socket\tkey\tstarting_code\tlast_count\ttokens_per_unit", file=out)
+    for s in config.sockets:
+        key = keys[s.id]
+        count = journal.codes_issued(s.id) if journal is not None else 0
+        print(f"{s.id}\t{key.key_hex}\t{key.starting_code}\t{count}\t{config.codes.tokens_per_unit}", file=out)
+    print("payg: these are secrets: anyone with a key makes codes for its socket. Make a socket's codes in one "
+          "place only (here or the back office), continuing from last_count.", file=err)
+    return 0
