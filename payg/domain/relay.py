@@ -5,6 +5,9 @@ override holds the socket off. Available credit = balance - the carry still owed
 the energy estimated to have been drawn since the meter's last counter step. When that credit
 would run out before the next tick, the decision carries a predictive cut-off time.
 
+During a friendly-credit period (payg/domain/friendly.py) a socket that is on when its credit
+runs out stays on, its usage billed as debt, until the period ends.
+
 A socket cut for lack of credit stays off (`exhausted_at_balance` marks the balance at the
 cut) until a new credit lifts the balance above that mark: part of a Wh the meter has not
 counted yet must not switch it on again for a moment.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Callable
 
 from payg.domain.money import time_left_s
 
@@ -42,17 +46,22 @@ class RelayDecision:
     reason: str | None                 # why it is off: OVERRIDE, OFFLINE, EXHAUSTED or STOPPED (None when on)
     exhausted_at_balance: int | None   # the mark a cut for lack of credit leaves (see the module doc)
     cut_at: float | None = None        # the predicted moment the credit runs out, within two ticks
+    friendly: bool = False             # on although out of credit: a friendly-credit period
 
 
 def decide(credit: Credit, *, healthy: bool, override: str | None, stopped: bool,
            exhausted_at_balance: int | None, power_w: float | None, units_per_wh: Fraction, now: float,
-           poll_interval_s: float, predictive: bool) -> RelayDecision:
+           poll_interval_s: float, predictive: bool, relay_on: bool = False,
+           friendly_end: Callable[[float], float | None] | None = None) -> RelayDecision:
+    """`friendly_end(t)`: when the friendly-credit period around `t` ends, None outside one
+    (payg/domain/friendly.py); a socket on when its credit runs out stays on until then."""
     exhausted = exhausted_at_balance
     if exhausted is not None:
         # Usage billed after the cut lowers the mark; only a new credit lifts the balance above it.
         exhausted = None if credit.balance > exhausted else credit.balance
     available = credit.available
-    if available <= 0 and exhausted is None:
+    friendly_until = friendly_end(now) if friendly_end is not None and relay_on and exhausted is None else None
+    if available <= 0 and exhausted is None and friendly_until is None:
         exhausted = credit.balance
     if stopped:
         reason = STOPPED
@@ -60,17 +69,25 @@ def decide(credit: Credit, *, healthy: bool, override: str | None, stopped: bool
         reason = OVERRIDE
     elif not healthy:
         reason = OFFLINE
-    elif available <= 0 or exhausted is not None:
+    elif exhausted is not None or (available <= 0 and friendly_until is None):
         reason = EXHAUSTED
     else:
         reason = None
     if reason is not None:
         return RelayDecision(False, reason, exhausted)
+    if available <= 0:  # on friendly credit: off when the period ends, if no credit came by then
+        return RelayDecision(True, None, None, friendly_until if friendly_until - now < 2 * poll_interval_s else None,
+                             friendly=True)
     cut_at = None
     if predictive:
         seconds_left = time_left_s(available / float(units_per_wh), power_w)
-        if seconds_left is not None and seconds_left < 2 * poll_interval_s:
-            cut_at = now + seconds_left
+        if seconds_left is not None:
+            runs_out = now + seconds_left
+            # run out inside a friendly period: the cut waits for its end
+            until = friendly_end(runs_out) if friendly_end is not None else None
+            at = runs_out if until is None else until
+            if at - now < 2 * poll_interval_s:
+                cut_at = at
     return RelayDecision(True, None, exhausted, cut_at)
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+from payg.domain.friendly import FriendlyCredit
 from payg.domain.meter_profile import MeterProfile, reading_time_s
 
 
@@ -226,6 +227,14 @@ class SocketConfig:
     account_index: int | None = None  # derivation index of the socket's ledger address (None: assigned)
     sell: SellConfig | None = None
     buy: BuyConfig | None = None
+    friendly_credit: bool = True  # follow [protections.friendly_credit]; false: this socket goes off at any hour
+
+
+@dataclass(frozen=True)
+class ProtectionsConfig:
+    """What a prepaid tenant is owed ([protections]); each is off until configured."""
+
+    friendly_credit: FriendlyCredit = FriendlyCredit()  # periods in which running out does not cut the power
 
 
 @dataclass(frozen=True)
@@ -238,6 +247,7 @@ class Config:
     sockets: tuple[SocketConfig, ...] = field(default_factory=tuple)
     trade: TradeConfig = field(default_factory=TradeConfig)
     codes: CodesConfig = field(default_factory=lambda: CodesConfig())
+    protections: ProtectionsConfig = field(default_factory=ProtectionsConfig)
 
     def socket(self, socket_id: str) -> SocketConfig | None:
         return next((s for s in self.sockets if s.id == socket_id), None)

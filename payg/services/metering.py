@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from payg.domain.billing import BillStep, MeterReading, MeterState, bill, close_usage
+from payg.domain.friendly import FriendlyCredit
 from payg.domain.money import Tariff
 from payg.domain.relay import EXHAUSTED, Credit, check_bypass, decide
 from payg.domain.socket import SocketState, balance_fields, projection
@@ -35,6 +36,8 @@ class MeteringSettings:
     predictive_cutoff: bool = True
     relay_check_s: float = 5.0        # power through a relay open this long is a bypass
     relay_off_max_w: float = 5.0      # ... above this much
+    friendly: FriendlyCredit = FriendlyCredit()      # friendly-credit periods (none: off)
+    friendly_off: frozenset[str] = frozenset()       # sockets that do without them
 
 
 class Publishers:
@@ -215,12 +218,17 @@ class Metering:
                    stopped=self._stopped, exhausted_at_balance=s.exhausted_at_balance,
                    power_w=s.reading.power_w if s.reading is not None else None,
                    units_per_wh=self.tariff.units_per_wh, now=now, poll_interval_s=self.settings.poll_interval_s,
-                   predictive=self.settings.predictive_cutoff)
+                   predictive=self.settings.predictive_cutoff, relay_on=s.relay_closed,
+                   friendly_end=self._friendly_end if s.id not in self.settings.friendly_off else None)
         s.exhausted_at_balance = d.exhausted_at_balance
         if not d.closed and s.relay_closed:
             log.info("socket %s off: %s", s.id, d.reason)
         self._switch(s, d.closed, now)
         s.cut_at = d.cut_at
+
+    def _friendly_end(self, t: float) -> float | None:
+        friendly = self.settings.friendly
+        return friendly.ends_at(t) if friendly.enabled else None
 
     def _switch(self, s: SocketState, closed: bool, now: float) -> None:
         if closed == s.relay_closed and s.relay_error is None and self._started:

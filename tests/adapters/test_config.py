@@ -209,3 +209,29 @@ def test_an_unknown_key_like_no_known_one_gets_no_guess(tmp_path):
 def test_a_misspelt_section_is_named(tmp_path, old, new, hint):
     with pytest.raises(ConfigError, match=hint):
         load_text(tmp_path, MINIMAL.replace(old, new))
+
+
+def test_friendly_credit_periods_parse_in_the_controllers_zone_and_a_socket_may_opt_out(tmp_path):
+    from datetime import date
+
+    from payg.domain.friendly import FriendlyCredit
+
+    c = load_text(tmp_path, MINIMAL)
+    assert c.protections.friendly_credit == FriendlyCredit() and c.sockets[0].friendly_credit
+    c = load_text(tmp_path, MINIMAL.replace('relay = { kind = "simulated" }',
+                                            'relay = { kind = "simulated" }\nfriendly_credit = false')
+                  + '[web]\ntimezone = "Europe/London"\n[protections.friendly_credit]\nhours = ["16:00-08:00"]\n'
+                  'days = ["Saturday", "sunday"]\nholidays = ["2026-12-25"]\n')
+    f = c.protections.friendly_credit
+    assert (f.hours, f.days, f.holidays) == (((960, 480),), frozenset({5, 6}), frozenset({date(2026, 12, 25)}))
+    assert str(f.tz) == "Europe/London" and not c.sockets[0].friendly_credit
+
+
+@pytest.mark.parametrize("extra, key", [('hours = ["16-8"]', "protections.friendly_credit.hours"),
+                                        ('days = ["someday"]', "protections.friendly_credit.days"),
+                                        ('holidays = ["25.12.2026"]', "protections.friendly_credit.holidays"),
+                                        ('hour = ["16:00-08:00"]', "protections.friendly_credit.hour")])
+def test_bad_friendly_credit_settings_name_the_key(tmp_path, extra, key):
+    with pytest.raises(ConfigError) as err:
+        load_text(tmp_path, MINIMAL + f"[protections.friendly_credit]\n{extra}\n")
+    assert err.value.key == key, str(err.value)

@@ -101,8 +101,9 @@ def socket(t: Table, profile_dirs: tuple[Path, ...]) -> SocketConfig:
     if isinstance(meter, SimulatedMeterConfig) and isinstance(meter.load, ConstantLoad) \
             and meter.load.load_w > max_power_w:
         raise t.error("meter.load_w", f"at most max_power_w ({max_power_w})", meter.load.load_w)
+    friendly = t.boolean("friendly_credit", True)
     t.finish()
-    return SocketConfig(socket_id, name, meter, relay, max_power_w, account_index, sell, buy)
+    return SocketConfig(socket_id, name, meter, relay, max_power_w, account_index, sell, buy, friendly)
 
 
 def _socket_trade(t: Table) -> tuple[SellConfig | None, BuyConfig | None]:
