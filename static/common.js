@@ -65,6 +65,33 @@ window.payg = (function () {
     return m ? m.content : "";
   }
 
+  /* Copy an element's text: the clipboard API where the page may use it, else the text is selected and the
+     browser's copy command run. Resolves to "copied", or "selected" (left for the user to copy). */
+  async function copyText(el) {
+    const text = el.textContent.trim();
+    if (navigator.clipboard && window.isSecureContext) {
+      try { await navigator.clipboard.writeText(text); return "copied"; } catch (e) { /* fall back */ }
+    }
+    const r = document.createRange();
+    r.selectNodeContents(el);
+    const sel = window.getSelection();
+    sel.removeAllRanges();
+    sel.addRange(r);
+    let ok = false;
+    try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+    return ok ? "copied" : "selected";
+  }
+
+  /* Set a live region's text so that it is announced even when it is the same as before. */
+  function announce(el, t) {
+    if (el.textContent === t) {
+      el.textContent = "";
+      setTimeout(() => { el.textContent = t; }, 50);
+    } else {
+      el.textContent = t;
+    }
+  }
+
   /* The "live" / "reconnecting…" badge: <p class="live"><span class="dot"></span><span class="txt"></span></p> */
   function indicator(el) {
     const txt = el.querySelector(".txt");
@@ -96,5 +123,6 @@ window.payg = (function () {
     return show;
   }
 
-  return { num, tok, wh, dur, ago, clock, requestId, setText, boot, csrf, indicator, watchConnection, DASH };
+  return { num, tok, wh, dur, ago, clock, requestId, setText, boot, csrf, copyText, announce, indicator,
+    watchConnection, DASH };
 })();

@@ -46,7 +46,8 @@
     el.tu = h(td, "span");
     el.tux = h(td, "small");
     td = h(tr, "td", "actions");
-    for (const [act, text] of [["ov", ""], ["adj", "Credit/debit\u2026"], ["qr", "QR"], ["ack", "Acknowledge"]]) {
+    for (const [act, text] of [["ov", ""], ["adj", "Credit/debit\u2026"], ["code", "Make a code\u2026"], ["qr", "QR"],
+      ["ack", "Acknowledge"]]) {
       const b = h(td, "button", "btn small");
       b.type = "button";
       b.dataset.act = act;
@@ -208,7 +209,7 @@
     const a = b.dataset.act, off = r.v.override !== "off";
     if (a === "ov") act(r, "override", { mode: off ? "off" : "auto" }, off ? "forced off" : "back to automatic");
     else if (a === "ack") act(r, "alarms/ack", {}, "alarms acknowledged");
-    else { opener = b; (a === "adj" ? openAdjust : openQr)(r); }
+    else { opener = b; ({ adj: openAdjust, code: openCode, qr: openQr }[a])(r); }
   });
   document.addEventListener("click", (e) => {
     const c = e.target.closest("[data-close]");
@@ -257,6 +258,57 @@
     adjBusy = false;
     go.removeAttribute("aria-busy");
   });
+
+  /* A top-up code: each answer is a new code (the controller counts them), so one request at a time and, once
+     made, the form gives way to the code until "Make another" is chosen. */
+  const mk = $("mk"), mkForm = $("mk-f"), mkTok = $("mk-tok"), mkErr = $("mk-err"), mkGo = $("mk-go"),
+    mkDone = $("mk-done"), mkCode = $("mk-code"), mkCopied = $("mk-copied");
+  let mkRec = null, mkBusy = false;
+  function showCodeForm() {
+    mkForm.hidden = false;
+    mkDone.hidden = true;
+    mkErr.hidden = true;
+    P.setText(mkCode, "");
+    P.setText(mkCopied, "");
+    P.setText($("mk-said"), "");
+    mkTok.focus();
+    mkTok.select();
+  }
+  function openCode(r) {
+    mkRec = r;
+    mkForm.reset();
+    P.setText($("mk-who"), label(r) + " (" + r.id + ")");
+    mk.showModal();
+    showCodeForm();
+  }
+  mkForm.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    if (mkBusy || !mkForm.reportValidity()) return;
+    mkBusy = true;
+    mkGo.setAttribute("aria-busy", "true");
+    const r = mkRec;
+    try {
+      const j = await post(r, "codes", { tokens: mkTok.valueAsNumber });
+      P.setText(mkCode, j.spaced || j.code);
+      P.setText($("mk-for"), P.num(j.tokens) + " tokens for " + label(r) + " (" + r.id + "), code #" + j.count + ":");
+      mkForm.hidden = true;
+      mkDone.hidden = false;
+      $("mk-copy").focus();
+      P.announce($("mk-said"), "Code for " + P.num(j.tokens) + " tokens: " + (j.spaced || j.code));
+    } catch (err) {
+      P.setText(mkErr, err.message.charAt(0).toUpperCase() + err.message.slice(1));
+      mkErr.hidden = false;
+      mkTok.focus();
+    }
+    mkBusy = false;
+    mkGo.removeAttribute("aria-busy");
+  });
+  $("mk-again").addEventListener("click", () => { mkForm.reset(); showCodeForm(); });
+  $("mk-copy").addEventListener("click", async () => {
+    const how = await P.copyText(mkCode);
+    P.announce(mkCopied, how === "copied" ? "Copied" : "Code selected: copy it with your device's copy command");
+  });
+  mk.addEventListener("close", () => { P.setText(mkCode, ""); P.setText($("mk-said"), ""); });
 
   /* QR: the socket view has no address; ask the socket's JSON API once and remember it. */
   const qaddr = $("qrd-addr"), addrs = {};

@@ -1,4 +1,5 @@
-/* payg tenant page: live balance, readings and chart for one socket; top-up helpers. Read-only. */
+/* payg tenant page: live balance, readings and chart for one socket; top-up helpers; entering a top-up code
+   (the tenant's one action). */
 "use strict";
 (function () {
   const P = window.payg;
@@ -75,18 +76,62 @@
     copiedTimer = setTimeout(() => P.setText(copied, ""), 4000);
   }
   copy.addEventListener("click", async () => {
-    const text = addr.textContent.trim();
-    if (navigator.clipboard && window.isSecureContext) {
-      try { await navigator.clipboard.writeText(text); return said("Copied"); } catch (e) { /* fall back */ }
+    said(await P.copyText(addr) === "copied" ? "Copied" : "Address selected: copy it with your device's copy command");
+  });
+
+  // a top-up code: 9 digits (spaces, dashes or dots between them are fine), checked here before it is sent, so
+  // a slip of the finger is not counted as a wrong code; the answer's view updates the page at once
+  const codeCard = $("code-card"), codeForm = $("code-f"), codeIn = $("code-in"), codeGo = $("code-go"),
+    codeOut = $("code-out");
+  let codeBusy = false, codeWaitUntil = 0;
+  codeCard.hidden = $("go-code").hidden = false;
+  function codeSay(text, kind) {
+    codeOut.className = "code-out" + (kind ? " " + kind : "");
+    P.announce(codeOut, text);
+  }
+  const sentence = (m) => { m = String(m || "").trim(); return m ? m.charAt(0).toUpperCase() + m.slice(1) + (/[.!?]$/.test(m) ? "" : ".") : ""; };
+  codeForm.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    if (codeBusy) return;
+    const digits = codeIn.value.replace(/[\s.\-]/g, "");
+    if (!/^[0-9]{9}$/.test(digits)) {
+      const n = digits.replace(/[^0-9]/g, "").length;
+      codeSay(/[^0-9]/.test(digits) ? "A code has only digits: 9 of them, such as 123 456 789."
+        : "A code has 9 digits" + (n ? "; this has " + n : "") + ".", "bad");
+      codeIn.focus();
+      return;
     }
-    const r = document.createRange();
-    r.selectNodeContents(addr);
-    const sel = window.getSelection();
-    sel.removeAllRanges();
-    sel.addRange(r);
-    let ok = false;
-    try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
-    said(ok ? "Copied" : "Address selected: copy it with your device's copy command");
+    const wait = Math.ceil((codeWaitUntil - Date.now()) / 1000);
+    if (wait > 0) return codeSay("Too many wrong codes. Wait " + wait + " s and try again.", "bad");
+    codeBusy = true;
+    codeGo.setAttribute("aria-busy", "true");
+    codeSay("Checking the code\u2026", "");
+    try {
+      const res = await fetch("/api/sockets/" + encodeURIComponent(id) + "/redeem", {
+        method: "POST", credentials: "omit", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ code: digits }),
+      });
+      const j = await res.json().catch(() => null);
+      if (res.ok && j && j.view) {
+        lastBal = j.view.balance_tokens;   // said here, not again by the balance's own announcement
+        render(j.view);
+        addPoint(j.view);
+        codeIn.value = "";
+        const bal = " Balance " + P.tok(j.view.balance_tokens) + " tokens.";
+        codeSay(j.booked === false ? "This code's " + P.tok(j.tokens) + " tokens were added already." + bal
+          : "+" + P.tok(j.tokens) + " tokens added." + bal, "ok");
+      } else {
+        if (res.status === 429) {
+          const s = (j && j.retry_after_s) || parseInt(res.headers.get("Retry-After"), 10) || 1;
+          codeWaitUntil = Date.now() + s * 1000;
+        }
+        codeSay(sentence(j && (j.message || j.error)) || "The controller answered " + res.status + ". Try again.", "bad");
+      }
+    } catch (err) {
+      codeSay("The controller could not be reached. Check the connection and try again (a code is never added twice).", "bad");
+    }
+    codeBusy = false;
+    codeGo.removeAttribute("aria-busy");
   });
 
   // chart: power (W, left) and balance (tokens, right) over the last hour, ending now on the controller's
