@@ -135,6 +135,7 @@ def build(config: Config, clock: Clock | None = None, notifier: Notifier | None 
                                     usage_entry_s=c.usage_entry_s, counter_confirmations=c.counter_confirmations,
                                     predictive_cutoff=c.predictive_cutoff, relay_check_s=c.relay_check_s,
                                     relay_off_max_w=c.relay_off_max_w, friendly=config.protections.friendly_credit,
+                                    notices=config.protections.notices,
                                     friendly_off=frozenset(s.id for s in config.sockets if not s.friendly_credit))
         publishers = Publishers()
         metering = Metering(sockets, hw.relays, hw.reader, journal, clock, Tariff(config.tariff.tokens_per_wh, 1),

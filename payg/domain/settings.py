@@ -12,6 +12,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from payg.domain.friendly import FriendlyCredit
+from payg.domain.notices import NoticeSettings
 from payg.domain.meter_profile import MeterProfile, reading_time_s
 
 
@@ -235,6 +236,7 @@ class ProtectionsConfig:
     """What a prepaid tenant is owed ([protections]); each is off until configured."""
 
     friendly_credit: FriendlyCredit = FriendlyCredit()  # periods in which running out does not cut the power
+    notices: NoticeSettings = NoticeSettings()          # low-credit warnings; the flag for long times off
 
 
 @dataclass(frozen=True)

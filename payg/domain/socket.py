@@ -27,6 +27,10 @@ class SocketState:
     override: str | None = None              # "off": the landlord holds the socket off
     off_since: float | None = None           # when the relay was last opened
     bypass: bool = False                     # power measured while the relay has been open for relay_check_s
+    credit_off_at: float | None = None       # off for lack of credit since then (payg/services/notices.py)
+    warn_level: int = 0                      # low-credit thresholds crossed (0: none)
+    warn_balance: int | None = None          # the balance when the level was last looked at
+    warn_below_h: float | None = None        # the lowest threshold crossed, for the pages
     tracker: CounterTracker = field(init=False)
     estimator: HiddenEnergyEstimator = field(init=False)
 
@@ -90,6 +94,7 @@ def projection(s: SocketState, balance: int, units_per_token: int, now: float, g
         # cut for lack of credit: a part of a Wh the meter has not counted yet is kept until a top-up
         "credit_exhausted": credit_used_up(s.exhausted_at_balance is not None, balance),
         "pending_wh": float(s.state.pending_wh) if s.state else 0.0,
+        "credit_warning_h": s.warn_below_h,  # the credit lasts less than this many hours at the present power
         "reading_at": s.reading.at if s.reading else None,
         "updated_at": now,
     }

@@ -17,11 +17,13 @@ from datetime import datetime, tzinfo
 from fractions import Fraction
 
 from payg.domain.money import Tariff, time_left_s, tokens_shown
+from payg.domain.notices import credit_off_intervals, off_hours
 from payg.domain.socket import credit_used_up
 from payg.ports import Clock, Journal, Lock
 
 CHUNK = 5000
 LOW_TIME_S = 1800  # a page warns when less than this is left at the present power
+OFF_EVERY_S = 60.0
 
 
 @dataclass
@@ -51,6 +53,7 @@ class Dashboard:
         self._last_id = 0
         self._figures: dict[str, Figures] = {}
         self._alarms: dict[str, Alarm] = {}
+        self._off: dict[str, tuple[float, float]] = {}  # socket -> (when read, hours off for credit in 7 days)
 
     def period_starts(self, now: float) -> tuple[float, float]:
         """(start of today, start of this month) as epoch seconds, in the dashboard's time zone."""
@@ -102,11 +105,25 @@ class Dashboard:
         with self._lock:
             return self._alarms.get(socket_id)
 
+    def off_for_credit_h(self, socket_id: str) -> float:
+        """Hours the socket was off for lack of credit in the last 7 days (read again at most once a minute)."""
+        now = self.clock.now()
+        with self._lock:
+            cached = self._off.get(socket_id)
+            if cached is not None and now - cached[0] < OFF_EVERY_S:
+                return cached[1]
+        events = [e for e in self.journal.events(socket_id, 1000) if e["kind"] in ("credit_off", "credit_on")]
+        hours = off_hours(credit_off_intervals(events), now)
+        with self._lock:
+            self._off[socket_id] = (now, hours)
+        return hours
+
 
 @dataclass(frozen=True)
 class ViewSettings:
     tariff: Tariff
     low_credit_tokens: int  # a page warns at or below this balance
+    flag_off_hours: float = 24.0  # off for lack of credit longer than this in 7 days: the landlord view flags it
 
 
 def socket_view(state: dict, dashboard: Dashboard, vs: ViewSettings) -> dict:
@@ -126,6 +143,7 @@ def socket_view(state: dict, dashboard: Dashboard, vs: ViewSettings) -> dict:
     time_left = time_left_s(energy_left_wh, power) if state["relay"] == "on" else None
     pending = Fraction(state.get("pending_wh") or 0)
     upt = vs.tariff.units_per_token
+    off_h = dashboard.off_for_credit_h(state["id"])
     return {
         "id": state["id"],
         "name": state["name"],
@@ -153,6 +171,10 @@ def socket_view(state: dict, dashboard: Dashboard, vs: ViewSettings) -> dict:
         "energy_left_wh": round(energy_left_wh, 3),
         "time_left_s": round(time_left, 1) if time_left is not None else None,
         "low_credit": (balance <= vs.low_credit_tokens * upt or bool(state.get("credit_exhausted"))
-                       or (time_left is not None and time_left < LOW_TIME_S)),
+                       or (time_left is not None and time_left < LOW_TIME_S)
+                       or state.get("credit_warning_h") is not None),
+        "credit_warning_h": state.get("credit_warning_h"),
+        "off_for_credit_h_7d": round(off_h, 1),
+        "needs_help": off_h > vs.flag_off_hours,
         "updated_at": state["updated_at"],
     }

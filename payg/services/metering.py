@@ -19,10 +19,12 @@ from fractions import Fraction
 from payg.domain.billing import BillStep, MeterReading, MeterState, bill, close_usage
 from payg.domain.friendly import FriendlyCredit
 from payg.domain.money import Tariff
+from payg.domain.notices import NoticeSettings
 from payg.domain.relay import EXHAUSTED, Credit, check_bypass, decide
 from payg.domain.socket import SocketState, balance_fields, projection
 from payg.errors import RelayError, UnknownSocket
 from payg.ports import Clock, Journal, JournalTx, Lock, MeterReader, Relay, StatePublisher
+from payg.services.notices import TenantNotices
 
 log = logging.getLogger("payg.controller")
 
@@ -38,6 +40,7 @@ class MeteringSettings:
     relay_off_max_w: float = 5.0      # ... above this much
     friendly: FriendlyCredit = FriendlyCredit()      # friendly-credit periods (none: off)
     friendly_off: frozenset[str] = frozenset()       # sockets that do without them
+    notices: NoticeSettings = NoticeSettings()       # low-credit warnings; the record of times off for credit
 
 
 class Publishers:
@@ -72,6 +75,7 @@ class Metering:
         self.settings = settings
         self.lock = lock if lock is not None else nullcontext()
         self.publisher = publisher
+        self.notices = TenantNotices(journal, settings.notices)
         self.ticks = 0
         self._started = False
         self._stopped = False
@@ -85,6 +89,7 @@ class Metering:
             for s in self.sockets.values():
                 s.state = self.journal.meter_state(s.id)
                 s.override = overrides.get(s.id)
+                self.notices.load(s)
                 self._switch(s, False, now)
             self._started = True
             self._states = [self._project(s, now) for s in self.sockets.values()]
@@ -214,7 +219,8 @@ class Metering:
         return Credit(self.journal.balance(s.id), carry, hidden_wh * float(self.tariff.units_per_wh))
 
     def _decide(self, s: SocketState, now: float) -> None:
-        d = decide(self.credit_of(s, now), healthy=self.healthy(s, now), override=s.override,
+        credit = self.credit_of(s, now)
+        d = decide(credit, healthy=self.healthy(s, now), override=s.override,
                    stopped=self._stopped, exhausted_at_balance=s.exhausted_at_balance,
                    power_w=s.reading.power_w if s.reading is not None else None,
                    units_per_wh=self.tariff.units_per_wh, now=now, poll_interval_s=self.settings.poll_interval_s,
@@ -225,6 +231,13 @@ class Metering:
             log.info("socket %s off: %s", s.id, d.reason)
         self._switch(s, d.closed, now)
         s.cut_at = d.cut_at
+        self._notice(s, d.reason == EXHAUSTED, credit, now)
+
+    def _notice(self, s: SocketState, off_for_credit: bool, credit: Credit, now: float) -> None:
+        if not self._stopped:
+            self.notices.observe(s, off_for_credit=off_for_credit, balance=credit.balance,
+                                 available_units=credit.available, units_per_wh=float(self.tariff.units_per_wh),
+                                 power_w=s.reading.power_w if s.reading is not None else None, now=now)
 
     def _friendly_end(self, t: float) -> float | None:
         friendly = self.settings.friendly
@@ -259,6 +272,7 @@ class Metering:
                         s.exhausted_at_balance = self.journal.balance(s.id)
                         cut.append(s.id)
                         log.info("socket %s off: %s (predicted)", s.id, EXHAUSTED)
+                        self._notice(s, True, self.credit_of(s, now), now)
             if cut:
                 self._publish(now)
         return cut

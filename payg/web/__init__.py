@@ -123,7 +123,8 @@ def create_web(services: WebServices, *, templates: Path = ROOT / "templates", s
                                                 ZoneInfo(settings.timezone) if settings.timezone else None,
                                                 lock=threading.Lock())
     addresses = {sid: services.deposits.address_for(sid) for sid in ctl.sockets}
-    hub = LiveHub(socketio, ctl, dashboard, ViewSettings(ctl.tariff, settings.low_credit_tokens),
+    hub = LiveHub(socketio, ctl, dashboard, ViewSettings(ctl.tariff, settings.low_credit_tokens,
+                                                             ctl.settings.notices.flag_off_hours),
                   guard.landlord_key, sessions, addresses)
     sessions.on_end(hub.end_session)
     web = Web(app, socketio, hub, guard, throttle, sessions, Limiter(clock))

@@ -112,7 +112,7 @@ def blueprint(web, services, assets: Path, json_body: Callable[[], dict]) -> Blu
         try:
             done = services.codes.redeem(socket_id, code if isinstance(code, str) else "")
         except CodeRefused as exc:
-            if exc.reason in ("invalid", "malformed", "used"):
+            if exc.reason in ("invalid", "malformed"):  # a code entered twice is a mistake, not a guess
                 web.code_limiter.failed(address)
                 web.code_limiter.failed(f"socket:{socket_id}")
             log.info("top-up code refused on %s from %s: %s", socket_id, address, exc.reason)

@@ -17,6 +17,7 @@ from pathlib import Path
 from payg.adapters.config import sockets as socket_tables
 from payg.adapters.config.tables import ENV_NAME, EVM_ADDRESS, Table, exact, secret, units, url
 from payg.domain.friendly import WEEKDAYS, FriendlyCredit, parse_window
+from payg.domain.notices import NoticeSettings
 from payg.domain.settings import (CodesConfig, Config, ControllerConfig, EthereumLedgerConfig, GpioRelayConfig,
                                   IotaLedgerConfig, LedgerConfig, MockLedgerConfig, ModbusMeterConfig,
                                   ProtectionsConfig, SecretRef, ServerConfig, TariffConfig, TradeConfig, WebConfig)
@@ -285,8 +286,14 @@ def parse(data: dict, file: str, base_dir: Path | None = None, profile_dirs: tup
         raise ConfigError(file, "trade.owner", "the id of a configured socket", trade.owner, has_got=True)
     pt = root.table("protections", {})
     # in the controller's time zone ([web] timezone, else the system's)
+    warn = pt.raw("warn_hours", [], "a list of 1 or 2 numbers of hours > 0, such as [24, 2]")
+    if (not isinstance(warn, list) or len(warn) > 2 or not all(isinstance(h, (int, float)) and not isinstance(h, bool)
+                                                               and 0 < h <= 24 * 31 for h in warn)):
+        raise pt.error("warn_hours", "a list of 1 or 2 numbers of hours > 0 (at most 744), such as [24, 2]", warn)
+    notices = NoticeSettings(tuple(sorted((float(h) for h in warn), reverse=True)),
+                             pt.number("flag_off_hours", NoticeSettings.flag_off_hours, positive=True))
     protections = ProtectionsConfig(_friendly(pt.table("friendly_credit", {}),
-                                              zoneinfo.ZoneInfo(web.timezone) if web.timezone else None))
+                                              zoneinfo.ZoneInfo(web.timezone) if web.timezone else None), notices)
     pt.finish()
     ct = root.table("codes", {})
     codes = CodesConfig(tokens_per_unit=ct.integer("tokens_per_unit", CodesConfig.tokens_per_unit, minimum=1,
