@@ -47,6 +47,7 @@ bench: $(STAMP) $(ASSETS)
 	$(BIN)/python bench/deposits.py
 	$(BIN)/python bench/gas.py
 	$(BIN)/python bench/vouchers.py
+	$(BIN)/python bench/codes.py
 	$(BIN)/python bench/web.py
 
 clean:
