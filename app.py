@@ -140,9 +140,10 @@ def build(config: Config, clock: Clock | None = None, notifier: Notifier | None 
         publishers = Publishers()
         metering = Metering(sockets, hw.relays, hw.reader, journal, clock, Tariff(config.tariff.tokens_per_wh, 1),
                             settings, lock=threading.RLock(), publisher=publishers)
-        watcher = DepositWatcher(ledger, journal, clock, on_credit=metering.credits_arrived)
+        plan = config.protections.debt_recovery_percent
+        watcher = DepositWatcher(ledger, journal, clock, on_credit=metering.credits_arrived, recovery_percent=plan)
         codes = CodeDesk(metering, journal, OpenPaygoCodec(), load_code_keys(c.data_dir, [s.id for s in sockets]),
-                         config.codes.tokens_per_unit)
+                         config.codes.tokens_per_unit, recovery_percent=plan)
         trade = book = supply = None
         peers = HttpPeerLink()
         try:

@@ -75,6 +75,9 @@ class JournalTx(Protocol):
     def set_codes_issued(self, socket_id: str, count: int) -> None:
         """The count of the last top-up code made for a socket."""
 
+    def set_deferred_debt(self, socket_id: str, units: int) -> None:
+        """Debt set aside by a repayment plan (payg/domain/debt.py)."""
+
 
 class Journal(Protocol):
     """Every socket's account, append-only (payg/adapters/journal.py SqliteJournal; tests.fakes.FakeJournal).
@@ -118,6 +121,8 @@ class Journal(Protocol):
     def code_counts(self, socket_id: str) -> CodeCounts: ...
 
     def codes_issued(self, socket_id: str) -> int: ...
+
+    def deferred_debt(self, socket_id: str) -> int: ...
 
 
 class MeterReader(Protocol):

@@ -237,6 +237,7 @@ class FakeJournal:
         self.channels_: dict[tuple[str, str], ChannelRow] = {}
         self.code_counts_: dict[str, CodeCounts] = {}
         self.codes_issued_: dict[str, int] = {}
+        self.deferred_: dict[str, int] = {}
         self.commits = 0
         self.fail_next_commit = False
 
@@ -311,6 +312,9 @@ class FakeJournal:
 
     def codes_issued(self, socket_id: str) -> int:
         return self.codes_issued_.get(socket_id, 0)
+
+    def deferred_debt(self, socket_id: str) -> int:
+        return self.deferred_.get(socket_id, 0)
 
 
 class _FakeTx:
@@ -395,6 +399,11 @@ class _FakeTx:
             raise ValueError("a count is >= 0")
         self.ops.append(("codes_issued", (socket_id, count)))
 
+    def set_deferred_debt(self, socket_id, units):
+        if units < 0:
+            raise ValueError("deferred debt is >= 0")
+        self.ops.append(("deferred", (socket_id, units)))
+
     def apply(self) -> None:
         j = self.j
         for op, args in self.ops:
@@ -423,6 +432,8 @@ class _FakeTx:
                 j.code_counts_[args[0]] = args[1]
             elif op == "codes_issued":
                 j.codes_issued_[args[0]] = args[1]
+            elif op == "deferred":
+                j.deferred_[args[0]] = args[1]
 
 
 class FakeNotifier:

@@ -166,6 +166,12 @@ class SqliteJournal:
                                      (socket_id,)).fetchone()
         return 0 if row is None else row[0]
 
+    def deferred_debt(self, socket_id: str) -> int:
+        with self._lock:
+            row = self._conn.execute("SELECT deferred_units FROM debt_plans WHERE socket_id = ?",
+                                     (socket_id,)).fetchone()
+        return 0 if row is None else row[0]
+
     def overrides(self) -> dict[str, str]:
         with self._lock:
             return dict(self._conn.execute("SELECT socket_id, mode FROM overrides"))

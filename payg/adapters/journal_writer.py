@@ -102,6 +102,10 @@ CREATE TABLE IF NOT EXISTS code_counters (
     used_counts TEXT NOT NULL DEFAULT '',
     issued_count INTEGER NOT NULL DEFAULT 0 CHECK (issued_count >= 0)
 );
+CREATE TABLE IF NOT EXISTS debt_plans (
+    socket_id TEXT PRIMARY KEY,
+    deferred_units INTEGER NOT NULL CHECK (deferred_units >= 0)
+);
 """
 
 
@@ -245,3 +249,8 @@ class JournalWriter:
         self._conn.execute("INSERT INTO code_counters (socket_id, issued_count) VALUES (?, ?)"
                            " ON CONFLICT (socket_id) DO UPDATE SET issued_count = excluded.issued_count",
                            (socket_id, count))
+
+    def set_deferred_debt(self, socket_id: str, units: int) -> None:
+        self._conn.execute("INSERT INTO debt_plans (socket_id, deferred_units) VALUES (?, ?)"
+                           " ON CONFLICT (socket_id) DO UPDATE SET deferred_units = excluded.deferred_units",
+                           (socket_id, units))

@@ -237,6 +237,7 @@ class ProtectionsConfig:
 
     friendly_credit: FriendlyCredit = FriendlyCredit()  # periods in which running out does not cut the power
     notices: NoticeSettings = NoticeSettings()          # low-credit warnings; the flag for long times off
+    debt_recovery_percent: int = 100                    # at most this much of a top-up repays debt (100: all)
 
 
 @dataclass(frozen=True)

@@ -70,18 +70,22 @@ def credit_used_up(cut_for_credit: bool, balance: int) -> bool:
     return cut_for_credit and balance > 0
 
 
-def balance_fields(balance: int, units_per_token: int) -> dict:
-    return {"balance": balance, "balance_tokens": tokens_shown(balance, units_per_token),
-            "debt": -balance if balance < 0 else 0}
+def balance_fields(balance: int, units_per_token: int, deferred: int = 0) -> dict:
+    """The balance a socket may use (the journal's plus debt set aside by a plan, payg/domain/debt.py) and
+    what it owes."""
+    usable = balance + deferred
+    return {"balance": usable, "balance_tokens": tokens_shown(usable, units_per_token),
+            "debt": deferred + (-usable if usable < 0 else 0)}
 
 
-def projection(s: SocketState, balance: int, units_per_token: int, now: float, grace_s: float) -> dict:
+def projection(s: SocketState, balance: int, units_per_token: int, now: float, grace_s: float,
+               deferred: int = 0) -> dict:
     """The socket's state for the API, the pages and `payg status` (its keys are the JSON API's)."""
     r = s.reading if s.error is None else None
     return {
         "id": s.id,
         "name": s.name,
-        **balance_fields(balance, units_per_token),
+        **balance_fields(balance, units_per_token, deferred),
         "relay": "on" if s.relay_closed else "off",
         "power_w": r.power_w if r else None,
         "voltage_v": r.voltage_v if r else None,
@@ -92,7 +96,7 @@ def projection(s: SocketState, balance: int, units_per_token: int, now: float, g
         "relay_error": s.relay_error,
         "override": s.override,
         # cut for lack of credit: a part of a Wh the meter has not counted yet is kept until a top-up
-        "credit_exhausted": credit_used_up(s.exhausted_at_balance is not None, balance),
+        "credit_exhausted": credit_used_up(s.exhausted_at_balance is not None, balance + deferred),
         "pending_wh": float(s.state.pending_wh) if s.state else 0.0,
         "credit_warning_h": s.warn_below_h,  # the credit lasts less than this many hours at the present power
         "reading_at": s.reading.at if s.reading else None,

@@ -22,8 +22,16 @@ from fractions import Fraction
 
 from payg.domain import market as rules
 from payg.domain.market import Channel, ChannelRow, Voucher, paid_tokens
-from payg.errors import (AboveEscrow, ChannelClosed, LedgerUnavailable, NotAuthorised, TradeRefused, UnknownChannel,
-                         VoucherRejected, VoucherReplayed)
+from payg.errors import (
+    AboveEscrow,
+    ChannelClosed,
+    LedgerUnavailable,
+    NotAuthorised,
+    TradeRefused,
+    UnknownChannel,
+    VoucherRejected,
+    VoucherReplayed,
+)
 from payg.ports import Clock, EscrowWatch, Journal, PaymentChannel, PeerLink
 
 log = logging.getLogger("payg.channels")

@@ -17,6 +17,7 @@ from payg.domain.codes import CodeKey, normalise, spaced, units_for
 from payg.errors import CodeRefused, UnknownSocket
 from payg.ports import CodeCodec, Journal
 from payg.services.metering import Metering
+from payg.services.topups import TopUps
 
 log = logging.getLogger("payg.controller")
 
@@ -52,8 +53,10 @@ class Issued:
 
 class CodeDesk:
     def __init__(self, metering: Metering, journal: Journal, codec: CodeCodec, keys: dict[str, CodeKey],
-                 tokens_per_unit: int, lockout_after: int = 10, lockout_window_s: float = 24 * 3600):
+                 tokens_per_unit: int, lockout_after: int = 10, lockout_window_s: float = 24 * 3600,
+                 recovery_percent: int = 100):
         self.metering, self.journal, self.codec = metering, journal, codec
+        self.top_ups = TopUps(journal, recovery_percent)  # the debt plan (payg/domain/debt.py)
         self.keys = keys
         self.tokens_per_unit = tokens_per_unit
         self.clock = metering.clock
@@ -116,7 +119,8 @@ class CodeDesk:
             idem = f"code:{socket_id}:{decoded.count}"
             now = self.clock.now()
             with self.journal.transaction() as tx:
-                booked = tx.credit(socket_id, tokens * upt, "credit", idem, now, memo=f"top-up code #{decoded.count}")
+                booked = self.top_ups.book(tx, socket_id, tokens * upt, "credit", idem, now,
+                                           f"top-up code #{decoded.count}")
                 tx.set_code_counts(socket_id, decoded.counts)
                 if booked:
                     tx.event(socket_id, "code", f"code #{decoded.count}: +{tokens} tokens", now)

@@ -9,6 +9,7 @@ from typing import Callable
 from payg.domain.money import deposit_tokens
 from payg.errors import JournalError, LedgerReorganised, LedgerUnavailable
 from payg.ports import Clock, DepositSource, Journal
+from payg.services.topups import TopUps
 
 log = logging.getLogger("payg.deposits")
 
@@ -34,9 +35,10 @@ class DepositWatcher:
     """
 
     def __init__(self, source: DepositSource, journal: Journal, clock: Clock,
-                 on_credit: Callable[[set[str]], None] | None = None):
+                 on_credit: Callable[[set[str]], None] | None = None, recovery_percent: int = 100):
         self.source = source
         self.journal = journal
+        self.top_ups = TopUps(journal, recovery_percent)  # the debt plan (payg/domain/debt.py)
         self.clock = clock
         self.on_credit = on_credit
         self.cursor_name = f"deposits:{source.name}"
@@ -61,6 +63,7 @@ class DepositWatcher:
         duplicates = carried = 0
         now = self.clock.now()
         upt = self.source.units_per_token
+        running: dict[str, tuple[int, int]] = {}
         with self.journal.transaction() as tx:
             for d in deposits:
                 memo = f"deposit {d.deposit_id}" + (f" ({d.amount} units)" if upt != 1 else "")
@@ -68,7 +71,8 @@ class DepositWatcher:
                 tokens, carry = deposit_tokens(d.amount, tx.deposit_carry(self.source.name, d.socket_id), upt)
                 if not tx.record_deposit(self.source.name, d.socket_id, key, d.amount, tokens, carry, now):
                     tokens = None
-                elif tokens > 0 and not tx.credit(d.socket_id, tokens, "deposit", key, now, memo):
+                elif tokens > 0 and not self.top_ups.book(tx, d.socket_id, tokens, "deposit", key, now, memo,
+                                                          running):
                     raise JournalError(f"credit {key} exists without its received deposit")
                 if tokens is None:
                     duplicates += 1

@@ -216,7 +216,8 @@ class Metering:
         """What the socket may still use at `now`: balance, carry and the energy drawn since the counter's step."""
         carry = s.state.baseline.carry if s.state else Fraction(0)
         hidden_wh = s.estimator.hidden_wh(now) if self.settings.predictive_cutoff else 0.0
-        return Credit(self.journal.balance(s.id), carry, hidden_wh * float(self.tariff.units_per_wh))
+        usable = self.journal.balance(s.id) + self.journal.deferred_debt(s.id)  # a repayment plan's debt set aside
+        return Credit(usable, carry, hidden_wh * float(self.tariff.units_per_wh))
 
     def _decide(self, s: SocketState, now: float) -> None:
         credit = self.credit_of(s, now)
@@ -269,7 +270,7 @@ class Metering:
                     s.cut_at = None
                     if s.relay_closed:
                         self._switch(s, False, now)
-                        s.exhausted_at_balance = self.journal.balance(s.id)
+                        s.exhausted_at_balance = self.credit_of(s, now).balance
                         cut.append(s.id)
                         log.info("socket %s off: %s (predicted)", s.id, EXHAUSTED)
                         self._notice(s, True, self.credit_of(s, now), now)
@@ -298,7 +299,8 @@ class Metering:
             raise UnknownSocket(socket_id) from None
 
     def _project(self, s: SocketState, now: float) -> dict:
-        return projection(s, self.journal.balance(s.id), self.tariff.units_per_token, now, self.settings.grace_s)
+        return projection(s, self.journal.balance(s.id), self.tariff.units_per_token, now, self.settings.grace_s,
+                          self.journal.deferred_debt(s.id))
 
     def publish(self) -> None:
         with self.lock:
@@ -313,7 +315,8 @@ class Metering:
         """Every socket's state as of the last tick, with the balance as of now."""
         with self.lock:
             upt = self.tariff.units_per_token
-            return [dict(st, **balance_fields(self.journal.balance(st["id"]), upt)) for st in self._states]
+            return [dict(st, **balance_fields(self.journal.balance(st["id"]), upt, self.journal.deferred_debt(st["id"])))
+                    for st in self._states]
 
     def state(self, socket_id: str) -> dict:
         self.socket(socket_id)

@@ -116,3 +116,18 @@ def test_top_up_code_counters_are_kept_apart_per_socket_and_only_with_their_tran
             tx.set_code_counts("a", CodeCounts(30, (30,)))
             raise RuntimeError("a crash before the commit")
     assert journal.code_counts("a") == CodeCounts(14, (14,))
+
+
+def test_deferred_debt_is_kept_per_socket_and_only_with_its_transaction(journal):
+    assert journal.deferred_debt("a") == 0
+    with journal.transaction() as tx:
+        tx.set_deferred_debt("a", 88)
+    assert journal.deferred_debt("a") == 88 and journal.deferred_debt("b") == 0
+    with pytest.raises(RuntimeError):
+        with journal.transaction() as tx:
+            tx.set_deferred_debt("a", 10)
+            raise RuntimeError("a crash before the commit")
+    assert journal.deferred_debt("a") == 88
+    with journal.transaction() as tx:
+        tx.set_deferred_debt("a", 0)
+    assert journal.deferred_debt("a") == 0

@@ -293,7 +293,8 @@ def parse(data: dict, file: str, base_dir: Path | None = None, profile_dirs: tup
     notices = NoticeSettings(tuple(sorted((float(h) for h in warn), reverse=True)),
                              pt.number("flag_off_hours", NoticeSettings.flag_off_hours, positive=True))
     protections = ProtectionsConfig(_friendly(pt.table("friendly_credit", {}),
-                                              zoneinfo.ZoneInfo(web.timezone) if web.timezone else None), notices)
+                                              zoneinfo.ZoneInfo(web.timezone) if web.timezone else None), notices,
+                                    pt.integer("debt_recovery_percent", 100, minimum=1, maximum=100))
     pt.finish()
     ct = root.table("codes", {})
     codes = CodesConfig(tokens_per_unit=ct.integer("tokens_per_unit", CodesConfig.tokens_per_unit, minimum=1,

@@ -1,0 +1,35 @@
+"""Books a tenant's top-up (a deposit or a top-up code) with the debt plan of payg/domain/debt.py.
+
+Both the deposit watcher and the code desk book through here, inside their own transaction;
+`running` carries what the transaction has booked so far per socket, so several top-ups in one
+transaction each see the balance the one before left.
+"""
+
+from __future__ import annotations
+
+from payg.domain.debt import top_up
+from payg.ports import Journal, JournalTx
+
+
+class TopUps:
+    def __init__(self, journal: Journal, recovery_percent: int = 100):
+        if not 1 <= recovery_percent <= 100:
+            raise ValueError("debt recovery is 1 to 100 percent of a top-up")
+        self.journal, self.percent = journal, recovery_percent
+
+    def book(self, tx: JournalTx, socket_id: str, units: int, kind: str, key: str, at: float, memo: str,
+             running: dict[str, tuple[int, int]] | None = None) -> bool:
+        """Credit `units` once per `key`; False, and nothing written, when the key was booked before."""
+        running = {} if running is None else running
+        balance, deferred = running.get(socket_id) or (self.journal.balance(socket_id),
+                                                       self.journal.deferred_debt(socket_id))
+        if not tx.credit(socket_id, units, kind, key, at, memo):
+            return False
+        new_deferred, recovered = top_up(balance, deferred, units, self.percent)
+        if new_deferred != deferred:
+            tx.set_deferred_debt(socket_id, new_deferred)
+        if recovered:
+            tx.event(socket_id, "debt_recovered", f"{recovered} of {units} units repaid debt ({self.percent} % at "
+                     f"most); {new_deferred} units still owed", at)
+        running[socket_id] = (balance + units, new_deferred)
+        return True
