@@ -109,7 +109,14 @@ class CodeDesk:
         with self.metering.lock:
             if self.locked(socket_id):
                 raise CodeRefused(REFUSALS["locked"], "locked")
-            decoded = self.codec.decode(key, digits, self.journal.code_counts(socket_id))
+            counts = self.journal.code_counts(socket_id)
+        # Decoding may walk the code chain (a wrong or an old code: from its start), so not under the lock the
+        # metering tick takes; if another code of this socket was booked meanwhile, it is decoded again.
+        decoded = self.codec.decode(key, digits, counts)
+        with self.metering.lock:
+            now_counts = self.journal.code_counts(socket_id)
+            if now_counts != counts:
+                decoded = self.codec.decode(key, digits, now_counts)
             if decoded.kind != "add":
                 reason = "unsupported" if decoded.kind == "other" else decoded.kind
                 if reason == "invalid":
