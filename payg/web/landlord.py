@@ -59,7 +59,8 @@ def blueprint(web, services, json_body: Callable[[], dict]) -> Blueprint:
         if not guard.landlord():
             return redirect("/landlord/login?next=/landlord")
         hub.dashboard.refresh()
-        views, page = hub.views(), page_settings(ctl, settings)
+        views = hub.views()
+        page = page_settings(ctl, settings, services.codes.tokens_per_unit if services.codes else None)
         # The rows are rendered here for a first look; the script builds its table from the full
         # push that follows its connection, so the views are not sent twice.
         return render_template("landlord.html", views=views, page=page, boot={"page": page})

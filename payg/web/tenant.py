@@ -75,7 +75,8 @@ def blueprint(web, services, assets: Path, json_body: Callable[[], dict]) -> Blu
     @bp.get("/s/<socket_id>")
     def tenant(socket_id: str):
         view = fresh_view(hub, socket_id)
-        topup, page = topup_of(services.deposits, settings, socket_id), page_settings(ctl, settings)
+        topup = topup_of(services.deposits, settings, socket_id)
+        page = page_settings(ctl, settings, services.codes.tokens_per_unit if services.codes else None)
         return render_template("tenant.html", view=view, topup=topup, page=page,
                                boot={"socket": socket_id, "view": view, "topup": topup, "page": page})
 

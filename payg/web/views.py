@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from payg.domain.codes import MAX_CODE_UNITS
 from payg.domain.settings import WebConfig
 from payg.ports import DepositSource
 from payg.services.metering import Metering
@@ -10,9 +11,14 @@ from payg.web.live import LiveHub
 BACKEND_NAMES = {"mock": "mock ledger", "ethereum": "Ethereum", "iota": "IOTA"}
 
 
-def page_settings(metering: Metering, settings: WebConfig) -> dict:
-    return {"tokens_per_wh": float(metering.tariff.tokens_per_wh), "low_credit_tokens": settings.low_credit_tokens,
+def page_settings(metering: Metering, settings: WebConfig, code_tokens_per_unit: int | None = None) -> dict:
+    """What every page's script is told; `code_tokens_per_unit` when top-up codes are on."""
+    page = {"tokens_per_wh": float(metering.tariff.tokens_per_wh), "low_credit_tokens": settings.low_credit_tokens,
             "history_s": 3600}
+    if code_tokens_per_unit is not None:  # top-up codes: the step and the most one code adds
+        page["code_step_tokens"] = code_tokens_per_unit
+        page["code_max_tokens"] = MAX_CODE_UNITS * code_tokens_per_unit
+    return page
 
 
 def topup_of(deposits: DepositSource, settings: WebConfig, socket_id: str) -> dict:
