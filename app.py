@@ -208,6 +208,7 @@ def web_services(rt: Runtime, secrets: WebSecrets) -> WebServices:
     rt.closers.append(("web sessions", sessions.close))
     return WebServices(rt.metering, rt.landlord, rt.journal, rt.ledger, secrets, payer=payer, health=rt.site.health,
                        trade=trade, settings=rt.config.web, sessions=sessions, codes=rt.codes,
+                       protections=rt.config.protections,
                        password_hash=LandlordPasswordHash(rt.config.web.landlord_password, rt.config.path,
                                                           secrets.password_hash))
 

@@ -124,6 +124,9 @@ class Journal(Protocol):
 
     def deferred_debt(self, socket_id: str) -> int: ...
 
+    def emergency_owed(self, socket_id: str) -> tuple[int, int]:
+        """(emergency credit not yet repaid, in units; how many times it was taken)."""
+
 
 class MeterReader(Protocol):
     """Reads every meter once per tick (hardware/bus_pool.py BusPool)."""

@@ -316,6 +316,10 @@ class FakeJournal:
     def deferred_debt(self, socket_id: str) -> int:
         return self.deferred_.get(socket_id, 0)
 
+    def emergency_owed(self, socket_id: str) -> tuple[int, int]:
+        mine = [e for e in self.entries_ if e.socket_id == socket_id and e.kind in ("emergency", "emergency_repaid")]
+        return sum(e.amount for e in mine), sum(1 for e in mine if e.kind == "emergency")
+
 
 class _FakeTx:
     """One FakeJournal transaction: the writes are collected, checked as SqliteJournal checks them, and

@@ -22,7 +22,9 @@ from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
-from payg.adapters.journal_writer import ALARM_KINDS, CHANNEL_COLUMNS, ENTRY_COLUMNS, SCHEMA, JournalWriter, entry_of
+from payg.adapters.journal_writer import (ALARM_KINDS, CHANNEL_COLUMNS, ENTRIES_GUARDS, ENTRIES_TABLE, ENTRY_COLUMNS,
+                                          SCHEMA, JournalWriter, entry_of)
+from payg.domain.accounts import CREDIT_KINDS, DEBIT_KINDS
 from payg.adapters.sqlite import connect, transaction
 from payg.domain.accounts import Entry
 from payg.domain.billing import Baseline, MeterState
@@ -35,7 +37,27 @@ class SqliteJournal:
         self.path = Path(path)
         self._lock = threading.RLock()
         self._conn = connect(self.path, schema=SCHEMA)
+        self._migrate()
         self._balances: dict[str, int] = self._load_balances()
+
+    def _migrate(self) -> None:
+        """A journal made before the entry kinds of today (emergency credit) gets its entries table rebuilt
+        with the new kinds allowed: every row copied as it is, ids kept, the append-only guards put back, in
+        one transaction (a crash leaves the old table)."""
+        row = self._conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'entries'").fetchone()
+        if row is None or all(f"'{kind}'" in row[0] for kind in CREDIT_KINDS + DEBIT_KINDS):
+            return
+        columns = "id, socket_id, at, kind, amount, energy_wh, idem_key, memo"
+        with transaction(self._conn) as c:
+            for statement in ("DROP TRIGGER IF EXISTS entries_no_update", "DROP TRIGGER IF EXISTS entries_no_delete",
+                              "DROP INDEX IF EXISTS entries_socket", "DROP INDEX IF EXISTS entries_at",
+                              "ALTER TABLE entries RENAME TO entries_before",
+                              ENTRIES_TABLE.format(name="entries"),
+                              f"INSERT INTO entries ({columns}) SELECT {columns} FROM entries_before ORDER BY id",
+                              "DROP TABLE entries_before"):
+                c.execute(statement)
+            for statement in ENTRIES_GUARDS:
+                c.execute(statement)
 
     def close(self) -> None:
         with self._lock:
@@ -165,6 +187,13 @@ class SqliteJournal:
             row = self._conn.execute("SELECT issued_count FROM code_counters WHERE socket_id = ?",
                                      (socket_id,)).fetchone()
         return 0 if row is None else row[0]
+
+    def emergency_owed(self, socket_id: str) -> tuple[int, int]:
+        with self._lock:
+            owed, taken = self._conn.execute(
+                "SELECT COALESCE(SUM(amount), 0), COUNT(CASE WHEN kind = 'emergency' THEN 1 END) FROM entries"
+                " WHERE socket_id = ? AND kind IN ('emergency', 'emergency_repaid')", (socket_id,)).fetchone()
+        return int(owed), int(taken)
 
     def deferred_debt(self, socket_id: str) -> int:
         with self._lock:

@@ -16,8 +16,7 @@ from payg.domain.market import ChannelRow
 
 __all__ = ["ALARM_KINDS", "CHANNEL_COLUMNS", "ENTRY_COLUMNS", "SCHEMA", "JournalWriter", "entry_of"]
 
-SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS entries (
+ENTRIES_TABLE = f"""CREATE TABLE {{name}} (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     socket_id TEXT NOT NULL,
     at REAL NOT NULL,
@@ -28,13 +27,16 @@ CREATE TABLE IF NOT EXISTS entries (
     memo TEXT NOT NULL DEFAULT '',
     CHECK ((kind IN {CREDIT_KINDS} AND amount > 0 AND idem_key IS NOT NULL)
            OR (kind IN {DEBIT_KINDS} AND amount <= 0))
-);
-CREATE INDEX IF NOT EXISTS entries_socket ON entries (socket_id, id);
-CREATE INDEX IF NOT EXISTS entries_at ON entries (at);
-CREATE TRIGGER IF NOT EXISTS entries_no_update BEFORE UPDATE ON entries
-BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries
-BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+)"""
+ENTRIES_GUARDS = (  # its indexes and the triggers that keep it append-only, one statement each
+    "CREATE INDEX IF NOT EXISTS entries_socket ON entries (socket_id, id)",
+    "CREATE INDEX IF NOT EXISTS entries_at ON entries (at)",
+    "CREATE TRIGGER IF NOT EXISTS entries_no_update BEFORE UPDATE ON entries\n"
+    "BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries\n"
+    "BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END",
+)
+SCHEMA = ENTRIES_TABLE.format(name="IF NOT EXISTS entries") + ";\n" + ";\n".join(ENTRIES_GUARDS) + """;
 CREATE TABLE IF NOT EXISTS meter_state (
     socket_id TEXT PRIMARY KEY,
     counter_wh TEXT NOT NULL,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-CREDIT_KINDS = ("deposit", "credit", "trade_in")
+CREDIT_KINDS = ("deposit", "credit", "trade_in", "emergency")  # emergency: a loan repaid by the next top-up
 # Events that need a person to look: the landlord view shows them until acknowledged.
 ALARM_KINDS = ("implausible_jump", "counter_reset", "relay_bypass", "code_lockout")
-DEBIT_KINDS = ("usage", "debit", "trade_out")
+DEBIT_KINDS = ("usage", "debit", "trade_out", "emergency_repaid")
 
 
 @dataclass(frozen=True)

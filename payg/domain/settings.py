@@ -238,6 +238,8 @@ class ProtectionsConfig:
     friendly_credit: FriendlyCredit = FriendlyCredit()  # periods in which running out does not cut the power
     notices: NoticeSettings = NoticeSettings()          # low-credit warnings; the flag for long times off
     debt_recovery_percent: int = 100                    # at most this much of a top-up repays debt (100: all)
+    emergency_credit_tokens: int = 0                    # a tenant may take this much once, repaid first (0: off)
+    emergency_below_tokens: int = 20                    # ... when the credit left is below this
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ class DepositWatcher:
         duplicates = carried = 0
         now = self.clock.now()
         upt = self.source.units_per_token
-        running: dict[str, tuple[int, int]] = {}
+        running: dict[str, tuple[int, int, int]] = {}
         with self.journal.transaction() as tx:
             for d in deposits:
                 memo = f"deposit {d.deposit_id}" + (f" ({d.amount} units)" if upt != 1 else "")

@@ -1,4 +1,5 @@
-"""Books a tenant's top-up (a deposit or a top-up code) with the debt plan of payg/domain/debt.py.
+"""Books a tenant's top-up (a deposit or a top-up code): emergency credit taken is repaid from it first, then
+the debt plan of payg/domain/debt.py takes its share.
 
 Both the deposit watcher and the code desk book through here, inside their own transaction;
 `running` carries what the transaction has booked so far per socket, so several top-ups in one
@@ -18,18 +19,23 @@ class TopUps:
         self.journal, self.percent = journal, recovery_percent
 
     def book(self, tx: JournalTx, socket_id: str, units: int, kind: str, key: str, at: float, memo: str,
-             running: dict[str, tuple[int, int]] | None = None) -> bool:
+             running: dict[str, tuple[int, int, int]] | None = None) -> bool:
         """Credit `units` once per `key`; False, and nothing written, when the key was booked before."""
         running = {} if running is None else running
-        balance, deferred = running.get(socket_id) or (self.journal.balance(socket_id),
-                                                       self.journal.deferred_debt(socket_id))
+        balance, deferred, owed = running.get(socket_id) or (self.journal.balance(socket_id),
+                                                             self.journal.deferred_debt(socket_id),
+                                                             self.journal.emergency_owed(socket_id)[0])
         if not tx.credit(socket_id, units, kind, key, at, memo):
             return False
-        new_deferred, recovered = top_up(balance, deferred, units, self.percent)
+        repaid = min(owed, units)  # emergency credit is repaid first, all of it
+        if repaid:
+            tx.debit(socket_id, repaid, "emergency_repaid", at, idem_key=f"{key}:emergency",
+                     memo="repays emergency credit")
+        new_deferred, recovered = top_up(balance, deferred, units - repaid, self.percent)
         if new_deferred != deferred:
             tx.set_deferred_debt(socket_id, new_deferred)
         if recovered:
             tx.event(socket_id, "debt_recovered", f"{recovered} of {units} units repaid debt ({self.percent} % at "
                      f"most); {new_deferred} units still owed", at)
-        running[socket_id] = (balance + units, new_deferred)
+        running[socket_id] = (balance + units - repaid, new_deferred, owed - repaid)
         return True

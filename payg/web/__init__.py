@@ -19,12 +19,13 @@ from flask_socketio import SocketIO
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
-from payg.domain.settings import WebConfig
+from payg.domain.settings import ProtectionsConfig, WebConfig
 from payg.errors import InvalidAmount, LedgerUnavailable, UnknownSocket
 from payg.ports import DepositPayer, DepositSource, Journal, SessionStore
 from payg.services.dashboard import Dashboard, ViewSettings
 from payg.services.landlord import LandlordDesk
 from payg.services.codes import CodeDesk
+from payg.services.emergency import EmergencyDesk
 from payg.services.metering import Metering
 from payg.web import api, landlord, tenant
 from payg.web import trade as trade_routes
@@ -38,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 SESSION_COOKIE = "payg_session"
 STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
 PUBLIC_API = re.compile(r"^/api/sockets/[^/]+$")  # one socket's state, which its tenant page shows anyway
-TENANT_ACTION = re.compile(r"^/api/sockets/[^/]+/redeem$")  # entering a top-up code: anyone at the socket may
+TENANT_ACTION = re.compile(r"^/api/sockets/[^/]+/(redeem|emergency)$")  # a code, emergency credit: anyone there may
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
@@ -58,6 +59,7 @@ class WebServices:
     sessions: SessionStore | None = None  # where landlord sessions are kept (required)
     password_hash: Callable[[], str | None] | None = None  # the hash as of now (None: secrets.password_hash)
     codes: CodeDesk | None = None  # top-up codes (None: off)
+    protections: ProtectionsConfig = field(default_factory=ProtectionsConfig)  # emergency credit among them
 
 
 @dataclass
@@ -69,6 +71,7 @@ class Web:
     throttle: Limiter
     sessions: Sessions
     code_limiter: Limiter  # wrong top-up codes, per address and per socket ("socket:<id>")
+    emergency: EmergencyDesk
 
 
 def json_body() -> dict:
@@ -127,7 +130,9 @@ def create_web(services: WebServices, *, templates: Path = ROOT / "templates", s
                                                              ctl.settings.notices.flag_off_hours),
                   guard.landlord_key, sessions, addresses)
     sessions.on_end(hub.end_session)
-    web = Web(app, socketio, hub, guard, throttle, sessions, Limiter(clock))
+    p = services.protections
+    web = Web(app, socketio, hub, guard, throttle, sessions, Limiter(clock),
+              EmergencyDesk(ctl, services.journal, p.emergency_credit_tokens, p.emergency_below_tokens))
 
     def wants_json() -> bool:
         return request.path.startswith("/api/") or request.path in ("/api", "/healthz")

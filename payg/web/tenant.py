@@ -78,7 +78,12 @@ def blueprint(web, services, assets: Path, json_body: Callable[[], dict]) -> Blu
         topup = topup_of(services.deposits, settings, socket_id)
         page = page_settings(ctl, settings, services.codes.tokens_per_unit if services.codes else None)
         return render_template("tenant.html", view=view, topup=topup, page=page,
-                               boot={"socket": socket_id, "view": view, "topup": topup, "page": page})
+                               boot={"socket": socket_id, "view": view, "topup": topup, "page": page,
+                                     "emergency": emergency_of(socket_id)})
+
+    def emergency_of(socket_id: str) -> dict:
+        """What the page offers: emergency credit to take now (tokens, or None) and what is owed of it."""
+        return {"offer_tokens": web.emergency.offer(socket_id), "owed_tokens": web.emergency.owed_tokens(socket_id)}
 
     @bp.get("/s/<socket_id>/qr.svg")
     def qr(socket_id: str):
@@ -119,6 +124,17 @@ def blueprint(web, services, assets: Path, json_body: Callable[[], dict]) -> Blu
             log.info("top-up code refused on %s from %s: %s", socket_id, address, exc.reason)
             return jsonify(error="Refused", reason=exc.reason, message=str(exc)), 423 if exc.reason == "locked" else 400
         web.code_limiter.succeeded(address)
-        return jsonify(tokens=done.tokens, booked=done.booked, view=fresh_view(hub, socket_id))
+        return jsonify(tokens=done.tokens, booked=done.booked, view=fresh_view(hub, socket_id),
+                       emergency=emergency_of(socket_id))
+
+    @bp.post("/api/sockets/<socket_id>/emergency")
+    def emergency(socket_id: str):
+        """The tenant takes emergency credit (a same-origin JSON request, as a code is entered)."""
+        json_body()
+        try:
+            tokens = web.emergency.take(socket_id)
+        except CodeRefused as exc:
+            return jsonify(error="Refused", reason=exc.reason, message=str(exc)), 409
+        return jsonify(tokens=tokens, view=fresh_view(hub, socket_id), emergency=emergency_of(socket_id))
 
     return bp

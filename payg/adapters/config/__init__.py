@@ -294,7 +294,9 @@ def parse(data: dict, file: str, base_dir: Path | None = None, profile_dirs: tup
                              pt.number("flag_off_hours", NoticeSettings.flag_off_hours, positive=True))
     protections = ProtectionsConfig(_friendly(pt.table("friendly_credit", {}),
                                               zoneinfo.ZoneInfo(web.timezone) if web.timezone else None), notices,
-                                    pt.integer("debt_recovery_percent", 100, minimum=1, maximum=100))
+                                    pt.integer("debt_recovery_percent", 100, minimum=1, maximum=100),
+                                    pt.integer("emergency_credit_tokens", 0, minimum=0, maximum=10**9),
+                                    pt.integer("emergency_below_tokens", 20, minimum=1, maximum=10**9))
     pt.finish()
     ct = root.table("codes", {})
     codes = CodesConfig(tokens_per_unit=ct.integer("tokens_per_unit", CodesConfig.tokens_per_unit, minimum=1,
