@@ -13,6 +13,9 @@
   const key = (v) => (sortKey === "status" ? (v.status in RANK ? RANK[v.status] : 9) : v[FIELD[sortKey]]);
   const coll = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
   const label = (r) => r.v.name || r.id;
+  /* the flag on a socket off for lack of credit longer than [protections] flag_off_hours in the last 7 days */
+  const helpNote = $("help-note"), HELP_TITLE = helpNote.dataset.title;
+  const offH = (h) => (h >= 1 ? Math.floor(h) + " h" : h > 0 ? Math.round(h * 60) + " min" : "< 3 min");
 
   function h(parent, tag, cls, text) {
     const e = parent.appendChild(document.createElement(tag));
@@ -37,6 +40,9 @@
     el.stc = h(td, "span");
     h(el.stc, "span", "dot").setAttribute("aria-hidden", "true");
     el.st = h(el.stc, "span");
+    el.help = h(td, "span", "flag needs-help");
+    el.help.title = HELP_TITLE;
+    el.help.hidden = true;
     el.stx = h(td, "small");
     td = labelled(h(tr, "td", "num"), 2);
     el.bal = h(td, "span");
@@ -71,6 +77,7 @@
       name: v.name || v.id,
       stc: "pill st-" + v.status,
       st: STATUS[v.status] || String(v.status),
+      help: v.needs_help ? "Off " + offH(v.off_for_credit_h_7d) + " in 7 days" : "",
       stx: d.join(" \u00b7 "),
       bal: P.tok(v.balance_tokens),
       balx: v.debt > 0 ? "debt " + P.tok(v.debt) : v.balance_tokens <= 0 ? "no credit" : v.credit_exhausted ? "used up"
@@ -100,6 +107,7 @@
       r.t[k] = t[k];
       if (k === "row" || k === "stc") e.className = t[k];
       else if (k === "ack") e.hidden = !t[k];
+      else if (k === "help") { e.textContent = t[k]; e.hidden = !t[k]; }
       else e.textContent = t[k];
     }
     if (!old || key(old) !== key(v)) sortDirty = true;
@@ -138,8 +146,9 @@
     if (sortDirty || force) resort();
     filterDirty = sortDirty = false;
     const c = {}, s = [0, 0, 0, 0, 0];
-    let n = 0;
+    let n = 0, help = false;
     for (const r of recs.values()) {
+      help = help || !!r.v.needs_help;
       if (r.tr.hidden) continue;
       const v = r.v;
       n++;
@@ -148,6 +157,7 @@
     }
     [n + (n === 1 ? " socket" : " sockets"), Object.keys(STATUS).filter((k) => c[k]).map((k) => c[k] + " " + k).join(" \u00b7 "),
       P.tok(s[0]), P.num(s[1]) + " W", P.wh(s[2]), P.wh(s[3]), P.tok(s[4])].forEach((t, i) => P.setText(tot[i], t));
+    if (helpNote.hidden === help) helpNote.hidden = !help;
     P.setText($("count"), n === recs.size ? n + " sockets" : "Showing " + n + " of " + recs.size + " sockets");
   }
 
@@ -283,7 +293,9 @@
   }
   mkForm.addEventListener("submit", async (e) => {
     e.preventDefault();
-    if (mkBusy || !mkForm.reportValidity()) return;
+    if (mkBusy) return;
+    /* the form is novalidate: an amount off the step or above the most is the controller's to explain */
+    if (mkTok.validity.valueMissing || mkTok.validity.badInput) { mkForm.reportValidity(); return; }
     mkBusy = true;
     mkGo.setAttribute("aria-busy", "true");
     const r = mkRec;

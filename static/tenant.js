@@ -10,13 +10,21 @@
 
   // the socket's state
   let lastBal = null;
+  /* the credit lasts less than h hours at the present power ([protections] warn_hours); null: no warning */
+  const hoursLeft = (h) => (h === null || h === undefined ? ""
+    : "Less than " + P.num(h, 2) + (h === 1 ? " hour" : " hours") + " of credit left at the present power. ");
   function render(v) {
     P.setText($("bal"), P.tok(v.balance_tokens));
     /* announce top-ups to screen readers, not every tick's small decrease */
     if (lastBal !== null && v.balance_tokens > lastBal + 0.5) P.setText($("bal-sr"), "Credit received. Balance " + P.tok(v.balance_tokens) + " tokens.");
     lastBal = v.balance_tokens;
+    /* what is owed; with a repayment plan a top-up repays only part of it, so credit and debt can both be there */
     $("debt").hidden = !(v.debt > 0);
     P.setText($("debt-v"), P.tok(v.debt));
+    P.setText($("debt-u"), v.debt === 1 ? "token" : "tokens");
+    P.setText($("debt-t"), v.balance > 0
+      ? "With your repayment plan, part of each top-up repays it; the rest is credit you can use at once."
+      : "Your next top-ups repay it.");
     P.setText($("eleft"), P.wh(v.energy_left_wh));
     P.setText($("tleft"), v.time_left_s === null || v.time_left_s === undefined ? P.DASH
       : (v.time_left_s < 60 ? "" : "\u2248 ") + P.dur(v.time_left_s));
@@ -25,8 +33,11 @@
     $("low").hidden = !v.low_credit;
     $("low").className = "banner " + (out ? "bad" : "warn");
     P.setText($("low-h"), out ? "Out of credit." : "Low credit.");
-    P.setText($("low-t"), !out ? "Top up soon to keep the power on."
-      : v.override === "off" ? "Top up to add credit." : "Top up to turn the power back on.");
+    P.setText($("low-t"), !out ? hoursLeft(v.credit_warning_h) + "Top up soon to keep the power on."
+      : v.override === "off" ? "Top up to add credit."
+      /* on although out of credit: a friendly-credit period keeps it on, and the usage becomes debt */
+      : v.relay === "on" ? "The power stays on for now (friendly-credit hours), and what it uses is owed: top up to keep it on."
+      : "Top up to turn the power back on.");
 
     const on = v.relay === "on";
     $("relay").className = "pill " + (on ? "ok" : "off");
