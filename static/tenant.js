@@ -1,5 +1,5 @@
 /* payg tenant page: live balance, readings and chart for one socket; top-up helpers; entering a top-up code
-   (the tenant's one action). */
+   and taking emergency credit (the tenant's actions). */
 "use strict";
 (function () {
   const P = window.payg;
@@ -143,6 +143,46 @@
     }
     codeBusy = false;
     codeGo.removeAttribute("aria-busy");
+  });
+
+  // emergency credit: offered below a threshold, once until the next top-up repays it (the server decides;
+  // the page shows the offer when the live balance drops below the threshold and nothing is owed)
+  const em = boot.emergency || {}, emBox = $("emergency"), emText = $("emergency-text"), emGo = $("emergency-go"),
+    emOut = $("emergency-out");
+  let emOwed = em.owed_tokens || 0, emBusy = false;
+  function emergencyShow(view) {
+    if (!em.tokens) return;
+    const offered = !emOwed && view.balance_tokens < em.below_tokens;
+    emBox.hidden = !(offered || emOwed);
+    emGo.hidden = !offered;
+    emGo.textContent = "Take " + P.tok(em.tokens) + " tokens of emergency credit";
+    P.setText(emText, emOwed ? "You have " + P.tok(emOwed) + " tokens of emergency credit to repay: your next top-up "
+      + "repays it first." : offered ? "Below " + P.tok(em.below_tokens) + " tokens you may take " + P.tok(em.tokens)
+      + " tokens now, once; your next top-up repays it first." : "");
+  }
+  emergencyShow(boot.view);
+  emGo.addEventListener("click", async () => {
+    if (emBusy) return;
+    emBusy = true;
+    try {
+      const res = await fetch("/api/sockets/" + encodeURIComponent(id) + "/emergency", {
+        method: "POST", credentials: "omit", headers: { "Content-Type": "application/json" }, body: "{}",
+      });
+      const j = await res.json().catch(() => null);
+      if (res.ok && j && j.view) {
+        emOwed = j.emergency.owed_tokens;
+        lastBal = j.view.balance_tokens;
+        render(j.view);
+        addPoint(j.view);
+        P.announce(emOut, "+" + P.tok(j.tokens) + " tokens of emergency credit added.");
+        emergencyShow(j.view);
+      } else {
+        P.announce(emOut, sentence(j && j.message) || "The controller answered " + res.status + ".");
+      }
+    } catch (err) {
+      P.announce(emOut, "The controller could not be reached. Check the connection and try again.");
+    }
+    emBusy = false;
   });
 
   // chart: power (W, left) and balance (tokens, right) over the last hour, ending now on the controller's
@@ -295,6 +335,7 @@
     });
   });
   sock.on("state", (v) => {
+    emergencyShow(v);
     if (!v || v.id !== id) return;
     render(v);
     addPoint(v);

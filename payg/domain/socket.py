@@ -74,8 +74,9 @@ def balance_fields(balance: int, units_per_token: int, deferred: int = 0) -> dic
     """The balance a socket may use (the journal's plus debt set aside by a plan, payg/domain/debt.py) and
     what it owes."""
     usable = balance + deferred
+    owed = deferred + (-usable if usable < 0 else 0)
     return {"balance": usable, "balance_tokens": tokens_shown(usable, units_per_token),
-            "debt": deferred + (-usable if usable < 0 else 0)}
+            "debt": owed, "debt_tokens": tokens_shown(owed, units_per_token)}
 
 
 def projection(s: SocketState, balance: int, units_per_token: int, now: float, grace_s: float,

@@ -150,6 +150,7 @@ def socket_view(state: dict, dashboard: Dashboard, vs: ViewSettings) -> dict:
         "balance": balance,
         "balance_tokens": state["balance_tokens"],
         "debt": state["debt"],
+        "debt_tokens": state.get("debt_tokens", state["debt"]),
         "relay": state["relay"],
         "status": status,
         "power_w": power,

@@ -83,7 +83,9 @@ def blueprint(web, services, assets: Path, json_body: Callable[[], dict]) -> Blu
 
     def emergency_of(socket_id: str) -> dict:
         """What the page offers: emergency credit to take now (tokens, or None) and what is owed of it."""
-        return {"offer_tokens": web.emergency.offer(socket_id), "owed_tokens": web.emergency.owed_tokens(socket_id)}
+        desk = web.emergency
+        return {"offer_tokens": desk.offer(socket_id), "owed_tokens": desk.owed_tokens(socket_id),
+                "tokens": desk.tokens, "below_tokens": desk.below_tokens}
 
     @bp.get("/s/<socket_id>/qr.svg")
     def qr(socket_id: str):

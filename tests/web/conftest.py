@@ -134,3 +134,21 @@ class Problems:
 @pytest.fixture
 def problems():
     return Problems()
+
+
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"   # from npm (package.json devDependencies)
+# WCAG 2.2 A and AA with AAA's contrast, as the other pages are held to (tests/web/test_browser.py)
+AXE_RUN = """async () => {
+  const r = await axe.run(document, {
+    runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]},
+    rules: {"color-contrast-enhanced": {enabled: true}},
+    resultTypes: ["violations"],
+  });
+  return r.violations.map((v) => v.id + ": " + v.help + " at " + v.nodes.map((n) => n.target.join(" ")).join(", "));
+}"""
+
+
+def violations(page) -> list[str]:
+    if not page.evaluate("typeof axe !== 'undefined'"):
+        page.add_script_tag(path=str(AXE))
+    return page.evaluate(AXE_RUN)

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CHROMIUM
-from tests.support import ROOT
 from tests.support.web_beds import PASSWORD
+from tests.web.conftest import AXE, violations
 
 pytestmark = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
                                 reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
@@ -248,24 +248,6 @@ def test_wrong_codes_make_the_tenant_page_say_how_long_to_wait_and_hold_the_next
         context.close()
     problems.check(allowed=lambda item: item["url"].endswith("/api/sockets/office/redeem")
                    and re.search(r"status of (400|429) ", item["text"]))
-
-
-AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"   # from npm (package.json devDependencies)
-# WCAG 2.2 A and AA with AAA's contrast, as the other pages are held to (tests/web/test_browser.py)
-AXE_RUN = """async () => {
-  const r = await axe.run(document, {
-    runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]},
-    rules: {"color-contrast-enhanced": {enabled: true}},
-    resultTypes: ["violations"],
-  });
-  return r.violations.map((v) => v.id + ": " + v.help + " at " + v.nodes.map((n) => n.target.join(" ")).join(", "));
-}"""
-
-
-def violations(page) -> list[str]:
-    if not page.evaluate("typeof axe !== 'undefined'"):
-        page.add_script_tag(path=str(AXE))
-    return page.evaluate(AXE_RUN)
 
 
 def test_the_code_box_its_answers_and_the_code_dialog_pass_wcag_with_aaa_contrast(chromium, controller, tmp_path):

@@ -31,8 +31,7 @@ import pytest
 from tests.conftest import CHROMIUM
 from tests.support import terminate, wait_until
 from tests.support.web_beds import PASSWORD
-from tests.web.conftest import Controller
-from tests.web.test_codes_browser import AXE, violations   # WCAG 2.2 AA with AAA's contrast, by axe-core
+from tests.web.conftest import AXE, Controller, violations  # axe: WCAG 2.2 AA with AAA's contrast
 
 pytestmark = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
                                 reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")

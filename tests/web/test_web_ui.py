@@ -14,7 +14,7 @@ import pytest
 
 from payg.web.tenant import qr_svg
 from tests.support import wait_until
-from tests.support.web_beds import PASSWORD, PASSWORD_HASH, TOKEN, csrf_of, make_web_bed
+from tests.support.web_beds import PASSWORD, csrf_of, make_web_bed
 
 # 2027-01-15 23:58:00 UTC: two minutes before a new day
 BEFORE_MIDNIGHT = datetime(2027, 1, 15, 23, 58, tzinfo=timezone.utc).timestamp()
