@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Callable
 from contextlib import closing, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -130,17 +130,17 @@ def build(config: Config, clock: Clock | None = None, notifier: Notifier | None 
         hw = hardware.build(config, clock, made)
         sockets = [SocketState(sc.id, sc.name, sc.max_power_w, config.controller.counter_confirmations)
                    for sc in config.sockets]
-        c = config.controller
+        c, p, ids = config.controller, config.protections, [s.id for s in config.sockets]
         settings = MeteringSettings(poll_interval_s=c.poll_interval_s, grace_s=c.meter_offline_grace_s,
                                     usage_entry_s=c.usage_entry_s, counter_confirmations=c.counter_confirmations,
                                     predictive_cutoff=c.predictive_cutoff, relay_check_s=c.relay_check_s,
-                                    relay_off_max_w=c.relay_off_max_w, friendly=config.protections.friendly_credit,
-                                    notices=config.protections.notices,
+                                    relay_off_max_w=c.relay_off_max_w, friendly=p.friendly_credit,
+                                    notices=replace(p.notices, per_socket=tuple(p.per(ids, "warn_hours").items())),
                                     friendly_off=frozenset(s.id for s in config.sockets if not s.friendly_credit))
         publishers = Publishers()
         metering = Metering(sockets, hw.relays, hw.reader, journal, clock, Tariff(config.tariff.tokens_per_wh, 1),
                             settings, lock=threading.RLock(), publisher=publishers)
-        plan = config.protections.debt_recovery_percent
+        plan = p.per(ids, "debt_recovery_percent")
         watcher = DepositWatcher(ledger, journal, clock, on_credit=metering.credits_arrived, recovery_percent=plan)
         codes = CodeDesk(metering, journal, OpenPaygoCodec(), load_code_keys(c.data_dir, [s.id for s in sockets]),
                          config.codes.tokens_per_unit, recovery_percent=plan)

@@ -22,6 +22,10 @@ WEEK_S = 7 * 24 * 3600
 class NoticeSettings:
     warn_hours: tuple[float, ...] = ()   # descending thresholds of time left at the present power; () : off
     flag_off_hours: float = 24.0         # off for lack of credit longer than this in 7 days: flagged
+    per_socket: tuple[tuple[str, tuple[float, ...]], ...] = ()  # a socket's own thresholds over warn_hours
+
+    def warn_for(self, socket_id: str) -> tuple[float, ...]:
+        return dict(self.per_socket).get(socket_id, self.warn_hours)
 
 
 def hours_left(available_units: float, power_w: float | None, units_per_wh: float) -> float:

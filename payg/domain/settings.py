@@ -229,6 +229,7 @@ class SocketConfig:
     sell: SellConfig | None = None
     buy: BuyConfig | None = None
     friendly_credit: bool = True  # follow [protections.friendly_credit]; false: this socket goes off at any hour
+    protections: tuple[tuple[str, object], ...] = ()  # its own [protections] values (payg/adapters/config)
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,15 @@ class ProtectionsConfig:
     debt_recovery_percent: int = 100                    # at most this much of a top-up repays debt (100: all)
     emergency_credit_tokens: int = 0                    # a tenant may take this much once, repaid first (0: off)
     emergency_below_tokens: int = 20                    # ... when the credit left is below this
+    per_socket: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = ()  # a socket's own values over these
+
+    def of(self, socket_id: str, key: str):
+        """The value of `key` (one of the fields above) for a socket: its own, else the controller's."""
+        own = dict(dict(self.per_socket).get(socket_id, ()))
+        return own[key] if key in own else (self.notices.warn_hours if key == "warn_hours" else getattr(self, key))
+
+    def per(self, socket_ids, key: str) -> dict:
+        return {sid: self.of(sid, key) for sid in socket_ids}
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ format's window (a count less than 16 below the highest used, not used itself).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from payg.domain.codes import CodeKey, normalise, spaced, units_for
@@ -54,7 +55,7 @@ class Issued:
 class CodeDesk:
     def __init__(self, metering: Metering, journal: Journal, codec: CodeCodec, keys: dict[str, CodeKey],
                  tokens_per_unit: int, lockout_after: int = 10, lockout_window_s: float = 24 * 3600,
-                 recovery_percent: int = 100):
+                 recovery_percent: int | Mapping[str, int] = 100):
         self.metering, self.journal, self.codec = metering, journal, codec
         self.top_ups = TopUps(journal, recovery_percent)  # the debt plan (payg/domain/debt.py)
         self.keys = keys

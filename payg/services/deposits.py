@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable
 
@@ -35,7 +36,7 @@ class DepositWatcher:
     """
 
     def __init__(self, source: DepositSource, journal: Journal, clock: Clock,
-                 on_credit: Callable[[set[str]], None] | None = None, recovery_percent: int = 100):
+                 on_credit: Callable[[set[str]], None] | None = None, recovery_percent: int | Mapping[str, int] = 100):
         self.source = source
         self.journal = journal
         self.top_ups = TopUps(journal, recovery_percent)  # the debt plan (payg/domain/debt.py)

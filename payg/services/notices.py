@@ -40,7 +40,7 @@ class TenantNotices:
             notes.append(("credit_on", f"on again after {_duration(now - s.credit_off_at)} off for lack of credit"))
             s.credit_off_at = None
         level = s.warn_level
-        thresholds = self.settings.warn_hours
+        thresholds = self.settings.warn_for(s.id)
         if thresholds:
             credited = s.warn_balance is not None and balance > s.warn_balance
             s.warn_balance = balance

@@ -8,15 +8,23 @@ transaction each see the balance the one before left.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from payg.domain.debt import top_up
 from payg.ports import Journal, JournalTx
 
 
 class TopUps:
-    def __init__(self, journal: Journal, recovery_percent: int = 100):
-        if not 1 <= recovery_percent <= 100:
+    def __init__(self, journal: Journal, recovery_percent: int | Mapping[str, int] = 100):
+        """`recovery_percent`: one for every socket, or per socket id (a socket not named: 100)."""
+        percents = recovery_percent.values() if isinstance(recovery_percent, Mapping) else [recovery_percent]
+        if not all(1 <= p <= 100 for p in percents):
             raise ValueError("debt recovery is 1 to 100 percent of a top-up")
-        self.journal, self.percent = journal, recovery_percent
+        self.journal, self._percent = journal, recovery_percent
+
+    def percent(self, socket_id: str) -> int:
+        p = self._percent
+        return p.get(socket_id, 100) if isinstance(p, Mapping) else p
 
     def book(self, tx: JournalTx, socket_id: str, units: int, kind: str, key: str, at: float, memo: str,
              running: dict[str, tuple[int, int, int]] | None = None) -> bool:
@@ -31,11 +39,12 @@ class TopUps:
         if repaid:
             tx.debit(socket_id, repaid, "emergency_repaid", at, idem_key=f"{key}:emergency",
                      memo="repays emergency credit")
-        new_deferred, recovered = top_up(balance, deferred, units - repaid, self.percent)
+        percent = self.percent(socket_id)
+        new_deferred, recovered = top_up(balance, deferred, units - repaid, percent)
         if new_deferred != deferred:
             tx.set_deferred_debt(socket_id, new_deferred)
         if recovered:
-            tx.event(socket_id, "debt_recovered", f"{recovered} of {units} units repaid debt ({self.percent} % at "
+            tx.event(socket_id, "debt_recovered", f"{recovered} of {units} units repaid debt ({percent} % at "
                      f"most); {new_deferred} units still owed", at)
         running[socket_id] = (balance + units - repaid, new_deferred, owed - repaid)
         return True

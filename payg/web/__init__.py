@@ -130,9 +130,10 @@ def create_web(services: WebServices, *, templates: Path = ROOT / "templates", s
                                                              ctl.settings.notices.flag_off_hours),
                   guard.landlord_key, sessions, addresses)
     sessions.on_end(hub.end_session)
-    p = services.protections
+    p, ids = services.protections, list(ctl.sockets)
     web = Web(app, socketio, hub, guard, throttle, sessions, Limiter(clock),
-              EmergencyDesk(ctl, services.journal, p.emergency_credit_tokens, p.emergency_below_tokens))
+              EmergencyDesk(ctl, services.journal, p.per(ids, "emergency_credit_tokens"),
+                            p.per(ids, "emergency_below_tokens")))
 
     def wants_json() -> bool:
         return request.path.startswith("/api/") or request.path in ("/api", "/healthz")

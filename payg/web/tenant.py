@@ -85,7 +85,7 @@ def blueprint(web, services, assets: Path, json_body: Callable[[], dict]) -> Blu
         """What the page offers: emergency credit to take now (tokens, or None) and what is owed of it."""
         desk = web.emergency
         return {"offer_tokens": desk.offer(socket_id), "owed_tokens": desk.owed_tokens(socket_id),
-                "tokens": desk.tokens, "below_tokens": desk.below_tokens}
+                "tokens": desk.tokens(socket_id), "below_tokens": desk.below_tokens(socket_id)}
 
     @bp.get("/s/<socket_id>/qr.svg")
     def qr(socket_id: str):

@@ -17,6 +17,7 @@ from payg.domain.debt import debt, top_up, usable
 from payg.domain.friendly import FriendlyCredit
 from payg.services.codes import CodeDesk
 from payg.services.deposits import DepositWatcher
+from payg.services.emergency import EmergencyDesk
 from tests.support.rigs import Rig
 
 LONDON = ZoneInfo("Europe/London")
@@ -97,14 +98,16 @@ def test_a_top_up_code_follows_the_plan_too(tmp_path):
     assert rig.metering.state("a")["debt"] == owed - 50
 
 
-def test_everything_adds_up_over_100k_ticks_with_friendly_credit_a_plan_top_ups_codes_and_resets(tmp_path):
+def test_everything_adds_up_over_100k_ticks_with_friendly_credit_a_plan_emergency_credit_codes_and_resets(tmp_path):
     """The 100,000-tick exactness run of test_metering.py, with the protections on: nights of friendly
-    credit (debt), small top-ups and codes under a 30 % plan, counter resets and outages."""
+    credit (debt), small top-ups and codes under a 30 % plan, emergency credit, counter resets and outages."""
     rnd = random.Random(2027)
     rig = planned_rig(tmp_path, percent=30, when="2026-12-02T12:00:00")
     rig.metering.settings = dataclasses.replace(
         rig.metering.settings, friendly=FriendlyCredit(hours=((20 * 60, 6 * 60),), tz=LONDON))
     codes = CodeDesk(rig.metering, rig.journal, OpenPaygoCodec(), {"a": new_key()}, 10, recovery_percent=30)
+    emergency = EmergencyDesk(rig.metering, rig.journal, tokens=15, below_tokens=5)
+    taken = 0
     meter = rig.meters["a"]
     exact = Fraction(0)
     metered = segment_start = offline_until = 0
@@ -122,6 +125,8 @@ def test_everything_adds_up_over_100k_ticks_with_friendly_credit_a_plan_top_ups_
             paid += amount
         if n % 4_001 == 2_000:
             paid += codes.redeem("a", codes.issue("a", 40).code).tokens
+        if n % 997 == 300 and emergency.offer("a"):
+            taken += emergency.take("a")
         meter.offline = n < offline_until
         meter.power_w = rnd.choice([0.0, 60.0, 800.0, 2000.0]) if rig.relays["a"].closed else 0.0
         exact += Fraction(meter.power_w) / 3600
@@ -136,7 +141,9 @@ def test_everything_adds_up_over_100k_ticks_with_friendly_credit_a_plan_top_ups_
     state = rig.journal.meter_state("a")
     assert sum(e.energy_wh for e in usage) == metered                      # billed energy = metered energy
     assert -sum(e.amount for e in usage) + state.baseline.carry == Fraction(metered)  # 1 token per Wh
-    assert sum(e.amount for e in entries if e.amount > 0) == paid          # every top-up booked once, in full
+    assert sum(e.amount for e in entries if e.amount > 0) == paid + taken  # every top-up booked once, in full
+    repaid = -sum(e.amount for e in entries if e.kind == "emergency_repaid")
+    assert taken > 0 and repaid == taken - rig.journal.emergency_owed("a")[0]   # emergency credit repaid first
     balance, deferred = rig.journal.balance("a"), rig.journal.deferred_debt("a")
     assert balance == sum(e.amount for e in entries) - state.pending_units
     view = rig.metering.state("a")

@@ -10,17 +10,15 @@ import difflib
 import ipaddress
 import tomllib
 import zoneinfo
-from datetime import date
 from fractions import Fraction
 from pathlib import Path
 
+from payg.adapters.config import protections as protection_tables
 from payg.adapters.config import sockets as socket_tables
 from payg.adapters.config.tables import ENV_NAME, EVM_ADDRESS, Table, exact, secret, units, url
-from payg.domain.friendly import WEEKDAYS, FriendlyCredit, parse_window
-from payg.domain.notices import NoticeSettings
 from payg.domain.settings import (CodesConfig, Config, ControllerConfig, EthereumLedgerConfig, GpioRelayConfig,
-                                  IotaLedgerConfig, LedgerConfig, MockLedgerConfig, ModbusMeterConfig,
-                                  ProtectionsConfig, SecretRef, ServerConfig, TariffConfig, TradeConfig, WebConfig)
+                                  IotaLedgerConfig, LedgerConfig, MockLedgerConfig, ModbusMeterConfig, SecretRef,
+                                  ServerConfig, TariffConfig, TradeConfig, WebConfig)
 from payg.errors import ConfigError
 
 BACKENDS = ("mock", "iota", "ethereum")
@@ -94,34 +92,6 @@ def _web(w: Table, base_dir: Path | None) -> WebConfig:
         trusted_proxies=_proxies(w),
         server=_server(w.table("server", {})),
     )
-
-
-def _friendly(t: Table, tz) -> FriendlyCredit:
-    def strings(name: str, expected: str) -> list[str]:
-        value = t.raw(name, [], expected)
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise t.error(name, expected, value)
-        return value
-
-    hours = []
-    for text in strings("hours", 'a list of daily windows such as ["16:00-08:00"]'):
-        try:
-            hours.append(parse_window(text))
-        except ValueError as exc:
-            raise t.error("hours", f'windows "HH:MM-HH:MM" ({exc})', text) from None
-    days = set()
-    for text in strings("days", "a list of weekdays such as [\"saturday\", \"sunday\"]"):
-        if text.lower() not in WEEKDAYS:
-            raise t.error("days", f"weekdays: {', '.join(WEEKDAYS)}", text)
-        days.add(WEEKDAYS.index(text.lower()))
-    holidays = set()
-    for text in strings("holidays", 'a list of dates such as ["2026-12-25"]'):
-        try:
-            holidays.add(date.fromisoformat(text))
-        except ValueError:
-            raise t.error("holidays", "dates as YYYY-MM-DD", text) from None
-    t.finish()
-    return FriendlyCredit(tuple(hours), frozenset(days), frozenset(holidays), tz)
 
 
 def _proxies(w: Table) -> tuple[str, ...]:
@@ -285,18 +255,8 @@ def parse(data: dict, file: str, base_dir: Path | None = None, profile_dirs: tup
     if trade.owner is not None and trade.owner not in seen:
         raise ConfigError(file, "trade.owner", "the id of a configured socket", trade.owner, has_got=True)
     pt = root.table("protections", {})
-    # in the controller's time zone ([web] timezone, else the system's)
-    warn = pt.raw("warn_hours", [], "a list of 1 or 2 numbers of hours > 0, such as [24, 2]")
-    if (not isinstance(warn, list) or len(warn) > 2 or not all(isinstance(h, (int, float)) and not isinstance(h, bool)
-                                                               and 0 < h <= 24 * 31 for h in warn)):
-        raise pt.error("warn_hours", "a list of 1 or 2 numbers of hours > 0 (at most 744), such as [24, 2]", warn)
-    notices = NoticeSettings(tuple(sorted((float(h) for h in warn), reverse=True)),
-                             pt.number("flag_off_hours", NoticeSettings.flag_off_hours, positive=True))
-    protections = ProtectionsConfig(_friendly(pt.table("friendly_credit", {}),
-                                              zoneinfo.ZoneInfo(web.timezone) if web.timezone else None), notices,
-                                    pt.integer("debt_recovery_percent", 100, minimum=1, maximum=100),
-                                    pt.integer("emergency_credit_tokens", 0, minimum=0, maximum=10**9),
-                                    pt.integer("emergency_below_tokens", 20, minimum=1, maximum=10**9))
+    protections = protection_tables.controller(pt, zoneinfo.ZoneInfo(web.timezone) if web.timezone else None,
+                                               {s.id: s.protections for s in sockets})
     pt.finish()
     ct = root.table("codes", {})
     codes = CodesConfig(tokens_per_unit=ct.integer("tokens_per_unit", CodesConfig.tokens_per_unit, minimum=1,

@@ -7,8 +7,15 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from pathlib import Path
 
-from payg.domain.meter_profile import (ENCODINGS, KNOWN_FIELDS, MAX_REGISTERS, REQUIRED_FIELDS, FieldSpec, MeterProfile,
-                                       SerialDefaults)
+from payg.domain.meter_profile import (
+    ENCODINGS,
+    KNOWN_FIELDS,
+    MAX_REGISTERS,
+    REQUIRED_FIELDS,
+    FieldSpec,
+    MeterProfile,
+    SerialDefaults,
+)
 from payg.errors import ConfigError
 
 

@@ -5,11 +5,22 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from payg.adapters.config import protections as protection_tables
 from payg.adapters.config.profiles import load_profile
 from payg.adapters.config.tables import Table, units, url
 from payg.domain.meter_profile import default_timeout_s
-from payg.domain.settings import (BuyConfig, ConstantLoad, GpioRelayConfig, ModbusMeterConfig, RandomLoad, ScheduleLoad,
-                                  SellConfig, SimulatedMeterConfig, SimulatedRelayConfig, SocketConfig)
+from payg.domain.settings import (
+    BuyConfig,
+    ConstantLoad,
+    GpioRelayConfig,
+    ModbusMeterConfig,
+    RandomLoad,
+    ScheduleLoad,
+    SellConfig,
+    SimulatedMeterConfig,
+    SimulatedRelayConfig,
+    SocketConfig,
+)
 from payg.errors import ConfigError
 
 SOCKET_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -102,8 +113,9 @@ def socket(t: Table, profile_dirs: tuple[Path, ...]) -> SocketConfig:
             and meter.load.load_w > max_power_w:
         raise t.error("meter.load_w", f"at most max_power_w ({max_power_w})", meter.load.load_w)
     friendly = t.boolean("friendly_credit", True)
+    own = protection_tables.socket(t.table("protections")) if t.has("protections") else ()
     t.finish()
-    return SocketConfig(socket_id, name, meter, relay, max_power_w, account_index, sell, buy, friendly)
+    return SocketConfig(socket_id, name, meter, relay, max_power_w, account_index, sell, buy, friendly, own)
 
 
 def _socket_trade(t: Table) -> tuple[SellConfig | None, BuyConfig | None]:
