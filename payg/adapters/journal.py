@@ -39,6 +39,8 @@ class SqliteJournal:
         self._conn = connect(self.path, schema=SCHEMA)
         self._migrate()
         self._balances: dict[str, int] = self._load_balances()
+        # debt set aside by repayment plans, read every tick: kept in memory like the balances
+        self._deferred: dict[str, int] = dict(self._conn.execute("SELECT socket_id, deferred_units FROM debt_plans"))
 
     def _migrate(self) -> None:
         """A journal made before the entry kinds of today (emergency credit) gets its entries table rebuilt
@@ -78,6 +80,7 @@ class SqliteJournal:
             writer = JournalWriter(self._conn)
             with transaction(self._conn):
                 yield writer
+            self._deferred.update(writer.deferred)
             for socket_id, change in writer.balance_changes.items():
                 self._balances[socket_id] = self._balances.get(socket_id, 0) + change
 
@@ -197,9 +200,7 @@ class SqliteJournal:
 
     def deferred_debt(self, socket_id: str) -> int:
         with self._lock:
-            row = self._conn.execute("SELECT deferred_units FROM debt_plans WHERE socket_id = ?",
-                                     (socket_id,)).fetchone()
-        return 0 if row is None else row[0]
+            return self._deferred.get(socket_id, 0)
 
     def overrides(self) -> dict[str, str]:
         with self._lock:

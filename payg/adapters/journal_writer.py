@@ -130,6 +130,7 @@ class JournalWriter:
     def __init__(self, conn: sqlite3.Connection):
         self._conn = conn
         self.balance_changes: dict[str, int] = {}
+        self.deferred: dict[str, int] = {}  # debt plans written, for the journal's in-memory copy
 
     def _changed(self, socket_id: str, amount: int) -> None:
         self.balance_changes[socket_id] = self.balance_changes.get(socket_id, 0) + amount
@@ -253,6 +254,7 @@ class JournalWriter:
                            (socket_id, count))
 
     def set_deferred_debt(self, socket_id: str, units: int) -> None:
+        self.deferred[socket_id] = units
         self._conn.execute("INSERT INTO debt_plans (socket_id, deferred_units) VALUES (?, ?)"
                            " ON CONFLICT (socket_id) DO UPDATE SET deferred_units = excluded.deferred_units",
                            (socket_id, units))

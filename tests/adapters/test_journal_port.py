@@ -131,3 +131,15 @@ def test_deferred_debt_is_kept_per_socket_and_only_with_its_transaction(journal)
     with journal.transaction() as tx:
         tx.set_deferred_debt("a", 0)
     assert journal.deferred_debt("a") == 0
+
+
+def test_deferred_debt_is_read_back_after_a_restart(tmp_path):
+    j = SqliteJournal(tmp_path / "journal.sqlite")
+    with j.transaction() as tx:
+        tx.set_deferred_debt("a", 42)
+    j.close()
+    again = SqliteJournal(tmp_path / "journal.sqlite")
+    try:
+        assert again.deferred_debt("a") == 42 and again.deferred_debt("b") == 0
+    finally:
+        again.close()
