@@ -137,3 +137,15 @@ def test_a_failed_commit_books_neither_the_credit_nor_the_count(rig):
         rig.codes.redeem("a", issued.code)
     assert rig.balance("a") == 0 and rig.journal.code_counts("a").last == 0
     assert rig.codes.redeem("a", issued.code).booked and rig.balance("a") == 40
+
+
+def test_codes_and_emergency_credit_work_with_the_ledger_node_down(rig):
+    from payg.services.emergency import EmergencyDesk
+
+    rig.source.fail = True                      # the node is unreachable: deposit polls fail
+    rig.loop.run_for(5)
+    assert rig.site.health()["ledger"] == "unavailable"
+    assert rig.codes.redeem("a", rig.codes.issue("a", 30).code).tokens == 30
+    assert rig.relays["a"].closed and rig.balance("a") == 30
+    emergency = EmergencyDesk(rig.metering, rig.journal, tokens=10, below_tokens=5)
+    assert emergency.take("b") == 10 and rig.relays["b"].closed
