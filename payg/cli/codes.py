@@ -12,10 +12,9 @@ import argparse
 import sys
 from typing import TextIO
 
-from payg.cli.trade import ControllerApi
+from payg.cli.trade import ControllerApi, ask
 from payg.domain.codes import CodeKey
 from payg.domain.settings import Config
-from payg.errors import Unreachable
 from payg.ports import Journal
 
 
@@ -26,18 +25,10 @@ def cmd_code(args: argparse.Namespace, api: ControllerApi, out: TextIO = sys.std
     else:
         path, body = f"/api/sockets/{args.socket}/redeem", {"code": args.code}
         headers = {"Origin": api.url}  # the tenant's action, taken on the controller's machine
-    try:
-        reply = api.request("POST", path, body, timeout_s=10.0, headers=headers)
-    except Unreachable as exc:
-        print(f"payg: no controller answers at {api.url} ({exc}); codes are made and entered through the running "
-              "controller: start it with `payg run`", file=err)
-        return 1
-    answer = reply.body if isinstance(reply.body, dict) else {}
-    if not reply.ok:
-        print(f"payg: {answer.get('message', reply.reason)}", file=err)
-        if reply.status == 401:
-            print(f"payg: run this as the user that runs the controller (it reads {api.token_file})", file=err)
-        return 2 if reply.status == 400 and args.command == "code" else 1
+    answer, status = ask(api, "POST", path, body, err, timeout_s=10.0, headers=headers,
+                         why="codes are made and entered through the running controller: start it with `payg run`")
+    if status:
+        return 2 if answer.get("_status") == 400 and args.command == "code" else status
     if args.command == "code":
         print(answer["spaced"], file=out)
         print(f"code #{answer['count']} for socket {args.socket}: {answer['tokens']} tokens, good once", file=err)

@@ -53,19 +53,11 @@ def cmd_login_link(api, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> i
     password is lost, or when the login from one's address is held up by failed attempts."""
     from datetime import datetime
 
-    from payg.errors import Unreachable
+    from payg.cli.trade import ask
 
-    try:
-        reply = api.request("POST", "/api/login-links", {}, timeout_s=10.0)
-    except Unreachable as exc:
-        print(f"payg: no controller answers at {api.url} ({exc}); start it with `payg run`", file=err)
-        return 1
-    body = reply.body if isinstance(reply.body, dict) else {}
-    if not reply.ok:
-        print(f"payg: refused: {body.get('error', reply.status)}: {body.get('message', reply.reason)}", file=err)
-        if reply.status == 401:
-            print(f"payg: run this as the user that runs the controller (it reads {api.token_file})", file=err)
-        return 1
+    body, status = ask(api, "POST", "/api/login-links", {}, err, timeout_s=10.0)
+    if status:
+        return status
     until = datetime.fromtimestamp(body["expires_at"]).astimezone().isoformat(timespec="seconds")
     print(body["url"], file=out)
     print(f"Open it in a browser and press \"Log in\": good once, until {until}. Behind a proxy set "

@@ -58,6 +58,24 @@ def trade_request(args: argparse.Namespace) -> tuple[str, str, dict | None]:
     return "POST", f"/api/trade/channels/{args.channel}/{a}", {}
 
 
+def ask(api: ControllerApi, method: str, path: str, body: dict | None, err: TextIO, *, timeout_s: float = 60.0,
+        headers: dict[str, str] | None = None, why: str = "start it with `payg run`") -> tuple[dict, int]:
+    """The running controller's answer: (its JSON object, 0), or ({}, exit status 1) once what went wrong is said
+    (no controller, a refusal; for a 401, whose token is needed). A 400's status stays in the answer's "_status"."""
+    try:
+        reply = api.request(method, path, body, timeout_s=timeout_s, headers=headers)
+    except Unreachable as exc:
+        print(f"payg: no controller answers at {api.url} ({exc}); {why}", file=err)
+        return {}, 1
+    answer = reply.body if isinstance(reply.body, dict) else {}
+    if reply.ok:
+        return answer, 0
+    print(f"payg: refused: {answer.get('error', reply.status)}: {answer.get('message', reply.reason)}", file=err)
+    if reply.status == 401:
+        print(f"payg: run this as the user that runs the controller (it reads {api.token_file})", file=err)
+    return {"_status": reply.status}, 1
+
+
 def cmd_trade(args: argparse.Namespace, api: ControllerApi, out: TextIO = sys.stdout, err: TextIO = sys.stderr,
               timeout_s: float = 60.0) -> int:
     """Send a `payg trade` action to the running controller and print its JSON answer."""
@@ -66,18 +84,9 @@ def cmd_trade(args: argparse.Namespace, api: ControllerApi, out: TextIO = sys.st
     except ValueError as exc:
         print(f"payg: {exc}", file=err)
         return 2
-    try:
-        reply = api.request(method, path, body, timeout_s=timeout_s)
-    except Unreachable as exc:
-        print(f"payg: no controller answers at {api.url} ({exc}); start it with `payg run`", file=err)
-        return 1
-    if not reply.ok:
-        detail = reply.body if isinstance(reply.body, dict) else {}
-        print(f"payg: refused: {detail.get('error', reply.status)}: {detail.get('message', reply.reason)}", file=err)
-        if reply.status == 401:
-            print(f"payg: run this as the user that runs the controller (it reads {api.token_file})", file=err)
-        return 1
-    answer = reply.body
+    answer, status = ask(api, method, path, body, err, timeout_s=timeout_s)
+    if status:
+        return status
     json.dump(answer, out, indent=2)
     print(file=out)
     return 0
