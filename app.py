@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from payg.adapters.clocks import SystemClock
 from payg.adapters.journal import SqliteJournal
 from payg.domain.settings import Config
-from payg.errors import ConfigError, DataDirBusy, DeployFailed, RelayError
+from payg.errors import ConfigError, DataDirBusy, RelayError
 
 if TYPE_CHECKING:
     from payg.ports import Clock, DepositSource, EnergyMeter, Notifier, PeerLink, Relay
@@ -98,7 +98,7 @@ def load_config(path: str | Path) -> Config:
 
 def open_journal(config: Config) -> SqliteJournal:
     config.controller.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return SqliteJournal(config.controller.data_dir / "journal.sqlite")
+    return SqliteJournal(config.controller.data_dir / "journal.sqlite", outbox=config.mqtt.enabled)
 
 
 def build(config: Config, clock: Clock | None = None, notifier: Notifier | None = None) -> Runtime:
@@ -246,6 +246,7 @@ def serve(config: Config) -> int:
         rt.site.start()  # every relay open before anything else happens
         atexit.register(rt.site.shutdown)
         server = serve_web(rt) if config.web.enabled else None
+        connect_mqtt(rt)
         driver = SchedulerDriver(rt.site)
         rt.closers.append(("scheduler", driver.shutdown))
 
@@ -263,6 +264,16 @@ def serve(config: Config) -> int:
         rt.close()
         lock.release()
     return 0
+
+
+def connect_mqtt(rt: Runtime) -> None:
+    from payg.wiring.mqtt import start_bridge
+
+    try:
+        start_bridge(rt)
+    except ConfigError as exc:
+        log.error("invalid configuration: %s", exc)
+        raise _Exit(2) from None
 
 
 class _Exit(Exception):
@@ -344,25 +355,10 @@ class CliWiring:
 
     @staticmethod
     def deploy_contracts(config: Config):
-        from payg.adapters.secrets import read_secret
+        from payg.wiring.deploy import deploy_contracts
 
-        try:
-            from ledgers.ethereum import WrongChain, deploy_as_owner
-        except ImportError as exc:
-            raise DeployFailed(f"deploying needs the ethereum extra and vyper (pip install 'payg[ethereum]' vyper):"
-                               f" {exc}") from None
         with closing(open_journal(config)) as journal:
-            index = ledger_accounts(config, journal, SystemClock())[config.trade.owner]
-        c, tc = config.ledger.ethereum, config.trade
-        mnemonic = read_secret(c.mnemonic, str(config.path))
-        try:
-            return deploy_as_owner(c.rpc_url, timeout_s=c.request_timeout_s, chain_id=c.chain_id, mnemonic=mnemonic,
-                                   owner_index=index, capacity_wh=tc.capacity_wh, tax_bps=tc.tax_bps,
-                                   evm_version=tc.evm_version)
-        except WrongChain as exc:
-            raise DeployFailed(f"the node at ledger.rpc_url serves chain {exc.served}, not {exc.configured}") from None
-        except Exception as exc:  # node, key or compiler trouble: say which, without a traceback
-            raise DeployFailed(f"deployment failed: {type(exc).__name__}: {exc}") from None
+            return deploy_contracts(config, ledger_accounts(config, journal, SystemClock())[config.trade.owner])
 
     @staticmethod
     def gpio_relay(pin: int, active_low: bool):

@@ -7,6 +7,7 @@
                                                             never an entry point or app.py (ledgers and hardware:
                                                             no services either)
     app.py    the composition root                          anything
+    composition  payg/wiring                                anything (app.py's parts)
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def layer_of(rel: str) -> str | None:
         return "entry"
     if rel.startswith(("payg/adapters/", "ledgers/", "hardware/")):  # their __init__.py too
         return "adapters"
+    if rel.startswith("payg/wiring/"):
+        return "composition"
     return None
 
 
@@ -72,6 +75,9 @@ def refusal(layer: str, rel: str, name: str) -> str | None:
         allowed = ("payg.domain", "payg.errors", "payg.ports") + (("payg.services",) if layer == "services" else ())
         if t in OURS and not (any(is_in(name, p) for p in allowed) or name == "payg"):
             return f"the {layer} imports outside {', '.join(allowed)}"
+    elif layer == "composition":
+        if is_in(name, "tests"):
+            return "the composition imports the tests"
     elif layer == "entry":
         if any(is_in(name, p) for p in ("payg.adapters", "ledgers", "hardware", "app", "tests")):
             return "an entry point imports an adapter or the composition root"

@@ -33,8 +33,9 @@ from payg.domain.market import ChannelRow
 
 
 class SqliteJournal:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, outbox: bool = False):
         self.path = Path(path)
+        self.outbox = outbox  # events and credits also queued in the outbox table, for MQTT
         self._lock = threading.RLock()
         self._conn = connect(self.path, schema=SCHEMA)
         self._migrate()
@@ -77,7 +78,7 @@ class SqliteJournal:
     def transaction(self) -> Iterator[JournalWriter]:
         """One atomic unit of work; the in-memory balances follow only a committed transaction."""
         with self._lock:
-            writer = JournalWriter(self._conn)
+            writer = JournalWriter(self._conn, self.outbox)
             with transaction(self._conn):
                 yield writer
             self._deferred.update(writer.deferred)

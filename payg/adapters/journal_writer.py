@@ -6,7 +6,9 @@ idempotency key under a UNIQUE constraint. See payg/adapters/journal.py.
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import uuid
 from fractions import Fraction
 
 from payg.domain.accounts import ALARM_KINDS, CREDIT_KINDS, DEBIT_KINDS, Entry
@@ -108,6 +110,14 @@ CREATE TABLE IF NOT EXISTS debt_plans (
     socket_id TEXT PRIMARY KEY,
     deferred_units INTEGER NOT NULL CHECK (deferred_units >= 0)
 );
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    uid TEXT NOT NULL UNIQUE,
+    socket_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL
+);
 """
 
 
@@ -127,8 +137,9 @@ def entry_of(row: tuple) -> Entry:
 class JournalWriter:
     """The operations allowed inside one journal transaction."""
 
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: sqlite3.Connection, outbox: bool = False):
         self._conn = conn
+        self._outbox = outbox  # MQTT on: every event and credit also queued for the broker, in this transaction
         self.balance_changes: dict[str, int] = {}
         self.deferred: dict[str, int] = {}  # debt plans written, for the journal's in-memory copy
 
@@ -148,6 +159,7 @@ class JournalWriter:
         )
         if cur.rowcount == 1:
             self._changed(socket_id, amount)
+            self._queue(socket_id, "credited", at, entry=kind, amount=amount, memo=memo, key=idem_key)
             return True
         return False
 
@@ -224,6 +236,13 @@ class JournalWriter:
     def event(self, socket_id: str, kind: str, detail: str, at: float) -> None:
         self._conn.execute("INSERT INTO events (socket_id, at, kind, detail) VALUES (?, ?, ?, ?)",
                            (socket_id, at, kind, detail))
+        self._queue(socket_id, kind, at, detail=detail)
+
+    def _queue(self, socket_id: str, kind: str, at: float, **fields: object) -> None:
+        """One row of the outbox (payg/adapters/mqtt/outbox.py sends it and deletes it once the broker has it)."""
+        if self._outbox:
+            self._conn.execute("INSERT INTO outbox (uid, socket_id, at, kind, body) VALUES (?, ?, ?, ?, ?)",
+                               (uuid.uuid4().hex, socket_id, at, kind, json.dumps(fields, sort_keys=True)))
 
     def set_cursor(self, name: str, value: str | None) -> None:
         self._conn.execute("INSERT INTO cursors (name, value) VALUES (?, ?)"

@@ -73,6 +73,29 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class MqttConfig:
+    """State, events and commands over an MQTT broker ([mqtt]); off unless enabled. See README."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 1883
+    controller: str = "payg"                 # this controller's name in the topics: <prefix>/<controller>/...
+    client_id: str | None = None             # None: payg-<controller>
+    username: str | None = None
+    password: SecretRef | None = None        # an environment variable or an owner-only file, never the file itself
+    tls_ca_file: Path | None = None          # set: TLS, the broker's certificate checked against this CA
+    topic_prefix: str = "payg"
+    keepalive_s: int = 60
+    command_users: tuple[str, ...] = ()      # broker users whose commands the ACL lets through (payg mqtt-acl)
+    discovery: bool = True                   # Home Assistant MQTT discovery
+    discovery_prefix: str = "homeassistant"
+
+    @property
+    def client(self) -> str:
+        return self.client_id or f"payg-{self.controller}"
+
+
+@dataclass(frozen=True)
 class MockLedgerConfig:
     finality_s: float = 0.0
     path: Path | None = None  # the mock ledger's file (None: mock-ledger.sqlite in data_dir); share it to trade
@@ -263,6 +286,7 @@ class Config:
     trade: TradeConfig = field(default_factory=TradeConfig)
     codes: CodesConfig = field(default_factory=lambda: CodesConfig())
     protections: ProtectionsConfig = field(default_factory=ProtectionsConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
 
     def socket(self, socket_id: str) -> SocketConfig | None:
         return next((s for s in self.sockets if s.id == socket_id), None)

@@ -14,6 +14,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from payg.adapters.config import protections as protection_tables
+from payg.adapters.config.mqtt import mqtt as mqtt_table
 from payg.adapters.config import sockets as socket_tables
 from payg.adapters.config.tables import ENV_NAME, EVM_ADDRESS, Table, exact, secret, units, url
 from payg.domain.settings import (CodesConfig, Config, ControllerConfig, EthereumLedgerConfig, GpioRelayConfig,
@@ -262,8 +263,11 @@ def parse(data: dict, file: str, base_dir: Path | None = None, profile_dirs: tup
     codes = CodesConfig(tokens_per_unit=ct.integer("tokens_per_unit", CodesConfig.tokens_per_unit, minimum=1,
                                                    maximum=10**9))
     ct.finish()
+    mt = root.table("mqtt", {})
+    mqtt = mqtt_table(mt, base_dir)
+    mt.finish()
     root.finish()
-    return Config(Path(file), controller, web, ledger, tariff, tuple(sockets), trade, codes, protections)
+    return Config(Path(file), controller, web, ledger, tariff, tuple(sockets), trade, codes, protections, mqtt)
 
 
 def load(path: str | Path, profile_dirs: tuple[Path, ...] = ()) -> Config:
