@@ -8,8 +8,9 @@ CONFIG ?= config/default.toml
 ASSETS := node_modules/.package-lock.json
 NPM_FLAGS := --no-audit --no-fund --ignore-scripts
 CHROMIUM ?= /usr/bin/chromium
+MOSQUITTO ?= /usr/sbin/mosquitto
 
-.PHONY: run test bench assets clean
+.PHONY: run test bench assets clean mosquitto
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,10 +36,19 @@ assets: $(ASSETS)
 run: $(STAMP) $(ASSETS)
 	$(BIN)/python app.py --config $(CONFIG)
 
-test: $(STAMP) $(ASSETS)
+# The MQTT tests start Debian's Mosquitto themselves; installed here when it is missing and we may.
+mosquitto:
+	@if [ ! -x "$(MOSQUITTO)" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's mosquitto (the MQTT tests run a real broker on 127.0.0.1)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null; \
+	fi
+	@if [ -x "$(MOSQUITTO)" ]; then echo "MQTT tests: real broker ($(MOSQUITTO))"; \
+	else echo "MQTT tests will FAIL: no mosquitto at $(MOSQUITTO) (apt-get install mosquitto mosquitto-clients)"; fi
+
+test: $(STAMP) $(ASSETS) mosquitto
 	@if [ -x "$(CHROMIUM)" ]; then echo "browser tests: on (Chromium at $(CHROMIUM))"; \
 	else echo "browser tests: SKIPPED: no Chromium at $(CHROMIUM) (apt-get install chromium, or CHROMIUM=/path)"; fi
-	PAYG_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest $(PYTEST_ARGS)
+	PAYG_CHROMIUM=$(CHROMIUM) PAYG_MOSQUITTO=$(MOSQUITTO) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP) $(ASSETS)
 	$(BIN)/python bench/billing.py

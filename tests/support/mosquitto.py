@@ -20,7 +20,7 @@ import pytest
 
 from tests.support import free_port, terminate
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+MOSQUITTO = os.environ.get("PAYG_MOSQUITTO") or shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
 
 

@@ -50,7 +50,8 @@ class MqttBridge:
         self.window = window
         self.monotonic = monotonic
         self._cond = threading.Condition()
-        self._latest: dict[str, dict] = {}       # the newest payload per socket
+        self._compared: dict[str, dict] = {}     # the newest payload per socket, without its time
+        self._latest: dict[str, dict] = {}       # the same with "at": what is sent
         self._sent: dict[str, dict] = {}         # the last payload handed to paho per socket
         self._sent_at: dict[str, float] = {}
         self._dirty: set[str] = set()
@@ -63,6 +64,8 @@ class MqttBridge:
         self._early: set[int] = set()            # acknowledged before publish() returned its mid
         self._acked: list[int] = []              # outbox rows to delete
         self._handed = 0                         # the last outbox row handed to paho
+        self.online = threading.Event()          # the broker has our "online" (so our subscriptions are in place)
+        self._online_mid: int | None = None
         self.last_error: str | None = None
         self.counts = {"states": 0, "events": 0, "commands": 0, "refused": 0}
         self._client = mqtt_client.make_client(conn, on_connect=self._on_connect, on_disconnect=self._on_disconnect,
@@ -76,8 +79,9 @@ class MqttBridge:
             for state in states:
                 body = state_payload(state)
                 sid = state["id"]
-                if self._latest.get(sid) != body:
-                    self._latest[sid] = body
+                if self._compared.get(sid) != body:
+                    self._compared[sid] = body
+                    self._latest[sid] = {**body, "at": state.get("updated_at")}
                     self._dirty.add(sid)
             self._cond.notify()  # also: a tick may have written events
 
@@ -126,7 +130,8 @@ class MqttBridge:
         with self._cond:
             was = self._connected
             self._connected = False
-            if not self._stopping:
+            self.online.clear()
+            if was and not self._stopping:  # (a refused login keeps its own reason)
                 self.last_error = f"disconnected: {reason}"
         if was and not self._stopping:
             log.warning("MQTT: disconnected (%s); retrying, billing goes on", reason)
@@ -152,6 +157,8 @@ class MqttBridge:
 
     def _on_publish(self, mid: int) -> None:
         with self._cond:
+            if mid == self._online_mid:
+                self.online.set()
             if mid not in self._inflight:
                 self._early.add(mid)
                 return
@@ -205,6 +212,11 @@ class MqttBridge:
 
     def _send(self, topic: str, payload: bytes, *, retain: bool = False, row: int | None = None) -> bool:
         info = self._client.publish(topic, payload, qos=1, retain=retain)
+        if topic == self.topics.status and payload == ONLINE.encode():
+            with self._cond:
+                self._online_mid = info.mid
+                if info.mid in self._early:
+                    self.online.set()
         if info.rc not in (MQTT_ERR_SUCCESS, MQTT_ERR_NO_CONN):  # NO_CONN: paho keeps it and sends it on reconnect
             return False
         with self._cond:
@@ -253,8 +265,8 @@ class MqttBridge:
                 self.counts["events"] += 1
 
     def _event(self, row: OutboxRow) -> dict:
-        return {**row.body, "id": event_id(self.topics.controller, row.uid), "controller": self.topics.controller,
-                "socket": row.socket_id, "kind": row.kind, "at": row.at}
+        return {**row.body, "id": event_id(self.topics.controller, row.uid), "seq": row.id,
+                "controller": self.topics.controller, "socket": row.socket_id, "kind": row.kind, "at": row.at}
 
     def _flush_acks(self) -> None:
         with self._cond:

@@ -74,7 +74,7 @@ def announcements(topics: Topics, discovery_prefix: str, socket_id: str, socket_
             availability.append({"topic": state, "value_template":
                                  f"{{{{ 'online' if value_json.{key} is not none else 'offline' }}}}"})
         payload = {"name": name, "unique_id": f"{node_id(c)}_{socket_id}_{entity}",
-                   "object_id": f"payg_{c}_{socket_id}_{entity}", "state_topic": state,
+                   "state_topic": state,
                    "value_template": f"{{{{ value_json.{key} }}}}", "unit_of_measurement": unit,
                    "state_class": state_class, "availability": availability, "availability_mode": "all",
                    "device": device, "origin": origin}
@@ -84,7 +84,7 @@ def announcements(topics: Topics, discovery_prefix: str, socket_id: str, socket_
             payload["icon"] = "mdi:cash"
         out.append(Announcement(config_topic(discovery_prefix, "sensor", c, socket_id, entity), payload))
     out.append(Announcement(config_topic(discovery_prefix, "select", c, socket_id, MODE), {
-        "name": "Mode", "unique_id": f"{node_id(c)}_{socket_id}_{MODE}", "object_id": f"payg_{c}_{socket_id}_{MODE}",
+        "name": "Mode", "unique_id": f"{node_id(c)}_{socket_id}_{MODE}",
         "state_topic": state, "value_template": "{{ 'force_off' if value_json.override == 'off' else 'automatic' }}",
         "command_topic": topics.command,
         "command_template": f'{{"command": "{{{{ value }}}}", "socket": "{socket_id}"}}',

@@ -3,9 +3,11 @@
 Topics under <prefix>/<controller>/ (prefix "payg" unless configured):
 
     status              "online" / "offline", retained; "offline" is the connection's last will
-    <socket>/state      the socket's state, JSON, retained (STATE_KEYS)
-    events              JSON, QoS 1, not retained: {"id", "controller", "socket", "kind", "at", ...}; "id" is
-                        unique and the same on every redelivery, so a subscriber drops duplicates by it
+    <socket>/state      the socket's state, JSON, retained (STATE_KEYS, "debt" when owed, and "at": the
+                        controller's time of that state); sent when something but "at" changed
+    events              JSON, QoS 1, not retained: {"id", "seq", "controller", "socket", "kind", "at", ...}; "id" is
+                        unique and the same on every redelivery, so a subscriber drops duplicates by it; "seq"
+                        grows with every event of the controller (the order they happened in)
     command             JSON, from a broker user of [mqtt] command_users (the broker's ACL enforces it):
                         {"command": "force_off" | "automatic" | "credit", "socket", "request_id",
                          "tokens" and "reason" for credit}

@@ -1,0 +1,66 @@
+"""Events survive a SIGKILL: booked while the broker was away, the controller killed before it could send
+them, they reach a deduplicating subscriber exactly once when both come back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from ledgers.mock import MockLedger
+from payg.adapters.clocks import SystemClock
+from tests.support import ROOT, terminate, wait_until
+from tests.support.mqtt_beds import PASSWORDS, Listener, controller_toml, fleet_broker
+
+
+def start(config: Path, log: Path) -> subprocess.Popen:
+    env = dict(os.environ, PAYG_TEST_MQTT_PASSWORD=PASSWORDS["ctl-home"])
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--config", str(config)], stdout=out,
+                                stderr=subprocess.STDOUT, env=env, cwd=str(config.parent))
+
+
+def outbox(data_dir: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(data_dir / "journal.sqlite") as db:
+        return db.execute("SELECT kind, uid FROM outbox ORDER BY id").fetchall()
+
+
+def test_events_booked_before_a_sigkill_are_delivered_once_after_it(tmp_path):
+    broker = fleet_broker(tmp_path / "broker")
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    config = tmp_path / "payg.toml"
+    config.write_text(controller_toml(data, broker.port, sockets=("kitchen", "hall"), load_w=60).replace(
+        "[controller]\n", "[controller]\npoll_interval_s = 0.1\ndeposit_poll_interval_s = 0.1\n", 1))
+    ledger = MockLedger(data / "mock-ledger.sqlite", SystemClock(), ["kitchen", "hall"])
+    audit = Listener(broker.port, topics=("payg/home/events", "payg/home/status"), client_id="audit", clean=False)
+    log = tmp_path / "controller.log"
+    proc = start(config, log)
+    try:
+        wait_until(lambda: audit.on("payg/home/status")[-1:] == [b"online"], 30, "the controller online")
+        ledger.pay("kitchen", 50)
+        wait_until(lambda: len(audit.events_of("credited")) == 1, 30, "the first credit, delivered")
+        broker.stop()
+        for socket_id in ("kitchen", "hall", "kitchen"):
+            ledger.pay(socket_id, 20)
+        waiting = wait_until(lambda: (o := outbox(data)) and sum(k == "credited" for k, _ in o) >= 3 and o, 20,
+                             "three credits in the outbox")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        assert set(waiting) <= set(outbox(data))  # the kill lost nothing
+        broker.start()
+        proc = start(config, log)
+        wait_until(lambda: len(audit.events_of("credited")) == 4, 30, "every credit at the subscriber")
+        wait_until(lambda: outbox(data) == [], 30, "the outbox emptied")
+        credited = audit.events_of("credited")
+        assert sorted(e["socket"] for e in credited) == ["hall", "kitchen", "kitchen", "kitchen"]
+        assert [e["amount"] for e in credited] == [50, 20, 20, 20]  # in the order they were booked
+        assert {uid for _, uid in waiting} <= {e["id"].split(":", 1)[1] for e in audit.events.values()}
+    finally:
+        terminate(proc)
+        audit.close()
+        broker.stop()
+    assert "Traceback" not in log.read_text()
