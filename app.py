@@ -219,6 +219,7 @@ def serve(config: Config) -> int:
     from payg.adapters.notify import SystemdNotifier
     from payg.adapters.process import run_until_stopped
     from payg.adapters.scheduler import SchedulerDriver
+    from payg.wiring.mqtt import start_bridge
 
     logging.basicConfig(level=config.controller.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -246,7 +247,7 @@ def serve(config: Config) -> int:
         rt.site.start()  # every relay open before anything else happens
         atexit.register(rt.site.shutdown)
         server = serve_web(rt) if config.web.enabled else None
-        connect_mqtt(rt)
+        start_bridge(rt)  # MQTT, when [mqtt] is on
         driver = SchedulerDriver(rt.site)
         rt.closers.append(("scheduler", driver.shutdown))
 
@@ -259,21 +260,14 @@ def serve(config: Config) -> int:
         run_until_stopped(started, server.serve_forever if server else None)
     except _Exit as exc:
         return exc.code
+    except ConfigError as exc:
+        log.error("invalid configuration: %s", exc)
+        return 2
     finally:
         notifier.stopping()
         rt.close()
         lock.release()
     return 0
-
-
-def connect_mqtt(rt: Runtime) -> None:
-    from payg.wiring.mqtt import start_bridge
-
-    try:
-        start_bridge(rt)
-    except ConfigError as exc:
-        log.error("invalid configuration: %s", exc)
-        raise _Exit(2) from None
 
 
 class _Exit(Exception):
@@ -314,6 +308,12 @@ class CliWiring:
 
     load_config = staticmethod(load_config)
     serve = staticmethod(serve)
+
+    @staticmethod
+    def serve_hub(path: str) -> int:
+        from payg.wiring.hub import serve_hub
+
+        return serve_hub(path)
 
     @staticmethod
     def open_journal(config: Config) -> SqliteJournal | None:

@@ -41,6 +41,9 @@ class Wiring(Protocol):
     def serve(self, config: Config) -> int:
         """Run the controller until a signal stops it; the exit status."""
 
+    def serve_hub(self, path: str) -> int:
+        """Run the fleet view (`payg hub`) of the hub configuration at path until a signal stops it."""
+
     def open_journal(self, config: Config) -> ClosingJournal | None:
         """The data directory's journal, or None before any controller ran."""
 
@@ -100,6 +103,8 @@ def _run(argv: list[str] | None, wiring: Wiring) -> int:
         return password.cmd_password(args)
     if args.command in ("meters", "relay") and args.action != "off":
         return installer.run(args, wiring, time.sleep)
+    if args.command == "hub":
+        return wiring.serve_hub(args.config)  # its own configuration file (README "Many buildings")
     try:
         config = wiring.load_config(args.config)
     except ConfigError as exc:

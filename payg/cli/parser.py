@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     command("run", "run the controller (the default when no command is given)")
+    command("hub", "run the fleet view over many controllers (its own --config: a hub file, README \"Many "
+            "buildings\")")
     command("status", "show every socket: relay, meter, balance, power")
     p = command("deposit", "pay tokens into a socket's address on the mock ledger")
     p.add_argument("--socket", required=True, metavar="ID", help="socket id")
