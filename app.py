@@ -75,14 +75,12 @@ def close_all(closers: list[tuple[str, Callable[[], None]]]) -> None:
             log.exception("closing %s failed", name)
 
 
-def profile_dirs() -> tuple[Path, ...]:
-    """Where meter profiles are found by name: the project's config/meters, then the installed copy."""
+def profile_dirs() -> tuple[Path, ...]:  # where meter profiles are found by name
     return (ROOT / "config" / "meters", Path(sys.prefix) / "share" / "payg" / "meters")
 
 
 def web_dirs() -> dict[str, Path]:
-    """The pages' templates, own static files and browser libraries: the project's folders in a
-    source tree, else the copies `pip install` put under share/payg (see pyproject.toml)."""
+    """The pages' files: the project's folders in a source tree, else the copies under share/payg."""
     shared = Path(sys.prefix) / "share" / "payg"
     source = {"templates": ROOT / "templates", "static": ROOT / "static", "assets": ROOT / "node_modules"}
     if source["templates"].is_dir():
@@ -314,6 +312,12 @@ class CliWiring:
         from payg.wiring.hub import serve_hub
 
         return serve_hub(path)
+
+    @staticmethod
+    def mqtt_acl(config: Config) -> str:
+        from payg.wiring.mqtt import acl
+
+        return acl(config)
 
     @staticmethod
     def open_journal(config: Config) -> SqliteJournal | None:

@@ -41,6 +41,9 @@ class Wiring(Protocol):
     def serve(self, config: Config) -> int:
         """Run the controller until a signal stops it; the exit status."""
 
+    def mqtt_acl(self, config: Config) -> str:
+        """The broker's ACL for this controller's user and its command users (Mosquitto's acl_file format)."""
+
     def serve_hub(self, path: str) -> int:
         """Run the fleet view (`payg hub`) of the hub configuration at path until a signal stops it."""
 
@@ -120,6 +123,13 @@ def _run(argv: list[str] | None, wiring: Wiring) -> int:
         return password.cmd_login_link(wiring.controller_api(config))
     if args.command in ("code", "redeem"):
         return codes.cmd_code(args, wiring.controller_api(config))
+    if args.command == "mqtt-acl":
+        try:
+            print(wiring.mqtt_acl(config))
+        except ConfigError as exc:
+            print(f"payg: invalid configuration: {exc}", file=sys.stderr)
+            return 2
+        return 0
     if args.command == "codes":
         journal = wiring.open_journal(config)
         try:

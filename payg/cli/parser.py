@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("redeem", "enter a top-up code for a socket (through the running controller)")
     p.add_argument("--socket", required=True, metavar="ID", help="socket id")
     p.add_argument("code", metavar="CODE", help="the code's 9 digits (spaces allowed, quoted)")
+    command("mqtt-acl", "print the Mosquitto ACL lines for this controller and its [mqtt] command_users")
     p = command("codes", "print every socket's top-up code key, starting code and count, for a back office")
     p.add_argument("action", choices=["export"], help="export: print them (they are secrets)")
     p = sub.add_parser("password", help="make the landlord's password hash for the web login",

@@ -55,3 +55,15 @@ def start_bridge(rt: Runtime) -> MqttBridge | None:
     rt.metering.publish()  # the states as of now, so a fresh broker has them before the next tick
     log.info("MQTT: %s:%s, topics %s/%s/...", m.host, m.port, m.topic_prefix, m.controller)
     return bridge
+
+
+def acl(config: Config) -> str:
+    """`payg mqtt-acl`: the lines this controller needs in the broker's ACL, with its command users'."""
+    from payg.adapters.mqtt.acl import mosquitto_acl
+
+    m = config.mqtt
+    if m.username is None:
+        raise ConfigError(str(config.path), "mqtt.username", "the broker user this controller logs in as (the ACL "
+                          "names it)", has_got=False)
+    return mosquitto_acl(m.topic_prefix, {m.controller: m.username}, m.command_users,
+                         discovery_prefix=m.discovery_prefix if m.discovery else None)

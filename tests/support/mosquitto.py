@@ -30,7 +30,7 @@ def require_mosquitto() -> None:
 
 
 class Broker:
-    def __init__(self, directory: Path, users: dict[str, str], acl: str):
+    def __init__(self, directory: Path, users: dict[str, str], acl: str, extra_conf: tuple[str, ...] = ()):
         require_mosquitto()
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -58,6 +58,7 @@ class Broker:
             "max_queued_messages 100000",
             f"log_dest file {self.log}",
             "log_type error", "log_type warning", "log_type notice", "log_type information",
+            *extra_conf,
             "",
         ]))
 

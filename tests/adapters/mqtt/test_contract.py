@@ -180,3 +180,18 @@ def test_the_acl_lets_a_controller_write_only_its_own_topics():
     assert "topic read payg/home/command" in home and "topic write payg/home/+/state" in home
     assert "payg/+/command" not in home
     assert "topic write payg/+/command" in acl.split("user landlord")[1]
+
+
+def test_payg_mqtt_acl_prints_the_lines_for_this_controller(tmp_path, capsys):
+    import app
+
+    path = tmp_path / "c.toml"
+    path.write_text(MINIMAL + '[mqtt]\ncontroller = "block-a"\nusername = "payg-block-a"\n'
+                    'command_users = ["landlord"]\n')
+    assert app.main(["mqtt-acl", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "user payg-block-a\ntopic write payg/block-a/status" in out
+    assert "topic read payg/block-a/command" in out and "user landlord\ntopic read payg/#" in out
+    path.write_text(MINIMAL + '[mqtt]\ncontroller = "block-a"\n')
+    assert app.main(["mqtt-acl", "--config", str(path)]) == 2
+    assert "mqtt.username" in capsys.readouterr().err
