@@ -145,3 +145,19 @@ def test_a_stopped_controller_says_offline(controllers, listeners):
     wait_until(lambda: ha.on(HOME.status) and ha.on(HOME.status)[-1] == b"online", 10, "online")
     c.rt.close()
     wait_until(lambda: ha.on(HOME.status)[-1] == b"offline", 10, "offline")
+
+
+def test_a_burst_of_changes_is_sent_as_at_most_one_state_per_poll_interval(controllers, listeners):
+    ha = listeners(user="landlord", topics=("payg/home/kitchen/state",))
+    c = controllers(("kitchen",))
+    wait_until(lambda: ha.on(HOME.state("kitchen")), 10, "the first state")
+    import time
+    before = len(ha.on(HOME.state("kitchen")))
+    started = time.monotonic()
+    for i in range(30):  # 30 credits, each re-deciding and publishing at once
+        c.rt.landlord.adjust("kitchen", 1, "burst", f"burst-{i}")
+    elapsed = time.monotonic() - started
+    wait_until(lambda: (ha.last_json(HOME.state("kitchen")) or {}).get("balance") == 30, 10, "the last balance")
+    sent = len(ha.on(HOME.state("kitchen"))) - before
+    interval = c.bridge.min_interval_s
+    assert 1 <= sent <= int((time.monotonic() - started) / interval) + 2 and sent < 30, (sent, elapsed)
