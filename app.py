@@ -204,7 +204,7 @@ def web_services(rt: Runtime, secrets: WebSecrets) -> WebServices:
     payer = rt.ledger if rt.config.ledger.backend == "mock" else None  # only the mock ledger is paid from here
     sessions = web_sessions.SqliteSessionStore(rt.config.controller.data_dir / web_sessions.FILE)
     rt.closers.append(("web sessions", sessions.close))
-    return WebServices(rt.metering, rt.landlord, rt.journal, rt.ledger, secrets, payer=payer, health=rt.site.health,
+    return WebServices(rt.metering, rt.landlord, rt.journal, rt.ledger, secrets, payer=payer, site=rt.site,
                        trade=trade, settings=rt.config.web, sessions=sessions, codes=rt.codes,
                        protections=rt.config.protections,
                        password_hash=LandlordPasswordHash(rt.config.web.landlord_password, rt.config.path,

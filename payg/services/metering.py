@@ -77,6 +77,7 @@ class Metering:
         self.publisher = publisher
         self.notices = TenantNotices(journal, settings.notices)
         self.ticks = 0
+        self.meter_errors = dict.fromkeys(self.sockets, 0)  # readings that failed, per socket (for /metrics)
         self._started = False
         self._stopped = False
         self._states: list[dict] = []
@@ -193,6 +194,7 @@ class Metering:
         return closed
 
     def _unavailable(self, s: SocketState, why: str) -> None:
+        self.meter_errors[s.id] += 1
         if s.error != why:
             log.warning("meter of %s unavailable: %s", s.id, why)
         s.error = why

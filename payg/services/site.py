@@ -6,6 +6,10 @@
     supply          every poll_interval_s when the controller trades: open supply, stream vouchers
     enforce_cutoff  once, at next_cutoff(): the predicted moment a socket's credit runs out
 
+Every tick, failed or not, is timed with `timer` (a monotonic clock in seconds, real time even
+when the loop runs on a virtual clock: it measures the work, not the schedule) and handed to
+`on_tick`, the one observer (the web's /metrics, payg/web/metrics.py); it must not raise.
+
 `jobs()` lists the periodic ones. A driver runs them: payg/adapters/scheduler.py on
 APScheduler in production, payg/adapters/virtual.py on a virtual clock in tests and
 benchmarks. Both run these same methods and, after every job, schedule enforce_cutoff at
@@ -15,6 +19,7 @@ next_cutoff(); nothing else decides when or how a job runs.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,7 +42,8 @@ class Job:
 
 class Site:
     def __init__(self, metering: Metering, watcher: DepositWatcher, clock: Clock, *, deposit_poll_interval_s: float,
-                 supply: SupplyDesk | None = None, own_url: str = "", notifier: Notifier | None = None):
+                 supply: SupplyDesk | None = None, own_url: str = "", notifier: Notifier | None = None,
+                 on_tick: Callable[[float], None] | None = None, timer: Callable[[], float] = time.perf_counter):
         self.metering = metering
         self.watcher = watcher
         self.clock = clock
@@ -50,6 +56,9 @@ class Site:
         self.failed_ticks = 0
         self.ledger_error: str | None = None
         self.ledger_errors = 0
+        self.last_poll_at: float | None = None  # the last deposit poll that reached the ledger
+        self.on_tick = on_tick
+        self.timer = timer
 
     def jobs(self) -> list[Job]:
         jobs = [Job("tick", self.poll_interval_s, self.tick, 0),
@@ -67,6 +76,14 @@ class Site:
                         "a healthy controller; raise WatchdogSec", self.poll_interval_s)
 
     def tick(self) -> None:
+        started = self.timer()
+        try:
+            self._tick()
+        finally:
+            if self.on_tick is not None:
+                self.on_tick(self.timer() - started)
+
+    def _tick(self) -> None:
         try:
             self.metering.tick()
         except Exception:
@@ -87,6 +104,7 @@ class Site:
                 log.warning("ledger unavailable (deposits wait, metering goes on): %s", exc)
             self.ledger_error = str(exc)
             return
+        self.last_poll_at = self.clock.now()
         if self.ledger_error is not None:
             log.info("ledger reachable again")
         self.ledger_error = None

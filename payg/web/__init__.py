@@ -27,7 +27,8 @@ from payg.services.landlord import LandlordDesk
 from payg.services.codes import CodeDesk
 from payg.services.emergency import EmergencyDesk
 from payg.services.metering import Metering
-from payg.web import api, landlord, tenant
+from payg.services.site import Site
+from payg.web import api, landlord, metrics, tenant
 from payg.web import trade as trade_routes
 from payg.web.live import LANDLORD_NS, LiveHub
 from payg.web.proxies import TrustedProxies, networks
@@ -60,6 +61,11 @@ class WebServices:
     password_hash: Callable[[], str | None] | None = None  # the hash as of now (None: secrets.password_hash)
     codes: CodeDesk | None = None  # top-up codes (None: off)
     protections: ProtectionsConfig = field(default_factory=ProtectionsConfig)  # emergency credit among them
+    site: Site | None = None  # the loop: GET /metrics (None: none), and /healthz when `health` is None
+
+    def __post_init__(self) -> None:
+        if self.health is None and self.site is not None:
+            self.health = self.site.health
 
 
 @dataclass
@@ -143,6 +149,11 @@ def create_web(services: WebServices, *, templates: Path = ROOT / "templates", s
         path = request.path
         if path.startswith("/api/peer/"):
             return None
+        if path == metrics.PATH:  # a scraper: the API token, or Prometheus on this machine
+            if guard.token() or metrics.from_loopback(request.environ):
+                return None
+            return jsonify(error="Unauthorized", message="send the API token (Authorization: Bearer ...), or "
+                           "scrape from the controller's machine"), 401
         if request.method == "POST" and TENANT_ACTION.match(path):
             return same_origin_json()  # no cookie to ride on; a cross-site form can send neither JSON nor Origin
         if path.startswith("/api/") and not (request.method == "GET" and PUBLIC_API.match(path)):
@@ -197,6 +208,8 @@ def create_web(services: WebServices, *, templates: Path = ROOT / "templates", s
     app.register_blueprint(api.blueprint(services, json_body))
     app.register_blueprint(tenant.blueprint(web, services, assets, json_body))
     app.register_blueprint(landlord.blueprint(web, services, json_body))
+    if services.site is not None:
+        app.register_blueprint(metrics.blueprint(metrics.ControllerMetrics(services.site, services.journal)))
     if services.trade is not None:
         app.register_blueprint(trade_routes.blueprint(services.trade, json_body))
     return web
