@@ -34,7 +34,7 @@ def layer_of(rel: str) -> str | None:
         return "domain"
     if rel.startswith("payg/services/"):
         return "services"
-    if rel.startswith(("payg/web/", "payg/cli/")):
+    if rel.startswith(("payg/web/", "payg/cli/", "payg/hub/")):
         return "entry"
     if rel.startswith(("payg/adapters/", "ledgers/", "hardware/")):  # their __init__.py too
         return "adapters"

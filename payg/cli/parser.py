@@ -164,6 +164,7 @@ def _amount(text: str) -> int:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     args.command = args.command or "run"
-    args.config = getattr(args, "config", None) or DEFAULT_CONFIG
+    given = getattr(args, "config", None)
+    args.config = given if given or args.command == "hub" else DEFAULT_CONFIG  # the hub has no default file
     args.action = getattr(args, "action", None)
     return args

@@ -290,3 +290,22 @@ class Config:
 
     def socket(self, socket_id: str) -> SocketConfig | None:
         return next((s for s in self.sockets if s.id == socket_id), None)
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    """The fleet view's own file ([hub] and [mqtt], `payg hub`, README "Many buildings"): it reads what the
+    controllers publish on one broker and keeps no money of its own, so it has no ledger, journal or sockets."""
+
+    path: Path
+    data_dir: Path                                # its web secret, API token and landlord sessions
+    mqtt: MqttConfig                              # the broker; the hub's user must be a command user in the ACL
+    landlord_password: SecretRef | None = None    # the landlord's password hash (required by the loader)
+    host: str = "127.0.0.1"
+    port: int = 5080
+    topic_prefix: str = "payg"                    # the controllers' [mqtt] topic_prefix
+    command_timeout_s: float = 10.0               # an action with no response by then is shown as timed out
+    session_hours: float = 12.0
+    session_idle_minutes: float = 60.0
+    secure_cookies: bool = False                  # true behind an HTTPS proxy
+    log_level: str = "info"

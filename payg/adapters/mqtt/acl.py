@@ -18,7 +18,7 @@ def mosquitto_acl(prefix: str, controllers: dict[str, str], command_users: list[
     for name, user in controllers.items():
         lines += [f"user {user}",
                   f"topic write {prefix}/{name}/status",
-                  f"topic write {prefix}/{name}/+/state",
+                  f"topic readwrite {prefix}/{name}/+/state",  # read: its removed sockets' states, to clear them
                   f"topic write {prefix}/{name}/events",
                   f"topic write {prefix}/{name}/response",
                   f"topic read {prefix}/{name}/command"]

@@ -23,12 +23,13 @@ from payg.adapters.mqtt import discovery
 from payg.adapters.mqtt.client import MQTT_ERR_NO_CONN, MQTT_ERR_SUCCESS, Connection
 from payg.adapters.mqtt.outbox import Outbox, OutboxRow
 from payg.adapters.mqtt.topics import (OFFLINE, ONLINE, BadCommand, Topics, encode, event_id, parse_command,
-                                       response_payload, state_payload)
+                                       parse_topic, response_payload, state_payload)
 from payg.errors import InvalidAmount, UnknownSocket
 
 log = logging.getLogger("payg.mqtt")
 
 COMMAND_QUEUE_MAX = 1000
+STATES_SUBSCRIPTION_S = 5.0  # how long after connecting the bridge listens for stale retained states
 
 
 class Landlord(Protocol):
@@ -64,6 +65,7 @@ class MqttBridge:
         self._early: set[int] = set()            # acknowledged before publish() returned its mid
         self._acked: list[int] = []              # outbox rows to delete
         self._handed = 0                         # the last outbox row handed to paho
+        self._states_sub_until: float | None = None
         self.online = threading.Event()          # the broker has our "online" (so our subscriptions are in place)
         self._online_mid: int | None = None
         self.last_error: str | None = None
@@ -119,10 +121,14 @@ class MqttBridge:
             log.warning("MQTT: %s", self.last_error)
             return
         self._client.subscribe(self.topics.command, qos=1)
+        # the retained states of sockets no longer configured, to clear them; left again once they came (our own
+        # states would echo back every tick)
+        self._client.subscribe(self.topics.state("+"), qos=1)
         if self.discovery_prefix:
             self._client.subscribe(discovery.subscription(self.discovery_prefix, self.topics.controller), qos=1)
         with self._cond:
             self._connected, self._fresh, self.last_error = True, True, None
+            self._states_sub_until = self.monotonic() + STATES_SUBSCRIPTION_S
             self._cond.notify()
         log.info("MQTT: connected to %s:%s as %s", self.conn.host, self.conn.port, self.conn.client_id)
 
@@ -148,7 +154,16 @@ class MqttBridge:
                 self._commands.append((topic, payload))
                 self._cond.notify()
             return
-        if self.discovery_prefix and payload:
+        if not payload:
+            return
+        if topic.endswith("/state"):
+            parsed = parse_topic(self.topics.prefix, topic)
+            if retained and parsed is not None and parsed[2] not in self.sockets:
+                with self._cond:
+                    self._clears.add(topic)
+                    self._cond.notify()
+            return
+        if self.discovery_prefix:
             found = discovery.socket_of(self.discovery_prefix, self.topics.controller, topic)
             if found is not None and found[0] not in self.sockets:
                 with self._cond:
@@ -191,6 +206,9 @@ class MqttBridge:
                     self._send(topic, b"", retain=True)
                 self._send_states()
                 self._send_events()
+                if self._states_sub_until is not None and self.monotonic() >= self._states_sub_until:
+                    self._states_sub_until = None
+                    self._client.unsubscribe(self.topics.state("+"))
                 if self.monotonic() - last_flush >= 0.5:
                     self._flush_acks()
                     last_flush = self.monotonic()

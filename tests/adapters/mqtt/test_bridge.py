@@ -131,6 +131,7 @@ def test_a_socket_removed_from_the_config_loses_its_entities(controllers, listen
     controllers(("kitchen",))
     wait_until(lambda: len(discovered(ha)) == 6, 10, "the hall's entities removed")
     assert all("/kitchen_" in t for t in discovered(ha))
+    wait_until(lambda: ha.on(HOME.state("hall"))[-1:] == [b""], 10, "the hall's retained state cleared")
     # a new subscriber (Home Assistant restarting) is told of the kitchen only
     fresh = listeners(user="landlord", topics=("homeassistant/#",), client_id="fresh")
     wait_until(lambda: len(discovered(fresh)) == 6, 10, "the retained configs")

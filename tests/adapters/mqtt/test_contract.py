@@ -177,7 +177,7 @@ def test_discovery_topics_name_their_socket_and_nothing_else():
 def test_the_acl_lets_a_controller_write_only_its_own_topics():
     acl = mosquitto_acl("payg", {"home": "ctl-home"}, ["landlord"])
     home = acl.split("user ctl-home")[1].split("user ")[0]
-    assert "topic read payg/home/command" in home and "topic write payg/home/+/state" in home
+    assert "topic read payg/home/command" in home and "topic readwrite payg/home/+/state" in home
     assert "payg/+/command" not in home
     assert "topic write payg/+/command" in acl.split("user landlord")[1]
 

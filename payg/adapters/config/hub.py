@@ -1,0 +1,123 @@
+"""The hub's own file (`payg hub --config FILE`): a [hub] table and an [mqtt] table, nothing else.
+
+The hub is not a controller: no ledger, no sockets, no journal. Its [mqtt] table is read by the
+controller's parser (payg/adapters/config/mqtt.py), so the broker, the login and TLS are written the
+same way in both files; the keys that only make sense for a controller there (its name in the topics,
+its command users, Home Assistant discovery) are refused with a word on where they belong. Every error
+names the file and the key, like the controller's.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from dataclasses import replace
+from pathlib import Path
+
+from payg.adapters.config.mqtt import PREFIX
+from payg.adapters.config.mqtt import mqtt as mqtt_table
+from payg.adapters.config.tables import ENV_NAME, Table
+from payg.domain.settings import HubConfig, SecretRef
+from payg.errors import ConfigError
+
+DEFAULT_CLIENT_ID = "payg-hub"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+# [mqtt] keys of a controller's file that the hub has no use for, and why.
+CONTROLLER_ONLY = {
+    "enabled": "the hub always uses the broker; leave it out",
+    "controller": "the hub has no name in the topics (it reads every controller's); leave it out",
+    "command_users": "the broker's ACL says who may command; the hub's user must be one of them (payg mqtt-acl)",
+    "discovery": "Home Assistant discovery is a controller's; leave it out",
+    "discovery_prefix": "Home Assistant discovery is a controller's; leave it out",
+    "topic_prefix": "the hub's topic prefix is hub.topic_prefix",
+}
+
+
+def parse(data: dict, file: str, base_dir: Path | None = None) -> HubConfig:
+    root = Table(file, "", data)
+    if "hub" not in data:
+        raise ConfigError(file, "[hub]", "a [hub] section (with at least data_dir and landlord_password_hash_env "
+                          "or landlord_password_hash_file)")
+    h = root.table("hub")
+    data_dir = _path(h, "data_dir", base_dir)
+    password = _password(h, base_dir)
+    host = h.string("host", "127.0.0.1")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise h.error("host", "an IP address to listen on, such as \"127.0.0.1\" (a reverse proxy in front for "
+                      "other machines)", host) from None
+    prefix = h.string("topic_prefix", "payg")
+    if not PREFIX.match(prefix):
+        raise h.error("topic_prefix", "the controllers' [mqtt] topic_prefix: letters, digits, '-' and '_', up to 4 "
+                      "levels joined by '/'", prefix)
+    session_hours = h.number("session_hours", HubConfig.session_hours, positive=True)
+    if session_hours > 24 * 31:
+        raise h.error("session_hours", "a number of hours > 0 and at most 744 (31 days)", session_hours)
+    config_hub = dict(
+        host=host,
+        port=h.integer("port", HubConfig.port, minimum=1, maximum=65535),
+        topic_prefix=prefix,
+        command_timeout_s=h.number("command_timeout_s", HubConfig.command_timeout_s, positive=True),
+        session_hours=session_hours,
+        session_idle_minutes=h.number("session_idle_minutes", HubConfig.session_idle_minutes, minimum=1),
+        secure_cookies=h.boolean("secure_cookies", False),
+        log_level=h.string("log_level", "info", choices=LOG_LEVELS),
+    )
+    h.finish()
+    if "mqtt" not in data:
+        raise ConfigError(file, "[mqtt]", "an [mqtt] section: the broker the controllers publish to (host, port, "
+                          "username, password_env or password_file)")
+    mt = root.table("mqtt")
+    for key, why in CONTROLLER_ONLY.items():
+        if mt.has(key):
+            raise mt.error(key, f"no such key in a hub's file ({why})", mt.data[key])
+    mqtt = mqtt_table(mt, base_dir)
+    mt.finish()
+    root.finish()
+    mqtt = replace(mqtt, enabled=True, topic_prefix=prefix, client_id=mqtt.client_id or DEFAULT_CLIENT_ID)
+    return HubConfig(path=Path(file), data_dir=data_dir, mqtt=mqtt, landlord_password=password, **config_hub)
+
+
+def load(path: str | Path) -> HubConfig:
+    """Read and validate a hub file; relative paths in it are taken from the working directory, as a
+    controller's are."""
+    file = str(path)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(file, "(file)", "an existing, readable TOML file (not found)") from None
+    except OSError as exc:
+        raise ConfigError(file, "(file)", f"an existing, readable TOML file ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "(syntax)", f"valid TOML ({exc})") from None
+    return parse(data, file)
+
+
+def _password(h: Table, base_dir: Path | None) -> SecretRef:
+    """Where the landlord's password hash is: required, since every page of the hub is the landlord's."""
+    for refused in ("landlord_password", "landlord_password_hash"):
+        if h.has(refused):
+            raise h.error(refused, "no password or hash in the configuration file: name an environment variable "
+                          "(landlord_password_hash_env) or an owner-only file (landlord_password_hash_file) "
+                          "holding the hash that `payg password` prints", "(hidden)")
+    given = [k for k in ("landlord_password_hash_env", "landlord_password_hash_file") if h.has(k)]
+    if len(given) != 1:
+        raise h.error("landlord_password_hash_env", "exactly one of landlord_password_hash_env (an environment "
+                      "variable's name) or landlord_password_hash_file (an owner-only file) holding the hash that "
+                      "`payg password` prints: every page of the hub needs the landlord's login", has_got=False)
+    what = "the landlord's password hash"
+    if given[0] == "landlord_password_hash_env":
+        name = h.string("landlord_password_hash_env")
+        if not ENV_NAME.match(name):
+            raise h.error("landlord_password_hash_env", "the name of an environment variable, such as "
+                          "PAYG_HUB_LANDLORD_HASH", name)
+        return SecretRef(env=name, key=h.key("landlord_password_hash_env"), what=what)
+    return SecretRef(file=_path(h, "landlord_password_hash_file", base_dir),
+                     key=h.key("landlord_password_hash_file"), what=what)
+
+
+def _path(t: Table, name: str, base_dir: Path | None) -> Path:
+    path = Path(t.string(name))
+    return base_dir / path if not path.is_absolute() and base_dir is not None else path

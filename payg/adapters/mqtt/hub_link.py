@@ -1,0 +1,184 @@
+"""The hub's side of the broker: it subscribes to every controller's status, states, events and responses,
+and sends the landlord's commands.
+
+The wire format is topics.py's and stays here: a message is parsed (topic and JSON) on paho's thread and
+handed to a `FleetSink` as plain values, so the fleet model (payg/hub, an entry point) never sees a topic
+or bytes, and this adapter never imports it. A command is checked with the controllers' own parser
+(`parse_command`) before it goes out, so a command the controller would refuse is refused here, at once,
+with the same words. Commands are QoS 1 and never retained (a controller ignores a retained one).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Protocol
+
+from payg.adapters.mqtt import client as mqtt_client
+from payg.adapters.mqtt.client import MQTT_ERR_SUCCESS, Connection
+from payg.adapters.mqtt.topics import OFFLINE, ONLINE, BadCommand, Topics, encode, parse_command, parse_topic
+
+log = logging.getLogger("payg.hub")
+
+MAX_PAYLOAD = 64 * 1024  # a state or event is a few hundred bytes; anything huge is not ours
+
+
+class FleetSink(Protocol):
+    """What the link feeds (payg.hub.fleet.Fleet matches it)."""
+
+    def status(self, controller: str, value: str | None) -> None: ...
+
+    def state(self, controller: str, socket: str, body: dict | None) -> None: ...
+
+    def event(self, controller: str, body: dict) -> None: ...
+
+    def response(self, controller: str, body: dict) -> None: ...
+
+    def link(self, connected: bool, error: str | None = None) -> None: ...
+
+
+class NotConnected(ConnectionError):
+    """The hub is not connected to the broker: a command sent now would wait in paho's queue for who knows
+    how long, so none is sent."""
+
+
+def subscriptions(prefix: str) -> list[str]:
+    return [f"{prefix}/+/status", f"{prefix}/+/+/state", f"{prefix}/+/events", f"{prefix}/+/response"]
+
+
+def command_body(command: str, socket: str, request_id: str, tokens: int | None = None,
+                 reason: str | None = None) -> dict:
+    body: dict = {"command": command, "socket": socket, "request_id": request_id}
+    if tokens is not None:
+        body["tokens"] = tokens
+    if reason is not None:
+        body["reason"] = reason
+    return body
+
+
+class HubLink:
+    def __init__(self, conn: Connection, prefix: str, sink: FleetSink):
+        self.conn, self.prefix, self.sink = conn, prefix, sink
+        self._lock = threading.Lock()
+        self._connected = False
+        self._stopping = False
+        self.last_error: str | None = None
+        self.ignored = 0  # messages not of the contract (bad JSON, unknown topic)
+        self.ready = threading.Event()  # connected and the subscriptions acknowledged
+        self._subscribe_mids: set[int] = set()
+        # a persistent session: QoS 1 events sent while the hub is away (restarting, a broker restart) wait for it
+        self._client = mqtt_client.make_client(conn, on_connect=self._on_connect, on_disconnect=self._on_disconnect,
+                                               on_message=self._on_message, clean=False)
+        self._client.on_subscribe = self._on_subscribe
+
+    @property
+    def connected(self) -> bool:
+        with self._lock:
+            return self._connected
+
+    def start(self) -> None:
+        """Connect in the background; a broker that is down is retried until it is up."""
+        mqtt_client.start(self._client, self.conn)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+        mqtt_client.stop(self._client)
+
+    # --- commands ------------------------------------------------------------------------------------
+    def send_command(self, controller: str, command: str, socket: str, request_id: str, tokens: int | None = None,
+                     reason: str | None = None) -> None:
+        """Publish a command to <prefix>/<controller>/command. ValueError: the controller would refuse it (the
+        reason is its parser's); NotConnected: the hub has no broker now."""
+        payload = encode(command_body(command, socket, request_id, tokens, reason))
+        try:
+            parse_command(payload, frozenset({socket}))
+        except BadCommand as exc:
+            raise ValueError(exc.reason) from None
+        if not self.connected:
+            raise NotConnected("the hub is not connected to the broker")
+        info = self._client.publish(Topics(self.prefix, controller).command, payload, qos=1, retain=False)
+        if info.rc != MQTT_ERR_SUCCESS:
+            raise NotConnected(f"the broker did not take the command ({info.rc})")
+        log.info("hub: %s on %s/%s sent (request %s)", command, controller, socket, request_id)
+
+    # --- paho's thread -------------------------------------------------------------------------------
+    def _on_connect(self, ok: bool, reason: str) -> None:
+        if not ok:
+            with self._lock:
+                self.last_error = f"the broker refused the connection: {reason}"
+            log.warning("hub: %s", self.last_error)
+            self.sink.link(False, self.last_error)
+            return
+        result, mid = self._client.subscribe([(topic, 1) for topic in subscriptions(self.prefix)])
+        with self._lock:
+            self._connected, self.last_error = True, None
+            if result == MQTT_ERR_SUCCESS:
+                self._subscribe_mids.add(mid)
+        log.info("hub: connected to %s:%s as %s", self.conn.host, self.conn.port, self.conn.client_id)
+        self.sink.link(True, None)
+
+    def _on_subscribe(self, _client, _userdata, mid, reason_codes, _props=None) -> None:
+        with self._lock:
+            ours = mid in self._subscribe_mids
+            self._subscribe_mids.discard(mid)
+        refused = [str(r) for r in reason_codes if getattr(r, "is_failure", False)]
+        if refused:  # the ACL lets this user read nothing of payg: say so, the table would stay empty
+            log.error("hub: the broker refused the subscriptions (%s): is the hub's user a command user in the "
+                      "ACL (payg mqtt-acl)?", ", ".join(refused))
+        elif ours:
+            self.ready.set()
+
+    def _on_disconnect(self, reason: str) -> None:
+        with self._lock:
+            was = self._connected
+            self._connected = False
+            self.ready.clear()
+            if was:
+                self.last_error = f"disconnected: {reason}"
+            error, stopping = self.last_error, self._stopping
+        if was and not stopping:
+            log.warning("hub: disconnected from the broker (%s); retrying", reason)
+        if was:
+            self.sink.link(False, error)
+
+    def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        try:
+            self._handle(topic, payload)
+        except Exception:  # a bad message must never stop the others (paho's thread is everyone's)
+            log.exception("hub: a message on %s could not be handled", topic)
+
+    def _handle(self, topic: str, payload: bytes) -> None:
+        found = parse_topic(self.prefix, topic)
+        if found is None or len(payload) > MAX_PAYLOAD:
+            self._ignore(topic, "not a topic of the contract" if found is None else "too large")
+            return
+        controller, what, socket = found
+        if what == "status":
+            text = payload.decode("utf-8", "replace").strip()
+            self.sink.status(controller, text if text in (ONLINE, OFFLINE) else None)
+            return
+        if what == "state" and not payload:  # a retained state cleared: the socket is gone
+            assert socket is not None
+            self.sink.state(controller, socket, None)
+            return
+        try:
+            body = json.loads(payload.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            body = None
+        if not isinstance(body, dict):
+            self._ignore(topic, "not a JSON object")
+            return
+        if what == "state":
+            assert socket is not None
+            self.sink.state(controller, socket, body)
+        elif what == "events":
+            self.sink.event(controller, body)
+        elif what == "response":
+            self.sink.response(controller, body)
+
+    def _ignore(self, topic: str, why: str) -> None:
+        with self._lock:
+            self.ignored += 1
+        log.debug("hub: ignored a message on %s (%s)", topic, why)

@@ -1,0 +1,159 @@
+"""`payg hub --config FILE`: the fleet view, composed from its own file and run until SIGTERM or SIGINT.
+
+`build_hub` makes the parts in order (the fleet model, the MQTT link feeding it, the web app with its
+live pushes, the HTTP server) and returns them with `close()`, which stops them in reverse; `serve_hub`
+starts them and waits for a signal. A benchmark or a test can call `build_hub` (or `start_link` alone)
+in-process. The hub keeps no money: nothing here opens a journal or a ledger.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from payg.adapters.clocks import SystemClock
+from payg.errors import ConfigError
+from payg.ports import Clock
+
+if TYPE_CHECKING:
+    from payg.adapters.mqtt.hub_link import HubLink
+    from payg.domain.settings import HubConfig
+    from payg.hub.fleet import Fleet
+    from payg.hub.web import HubWeb
+    from payg.web.server import HttpServer
+
+log = logging.getLogger("payg.hub")
+
+SESSIONS_FILE = "hub-sessions.sqlite"
+
+
+@dataclass
+class Hub:
+    config: HubConfig
+    fleet: Fleet
+    link: HubLink | None
+    web: HubWeb | None = None
+    server: HttpServer | None = None
+    closers: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Stop everything that was started, the last made first; one failure does not keep the rest running."""
+        while self.closers:
+            name, close = self.closers.pop()
+            try:
+                close()
+            except Exception:
+                log.exception("hub: closing %s failed", name)
+
+
+def start_link(config: HubConfig, fleet: Fleet) -> HubLink:
+    """The MQTT link of a hub configuration feeding `fleet`, started (it connects in the background)."""
+    from payg.adapters.mqtt.hub_link import HubLink
+    from payg.wiring.mqtt import connection
+
+    link = HubLink(connection(config.mqtt, str(config.path), config.mqtt.client), config.topic_prefix, fleet)
+    link.start()
+    return link
+
+
+def build_hub(config: HubConfig, clock: Clock | None = None, *, web: bool = True, port: int | None = None,
+              receipts_max: int = 10_000) -> Hub:
+    """Everything of a hub, started but for the server's loop (`hub.server.serve_forever()`). ConfigError when
+    a secret is missing or unreadable; OSError when the port is taken. `port` overrides the configured one
+    (0: any free port, for tests); `web=False` makes only the fleet and its link; `receipts_max` is how many
+    state messages' receive times `hub.fleet.receipts()` keeps (a benchmark's state-to-hub delays)."""
+    from payg.adapters.secrets import (API_TOKEN_FILE, SESSION_SECRET_FILE, LandlordPasswordHash,
+                                       landlord_password_hash, owner_only_secret)
+    from payg.adapters.web_sessions import SqliteSessionStore
+    from payg.hub.fleet import Fleet
+
+    clock = clock or SystemClock()
+    fleet = Fleet(clock, command_timeout_s=config.command_timeout_s, receipts_max=receipts_max)
+    if not web:
+        hub = Hub(config, fleet, start_link(config, fleet))
+        hub.closers.append(("mqtt", hub.link.stop))
+        return hub
+    from payg.hub.web import HubServices, create_hub_web
+    from payg.web.security import WebSecrets
+    from payg.web.server import HttpServer
+
+    ref = config.landlord_password
+    if ref is None or (ref.env is not None and not os.environ.get(ref.env, "").strip()):
+        # (a controller goes on without its landlord view; the hub would be a page nobody may open)
+        raise ConfigError(str(config.path), ref.key if ref else "hub.landlord_password_hash_env",
+                          f"the environment variable {ref.env if ref else '...'} to hold the landlord's password "
+                          "hash (it is not set or empty; `payg password` prints one)")
+    password = landlord_password_hash(ref, config.path)
+    try:
+        config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise ConfigError(str(config.path), "hub.data_dir", f"a directory the hub may create and write "
+                          f"({exc.strerror})", str(config.data_dir), has_got=True) from None
+    secrets = WebSecrets(owner_only_secret(config.data_dir / SESSION_SECRET_FILE),
+                         owner_only_secret(config.data_dir / API_TOKEN_FILE), password)
+    hub = Hub(config, fleet, None)
+    try:
+        store = SqliteSessionStore(config.data_dir / SESSIONS_FILE)
+        hub.closers.append(("sessions", store.close))
+        hub.link = start_link(config, fleet)
+        hub.closers.append(("mqtt", hub.link.stop))
+        hub.web = create_hub_web(HubServices(
+            fleet, hub.link, secrets, store, clock,
+            password_hash=LandlordPasswordHash(config.landlord_password, config.path, password),
+            session_hours=config.session_hours, session_idle_minutes=config.session_idle_minutes,
+            secure_cookies=config.secure_cookies), **_web_dirs())
+        hub.web.pusher.start()
+        hub.closers.append(("live pushes", hub.web.pusher.stop))
+        hub.server = HttpServer(hub.web.app, config.host, config.port if port is None else port)
+        hub.closers.append(("web server", hub.server.server_close))
+    except BaseException:
+        hub.close()
+        raise
+    return hub
+
+
+def _web_dirs() -> dict[str, Path]:
+    """The pages' files, where app.py finds the controller's."""
+    from app import web_dirs
+
+    return web_dirs()
+
+
+def serve_hub(path: str | None) -> int:
+    """Run the hub of the file at `path` until SIGTERM or SIGINT: 0 after a signal, 2 on an invalid
+    configuration (the file and key named), 1 when it cannot listen."""
+    from payg.adapters.config.hub import load
+    from payg.adapters.process import run_until_stopped
+
+    if path is None:
+        print("payg: the hub needs its own configuration file: payg hub --config hub.toml "
+              "(see config/hub.example.toml)", file=sys.stderr)
+        return 2
+    try:
+        config = load(path)
+    except ConfigError as exc:
+        print(f"payg: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        hub = build_hub(config)
+    except ConfigError as exc:
+        print(f"payg: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        log.error("cannot serve on %s:%s: %s", config.host, config.port, exc)
+        return 1
+    try:
+        def started() -> None:
+            log.info("payg hub running: http://%s:%s, broker %s:%s, topics %s/+/...", config.host,
+                     hub.server.port, config.mqtt.host, config.mqtt.port, config.topic_prefix)
+
+        run_until_stopped(started, hub.server.serve_forever)
+    finally:
+        hub.close()
+    log.info("payg hub stopped")
+    return 0

@@ -1,0 +1,275 @@
+/* payg hub: the fleet table, patched in place on each push from /hub (Socket.IO); without Socket.IO it asks
+   /api/fleet every two seconds. Filters and totals are computed here over the rows the hub has seen. */
+"use strict";
+(function () {
+  const P = window.payg, $ = (id) => document.getElementById(id);
+  const boot = P.boot();
+  const rows = new Map();      // "controller/socket" -> {r: row, tr, el}
+  const ctls = new Map();      // name -> controller
+  const cmds = new Map();      // request_id -> command
+  let events = [], fCtl = "", fRelay = "", fText = "";
+  const AVAIL = { online: "Online", offline: "Offline" };
+  const ACTION = { force_off: "Force off", automatic: "Automatic", credit: "Credit" };
+
+  function h(parent, tag, cls, text) {
+    const e = parent.appendChild(document.createElement(tag));
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = text;
+    return e;
+  }
+  function pill(el, cls, text) {
+    el.className = "pill " + cls;
+    el.textContent = "";
+    h(el, "span", "dot").setAttribute("aria-hidden", "true");
+    el.appendChild(document.createTextNode(text));
+  }
+  /* each cell's column name, shown above its value when a table becomes cards on a phone */
+  const columns = (id) => Array.from(document.querySelectorAll("#" + id + " thead th"), (th) => th.textContent.trim());
+  const COLS = { tbl: columns("tbl"), ctls: columns("ctls") };
+  function labelled(tr, table) {
+    Array.from(tr.children).forEach((td, i) => { if (i > 0) td.dataset.label = COLS[table][i]; });
+  }
+  const plural = (n, word) => n + " " + word + (n === 1 ? "" : "s");
+  const shown = (r) => (!fCtl || r.controller === fCtl) && (!fRelay || r.relay === fRelay) &&
+    (!fText || r.key.toLowerCase().includes(fText));
+
+  /* one row per socket, built once and patched */
+  function build(key) {
+    const tr = document.createElement("tr"), el = {};
+    tr.dataset.key = key;
+    let td = h(tr, "td");
+    el.socket = h(td, "span");
+    el.ctl = h(td, "small", "id");
+    td = h(tr, "td");
+    el.relay = h(td, "span");
+    el.override = h(td, "small");
+    td = h(tr, "td", "num");
+    el.bal = h(td, "span");
+    el.debt = h(td, "small");
+    el.power = h(tr, "td", "num");
+    el.meter = h(tr, "td");
+    el.at = h(tr, "td");
+    td = h(tr, "td", "actions");
+    for (const a of ["force_off", "automatic", "credit"]) {
+      const b = h(td, "button", "btn small", ACTION[a] + (a === "credit" ? "\u2026" : ""));
+      b.type = "button";
+      b.dataset.act = a;
+    }
+    labelled(tr, "tbl");
+    return { tr, el };
+  }
+  function patch(rec) {
+    const r = rec.r, el = rec.el, c = ctls.get(r.controller) || {};
+    P.setText(el.socket, r.socket);
+    P.setText(el.ctl, r.controller);
+    pill(el.relay, "st-" + (r.relay || "off"), r.relay === "on" ? "On" : r.relay === "off" ? "Off" : P.DASH);
+    P.setText(el.override, r.override === "off" ? "forced off" : "");
+    P.setText(el.bal, P.tok(r.balance_tokens));
+    P.setText(el.debt, r.debt ? "debt " + P.tok(r.debt_tokens) : r.credit_exhausted ? "used up" : "");
+    P.setText(el.power, r.power_w === null || r.power_w === undefined ? P.DASH : P.num(r.power_w) + " W");
+    P.setText(el.meter, r.meter || P.DASH);
+    P.setText(el.at, r.at ? P.clock(r.at) : P.DASH);
+    rec.tr.classList.toggle("ctl-offline", c.status === "offline");
+    for (const b of rec.tr.querySelectorAll("button")) b.disabled = c.status === "offline";
+  }
+  function upsert(r) {
+    let rec = rows.get(r.key);
+    if (!rec) { rec = build(r.key); rows.set(r.key, rec); }
+    rec.r = r;
+    patch(rec);
+  }
+
+  function totals(list) {
+    const t = { sockets: 0, on: 0, off: 0, power: 0, bal: 0 };
+    for (const r of list) {
+      t.sockets += 1;
+      t.on += r.relay === "on" ? 1 : 0;
+      t.off += r.relay === "off" ? 1 : 0;
+      t.power += typeof r.power_w === "number" ? r.power_w : 0;
+      t.bal += typeof r.balance_tokens === "number" ? r.balance_tokens : 0;
+    }
+    return t;
+  }
+  function cells(tr, values) {
+    tr.textContent = "";
+    values.forEach((v, i) => {
+      const td = h(tr, i === 0 ? "th" : "td", i > 1 ? "num" : "", typeof v === "string" ? v : null);
+      if (i === 0) td.scope = "row";
+      if (v && v.pill) pill(h(td, "span"), v.pill, v.text);
+    });
+  }
+
+  function render() {
+    const tbody = $("rows"), list = [];
+    const keys = Array.from(rows.keys()).sort();
+    tbody.textContent = "";
+    for (const k of keys) {
+      const rec = rows.get(k);
+      if (shown(rec.r)) { tbody.appendChild(rec.tr); list.push(rec.r); }
+    }
+    const t = totals(list);
+    cells($("tot"), [plural(t.sockets, "socket"), t.on + " on, " + t.off + " off", P.tok(t.bal), P.num(t.power) + " W",
+      "", "", ""]);
+    P.setText($("count"), list.length === rows.size ? plural(rows.size, "socket")
+      : list.length + " of " + rows.size + " sockets");
+    // controllers, with the totals of their shown sockets
+    const cb = $("ctl-rows"), names = Array.from(ctls.keys()).sort();
+    cb.textContent = "";
+    for (const name of names) {
+      const c = ctls.get(name), ct = totals(list.filter((r) => r.controller === name));
+      const tr = h(cb, "tr");
+      tr.dataset.name = name;
+      cells(tr, [name, { pill: "av-" + (c.status || "unknown"), text: AVAIL[c.status] || "Unknown" },
+        String(ct.sockets), String(ct.on), String(ct.off), P.num(ct.power) + " W", P.tok(ct.bal)]);
+      labelled(tr, "ctls");
+    }
+    cells($("ctl-tot"), [plural(names.length, "controller"), "", String(t.sockets), String(t.on), String(t.off),
+      P.num(t.power) + " W", P.tok(t.bal)]);
+    const sel = $("fc"), want = ["", ...names];
+    if (Array.from(sel.options, (o) => o.value).join("\n") !== want.join("\n")) {
+      sel.textContent = "";
+      for (const n of want) h(sel, "option", "", n || "All").value = n;
+      sel.value = names.includes(fCtl) ? fCtl : "";
+    }
+    const q = new URLSearchParams();
+    if (fCtl) q.set("controller", fCtl);
+    if (fRelay) q.set("relay", fRelay);
+    if (fText) q.set("q", fText);
+    $("csv").href = "/fleet.csv" + (q.toString() ? "?" + q : "");
+    renderCommands();
+    renderEvents();
+  }
+
+  function renderCommands() {
+    const tb = $("cmd-rows"), list = Array.from(cmds.values()).sort((a, b) => b.sent_at - a.sent_at).slice(0, 50);
+    $("cmd-none").hidden = list.length > 0;
+    tb.textContent = "";
+    for (const c of list) {
+      const tr = h(tb, "tr");
+      h(tr, "td", "", P.clock(c.sent_at));
+      h(tr, "td", "", c.controller + "/" + c.socket);
+      h(tr, "td", "", ACTION[c.command] + (c.command === "credit" ? " " + P.tok(c.tokens) + " (" + c.reason + ")" : ""));
+      const td = h(tr, "td");
+      const word = { pending: "Waiting\u2026", ok: c.booked === false ? "Done (booked before)" : "Done",
+        refused: "Refused", timeout: "No answer" }[c.status] || c.status;
+      h(td, "span", "res-" + c.status, word + (c.late ? " (late)" : ""));
+      if (c.error) h(td, "small", "", " " + c.error);
+    }
+  }
+  function renderEvents() {
+    const ul = $("events");
+    ul.textContent = "";
+    for (const e of events.slice(0, 50)) {
+      const li = h(ul, "li");
+      h(li, "time", "", P.clock(e.at || e.received_at));
+      li.appendChild(document.createTextNode(e.controller + "/" + (e.socket || P.DASH) + ": " + e.kind +
+        (e.amount !== undefined ? " " + P.tok(e.amount) : "")));
+    }
+  }
+
+  /* a message from the hub: the whole fleet (full) or what changed */
+  function apply(m) {
+    if (!m) return;
+    if (m.full) { rows.clear(); ctls.clear(); cmds.clear(); events = []; }
+    for (const c of m.controllers || []) ctls.set(c.name, c);
+    for (const r of m.rows || []) upsert(r);
+    for (const k of m.removed || []) rows.delete(k);
+    for (const c of m.commands || []) cmds.set(c.request_id, c);
+    const seen = new Set(events.map((e) => e.id));
+    events = (m.events || []).filter((e) => !seen.has(e.id)).concat(events).slice(0, 200);
+    for (const rec of rows.values()) patch(rec);
+    $("broker").hidden = !m.broker || m.broker.connected;
+    if (m.broker && !m.broker.connected) {
+      P.setText($("broker"), "The hub is not connected to the broker" + (m.broker.error ? " (" + m.broker.error + ")" : "") +
+        ": what is shown is what it saw last.");
+    }
+    render();
+  }
+
+  // filters
+  $("fc").addEventListener("change", (e) => { fCtl = e.target.value; render(); });
+  $("fr").addEventListener("change", (e) => { fRelay = e.target.value; render(); });
+  $("fq").addEventListener("input", (e) => { fText = e.target.value.trim().toLowerCase(); render(); });
+
+  // actions
+  const msg = $("msg");
+  function say(text, bad) {
+    msg.className = "banner " + (bad ? "bad" : "ok");
+    P.setText(msg, text);
+    msg.hidden = false;
+  }
+  async function send(r, command, extra) {
+    const body = Object.assign({ controller: r.controller, socket: r.socket, command, request_id: P.requestId() }, extra);
+    const res = await fetch("/api/commands", {
+      method: "POST", credentials: "same-origin", body: JSON.stringify(body),
+      headers: { "Content-Type": "application/json", "X-CSRFToken": P.csrf() },
+    }).catch(() => { throw new Error("the hub could not be reached; try again."); });
+    if (res.status === 401) { $("expired").hidden = false; throw new Error("you are logged out."); }
+    const j = await res.json().catch(() => null);
+    if (!res.ok) throw new Error((j && (j.message || j.error)) || "the hub answered " + res.status + ".");
+    cmds.set(j.request_id, j);
+    renderCommands();
+    say(r.key + ": " + ACTION[command] + " sent; the result shows under \u201cActions sent\u201d.");
+    return j;
+  }
+  let target = null, opener = null;
+  $("rows").addEventListener("click", (e) => {
+    const b = e.target.closest("button[data-act]"), rec = b && rows.get(b.closest("tr").dataset.key);
+    if (!rec) return;
+    if (b.dataset.act === "credit") {
+      target = rec.r;
+      opener = b;
+      P.setText($("credit-who"), rec.r.key + " \u00b7 balance " + P.tok(rec.r.balance_tokens));
+      $("credit-err").hidden = true;
+      $("credit-f").reset();
+      $("credit").showModal();
+      return;
+    }
+    send(rec.r, b.dataset.act, {}).catch((err) => say(rec.r.key + ": " + err.message, true));
+  });
+  $("credit-f").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const tokens = Number($("credit-tok").value), reason = $("credit-why").value.trim();
+    if (!Number.isInteger(tokens) || tokens === 0 || !reason) {
+      $("credit-err").hidden = false;
+      P.setText($("credit-err"), "A whole number of tokens (not 0) and a reason, please.");
+      return;
+    }
+    const go = $("credit-go");
+    go.setAttribute("aria-busy", "true");
+    go.disabled = true;
+    try {
+      await send(target, "credit", { tokens, reason });
+      $("credit").close();
+    } catch (err) {
+      $("credit-err").hidden = false;
+      P.setText($("credit-err"), err.message);
+    }
+    go.removeAttribute("aria-busy");
+    go.disabled = false;
+  });
+  document.addEventListener("click", (e) => {
+    const c = e.target.closest("[data-close]");
+    if (c) c.closest("dialog").close();
+  });
+  $("credit").addEventListener("close", () => { if (opener && opener.isConnected) opener.focus(); opener = null; });
+
+  // start: the boot snapshot, then live pushes (or polls)
+  apply(Object.assign({}, boot.snapshot, { full: true }));
+  $("filters").hidden = false;
+  function poll() {
+    fetch("/api/fleet", { credentials: "same-origin" })
+      .then((res) => { if (res.status === 401) { $("expired").hidden = false; return null; } return res.json(); })
+      .then((j) => { if (j) apply(Object.assign(j, { full: true })); })
+      .catch(() => null)
+      .finally(() => { if ($("expired").hidden) setTimeout(poll, 2000); });
+  }
+  if (typeof io === "undefined") { poll(); return; }
+  const sock = io("/hub");
+  const show = P.watchConnection(sock, $("live"), () => {
+    $("expired").hidden = false;
+    show("off", "Not live");
+    sock.disconnect();
+  });
+  sock.on("fleet", apply);
+})();

@@ -1,0 +1,135 @@
+"""The fleet page in a real browser (headless Debian Chromium, playwright): the hub in-process on the real
+server and a real Mosquitto, a stand-in controller publishing states and answering commands. The page must
+show a change through its live connection (never a reload), filter, and show an action's answer; any
+console error, uncaught exception or CSP violation fails the test."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+import pytest
+from werkzeug.security import generate_password_hash
+
+from payg.adapters.mqtt import client as mqtt_client
+from payg.adapters.mqtt.acl import mosquitto_acl
+from payg.adapters.mqtt.client import Connection
+from payg.domain.settings import HubConfig, MqttConfig, SecretRef
+from payg.wiring.hub import build_hub
+from tests.conftest import CHROMIUM, TEST_OUTPUT
+from tests.support import wait_until
+from tests.support.mosquitto import Broker
+from tests.support.web_beds import CHROMIUM_ARGS
+
+pytestmark = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason=f"no Chromium at {CHROMIUM}")
+
+USERS = {"ctl-home": "pw-home", "hub": "pw-hub"}
+PASSWORD = "the fleet's landlord password"
+CSP_PROBE = ("document.addEventListener('securitypolicyviolation', (e) => console.error("
+             "'CSP violation: ' + e.violatedDirective + ' blocked ' + e.blockedURI));")
+
+
+class FakeController:
+    """Publishes like a controller and answers every command with ok (what the bridge does)."""
+
+    def __init__(self, port: int):
+        self.commands: list[dict] = []
+        self.conn = Connection("127.0.0.1", port, "fake-home", "ctl-home", USERS["ctl-home"], keepalive_s=5)
+        self.ready = threading.Event()
+        self.client = mqtt_client.make_client(self.conn, on_connect=self._connected, on_disconnect=lambda r: None,
+                                              on_message=self._command, will=("payg/home/status", b"offline"))
+        mqtt_client.start(self.client, self.conn)
+        wait_until(self.ready.is_set, 10, "the stand-in controller connected")
+
+    def _connected(self, ok, reason):
+        self.client.subscribe("payg/home/command", qos=1)
+        self.ready.set()
+
+    def _command(self, topic, payload, retained):
+        body = json.loads(payload)
+        self.commands.append(body)
+        self.client.publish("payg/home/response", json.dumps({"request_id": body["request_id"], "ok": True,
+                            "command": body["command"], "socket": body["socket"]}).encode(), qos=1)
+
+    def state(self, socket: str, balance: int, relay: str = "on") -> None:
+        body = {"balance": balance, "balance_tokens": balance, "relay": relay, "power_w": 42.0, "meter": "ok",
+                "override": None, "at": time.time()}
+        self.client.publish(f"payg/home/{socket}/state", json.dumps(body).encode(), qos=1,
+                            retain=True).wait_for_publish(5)
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    broker = Broker(tmp_path / "broker", USERS, mosquitto_acl("payg", {"home": "ctl-home"}, ["hub"])).start()
+    monkeypatch.setenv("PAYG_TEST_HUB_HASH", generate_password_hash(PASSWORD, method="pbkdf2:sha256:1000"))
+    monkeypatch.setenv("PAYG_TEST_HUB_MQTT", USERS["hub"])
+    config = HubConfig(path=tmp_path / "hub.toml", data_dir=tmp_path / "hub-data",
+                       mqtt=MqttConfig(enabled=True, port=broker.port, username="hub", client_id="payg-hub",
+                                       password=SecretRef(env="PAYG_TEST_HUB_MQTT", key="mqtt.password_env")),
+                       landlord_password=SecretRef(env="PAYG_TEST_HUB_HASH", key="hub.landlord_password_hash_env"))
+    h = build_hub(config, port=0)
+    thread = threading.Thread(target=h.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield h
+    finally:
+        h.server.shutdown()
+        h.close()
+        broker.stop()
+
+
+def test_the_fleet_page_is_live_filters_and_shows_an_actions_answer(hub):
+    from playwright.sync_api import expect, sync_playwright
+
+    ctl = FakeController(hub.config.mqtt.port)
+    try:
+        ctl.client.publish("payg/home/status", b"online", qos=1, retain=True).wait_for_publish(5)
+        ctl.state("kitchen", 120)
+        ctl.state("hall", 0, "off")
+        wait_until(lambda: len(hub.fleet.rows()) == 2, 10, "the states at the hub")
+        problems: list[str] = []
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 800})
+                page.add_init_script(CSP_PROBE)
+                page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+                page.on("pageerror", lambda e: problems.append(f"uncaught: {e}"))
+                base = f"http://127.0.0.1:{hub.server.port}"
+                page.goto(base + "/")
+                assert page.url.startswith(base + "/login")
+                page.fill("#password", PASSWORD)
+                page.click("button[type=submit]")
+                expect(page.locator("#live .txt")).to_have_text("Live", timeout=10_000)
+                rows = page.locator("#rows tr")
+                expect(rows).to_have_count(2)
+                kitchen = page.locator('#rows tr[data-key="home/kitchen"]')
+                expect(kitchen.locator("td").nth(2)).to_contain_text("120")
+                expect(page.locator('#ctl-rows tr[data-name="home"]')).to_contain_text("Online")
+
+                ctl.state("kitchen", 95)  # live, no reload
+                expect(kitchen.locator("td").nth(2)).to_contain_text("95", timeout=5_000)
+                expect(page.locator("#ctl-tot")).to_contain_text("95")
+
+                page.select_option("#fr", "off")
+                expect(rows).to_have_count(1)
+                expect(page.locator("#count")).to_have_text("1 of 2 sockets")
+                assert "relay=off" in page.get_attribute("#csv", "href")
+                page.select_option("#fr", "")
+
+                kitchen.locator("button[data-act=credit]").click()
+                page.fill("#credit-tok", "30")
+                page.fill("#credit-why", "browser test")
+                page.click("#credit-go")
+                expect(page.locator("#cmd-rows tr").first).to_contain_text("Done", timeout=10_000)
+                (TEST_OUTPUT / "hub").mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(TEST_OUTPUT / "hub" / "fleet.png"), full_page=True)  # for people to look at
+                assert [(c["command"], c["tokens"], c["reason"]) for c in ctl.commands] == [
+                    ("credit", 30, "browser test")]
+            finally:
+                browser.close()
+        assert problems == []
+    finally:
+        mqtt_client.stop(ctl.client)

@@ -1,0 +1,81 @@
+"""The hub's file: [hub] and [mqtt], every error naming the file and the key; the example parses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from payg.adapters.config.hub import load
+from payg.errors import ConfigError
+from tests.support import ROOT
+
+GOOD = """
+[hub]
+data_dir = "{data}"
+landlord_password_hash_env = "HUB_HASH"
+[mqtt]
+host = "127.0.0.1"
+username = "hub"
+password_env = "HUB_MQTT"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "hub.toml"
+    path.write_text(text.replace("{data}", str(tmp_path / "var")))
+    return path
+
+
+def test_the_defaults(tmp_path):
+    c = load(write(tmp_path, GOOD))
+    assert (c.host, c.port, c.topic_prefix, c.command_timeout_s) == ("127.0.0.1", 5080, "payg", 10.0)
+    assert c.data_dir == tmp_path / "var" and c.landlord_password.env == "HUB_HASH"
+    assert (c.mqtt.username, c.mqtt.password.env, c.mqtt.client, c.mqtt.port) == ("hub", "HUB_MQTT", "payg-hub", 1883)
+
+
+def test_the_example_parses():
+    c = load(ROOT / "config" / "hub.example.toml")
+    assert (c.port, c.mqtt.username, c.landlord_password.env) == (5080, "hub", "PAYG_HUB_LANDLORD_HASH")
+
+
+@pytest.mark.parametrize("change, key", [
+    (lambda t: t.replace('data_dir = "{data}"\n', ""), "hub.data_dir"),
+    (lambda t: t.replace('landlord_password_hash_env = "HUB_HASH"', ""), "hub.landlord_password_hash_env"),
+    (lambda t: t.replace('landlord_password_hash_env = "HUB_HASH"', 'landlord_password_hash = "scrypt:x"'),
+     "hub.landlord_password_hash"),
+    (lambda t: t.replace("[hub]\n", "[hub]\nport = 70000\n"), "hub.port"),
+    (lambda t: t.replace("[hub]\n", "[hub]\nhost = \"example.org\"\n"), "hub.host"),
+    (lambda t: t.replace("[hub]\n", "[hub]\ntopic_prefix = \"pay#g\"\n"), "hub.topic_prefix"),
+    (lambda t: t.replace("[hub]\n", "[hub]\ncommand_timeout_s = 0\n"), "hub.command_timeout_s"),
+    (lambda t: t.replace("[hub]\n", "[hub]\nprot = 5\n"), "hub.prot"),
+    (lambda t: t.replace("[mqtt]\n", "[mqtt]\ncontroller = \"home\"\n"), "mqtt.controller"),
+    (lambda t: t.replace("[mqtt]\n", "[mqtt]\ntopic_prefix = \"x\"\n"), "mqtt.topic_prefix"),
+    (lambda t: t.replace("[mqtt]\n", "[mqtt]\npassword = \"secret\"\n"), "mqtt.password"),
+    (lambda t: t.replace('username = "hub"\n', ""), "mqtt.username"),
+    (lambda t: t.split("[mqtt]")[0], "[mqtt]"),
+    (lambda t: t + "[ledger]\nbackend = \"mock\"\n", "ledger"),
+])
+def test_errors_name_the_file_and_the_key(tmp_path, change, key):
+    path = write(tmp_path, change(GOOD))
+    with pytest.raises(ConfigError) as exc:
+        load(path)
+    assert exc.value.key == key and str(exc.value).startswith(f"{path}: {key}: ")
+
+
+def test_payg_hub_exits_2_on_an_invalid_file_naming_it(tmp_path):
+    path = write(tmp_path, GOOD.replace("[hub]\n", "[hub]\nport = \"x\"\n"))
+    result = subprocess.run([sys.executable, str(ROOT / "app.py"), "hub", "--config", str(path)], cwd=str(tmp_path),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and f"{path}: hub.port: expected an integer" in result.stderr
+
+
+def test_payg_hub_exits_2_when_the_hash_variable_is_unset(tmp_path):
+    path = write(tmp_path, GOOD)
+    env = {k: v for k, v in os.environ.items() if k != "HUB_HASH"} | {"HUB_MQTT": "pw"}
+    result = subprocess.run([sys.executable, str(ROOT / "app.py"), "hub", "--config", str(path)], cwd=str(tmp_path),
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 2 and "hub.landlord_password_hash_env" in result.stderr and "HUB_HASH" in result.stderr
