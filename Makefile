@@ -59,6 +59,7 @@ bench: $(STAMP) $(ASSETS)
 	$(BIN)/python bench/vouchers.py
 	$(BIN)/python bench/codes.py
 	$(BIN)/python bench/web.py
+	$(BIN)/python bench/fleet.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache node_modules

@@ -126,18 +126,22 @@ class SysCounters:
         self.values: dict[str, float] = {}
         conn = Connection("127.0.0.1", port, "monitor", "monitor", PASSWORD)
         self.client = mqtt_client.make_client(
-            conn, on_connect=lambda ok, r: self.client.subscribe("$SYS/broker/messages/#", 0),
+            conn, on_connect=lambda ok, r: self.client.subscribe([("$SYS/broker/messages/#", 0),
+                                                                   ("$SYS/broker/publish/messages/#", 0)]),
             on_disconnect=lambda r: None, on_message=self._on_message)
         mqtt_client.start(self.client, conn)
 
     def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
         try:
-            self.values[topic.rsplit("/", 1)[1]] = float(payload)
+            self.values[topic.removeprefix("$SYS/broker/")] = float(payload)
         except ValueError:
             pass
 
-    def snapshot(self) -> tuple[float, float, float]:
-        return time.monotonic(), self.values.get("received", 0.0), self.values.get("sent", 0.0)
+    def snapshot(self) -> tuple[float, ...]:
+        """(when, packets received, packets sent, PUBLISHes received, PUBLISHes sent)"""
+        v = self.values
+        return (time.monotonic(), v.get("messages/received", 0.0), v.get("messages/sent", 0.0),
+                v.get("publish/messages/received", 0.0), v.get("publish/messages/sent", 0.0))
 
 
 def real_config(path: Path, data: Path, port: int, name: str) -> Path:
@@ -186,6 +190,14 @@ def tick_costs(tmp: Path, port: int, blocks: int, ticks: int) -> tuple[list[floa
                 if _ % 50 == 0:
                     rt.site.poll_deposits()
     status = runtimes["on"][2].status() if runtimes["on"][2] else {}
+    bridge = runtimes["on"][2]
+    if bridge is not None:  # the tick's own share of MQTT: handing the states over (compared, no I/O)
+        states = runtimes["on"][0].metering.states()
+        started = time.perf_counter()
+        for i in range(2000):
+            states[i % len(states)]["power_w"] = float(i)  # one socket changed per call, as a tick might
+            bridge.publish(states)
+        status["publish_us"] = (time.perf_counter() - started) / 2000 * 1e6
     for rt, _, _ in runtimes.values():
         rt.close()
     return times["off"], times["on"], status
@@ -298,9 +310,11 @@ def hub_child(port: int, out: Path, tmp: Path) -> int:
 
     window = threading.Event()  # SIGUSR1 opens the measured window, SIGUSR2 closes it (no retained replays inside)
 
+    real_delays: list[float] = []
+
     def recording_state(controller: str, socket: str, body: dict | None) -> None:
         if window.is_set() and body and isinstance(body.get("at"), (int, float)):
-            delays.append(time.time() - body["at"])
+            (real_delays if controller.startswith("r") else delays).append(time.time() - body["at"])
         state(controller, socket, body)
 
     def recording_event(controller: str, body: dict) -> None:
@@ -319,7 +333,7 @@ def hub_child(port: int, out: Path, tmp: Path) -> int:
     snapshot = fleet.snapshot()
     hub.server.shutdown()
     hub.close()
-    out.write_text(json.dumps({"delays_s": delays, "credited": len(credited),
+    out.write_text(json.dumps({"delays_s": delays, "real_delays_s": real_delays, "credited": len(credited),
                                "duplicates": fleet.counts["duplicate_events"], "states": fleet.counts["states"],
                                "sockets": len(snapshot["rows"]), "controllers": len(snapshot["controllers"])}))
     return 0
@@ -349,14 +363,16 @@ def main(argv=None) -> int:
             reals.start_paying()
             time.sleep(5)  # warm up
             hub.proc.send_signal(signal.SIGUSR1)
-            t0, rec0, sent0 = sysc.snapshot()
+            t0, rec0, sent0, _, pub_out0 = sysc.snapshot()
+            sim0 = sims.sent
             cpu0, w0 = proc_cpu_s(hub.proc.pid), time.monotonic()
             bcpu0 = proc_cpu_s(broker.proc.pid)
             rss_peak = 0.0
             while time.monotonic() - w0 < args.seconds:
                 time.sleep(1)
                 rss_peak = max(rss_peak, proc_rss_mib(hub.proc.pid))
-            t1, rec1, sent1 = sysc.snapshot()
+            t1, rec1, sent1, _, pub_out1 = sysc.snapshot()
+            sim1 = sims.sent
             cpu1, w1 = proc_cpu_s(hub.proc.pid), time.monotonic()
             bcpu1, brss = proc_cpu_s(broker.proc.pid), proc_rss_mib(broker.proc.pid)
             hub.proc.send_signal(signal.SIGUSR2)
@@ -380,26 +396,34 @@ def main(argv=None) -> int:
             broker.stop()
 
     n_sockets = (args.controllers + args.real) * SOCKETS
-    rate_in = (rec1 - rec0) / (t1 - t0) if t1 > t0 else float("nan")
-    rate_out = (sent1 - sent0) / (t1 - t0) if t1 > t0 else float("nan")
-    delays = result["delays_s"]
-    p50, p95 = percentile(delays, 50) * 1e3, percentile(delays, 95) * 1e3
+    span = t1 - t0
+    rate_in, rate_out = (rec1 - rec0) / span, (sent1 - sent0) / span
+    pub_out = (pub_out1 - pub_out0) / span  # ($SYS publish/messages/received leaves QoS 1 out here: not shown)
+    sim_rate = (sim1 - sim0) / span
+    delays, real = result["delays_s"], result["real_delays_s"]
+    delays_all = delays + real
+    p50, p95 = percentile(delays_all, 50) * 1e3, percentile(delays_all, 95) * 1e3
     lost = booked - result["credited"]
     mean_off, mean_on = statistics.fmean(off_times) * 1e3, statistics.fmean(on_times) * 1e3
     print(f"fleet: {args.controllers} simulated + {args.real} real controllers x {SOCKETS} sockets = {n_sockets} "
           f"sockets at 1 Hz, {args.seconds:.0f} s window")
-    print(f"  broker: {rate_in:,.0f} messages/s in, {rate_out:,.0f} messages/s out ($SYS counters); CPU "
+    print(f"  broker: {sim_rate:,.0f} states/s published by the simulated controllers (their count), "
+          f"{pub_out:,.0f} PUBLISH/s delivered; all packets (acks, pings too) {rate_in:,.0f}/s in, {rate_out:,.0f}/s "
+          f"out ($SYS counters); CPU "
           f"{100 * (bcpu1 - bcpu0) / (w1 - w0):.1f} % of one core, RSS {brss:.1f} MiB")
     print(f"  hub: CPU {100 * (cpu1 - cpu0) / (w1 - w0):.1f} % of one core, RSS peak {rss_peak:.1f} MiB, "
           f"{result['states']:,} states seen, {result['sockets']} sockets, {result['controllers']} controllers "
           f"(the tick bench's own among them)")
-    print(f"  state-to-hub delay: p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {max(delays) * 1e3:.1f} ms "
-          f"({len(delays):,} states)")
+    print(f"  state-to-hub delay: p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {max(delays_all) * 1e3:.1f} ms "
+          f"({len(delays_all):,} states); simulated publishers p95 {percentile(delays, 95) * 1e3:.1f} ms, real "
+          f"controllers p50 {percentile(real, 50) * 1e3:.1f} ms p95 {percentile(real, 95) * 1e3:.1f} ms ({len(real):,}"
+          f" states; from the state's making in the tick, so with the bridge's wait of up to 0.8 s)")
     print(f"  broker restart (3 s down): {booked} credits booked, {result['credited']} distinct credited events "
           f"at the hub, {lost} lost, {result['duplicates']} duplicates dropped by id")
     print(f"  controller tick (16 sockets): MQTT off mean {mean_off:.3f} ms p95 {percentile(off_times, 95) * 1e3:.3f}"
           f" ms; on mean {mean_on:.3f} ms p95 {percentile(on_times, 95) * 1e3:.3f} ms; on/off {mean_on / mean_off:.3f}"
-          f" (bridge: {bridge.get('states', 0)} states, {bridge.get('events', 0)} events sent)")
+          f" (bridge: {bridge.get('states', 0)} states, {bridge.get('events', 0)} events sent); the tick's own share, "
+          f"bridge.publish(16 states): {bridge.get('publish_us', float('nan')):.1f} us a call")
     if p95 >= 1000:
         problems.append(f"state-to-hub p95 {p95:.0f} ms >= 1 s")
     if lost != 0:

@@ -25,13 +25,13 @@ from urllib.parse import quote
 
 from flask import Flask, Response, abort, jsonify, redirect, render_template, request, send_file
 from flask_socketio import SocketIO
-from flask_wtf.csrf import CSRFError, CSRFProtect
-from werkzeug.exceptions import HTTPException
+from flask_wtf.csrf import CSRFProtect
 
 from payg.hub.fleet import COMMANDS, RELAYS, Fleet, Refused, UnknownTarget
 from payg.hub.live import FleetPusher
 from payg.ports import Clock, SessionStore
 from payg.web.landlord import csv_cell, safe_next
+from payg.web.pages import error_pages, password_login
 from payg.web.security import Guard, Limiter, WebSecrets
 from payg.web.sessions import CookieSessions, Sessions
 
@@ -164,19 +164,7 @@ def create_hub_web(services: HubServices, *, templates: Path = ROOT / "templates
             resp.headers.setdefault("Cache-Control", "no-store")
         return resp
 
-    @app.errorhandler(CSRFError)
-    def csrf_error(exc: CSRFError):
-        if wants_json():
-            return jsonify(error="Bad Request", message=f"CSRF check failed: {exc.description}"), 400
-        return render_template("hub/error.html", code=400, title="Form expired",
-                               message="This form was open too long or came from elsewhere. Reload the page and "
-                                       "try again."), 400
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):
-        if wants_json():
-            return jsonify(error=exc.name, message=exc.description), exc.code
-        return render_template("hub/error.html", code=exc.code, title=exc.name, message=exc.description), exc.code
+    error_pages(app, "hub/error.html", wants_json)
 
     @app.get("/assets/<name>")
     def asset(name: str):
@@ -204,22 +192,8 @@ def create_hub_web(services: HubServices, *, templates: Path = ROOT / "templates
                 return redirect(next_page)
             return render_template("hub/login.html", error=None, retry_after_s=None, next=next_page)
         csrf.protect()
-        address = request.remote_addr or "?"
-        wait = throttle.retry_after(address)
-        if wait is not None:
-            seconds = max(1, math.ceil(wait))
-            resp = Response(render_template("hub/login.html", error="Too many attempts.", retry_after_s=seconds,
-                                            next=next_page), status=429)
-            resp.headers["Retry-After"] = str(seconds)
-            return resp
-        if guard.check_password(request.form.get("password", "")):
-            throttle.succeeded(address)
-            guard.log_in()
-            log.info("hub: landlord logged in from %s", address)
-            return redirect(next_page)
-        throttle.failed(address)
-        log.warning("hub: failed landlord login from %s", address)
-        return render_template("hub/login.html", error="Wrong password.", retry_after_s=None, next=next_page), 401
+        return password_login(guard, throttle, "hub/login.html", next_page, log, who="hub: landlord",
+                              wrong_status=401)
 
     @app.post("/logout")
     def logout():

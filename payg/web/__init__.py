@@ -16,8 +16,7 @@ from zoneinfo import ZoneInfo
 
 from flask import Flask, abort, jsonify, render_template, request
 from flask_socketio import SocketIO
-from flask_wtf.csrf import CSRFError, CSRFProtect
-from werkzeug.exceptions import HTTPException
+from flask_wtf.csrf import CSRFProtect
 
 from payg.domain.settings import ProtectionsConfig, WebConfig
 from payg.errors import InvalidAmount, LedgerUnavailable, UnknownSocket
@@ -28,7 +27,7 @@ from payg.services.codes import CodeDesk
 from payg.services.emergency import EmergencyDesk
 from payg.services.metering import Metering
 from payg.services.site import Site
-from payg.web import api, landlord, metrics, tenant
+from payg.web import api, landlord, metrics, pages, tenant
 from payg.web import trade as trade_routes
 from payg.web.live import LANDLORD_NS, LiveHub
 from payg.web.proxies import TrustedProxies, networks
@@ -176,19 +175,7 @@ def create_web(services: WebServices, *, templates: Path = ROOT / "templates", s
             resp.headers.setdefault("Cache-Control", "no-store")
         return resp
 
-    @app.errorhandler(CSRFError)
-    def csrf_error(exc: CSRFError):
-        if wants_json():
-            return jsonify(error="Bad Request", message=f"CSRF check failed: {exc.description}"), 400
-        return render_template("error.html", code=400, title="Form expired",
-                               message="This form was open too long or came from elsewhere. Reload the page "
-                                       "and try again."), 400
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):
-        if wants_json():
-            return jsonify(error=exc.name, message=exc.description), exc.code
-        return render_template("error.html", code=exc.code, title=exc.name, message=exc.description), exc.code
+    pages.error_pages(app, "error.html", wants_json)
 
     @app.errorhandler(UnknownSocket)
     def unknown_socket(exc: UnknownSocket):

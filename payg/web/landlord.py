@@ -16,6 +16,7 @@ from typing import Callable
 
 from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, stream_with_context
 
+from payg.web.pages import password_login
 from payg.web.views import fresh_view, page_settings
 
 log = logging.getLogger("payg.web")
@@ -77,22 +78,7 @@ def blueprint(web, services, json_body: Callable[[], dict]) -> Blueprint:
         next_page = safe_next(request.values.get("next"))
         if request.method == "GET":
             return render_template("login.html", error=None, retry_after_s=None, next=next_page)
-        address = request.remote_addr or "?"
-        wait = throttle.retry_after(address)
-        if wait is not None:
-            seconds = max(1, math.ceil(wait))
-            resp = Response(render_template("login.html", error="Too many attempts.", retry_after_s=seconds,
-                                            next=next_page), status=429)
-            resp.headers["Retry-After"] = str(seconds)
-            return resp
-        if guard.check_password(request.form.get("password", "")):
-            throttle.succeeded(address)
-            guard.log_in()
-            log.info("landlord logged in from %s", address)
-            return redirect(next_page)
-        throttle.failed(address)
-        log.warning("failed landlord login from %s", address)
-        return render_template("login.html", error="Wrong password.", retry_after_s=None, next=next_page)
+        return password_login(guard, throttle, "login.html", next_page, log)
 
     @bp.post("/api/login-links")
     def make_login_link():
