@@ -22,6 +22,7 @@ from payg.adapters.clocks import SystemClock
 from payg.adapters.journal import SqliteJournal
 from payg.domain.settings import Config
 from payg.errors import ConfigError, DataDirBusy, RelayError
+from payg.wiring import hub as hub_wiring, mqtt as mqtt_wiring, xpub as xpub_wiring
 
 if TYPE_CHECKING:
     from payg.ports import Clock, DepositSource, EnergyMeter, Notifier, PeerLink, Relay
@@ -217,7 +218,6 @@ def serve(config: Config) -> int:
     from payg.adapters.notify import SystemdNotifier
     from payg.adapters.process import run_until_stopped
     from payg.adapters.scheduler import SchedulerDriver
-    from payg.wiring.mqtt import start_bridge
 
     logging.basicConfig(level=config.controller.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -243,9 +243,10 @@ def serve(config: Config) -> int:
     rt.closers.insert(0, ("systemd", notifier.close))
     try:
         rt.site.start()  # every relay open before anything else happens
+        rt.site.poll_deposits()  # a ledger on another network stops the start here (ConfigError: exit 2)
         atexit.register(rt.site.shutdown)
         server = serve_web(rt) if config.web.enabled else None
-        start_bridge(rt)  # MQTT, when [mqtt] is on
+        mqtt_wiring.start_bridge(rt)  # MQTT, when [mqtt] is on
         driver = SchedulerDriver(rt.site)
         rt.closers.append(("scheduler", driver.shutdown))
 
@@ -307,17 +308,9 @@ class CliWiring:
     load_config = staticmethod(load_config)
     serve = staticmethod(serve)
 
-    @staticmethod
-    def serve_hub(path: str) -> int:
-        from payg.wiring.hub import serve_hub
-
-        return serve_hub(path)
-
-    @staticmethod
-    def mqtt_acl(config: Config) -> str:
-        from payg.wiring.mqtt import acl
-
-        return acl(config)
+    serve_hub = staticmethod(hub_wiring.serve_hub)
+    mqtt_acl = staticmethod(mqtt_wiring.acl)
+    account_xpub = staticmethod(xpub_wiring.account_xpub)  # `payg xpub`, on a machine trusted with the phrase
 
     @staticmethod
     def open_journal(config: Config) -> SqliteJournal | None:

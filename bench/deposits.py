@@ -17,7 +17,11 @@ Per backend:
    has credited it (median over a few payments). Local node only: the time a real network takes to
    make a payment final is not measured here.
 
-Prints figures; exits 1 after printing if a catch-up check fails.
+IOTA also gets a scale table (always 3, 200 and 500 sockets, --quick included): requests per poll after a
+new checkpoint holding one payment to the last socket and one to a stranger, and the poll's time (goals of
+issue 17: the same request count for all three, at most 3 + pages; 500 sockets under 100 ms).
+
+Prints figures; exits 1 after printing if a catch-up check fails or the IOTA scale goals are missed.
 Run from the repository root: `.venv/bin/python bench/deposits.py` (about a minute on 2 cores);
 --sockets N for the large case (default 200); --quick: 30 sockets, 15 polls per row, 30 payments,
 5 latency trials (about 15 s). A timing row stops after 6 s (at least 5 polls) when polls are slow.
@@ -274,6 +278,42 @@ def latency(bed: LedgerBed, watcher: DepositWatcher, socket_ids: list[str], tria
     return [line]
 
 
+IOTA_SCALE_SOCKETS = (3, 200, 500)
+IOTA_SCALE_GOAL_MS = 100.0
+
+
+def iota_scale(bed: LedgerBed, calls: int) -> tuple[bool, list[str]]:
+    """Requests and time of a poll after a new checkpoint with a payment, per socket count (one scan each)."""
+    lines = ["  0. scale: a poll after a new checkpoint with 1 payment to a socket and 1 to a stranger",
+             f"  {'sockets':>7} {'polls':>5} {'median ms':>10} {'p95 ms':>9}  requests/poll"]
+    counts_seen, ok = set(), True
+    for n in IOTA_SCALE_SOCKETS:
+        ledger = bed.open({f"s{i:03d}": i for i in range(n)})
+        _, cursor = drain(ledger, None)
+        times, requests = [], []
+        for _ in range(calls):
+            bed.pay(ledger.address_for(f"s{n - 1:03d}"), bed.units_per_token)
+            bed.pay(bed.foreign_address(), bed.units_per_token)
+            bed.finalize()
+            clear_requests(bed)
+            t = time.perf_counter()
+            deposits, cursor = ledger.deposits_since(cursor)
+            times.append(time.perf_counter() - t)
+            requests.append(len(node_requests(bed) or []))
+            assert [d.socket_id for d in deposits] == [f"s{n - 1:03d}"], deposits
+        ms = [x * 1e3 for x in times]
+        counts_seen.update(requests)
+        lines.append(f"  {n:>7} {len(ms):>5} {statistics.median(ms):>10.3f} {percentile(ms, 95):>9.3f}  "
+                     f"{'/'.join(str(c) for c in sorted(set(requests)))}")
+        if n == max(IOTA_SCALE_SOCKETS) and statistics.median(ms) >= IOTA_SCALE_GOAL_MS:
+            ok = False
+    same = len(counts_seen) == 1 and max(counts_seen) <= 3
+    lines.append(f"  goals: the same requests/poll for every size, at most 3 + pages: {'met' if same else 'MISSED'}; "
+                 f"{max(IOTA_SCALE_SOCKETS)} sockets under {IOTA_SCALE_GOAL_MS:g} ms: {'met' if ok else 'MISSED'}")
+    bed.node.control("reset", {})  # an empty chain again: the payments above are not the catch-up's
+    return same and ok, lines
+
+
 def bench_backend(name: str, args, tmp: Path) -> bool:
     bed_dir = tmp / name
     bed_dir.mkdir()
@@ -291,6 +331,10 @@ def bench_backend(name: str, args, tmp: Path) -> bool:
         print(f"{name}  ({where}; bed up in {setup_s:.1f} s; ledger built in "
               + ", ".join(f"{t:.2f} s for {n} sockets" for n, t in open_s.items()) + ")")
 
+        scale_ok = True
+        if name == "iota":
+            scale_ok, scale_lines = iota_scale(bed, args.calls)
+            print("\n".join(scale_lines))
         big = args.sockets
         socket_ids = [f"s{i:03d}" for i in range(big)]
         ok, lines, journal, watcher = catch_up(bed, ledgers[big], socket_ids, args.payments, bed_dir)
@@ -301,7 +345,7 @@ def bench_backend(name: str, args, tmp: Path) -> bool:
             journal.close()
         print("\n".join(cost + lines))
         print()
-        return ok
+        return ok and scale_ok
     finally:
         bed.close()  # closes the ledgers it opened and stops its node
 
@@ -330,7 +374,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="payg-bench-ledgers-") as tmp_name:
         for name in backends:
             if not bench_backend(name, args, Path(tmp_name)):
-                failures.append(f"{name}: catch-up did not credit every payment exactly once")
+                failures.append(f"{name}: catch-up did not credit every payment exactly once"
+                                + (" or the scale goals were missed" if name == "iota" else ""))
     print("Real networks add the time to make a payment final, which is not measured here: Ethereum about 12 s per")
     print("block times the confirmations required (3 here: ~36 s; more on mainnet), IOTA one checkpoint (about a")
     print("second or less). Polls against a remote node also pay its network round trip per request, not measured")

@@ -55,16 +55,18 @@ def open_deposit_source(config: Config, accounts: Accounts, clock: Clock) -> Dep
         raise ConfigError(file, "ledger.backend", f"the Python packages of the {lc.backend} backend (pip install "
                           f"'payg[{lc.backend}]'; {exc})") from None
     c = lc.ethereum if lc.backend == "ethereum" else lc.iota
-    mnemonic = read_secret(c.mnemonic, file)
+    mnemonic = read_secret(c.mnemonic, file) if c.mnemonic is not None else None  # None: Ethereum watch-only
     try:
         if lc.backend == "ethereum":
             return EthereumLedger.connect(c.rpc_url, timeout_s=c.request_timeout_s, chain_id=c.chain_id,
-                                          mnemonic=mnemonic, accounts=accounts(), confirmations=c.confirmations,
+                                          mnemonic=mnemonic, xpub=c.xpub, accounts=accounts(),
+                                          confirmations=c.confirmations,
                                           token=c.token, token_value=c.token_value, start_block=c.start_block,
                                           max_blocks_per_poll=c.max_blocks_per_poll,
                                           log_chunk_blocks=c.log_chunk_blocks)
         return IotaLedger(c.graphql_url, mnemonic=mnemonic, accounts=accounts(), token_value=c.token_value,
-                          start_checkpoint=c.start_checkpoint, request_timeout_s=c.request_timeout_s)
+                          start_checkpoint=c.start_checkpoint, request_timeout_s=c.request_timeout_s,
+                          page_size=c.transactions_per_page)
     except ValueError as exc:  # the ledger's own checks (a mnemonic that is not BIP-39, ...); never echo secrets
         raise ConfigError(file, f"ledger ({lc.backend})", f"settings the backend accepts: {exc}") from None
 
@@ -85,6 +87,10 @@ def open_trade(config: Config, accounts: Accounts, clock: Clock, peer_link: Peer
         from ledgers.ethereum import EthereumTrade
 
         c = lc.ethereum
+        if c.mnemonic is None:
+            raise ConfigError(str(config.path), "ledger.xpub", "a mnemonic (mnemonic_env or mnemonic_file) when"
+                              " [trade] names contracts: trade signs with the trade keys, which an xpub cannot"
+                              " give; remove [trade]'s market_contract and channels_contract to run watch-only")
         trade = EthereumTrade.connect(c.rpc_url, timeout_s=c.request_timeout_s, chain_id=c.chain_id,
                                       mnemonic=read_secret(c.mnemonic, str(config.path)), accounts=accounts(),
                                       market=tc.market_contract, channels=tc.channels_contract)

@@ -1,13 +1,18 @@
 """EthereumLedger: top-ups to per-socket addresses on an EVM chain, read over JSON-RPC with web3.py.
 
 Addresses. Each socket has its own address, derived from the controller's BIP-39
-mnemonic at m/44'/60'/0'/0/<index>. The controller only watches the chain and never
-signs: the mnemonic is used once to derive the addresses and is not kept. Whoever
-holds the phrase can move the money paid in, with any wallet.
+mnemonic at m/44'/60'/0'/0/<index>, or (watch-only) from the account's extended public
+key (xpub of m/44'/60'/0') to the very same addresses. The controller only watches the
+chain and never signs: the mnemonic is used once to derive the addresses and is not kept;
+with the xpub, no key that can spend is ever on the device. Whoever holds the phrase can
+move the money paid in, with any wallet.
 
 Deposits. Without `token`, a deposit is a transaction that sends ether (value > 0)
-to a socket address and succeeded (receipt status 1); value moved by contract
-internal calls is not seen. With `token`, a deposit is a Transfer event of that
+to a socket address and succeeded (receipt status 1). Ether moved to a socket
+by a contract's internal call (a Safe wallet, an exchange's batch withdrawal) is NOT
+credited: it is no transaction's `to`/`value`, only a trace or a balance check shows it.
+It stays at the address (the landlord's wallet sees it and can refund or credit by hand).
+With `token`, a deposit is a Transfer event of that
 ERC-20 contract to a socket address, and ether sent to a socket is not credited
 (it stays at the address, recoverable with the mnemonic). Payments to other
 addresses are ignored.
@@ -43,7 +48,7 @@ from web3.exceptions import Web3RPCError
 from web3.types import BlockData, FilterParams, LogReceipt, TxReceipt
 
 from ledgers.common import AddressBook, payment_units
-from ledgers.ethereum.keys import derive_addresses
+from ledgers.ethereum.keys import derive_addresses, derive_addresses_from_xpub
 from ledgers.ethereum.node import Node, OverHttp, as_hex, cause, contract_address, require_int
 from payg.errors import LedgerReorganised, LedgerUnavailable
 from payg.ports import Deposit
@@ -69,8 +74,9 @@ class ChainChanged(LedgerUnavailable):
 class EthereumLedger(AddressBook, OverHttp):
     name = "ethereum"
 
-    def __init__(self, w3: Web3, *, chain_id: int, mnemonic: str, accounts: Mapping[str, int], confirmations: int,
-                 token: str | None = None, token_value: int = 1, start_block: int | None = None,
+    def __init__(self, w3: Web3, *, chain_id: int, mnemonic: str | None = None, xpub: str | None = None,
+                 accounts: Mapping[str, int], confirmations: int, token: str | None = None, token_value: int = 1,
+                 start_block: int | None = None,
                  max_blocks_per_poll: int = 500, log_chunk_blocks: int = 2000, endpoint: str = ""):
         """Builds the ledger without contacting the node: the controller must start while the node is down.
         `EthereumLedger.connect(rpc_url, timeout_s=..., **these)` builds it on an HTTP endpoint."""
@@ -91,7 +97,11 @@ class EthereumLedger(AddressBook, OverHttp):
         self.log_chunk_blocks = log_chunk_blocks
         self._node = Node(w3, chain_id, endpoint)
         self.endpoint = self._node.endpoint
-        super().__init__(derive_addresses(mnemonic, accounts), key=str.lower)
+        if (mnemonic is None) == (xpub is None):
+            raise ValueError("exactly one of mnemonic or xpub: the top-up addresses derive from one of them")
+        addresses = (derive_addresses(mnemonic, accounts) if mnemonic is not None
+                     else derive_addresses_from_xpub(xpub, accounts))  # type: ignore[arg-type]
+        super().__init__(addresses, key=str.lower)
         self._floating_start: int | None = None
 
     def close(self) -> None:

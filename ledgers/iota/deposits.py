@@ -22,25 +22,52 @@ Deposits. A deposit is a successful transaction, included in a checkpoint
 (checkpoint finality: it cannot be reverted), whose balance change for a socket's
 address in the configured coin type is positive; its amount is that change in
 nanos (1 IOTA = 10**9 nanos). A transaction paying two sockets gives two deposits,
-`{digest}:{address}` each. The cursor is the last checkpoint scanned. Each call
-reads the head checkpoint, then lists, for each socket address, the transactions
-that sent it something in checkpoints (cursor, head] with
+`{digest}:{address}` each. The cursor is the last checkpoint scanned.
 
-    transactionBlocks(first, after, filter: {recvAddress, afterCheckpoint, beforeCheckpoint})
+One scan per poll, whatever the number of sockets. Each call reads the head
+checkpoint (PaygHead), then lists every transaction of checkpoints (cursor, head]
+once, with its balance changes, and matches the changes against the sockets'
+addresses locally:
 
-following every page of them and of their balance changes. One address per
-request (no GraphQL aliases): each request stays within the node's per-query
-limits (maxQueryNodes, maxOutputNodes) however many sockets there are; the
-requests for different addresses run concurrently. A fresh controller (cursor
-None) starts after `start_checkpoint` if given, else at the head: payments made
-before that are not scanned. A node whose available range no longer reaches back
-to the cursor is reported, not skipped over.
+    transactionBlocks(first, after, filter: {afterCheckpoint, beforeCheckpoint})
+
+So a poll after a new checkpoint costs 2 requests + 1 per further page of
+transactions (`page_size` of them a page) + 1 per further page of one
+transaction's balance changes, for 3 sockets or 500; with no new checkpoint, 1.
+The cost follows the network's traffic in the new checkpoints, not the sockets.
+
+Why not one filtered query per address, or aliases. The filter takes one
+`recvAddress`; batching addresses as GraphQL aliases is bounded by the service's
+limits below: one aliased `transactionBlocks` selection with its balance changes
+is 21 input nodes, so maxQueryNodes = 300 allows 14 addresses a query
+(500 sockets would still be 36 requests), and maxOutputNodes bounds first x
+changes per alias as well. A checkpoint scan is one small query (about 20 input
+nodes, depth 7, ~450 bytes, estimated output 50 + 50 x 7 + 50 x 4 + 50 x 50 x 5
+= 13,100 nodes at page size 50) far inside every limit.
+
+The service's limits (iotaledger/iota, crates/iota-graphql-rpc/src/config.rs,
+`impl Default for Limits`, snapshot 0ca0076 of 2024-12-20; checked by
+src/extensions/query_limits_checker.rs; a service publishes its own in
+`serviceConfig`): maxQueryDepth 20, maxQueryNodes 300 (input nodes: every field
+and fragment spread), maxOutputNodes 100,000 (estimated: each field times the
+`first` of the connections above it), maxQueryPayloadSize 5,000 bytes (of the
+query text), defaultPageSize 20, maxPageSize 50, maxTransactionIds 1,000,
+requestTimeoutMs 40,000. The project's Helm chart for its own services
+(nre/helm/graphql/files/config/graphql.toml) sets maxQueryDepth 15,
+maxQueryNodes 500, maxPageSize 10, defaultPageSize 5 and requestTimeoutMs
+15,000: a service run so needs `page_size` 10 or less (the `[ledger]` key
+`transactions_per_page`). MAX_PAGE_SIZE and QUERY_LIMITS below hold the
+strictest of the two; tests/support/fake_iota_node.py enforces them.
+
+A fresh controller (cursor None) starts after `start_checkpoint` if given, else
+at the head: payments made before that are not scanned. A node whose available
+range no longer reaches back to the cursor is reported, not skipped over.
 
 Why polling. The GraphQL subscription `transactions(startAfter, filter:
 SubscriptionTransactionFilter)` filters only by kind, signing address or Move
 function (the SDK's SubscriptionTransactionFilter has the same three fields), not
 by recipient, and the SDK serves subscriptions on devnet and localnet only. So
-deposits are found by polling `transactionBlocks`, one query per address per poll.
+deposits are found by polling `transactionBlocks`.
 
 Threads. Each IotaLedger runs its requests on its own IotaNode (ledgers/iota/sdk.py):
 its own event loop in its own thread, so deposits_since can be called from any thread.
@@ -48,7 +75,6 @@ its own event loop in its own thread, so deposits_since can be called from any t
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import Mapping
@@ -58,7 +84,7 @@ from ledgers.common import AddressBook, payment_units
 from ledgers.iota.sdk import (IotaNode, _BadAnswer, _bigint, _get, _list, _owner, _page_info, _path, _status,
                               _timestamp, _uint, account_indexes, normalise_address, normalise_coin_type,
                               normalise_phrase, private_key)
-from payg.errors import LedgerUnavailable
+from payg.errors import ConfigError, LedgerUnavailable
 from payg.ports import Deposit
 
 log = logging.getLogger("payg.ledgers.iota")
@@ -66,9 +92,14 @@ log = logging.getLogger("payg.ledgers.iota")
 NANOS_PER_IOTA = 10**9
 MAX_NANOS = 2**64 - 1  # a Move coin's value is a u64
 DERIVATION_PATH = "m/44'/4218'/{index}'/0'/0'"
-CONCURRENT_REQUESTS = 4
+# The IOTA GraphQL service's limits (see the module docstring for the sources): the strictest of the
+# code's defaults and the project's deployed configuration.
+MAX_PAGE_SIZE = 50
+QUERY_LIMITS = {"max_query_depth": 15, "max_query_nodes": 300, "max_output_nodes": 100_000,
+                "max_query_payload_size": 5_000, "max_page_size": MAX_PAGE_SIZE}
 
 HEAD_QUERY = """query PaygHead {
+  chainIdentifier
   checkpoint { sequenceNumber }
   availableRange { first { sequenceNumber } }
 }"""
@@ -106,6 +137,37 @@ BALANCE_CHANGES_QUERY = """query PaygBalanceChanges($digest: String!, $first: In
 _COIN_TYPE = re.compile(r"0x[0-9a-fA-F]{1,64}::[A-Za-z_][A-Za-z0-9_]*::[A-Za-z_][A-Za-z0-9_]*(<.+>)?")
 
 
+_CHAIN_ID = re.compile(r"[0-9A-Za-z]{1,64}")
+
+
+class NetworkMismatch(ConfigError):
+    """The GraphQL service is on another network than the one the deposit cursor was read from (a testnet
+    cursor on mainnet): crediting from it would book payments that were never made to this controller, or
+    skip real ones. A configuration error, so that a controller stops at once (exit 2) instead of polling."""
+
+    def __init__(self, url: str, cursor_chain: str, node_chain: str, checkpoint: int | None):
+        super().__init__(url, "ledger.graphql_url", f"the IOTA network of the deposit cursor (chain {cursor_chain})")
+        self.cursor_chain, self.node_chain = cursor_chain, node_chain
+        Exception.__init__(self, (
+            f"the IOTA GraphQL service {url} is on chain {node_chain}, but the deposit cursor (checkpoint "
+            f"{checkpoint}) was read from chain {cursor_chain}: nothing is credited from another network. Point "
+            f"[ledger] graphql_url back at chain {cursor_chain}'s service, or, to move to chain {node_chain} on "
+            f"purpose, stop the controller and run `payg cursor --set <checkpoint>@{node_chain}` (payments made "
+            f"before that checkpoint on the new network are not credited; see `payg cursor`)"))
+
+
+def parse_cursor(cursor: str | None) -> tuple[int | None, str | None]:
+    """A deposit cursor: `<checkpoint>@<chain identifier>`; a bare `<checkpoint>` is an older controller's
+    (before the cursor named its network), bound to the service's network at the next poll, once."""
+    if cursor is None:
+        return None, None
+    number, _, chain = cursor.partition("@")
+    if not number.isdigit() or not number.isascii() or ("@" in cursor and not _CHAIN_ID.fullmatch(chain)):
+        raise LedgerUnavailable(f"IOTA deposit cursor {cursor!r} is not a checkpoint sequence number "
+                                f"(optionally @ the chain identifier)")
+    return int(number), chain or None
+
+
 def derivation_path(index: int) -> str:
     return DERIVATION_PATH.format(index=index)
 
@@ -136,6 +198,9 @@ class IotaLedger(AddressBook):
         self.request_timeout_s = self._node.request_timeout_s
         self.units_per_token = _positive_int(token_value, "token_value (nanos per token)")
         self.page_size = _positive_int(page_size, "page_size")
+        if self.page_size > MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be at most {MAX_PAGE_SIZE} (the IOTA GraphQL service's maxPageSize), "
+                             f"got {page_size!r}")
         if start_checkpoint is not None and (isinstance(start_checkpoint, bool) or not isinstance(start_checkpoint, int)
                                              or start_checkpoint < 0):
             raise ValueError(f"start_checkpoint must be a checkpoint sequence number (an integer >= 0) or None, "
@@ -170,29 +235,26 @@ class IotaLedger(AddressBook):
         return address
 
     def deposits_since(self, cursor: str | None) -> tuple[list[Deposit], str | None]:
-        if cursor is not None:
-            try:
-                after = int(cursor)
-            except ValueError:
-                raise LedgerUnavailable(f"IOTA deposit cursor {cursor!r} is not a checkpoint sequence number") from None
-            if after < 0:
-                raise LedgerUnavailable(f"IOTA deposit cursor {cursor!r} is not a checkpoint sequence number")
-        else:
-            after = None
-        return self._node.run(self._deposits_since(after))
+        after, chain = parse_cursor(cursor)
+        return self._node.run(self._deposits_since(after, chain))
 
     def close(self) -> None:
         self._node.close()
 
-    async def _deposits_since(self, after: int | None) -> tuple[list[Deposit], str | None]:
-        head, first_available = await self._head()
+    async def _deposits_since(self, after: int | None, chain: str | None) -> tuple[list[Deposit], str | None]:
+        head, first_available, network = await self._head()
+        if chain is not None and chain != network:
+            raise NetworkMismatch(self.url, chain, network, after)
+        if chain is None and after is not None:
+            log.warning("IOTA deposit cursor %d holds no network yet: bound once to chain %s of %s (the network "
+                        "it was read from is taken to be this one)", after, network, self.url)
         if after is None:
             after = head if self.start_checkpoint is None else self.start_checkpoint
         if head <= after:
             if head < after:
                 log.warning("IOTA node %s is at checkpoint %d, behind the cursor %d: waiting for it",
                             self.url, head, after)
-            return [], str(after)
+            return [], f"{after}@{network}"
         if first_available is not None and after + 1 < first_available:
             raise LedgerUnavailable(
                 f"IOTA node {self.url} keeps checkpoints from {first_available} only; deposits after checkpoint "
@@ -202,55 +264,52 @@ class IotaLedger(AddressBook):
         deposits = []
         for tx in transactions:
             deposits.extend(self._deposits_of(tx))
-        return deposits, str(upper)
+        return deposits, f"{upper}@{network}"
 
-    async def _head(self) -> tuple[int, int | None]:
+    async def _head(self) -> tuple[int, int | None, str]:
         data = await self._node.query(HEAD_QUERY)
         head = _uint(_path(data, "checkpoint", "sequenceNumber"), "checkpoint.sequenceNumber")
         first = _get(data, "availableRange")
         first_cp = _get(first, "first") if first is not None else None
         first_available = (_uint(_path(first_cp, "sequenceNumber"), "availableRange.first.sequenceNumber")
                            if first_cp is not None else None)
-        return head, first_available
+        network = _get(data, "chainIdentifier")
+        if not isinstance(network, str) or not _CHAIN_ID.fullmatch(network):
+            raise _BadAnswer(f"chainIdentifier {network!r} is not a chain identifier")
+        return head, first_available, network
 
     async def _transactions(self, after: int, upper: int) -> list[dict]:
-        """Every transaction that sent something to a socket address in checkpoints (after, upper], oldest first."""
-        limit = asyncio.Semaphore(CONCURRENT_REQUESTS)
-
-        async def listed(address: str) -> list[dict]:
-            async with limit:
-                return await self._transactions_to(address, after, upper)
-
-        tasks = []
-        try:
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(listed(a)) for a in self.addresses()]
-        except BaseExceptionGroup as group_error:
-            # One failure cancels the other requests; report the first cause.
-            first = group_error.exceptions[0]
-            while isinstance(first, BaseExceptionGroup):
-                first = first.exceptions[0]
-            raise first from None
-        by_digest: dict[str, dict] = {}
-        for task in tasks:
-            for tx in task.result():
-                by_digest.setdefault(tx["digest"], tx)
-        # Within a checkpoint: the node's order, for the first socket whose list holds the transaction.
-        return sorted(by_digest.values(), key=lambda tx: tx["checkpoint"])
-
-    async def _transactions_to(self, address: str, after: int, upper: int) -> list[dict]:
+        """Every transaction in checkpoints (after, upper], oldest first: one scan, pages followed."""
         found = []
         cursor = None
         while True:
             variables = {"first": self.page_size, "after": cursor, "changes": self.page_size,
-                         "filter": {"recvAddress": address, "afterCheckpoint": after, "beforeCheckpoint": upper + 1}}
+                         "filter": {"afterCheckpoint": after, "beforeCheckpoint": upper + 1}}
             data = await self._node.query(DEPOSITS_QUERY, variables)
             connection = _path(data, "transactionBlocks")
             for node in _list(connection, "nodes"):
-                found.append(await self._transaction(node, after, upper))
+                tx = await self._transaction(node, after, upper)
+                if self._may_credit(tx):
+                    found.append(tx)
             more, cursor = _page_info(connection, cursor)
             if not more:
-                return found
+                return sorted(found, key=lambda tx: tx["checkpoint"])  # stable: the node's order within one
+
+    def _may_credit(self, tx: dict) -> bool:
+        """Whether a scanned transaction touches a socket's address at all; most of the network's do not."""
+        return any(self.socket_at(address) is not None
+                   for address in (self._change_owner(c, tx["digest"]) for c in tx["balance_changes"])
+                   if address is not None)
+
+    @staticmethod
+    def _change_owner(change: Any, digest: str) -> str | None:
+        """The owner's address, None when the change has no owner address (it cannot be a socket's: a scan
+        reads the whole network's transactions, and one odd change elsewhere must not stop every poll);
+        a malformed address still stops the poll."""
+        owner = _get(change, "owner") if isinstance(change, dict) else None
+        if owner is None or (isinstance(owner, dict) and owner.get("address") is None):
+            return None
+        return _owner(change, digest)
 
     async def _transaction(self, node: dict, after: int, upper: int) -> dict:
         digest = _path(node, "digest")
@@ -281,7 +340,9 @@ class IotaLedger(AddressBook):
         received: dict[str, int] = {}
         for change in tx["balance_changes"]:
             # Strict on purpose: a null here could hide a payment, so it stops the poll instead.
-            address = _owner(change, digest)
+            address = self._change_owner(change, digest)
+            if address is None:
+                continue
             coin = _path(change, "coinType", "repr")
             if self.socket_at(address) is None or not isinstance(coin, str) \
                     or normalise_coin_type(coin) != self.coin_type:

@@ -13,13 +13,14 @@ import signal
 import sys
 import time
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Protocol
 
 from payg.cli import accounts, codes, installer, password, trade
 from payg.cli.parser import parse_args
 from payg.domain.codes import CodeKey
 from payg.domain.meter_profile import MeterProfile
-from payg.domain.settings import Config
+from payg.domain.settings import Config, SecretRef
 from payg.errors import ConfigError, DataDirBusy
 from payg.ports import DepositSource, Journal, Relay
 
@@ -76,6 +77,9 @@ class Wiring(Protocol):
     def meter_profile(self, name: str) -> MeterProfile:
         """Raises ConfigError."""
 
+    def account_xpub(self, ref: SecretRef) -> str:
+        """`payg xpub`: the Ethereum account's xpub from the mnemonic ref names; raises ConfigError."""
+
     def modbus_probe(self, port: str, profile: MeterProfile, *, baud: int, parity: str, timeout_s: float,
                      local_echo: bool) -> installer.Probe:
         """Reads one meter at an address (close it after use)."""
@@ -106,6 +110,15 @@ def _run(argv: list[str] | None, wiring: Wiring) -> int:
         return password.cmd_password(args)
     if args.command in ("meters", "relay") and args.action != "off":
         return installer.run(args, wiring, time.sleep)
+    if args.command == "xpub":  # no config: run where the mnemonic may be, not on the controller
+        ref = (SecretRef(env=args.mnemonic_env, key="--mnemonic-env") if args.mnemonic_env
+               else SecretRef(file=Path(args.mnemonic_file), key="--mnemonic-file"))
+        try:
+            print(wiring.account_xpub(ref))
+        except ConfigError as exc:
+            print(f"payg: {exc}", file=sys.stderr)
+            return 2
+        return 0
     if args.command == "hub":
         return wiring.serve_hub(args.config)  # its own configuration file (README "Many buildings")
     try:

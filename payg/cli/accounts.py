@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import re
 import sys
 from contextlib import AbstractContextManager
 from datetime import datetime, timezone, tzinfo
@@ -91,20 +92,40 @@ def cmd_status(config: Config, journal: Journal | None, live: list[dict] | None,
 
 def cmd_cursor(args: argparse.Namespace, config: Config, journal: Journal, out: TextIO = sys.stdout) -> int:
     """Deposits before the cursor are never read again; deposits after it are booked once (by their keys),
-    so moving it back re-reads without double credits, and moving it forward skips payments."""
+    so moving it back re-reads without double credits, and moving it forward skips payments. An IOTA cursor
+    names its network (`<checkpoint>@<chain identifier>`): a controller pointed at another network stops
+    rather than credit from it, and moving to another network is done here, on purpose, by setting both."""
     name = f"deposits:{config.ledger.backend}"
     old = journal.cursor(name)
+    iota = config.ledger.backend == "iota"
     if args.set_to is None:
         print(f"{name}: {old if old is not None else '(none: the first poll starts at the ledger head)'}", file=out)
+        if iota:
+            print(_IOTA_CURSOR_HELP, file=out)
         return 0
     value = args.set_to.strip()
     if not value:
         print("payg: --set needs a value", file=sys.stderr)
         return 2
+    if iota and not _IOTA_CURSOR.fullmatch(value):
+        print(f"payg: an IOTA cursor is <checkpoint>@<chain identifier> (the network's GraphQL chainIdentifier), "
+              f"got {value!r}", file=sys.stderr)
+        return 2
     with journal.transaction() as tx:
         tx.set_cursor(name, value)
     print(f"{name}: {old} -> {value}", file=out)
     return 0
+
+
+# The IOTA ledger's cursor (ledgers/iota/deposits.py parse_cursor); a bare checkpoint is bound at the next poll.
+_IOTA_CURSOR = re.compile(r"[0-9]+(@[0-9A-Za-z]{1,64})?", re.ASCII)
+_IOTA_CURSOR_HELP = (
+    "  the IOTA cursor is <checkpoint>@<chain identifier>: deposits are read from that network only; a\n"
+    "  controller whose graphql_url is on another network stops (exit 2) and credits nothing. To move to\n"
+    "  another network on purpose, stop the controller and run\n"
+    "    payg cursor --set '<checkpoint>@<chain identifier>'\n"
+    "  with the new network's chainIdentifier (ask its GraphQL service: { chainIdentifier checkpoint\n"
+    "  { sequenceNumber } }) and the checkpoint to start after; payments before it are not credited.")
 
 
 def cmd_journal(args: argparse.Namespace, config: Config, journal: Journal, out: TextIO = sys.stdout) -> int:

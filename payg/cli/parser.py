@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amount", type=_amount, metavar="N", help="tokens to ask for in the URI")
     p = command("cursor", "show the ledger deposit cursor, or set it (with the controller stopped)")
     p.add_argument("--set", metavar="VALUE", dest="set_to",
-                   help="the new cursor, in the backend's form (Ethereum '<block>:<hash>', IOTA a checkpoint)")
+                   help="the new cursor, in the backend's form (Ethereum '<block>:<hash>', IOTA '<checkpoint>@<chain identifier>')")
     p = command("journal", "print a socket's journal (newest first, or all as CSV)")
     p.add_argument("--socket", required=True, metavar="ID", help="socket id")
     p.add_argument("--csv", action="store_true", help="every entry, oldest first, as CSV")
@@ -58,6 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "an owner-only file. Name the variable or file in [web] of the config.")
     p.add_argument("--file", metavar="PATH", help="write the hash to this file (mode 600) instead of printing it")
     p.add_argument("--stdin", action="store_true", help="read the password from standard input (for scripts)")
+
+    p = sub.add_parser("xpub", help="print the Ethereum account's xpub (m/44'/60'/0') for a watch-only controller",
+                       description="Read the mnemonic (on a machine trusted with it, not the controller) and print "
+                                   "the extended public key to put in [ledger] xpub: the controller then derives the "
+                                   "same top-up addresses and holds no key that can spend.")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--mnemonic-env", metavar="NAME", help="the environment variable holding the mnemonic")
+    source.add_argument("--mnemonic-file", metavar="PATH", help="an owner-only file holding the mnemonic")
 
     trade = sub.add_parser("trade", help="the energy market and payment channels (through the running controller)")
     trade.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,

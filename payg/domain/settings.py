@@ -115,7 +115,7 @@ class SecretRef:
 class EthereumLedgerConfig:
     rpc_url: str
     chain_id: int
-    mnemonic: SecretRef
+    mnemonic: SecretRef | None  # None: watch-only, the top-up addresses derive from `xpub`
     confirmations: int = 12
     token: str | None = None  # ERC-20 contract; None = native value (ETH, xDAI, ...)
     token_value: int = 1  # wei (or token base units) per payg token
@@ -123,6 +123,7 @@ class EthereumLedgerConfig:
     request_timeout_s: float = 10.0
     max_blocks_per_poll: int = 500
     log_chunk_blocks: int = 2000
+    xpub: str | None = None  # the account's extended public key (m/44'/60'/0'): not a secret, reveals every address
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,7 @@ class IotaLedgerConfig:
     token_value: int = 1_000_000  # nanos per payg token (1 IOTA = 10**9 nanos)
     start_checkpoint: int | None = None
     request_timeout_s: float = 10.0
+    transactions_per_page: int = 50  # a deposit scan's page, at most the GraphQL service's maxPageSize
 
 
 @dataclass(frozen=True)

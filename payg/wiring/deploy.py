@@ -15,6 +15,9 @@ def deploy_contracts(config: Config, owner_index: int):
         raise DeployFailed(f"deploying needs the ethereum extra and vyper (pip install 'payg[ethereum]' vyper):"
                            f" {exc}") from None
     c, tc = config.ledger.ethereum, config.trade
+    if c.mnemonic is None:  # a watch-only controller (xpub) holds no key to deploy from
+        raise DeployFailed("deploying needs the mnemonic ([ledger] mnemonic_env or mnemonic_file): a watch-only "
+                           "controller (xpub) cannot sign; deploy from a machine that holds the phrase")
     mnemonic = read_secret(c.mnemonic, str(config.path))
     try:
         return deploy_as_owner(c.rpc_url, timeout_s=c.request_timeout_s, chain_id=c.chain_id, mnemonic=mnemonic,

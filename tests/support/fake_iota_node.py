@@ -10,7 +10,14 @@ with every type, field and argument named exactly as there, holding only what pa
 queries need. Anything else fails validation, as it would on a real node if misspelt.
 Like a real indexer, `transactionBlocks` lists only transactions that are in a
 checkpoint; `transactionBlock(digest)` also finds executed ones that are not yet.
-Page sizes above 50 are refused (the usual serviceConfig.maxPageSize).
+Page sizes above 50 are refused (the usual serviceConfig.maxPageSize). Every query is first held to
+the real service's limits as its QueryLimitsChecker applies them (iotaledger/iota,
+crates/iota-graphql-rpc/src/extensions/query_limits_checker.rs), with the values of
+ledgers/iota/deposits.py QUERY_LIMITS: the query text's size, its depth, its input nodes (fields and
+fragment spreads) and its estimated output nodes (each field times the page sizes of the connections
+above it, `first` or defaultPageSize 20). A query over one fails with the service's own message, so a
+query too big for the real service fails in the tests too. `chainIdentifier` answers "fa4e1dea" unless
+--chain-id or /_fake/chain_id says otherwise.
 
 Control endpoints (JSON):
     POST /_fake/transactions  {"digest"?, "sender", "status"?, "balance_changes": [{"owner",
@@ -34,6 +41,7 @@ Control endpoints (JSON):
                               /_fake/checkpoint (a node whose checkpoints lag)
     POST /_fake/time          {"timestamp_ms"} or {"advance_ms"}: the ledger clock that stamps new
                               checkpoints (wall-clock time until set; never goes backwards)
+    POST /_fake/chain_id      {"chain_id"}: what chainIdentifier answers from now on (reset: back to --chain-id)
     POST /_fake/gas_price     {"price"}: the epoch's reference gas price (default 1000)
     GET  /_fake/coins?address=0x..   the live coin objects of an address
 
@@ -58,7 +66,13 @@ import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from graphql import GraphQLError, build_schema, graphql_sync
+from graphql import FieldNode, FragmentSpreadNode, GraphQLError, InlineFragmentNode, build_schema, graphql_sync, parse
+from graphql.language import FragmentDefinitionNode, IntValueNode, OperationDefinitionNode, VariableNode
+
+# The service's limits (ledgers/iota/deposits.py QUERY_LIMITS says where they come from).
+LIMITS = {"max_query_depth": 15, "max_query_nodes": 300, "max_output_nodes": 100_000,
+          "max_query_payload_size": 5_000}
+DEFAULT_CHAIN_ID = "fa4e1dea"
 
 MAX_PAGE_SIZE = 50
 DEFAULT_PAGE_SIZE = 20
@@ -243,8 +257,9 @@ def decode_cursor(kind: str, cursor: str) -> int:
 class Chain:
     """The node's data: checkpoints, executed transactions and the ones waiting for a checkpoint."""
 
-    def __init__(self, initial_checkpoint: int, state_file: str | None):
+    def __init__(self, initial_checkpoint: int, state_file: str | None, chain_id: str = DEFAULT_CHAIN_ID):
         self.lock = threading.RLock()
+        self.initial_chain_id = self.chain_id = chain_id
         self.initial_checkpoint = initial_checkpoint
         self.state_file = state_file
         self.fail_mode = "none"
@@ -675,6 +690,72 @@ def page(items: list, first: int | None, after: str | None, kind: str, key) -> d
     }
 
 
+def check_limits(query: str, variables: dict | None) -> str | None:
+    """The service's QueryLimitsChecker: the first limit the query breaks, in its words, or None."""
+    if len(query.encode()) > LIMITS["max_query_payload_size"]:
+        return f"Query payload is too large. The maximum allowed is {LIMITS['max_query_payload_size']} bytes"
+    try:
+        doc = parse(query)
+    except GraphQLError:
+        return None  # graphql-core reports the syntax error itself
+    fragments = {d.name.value: d for d in doc.definitions if isinstance(d, FragmentDefinitionNode)}
+    variables = variables or {}
+
+    def children(selection) -> list:
+        if isinstance(selection, FragmentSpreadNode):
+            fragment = fragments.get(selection.name.value)
+            return list(fragment.selection_set.selections) if fragment else []
+        return list(selection.selection_set.selections) if selection.selection_set else []
+
+    def page_size(field: FieldNode) -> int | None:
+        def fields_of(selections):
+            for s in selections:
+                if isinstance(s, FieldNode):
+                    yield s.name.value
+                else:
+                    yield from fields_of(children(s))
+        if not field.selection_set or not any(n in ("nodes", "edges") for n in fields_of(field.selection_set.selections)):
+            return None
+        for arg in field.arguments:
+            if arg.name.value in ("first", "last"):
+                if isinstance(arg.value, IntValueNode):
+                    return int(arg.value.value)
+                if isinstance(arg.value, VariableNode) and isinstance(variables.get(arg.value.name.value), int):
+                    return variables[arg.value.name.value]
+        return DEFAULT_PAGE_SIZE
+
+    for op in (d for d in doc.definitions if isinstance(d, OperationDefinitionNode)):
+        level, depth, nodes = list(op.selection_set.selections), 0, 0
+        while level:
+            depth += 1
+            if depth > LIMITS["max_query_depth"]:
+                return f"Query nesting is over {LIMITS['max_query_depth']}"
+            nodes += len(level)
+            if nodes > LIMITS["max_query_nodes"]:
+                return f"Query has over {LIMITS['max_query_nodes']} nodes"
+            level = [c for s in level for c in children(s)]
+        output = 0
+
+        def walk(selection, multiplicity: int, page: int | None) -> None:
+            nonlocal output
+            if not isinstance(selection, FieldNode):
+                for child in children(selection):
+                    walk(child, multiplicity, page)
+                return
+            output += multiplicity
+            if selection.name.value in ("nodes", "edges") and page is not None:
+                multiplicity *= page
+            inner = page_size(selection)
+            for child in children(selection):
+                walk(child, multiplicity, inner)
+
+        for selection in op.selection_set.selections:
+            walk(selection, 1, None)
+        if output > LIMITS["max_output_nodes"]:
+            return f"Estimated output nodes exceeds {LIMITS['max_output_nodes']}"
+    return None
+
+
 def build(chain: Chain):
     schema = build_schema(SCHEMA_SDL)
     scalars = {
@@ -809,7 +890,7 @@ def build(chain: Chain):
     query["address"].resolve = resolve_owner
     query["owner"].resolve = resolve_owner
     query["epoch"].resolve = resolve_epoch
-    query["chainIdentifier"].resolve = lambda *_: "fa4e1dea"
+    query["chainIdentifier"].resolve = lambda *_: chain.chain_id
     query["availableRange"].resolve = resolve_available_range
     query["checkpoint"].resolve = resolve_checkpoint
     query["transactionBlock"].resolve = resolve_transaction_block
@@ -888,6 +969,10 @@ class Handler(BaseHTTPRequestHandler):
         if not isinstance(parsed, dict) or not isinstance(parsed.get("query"), str):
             return self.reply(400, {"errors": [{"message": "body is not a GraphQL request"}]})
         variables = parsed.get("variables")
+        over = check_limits(parsed["query"], variables if isinstance(variables, dict) else None)
+        if over is not None:
+            return self.reply(200, {"data": None, "errors": [{"message": over,
+                                                              "extensions": {"code": "BAD_USER_INPUT"}}]})
         result = graphql_sync(self.schema, parsed["query"], variable_values=variables,
                               operation_name=parsed.get("operationName"))
         if mode == "drop-answer":
@@ -923,6 +1008,11 @@ class Handler(BaseHTTPRequestHandler):
             if what == "time":
                 return self.reply(200, {"timestamp_ms": chain.set_time(args.get("timestamp_ms"),
                                                                        args.get("advance_ms"))})
+            if what == "chain_id":
+                if not isinstance(args.get("chain_id"), str) or not args["chain_id"]:
+                    raise ValueError("chain_id must be a non-empty string")
+                chain.chain_id = args["chain_id"]
+                return self.reply(200, {"chain_id": chain.chain_id})
             if what == "gas_price":
                 price = args["price"]
                 if isinstance(price, bool) or not isinstance(price, int) or price < 1:
@@ -941,6 +1031,7 @@ class Handler(BaseHTTPRequestHandler):
             if what == "reset":
                 chain.reset()
                 chain.fail_mode, chain.fail_match = "none", None
+                chain.chain_id = chain.initial_chain_id
                 with chain.lock:
                     chain.requests.clear()
                 return self.reply(200, {})
@@ -954,8 +1045,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--initial-checkpoint", type=int, default=0)
     parser.add_argument("--state")
+    parser.add_argument("--chain-id", default=DEFAULT_CHAIN_ID)
     args = parser.parse_args(argv)
-    chain = Chain(args.initial_checkpoint, args.state)
+    chain = Chain(args.initial_checkpoint, args.state, args.chain_id)
     handler = type("BoundHandler", (Handler,), {"chain": chain, "schema": build(chain)})
     server = ThreadingHTTPServer(("127.0.0.1", args.port), handler)
     server.daemon_threads = True

@@ -126,6 +126,22 @@ def _server(t: Table) -> ServerConfig:
     return server
 
 
+def _xpub(t: Table) -> str | None:
+    """[ledger] xpub (watch-only Ethereum): in the file itself, as it spends nothing; checked when the ledger
+    opens (its checksum, version and depth), so that a bad copy names what is wrong."""
+    if not t.has("xpub"):
+        return None
+    if t.has("mnemonic_env") or t.has("mnemonic_file"):
+        raise t.error("xpub", "exactly one of xpub (watch-only) or mnemonic_env / mnemonic_file for the top-up"
+                      " addresses, not both", "both set")
+    value = t.string("xpub").strip()
+    if not value.startswith(("xpub", "tpub")):
+        raise t.error("xpub", "the account's extended public key (xpub..., as `payg xpub` prints it)"
+                      + ("; this is a PRIVATE key, never put it here" if value.startswith(("xprv", "tprv")) else ""),
+                      value[:4] + "...")
+    return value
+
+
 def _ledger(t: Table, base_dir: Path | None) -> LedgerConfig:
     backend = t.string("backend", choices=BACKENDS)
     if backend == "mock":
@@ -140,10 +156,11 @@ def _ledger(t: Table, base_dir: Path | None) -> LedgerConfig:
         if token is not None and not EVM_ADDRESS.match(token):
             raise t.error("token", "an ERC-20 contract address (0x and 40 hex digits)", token)
         start = t.integer("start_block", minimum=0) if t.has("start_block") else None
+        xpub = _xpub(t)
         return LedgerConfig(backend, ethereum=EthereumLedgerConfig(
             rpc_url=url(t, "rpc_url", "http://127.0.0.1:8545"),
             chain_id=t.integer("chain_id", minimum=1),
-            mnemonic=secret(t, base_dir),
+            mnemonic=None if xpub is not None else secret(t, base_dir),
             confirmations=t.integer("confirmations", 12, minimum=1, maximum=10_000),
             token=token,
             token_value=units(t, "token_value", 1),
@@ -151,6 +168,7 @@ def _ledger(t: Table, base_dir: Path | None) -> LedgerConfig:
             request_timeout_s=t.number("request_timeout_s", 10.0, positive=True),
             max_blocks_per_poll=t.integer("max_blocks_per_poll", 500, minimum=1, maximum=100_000),
             log_chunk_blocks=t.integer("log_chunk_blocks", 2000, minimum=1, maximum=1_000_000),
+            xpub=xpub,
         ))
     start = t.integer("start_checkpoint", minimum=0) if t.has("start_checkpoint") else None
     return LedgerConfig(backend, iota=IotaLedgerConfig(
@@ -159,6 +177,8 @@ def _ledger(t: Table, base_dir: Path | None) -> LedgerConfig:
         token_value=units(t, "token_value", 1_000_000),
         start_checkpoint=start,
         request_timeout_s=t.number("request_timeout_s", 10.0, positive=True),
+        # at most the IOTA GraphQL service's maxPageSize (50; see ledgers/iota/deposits.py for the limits)
+        transactions_per_page=t.integer("transactions_per_page", 50, minimum=1, maximum=50),
     ))
 
 
