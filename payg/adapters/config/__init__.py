@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-import tomllib
 import zoneinfo
 from fractions import Fraction
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 from payg.adapters.config import protections as protection_tables
 from payg.adapters.config.mqtt import mqtt as mqtt_table
 from payg.adapters.config import sockets as socket_tables
-from payg.adapters.config.tables import ENV_NAME, EVM_ADDRESS, Table, exact, secret, units, url
+from payg.adapters.config.tables import ENV_NAME, EVM_ADDRESS, Table, exact, read_toml, secret, units, url
 from payg.domain.settings import (CodesConfig, Config, ControllerConfig, EthereumLedgerConfig, GpioRelayConfig,
                                   IotaLedgerConfig, LedgerConfig, MockLedgerConfig, ModbusMeterConfig, SecretRef,
                                   ServerConfig, TariffConfig, TradeConfig, WebConfig)
@@ -294,13 +293,5 @@ def load(path: str | Path, profile_dirs: tuple[Path, ...] = ()) -> Config:
     """Read and validate a config file. data_dir is taken relative to the working directory;
     meter profiles named by `profile` are looked up in profile_dirs."""
     file = str(path)
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(file, "(file)", "an existing, readable TOML file (not found)") from None
-    except OSError as exc:
-        raise ConfigError(file, "(file)", f"an existing, readable TOML file ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(file, "(syntax)", f"valid TOML ({exc})") from None
+    data = read_toml(path)
     return parse(data, file, profile_dirs=profile_dirs)

@@ -10,13 +10,12 @@ names the file and the key, like the controller's.
 from __future__ import annotations
 
 import ipaddress
-import tomllib
 from dataclasses import replace
 from pathlib import Path
 
 from payg.adapters.config.mqtt import PREFIX
 from payg.adapters.config.mqtt import mqtt as mqtt_table
-from payg.adapters.config.tables import ENV_NAME, Table
+from payg.adapters.config.tables import ENV_NAME, Table, read_toml
 from payg.domain.settings import HubConfig, SecretRef
 from payg.errors import ConfigError
 
@@ -83,15 +82,7 @@ def load(path: str | Path) -> HubConfig:
     """Read and validate a hub file; relative paths in it are taken from the working directory, as a
     controller's are."""
     file = str(path)
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(file, "(file)", "an existing, readable TOML file (not found)") from None
-    except OSError as exc:
-        raise ConfigError(file, "(file)", f"an existing, readable TOML file ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(file, "(syntax)", f"valid TOML ({exc})") from None
+    data = read_toml(path)
     return parse(data, file)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import tomllib
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from pathlib import Path
@@ -188,3 +189,17 @@ def secret(t: Table, base_dir: Path | None) -> SecretRef:
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
     return SecretRef(file=path, key=t.key("mnemonic_file"))
+
+
+def read_toml(path: str | Path) -> dict:
+    """A configuration file's tables; ConfigError naming the file when it is missing, unreadable or not TOML."""
+    file = str(path)
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(file, "(file)", "an existing, readable TOML file (not found)") from None
+    except OSError as exc:
+        raise ConfigError(file, "(file)", f"an existing, readable TOML file ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "(syntax)", f"valid TOML ({exc})") from None
