@@ -93,7 +93,8 @@ def open_trade(config: Config, accounts: Accounts, clock: Clock, peer_link: Peer
                               " give; remove [trade]'s market_contract and channels_contract to run watch-only")
         trade = EthereumTrade.connect(c.rpc_url, timeout_s=c.request_timeout_s, chain_id=c.chain_id,
                                       mnemonic=read_secret(c.mnemonic, str(config.path)), accounts=accounts(),
-                                      market=tc.market_contract, channels=tc.channels_contract)
+                                      market=tc.market_contract, channels=tc.channels_contract,
+                                      voucher_cache_s=tc.voucher_cache_s)
     else:
         from ledgers.iota import IotaTrade, IotaWallet
 

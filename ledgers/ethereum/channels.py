@@ -12,11 +12,16 @@ the domain separator and the type hash are computed once (through eth-account's 
 library's own), and per voucher only two keccaks and one compiled secp256k1 operation run, through eth-keys'
 backend (CoinCurveECCBackend when `coincurve` is installed, as the `[ethereum]` extra requires). Going through
 `encode_typed_data` per voucher cost ~4 ms in pure-Python encoders, more than the signature itself.
+
+What a voucher check reads from the node. The latest block, at most once per `voucher_cache_s`, and the channel
+once per block: see `_channel_at_head` for why that can never accept a voucher above what the escrow holds. With a
+remote node (tens of ms per call) a read per voucher would cap a controller at a few dozen vouchers per second.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 from eth_account.messages import encode_typed_data
 from eth_keys import keys
@@ -29,6 +34,10 @@ from ledgers.ethereum.client import TradeClient, id_number, party_address
 from payg.domain.market import OPEN, Channel, Voucher, positive
 from payg.errors import (AboveEscrow, BadSignature, ChannelClosed, ChannelExpired, InvalidAmount, LedgerUnavailable,
                          NotAuthorised, UnknownChannel, WrongChannel, WrongDomain)
+
+# With the voucher cache on, seconds before the expiry from which vouchers are refused beside voucher_cache_s
+# (see EthereumChannels._channel_at_head).
+HEAD_GAP_S = 30
 
 
 class EthereumChannels(TradeClient):
@@ -103,11 +112,13 @@ class EthereumChannels(TradeClient):
     def check_voucher(self, voucher: Voucher, channel_id: str) -> Channel:
         self._check_bound_here(voucher, channel_id)
         positive(voucher.amount, "voucher amount")
-        channel, now = self._channel_at_latest_block(channel_id)
+        channel, now, margin = self._channel_at_head(channel_id)
         if channel.state != OPEN:
             raise ChannelClosed(f"channel {channel_id} is {channel.state}")
-        if now >= channel.expires_at:
-            raise ChannelExpired(f"channel {channel_id} expired at {channel.expires_at}")
+        if now + margin >= channel.expires_at:
+            raise ChannelExpired(f"channel {channel_id} expired at {channel.expires_at}" if margin == 0 else
+                                 f"channel {channel_id} expires at {channel.expires_at}: within {margin} s of it a"
+                                 " voucher is refused (the cached block's allowance), as the close needs a block")
         if voucher.amount > channel.escrow:
             raise AboveEscrow(f"voucher for {voucher.amount} on channel {channel_id}, which holds {channel.escrow}")
         signer = self.voucher_signer(voucher, int(channel.channel_id))
@@ -116,24 +127,38 @@ class EthereumChannels(TradeClient):
                                f" {channel.sender}")
         return channel
 
-    def _channel_at_latest_block(self, channel_id: str) -> tuple[Channel, int]:
-        """The channel as the latest block has it, and the next block's time: one JSON-RPC call per voucher.
+    def _channel_at_head(self, channel_id: str) -> tuple[Channel, int, int]:
+        """The channel as the latest block read has it, the earliest time a transaction sent now can be mined at,
+        and the margin before the expiry within which a voucher is refused.
 
-        The channel's state (escrow, paid, expiry) can only change in a new block, so it is read once per block,
-        keyed by the block's number and hash (a reorganisation at the same height changes the hash): a voucher
-        is never judged against an escrow the chain no longer holds, a drain or close included, from the first
-        block that contains it."""
-        with self._node.errors():
-            block = self.w3.eth.get_block("latest")
-        key = (int(block["number"]), bytes(block["hash"]), str(channel_id))
-        cache = self.__dict__.setdefault("_voucher_cache", {})
+        The latest block is read at most once per `voucher_cache_s` (0: for every voucher), and a channel once per
+        block (keyed by its number and hash: a reorganisation at the same height changes the hash). Reusing them
+        for that long never lets a voucher through above what the escrow holds, because of the contract's rules
+        (contracts/channels.vy): before its expiry an open channel's escrow only grows (top-ups), and it is paid
+        out only by its recipient's close, which is this controller's own transaction (every transaction sent
+        from here drops the cached block) or is booked in the journal, which ChannelBook reads first; the sender's
+        reclaim needs a block at or after the expiry, which is why, with the cache on, vouchers are refused from
+        `voucher_cache_s` (rounded up) + HEAD_GAP_S before it: a block unseen for that long can hold a reclaim only
+        if the chain's time passed the expiry meanwhile, and the chain's time runs ahead of the cached block's by
+        the seconds since it was read plus the gap between that block's time and the moment it was read (about one
+        block interval; HEAD_GAP_S allows two of mainnet's 12 s slots and some). The next block's earliest time is
+        the cached block's timestamp + 1 + the seconds since it was read."""
+        head, at = self._head, self._monotonic()
+        if head is None or at - head[3] >= self.voucher_cache_s:
+            with self._node.errors():
+                block = self.w3.eth.get_block("latest")
+            head = self._head = (int(block["number"]), bytes(block["hash"]), int(block["timestamp"]), at)
+        key = (head[0], head[1], str(channel_id))
+        cache = self._voucher_cache
         channel = cache.get(key)
         if channel is None:
             channel = self.channel(channel_id)
-            if len(cache) > 256 or any(k[:2] != key[:2] for k in cache):
+            if len(cache) > 1024 or any(k[:2] != key[:2] for k in cache):
                 cache.clear()  # an older block's entries are never read again
             cache[key] = channel
-        return channel, int(block["timestamp"]) + 1
+        age = max(0.0, at - head[3])
+        margin = math.ceil(self.voucher_cache_s) + HEAD_GAP_S if self.voucher_cache_s > 0 else 0
+        return channel, head[2] + 1 + math.ceil(age), margin
 
     def close(self, as_socket: str, channel_id: str, voucher: Voucher) -> Channel:
         account = self._account(as_socket)

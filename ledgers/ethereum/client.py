@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -39,10 +40,16 @@ class TradeClient(OverHttp):
 
     def __init__(self, w3: Web3, *, chain_id: int, mnemonic: str, accounts: Mapping[str, int], market: str,
                  channels: str, endpoint: str = "", receipt_timeout_s: float = 120.0,
-                 priority_fee_wei: int | None = None, gas_margin_percent: int = 25):
+                 priority_fee_wei: int | None = None, gas_margin_percent: int = 25, voucher_cache_s: float = 1.0,
+                 monotonic: Callable[[], float] = time.monotonic):
         """Builds without contacting the node. `priority_fee_wei`: the tip per gas (None: the node's suggestion).
-        `EthereumTrade.connect(rpc_url, timeout_s=..., **these)` builds it on an HTTP endpoint."""
+        `voucher_cache_s`: how long a voucher check reuses the latest block it read (channels.py says why that is
+        safe); `monotonic` is the clock it measures that by. `EthereumTrade.connect(rpc_url, timeout_s=...,
+        **these)` builds it on an HTTP endpoint."""
         require_int("chain_id", chain_id, minimum=1)
+        if isinstance(voucher_cache_s, bool) or not isinstance(voucher_cache_s, (int, float)) \
+                or not 0 <= voucher_cache_s <= 60:
+            raise ValueError(f"voucher_cache_s is a number of seconds from 0 to 60, got {voucher_cache_s!r}")
         require_int("gas_margin_percent", gas_margin_percent, minimum=0)
         if priority_fee_wei is not None:
             require_int("priority_fee_wei", priority_fee_wei, minimum=0)
@@ -55,6 +62,10 @@ class TradeClient(OverHttp):
         self.receipt_timeout_s = receipt_timeout_s
         self.priority_fee_wei = priority_fee_wei
         self.gas_margin_percent = gas_margin_percent
+        self.voucher_cache_s = float(voucher_cache_s)
+        self._monotonic = monotonic
+        self._head: tuple[int, bytes, int, float] | None = None  # the latest block read: number, hash, time, read at
+        self._voucher_cache: dict[tuple[int, bytes, str], Any] = {}  # (block number, hash, channel) -> Channel
         self.preflight = True  # False only in tests that send what the contracts must refuse on chain
         self._keys = derive_trade_keys(mnemonic, accounts)
         self._sockets = {account.address.lower(): socket_id for socket_id, account in self._keys.items()}
@@ -140,6 +151,7 @@ class TradeClient(OverHttp):
             tx_hash = self._refusal_or(lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction))
             receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.receipt_timeout_s,
                                                                poll_latency=0.1)
+            self._head = None  # our own transaction is in a newer block: the next voucher check reads it
             if receipt["status"] != 1:
                 # The state changed between the estimate and the block: find out why by replaying it.
                 self._refusal_or(lambda: call.call(tx, block_identifier=receipt["blockNumber"]))

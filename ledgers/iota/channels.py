@@ -23,7 +23,8 @@ sender is another controller, the recipient's controller posts the voucher to it
 reclaim (sender only, after expiry): the channel address is swept back to the
 sender and the recipient's controller is told ("iota/channel-reclaimed").
 `watch` (recipient): the channel address holding less than the latest voucher
-accepted means the sender's controller moved the escrow away; it is flagged.
+accepted means the sender's controller moved the escrow away; it is flagged
+(`broken`, kept). Concurrent watches share their reads (`_escrow_held`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import logging
 import sqlite3
 from typing import Any
 
+from ledgers.common import FreshRead
 from ledgers.iota import ed25519
 from ledgers.iota.envelope import CLOCK_TOLERANCE_S, channel_path, integer, party_path, text, voucher_bytes
 from ledgers.iota.part import TradePart
@@ -60,6 +62,7 @@ class Channels(TradePart):
     def __init__(self, *, gas_reserve: int = DEFAULT_GAS_RESERVE, **part):
         super().__init__(**part)
         self.gas_reserve = gas_reserve
+        self._escrows = FreshRead(self._read_escrows)  # (checkpoint, {channel id: nanos}), shared by watchers
 
     def _tell(self, base_url: str | None, as_socket: str, kind: str, channel_id: str, fields: dict) -> dict:
         """A message about the channel, signed by `as_socket`, to the controller at base_url."""
@@ -367,10 +370,9 @@ class Channels(TradePart):
         return self.channel(channel_id).as_dict()
 
     def watch(self, channel_id: str) -> dict:
-        """The recipient's check of the escrow on the ledger. `broken` (kept) when the channel address holds
-        less than the latest voucher accepted: the sender's controller moved the escrow away."""
+        """The recipient's check of the escrow on the ledger, with the checkpoint it was read at (module doc)."""
         row = self._channel_row(channel_id)
-        balance = self.wallet.balance(channel_id)
+        balance, checkpoint = self._escrow_held(row["channel_id"])
         owed = row["last_amount"]
         broken = row["state"] == OPEN and balance < owed
         if broken and not row["broken"]:
@@ -379,4 +381,18 @@ class Channels(TradePart):
             with self.store.lock, self.store.transaction():
                 self.store.execute("UPDATE channels SET broken = 1 WHERE channel_id = ?", (channel_id,))
         return {"channel_id": channel_id, "balance": balance, "escrow": row["escrow"], "owed": owed,
-                "broken": bool(broken or row["broken"])}
+                "broken": bool(broken or row["broken"]), "checkpoint": checkpoint}
+
+    def _escrow_held(self, channel_id: str) -> tuple[int, int]:
+        """What the channel's address holds, and the checkpoint that was read at: from a read that started after
+        this call (FreshRead), never older than the voucher it is checked for. Watchers asking at once share one
+        read of every open channel this controller is paid on (a request per 50 addresses, each at one checkpoint):
+        a landlord's many channels cost a request per round trip, not one per voucher."""
+        checkpoint, held = self._escrows.get(channel_id)
+        return held[channel_id], checkpoint
+
+    def _read_escrows(self, asked: frozenset) -> tuple[int, dict[str, int]]:
+        with self.store.lock:
+            rows = self.store.execute("SELECT channel_id, recipient FROM channels WHERE state = ?", (OPEN,)).fetchall()
+        return self.wallet.balances(sorted({r["channel_id"] for r in rows if self.parties.holds(r["recipient"])}
+                                           | set(asked)))

@@ -25,9 +25,10 @@ paid for (the digest is its receipt). A channel recipient trusts the sender's
 controller, which alone holds the escrow key, to settle: nothing on the ledger
 stops that controller from moving the escrow away. The recipient's loss is
 bounded by what it delivers against vouchers between two `watch` checks of the
-escrow address (one Wh if it checks before each Wh), and never exceeds the latest
-voucher. Every message is signed by its party's key, so a controller cannot act
-for a party whose key it does not hold.
+escrow address (ChannelBook watches before each voucher, from a read that starts
+after the voucher arrived), and never exceeds the latest voucher.
+Every message is signed by its party's key, so a controller cannot act for a party
+whose key it does not hold.
 
 Time. Prices and expiries are judged by the host's clock, buys also by
 checkpoint timestamps: host clocks and IOTA checkpoint time must agree within

@@ -50,6 +50,19 @@ PAGE_SIZE = 50
 POLL_INITIAL_S = 0.05
 POLL_MAX_S = 0.5
 
+# Addresses per balances query: 3 input nodes each (address, balance, totalBalance) and about 75 bytes of query
+# text; 50 keeps a query under the service's 300 nodes and 5,000 bytes (ledgers/iota/deposits.py QUERY_LIMITS).
+BALANCES_PER_QUERY = 50
+
+
+def balances_query(n: int) -> str:
+    """One query for the balances of n addresses ($a0..), with the checkpoint it is read at."""
+    declared = ", ".join(f"$a{i}: IotaAddress!" for i in range(n))
+    fields = "\n".join(f"  a{i}: address(address: $a{i}) {{ balance {{ totalBalance }} }}" for i in range(n))
+    return f"query PaygBalances({declared}) {{\n  checkpoint {{ sequenceNumber }}\n{fields}\n}}" if n else \
+        "query PaygBalances { checkpoint { sequenceNumber } }"
+
+
 COINS_QUERY = """query PaygCoins($address: IotaAddress!, $first: Int!, $after: String) {
   address(address: $address) {
     coins(first: $first, after: $after) {
@@ -126,6 +139,22 @@ class Transfers:
         if balance is None:
             return 0
         return _bigint(_get(balance, "totalBalance"), "balance.totalBalance")
+
+    async def balances(self, addresses: list[str]) -> tuple[int, dict[str, int]]:
+        """The balance of each address and the checkpoint the answer was read at, in one query per
+        BALANCES_PER_QUERY addresses (every answer of one query is read at one checkpoint)."""
+        checkpoint, found = -1, {}
+        for start in range(0, max(len(addresses), 1), BALANCES_PER_QUERY):
+            chunk = addresses[start:start + BALANCES_PER_QUERY]
+            data = await self._node.query(balances_query(len(chunk)), {f"a{i}": a for i, a in enumerate(chunk)})
+            seen = _uint(_get(_get(data, "checkpoint"), "sequenceNumber"), "checkpoint.sequenceNumber")
+            checkpoint = seen if checkpoint < 0 else min(checkpoint, seen)
+            for i, address in enumerate(chunk):
+                holder = data.get(f"a{i}")
+                balance = holder.get("balance") if isinstance(holder, dict) else None
+                found[address] = 0 if balance is None else _bigint(_get(balance, "totalBalance"),
+                                                                   f"a{i}.balance.totalBalance")
+        return checkpoint, found
 
     async def gas_price(self) -> int:
         data = await self._node.query(GAS_PRICE_QUERY)

@@ -117,6 +117,11 @@ class IotaWallet:
         address = parse_address(address, "address")
         return self._node.run(self._transfers.balance(address))
 
+    def balances(self, addresses: list[str]) -> tuple[int, dict[str, int]]:
+        """(checkpoint, {address: balance}) for every address, in one request per 50 (transfers.balances)."""
+        checked = [parse_address(a, "address") for a in addresses]
+        return self._node.run(self._transfers.balances(checked))
+
     def gas_price(self) -> int:
         return self._node.run(self._transfers.gas_price())
 

@@ -241,6 +241,7 @@ class TradeConfig:
     channels_contract: str | None = None  # ethereum: the deployed channel manager
     evm_version: str = "prague"           # ethereum: the target of `payg trade deploy`
     market_url: str | None = None         # iota: the controller hosting the market (None: this one)
+    voucher_cache_s: float = 1.0          # ethereum: how long a voucher check reuses the latest block (0: never)
 
 
 @dataclass(frozen=True)

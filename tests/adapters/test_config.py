@@ -77,8 +77,9 @@ def test_trade_settings_parse_with_defaults(tmp_path):
     assert c.trade == settings.TradeConfig() and c.sockets[0].sell is None and c.sockets[0].buy is None
     c = load_text(tmp_path, MINIMAL.replace('relay = { kind = "simulated" }',
                                             'relay = { kind = "simulated" }\ntrade = { sell_price_per_wh = 2 }')
-                  + '[trade]\nowner = "kitchen"\ncapacity_wh = 5000\ntax_bps = 250\n')
+                  + '[trade]\nowner = "kitchen"\ncapacity_wh = 5000\ntax_bps = 250\nvoucher_cache_s = 0\n')
     assert c.sockets[0].sell == settings.SellConfig(2)
+    assert c.trade.voucher_cache_s == 0 and settings.TradeConfig().voucher_cache_s == 1.0
     assert (c.trade.owner, c.trade.capacity_wh, c.trade.tax_bps, c.trade.evm_version) == ("kitchen", 5000, 250,
                                                                                           "prague")
     c = load_text(tmp_path, MINIMAL.replace('relay = { kind = "simulated" }', 'relay = { kind = "simulated" }\n'
@@ -100,6 +101,8 @@ def test_trade_settings_parse_with_defaults(tmp_path):
     ('{ sell_price_per_wh = 1 }', '[trade]\ncapacity_wh = 999\n', "trade.capacity_wh"),
     ('{ sell_price_per_wh = 1 }', '[trade]\nmarket_contract = "0x12"\n', "trade.market_contract"),
     ('{ sell_price_per_wh = 1 }', '[trade]\nevm_version = "london"\n', "trade.evm_version"),
+    ('{ sell_price_per_wh = 1 }', '[trade]\nvoucher_cache_s = 61\n', "trade.voucher_cache_s"),
+    ('{ sell_price_per_wh = 1 }', '[trade]\nvoucher_cache_s = -0.5\n', "trade.voucher_cache_s"),
 ])
 def test_bad_trade_settings_name_the_key(tmp_path, socket_trade, extra, key):
     text = MINIMAL.replace('relay = { kind = "simulated" }', f'relay = {{ kind = "simulated" }}\ntrade = {socket_trade}')

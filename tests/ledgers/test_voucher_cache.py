@@ -61,3 +61,104 @@ def test_right_after_the_escrow_is_paid_out_no_cached_voucher_passes(bed):
     for amount in (4 * price, 5 * price, 10 * price):
         with pytest.raises(ChannelClosed):
             c.check_voucher(c.sign_voucher("cons", ch.channel_id, amount), ch.channel_id)
+
+
+class Clock:
+    """The monotonic clock an EthereumTrade measures voucher_cache_s by, moved by hand."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _opened(bed, trade, escrow_wh=10, hours=1):
+    bed.fund("cons", 100 * bed.price)
+    return trade.open_channel("cons", trade.party_for("prod"), escrow_wh * bed.price,
+                              trade.now() + int(hours * rules.HOUR_S))
+
+
+def test_the_latest_block_is_read_once_per_voucher_cache_s_not_per_voucher(bed):
+    clock = Clock()
+    trade = bed.same_contracts(monotonic=clock)
+    ch = _opened(bed, trade)
+    vouchers = [trade.sign_voucher("cons", ch.channel_id, i * bed.price) for i in range(1, 11)]
+    bed.node.requests.clear()
+    for v in vouchers:
+        trade.check_voucher(v, ch.channel_id)
+    assert bed.node.requests.count("eth_getBlockByNumber") == 1, bed.node.requests
+    assert bed.node.requests.count("eth_call") == 1, "the channel is read once for its block"
+    clock.t += 0.99
+    trade.check_voucher(vouchers[-1], ch.channel_id)
+    assert bed.node.requests.count("eth_getBlockByNumber") == 1
+    clock.t += 0.01
+    trade.check_voucher(vouchers[-1], ch.channel_id)
+    assert bed.node.requests.count("eth_getBlockByNumber") == 2, "one second later the latest block is read again"
+
+
+def test_with_no_cache_every_voucher_reads_the_latest_block(bed):
+    trade = bed.same_contracts(voucher_cache_s=0)
+    ch = _opened(bed, trade)
+    voucher = trade.sign_voucher("cons", ch.channel_id, bed.price)
+    bed.node.requests.clear()
+    for _ in range(3):
+        trade.check_voucher(voucher, ch.channel_id)
+    assert bed.node.requests.count("eth_getBlockByNumber") == 3
+
+
+def test_near_the_expiry_the_cache_refuses_what_a_reclaim_could_take(bed):
+    """A reclaim needs a block at the expiry: vouchers stop voucher_cache_s + HEAD_GAP_S before it, so a reclaim
+    in a block the cache has not seen yet can never be behind an accepted voucher."""
+    from ledgers.ethereum.channels import HEAD_GAP_S
+    from payg.errors import ChannelExpired
+
+    cached, uncached = bed.trade, bed.same_contracts(voucher_cache_s=0)
+    ch = _opened(bed, cached)
+    voucher = cached.sign_voucher("cons", ch.channel_id, bed.price)
+    bed.travel_to(ch.expires_at - 3 - HEAD_GAP_S)  # the next block at expiry - 2 - HEAD_GAP_S
+    cached.check_voucher(voucher, ch.channel_id)
+    bed.travel_to(ch.expires_at - 2 - HEAD_GAP_S)
+    with pytest.raises(ChannelExpired, match="within 31 s"):
+        cached.check_voucher(voucher, ch.channel_id)
+    uncached.check_voucher(voucher, ch.channel_id)  # the chain itself still takes a close
+    bed.travel_to(ch.expires_at)
+    with pytest.raises(ChannelExpired):
+        uncached.check_voucher(voucher, ch.channel_id)
+    assert cached.reclaim("cons", ch.channel_id).state == "reclaimed"
+    with pytest.raises((ChannelExpired, ChannelClosed)):
+        cached.check_voucher(voucher, ch.channel_id)
+
+
+def test_a_close_by_another_process_is_refused_by_the_book_while_this_one_has_the_block_cached(bed, tmp_path):
+    """`payg trade close` runs in its own process with its own EthereumTrade: the controller's cached block does not
+    know of the close, but the journal does, and ChannelBook reads the journal first."""
+    from fractions import Fraction
+
+    from payg.adapters.clocks import ManualClock
+    from payg.adapters.journal import SqliteJournal
+    from payg.services.channels import ChannelBook
+
+    controller, cli = bed.trade, bed.same_contracts()
+    ch = _opened(bed, controller)
+    journal, cli_journal = SqliteJournal(tmp_path / "j.sqlite"), None
+    try:
+        book = ChannelBook(controller, journal, ManualClock(), Fraction(1))
+        book.accept_channel("prod", ch.channel_id, bed.price)
+        assert book.accept(controller.sign_voucher("cons", ch.channel_id, 3 * bed.price), ch.channel_id) == 3
+        cli_journal = SqliteJournal(tmp_path / "j.sqlite")
+        assert ChannelBook(cli, cli_journal, ManualClock(), Fraction(1)).close(ch.channel_id).state == "closed"
+        controller.check_voucher(controller.sign_voucher("cons", ch.channel_id, 4 * bed.price), ch.channel_id)
+        with pytest.raises(ChannelClosed):  # the cached block still shows it open; the journal does not
+            book.accept(controller.sign_voucher("cons", ch.channel_id, 4 * bed.price), ch.channel_id)
+        assert journal.balance("prod") == 3
+    finally:
+        journal.close()
+        if cli_journal is not None:
+            cli_journal.close()
+
+
+@pytest.mark.parametrize("bad", [-1, 61, True, "1", float("nan")])
+def test_voucher_cache_s_is_checked(bed, bad):
+    with pytest.raises(ValueError, match="voucher_cache_s"):
+        bed.same_contracts(voucher_cache_s=bad)

@@ -11,6 +11,7 @@ tests/ledgers/test_ethereum_trade.py.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from eth_account import Account
@@ -73,6 +74,7 @@ class EthereumTradeBed:
         self.start_block = self.node.block_number
         market, channels = self._deploy()
         self._opened: list[EthereumTrade] = []
+        self._travelled = 0  # seconds the chain's time jumped forward (travel_to): time that passed, for the trade
         self.trade = self._open(market, channels)
         # The bed reads the chain in-process (under the node's lock), not through the HTTP server.
         self._market = self.node.w3.eth.contract(address=market, abi=MARKET_ABI)
@@ -86,10 +88,11 @@ class EthereumTradeBed:
             return deploy_contracts(self.node.w3, trade_key(self.accounts["owner"]), capacity_wh=self.capacity_wh,
                                     tax_bps=self.tax_bps, evm_version=self.evm_version, priority_fee_wei=0)
 
-    def _open(self, market: str, channels: str) -> EthereumTrade:
+    def _open(self, market: str, channels: str, **settings) -> EthereumTrade:
+        settings = {"monotonic": self._monotonic, **settings}
         trade = EthereumTrade.connect(self.node.rpc_url, timeout_s=10.0, chain_id=self.node.chain_id,
                                       mnemonic=TEST_MNEMONIC, accounts=self.accounts, market=market,
-                                      channels=channels, priority_fee_wei=0)
+                                      channels=channels, priority_fee_wei=0, **settings)
         self._opened.append(trade)
         return trade
 
@@ -117,8 +120,21 @@ class EthereumTradeBed:
             self._fees_scanned_to = max(self._fees_scanned_to, head)
         return self._fees.get(party.lower(), 0)
 
+    def _monotonic(self) -> float:
+        """The trade's clock: real seconds plus every jump of the chain's time, as if that time had passed (so
+        what EthereumTrade caches for `voucher_cache_s` ages with the chain as it would on a real one)."""
+        return time.monotonic() + self._travelled
+
     def travel_to(self, t: int) -> None:
+        with self.node.lock:
+            before = self.node.w3.eth.get_block("latest")["timestamp"]
         travel(self.node, t)
+        self._travelled += max(0, t - before)
+
+    def same_contracts(self, **settings) -> EthereumTrade:
+        """Another EthereumTrade with the same keys on the same contracts (another process of the controller, say),
+        built with `settings` (voucher_cache_s, monotonic)."""
+        return self._open(self.trade.market_address, self.trade.channels_address, **settings)
 
     def other_domain(self) -> EthereumTrade:
         """The same keys on another deployment of the contracts (another verifying contract)."""

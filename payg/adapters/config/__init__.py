@@ -39,7 +39,15 @@ def _trade(t: Table) -> TradeConfig:
         channels_contract=channels,
         evm_version=t.string("evm_version", "prague", choices=("prague", "cancun", "shanghai", "paris")),
         market_url=url(t, "market_url", "http://192.168.1.10:5000") if t.has("market_url") else None,
+        voucher_cache_s=_seconds_up_to(t, "voucher_cache_s", 1.0, 60),
     )
+
+
+def _seconds_up_to(t: Table, name: str, default: float, most: float) -> float:
+    value = t.number(name, default, minimum=0)
+    if value > most:
+        raise t.error(name, f"a number of seconds from 0 to {most:g}", value)
+    return float(value)
 
 
 def _web(w: Table, base_dir: Path | None) -> WebConfig:
