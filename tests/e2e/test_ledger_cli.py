@@ -239,3 +239,30 @@ def test_a_deep_reorganisation_stops_crediting_until_an_operator_moves_the_curso
     finally:
         assert controller.stop() == 0, controller.output()
     assert sorted(journal_rows(tmp_path / "data", "SELECT tokens FROM received_deposits")) == [(7,), (30,)]
+
+
+def test_an_iota_cursor_from_another_network_stops_the_controller_with_exit_2(tmp_path, monkeypatch):
+    from tests.support.ledger_beds_iota import FakeIotaNode
+
+    node = FakeIotaNode(tmp_path)
+    try:
+        config = example("iota.example.toml", tmp_path, graphql_url=f'"{node.url}"')
+        monkeypatch.setenv("PAYG_MNEMONIC", IOTA_MNEMONIC)
+        port = port_of(config)
+        controller = Controller(config, tmp_path, port)
+        try:
+            controller.wait_ready()
+            wait_until(lambda: health(port)["ledger"] == "ok", 30, "the first deposit poll")
+        finally:
+            assert controller.stop() == 0, controller.output()
+        cursor = payg("cursor", "--config", str(config), cwd=tmp_path)
+        checkpoint, chain = re.search(r"deposits:iota: (\d+)@([0-9a-f]+)", cursor.stdout).groups()
+        node.control("chain_id", {"chain_id": "6364aad5"})  # the service now answers for another network
+        result = payg("run", "--config", str(config), cwd=tmp_path, timeout=60)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert f"chain 6364aad5, but the deposit cursor (checkpoint {checkpoint}) was read from chain {chain}" \
+            in result.stderr
+        assert "payg cursor --set <checkpoint>@6364aad5" in result.stderr
+        assert journal_rows(tmp_path / "data", "SELECT COUNT(*) FROM received_deposits") == [(0,)]
+    finally:
+        node.stop()
