@@ -63,7 +63,7 @@ def open_deposit_source(config: Config, accounts: Accounts, clock: Clock) -> Dep
                                           confirmations=c.confirmations,
                                           token=c.token, token_value=c.token_value, start_block=c.start_block,
                                           max_blocks_per_poll=c.max_blocks_per_poll,
-                                          log_chunk_blocks=c.log_chunk_blocks)
+                                          log_chunk_blocks=c.log_chunk_blocks, check_balances=c.check_balances)
         return IotaLedger(c.graphql_url, mnemonic=mnemonic, accounts=accounts(), token_value=c.token_value,
                           start_checkpoint=c.start_checkpoint, request_timeout_s=c.request_timeout_s,
                           page_size=c.transactions_per_page)

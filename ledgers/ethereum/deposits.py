@@ -10,8 +10,17 @@ move the money paid in, with any wallet.
 Deposits. Without `token`, a deposit is a transaction that sends ether (value > 0)
 to a socket address and succeeded (receipt status 1). Ether moved to a socket
 by a contract's internal call (a Safe wallet, an exchange's batch withdrawal) is NOT
-credited: it is no transaction's `to`/`value`, only a trace or a balance check shows it.
-It stays at the address (the landlord's wallet sees it and can refund or credit by hand).
+credited: it is no transaction's `to`/`value`. A balance check finds it: with
+`check_balances` (on by default), each poll that reads new blocks compares every
+socket address's balance at the last block read with its balance at the block before
+the first one, less the deposits, plus what the address itself sent (value and fee,
+from its own transactions in those blocks). What is left is handed over as an
+`unexplained` Deposit, which the watcher books as an alarm, never as a credit: the
+landlord view shows it, and the landlord refunds or credits by hand. Cost: one
+JSON-RPC batch of one eth_getBalance per socket per poll that reads new blocks (two
+after a restart, when the earlier balance is read too; a node that no longer holds
+that block's state skips the check for that poll, with a log line), and a receipt per
+transaction a socket address sent.
 With `token`, a deposit is a Transfer event of that
 ERC-20 contract to a socket address, and ether sent to a socket is not credited
 (it stays at the address, recoverable with the mnemonic). Payments to other
@@ -77,7 +86,8 @@ class EthereumLedger(AddressBook, OverHttp):
     def __init__(self, w3: Web3, *, chain_id: int, mnemonic: str | None = None, xpub: str | None = None,
                  accounts: Mapping[str, int], confirmations: int, token: str | None = None, token_value: int = 1,
                  start_block: int | None = None,
-                 max_blocks_per_poll: int = 500, log_chunk_blocks: int = 2000, endpoint: str = ""):
+                 max_blocks_per_poll: int = 500, log_chunk_blocks: int = 2000, endpoint: str = "",
+                 check_balances: bool = True):
         """Builds the ledger without contacting the node: the controller must start while the node is down.
         `EthereumLedger.connect(rpc_url, timeout_s=..., **these)` builds it on an HTTP endpoint."""
         require_int("chain_id", chain_id, minimum=1)
@@ -103,6 +113,8 @@ class EthereumLedger(AddressBook, OverHttp):
                      else derive_addresses_from_xpub(xpub, accounts))  # type: ignore[arg-type]
         super().__init__(addresses, key=str.lower)
         self._floating_start: int | None = None
+        self.check_balances = bool(check_balances) and self.token is None
+        self._balances: tuple[str, dict[str, int]] | None = None  # (block hash, {address: wei}) at the last read
 
     def close(self) -> None:
         self._close_session()
@@ -162,13 +174,24 @@ class EthereumLedger(AddressBook, OverHttp):
 
     def _read_native(self, first: int, last: int, after: BlockRef | None) -> tuple[list[Deposit], BlockRef]:
         deposits: list[Deposit] = []
+        sent: dict[str, int] = {}  # socket id -> wei its address paid out in these blocks (value and fee)
         parent = after.hash if after is not None else None
+        before = after  # the block before the first one read, where the balance check starts
+        if self.check_balances and before is None and first > 0:
+            before = BlockRef(first - 1, as_hex(self.w3.eth.get_block(first - 1)["hash"]))
         for number in range(first, last + 1):
             block = self.w3.eth.get_block(number, full_transactions=True)
             block_hash = as_hex(block["hash"])
             if parent is not None and as_hex(block["parentHash"]) != parent:
                 raise self._changed(f"block {number}")
             for tx in block["transactions"]:
+                sender = self.socket_at(tx["from"]) if self.check_balances else None
+                if sender is not None:
+                    receipt = self.w3.eth.get_transaction_receipt(tx["hash"])
+                    self._check_same_block(receipt, block_hash, number)
+                    paid = receipt["gasUsed"] * receipt["effectiveGasPrice"] + int(receipt.get("blobGasUsed") or 0) \
+                        * int(receipt.get("blobGasPrice") or 0)
+                    sent[sender] = sent.get(sender, 0) + paid + (int(tx["value"]) if receipt["status"] == 1 else 0)
                 socket_id = self.socket_at(tx["to"] or "")
                 if socket_id is None or tx["value"] <= 0:
                     continue
@@ -181,7 +204,51 @@ class EthereumLedger(AddressBook, OverHttp):
                                         float(block["timestamp"])))
             parent = block_hash
         assert parent is not None
+        if self.check_balances:
+            deposits += self._unexplained(first, last, before, BlockRef(last, parent), deposits, sent,
+                                          float(block["timestamp"]))
         return deposits, BlockRef(last, parent)
+
+    def _unexplained(self, first: int, last: int, before: BlockRef | None, end: BlockRef, deposits: list[Deposit],
+                     sent: dict[str, int], at: float) -> list[Deposit]:
+        """What arrived at (or left) each socket address in blocks first..last that no transaction explains."""
+        addresses = {socket_id: self.address_for(socket_id) for socket_id in self.socket_ids()}
+        now = self._balances_at(end, addresses.values())
+        known = self._balances
+        self._balances = (end.hash, now)
+        if before is None:
+            return []
+        if known is None or known[0] != before.hash:
+            try:
+                known = (before.hash, self._balances_at(before, addresses.values()))
+            except Web3RPCError as exc:  # a node without the state of older blocks (not an archive node)
+                log.info("balances at block %d not available (%s): no balance check for blocks %d..%d",
+                         before.number, cause(exc), first, last)
+                return []
+        found = []
+        for socket_id, address in addresses.items():
+            paid_in = sum(d.amount for d in deposits if d.socket_id == socket_id)
+            left = now[address] - known[1][address] - paid_in + sent.get(socket_id, 0)
+            if left != 0:
+                log.warning("%d wei at %s (socket %s) in blocks %d..%d that no transaction explains: not credited",
+                            left, address, socket_id, first, last)
+                found.append(Deposit(f"{self.chain_id}:{first}-{last}:{address.lower()}:balance", socket_id, left,
+                                     at, unexplained=True))
+        return found
+
+    def _balances_at(self, block: BlockRef, addresses) -> dict[str, int]:
+        """Each address's balance at one block, in one batch with the block itself, which must still be `block`
+        (balances are asked by number, as every node takes them; the hash says it is the chain the blocks were
+        read from)."""
+        listed = list(addresses)
+        with self.w3.batch_requests() as batch:
+            batch.add(self.w3.eth.get_block(block.number))
+            for address in listed:
+                batch.add(self.w3.eth.get_balance(address, block_identifier=block.number))
+            header, *answers = batch.execute()
+        if as_hex(header["hash"]) != block.hash:
+            raise self._changed(f"the balances at block {block.number}")
+        return {address: int(answer) for address, answer in zip(listed, answers, strict=True)}
 
     def _read_token(self, first: int, last: int, after: BlockRef | None,
                     head: int) -> tuple[list[Deposit], BlockRef]:

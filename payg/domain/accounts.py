@@ -7,7 +7,7 @@ from fractions import Fraction
 
 CREDIT_KINDS = ("deposit", "credit", "trade_in", "emergency")  # emergency: a loan repaid by the next top-up
 # Events that need a person to look: the landlord view shows them until acknowledged.
-ALARM_KINDS = ("implausible_jump", "counter_reset", "relay_bypass", "code_lockout")
+ALARM_KINDS = ("implausible_jump", "counter_reset", "relay_bypass", "code_lockout", "unexplained_funds")
 DEBIT_KINDS = ("usage", "debit", "trade_out", "emergency_repaid")
 
 
@@ -47,3 +47,6 @@ class Deposit:
     socket_id: str
     amount: int  # ledger units; the watcher converts them to tokens with the remainder carried
     at: float
+    # Units at the address that no payment explains (ether a contract moved there; negative: moved away): the
+    # watcher raises an alarm for the landlord and credits nothing.
+    unexplained: bool = False

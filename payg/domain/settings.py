@@ -124,6 +124,7 @@ class EthereumLedgerConfig:
     max_blocks_per_poll: int = 500
     log_chunk_blocks: int = 2000
     xpub: str | None = None  # the account's extended public key (m/44'/60'/0'): not a secret, reveals every address
+    check_balances: bool = True  # ether mode: alarm on ether at an address that no transaction explains
 
 
 @dataclass(frozen=True)

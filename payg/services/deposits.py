@@ -67,6 +67,11 @@ class DepositWatcher:
         running: dict[str, tuple[int, int, int]] = {}
         with self.journal.transaction() as tx:
             for d in deposits:
+                if d.unexplained:
+                    tx.event(d.socket_id, "unexplained_funds", f"{d.amount} {self.source.name} units at the socket's"
+                             f" address that no payment explains ({d.deposit_id}), not credited: ether a contract"
+                             " moved there, say; credit or refund by hand", now)
+                    continue
                 memo = f"deposit {d.deposit_id}" + (f" ({d.amount} units)" if upt != 1 else "")
                 key = f"{self.source.name}:{d.deposit_id}"
                 tokens, carry = deposit_tokens(d.amount, tx.deposit_carry(self.source.name, d.socket_id), upt)

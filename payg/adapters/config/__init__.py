@@ -176,6 +176,7 @@ def _ledger(t: Table, base_dir: Path | None) -> LedgerConfig:
             max_blocks_per_poll=t.integer("max_blocks_per_poll", 500, minimum=1, maximum=100_000),
             log_chunk_blocks=t.integer("log_chunk_blocks", 2000, minimum=1, maximum=1_000_000),
             xpub=xpub,
+            check_balances=t.boolean("check_balances", True),
         ))
     start = t.integer("start_checkpoint", minimum=0) if t.has("start_checkpoint") else None
     return LedgerConfig(backend, iota=IotaLedgerConfig(
