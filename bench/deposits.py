@@ -6,7 +6,7 @@ mock (SQLite file), ethereum and ethereum-erc20 (a real eth-tester EVM behind JS
 Per backend:
 
 1. poll cost: wall time of one `deposits_since(cursor)` (median, p95) with 3 sockets and with
-   --sockets sockets, and the HTTP requests one such poll sends to the node (EvmNode.requests;
+   --sockets sockets (Ethereum ether mode also without its balance check, `check_balances = false`), and the HTTP requests one such poll sends to the node (EvmNode.requests;
    the fake IOTA node's GET /_fake/requests), broken down by JSON-RPC method / GraphQL operation.
    "idle": nothing new on the chain; "+1 empty": one new, empty, final block (Ethereum) or
    checkpoint (IOTA) per poll, which is the steady state on a live network.
@@ -160,6 +160,8 @@ def poll_cost(bed: LedgerBed, ledgers: dict, cursor: str | None, calls: int) -> 
     if bed.name != "mock":
         lines.append(f"  idle = nothing new since the cursor; +1 empty = one new empty final {unit} per poll "
                      f"(a live chain's steady state)")
+        if any(str(n).endswith("*") for n in ledgers):
+            lines.append("  * check_balances = false: without the balance check of the socket addresses")
     clear_requests(bed)
     return lines
 
@@ -326,6 +328,9 @@ def bench_backend(name: str, args, tmp: Path) -> bool:
             t = time.perf_counter()
             ledgers[n] = bed.open({f"s{i:03d}": i for i in range(n)})
             open_s[n] = time.perf_counter() - t
+        if name == "ethereum":  # the cost of the balance check (ether mode): the large case without it
+            ledgers[f"{args.sockets}*"] = bed.open({f"s{i:03d}": i for i in range(args.sockets)},
+                                                   check_balances=False)
         where = ("SQLite file" if name == "mock" else f"fake GraphQL node {bed.node.url}" if name == "iota"
                  else f"eth-tester EVM over JSON-RPC {bed.node.rpc_url}")
         print(f"{name}  ({where}; bed up in {setup_s:.1f} s; ledger built in "
