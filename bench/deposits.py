@@ -6,7 +6,8 @@ mock (SQLite file), ethereum and ethereum-erc20 (a real eth-tester EVM behind JS
 Per backend:
 
 1. poll cost: wall time of one `deposits_since(cursor)` (median, p95) with 3 sockets and with
-   --sockets sockets (Ethereum ether mode also without its balance check, `check_balances = false`), and the HTTP requests one such poll sends to the node (EvmNode.requests;
+   --sockets sockets (Ethereum ether mode also without its balance check, `check_balances = false`),
+   and the HTTP requests one such poll sends to the node (EvmNode.requests;
    the fake IOTA node's GET /_fake/requests), broken down by JSON-RPC method / GraphQL operation.
    "idle": nothing new on the chain; "+1 empty": one new, empty, final block (Ethereum) or
    checkpoint (IOTA) per poll, which is the steady state on a live network.

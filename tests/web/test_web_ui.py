@@ -436,6 +436,13 @@ def test_alarms_show_until_acknowledged(bed, landlord):
         tx.event("laundry", "implausible_jump", "counter 5 Wh -> 90000 Wh", bed.clock.now())
     assert post("/api/sockets/laundry/alarms/ack", {}).get_json()["alarms"] == 0
     assert bed.rt.journal.open_alarms() == {}
+    with bed.rt.journal.transaction() as tx:  # what the Ethereum balance check books (ether a contract moved)
+        tx.event("kitchen", "unexplained_funds", "5000000000000 ethereum units at the socket's address that no"
+                 " payment explains (1:10-12:0xab:balance), not credited", bed.clock.now())
+    bed.web.hub.dashboard.refresh()
+    views = {v["id"]: v for v in bed.web.hub.views()}
+    assert views["kitchen"]["status"] == "alarm"
+    assert "unexplained funds: 5000000000000" in views["kitchen"]["alarm_detail"]
 
 
 def test_the_journal_exports_as_csv_and_text_cannot_become_a_formula(bed, landlord):
