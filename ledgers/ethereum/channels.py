@@ -149,13 +149,14 @@ class EthereumChannels(TradeClient):
                 block = self.w3.eth.get_block("latest")
             head = self._head = (int(block["number"]), bytes(block["hash"]), int(block["timestamp"]), at)
         key = (head[0], head[1], str(channel_id))
-        cache = self._voucher_cache
-        channel = cache.get(key)
+        channel = self._voucher_cache.get(key)
         if channel is None:
             channel = self.channel(channel_id)
-            if len(cache) > 1024 or any(k[:2] != key[:2] for k in cache):
-                cache.clear()  # an older block's entries are never read again
-            cache[key] = channel
+            with self._cache_lock:  # the web server's workers check vouchers at once
+                cache = self._voucher_cache
+                if len(cache) > 1024 or any(k[:2] != key[:2] for k in cache):
+                    cache.clear()  # an older block's entries are never read again
+                cache[key] = channel
         age = max(0.0, at - head[3])
         margin = math.ceil(self.voucher_cache_s) + HEAD_GAP_S if self.voucher_cache_s > 0 else 0
         return channel, head[2] + 1 + math.ceil(age), margin

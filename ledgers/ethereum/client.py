@@ -66,6 +66,7 @@ class TradeClient(OverHttp):
         self._monotonic = monotonic
         self._head: tuple[int, bytes, int, float] | None = None  # the latest block read: number, hash, time, read at
         self._voucher_cache: dict[tuple[int, bytes, str], Any] = {}  # (block number, hash, channel) -> Channel
+        self._cache_lock = threading.Lock()
         self.preflight = True  # False only in tests that send what the contracts must refuse on chain
         self._keys = derive_trade_keys(mnemonic, accounts)
         self._sockets = {account.address.lower(): socket_id for socket_id, account in self._keys.items()}

@@ -162,3 +162,37 @@ def test_a_close_by_another_process_is_refused_by_the_book_while_this_one_has_th
 def test_voucher_cache_s_is_checked(bed, bad):
     with pytest.raises(ValueError, match="voucher_cache_s"):
         bed.same_contracts(voucher_cache_s=bad)
+
+
+def test_vouchers_checked_from_many_threads_while_blocks_arrive(bed):
+    """The web server's workers check vouchers at once; new blocks keep replacing the cached channels."""
+    import threading
+
+    trade = bed.same_contracts(voucher_cache_s=0)
+    bed.fund("cons", 100 * bed.price)
+    channels = [trade.open_channel("cons", trade.party_for("prod"), 10 * bed.price, trade.now() + rules.HOUR_S)
+                for _ in range(4)]
+    vouchers = [trade.sign_voucher("cons", ch.channel_id, bed.price) for ch in channels]
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def check(voucher):
+        try:
+            for _ in range(25):
+                assert trade.check_voucher(voucher, voucher.channel_id).escrow == 10 * bed.price
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def mine():
+        while not done.is_set():
+            bed.node.mine(1)
+    miner = threading.Thread(target=mine)
+    miner.start()
+    workers = [threading.Thread(target=check, args=(v,)) for v in vouchers]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    done.set()
+    miner.join(10)
+    assert errors == []
