@@ -7,7 +7,8 @@ from fractions import Fraction
 
 CREDIT_KINDS = ("deposit", "credit", "trade_in", "emergency")  # emergency: a loan repaid by the next top-up
 # Events that need a person to look: the landlord view shows them until acknowledged.
-ALARM_KINDS = ("implausible_jump", "counter_reset", "relay_bypass", "code_lockout", "unexplained_funds")
+ALARM_KINDS = ("implausible_jump", "counter_reset", "relay_bypass", "code_lockout", "unexplained_funds",
+               "uncreditable_deposit")
 DEBIT_KINDS = ("usage", "debit", "trade_out", "emergency_repaid")
 
 

@@ -74,7 +74,18 @@ class DepositWatcher:
                     continue
                 memo = f"deposit {d.deposit_id}" + (f" ({d.amount} units)" if upt != 1 else "")
                 key = f"{self.source.name}:{d.deposit_id}"
-                tokens, carry = deposit_tokens(d.amount, tx.deposit_carry(self.source.name, d.socket_id), upt)
+                held = tx.deposit_carry(self.source.name, d.socket_id)
+                try:
+                    tokens, carry = deposit_tokens(d.amount, held, upt)
+                except ValueError as exc:  # more than a journal entry holds: an alarm, and the next deposits go on
+                    if isinstance(d.amount, bool) or not isinstance(d.amount, int) or d.amount <= 0:
+                        raise  # not a deposit at all: the backend is wrong, nothing of this poll is booked
+                    if tx.record_deposit(self.source.name, d.socket_id, key, d.amount, 0, held, now):
+                        log.error("deposit %s to %s not credited: %s", d.deposit_id, d.socket_id, exc)
+                        tx.event(d.socket_id, "uncreditable_deposit", f"deposit {d.deposit_id} of {d.amount} units"
+                                 f" not credited: {exc} (is [ledger] token_value right?); refund it or credit by"
+                                 " hand", now)
+                    continue
                 if not tx.record_deposit(self.source.name, d.socket_id, key, d.amount, tokens, carry, now):
                     tokens = None
                 elif tokens > 0 and not self.top_ups.book(tx, d.socket_id, tokens, "deposit", key, now, memo,

@@ -75,6 +75,23 @@ def test_wei_amounts_beyond_64_bits_are_booked(journal):
     assert journal.received_deposit("fake:whale")["units"] == 25 * 10**18 + 7
 
 
+def test_a_deposit_too_big_for_the_journal_is_an_alarm_and_the_next_ones_are_credited(journal):
+    source = FakeDepositSource(units_per_token=1)  # token_value = 1 wei: 5 ETH would be 5e18 tokens
+    source.add("whale", "a", 5 * 10**18)
+    source.add("next", "a", 40)
+    source.add("other", "b", 7)
+    watcher = watcher_for(journal, source)
+    assert watcher.poll().credited == ("a", "b")
+    assert (journal.balance("a"), journal.balance("b")) == (40, 7)
+    assert journal.received_deposit("fake:whale") == {"socket": "a", "at": 1000.0, "units": 5 * 10**18, "tokens": 0}
+    count, _, detail = journal.open_alarms()["a"]
+    assert count == 1 and "uncreditable deposit: deposit whale of 5000000000000000000 units not credited" in detail
+    assert journal.cursor("deposits:fake") is not None
+    source.redeliver = True
+    assert watcher.poll().credited == ()
+    assert journal.open_alarms()["a"][0] == 1, "delivered again: no second alarm"
+
+
 def test_a_failure_inside_the_booking_leaves_no_half_deposit(journal, monkeypatch):
     source = FakeDepositSource(units_per_token=NANOS)
     source.add("ok", "a", 3 * NANOS)
