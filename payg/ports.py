@@ -75,6 +75,10 @@ class JournalTx(Protocol):
     def set_codes_issued(self, socket_id: str, count: int) -> None:
         """The count of the last top-up code made for a socket."""
 
+    def record_code_request(self, socket_id: str, request_id: str, after_count: int, units: int, count: int,
+                            at: float) -> bool:
+        """Which code a landlord's request made; False if the request id was used for the socket before."""
+
     def set_deferred_debt(self, socket_id: str, units: int) -> None:
         """Debt set aside by a repayment plan (payg/domain/debt.py)."""
 
@@ -121,6 +125,8 @@ class Journal(Protocol):
     def code_counts(self, socket_id: str) -> CodeCounts: ...
 
     def codes_issued(self, socket_id: str) -> int: ...
+
+    def code_request(self, socket_id: str, request_id: str) -> tuple[int, int, int] | None: ...
 
     def deferred_debt(self, socket_id: str) -> int: ...
 

@@ -269,12 +269,14 @@
     go.removeAttribute("aria-busy");
   });
 
-  /* A top-up code: each answer is a new code (the controller counts them), so one request at a time and, once
-     made, the form gives way to the code until "Make another" is chosen. */
+  /* A top-up code: each new request is a new code (the controller counts them), so one request at a time, with
+     one request id per showing of the form: a retry after a lost answer gets the same code back, not a second
+     one. Once made, the form gives way to the code until "Make another" is chosen (a new id). */
   const mk = $("mk"), mkForm = $("mk-f"), mkTok = $("mk-tok"), mkErr = $("mk-err"), mkGo = $("mk-go"),
     mkDone = $("mk-done"), mkCode = $("mk-code"), mkCopied = $("mk-copied");
-  let mkRec = null, mkBusy = false;
+  let mkRec = null, mkBusy = false, mkReq = "";
   function showCodeForm() {
+    mkReq = P.requestId();
     mkForm.hidden = false;
     mkDone.hidden = true;
     mkErr.hidden = true;
@@ -300,7 +302,7 @@
     mkGo.setAttribute("aria-busy", "true");
     const r = mkRec;
     try {
-      const j = await post(r, "codes", { tokens: mkTok.valueAsNumber });
+      const j = await post(r, "codes", { tokens: mkTok.valueAsNumber, request_id: mkReq });
       P.setText(mkCode, j.spaced || j.code);
       P.setText($("mk-for"), P.num(j.tokens) + " tokens for " + label(r) + " (" + r.id + "), code #" + j.count + ":");
       mkForm.hidden = true;

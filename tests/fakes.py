@@ -237,6 +237,7 @@ class FakeJournal:
         self.channels_: dict[tuple[str, str], ChannelRow] = {}
         self.code_counts_: dict[str, CodeCounts] = {}
         self.codes_issued_: dict[str, int] = {}
+        self.code_requests_: dict[tuple[str, str], tuple[int, int, int]] = {}
         self.deferred_: dict[str, int] = {}
         self.commits = 0
         self.fail_next_commit = False
@@ -312,6 +313,9 @@ class FakeJournal:
 
     def codes_issued(self, socket_id: str) -> int:
         return self.codes_issued_.get(socket_id, 0)
+
+    def code_request(self, socket_id: str, request_id: str) -> tuple[int, int, int] | None:
+        return self.code_requests_.get((socket_id, request_id))
 
     def deferred_debt(self, socket_id: str) -> int:
         return self.deferred_.get(socket_id, 0)
@@ -403,6 +407,13 @@ class _FakeTx:
             raise ValueError("a count is >= 0")
         self.ops.append(("codes_issued", (socket_id, count)))
 
+    def record_code_request(self, socket_id, request_id, after_count, units, count, at):
+        if (socket_id, request_id) in self.j.code_requests_ or any(
+                op == "code_request" and args[:2] == (socket_id, request_id) for op, args in self.ops):
+            return False
+        self.ops.append(("code_request", (socket_id, request_id, after_count, units, count)))
+        return True
+
     def set_deferred_debt(self, socket_id, units):
         if units < 0:
             raise ValueError("deferred debt is >= 0")
@@ -436,6 +447,8 @@ class _FakeTx:
                 j.code_counts_[args[0]] = args[1]
             elif op == "codes_issued":
                 j.codes_issued_[args[0]] = args[1]
+            elif op == "code_request":
+                j.code_requests_[args[:2]] = args[2:]
             elif op == "deferred":
                 j.deferred_[args[0]] = args[1]
 

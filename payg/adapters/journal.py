@@ -192,6 +192,13 @@ class SqliteJournal:
                                      (socket_id,)).fetchone()
         return 0 if row is None else row[0]
 
+    def code_request(self, socket_id: str, request_id: str) -> tuple[int, int, int] | None:
+        """(after_count, units, count) of the code a request id made for a socket, or None."""
+        with self._lock:
+            row = self._conn.execute("SELECT after_count, units, count FROM code_requests WHERE socket_id = ?"
+                                     " AND request_id = ?", (socket_id, request_id)).fetchone()
+        return None if row is None else (row[0], row[1], row[2])
+
     def emergency_owed(self, socket_id: str) -> tuple[int, int]:
         with self._lock:
             owed, taken = self._conn.execute(

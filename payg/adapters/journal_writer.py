@@ -106,6 +106,15 @@ CREATE TABLE IF NOT EXISTS code_counters (
     used_counts TEXT NOT NULL DEFAULT '',
     issued_count INTEGER NOT NULL DEFAULT 0 CHECK (issued_count >= 0)
 );
+CREATE TABLE IF NOT EXISTS code_requests (
+    socket_id TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    after_count INTEGER NOT NULL CHECK (after_count >= 0),
+    units INTEGER NOT NULL CHECK (units > 0),
+    count INTEGER NOT NULL CHECK (count > 0),
+    at REAL NOT NULL,
+    PRIMARY KEY (socket_id, request_id)
+);
 CREATE TABLE IF NOT EXISTS debt_plans (
     socket_id TEXT PRIMARY KEY,
     deferred_units INTEGER NOT NULL CHECK (deferred_units >= 0)
@@ -271,6 +280,15 @@ class JournalWriter:
         self._conn.execute("INSERT INTO code_counters (socket_id, issued_count) VALUES (?, ?)"
                            " ON CONFLICT (socket_id) DO UPDATE SET issued_count = excluded.issued_count",
                            (socket_id, count))
+
+    def record_code_request(self, socket_id: str, request_id: str, after_count: int, units: int, count: int,
+                            at: float) -> bool:
+        """Remember which code a landlord's request made (made after `after_count`: the code can be made again from
+        it, so the code itself is not stored); False if the request id was used for this socket before."""
+        cur = self._conn.execute("INSERT INTO code_requests (socket_id, request_id, after_count, units, count, at)"
+                                 " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                                 (socket_id, request_id, after_count, units, count, at))
+        return cur.rowcount == 1
 
     def set_deferred_debt(self, socket_id: str, units: int) -> None:
         self.deferred[socket_id] = units

@@ -21,6 +21,8 @@ from payg.ports import Journal
 def cmd_code(args: argparse.Namespace, api: ControllerApi, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     if args.command == "code":
         path, body = f"/api/sockets/{args.socket}/codes", {"tokens": args.tokens}
+        if getattr(args, "request_id", None):
+            body["request_id"] = args.request_id
         headers = {}
     else:
         path, body = f"/api/sockets/{args.socket}/redeem", {"code": args.code}
@@ -31,7 +33,9 @@ def cmd_code(args: argparse.Namespace, api: ControllerApi, out: TextIO = sys.std
         return 2 if answer.get("_status") == 400 and args.command == "code" else status
     if args.command == "code":
         print(answer["spaced"], file=out)
-        print(f"code #{answer['count']} for socket {args.socket}: {answer['tokens']} tokens, good once", file=err)
+        print(f"code #{answer['count']} for socket {args.socket}: {answer['tokens']} tokens, good once"
+              + (" (made before for this request id: the same code, not a new one)" if answer.get("repeated") else ""),
+              file=err)
     else:
         print(f"{answer['tokens']} tokens credited to {args.socket}" if answer.get("booked")
               else f"this code was credited to {args.socket} before", file=out)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from payg.domain.codes import CodeKey, normalise, spaced, units_for
-from payg.errors import CodeRefused, UnknownSocket
+from payg.errors import CodeRefused, InvalidAmount, UnknownSocket
 from payg.ports import CodeCodec, Journal
 from payg.services.metering import Metering
 from payg.services.topups import TopUps
@@ -46,6 +46,7 @@ class Issued:
     code: str     # 9 digits
     count: int
     tokens: int
+    repeated: bool = False  # made before for the same request id: the same code again, nothing new issued
 
     @property
     def spaced(self) -> str:
@@ -87,16 +88,29 @@ class CodeDesk:
             raise UnknownSocket(socket_id)
         return key
 
-    def issue(self, socket_id: str, tokens: int) -> Issued:
-        """The next code for `tokens` tokens (a multiple of tokens_per_unit, at most 995 units)."""
+    def issue(self, socket_id: str, tokens: int, request_id: str | None = None) -> Issued:
+        """The next code for `tokens` tokens (a multiple of tokens_per_unit, at most 995 units).
+
+        With a `request_id`, asking again (a retry after a lost answer) gives the same code, marked `repeated`,
+        instead of a second code that would credit the tenant twice; the same id for another amount is refused."""
         units = units_for(tokens, self.tokens_per_unit)
         key = self._key(socket_id)
         with self.metering.lock:
-            count, code = self.codec.encode(key, self.journal.codes_issued(socket_id), units)
+            if request_id is not None and (made := self.journal.code_request(socket_id, request_id)) is not None:
+                after, made_units, made_count = made
+                if made_units != units:
+                    raise InvalidAmount(f"request {request_id} already made code #{made_count} for"
+                                        f" {made_units * self.tokens_per_unit} tokens, not {tokens}")
+                count, code = self.codec.encode(key, after, units)
+                return Issued(socket_id, code, count, units * self.tokens_per_unit, repeated=True)
+            after = self.journal.codes_issued(socket_id)
+            count, code = self.codec.encode(key, after, units)
+            now = self.clock.now()
             with self.journal.transaction() as tx:
                 tx.set_codes_issued(socket_id, count)
-                tx.event(socket_id, "code_issued", f"code #{count} for {units * self.tokens_per_unit} tokens",
-                         self.clock.now())
+                if request_id is not None:
+                    tx.record_code_request(socket_id, request_id, after, units, count, now)
+                tx.event(socket_id, "code_issued", f"code #{count} for {units * self.tokens_per_unit} tokens", now)
         return Issued(socket_id, code, count, units * self.tokens_per_unit)
 
     def redeem(self, socket_id: str, code: str) -> Redeemed:

@@ -179,13 +179,17 @@ def blueprint(web, services, json_body: Callable[[], dict]) -> Blueprint:
         if services.codes is None:
             abort(404, description="top-up codes are off on this controller")
         body = json_body()
-        unknown = set(body) - {"tokens"}
+        unknown = set(body) - {"tokens", "request_id"}
         if unknown:
             abort(400, description=f"unknown field(s): {', '.join(sorted(unknown))}")
-        issued = services.codes.issue(socket_id, body.get("tokens"))
-        log.info("landlord made top-up code #%d for %s: %d tokens", issued.count, socket_id, issued.tokens)
+        request_id = body.get("request_id")
+        if request_id is not None and (not isinstance(request_id, str) or not REQUEST_ID.match(request_id)):
+            abort(400, description="request_id must be 8 to 64 letters, digits, '-' or '_'")
+        issued = services.codes.issue(socket_id, body.get("tokens"), request_id)
+        if not issued.repeated:
+            log.info("landlord made top-up code #%d for %s: %d tokens", issued.count, socket_id, issued.tokens)
         return jsonify(code=issued.code, spaced=issued.spaced, count=issued.count, tokens=issued.tokens,
-                       socket=socket_id), 201
+                       socket=socket_id, repeated=issued.repeated), 200 if issued.repeated else 201
 
     @bp.post("/api/sockets/<socket_id>/alarms/ack")
     def acknowledge(socket_id: str):

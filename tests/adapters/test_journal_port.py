@@ -118,6 +118,21 @@ def test_top_up_code_counters_are_kept_apart_per_socket_and_only_with_their_tran
     assert journal.code_counts("a") == CodeCounts(14, (14,))
 
 
+def test_a_code_request_is_kept_once_per_socket_and_only_with_its_transaction(journal):
+    assert journal.code_request("a", "req-00001") is None
+    with journal.transaction() as tx:
+        assert tx.record_code_request("a", "req-00001", 4, 5, 6, 100.0)
+        assert not tx.record_code_request("a", "req-00001", 6, 9, 8, 101.0), "the first one stays"
+        assert tx.record_code_request("b", "req-00001", 0, 1, 2, 100.0)
+    assert journal.code_request("a", "req-00001") == (4, 5, 6)
+    assert journal.code_request("b", "req-00001") == (0, 1, 2)
+    with pytest.raises(RuntimeError):
+        with journal.transaction() as tx:
+            tx.record_code_request("a", "req-00002", 6, 5, 8, 102.0)
+            raise RuntimeError("a crash before the commit")
+    assert journal.code_request("a", "req-00002") is None
+
+
 def test_deferred_debt_is_kept_per_socket_and_only_with_its_transaction(journal):
     assert journal.deferred_debt("a") == 0
     with journal.transaction() as tx:

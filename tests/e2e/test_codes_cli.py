@@ -29,6 +29,13 @@ def test_a_code_made_and_entered_from_the_command_line_credits_once(tmp_path: Pa
     again = payg("redeem", "--config", str(config), "--socket", "kitchen", code, cwd=tmp_path)
     assert again.returncode == 1 and "used already" in again.stderr
 
+    by_id = [payg("code", "--config", str(config), "--socket", "kitchen", "--tokens", "20", "--request-id",
+                  "script-0001", cwd=tmp_path) for _ in range(2)]
+    assert [r.returncode for r in by_id] == [0, 0], by_id[1].stderr
+    assert by_id[0].stdout == by_id[1].stdout and "the same code, not a new one" in by_id[1].stderr
+    entered = payg("redeem", "--config", str(config), "--socket", "kitchen", by_id[1].stdout.strip(), cwd=tmp_path)
+    assert entered.returncode == 0 and "20 tokens credited" in entered.stdout, entered.stderr
+
     bad = payg("code", "--config", str(config), "--socket", "kitchen", "--tokens", "15", cwd=tmp_path)
     assert bad.returncode == 2 and "multiple of 10" in bad.stderr
 
@@ -37,7 +44,7 @@ def test_a_code_made_and_entered_from_the_command_line_credits_once(tmp_path: Pa
     rows = [line.split("\t") for line in exported.stdout.splitlines()]
     assert rows[0] == ["socket", "key", "starting_code", "last_count", "tokens_per_unit"]
     kitchen = next(r for r in rows if r[0] == "kitchen")
-    assert kitchen[3] == "2" and kitchen[4] == "10"
+    assert kitchen[3] == "4" and kitchen[4] == "10", "two codes made: the retried request made none"
     # the back office continues from the exported count with the OpenPAYGO library's own generator
     _, elsewhere = OpenPAYGOTokenEncoder.generate_token(kitchen[1], int(kitchen[3]), 3, TokenType.ADD_TIME,
                                                         int(kitchen[2]))

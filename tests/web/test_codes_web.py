@@ -52,6 +52,33 @@ def test_only_the_landlord_makes_codes_and_bad_amounts_say_what_is_possible(bed)
     assert resp.status_code == 400
 
 
+def test_a_retried_request_gets_the_same_code_so_a_lost_answer_never_makes_two(bed):
+    client = bed.client(token=True)
+    path = "/api/sockets/kitchen/codes"
+    first = client.post(path, json={"tokens": 50, "request_id": "retry-0001"})
+    assert first.status_code == 201 and first.get_json()["repeated"] is False
+    again = client.post(path, json={"tokens": 50, "request_id": "retry-0001"})
+    assert again.status_code == 200 and again.get_json()["repeated"] is True
+    assert again.get_json()["code"] == first.get_json()["code"] and again.get_json()["count"] == first.get_json()["count"]
+    other = client.post(path, json={"tokens": 50, "request_id": "retry-0002"})
+    assert other.status_code == 201 and other.get_json()["code"] != first.get_json()["code"]
+    # the retry did not move the count: the code after the second request still follows it
+    assert bed.rt.journal.codes_issued("kitchen") == other.get_json()["count"]
+    again = client.post(path, json={"tokens": 50, "request_id": "retry-0001"})
+    assert again.get_json()["code"] == first.get_json()["code"], "still the same code after a later one"
+    wrong = client.post(path, json={"tokens": 60, "request_id": "retry-0001"})
+    assert wrong.status_code == 400 and "already made code #" in wrong.get_json()["message"]
+    for bad in ("short", "has spaces in it", 12345678):
+        assert client.post(path, json={"tokens": 50, "request_id": bad}).status_code == 400
+    tenant = bed.client()
+    assert enter(tenant, first.get_json()["code"]).status_code == 200
+    assert enter(tenant, again.get_json()["code"]).status_code == 400, "the repeated answer is that code, used now"
+    assert enter(tenant, other.get_json()["code"]).status_code == 200
+    assert bed.rt.journal.balance("kitchen") == 100
+    issued = [e for e in bed.rt.journal.events("kitchen", 50) if e["kind"] == "code_issued"]
+    assert len(issued) == 2, "two codes issued, whatever the retries"
+
+
 @pytest.mark.parametrize("headers, status", [({"Origin": "https://evil.example"}, 403),
                                              ({"Sec-Fetch-Site": "cross-site"}, 403)])
 def test_a_code_entered_from_another_site_is_refused(bed, headers, status):
