@@ -61,6 +61,7 @@ class Runtime:
     book: ChannelBook | None = None
     supply: SupplyDesk | None = None
     closers: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
+    mqtt_status: Callable[[], dict] | None = None  # the MQTT bridge's, once it has started (payg/wiring/mqtt.py)
 
     def close(self) -> None:
         close_all(self.closers)
@@ -208,6 +209,7 @@ def web_services(rt: Runtime, secrets: WebSecrets) -> WebServices:
     return WebServices(rt.metering, rt.landlord, rt.journal, rt.ledger, secrets, payer=payer, site=rt.site,
                        trade=trade, settings=rt.config.web, sessions=sessions, codes=rt.codes,
                        protections=rt.config.protections,
+                       mqtt_status=lambda: rt.mqtt_status() if rt.mqtt_status is not None else None,
                        password_hash=LandlordPasswordHash(rt.config.web.landlord_password, rt.config.path,
                                                           secrets.password_hash))
 

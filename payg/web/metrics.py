@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from flask import Blueprint, Response
@@ -73,14 +73,30 @@ def journal_bytes(journal: Journal) -> int | None:
 class ControllerCollector(Collector):
     """Every socket's and the controller's figures, read from the live objects on each scrape."""
 
-    def __init__(self, site: Site, journal: Journal):
+    def __init__(self, site: Site, journal: Journal, mqtt_status: Callable[[], dict | None] | None = None):
         self.site = site
         self.journal = journal
+        self.mqtt_status = mqtt_status
         self.since = site.metering.clock.now()  # the lag's start while no deposit poll has succeeded yet
 
     def collect(self) -> Iterator[Metric]:
         yield from self._sockets()
         yield from self._controller()
+        status = self.mqtt_status() if self.mqtt_status is not None else None
+        if status is not None:
+            yield from self._mqtt(status)
+
+    def _mqtt(self, status: dict) -> Iterator[Metric]:
+        yield GaugeMetricFamily("payg_mqtt_connected", "1 while the controller is connected to its MQTT broker.",
+                                value=1 if status["connected"] else 0)
+        if status["outbox"] is not None:  # None: the bridge has stopped
+            yield GaugeMetricFamily("payg_mqtt_outbox_events", "Events written to the journal's outbox and not yet "
+                                    "acknowledged by the broker (sent once it answers).", value=status["outbox"])
+        handled = CounterMetricFamily("payg_mqtt_messages", "MQTT messages handled since the start: states and "
+                                      "events published, commands run and commands refused.", labels=["kind"])
+        for kind in ("states", "events", "commands", "refused"):
+            handled.add_metric([kind], status[kind])
+        yield handled
 
     def _sockets(self) -> Iterator[Metric]:
         ctl = self.site.metering
@@ -139,12 +155,12 @@ class ControllerCollector(Collector):
 class ControllerMetrics:
     """The registry of one web app: the collector, and the tick histogram that the Site feeds."""
 
-    def __init__(self, site: Site, journal: Journal):
+    def __init__(self, site: Site, journal: Journal, mqtt_status: Callable[[], dict | None] | None = None):
         self.registry = CollectorRegistry(auto_describe=False)
         self.tick_seconds = Histogram("payg_tick_duration_seconds", "How long each tick (metering, billing, the "
                                       "relays) took, failed ones included, in seconds.", buckets=TICK_BUCKETS,
                                       registry=self.registry)
-        self.registry.register(ControllerCollector(site, journal))
+        self.registry.register(ControllerCollector(site, journal, mqtt_status))
         site.on_tick = self.tick_seconds.observe
 
     def exposition(self) -> bytes:

@@ -51,6 +51,7 @@ def start_bridge(rt: Runtime) -> MqttBridge | None:
                         min_interval_s=0.8 * config.controller.poll_interval_s)
     rt.publishers.subscribe(bridge)
     bridge.start()
+    rt.mqtt_status = bridge.status  # /metrics reads it
     rt.closers.append(("mqtt", bridge.stop))
     rt.metering.publish()  # the states as of now, so a fresh broker has them before the next tick
     log.info("MQTT: %s:%s, topics %s/%s/...", m.host, m.port, m.topic_prefix, m.controller)

@@ -8,29 +8,11 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.prometheus import Scrape
 from tests.support.web_beds import TOKEN, make_web_bed
 
 KITCHEN_W = 800.0  # config/default.toml
-
-
-class Scrape:
-    """One exposition, parsed: every family's type and every sample's value by name and labels."""
-
-    def __init__(self, text: str):
-        self.types: dict[str, str] = {}
-        self.samples: dict[tuple[str, tuple], float] = {}
-        for family in text_string_to_metric_families(text):
-            self.types[family.name] = family.type
-            for s in family.samples:
-                self.samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
-
-    def __call__(self, sample: str, /, **labels: str) -> float:
-        return self.samples[(sample, tuple(sorted(labels.items())))]
-
-    def has(self, sample: str, /, **labels: str) -> bool:
-        return (sample, tuple(sorted(labels.items()))) in self.samples
 
 
 def scrape(client) -> Scrape:

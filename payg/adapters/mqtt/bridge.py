@@ -109,9 +109,12 @@ class MqttBridge:
         self.outbox.close()
 
     def status(self) -> dict:
+        """connected, last_error, in_flight (events sent, not yet acknowledged), outbox (events waiting, those in
+        flight included) and the counts of states, events and commands handled and commands refused."""
         with self._cond:
-            return {"connected": self._connected, "last_error": self.last_error, "in_flight": len(self._inflight),
-                    **self.counts}
+            status = {"connected": self._connected, "last_error": self.last_error, "in_flight": len(self._inflight),
+                      **self.counts}
+        return {**status, "outbox": self.outbox.pending()}
 
     # --- paho's thread -------------------------------------------------------------------------
     def _on_connect(self, ok: bool, reason: str) -> None:

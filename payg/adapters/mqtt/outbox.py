@@ -29,6 +29,7 @@ class Outbox:
     def __init__(self, journal_path: Path):
         self._conn = connect(journal_path)
         self._lock = threading.Lock()
+        self._closed = False
 
     def after(self, row_id: int, limit: int) -> list[OutboxRow]:
         with self._lock:
@@ -44,10 +45,14 @@ class Outbox:
                 chunk = row_ids[start:start + 500]
                 self._conn.execute(f"DELETE FROM outbox WHERE id IN ({','.join('?' * len(chunk))})", chunk)
 
-    def pending(self) -> int:
+    def pending(self) -> int | None:
+        """Rows not yet acknowledged; None once closed (a scrape during the shutdown)."""
         with self._lock:
+            if self._closed:
+                return None
             return self._conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._conn.close()
