@@ -167,6 +167,7 @@ def test_voucher_cache_s_is_checked(bed, bad):
 def test_vouchers_checked_from_many_threads_while_blocks_arrive(bed):
     """The web server's workers check vouchers at once; new blocks keep replacing the cached channels."""
     import threading
+    import time
 
     trade = bed.same_contracts(voucher_cache_s=0)
     bed.fund("cons", 100 * bed.price)
@@ -183,9 +184,13 @@ def test_vouchers_checked_from_many_threads_while_blocks_arrive(bed):
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    def mine():
-        while not done.is_set():
+    mined = []
+
+    def mine():  # each block moves the chain's clock on a second: a bounded number, spread over the checks
+        while not done.is_set() and len(mined) < 400:
             bed.node.mine(1)
+            mined.append(1)
+            time.sleep(0.002)
     miner = threading.Thread(target=mine)
     miner.start()
     workers = [threading.Thread(target=check, args=(v,)) for v in vouchers]
@@ -196,3 +201,4 @@ def test_vouchers_checked_from_many_threads_while_blocks_arrive(bed):
     done.set()
     miner.join(10)
     assert errors == []
+    assert len(mined) > 1  # the cached channels were replaced while the workers checked
