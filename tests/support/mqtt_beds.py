@@ -105,6 +105,11 @@ class Listener:
             return sorted((e for e in self.events.values() if kind is None or e["kind"] == kind),
                           key=lambda e: e["seq"])
 
+    def in_arrival_order(self) -> list[dict]:
+        """Each event once, in the order it first arrived."""
+        with self._lock:
+            return list(self.events.values())
+
     def send(self, topic: str, body: dict | bytes, retain: bool = False) -> None:
         payload = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
