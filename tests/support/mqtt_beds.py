@@ -100,15 +100,15 @@ class Listener:
         payloads = self.on(topic)
         return json.loads(payloads[-1]) if payloads and payloads[-1] else None
 
-    def events_of(self, kind: str | None = None) -> list[dict]:
-        with self._lock:
-            return sorted((e for e in self.events.values() if kind is None or e["kind"] == kind),
-                          key=lambda e: e["seq"])
-
     def in_arrival_order(self) -> list[dict]:
         """Each event once, in the order it first arrived."""
         with self._lock:
             return list(self.events.values())
+
+    def events_of(self, kind: str | None = None) -> list[dict]:
+        """Each event once (of `kind`, or all), in the order of their seq."""
+        return sorted((e for e in self.in_arrival_order() if kind is None or e["kind"] == kind),
+                      key=lambda e: e["seq"])
 
     def send(self, topic: str, body: dict | bytes, retain: bool = False) -> None:
         payload = body if isinstance(body, bytes) else json.dumps(body).encode()

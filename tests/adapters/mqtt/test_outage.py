@@ -70,7 +70,7 @@ def test_a_stalled_broker_changes_nothing_and_gets_everything_once_it_answers(co
     wait_until(lambda: c.bridge.outbox.pending() == 0, 60, "the outbox delivered")
     # every event of the journal and every credit, once
     want = len(control[1]) + sum(1 for _, kind, _ in control[0] if kind in ("deposit", "credit"))
-    wait_until(lambda: len(audit.events_of()) == want, 30, f"{want} events at the subscriber")
+    wait_until(lambda: len(audit.events) == want, 30, f"{want} events at the subscriber")
 
 
 def test_events_reach_a_deduplicating_subscriber_exactly_once_and_in_order_across_a_broker_restart(
