@@ -62,6 +62,7 @@ class Runtime:
     supply: SupplyDesk | None = None
     closers: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
     mqtt_status: Callable[[], dict] | None = None  # the MQTT bridge's, once it has started (payg/wiring/mqtt.py)
+    server_status: Callable[[], dict] | None = None  # the web server's, once serve_web has made it
 
     def close(self) -> None:
         close_all(self.closers)
@@ -210,6 +211,7 @@ def web_services(rt: Runtime, secrets: WebSecrets) -> WebServices:
                        trade=trade, settings=rt.config.web, sessions=sessions, codes=rt.codes,
                        protections=rt.config.protections,
                        mqtt_status=lambda: rt.mqtt_status() if rt.mqtt_status is not None else None,
+                       server_status=lambda: rt.server_status() if rt.server_status is not None else None,
                        password_hash=LandlordPasswordHash(rt.config.web.landlord_password, rt.config.path,
                                                           secrets.password_hash))
 
@@ -283,6 +285,7 @@ def serve_web(rt: Runtime):
     from payg.adapters.secrets import web_secrets
     from payg.web import create_web
     from payg.web.security import WebSecrets
+    from payg.web.proxies import client_resolver, networks
     from payg.web.server import HttpServer, ServerLimits
 
     config = rt.config
@@ -296,11 +299,13 @@ def serve_web(rt: Runtime):
     web.hub.start()
     rt.closers.append(("live pushes", web.hub.stop))
     try:
-        server = HttpServer(web.app, config.web.host, config.web.port, ServerLimits.of(config.web.server))
+        server = HttpServer(web.app, config.web.host, config.web.port, ServerLimits.of(config.web.server),
+                            client_of=client_resolver(networks(config.web.trusted_proxies)))
     except OSError as exc:
         log.error("cannot serve on %s:%s: %s", config.web.host, config.web.port, exc)
         raise _Exit(1) from None
     rt.closers.append(("web server", server.server_close))
+    rt.server_status = server.status  # /metrics reads it
     return server
 
 

@@ -70,6 +70,8 @@ class ServerConfig:
     body_timeout_s: float = 30.0
     idle_timeout_s: float = 30.0
     max_body_kib: int = 256
+    max_live_per_client: int = 8
+    buffer_budget_kib: int = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -313,3 +315,4 @@ class HubConfig:
     session_idle_minutes: float = 60.0
     secure_cookies: bool = False                  # true behind an HTTPS proxy
     log_level: str = "info"
+    server: ServerConfig = field(default_factory=ServerConfig)  # [hub.server]: the same limits as [web.server]

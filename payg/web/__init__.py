@@ -62,6 +62,7 @@ class WebServices:
     protections: ProtectionsConfig = field(default_factory=ProtectionsConfig)  # emergency credit among them
     site: Site | None = None  # the loop: GET /metrics (None: none), and /healthz when `health` is None
     mqtt_status: Callable[[], dict | None] | None = None  # the MQTT bridge's status for /metrics (None: MQTT off)
+    server_status: Callable[[], dict | None] | None = None  # the HTTP server's status for /metrics (None: not served)
 
     def __post_init__(self) -> None:
         if self.health is None and self.site is not None:
@@ -198,7 +199,8 @@ def create_web(services: WebServices, *, templates: Path = ROOT / "templates", s
     app.register_blueprint(landlord.blueprint(web, services, json_body))
     if services.site is not None:
         app.register_blueprint(metrics.blueprint(metrics.ControllerMetrics(services.site, services.journal,
-                                                                          services.mqtt_status)))
+                                                                          services.mqtt_status,
+                                                                          services.server_status)))
     if services.trade is not None:
         app.register_blueprint(trade_routes.blueprint(services.trade, json_body))
     return web

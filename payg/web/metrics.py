@@ -73,10 +73,12 @@ def journal_bytes(journal: Journal) -> int | None:
 class ControllerCollector(Collector):
     """Every socket's and the controller's figures, read from the live objects on each scrape."""
 
-    def __init__(self, site: Site, journal: Journal, mqtt_status: Callable[[], dict | None] | None = None):
+    def __init__(self, site: Site, journal: Journal, mqtt_status: Callable[[], dict | None] | None = None,
+                 server_status: Callable[[], dict | None] | None = None):
         self.site = site
         self.journal = journal
         self.mqtt_status = mqtt_status
+        self.server_status = server_status
         self.since = site.metering.clock.now()  # the lag's start while no deposit poll has succeeded yet
 
     def collect(self) -> Iterator[Metric]:
@@ -85,6 +87,28 @@ class ControllerCollector(Collector):
         status = self.mqtt_status() if self.mqtt_status is not None else None
         if status is not None:
             yield from self._mqtt(status)
+        server = self.server_status() if self.server_status is not None else None
+        if server is not None:
+            yield from self._server(server)
+
+    def _server(self, status: dict) -> Iterator[Metric]:
+        yield GaugeMetricFamily("payg_http_connections", "Open connections to the web server.",
+                                value=status["connections"])
+        yield GaugeMetricFamily("payg_http_live_connections", "WebSockets and Socket.IO long-polls being served.",
+                                value=status["live"])
+        yield GaugeMetricFamily("payg_http_buffered_bytes", "Bytes the web server holds: request bodies and answers "
+                                "their clients have not read yet (bounded by [web.server] buffer_budget_kib).",
+                                value=status["buffered_bytes"])
+        failures = CounterMetricFamily("payg_http_failures", "Exceptions the web server contained, by stage: each "
+                                       "closed one connection and nothing else.", labels=["stage"])
+        for stage, n in status["failures"].items():
+            failures.add_metric([stage], n)
+        yield failures
+        refused = CounterMetricFamily("payg_http_refused", "Requests the web server answered itself (malformed, too "
+                                      "large, too slow, over a limit), by status.", labels=["status"])
+        for code, n in sorted(status["refused"].items()):
+            refused.add_metric([str(code)], n)
+        yield refused
 
     def _mqtt(self, status: dict) -> Iterator[Metric]:
         yield GaugeMetricFamily("payg_mqtt_connected", "1 while the controller is connected to its MQTT broker.",
@@ -155,12 +179,13 @@ class ControllerCollector(Collector):
 class ControllerMetrics:
     """The registry of one web app: the collector, and the tick histogram that the Site feeds."""
 
-    def __init__(self, site: Site, journal: Journal, mqtt_status: Callable[[], dict | None] | None = None):
+    def __init__(self, site: Site, journal: Journal, mqtt_status: Callable[[], dict | None] | None = None,
+                 server_status: Callable[[], dict | None] | None = None):
         self.registry = CollectorRegistry(auto_describe=False)
         self.tick_seconds = Histogram("payg_tick_duration_seconds", "How long each tick (metering, billing, the "
                                       "relays) took, failed ones included, in seconds.", buckets=TICK_BUCKETS,
                                       registry=self.registry)
-        self.registry.register(ControllerCollector(site, journal, mqtt_status))
+        self.registry.register(ControllerCollector(site, journal, mqtt_status, server_status))
         site.on_tick = self.tick_seconds.observe
 
     def exposition(self) -> bytes:

@@ -43,6 +43,33 @@ def _ip(text: str):
     return (ip.ipv4_mapped if ip.version == 6 else None) or ip
 
 
+def forwarded_client(peer, forwarded_for: str, trusted: tuple[Network, ...]):
+    """The client's address from X-Forwarded-For, read from the right while the hops are trusted proxies;
+    None when the peer is not a trusted proxy or the header names nobody."""
+    if not trusted or peer is None or not any(peer in net for net in trusted):
+        return None
+    client = None
+    for hop in reversed([h for h in forwarded_for.split(",") if h.strip()]):
+        ip = _ip(hop)
+        if ip is None:
+            break  # garbage from here leftwards: what the proxies added is used up
+        client = ip
+        if not any(ip in net for net in trusted):
+            break
+    return client
+
+
+def client_resolver(trusted: Iterable[Network]) -> Callable[[str, str | None], str]:
+    """For the web server: the client a live connection counts against, as the middleware below will see it."""
+    nets = tuple(trusted)
+
+    def client_of(peer: str, forwarded_for: str | None) -> str:
+        client = forwarded_client(_ip(peer), forwarded_for or "", nets)
+        return str(client) if client is not None else peer
+
+    return client_of
+
+
 class TrustedProxies:
     """WSGI middleware: REMOTE_ADDR (and the scheme and host) as the trusted proxies saw them."""
 
@@ -56,15 +83,7 @@ class TrustedProxies:
     def __call__(self, environ: dict, start_response):
         peer = _ip(environ.get("REMOTE_ADDR", ""))
         if self.trusted and self._is_trusted(peer):
-            hops = [h for h in environ.get("HTTP_X_FORWARDED_FOR", "").split(",") if h.strip()]
-            client = None
-            for hop in reversed(hops):
-                ip = _ip(hop)
-                if ip is None:
-                    break  # garbage from here leftwards: what the proxies added is used up
-                client = ip
-                if not self._is_trusted(ip):
-                    break
+            client = forwarded_client(peer, environ.get("HTTP_X_FORWARDED_FOR", ""), self.trusted)
             if client is not None:
                 environ["payg.proxy_peer"] = environ.get("REMOTE_ADDR")
                 environ["REMOTE_ADDR"] = str(client)

@@ -79,7 +79,7 @@ def build_hub(config: HubConfig, clock: Clock | None = None, *, web: bool = True
         return hub
     from payg.hub.web import HubServices, create_hub_web
     from payg.web.security import WebSecrets
-    from payg.web.server import HttpServer
+    from payg.web.server import HttpServer, ServerLimits
 
     ref = config.landlord_password
     if ref is None or (ref.env is not None and not os.environ.get(ref.env, "").strip()):
@@ -108,7 +108,8 @@ def build_hub(config: HubConfig, clock: Clock | None = None, *, web: bool = True
             secure_cookies=config.secure_cookies), **_web_dirs())
         hub.web.pusher.start()
         hub.closers.append(("live pushes", hub.web.pusher.stop))
-        hub.server = HttpServer(hub.web.app, config.host, config.port if port is None else port)
+        hub.server = HttpServer(hub.web.app, config.host, config.port if port is None else port,
+                                ServerLimits.of(config.server))
         hub.closers.append(("web server", hub.server.server_close))
     except BaseException:
         hub.close()

@@ -130,18 +130,24 @@ def test_an_oversize_length_gets_413_before_the_body(served):
 
 
 @pytest.mark.parametrize("head, status", [
-    (b"POST /x HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", b"400"),
-    (b"POST /x HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", b"501"),
-    (b"GET /x HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n", b"431"),
-    (b"GET /x HTTP/2.0\r\n\r\n", b"505"),
+    (b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", b"400"),
+    (b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", b"501"),
+    (b"GET /x HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 20000 + b"\r\n\r\n", b"431"),
+    (b"GET /x HTTP/2.0\r\nHost: x\r\n\r\n", b"505"),
     (b"GET x\r\n\r\n", b"400"),
-    (b"GET /x HTTP/1.1\r\n folded\r\n\r\n", b"400"),
-    (b"POST /x HTTP/1.1\r\nContent-Length: -1\r\n\r\n", b"400"),
+    (b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", b"400"),
 ])
 def test_malformed_and_smuggling_shaped_requests_are_refused(served, head, status):
     s = served.connect()
     s.sendall(head)
     assert read_all(s).startswith(b"HTTP/1.1 " + status) and served.calls == 0
+
+
+def test_a_folded_header_line_is_unfolded(served):
+    """RFC 9112 5.2 lets a server refuse obs-fold or replace it with a space; h11 does the latter, both ways."""
+    s = served.connect()
+    s.sendall(b"GET /folded HTTP/1.1\r\nHost: x\r\nX-A: one\r\n two\r\nConnection: close\r\n\r\n")
+    assert read_all(s).startswith(b"HTTP/1.1 200") and served.calls == 1
 
 
 def test_a_slow_head_gets_408_and_a_quiet_connection_is_closed(served):
@@ -155,7 +161,7 @@ def test_a_slow_head_gets_408_and_a_quiet_connection_is_closed(served):
 
 def test_a_body_that_never_ends_gets_408(served):
     s = served.connect()
-    s.sendall(b"POST /x HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc")
+    s.sendall(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
     assert read_all(s).startswith(b"HTTP/1.1 408") and served.calls == 0
 
 
@@ -208,7 +214,7 @@ def test_socket_io_works_over_websocket_and_the_websocket_cap_holds(tmp_path):
         with pytest.raises(socketio.exceptions.ConnectionError):
             second.connect(f"http://127.0.0.1:{served.port}", transports=["websocket"], wait_timeout=3)
         first.disconnect()
-        wait_until(lambda: served.server._live == 0, 5, "the WebSocket's threads to end")
+        wait_until(lambda: served.server.live_connections == 0, 5, "the WebSocket's threads to end")
         polling = socketio.Client(reconnection=False)  # what a browser falls back to
         clients.append(polling)
         polling.connect(f"http://127.0.0.1:{served.port}", transports=["polling"], wait_timeout=5)

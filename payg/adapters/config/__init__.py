@@ -14,6 +14,7 @@ from pathlib import Path
 
 from payg.adapters.config import protections as protection_tables
 from payg.adapters.config.mqtt import mqtt as mqtt_table
+from payg.adapters.config.server import server_table
 from payg.adapters.config import sockets as socket_tables
 from payg.adapters.config.tables import ENV_NAME, EVM_ADDRESS, Table, exact, read_toml, secret, units, url
 from payg.domain.settings import (CodesConfig, Config, ControllerConfig, EthereumLedgerConfig, GpioRelayConfig,
@@ -98,7 +99,7 @@ def _web(w: Table, base_dir: Path | None) -> WebConfig:
         public_url=url(w, "public_url", "https://payg.example.org") if w.has("public_url") else None,
         timezone=zone,
         trusted_proxies=_proxies(w),
-        server=_server(w.table("server", {})),
+        server=server_table(w.table("server", {})),
     )
 
 
@@ -113,24 +114,6 @@ def _proxies(w: Table) -> tuple[str, ...]:
         except ValueError:
             raise w.error("trusted_proxies", expected, entry) from None
     return tuple(v.strip() for v in value)
-
-
-def _server(t: Table) -> ServerConfig:
-    d = ServerConfig()
-    server = ServerConfig(
-        max_connections=t.integer("max_connections", d.max_connections, minimum=8, maximum=60_000),
-        workers=t.integer("workers", d.workers, minimum=1, maximum=256),
-        max_live_connections=t.integer("max_live_connections", d.max_live_connections, minimum=0, maximum=10_000),
-        header_timeout_s=t.number("header_timeout_s", d.header_timeout_s, positive=True),
-        body_timeout_s=t.number("body_timeout_s", d.body_timeout_s, positive=True),
-        idle_timeout_s=t.number("idle_timeout_s", d.idle_timeout_s, positive=True),
-        max_body_kib=t.integer("max_body_kib", d.max_body_kib, minimum=16, maximum=64 * 1024),
-    )
-    if server.max_live_connections + server.workers >= server.max_connections:
-        raise t.error("max_connections", f"more than workers + max_live_connections "
-                      f"({server.workers + server.max_live_connections})", server.max_connections)
-    t.finish()
-    return server
 
 
 def _xpub(t: Table) -> str | None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from payg.adapters.config.mqtt import PREFIX
 from payg.adapters.config.mqtt import mqtt as mqtt_table
+from payg.adapters.config.server import server_table
 from payg.adapters.config.tables import ENV_NAME, Table, read_toml
 from payg.domain.settings import HubConfig, SecretRef
 from payg.errors import ConfigError
@@ -62,6 +63,7 @@ def parse(data: dict, file: str, base_dir: Path | None = None) -> HubConfig:
         session_idle_minutes=h.number("session_idle_minutes", HubConfig.session_idle_minutes, minimum=1),
         secure_cookies=h.boolean("secure_cookies", False),
         log_level=h.string("log_level", "info", choices=LOG_LEVELS),
+        server=server_table(h.table("server", {})),
     )
     h.finish()
     if "mqtt" not in data:
