@@ -371,3 +371,33 @@ def test_a_chunked_50_mb_post_gets_413_before_the_server_reads_it(controllers, t
     print(summary)
     assert status == 413, summary
     assert sent_before_answer is not None and sent_before_answer < ANSWER_WITHIN, summary
+
+
+# Issue 25: each of these ended the process ("controller stopped; all relays open") or reached the app.
+HOSTILE = [
+    b"POST /api/peer/vouchers HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\nab",
+    b"POST /api/peer/vouchers HTTP/1.1\r\nHost: x\r\nContent-Length: 1\xb2\r\n\r\nab",
+    b"GET /s/kitchen HTTP/1.1\r\nHost: x\r\nX-A: a\x01\r\n\r\n",
+    b"GET /s/kitchen HTTP/1.1\r\n\r\n",
+    b"POST /api/peer/vouchers HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nGET / HTTP/1.1\r\n\r\n",
+]
+
+
+def test_hostile_requests_are_refused_and_the_controller_ticks_on(controllers, tmp_path):
+    c = start_controller(controllers, tmp_path)
+    wait_until(lambda: get(c.port, "/healthz", 5)[0] == 200, 10, "/healthz to show the first tick")
+    ticks_before = json.loads(get(c.port, "/healthz", 5)[1])["ticks"]
+    for _ in range(3):  # what systemd would restart after, over and over
+        for raw in HOSTILE:
+            s = socket.create_connection((HOST, c.port), timeout=5)
+            s.sendall(raw)
+            s.settimeout(5)
+            assert s.recv(12) == b"HTTP/1.1 400", raw
+            s.close()
+    time.sleep(2.5)
+    assert c.proc.poll() is None, "the controller stopped"
+    status, body, _ = get(c.port, "/healthz", 5)
+    assert status == 200 and json.loads(body)["ticks"] >= ticks_before + 2
+    status, metrics, _ = get(c.port, "/metrics", 5)  # from this machine: allowed without the token
+    assert status == 200 and f'payg_http_refused_total{{status="400"}} {3.0 * len(HOSTILE)}'.encode() in metrics
+    assert b'payg_http_failures_total{stage="loop"} 0.0' in metrics

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from payg.adapters.config.hub import load
+from payg.domain.settings import ServerConfig
 from payg.errors import ConfigError
 from tests.support import ROOT
 
@@ -37,6 +38,13 @@ def test_the_defaults(tmp_path):
     assert (c.mqtt.username, c.mqtt.password.env, c.mqtt.client, c.mqtt.port) == ("hub", "HUB_MQTT", "payg-hub", 1883)
 
 
+def test_the_hub_server_limits_are_read_like_a_controller_s(tmp_path):
+    c = load(write(tmp_path, GOOD.replace("[mqtt]", "[hub.server]\nworkers = 4\nmax_live_per_client = 2\n"
+                                                    "buffer_budget_kib = 1024\n[mqtt]")))
+    assert (c.server.workers, c.server.max_live_per_client, c.server.buffer_budget_kib) == (4, 2, 1024)
+    assert load(write(tmp_path, GOOD)).server == ServerConfig()
+
+
 def test_the_example_parses():
     c = load(ROOT / "config" / "hub.example.toml")
     assert (c.port, c.mqtt.username, c.landlord_password.env) == (5080, "hub", "PAYG_HUB_LANDLORD_HASH")
@@ -52,6 +60,7 @@ def test_the_example_parses():
     (lambda t: t.replace("[hub]\n", "[hub]\ntopic_prefix = \"pay#g\"\n"), "hub.topic_prefix"),
     (lambda t: t.replace("[hub]\n", "[hub]\ncommand_timeout_s = 0\n"), "hub.command_timeout_s"),
     (lambda t: t.replace("[hub]\n", "[hub]\nprot = 5\n"), "hub.prot"),
+    (lambda t: t.replace("[mqtt]\n", "[hub.server]\nworkers = 0\n[mqtt]\n"), "hub.server.workers"),
     (lambda t: t.replace("[mqtt]\n", "[mqtt]\ncontroller = \"home\"\n"), "mqtt.controller"),
     (lambda t: t.replace("[mqtt]\n", "[mqtt]\ntopic_prefix = \"x\"\n"), "mqtt.topic_prefix"),
     (lambda t: t.replace("[mqtt]\n", "[mqtt]\npassword = \"secret\"\n"), "mqtt.password"),
