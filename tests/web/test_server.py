@@ -3,44 +3,15 @@
 from __future__ import annotations
 
 import http.client
-import socket
 import threading
 import time
 
 import pytest
 import socketio
 
-from payg.web.server import HttpServer, ServerLimits
 from tests.support import wait_until
+from tests.support.served import Served, read_all
 from tests.support.web_beds import make_web_bed
-
-
-class Served:
-    def __init__(self, app, **limits):
-        self.calls = 0
-
-        def counting(environ, start_response):
-            self.calls += 1
-            return app(environ, start_response)
-
-        self.server = HttpServer(counting, "127.0.0.1", 0, ServerLimits(**limits))
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-    def connect(self) -> socket.socket:
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)  # what is "sent" is then mostly what was read
-        s.settimeout(5)
-        s.connect(("127.0.0.1", self.port))
-        return s
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def echo(environ, start_response):
@@ -64,17 +35,6 @@ def served():
                workers=4, max_connections=40)
     yield s
     s.close()
-
-
-def read_all(sock: socket.socket, timeout_s: float = 5) -> bytes:
-    sock.settimeout(timeout_s)
-    out = b""
-    try:
-        while chunk := sock.recv(65536):
-            out += chunk
-    except (ConnectionResetError, TimeoutError):
-        pass
-    return out
 
 
 def test_answers_keep_alive_with_no_server_banner(served):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import socket
 import threading
 import time
 
@@ -19,51 +18,9 @@ import h11
 import pytest
 import socketio
 
-from payg.web.server import HttpServer, ServerLimits
 from tests.support import wait_until
+from tests.support.served import Served, read_all
 from tests.support.web_beds import make_web_bed
-
-
-class Served:
-    """An HttpServer on 127.0.0.1 in a thread, with what the app saw."""
-
-    def __init__(self, app, server_class=HttpServer, **limits):
-        self.seen: list[tuple[str, str, bytes]] = []
-
-        def recording(environ, start_response):
-            body = environ["wsgi.input"].read()
-            environ["wsgi.input"] = __import__("io").BytesIO(body)
-            self.seen.append((environ["REQUEST_METHOD"], environ["PATH_INFO"], body))
-            return app(environ, start_response)
-
-        self.server = server_class(recording, "127.0.0.1", 0, ServerLimits(**limits))
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-    def connect(self, source: str = "127.0.0.1", rcvbuf: int | None = None) -> socket.socket:
-        s = socket.socket()
-        if rcvbuf:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        s.bind((source, 0))
-        s.settimeout(5)
-        s.connect(("127.0.0.1", self.port))
-        return s
-
-    def get(self, path: str = "/fine") -> int:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-        try:
-            conn.request("GET", path)
-            return conn.getresponse().status
-        finally:
-            conn.close()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def echo(environ, start_response):
@@ -85,17 +42,6 @@ def served():
     s = Served(echo, workers=4, max_body_bytes=64 * 1024, header_timeout_s=1, body_timeout_s=1, idle_timeout_s=0.5)
     yield s
     s.close()
-
-
-def read_all(sock: socket.socket, timeout_s: float = 3) -> bytes:
-    sock.settimeout(timeout_s)
-    out = b""
-    try:
-        while chunk := sock.recv(65536):
-            out += chunk
-    except (ConnectionResetError, TimeoutError):
-        pass
-    return out
 
 
 def responses(data: bytes, methods: list[bytes] | None = None) -> list[tuple[int, dict, bytes]]:
