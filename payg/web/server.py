@@ -1,137 +1,38 @@
 """payg's web server: HTTP/1.1 and WebSockets for the Flask app, in the controller's own process (and the hub's).
 
-Why not another server is written down in ARCHITECTURE.md ("The web server"). h11 frames the requests and the
-responses (payg/web/wsgi.py says what h11 does and what is ours); this module decides who gets which thread,
-which bytes and how long:
-
-- One thread, the selector, waits on every connection at once: it accepts, reads, feeds h11, and writes
-  whatever answers their clients have not taken yet. An idle, slow or non-reading client costs a file
-  descriptor and a bounded number of bytes, never a thread.
-- A fixed pool of workers (`workers`) runs the app on complete requests only. A worker hands its answer to the
-  selector and goes back to the pool; only an answer over `response_high_water` (a large stream) makes it wait
-  for its client, with `write_timeout_s`.
-- A live connection (a WebSocket, or a Socket.IO long-poll that waits up to 25 s) gets a thread of its own, at
-  most `max_live_connections` of them and `max_live_per_client` per client address, so pages and the API
-  always have the pool. A WebSocket costs four threads in all: this one, simple-websocket's reader, and
-  Engine.IO's writer and ping timer.
-- Budgets: a request's head within `header_timeout_s`, its body within `body_timeout_s`, an idle kept-alive
-  connection closed after `idle_timeout_s`; a body over `max_body_bytes` refused from its length or as it
-  comes; `max_chunks` chunks and `max_framing_bytes` of chunk lines, extensions and trailers per request; one
-  `buffer_budget_bytes` for every body held and every answer not yet read, past which the biggest unfinished
-  body or the longest-stalled reader is closed to make room; `events_per_round` h11 events per connection
-  per round of the selector, so one client's flood of tiny chunks waits its turn like everyone else.
-- At `max_connections` the connection idle the longest makes room for a new one.
-- Containment: an exception at any stage (accept, read, parse, dispatch, respond, write, or the loop itself)
-  closes that connection only, is logged once per stage and kind, and is counted (`status()`, on /metrics).
-  Nothing a client sends can end the selector thread or the process.
-- No `Server:` header: nothing tells a scanner what runs here.
+ARCHITECTURE.md ("The web server") says why this server, what h11 does (payg/web/wsgi.py is the rest of the
+HTTP side) and the bounds. This module is the selector thread: it accepts, reads, feeds h11, dispatches
+complete requests to a fixed pool of workers (or a live connection's own thread), writes the answers their
+clients have not taken yet, and keeps the budgets (time, connections, live slots per client, chunks,
+framing, one buffer budget for bodies and unread answers). Every step runs in a guard: an exception closes
+one connection, is logged once per stage and kind, and is counted (`status()`, /metrics). No `Server:` header.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import queue
-import select
 import selectors
 import socket
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Callable
 
 import h11
 
-from payg.domain.settings import ServerConfig
 from payg.web import wsgi
+from payg.web.connection import Conn, ServerLimits, heap_trimmer, respond
+from payg.web.intake import Intake
 
 log = logging.getLogger("payg.web")
 
 STAGES = ("accept", "read", "parse", "dispatch", "respond", "write", "loop")
 FLOOD_BYTES = 4 * 1024 * 1024  # held at once, then back under a quarter of it: the heap is trimmed
-RECV_BYTES = 65536
 SEND_BYTES = 256 * 1024
 
 
-@dataclass(frozen=True)
-class ServerLimits:
-    max_connections: int = 512      # open connections in all
-    workers: int = 16               # threads that run requests
-    max_live_connections: int = 64  # WebSockets and Socket.IO long-polls at once
-    max_live_per_client: int = 8    # of those, from one client address
-    header_timeout_s: float = 10.0  # a request's head must be in within this of its first byte
-    body_timeout_s: float = 30.0    # and its body within this of its head
-    idle_timeout_s: float = 30.0    # a kept-alive connection with no request is closed after this
-    write_timeout_s: float = 30.0   # a client that reads nothing of an answer for this long is dropped
-    max_body_bytes: int = 256 * 1024
-    max_head_bytes: int = 16 * 1024
-    max_chunks: int = 1024          # chunks in one request's body
-    max_framing_bytes: int = 16 * 1024     # chunk-size lines, chunk extensions and trailers of one request
-    buffer_budget_bytes: int = 16 * 1024 * 1024  # bodies held and answers not yet read, all connections together
-    response_high_water: int = 1024 * 1024       # an answer buffered beyond this makes its worker wait
-    events_per_round: int = 256     # h11 events parsed for one connection before the others get their turn
-    backlog: int = 128
-
-    @classmethod
-    def of(cls, c: ServerConfig) -> ServerLimits:
-        """The limits [web.server] sets."""
-        return cls(max_connections=c.max_connections, workers=c.workers, max_live_connections=c.max_live_connections,
-                   max_live_per_client=c.max_live_per_client, header_timeout_s=c.header_timeout_s,
-                   body_timeout_s=c.body_timeout_s, idle_timeout_s=c.idle_timeout_s,
-                   max_body_bytes=c.max_body_kib * 1024, buffer_budget_bytes=c.buffer_budget_kib * 1024)
-
-
-@dataclass(eq=False)
-class _Conn:
-    sock: socket.socket
-    client: tuple[str, int]
-    h11: h11.Connection
-    deadline: float                 # when it is closed if nothing more comes (or nothing more is read)
-    last: float                     # its last progress, for eviction
-    state: str = "read"             # read (the selector reads it), busy (a thread has it), write, closed
-    started: bool = False           # bytes of a request have come (a timeout is answered 408)
-    request: h11.Request | None = None
-    body: list[bytes] = field(default_factory=list)
-    body_bytes: int = 0
-    chunks: int = 0
-    fed: int = 0                    # bytes given to h11 on this connection
-    request_start: int = 0          # of those, where the present request began
-    held_body: int = 0              # bytes of the buffer budget it holds
-    held_out: int = 0
-    out: bytearray = field(default_factory=bytearray)
-    keep: bool = True
-    live_key: str | None = None     # the client address it counts against, while it is live
-
-
-def _heap_trimmer() -> Callable[[], object]:
-    """glibc's malloc_trim: after a flood of bodies or answers, the freed heap goes back to the system (measured:
-    +18 MiB of RSS kept after 200 bodies held at the budget, none after a trim). A no-op on another libc."""
-    try:
-        trim = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return lambda: None
-    return lambda: trim(0)
-
-
-class _Handover:
-    """The socket a WebSocket takes over, with the bytes that came in the same packets as the upgrade request
-    (a client may send its first frame at once) returned by the first recv()."""
-
-    def __init__(self, sock: socket.socket, early: bytes):
-        self._sock, self._early = sock, early
-
-    def recv(self, n: int) -> bytes:
-        if self._early:
-            data, self._early = self._early[:n], self._early[n:]
-            return data
-        return self._sock.recv(n)
-
-    def __getattr__(self, name: str):
-        return getattr(self._sock, name)
-
-
-class HttpServer:
+class HttpServer(Intake):
     """Serve a WSGI app on (host, port); `serve_forever()` until `shutdown()`; then `server_close()`.
 
     `client_of(peer_address, x_forwarded_for)` names the client a live connection counts against (behind a
@@ -150,8 +51,8 @@ class HttpServer:
         self._wake_r.setblocking(False)
         self._back: queue.SimpleQueue = queue.SimpleQueue()   # (conn, keep) from workers and live threads
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()   # complete requests for the pool
-        self._conns: set[_Conn] = set()       # every open connection (the selector's own; no lock)
-        self._backlog: set[_Conn] = set()     # connections whose received bytes h11 has not all parsed yet
+        self._conns: set[Conn] = set()       # every open connection (the selector's own; no lock)
+        self._backlog: set[Conn] = set()     # connections whose received bytes h11 has not all parsed yet
         self._busy = 0                        # connections a worker or a live thread has
         self._live: Counter[str] = Counter()  # live connections by client
         self._buffered = 0                    # bytes held against buffer_budget_bytes
@@ -165,26 +66,22 @@ class HttpServer:
         self.refused: Counter[int] = Counter()    # the server's own answers, by status
         self._logged: set[tuple[str, str]] = set()
         self._flooded = False                 # the buffers have held over FLOOD_BYTES since the last trim
-        self._trim_heap = _heap_trimmer()
+        self._trim_heap = heap_trimmer()
 
     @property
     def port(self) -> int:
         return self.server_address[1]
 
     @property
-    def open_connections(self) -> int:
-        return len(self._conns)
-
-    @property
     def live_connections(self) -> int:
-        return sum(self._live.values())
+        return sum(list(self._live.values()))  # list() copies at once: /metrics reads this from a worker
 
     def status(self) -> dict:
         """What /metrics shows of the server."""
         with self._lock:
             failures, refused = dict(self.failures), dict(self.refused)
         return {"connections": len(self._conns), "live": self.live_connections, "buffered_bytes": self._buffered,
-                "writing": sum(1 for c in self._conns if c.state == "write"),
+                "writing": sum(1 for c in tuple(self._conns) if c.state == "write"),
                 "failures": {s: failures.get(s, 0) for s in STAGES}, "refused": refused}
 
     # -- the selector thread -------------------------------------------------------------------
@@ -246,7 +143,7 @@ class HttpServer:
             s.close()
         self._sel.close()
 
-    def _guard(self, stage: str, conn: _Conn | None, step: Callable, *args) -> None:
+    def _guard(self, stage: str, conn: Conn | None, step: Callable, *args) -> None:
         """Run one step for one connection; whatever it raises closes that connection and nothing else."""
         try:
             step(*args)
@@ -276,9 +173,9 @@ class HttpServer:
     def _drain_wake(self) -> None:
         try:
             while self._wake_r.recv(4096):
-                pass
+                continue
         except OSError:
-            pass
+            return
 
     def _accept(self) -> None:
         for _ in range(64):
@@ -298,8 +195,7 @@ class HttpServer:
             except OSError:
                 sock.close()
                 continue
-            now = self._now()
-            conn = _Conn(sock, client[:2], self._h11(), now + self.limits.idle_timeout_s, now)
+            conn = Conn(sock, client[:2], self._h11(), self._now() + self.limits.idle_timeout_s, self._now())
             self._conns.add(conn)
             self._sel.register(sock, selectors.EVENT_READ, conn)
 
@@ -314,14 +210,17 @@ class HttpServer:
         self._close(min(waiting, key=lambda c: c.last))
         return True
 
-    def _close(self, conn: _Conn, answer: bytes = b"") -> None:
+    def _unwatch(self, conn: Conn) -> None:
+        try:
+            self._sel.unregister(conn.sock)
+        except (KeyError, ValueError):
+            pass
+
+    def _close(self, conn: Conn, answer: bytes = b"") -> None:
         if conn.state == "closed":
             return
         if conn.state in ("read", "write"):
-            try:
-                self._sel.unregister(conn.sock)
-            except (KeyError, ValueError):
-                pass
+            self._unwatch(conn)
         conn.state = "closed"
         self._conns.discard(conn)
         self._backlog.discard(conn)
@@ -338,128 +237,14 @@ class HttpServer:
         except OSError:
             pass
 
-    def _refuse(self, conn: _Conn, status: int, reason: str) -> None:
+    def _refuse(self, conn: Conn, status: int, reason: str) -> None:
         with self._lock:
             self.refused[status] += 1
         self._close(conn, wsgi.refusal(conn.h11, status, reason))
 
-    # reading -------------------------------------------------------------------------------
-
-    def _read(self, conn: _Conn) -> None:
-        if conn in self._backlog:
-            return  # what it sent before is parsed first
-        try:
-            data = conn.sock.recv(RECV_BYTES)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._close(conn)
-            return
-        now = self._now()
-        conn.last = now
-        if data:
-            conn.fed += len(data)
-            if not conn.started:
-                conn.started = True
-                conn.deadline = now + self.limits.header_timeout_s
-        if not data:  # the client has closed its side: nothing more will come, and nothing is left to answer
-            self._close(conn)
-            return
-        conn.h11.receive_data(data)
-        self._guard("parse", conn, self._parse, conn)
-
-    def _parse(self, conn: _Conn) -> None:
-        """Take h11's events for this connection, up to `events_per_round`; a whole request is dispatched."""
-        for _ in range(self.limits.events_per_round):
-            try:
-                event = conn.h11.next_event()
-            except h11.RemoteProtocolError as exc:
-                self._refuse(conn, exc.error_status_hint, str(exc))
-                return
-            if event is h11.NEED_DATA or event is h11.PAUSED:
-                self._backlog.discard(conn)
-                if event is h11.NEED_DATA and conn.request is not None:
-                    self._check_framing(conn)
-                return
-            kind = type(event)
-            if kind is h11.Data:
-                if not self._take_data(conn, event):
-                    return
-            elif kind is h11.Request:
-                try:
-                    wsgi.check(event, self.limits.max_body_bytes, self.limits.max_head_bytes)
-                except wsgi.Refused as exc:
-                    self._refuse(conn, exc.status, exc.reason)
-                    return
-                conn.request = event
-                conn.deadline = self._now() + self.limits.body_timeout_s
-                if conn.h11.they_are_waiting_for_100_continue:
-                    try:
-                        conn.sock.send(conn.h11.send(h11.InformationalResponse(status_code=100)) or b"")
-                    except OSError:
-                        pass
-            elif kind is h11.EndOfMessage:
-                self._backlog.discard(conn)
-                self._sel.unregister(conn.sock)
-                conn.state = "busy"
-                self._busy += 1
-                self._guard("dispatch", None, self._dispatch_or_close, conn)
-                return
-            elif kind is h11.ConnectionClosed:
-                self._close(conn)
-                return
-        self._backlog.add(conn)  # more to parse: after the others have had their turn
-
-    def _take_data(self, conn: _Conn, event: h11.Data) -> bool:
-        size = len(event.data)
-        conn.chunks += event.chunk_start
-        if conn.chunks > self.limits.max_chunks:
-            self._refuse(conn, 413, f"more than {self.limits.max_chunks} chunks")
-            return False
-        if conn.body_bytes + size > self.limits.max_body_bytes:
-            self._refuse(conn, 413, f"the body is over {self.limits.max_body_bytes} bytes")
-            return False
-        if not self._make_room(conn, size, self._biggest_body):
-            self._refuse(conn, 503, "the server is holding too much; try again later")
-            return False
-        conn.body.append(event.data)
-        conn.body_bytes += size
-        conn.held_body += size
-        self._buffered += size
-        return True
-
-    def _check_framing(self, conn: _Conn) -> None:
-        """What the present request has cost beyond its body (its head, chunk lines, extensions, trailers)."""
-        consumed = conn.fed - len(conn.h11.trailing_data[0]) - conn.request_start
-        if consumed - conn.body_bytes > self.limits.max_head_bytes + self.limits.max_framing_bytes:
-            self._refuse(conn, 400, "too much chunk framing")
-
-    def _make_room(self, conn: _Conn, size: int, victim: Callable[[_Conn, int], _Conn | None]) -> bool:
-        """Room for `size` more bytes in the buffer budget, closing others' connections as `victim` picks."""
-        while self._buffered + size > self.limits.buffer_budget_bytes:
-            other = victim(conn, size)
-            if other is None:
-                return False
-            with self._lock:
-                self.refused[503] += 1
-            self._close(other, wsgi.refusal(other.h11, 503, "the server is holding too much; try again later")
-                        if other.state == "read" else b"")
-        return True
-
-    def _biggest_body(self, conn: _Conn, size: int) -> _Conn | None:
-        """The unfinished body bigger than this one will be: a flood of big bodies gives way to small ones."""
-        bodies = [c for c in self._conns if c.state == "read" and c is not conn and c.held_body]
-        other = max(bodies, key=lambda c: c.held_body, default=None)
-        return other if other is not None and other.held_body > conn.held_body + size else None
-
-    def _stalled_reader(self, conn: _Conn, size: int) -> _Conn | None:
-        """The answer its client has left unread the longest."""
-        writers = [c for c in self._conns if c.state == "write" and c is not conn]
-        return min(writers, key=lambda c: c.last, default=None)
-
     # dispatching ----------------------------------------------------------------------------
 
-    def _dispatch_or_close(self, conn: _Conn) -> None:
+    def _dispatch_or_close(self, conn: Conn) -> None:
         try:
             self._dispatch(conn)
         except BaseException:
@@ -467,7 +252,7 @@ class HttpServer:
             conn.state = "read"  # registered nowhere: _close only closes it
             raise
 
-    def _dispatch(self, conn: _Conn) -> None:
+    def _dispatch(self, conn: Conn) -> None:
         request = conn.request
         assert request is not None
         if wsgi.is_websocket(request) or wsgi.is_long_poll(request):
@@ -516,7 +301,7 @@ class HttpServer:
             else:
                 self._guard("parse", conn, self._next_request, conn)
 
-    def _start_writing(self, conn: _Conn) -> None:
+    def _start_writing(self, conn: Conn) -> None:
         conn.state = "write"
         self._sel.register(conn.sock, selectors.EVENT_WRITE, conn)
         now = self._now()
@@ -530,7 +315,7 @@ class HttpServer:
         conn.held_out = size
         self._buffered += size
 
-    def _next_request(self, conn: _Conn) -> None:
+    def _next_request(self, conn: Conn) -> None:
         """The answer is out: read the connection's next request, or close it."""
         conn.state = "read"
         if not conn.keep or conn.h11.our_state is not h11.DONE or conn.h11.their_state is not h11.DONE:
@@ -549,7 +334,7 @@ class HttpServer:
 
     # writing ---------------------------------------------------------------------------------
 
-    def _write(self, conn: _Conn) -> None:
+    def _write(self, conn: Conn) -> None:
         try:
             sent = conn.sock.send(memoryview(conn.out)[:SEND_BYTES])
         except (BlockingIOError, InterruptedError):
@@ -563,7 +348,7 @@ class HttpServer:
         now = self._now()
         conn.last, conn.deadline = now, now + self.limits.write_timeout_s
         if not conn.out:
-            self._sel.unregister(conn.sock)
+            self._unwatch(conn)
             conn.state = "read"  # registered nowhere until _next_request
             if conn.keep:
                 self._next_request(conn)
@@ -595,11 +380,11 @@ class HttpServer:
                 return
             self._serve(conn, websocket=False)
 
-    def _live_connection(self, conn: _Conn) -> None:
+    def _live_connection(self, conn: Conn) -> None:
         assert conn.request is not None
         self._serve(conn, websocket=wsgi.is_websocket(conn.request))
 
-    def _serve(self, conn: _Conn, websocket: bool) -> None:
+    def _serve(self, conn: Conn, websocket: bool) -> None:
         keep = False
         try:
             keep = self._respond(conn, websocket)
@@ -609,57 +394,7 @@ class HttpServer:
             self._back.put((conn, keep))
             self._wake()
 
-    def _respond(self, conn: _Conn, websocket: bool) -> bool:
-        """Run the app on the request; its answer goes to `conn.out`, as much as the socket takes at once
-        sent now. True: the connection may carry another request."""
-        request = conn.request
-        assert request is not None
-        env = wsgi.environ(request, b"".join(conn.body), server=self.server_address, client=conn.client)
-        sock = conn.sock
-        if websocket:
-            # simple-websocket (Flask-SocketIO's threading mode) takes the socket over, blocking
-            env["werkzeug.socket"] = _Handover(sock, conn.h11.trailing_data[0])
-            sock.setblocking(True)
-            sock.settimeout(self.limits.write_timeout_s)
-        exchange = wsgi.Exchange(conn.h11, request, lambda data: self._emit(conn, data),
-                                 close=websocket or self._stop.is_set())
-        try:
-            exchange.run(self.app, env)
-            if not websocket:
-                self._send_now(conn)
-        except (ConnectionError, TimeoutError):  # the client went away, or a WebSocket ended (simple-websocket's way)
-            return False
-        except OSError:
-            return False
-        except Exception:
-            if not exchange.sent:
-                conn.out += wsgi.refusal(conn.h11, 500, "the server failed on this request")
-                self._send_now(conn)
-            raise
-        return not websocket and conn.h11.our_state is h11.DONE
-
-    def _emit(self, conn: _Conn, data: bytes) -> None:
-        conn.out += data
-        if len(conn.out) > self.limits.response_high_water:
-            self._drain(conn, self.limits.response_high_water // 2)
-
-    def _send_now(self, conn: _Conn) -> None:
-        """What the socket takes without waiting; the rest is the selector's to write."""
-        while conn.out:
-            try:
-                sent = conn.sock.send(memoryview(conn.out)[:SEND_BYTES])
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                conn.out.clear()
-                raise ConnectionResetError("the client went away") from None
-            del conn.out[:sent]
-
-    def _drain(self, conn: _Conn, down_to: int) -> None:
-        """A worker's wait for its client to take a large answer, at most write_timeout_s without progress."""
-        poller = select.poll()
-        poller.register(conn.sock, select.POLLOUT)
-        while len(conn.out) > down_to:
-            if not poller.poll(self.limits.write_timeout_s * 1000):
-                raise TimeoutError("the client read nothing")
-            self._send_now(conn)
+    def _respond(self, conn: Conn, websocket: bool) -> bool:
+        """Run the app on the request (a worker's or a live thread's step). True: the connection may carry
+        another request."""
+        return respond(conn, self.app, self.limits, self.server_address, websocket, closing=self._stop.is_set())

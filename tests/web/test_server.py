@@ -144,7 +144,7 @@ def test_an_app_failure_is_a_500_and_the_server_goes_on(served):
 def test_idle_connections_take_no_threads_and_the_oldest_makes_room(served):
     before = threading.active_count()
     idle = [served.connect() for _ in range(39)]
-    wait_until(lambda: served.server.open_connections == 39, 5, "39 connections open")
+    wait_until(lambda: served.server.status()["connections"] == 39, 5, "39 connections open")
     assert threading.active_count() <= before + 4   # at most the pool
     # full: the next client still gets in, and the connection idle the longest made room
     conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=5)
