@@ -81,7 +81,7 @@ class HttpServer(Intake):
         with self._lock:
             failures, refused = dict(self.failures), dict(self.refused)
         return {"connections": len(self._conns), "live": self.live_connections, "buffered_bytes": self._buffered,
-                "writing": sum(1 for c in tuple(self._conns) if c.state == "write"),
+                "writing": sum(1 for c in tuple(self._conns) if c.state == "write"), "busy": self._busy,
                 "failures": {s: failures.get(s, 0) for s in STAGES}, "refused": refused}
 
     # -- the selector thread -------------------------------------------------------------------

@@ -180,7 +180,8 @@ def test_clients_that_never_read_do_not_hold_the_workers():
         started = time.monotonic()
         assert served.get() == 200
         assert time.monotonic() - started < 1.0
-        assert served.server._busy == 0  # no thread is held by a stalled reader
+        wait_until(lambda: served.server.status()["busy"] == 0, 2, "no thread held by a stalled reader")
+        assert served.server.status()["writing"] == 6
     finally:
         for s in stalled:
             s.close()
