@@ -1,5 +1,5 @@
 """Web figures: what the pages weigh, how the live pushes go with 200 sockets, what one push costs, and the web
-server under load.
+server under load and under attack.
 
 1. Page weight on first load (needs Debian's Chromium, driven by playwright; skipped with a message
    when it is absent): /s/kitchen and /landlord (logged in) on the embedded default (3 sockets), and
@@ -35,30 +35,48 @@ server under load.
    the landlord's payload alone; and the memory of one hour of chart history for --sockets sockets
    (History.record 360 times, 10 s apart, fresh power and balance values each time, one
    timestamp per batch like a tick's; tracemalloc).
-4. The web server under load, before and after: the embedded default built in this process as app.py's serve
-   does it (app.build on the system clock, create_web with its live pushes, the real loop on
+4. The web server under load and under attack, before and after: the embedded default built in this process as
+   app.py's serve does it (app.build on the system clock, create_web with its live pushes, the real loop on
    payg.adapters.scheduler.SchedulerDriver, 1 s ticks; the kitchen credited), served in turn by each of
-   --servers (make_web_server: "werkzeug", Werkzeug's development server as app.py ran it before, make_server
-   threaded; "payg", payg.web.server.HttpServer with the configured limits), the same app in the same run. For
-   /s/kitchen and /api/sockets/kitchen, --clients clients (default 50) for --server-seconds (default 60) each:
+   --servers (make_web_server: "before", payg's HttpServer as it was at git revision --before, default c5df74b:
+   its server.py and http1.py taken from `git show` and imported under names of their own, so both versions run
+   in one process; "after", the working tree's payg.web.server; "werkzeug", Werkzeug's development server as
+   app.py ran it before payg had a server; each with the configured limits), the same app in the same run. For
+   /s/kitchen and /api/sockets/kitchen, --clients clients (default 50) for --server-seconds (default 25) each:
    threads of one spawned process (the load's GIL is not the server's), each with one http.client.HTTPConnection
    reused (keep-alive; a server that closes after each response makes them reconnect, counted). Requests per
-   second, latency p50/p99/max of the 200s, errors (another status or a failed request), and the tick from
-   the real loop: each Site.tick start and end recorded (the Site's tick wrapped before the driver starts),
-   against the driver's 1 s grid: how late the worst tick started and finished, the longest gap between two
-   starts, grid points without a tick. A quiet window with no server first, for reference. payg's server is
-   skipped with a message when payg/web/server.py is missing.
+   second, latency p50/p99/max of the 200s, errors (another status or a failed request), after/before in
+   requests per second, and the tick from the real loop: each Site.tick start and end recorded (the Site's tick
+   wrapped before the driver starts), against the driver's 1 s grid: how late the worst tick started and
+   finished, the longest gap between two starts, grid points without a tick. A quiet window with no server
+   first, for reference. A server that cannot be built (the working tree's mid-rewrite) is skipped with a
+   message.
+   Then, every server's load done, each of --attacks for --attack-seconds (default 15), from a spawned process
+   whose connections all come from 127.0.0.2 (so limits per client address fall on it), each connection reopened
+   when the server closes it, the whole bounded in time: slowloris (200 request heads, one byte a second),
+   slow-readers (24 connections with a 4 KB receive buffer, each pipelining GETs of the largest asset and reading
+   nothing), websockets (100 raw upgrades to /socket.io/, held), chunks (4 chunked POSTs in 1-byte chunks, as fast
+   as they go) and bodies (200 POSTs with all but the last byte of a body one under the limit). Meanwhile a second
+   process, the legitimate client, opens a fresh connection from 127.0.0.1 and GETs /api/sockets/kitchen every
+   100 ms: p50/p95 (a failed GET counts as slower than any) and max; with the tick's lateness as above, and this
+   process's threads and RSS (the server is in it). During the WebSocket flood, whether one python-socketio client
+   from 127.0.0.1 still connects; under the held bodies, the RSS before, at the peak and 5 s after.
 
 Prints figures; exits 1 after printing when a goal is clearly missed: the landlord client gets
 fewer than 0.8 pushes per second or does not end up holding every socket, a tenant client fewer
 than 0.8 `state` per second, one push costs more than 100 ms in-process, the landlord page's
-main thread is busy more than a quarter of the time, or under load payg's server (the "before" row
-is the reference, not judged) had an error, a tick was missed or two ticks started over 2.5 s apart.
-Run from the repository root: `.venv/bin/python bench/web.py` (about 8 min on 2 cores);
+main thread is busy more than a quarter of the time, or (only the after server is judged; before and
+werkzeug are the reference) under load the server had an error, a tick was missed or two ticks started
+over 2.5 s apart, it served /s/kitchen at under 0.80 of before's requests per second, or under an
+attack the legitimate GET's p95 was 100 ms or more, a tick finished over 1.2 s after its grid point
+or one was missed.
+Run from the repository root: `.venv/bin/python bench/web.py` (about 10 min on 2 cores);
 --seconds N (the push windows, default 20), --sockets N (default 200), --tenants N (default 20),
---reps N (default 200), --no-browser (skip part 1), --server-seconds N (part 4's windows, default 60),
---clients N (default 50), --servers werkzeug,payg (default both), --no-server (skip part 4),
---server-only (part 4 alone, about 4.5 min).
+--reps N (default 200), --no-browser (skip part 1), --server-seconds N (part 4's load windows, default
+25), --clients N (default 50), --servers (of werkzeug,before,after; default before,after), --before REV
+(default c5df74b), --attacks (of slowloris,slow-readers,websockets,chunks,bodies; default all),
+--attack-seconds N (default 15), --no-attacks, --no-server (skip part 4), --server-only (part 4 alone,
+about 6 min).
 """
 
 from __future__ import annotations
@@ -662,22 +680,82 @@ def part_in_process(tmp: Path, n: int, reps: int, tenants: int, failures: list[s
         rt.close()
 
 
-SERVERS = {"werkzeug": "before: Werkzeug's development server (make_server, threaded)",
-           "payg": "after: payg's HttpServer (payg/web/server.py)"}
+BEFORE_REV = "c5df74b"  # main before the h11 rewrite of payg/web/server.py
+SERVERS = {"werkzeug": "Werkzeug's development server (make_server, threaded), what app.py ran before payg's server",
+           "before": "payg's HttpServer as of --before (payg/web/server.py and http1.py from git show)",
+           "after": "payg's HttpServer of the working tree (payg/web/server.py)"}
 LOAD_PATHS = ("/s/kitchen", "/api/sockets/kitchen")
-MAX_TICK_GAP_S = 2.5  # two tick starts further apart than this (with payg's server under load): a goal missed
+MAX_TICK_GAP_S = 2.5  # two tick starts further apart than this (with the after server under load): a goal missed
+MIN_PAGE_RATIO = 0.80  # the tenant page's req/s, after over before, below this: a goal missed
+
+PIPELINED = 64  # GETs a slow reader sends at once: 3.3 MB of answers, more than loopback's socket buffers take
+
+ATTACKS = {  # name: (connections, what each does)
+    "slowloris": (200, "a request head sent one byte a second, never finished"),
+    "slow-readers": (24, f"{PIPELINED} pipelined GETs of the largest asset, a 4 KB receive buffer, nothing read"),
+    "websockets": (100, "a raw WebSocket upgrade to /socket.io/, held open, nothing answered"),
+    "chunks": (4, "a chunked POST to /api/peer/vouchers in 1-byte chunks, as fast as it goes"),
+    "bodies": (200, "a POST with Content-Length one under the body limit, all but its last byte sent, then nothing"),
+}
+ATTACKER_ADDRESS = "127.0.0.2"  # so limits per client address fall on the attacker, not on the prober (127.0.0.1)
+BIG_ASSET = "/assets/uPlot.iife.min.js"  # the largest file the pages load (51 KB; the Socket.IO client is 47 KB)
+# Between a close and the reopening: a server that refuses at once is not met with a connect flood instead.
+REOPEN_PAUSE_S = {"slowloris": 1.0, "slow-readers": 0.2, "websockets": 0.5, "chunks": 0.05, "bodies": 1.0}
+ATTACK_RAMP_S = 5.0     # the attacker's time to get every connection going before the window opens
+PROBE_PATH = "/api/sockets/kitchen"
+PROBE_EVERY_S = 0.1
+PROBE_TIMEOUT_S = 5.0
+MAX_PROBE_P95_MS = 100.0  # under attack, the legitimate GET's p95 at or over this (the after server): a goal missed
+MAX_TICK_LATE_S = 1.2     # under attack, a tick finishing later than this after its grid point, or none for a point
 
 
-def make_web_server(kind: str, wsgi_app, host: str, port: int, web_config):
-    """The web server the bench puts in front of the app: "werkzeug" (what app.py served with before) or "payg"
-    (payg.web.server.HttpServer with the limits of the configuration, built as app.py's serve_web builds them).
-    Either is bound when returned and has .port, serve_forever(), shutdown() and server_close(). An ImportError
-    means payg's server is not there."""
+def before_server(rev: str, tmp: Path):
+    """payg's server as it was at git revision `rev`: payg/web/server.py and http1.py from `git show`, written to
+    tmp as payg_before_server.py and payg_before_http1.py (the server's import of payg.web.http1 pointed at the
+    latter) and imported under those names, so both versions run in one process."""
+    import importlib.util
+
+    if "payg_before_server" in sys.modules:
+        return sys.modules["payg_before_server"]
+    folder = tmp / "before-server"
+    folder.mkdir(exist_ok=True)
+    module = None
+    for name in ("http1", "server"):
+        shown = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:payg/web/{name}.py"], capture_output=True,
+                               text=True)
+        if shown.returncode != 0:
+            raise ImportError(f"git show {rev}:payg/web/{name}.py: {shown.stderr.strip()}")
+        text = shown.stdout
+        if name == "server":
+            if "from payg.web.http1 import" not in text:
+                raise ImportError(f"payg/web/server.py at {rev} does not import payg.web.http1")
+            text = text.replace("from payg.web.http1 import", "from payg_before_http1 import")
+        path = folder / f"payg_before_{name}.py"
+        path.write_text(text)
+        spec = importlib.util.spec_from_file_location(f"payg_before_{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # before it runs: its dataclasses look their module up there
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[spec.name]
+            raise
+    return module
+
+
+def make_web_server(kind: str, wsgi_app, host: str, port: int, web_config, tmp: Path, before_rev: str = BEFORE_REV):
+    """The web server the bench puts in front of the app: "werkzeug" (what app.py served with before payg's own),
+    "before" (payg's HttpServer at git revision before_rev) or "after" (the working tree's), both built as app.py's
+    serve_web builds them, with the limits of the configuration. Each is bound when returned and has .port,
+    serve_forever(), shutdown() and server_close(). An exception means that server cannot be built."""
     if kind == "werkzeug":
         from werkzeug.serving import make_server
 
         return make_server(host, port, wsgi_app, threaded=True)
-    if kind == "payg":
+    if kind == "before":
+        mod = before_server(before_rev, tmp)
+        return mod.HttpServer(wsgi_app, host, port, mod.ServerLimits.of(web_config.server))
+    if kind == "after":
         from payg.web.server import HttpServer, ServerLimits
 
         return HttpServer(wsgi_app, host, port, ServerLimits.of(web_config.server))  # as app.serve_web makes it
@@ -745,6 +823,266 @@ def load_clients(port: int, path: str, clients: int, seconds: float, out) -> Non
     out.put((window["start"], time.time(), latencies, dict(errors), opened[0]))
 
 
+def attacker(attack: str, port: int, body_limit: int, seconds: float, stop_event, out) -> None:
+    """An attack process: ATTACKS[attack]'s count of threads, each holding one connection from ATTACKER_ADDRESS to
+    127.0.0.1:port that does the attack and is opened again (after REOPEN_PAUSE_S) when the server closes it.
+    Puts ("ready", slots going, seconds) once every slot got going (or after ATTACK_RAMP_S), then ("done", counts)
+    when stop_event is set or, whatever the bench does, its own deadline has passed. An exception in a slot is
+    counted and the slot goes on; every socket is closed at the end."""
+    import select
+    import socket
+    from collections import Counter
+
+    started = time.monotonic()
+    deadline = started + ATTACK_RAMP_S + seconds + 30  # the prober's start-up and some slack past its window
+    slots, _ = ATTACKS[attack]
+    pause = REOPEN_PAUSE_S[attack]
+    stop = threading.Event()
+    lock = threading.Lock()
+    counts: Counter = Counter()     # opened, closed (an end of stream or an answer from the server), reset, bytes
+    answers: Counter = Counter()    # the status lines the server sent
+    errors: Counter = Counter()
+    live: set = set()
+    going: set = set()
+    all_going = threading.Event()
+
+    def note(key: str, n: int = 1) -> None:
+        with lock:
+            counts[key] += n
+
+    def got_going(i: int) -> None:
+        with lock:
+            going.add(i)
+            if len(going) == slots:
+                all_going.set()
+
+    def answered(data: bytes) -> None:
+        m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
+        with lock:
+            answers[m.group(1).decode() if m else "(not HTTP)"] += 1
+            counts["closed"] += 1
+
+    def readable(s, timeout_s: float) -> bool:
+        p = select.poll()
+        p.register(s, select.POLLIN)
+        return bool(p.poll(timeout_s * 1e3))
+
+    def send_head(s, data: bytes) -> None:
+        s.sendall(data)
+        note("bytes", len(data))
+
+    def send_all(i: int, s, data: bytes) -> bool:
+        """True once all is sent; a server that stops reading makes the slot count as going (it holds what it has)."""
+        view = memoryview(data)
+        while view and not stop.is_set():
+            try:
+                n = s.send(view[:65536])
+            except TimeoutError:
+                got_going(i)
+                continue
+            view = view[n:]
+            note("bytes", n)
+        return not view
+
+    def closed(s) -> None:
+        """The server answered (and closes) or closed: note which."""
+        data = s.recv(65536)
+        if data:
+            answered(data)
+        else:
+            note("closed")
+
+    def wait_for_close(s) -> None:
+        while not stop.is_set():
+            if readable(s, 1.0):
+                closed(s)
+                return
+
+    def slowloris(i: int, s) -> None:
+        head = b"GET /s/kitchen HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"a" * 100_000
+        for k in range(len(head)):
+            if stop.is_set():
+                return
+            s.send(head[k:k + 1])
+            note("bytes")
+            got_going(i)
+            if readable(s, 1.0):  # the server answered (408, say) or closed
+                closed(s)
+                return
+
+    def slow_reader(i: int, s) -> None:
+        send_head(s, b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % BIG_ASSET.encode() * PIPELINED)
+        got_going(i)
+        p = select.poll()
+        p.register(s, select.POLLRDHUP)  # not POLLIN: the answers stay unread; a close (or reset) still shows
+        while not stop.is_set():
+            if p.poll(500):
+                note("closed")
+                return
+
+    def websocket(i: int, s) -> None:
+        key = base64.b64encode(os.urandom(16))
+        send_head(s, b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                     b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                     b"Sec-WebSocket-Version: 13\r\n\r\n" % (port, key))
+        got = b""
+        while b"\r\n\r\n" not in got and not stop.is_set():
+            if readable(s, 1.0):
+                data = s.recv(65536)
+                if not data:
+                    note("closed")
+                    return
+                got += data
+        if stop.is_set():
+            return
+        m = re.match(rb"HTTP/1\.[01] (\d{3})", got)
+        with lock:
+            answers[m.group(1).decode() if m else "(not HTTP)"] += 1
+        got_going(i)
+        while not stop.is_set():  # held: Engine.IO's open packet and pings are read and left unanswered
+            if readable(s, 1.0) and not s.recv(65536):
+                note("closed")
+                return
+
+    def chunks(i: int, s) -> None:
+        send_head(s, b"POST /api/peer/vouchers HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")
+        burst = b"1\r\nx\r\n" * 2048
+        while not stop.is_set():
+            send_all(i, s, burst)
+            got_going(i)
+            if readable(s, 0):  # answered (413, say) and closed
+                closed(s)
+                return
+
+    def held_body(i: int, s) -> None:
+        length = body_limit - 1
+        send_head(s, b"POST /api/peer/vouchers HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n" % length)
+        if send_all(i, s, b" " * (length - 1)):
+            got_going(i)
+            wait_for_close(s)
+
+    behave = {"slowloris": slowloris, "slow-readers": slow_reader, "websockets": websocket, "chunks": chunks,
+              "bodies": held_body}[attack]
+
+    def slot(i: int) -> None:
+        while not stop.is_set() and time.monotonic() < deadline:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            with lock:
+                live.add(s)
+            try:
+                if attack == "slow-readers":
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: the window it offers
+                s.bind((ATTACKER_ADDRESS, 0))
+                s.settimeout(3.0)
+                try:
+                    s.connect(("127.0.0.1", port))
+                except OSError as exc:
+                    with lock:
+                        errors[f"connect: {type(exc).__name__}"] += 1
+                    continue
+                note("opened")
+                s.settimeout(2.0)
+                behave(i, s)
+            except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
+                note("reset")
+            except Exception as exc:  # counted, not fatal: the slot opens another connection
+                with lock:
+                    errors[type(exc).__name__] += 1
+            finally:
+                with lock:
+                    live.discard(s)
+                s.close()
+                stop.wait(pause)
+
+    threading.stack_size(256 * 1024)
+    threads = [threading.Thread(target=slot, args=(i,), name=f"{attack} {i}", daemon=True) for i in range(slots)]
+    try:
+        for t in threads:
+            t.start()
+        all_going.wait(ATTACK_RAMP_S)
+        out.put(("ready", len(going), time.monotonic() - started))
+        while not stop_event.is_set() and time.monotonic() < deadline:
+            stop_event.wait(0.2)
+    finally:
+        stop.set()
+        join_by = time.monotonic() + 8
+        for t in threads:
+            t.join(max(0.0, join_by - time.monotonic()))
+        with lock:
+            for s in list(live):
+                s.close()
+            out.put(("done", {"counts": dict(counts), "answers": dict(answers), "errors": dict(errors),
+                              "going": len(going), "stuck": sum(t.is_alive() for t in threads)}))
+
+
+def prober(port: int, seconds: float, socketio_check: bool, go, out) -> None:
+    """The legitimate client during an attack, from 127.0.0.1, once `go` is set: a fresh connection and one GET
+    PROBE_PATH every PROBE_EVERY_S for `seconds` (each bounded by PROBE_TIMEOUT_S). With socketio_check, one
+    python-socketio client (WebSocket transport only) connects a third of the way in and watches the kitchen.
+    Puts (window start, end, latencies in ms with a failed GET as inf, errors by kind, (ok, detail) or None)."""
+    import http.client
+    from collections import Counter
+
+    if socketio_check:
+        import socketio
+    latencies: list[float] = []
+    errors: Counter = Counter()
+    sio: dict = {}
+
+    def check_socketio() -> None:
+        client = socketio.Client(reconnection=False)
+        t0 = time.perf_counter()
+        try:
+            client.connect(f"http://127.0.0.1:{port}", transports=["websocket"], wait_timeout=5)
+            reply = client.call("watch", {"socket": "kitchen"}, timeout=5)
+            ok = bool(reply and reply.get("ok"))
+            sio["result"] = (ok, f"connected over {client.transport()} in {(time.perf_counter() - t0) * 1e3:.0f} ms,"
+                                 f" watch {'answered' if ok else 'refused'}")
+        except Exception as exc:
+            sio["result"] = (False, f"{type(exc).__name__}: {str(exc)[:80]} after "
+                                    f"{(time.perf_counter() - t0) * 1e3:.0f} ms")
+        finally:
+            try:
+                client.disconnect()
+            except Exception:
+                pass
+
+    go.wait(120)
+    start = time.time()
+    end = start + seconds
+    checker = None
+    if socketio_check:
+        checker = threading.Timer(seconds / 3, check_socketio)
+        checker.daemon = True
+        checker.start()
+    next_at = time.monotonic()
+    while time.time() < end:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=PROBE_TIMEOUT_S, source_address=("127.0.0.1", 0))
+        t0 = time.perf_counter()
+        try:
+            conn.request("GET", PROBE_PATH)
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status == 200:
+                latencies.append((time.perf_counter() - t0) * 1e3)
+            else:
+                errors[f"HTTP {resp.status}"] += 1
+                latencies.append(math.inf)
+        except (OSError, http.client.HTTPException) as exc:
+            errors[type(exc).__name__] += 1
+            latencies.append(math.inf)
+        finally:
+            conn.close()
+        next_at = max(next_at + PROBE_EVERY_S, time.monotonic())
+        time.sleep(max(0.0, min(next_at - time.monotonic(), end - time.time())))
+    stopped = time.time()
+    if checker is not None:
+        checker.join(20)
+    out.put((start, stopped, latencies, dict(errors), sio.get("result", (False, "no answer")) if checker else None))
+
+
 def tick_lateness(ticks: list[tuple[float, float]], anchor: float, interval: float, t0: float, t1: float) -> dict:
     """The ticks of the grid points (anchor + k * interval) in [t0, t1]: the worst start and finish after the grid
     point each belongs to (the last one at or before its start), the longest gap between two starts, and grid
@@ -763,8 +1101,114 @@ def tick_lateness(ticks: list[tuple[float, float]], anchor: float, interval: flo
             "gap": max(gaps, default=0.0), "missed": (last - first + 1) - len({r[0] for r in runs})}
 
 
-def part_server(tmp: Path, kinds: list[str], clients: int, seconds: float, failures: list[str]) -> list[str]:
-    """Prints the table; returns the servers measured (payg's is skipped while payg/web/server.py is missing)."""
+class Sampler:
+    """This process's thread count (threading.active_count()) and RSS (VmRSS) every 0.1 s, while it runs."""
+
+    def __init__(self):
+        self.samples: list[tuple[float, int, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench sampler", daemon=True)
+
+    @staticmethod
+    def rss_mb() -> float:
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:")) / 1024
+
+    def now(self) -> tuple[int, float]:
+        return threading.active_count(), self.rss_mb()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.time(), *self.now()))
+            self._stop.wait(0.1)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(2)
+
+    def between(self, t0: float, t1: float) -> list[tuple[float, int, float]]:
+        return [s for s in self.samples if t0 <= s[0] <= t1] or [(t1, *self.now())]
+
+
+def receive(q, proc, timeout_s: float):
+    """The next thing child process `proc` puts on `q`; None after timeout_s, or once it has exited without one."""
+    import queue
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            return q.get(timeout=0.5)
+        except queue.Empty:
+            if not proc.is_alive():
+                try:
+                    return q.get(timeout=1)  # what it put just before it exited
+                except queue.Empty:
+                    return None
+    return None
+
+
+def attack_window(ctx, attack: str, port: int, seconds: float, body_limit: int, sampler: Sampler) -> dict:
+    """One attack on the server at `port`, the prober measuring meanwhile (see attacker and prober)."""
+    stop, go = ctx.Event(), ctx.Event()
+    attack_out, probe_out = ctx.Queue(), ctx.Queue()
+    threads0, rss0 = sampler.now()
+    began = time.time()
+    attack_proc = ctx.Process(target=attacker, args=(attack, port, body_limit, seconds, stop, attack_out), daemon=True)
+    probe_proc = ctx.Process(target=prober, args=(port, seconds, attack == "websockets", go, probe_out), daemon=True)
+    attack_proc.start()
+    probe_proc.start()
+    result = {"attack": attack, "ready": None, "stats": None, "probe": None}
+    try:
+        msg = receive(attack_out, attack_proc, ATTACK_RAMP_S + 60)
+        if msg is not None and msg[0] == "ready":
+            result["ready"] = msg[1:]
+        elif msg is not None:
+            result["stats"] = msg[1]
+        go.set()
+        result["probe"] = receive(probe_out, probe_proc, seconds + 60)
+    finally:
+        stop.set()
+        go.set()
+        if result["stats"] is None:
+            while (msg := receive(attack_out, attack_proc, 30)) is not None and msg[0] != "done":
+                pass
+            result["stats"] = msg[1] if msg is not None else None
+        for proc in (attack_proc, probe_proc):
+            proc.join(15)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+    gone = time.time()
+    during = sampler.between(began, gone)
+    window_end = result["probe"][1] if result["probe"] else gone
+    result["threads"] = (threads0, min(during, key=lambda s: abs(s[0] - window_end))[1], max(s[1] for s in during))
+    result["rss"] = (rss0, max(s[2] for s in during), None)
+    if attack == "bodies":
+        time.sleep(5)  # the attackers gone 5 s: what the server kept
+        result["rss"] = (rss0, result["rss"][1], sampler.now()[1])
+    result["busy_after"] = settle()
+    return result
+
+
+def settle(max_s: float = 20.0, idle: float = 0.25) -> float:
+    """Wait (up to max_s) until this process uses under `idle` of a core over half a second: a server still working
+    off what an attack left (chunks already received, say) would otherwise slow the next window. Returns the wait."""
+    t0 = time.time()
+    while time.time() - t0 < max_s:
+        cpu0 = proc_cpu_s(os.getpid())
+        time.sleep(0.5)
+        if proc_cpu_s(os.getpid()) - cpu0 < idle * 0.5:
+            break
+    return time.time() - t0
+
+
+def part_server(tmp: Path, kinds: list[str], clients: int, seconds: float, attacks: list[str], attack_seconds: float,
+                before_rev: str, failures: list[str]) -> list[str]:
+    """Prints the tables; returns the servers measured (one that cannot be built is skipped with a message)."""
     import logging
     import multiprocessing
     import urllib.request
@@ -783,15 +1227,19 @@ def part_server(tmp: Path, kinds: list[str], clients: int, seconds: float, failu
           f"1 s ticks) in this one.\n   Latency is per request as the client sees it (200s only); errors: any "
           f"other status, or a failed request.\n   Tick late: how long after its 1 s grid point a tick started / "
           f"finished, worst in the window; gap: the\n   longest time between two tick starts; missed: grid points "
-          f"with no tick. {os.cpu_count()} CPUs, shared with the load.")
+          f"with no tick. {os.cpu_count()} CPUs, shared with the load.\n   before: payg's server at {before_rev}; "
+          f"after: the working tree's.")
     data_dir = tmp / "server-bench" / "var"
     data_dir.parent.mkdir(parents=True)
     config_path = data_dir.parent / "default.toml"
     config_path.write_text(embedded_default_toml(data_dir, free_port()))
     config = composition.load_config(config_path)
+    body_limit = config.web.server.max_body_kib * 1024
     rt = composition.build(config, SystemClock())
     driver = None
     hub = None
+    rows = []
+    hits: list[tuple[str, dict]] = []   # (server, attack_window's result)
     try:
         rt.site.start()
         web = create_web(composition.web_services(rt, WebSecrets("s" * 43, TOKEN, PASSWORD_HASH)),
@@ -814,44 +1262,62 @@ def part_server(tmp: Path, kinds: list[str], clients: int, seconds: float, failu
         driver.start()
         interval = rt.site.poll_interval_s
         time.sleep(3)
-        rows = []
         quiet = min(10.0, seconds)
         t0 = time.time()
         time.sleep(quiet)
         rows.append(("-", f"no load ({quiet:.0f} s)", None, (t0, time.time())))
         ctx = multiprocessing.get_context("spawn")
-        for kind in kinds:
-            try:
-                server = make_web_server(kind, web.app, "127.0.0.1", 0, config.web)
-            except ImportError as exc:
-                print(f"   {kind}: SKIPPED: the server is not there yet ({exc})")
-                continue
-            serving = threading.Thread(target=server.serve_forever, name=f"{kind} server", daemon=True)
-            serving.start()
-            try:
-                for path in LOAD_PATHS:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=10) as resp:
-                        assert resp.status == 200, (kind, path, resp.status)   # warm: templates compiled
-                    out = ctx.Queue()
-                    proc = ctx.Process(target=load_clients, args=(server.port, path, clients, seconds, out))
-                    proc.start()
-                    cpu0 = proc_cpu_s(os.getpid())
+        skipped: set[str] = set()
+
+        def load(kind: str, port: int) -> None:
+            for path in LOAD_PATHS:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
+                    assert resp.status == 200, (kind, path, resp.status)   # warm: templates compiled
+                out = ctx.Queue()
+                proc = ctx.Process(target=load_clients, args=(port, path, clients, seconds, out))
+                proc.start()
+                cpu0 = proc_cpu_s(os.getpid())
+                try:
+                    start, end, ms, errors, opened = out.get(timeout=seconds + 120)
+                finally:
+                    proc.join(30)
+                    if proc.is_alive():
+                        proc.kill()
+                cpu = proc_cpu_s(os.getpid()) - cpu0
+                rows.append((kind, path, (ms, errors, opened, end - start, cpu), (start, end)))
+                time.sleep(2)   # the load's connections closed, their handlers gone; the last tick in
+
+        def attack(kind: str, port: int) -> None:
+            for name in attacks:
+                try:
+                    hits.append((kind, attack_window(ctx, name, port, attack_seconds, body_limit, sampler)))
+                except Exception as exc:  # a fault of the bench's own: the other attacks still run
+                    print(f"   {kind} under {name}: not measured ({type(exc).__name__}: {exc})")
+
+        # Every server's load first, then every server's attacks: no server's load runs after another's attacks.
+        with Sampler() as sampler:
+            for phase in (load, attack) if attacks else (load,):
+                for kind in kinds:
                     try:
-                        start, end, ms, errors, opened = out.get(timeout=seconds + 120)
+                        server = make_web_server(kind, web.app, "127.0.0.1", 0, config.web, tmp, before_rev)
+                    except Exception as exc:  # the working tree's server mid-rewrite, or a revision git lacks
+                        if kind not in skipped:
+                            skipped.add(kind)
+                            print(f"   {kind}: SKIPPED: the server cannot be built ({type(exc).__name__}: {exc})")
+                        continue
+                    serving = threading.Thread(target=server.serve_forever, name=f"{kind} server", daemon=True)
+                    serving.start()
+                    try:
+                        phase(kind, server.port)
                     finally:
-                        proc.join(30)
-                        if proc.is_alive():
-                            proc.kill()
-                    cpu = proc_cpu_s(os.getpid()) - cpu0
-                    rows.append((kind, path, (ms, errors, opened, end - start, cpu), (start, end)))
-                    time.sleep(2)   # the load's connections closed, their handlers gone; the window's last tick in
-            finally:
-                server.shutdown()
-                server.server_close()
-                serving.join(10)
+                        server.shutdown()
+                        server.server_close()
+                        serving.join(10)
         time.sleep(1.5)  # the last window's last tick
         rows = [(kind, path, load, tick_lateness(ticks, anchor, interval, *window))
                 for kind, path, load, window in rows]
+        hits = [(kind, dict(hit, late=tick_lateness(ticks, anchor, interval, *hit["probe"][:2]) if hit["probe"]
+                            else None)) for kind, hit in hits]
     finally:
         if driver is not None:
             driver.shutdown()
@@ -861,6 +1327,7 @@ def part_server(tmp: Path, kinds: list[str], clients: int, seconds: float, failu
 
     print(f"\n    {'server':<10} {'path':<22} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'errors':>7} "
           f"{'conns':>6} {'CPU %':>6} {'tick late start/end ms':>23} {'gap s':>6} {'missed':>6}")
+    rates = {}
     for kind, path, load, late in rows:
         tick_cols = (f"{late['start'] * 1e3:>11.0f} /{late['end'] * 1e3:>9.0f} {late['gap']:>6.2f} "
                      f"{late['missed'] if late['missed'] is not None else '-':>6}")
@@ -869,21 +1336,30 @@ def part_server(tmp: Path, kinds: list[str], clients: int, seconds: float, failu
             continue
         ms, errors, opened, wall, cpu = load
         n_err = sum(errors.values())
+        rates[kind, path] = len(ms) / wall
         p = (f"{percentile(ms, 50):>7.1f} {percentile(ms, 99):>7.1f} {max(ms):>7.0f}" if ms
              else f"{'-':>7} {'-':>7} {'-':>7}")
         print(f"    {kind:<10} {path:<22} {len(ms) / wall:>7.0f} {p} {n_err:>7} {opened:>6} "
               f"{cpu / wall * 100:>6.0f} {tick_cols}")
         if errors:
             print(f"    {'':<10} errors: {', '.join(f'{k} x{v}' for k, v in sorted(errors.items()))}")
-        if kind == "payg":
+        if kind == "after":
             if n_err:
-                failures.append(f"payg's server: {n_err} errors for {path} with {clients} clients "
+                failures.append(f"the after server: {n_err} errors for {path} with {clients} clients "
                                 f"({', '.join(f'{k} x{v}' for k, v in sorted(errors.items()))})")
             if late["gap"] > MAX_TICK_GAP_S or late["missed"]:
-                failures.append(f"with payg's server under load on {path} the tick's longest gap was "
+                failures.append(f"with the after server under load on {path} the tick's longest gap was "
                                 f"{late['gap']:.2f} s and {late['missed']} ticks were missed "
                                 f"(goal: none missed, no gap over {MAX_TICK_GAP_S} s)")
-    measured = [k for k in kinds if any(row[0] == k for row in rows)]
+    for path in LOAD_PATHS:
+        if ("before", path) in rates and ("after", path) in rates:
+            ratio = rates["after", path] / rates["before", path] if rates["before", path] else math.inf
+            goal = f"  (goal: at least {MIN_PAGE_RATIO:.2f})" if path == "/s/kitchen" else ""
+            print(f"    after/before req/s on {path}: {ratio:.2f}{goal}")
+            if goal and ratio < MIN_PAGE_RATIO:
+                failures.append(f"the after server serves {path} at {ratio:.2f} of the before server's req/s "
+                                f"(goal: at least {MIN_PAGE_RATIO:.2f})")
+    measured = [k for k in kinds if any(row[0] == k for row in rows) or any(h[0] == k for h in hits)]
     for kind in measured:
         print(f"    {kind}: {SERVERS[kind]}")
     for kind, path, load, _ in rows:
@@ -893,13 +1369,97 @@ def part_server(tmp: Path, kinds: list[str], clients: int, seconds: float, failu
                   f"hold")
     print("    (conns: TCP connections the clients opened, 1 each when keep-alive holds; CPU: this process, "
           "one core = 100 %)")
+    if hits:
+        print_attacks(hits, attack_seconds, body_limit, failures)
     return measured
 
 
-def server_verdict(measured: list[str]) -> str:
-    if "payg" in measured:
-        return "payg's server answered every request under load and no tick was missed"
-    return "payg's server not measured (part 4 printed why)"
+def print_attacks(hits: list[tuple[str, dict]], seconds: float, body_limit: int, failures: list[str]) -> None:
+    print(f"\n   Under attack, {seconds:.0f} s each, from one spawned process whose connections all come from "
+          f"{ATTACKER_ADDRESS},\n   each reopened when the server closes it; meanwhile a legitimate client (another "
+          f"process, 127.0.0.1)\n   opens a fresh connection and GETs {PROBE_PATH} every {PROBE_EVERY_S * 1e3:.0f} ms "
+          f"(a failed GET counts as\n   slower than any in p50/p95; max is of the 200s). threads and RSS: this "
+          f"process's (the server's), peak.\n   Goals (judged for after only): p95 under {MAX_PROBE_P95_MS:.0f} ms, "
+          f"no tick finishing over {MAX_TICK_LATE_S} s after its grid point, none missed.")
+    print(f"\n    {'server':<10} {'GETs':>5} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7} {'errors':>6} "
+          f"{'tick late start/end ms':>23} {'gap s':>6} {'missed':>6} {'threads':>7} {'RSS MB':>7}  goals")
+
+    def ms(v: float) -> str:
+        return "fail" if math.isinf(v) else f"{v:.1f}"
+
+    for attack in ATTACKS:
+        mine = [(kind, hit) for kind, hit in hits if hit["attack"] == attack]
+        if not mine:
+            continue
+        count, what = ATTACKS[attack]
+        print(f"    {attack} x{count}: {what}")
+        for kind, hit in mine:
+            probe, late = hit["probe"], hit["late"]
+            missed = []
+            if probe and probe[2]:
+                lat, errors = probe[2], probe[3]
+                ok = [v for v in lat if not math.isinf(v)]
+                p95 = percentile(lat, 95)
+                cols = (f"{len(lat):>5} {ms(percentile(lat, 50)):>7} {ms(p95):>7} "
+                        f"{f'{max(ok):.0f}' if ok else '-':>7} {sum(errors.values()):>6}")
+            else:
+                errors, p95 = {}, math.inf
+                cols = f"{0:>5} {'-':>7} {'-':>7} {'-':>7} {'-':>6}"
+            if not p95 < MAX_PROBE_P95_MS:
+                missed.append(f"p95 {ms(p95)} ms")
+            if late is None:
+                tick_cols = f"{'-':>11} /{'-':>9} {'-':>6} {'-':>6}"
+                missed.append("no window")
+            else:
+                tick_cols = (f"{late['start'] * 1e3:>11.0f} /{late['end'] * 1e3:>9.0f} {late['gap']:>6.2f} "
+                             f"{late['missed']:>6}")
+                if late["end"] > MAX_TICK_LATE_S or late["missed"]:
+                    missed.append(f"a tick {late['end']:.2f} s late, {late['missed']} missed")
+            print(f"      {kind:<8} {cols} {tick_cols} {hit['threads'][2]:>7} {hit['rss'][1]:>7.0f}  "
+                  f"{'MISSED' if missed else 'met'}")
+            if errors:
+                print(f"      {'':<8} prober errors: {', '.join(f'{k} x{v}' for k, v in sorted(errors.items()))}")
+            stats, ready = hit["stats"], hit["ready"]
+            if stats is None:
+                print(f"      {'':<8} attacker: no report (it did not start or did not stop)")
+            else:
+                c = stats["counts"]
+                line = (f"attacker: {stats['going']}/{count} going"
+                        + (f" after {ready[1]:.1f} s" if ready else "") + f", {c.get('opened', 0)} connections, "
+                        f"{c.get('closed', 0)} closed and {c.get('reset', 0)} reset by the server, "
+                        f"{c.get('bytes', 0) / 1e6:.1f} MB sent")
+                if stats["answers"]:
+                    line += "; answers " + ", ".join(f"{k} x{v}" for k, v in sorted(stats["answers"].items()))
+                if stats["errors"]:
+                    line += "; errors " + ", ".join(f"{k} x{v}" for k, v in sorted(stats["errors"].items()))
+                if stats["stuck"]:
+                    line += f"; {stats['stuck']} threads did not stop"
+                if hit["busy_after"] >= 1.5:
+                    line += f"; the server still busy {hit['busy_after']:.0f} s after it left"
+                print(f"      {'':<8} {line}")
+            if attack == "websockets":
+                sio = probe[4] if probe else None
+                print(f"      {'':<8} a Socket.IO client from 127.0.0.1 over WebSocket: "
+                      f"{('yes' if sio[0] else 'no') + ' (' + sio[1] + ')' if sio else 'not tried'}; threads "
+                      f"{hit['threads'][0]} before, {hit['threads'][1]} at the window's end, {hit['threads'][2]} peak")
+            if attack == "bodies":
+                rss = hit["rss"]
+                print(f"      {'':<8} RSS {rss[0]:.0f} MB before, {rss[1]:.0f} MB at the peak, "
+                      f"{rss[2]:.0f} MB 5 s after the attackers left (held bodies of {body_limit - 2} bytes)")
+            if kind == "after" and missed:
+                failures.append(f"the after server under {attack} x{count}: {'; '.join(missed)} (goal: the legitimate "
+                                f"GET's p95 under {MAX_PROBE_P95_MS:.0f} ms, no tick later than {MAX_TICK_LATE_S} s)")
+
+
+def server_verdict(measured: list[str], attacked: bool) -> str:
+    if "after" not in measured:
+        return "the after server not measured (part 4 printed why)"
+    held = ["answered every request under load"]
+    if "before" in measured:
+        held.append("kept up with before")
+    if attacked:
+        held.append("held under attack")
+    return "the after server " + ", ".join(held)
 
 
 def main(argv=None) -> int:
@@ -909,11 +1469,18 @@ def main(argv=None) -> int:
     parser.add_argument("--tenants", type=int, default=20, help="tenant clients (default 20)")
     parser.add_argument("--reps", type=int, default=200, help="in-process pushes per row (default 200)")
     parser.add_argument("--no-browser", action="store_true", help="skip the page weights (part 1)")
-    parser.add_argument("--server-seconds", type=float, default=60.0,
-                        help="each load window of part 4, in seconds (default 60)")
+    parser.add_argument("--server-seconds", type=float, default=25.0,
+                        help="each load window of part 4, in seconds (default 25)")
     parser.add_argument("--clients", type=int, default=50, help="concurrent clients of part 4 (default 50)")
-    parser.add_argument("--servers", default=",".join(SERVERS),
-                        help=f"the servers part 4 compares, in order (default {','.join(SERVERS)})")
+    parser.add_argument("--servers", default="before,after",
+                        help=f"the servers part 4 compares, in order, of {','.join(SERVERS)} (default before,after)")
+    parser.add_argument("--before", default=BEFORE_REV, metavar="REV",
+                        help=f"the git revision whose payg/web/server.py is the before server (default {BEFORE_REV})")
+    parser.add_argument("--attacks", default=",".join(ATTACKS),
+                        help=f"the attacks of part 4, in order (default all: {','.join(ATTACKS)})")
+    parser.add_argument("--no-attacks", action="store_true", help="part 4 without the attacks")
+    parser.add_argument("--attack-seconds", type=float, default=15.0,
+                        help="each attack window of part 4, in seconds (default 15)")
     parts = parser.add_mutually_exclusive_group()
     parts.add_argument("--no-server", action="store_true", help="skip the server under load (part 4)")
     parts.add_argument("--server-only", action="store_true", help="only the server under load (part 4)")
@@ -922,17 +1489,22 @@ def main(argv=None) -> int:
     unknown = sorted(set(kinds) - set(SERVERS))
     if unknown or not kinds:
         parser.error(f"--servers: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(SERVERS)}")
-    started = time.perf_counter()
     failures: list[str] = []
+    attacks = [] if args.no_attacks else [a.strip() for a in args.attacks.split(",") if a.strip()]
+    unknown = sorted(set(attacks) - set(ATTACKS))
+    if unknown:
+        parser.error(f"--attacks: unknown {', '.join(unknown)}; choose from {', '.join(ATTACKS)}")
+    server_args = (kinds, args.clients, args.server_seconds, attacks, args.attack_seconds, args.before, failures)
+    started = time.perf_counter()
     print(f"payg web bench: {args.sockets} sockets, {args.tenants} tenant clients, windows of {args.seconds:.0f} s; "
           f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory(prefix="payg-web-bench-") as tmp_name:
         tmp = Path(tmp_name)
         if args.server_only:
             print("\n1.-3. skipped (--server-only)")
-            measured = part_server(tmp, kinds, args.clients, args.server_seconds, failures)
+            measured = part_server(tmp, *server_args)
             print()
-            return finish(started, failures, server_verdict(measured))
+            return finish(started, failures, server_verdict(measured, bool(attacks)))
         env = password_env()
         ids = [f"s{i:03d}" for i in range(args.sockets)]
         big = Controller(tmp, "many", lambda d, p: many_sockets(d, p, args.sockets), env)
@@ -953,10 +1525,10 @@ def main(argv=None) -> int:
         if args.no_server:
             print("\n4. The web server under load: skipped (--no-server)")
         else:
-            measured = part_server(tmp, kinds, args.clients, args.server_seconds, failures)
+            measured = part_server(tmp, *server_args)
     print()
     return finish(started, failures, "one push a second to each page, the landlord's table complete; pushes are cheap"
-                                     + ("" if args.no_server else f"; {server_verdict(measured)}"))
+                                     + ("" if args.no_server else f"; {server_verdict(measured, bool(attacks))}"))
 
 
 if __name__ == "__main__":
