@@ -21,6 +21,18 @@ from payg.domain.settings import ServerConfig
 from payg.web import wsgi
 
 SEND_BYTES = 256 * 1024
+# The kernel's send buffer per connection, fixed: left to autotune it grows to 4 MiB on Linux, room for dozens
+# of answers to a client that reads nothing, all served before the others' requests (measured: with 24 such
+# clients pipelining GETs of a 51 KB asset, a legitimate GET took 40 to 160 ms for 1.7 s; with this, one GET
+# took 77 ms and the rest under 30 ms).
+KERNEL_SEND_BYTES = 64 * 1024
+
+
+def prepare(sock: socket.socket) -> None:
+    """A connection just accepted: non-blocking, no Nagle delay, a fixed send buffer."""
+    sock.setblocking(False)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, KERNEL_SEND_BYTES)
 
 
 @dataclass(frozen=True)

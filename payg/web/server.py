@@ -22,14 +22,13 @@ from typing import Callable
 import h11
 
 from payg.web import wsgi
-from payg.web.connection import Conn, ServerLimits, heap_trimmer, respond
+from payg.web.connection import SEND_BYTES, Conn, ServerLimits, heap_trimmer, prepare, respond
 from payg.web.intake import Intake
 
 log = logging.getLogger("payg.web")
 
 STAGES = ("accept", "read", "parse", "dispatch", "respond", "write", "loop")
 FLOOD_BYTES = 4 * 1024 * 1024  # held at once, then back under a quarter of it: the heap is trimmed
-SEND_BYTES = 256 * 1024
 
 
 class HttpServer(Intake):
@@ -190,8 +189,7 @@ class HttpServer(Intake):
                 sock.close()
                 continue
             try:
-                sock.setblocking(False)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                prepare(sock)
             except OSError:
                 sock.close()
                 continue
