@@ -12,10 +12,12 @@ from __future__ import annotations
 import ctypes
 import select
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import h11
+from h11 import Connection as H11Connection
+from h11 import Request as H11Request
 
 from payg.domain.settings import ServerConfig
 from payg.web import wsgi
@@ -67,12 +69,12 @@ class ServerLimits:
 class Conn:
     sock: socket.socket
     client: tuple[str, int]
-    h11: h11.Connection
+    h11: H11Connection
     deadline: float                 # when it is closed if nothing more comes (or nothing more is read)
     last: float                     # its last progress, for eviction
     state: str = "read"             # read (the selector reads it), busy (a thread has it), write, closed
     started: bool = False           # bytes of a request have come (a timeout is answered 408)
-    request: h11.Request | None = None
+    request: H11Request | None = None
     body: list[bytes] = field(default_factory=list)
     body_bytes: int = 0
     chunks: int = 0

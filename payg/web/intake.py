@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 import h11
 
@@ -83,11 +83,10 @@ class Intake:
                 if event is h11.NEED_DATA and conn.request is not None:
                     self._check_framing(conn)
                 return
-            kind = type(event)
-            if kind is h11.Data:
+            if isinstance(event, h11.Data):
                 if not self._take_data(conn, event):
                     return
-            elif kind is h11.Request:
+            elif isinstance(event, h11.Request):
                 try:
                     wsgi.check(event, self.limits.max_body_bytes, self.limits.max_head_bytes)
                 except wsgi.Refused as exc:
@@ -97,17 +96,17 @@ class Intake:
                 conn.deadline = self._now() + self.limits.body_timeout_s
                 if conn.h11.they_are_waiting_for_100_continue:
                     try:
-                        conn.sock.send(conn.h11.send(h11.InformationalResponse(status_code=100)) or b"")
+                        conn.sock.send(conn.h11.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
                     except OSError:
                         pass
-            elif kind is h11.EndOfMessage:
+            elif isinstance(event, h11.EndOfMessage):
                 self._backlog.discard(conn)
                 self._unwatch(conn)
                 conn.state = "busy"
                 self._busy += 1
                 self._guard("dispatch", None, self._dispatch_or_close, conn)
                 return
-            elif kind is h11.ConnectionClosed:
+            elif isinstance(event, h11.ConnectionClosed):
                 self._close(conn)
                 return
         self._backlog.add(conn)  # more to parse: after the others have had their turn

@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 import h11
 
