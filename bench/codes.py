@@ -46,7 +46,7 @@ if str(ROOT) not in sys.path:
 
 from report import finish  # noqa: E402  (bench/report.py, next to this script)
 
-import app  # noqa: E402
+from payg import bootstrap as app  # noqa: E402
 from payg.adapters.clocks import ManualClock  # noqa: E402
 from payg.adapters.config import load as load_config, parse  # noqa: E402
 from payg.adapters.openpaygo import OpenPaygoCodec, new_key  # noqa: E402

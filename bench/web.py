@@ -559,7 +559,7 @@ def part_pushes(big: Controller, ids: list[str], seconds: float, tenants: int, f
 
 
 def part_in_process(tmp: Path, n: int, reps: int, tenants: int, failures: list[str]) -> None:
-    import app as composition
+    from payg import bootstrap as composition
     from payg.adapters import config as cfg
     from payg.adapters.clocks import ManualClock
     from payg.web import create_web
@@ -1213,7 +1213,7 @@ def part_server(tmp: Path, kinds: list[str], clients: int, seconds: float, attac
     import multiprocessing
     import urllib.request
 
-    import app as composition
+    from payg import bootstrap as composition
     from payg.adapters.clocks import SystemClock
     from payg.adapters.scheduler import SchedulerDriver
     from payg.web import create_web

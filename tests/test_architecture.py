@@ -4,10 +4,13 @@
     services  payg/services                                 the domain and the standard library (the same subset)
     entry     payg/web, payg/cli                            the domain, the services, their frameworks; never an adapter
     adapters  payg/adapters, ledgers, hardware              the domain, the shared adapter toolkit, their libraries;
-                                                            never an entry point or app.py (ledgers and hardware:
-                                                            no services either)
-    app.py    the composition root                          anything
-    composition  payg/wiring                                anything (app.py's parts)
+                                                            never an entry point or the composition (ledgers and
+                                                            hardware: no services either)
+    composition  payg/bootstrap.py, payg/wiring             anything (the root and the parts it hands off)
+    script    app.py                                        the composition root's `main`, nothing else
+
+And no import cycle anywhere in the tree: every module of app.py, payg, ledgers and hardware, each import
+statement (in functions and under TYPE_CHECKING too) an edge to the modules it names.
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ INFRASTRUCTURE = {"sqlite3", "socket", "socketserver", "ssl", "select", "selecto
                   "_thread", "concurrent", "multiprocessing", "subprocess", "asyncio", "fcntl", "termios", "tomllib",
                   "signal", "shutil", "tempfile", "pickle", "shelve", "dbm"}
 OURS = {"payg", "ledgers", "hardware", "app", "tests"}
+COMPOSITION = ("app", "payg.bootstrap", "payg.wiring")
+
+
+def source_files(root: Path) -> list[Path]:
+    return [root / "app.py", *sorted(p for folder in ("payg", "ledgers", "hardware") for p in (root / folder).rglob("*.py"))]
 
 
 def layer_of(rel: str) -> str | None:
@@ -38,8 +46,10 @@ def layer_of(rel: str) -> str | None:
         return "entry"
     if rel.startswith(("payg/adapters/", "ledgers/", "hardware/")):  # their __init__.py too
         return "adapters"
-    if rel.startswith("payg/wiring/"):
+    if rel.startswith("payg/wiring/") or rel == "payg/bootstrap.py":
         return "composition"
+    if rel == "app.py":
+        return "script"
     return None
 
 
@@ -78,12 +88,15 @@ def refusal(layer: str, rel: str, name: str) -> str | None:
     elif layer == "composition":
         if is_in(name, "tests"):
             return "the composition imports the tests"
+    elif layer == "script":
+        if t in OURS and not is_in(name, "payg.bootstrap"):
+            return "the entry script does more than call the composition root"
     elif layer == "entry":
-        if any(is_in(name, p) for p in ("payg.adapters", "ledgers", "hardware", "app", "tests")):
-            return "an entry point imports an adapter or the composition root"
+        if any(is_in(name, p) for p in ("payg.adapters", "ledgers", "hardware", *COMPOSITION, "tests")):
+            return "an entry point imports an adapter or the composition"
     elif layer == "adapters":
-        if any(is_in(name, p) for p in ("payg.web", "payg.cli", "app", "tests")):
-            return "an adapter imports an entry point or the composition root"
+        if any(is_in(name, p) for p in ("payg.web", "payg.cli", *COMPOSITION, "tests")):
+            return "an adapter imports an entry point or the composition"
         if rel.startswith(("ledgers/", "hardware/")) and is_in(name, "payg.services"):
             return "a ledger or hardware adapter imports a service"
     return None
@@ -91,7 +104,7 @@ def refusal(layer: str, rel: str, name: str) -> str | None:
 
 def violations(root: Path) -> list[str]:
     found = []
-    for path in sorted(p for folder in ("payg", "ledgers", "hardware") for p in (root / folder).rglob("*.py")):
+    for path in source_files(root):
         rel = path.relative_to(root).as_posix()
         layer = layer_of(rel)
         if layer is None:
@@ -104,10 +117,63 @@ def violations(root: Path) -> list[str]:
     return found
 
 
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def cycles(root: Path) -> list[list[str]]:
+    """The import cycles among the tree's modules (strongly connected components of two or more)."""
+    files = {module_name(p, root): p for p in source_files(root)}
+    graph = {m: sorted({n for names in imports_of(p) for n in names if n in files and n != m})
+             for m, p in files.items()}
+    order, low, stack, found = {}, {}, [], []
+
+    def visit(v: str) -> None:  # Tarjan's algorithm
+        order[v] = low[v] = len(order)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in order:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], order[w])
+        if low[v] == order[v]:
+            component = []
+            while not component or component[-1] != v:
+                component.append(stack.pop())
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in graph:
+        if v not in order:
+            visit(v)
+    return found
+
+
 def test_every_module_keeps_the_dependency_rule():
-    checked = [p for folder in ("payg", "ledgers", "hardware") for p in (ROOT / folder).rglob("*.py")]
-    assert len(checked) >= 60
+    assert len(source_files(ROOT)) >= 60
     assert violations(ROOT) == []
+
+
+def test_the_tree_has_no_import_cycle():
+    assert cycles(ROOT) == []
+
+
+@pytest.mark.parametrize("where, planted, cycle", [
+    ("payg/wiring/hub.py", "from payg.bootstrap import web_dirs", ["payg.bootstrap", "payg.wiring.hub"]),
+    ("ledgers/iota/wallet.py", "from ledgers.iota import IotaLedger", ["ledgers.iota", "ledgers.iota.wallet"]),
+    ("payg/domain/money.py", "from payg.domain.billing import bill", ["payg.domain.billing", "payg.domain.money"]),
+])
+def test_the_cycle_check_finds_a_planted_cycle(tmp_path, where, planted, cycle):
+    (tmp_path / "app.py").write_text((ROOT / "app.py").read_text())
+    for folder in ("payg", "ledgers", "hardware"):
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    assert cycles(tmp_path) == []
+    target = tmp_path / where
+    target.write_text(target.read_text() + f"\n\ndef _planted():\n    {planted}\n")
+    found = cycles(tmp_path)
+    assert len(found) == 1 and set(cycle) <= set(found[0])
 
 
 @pytest.mark.parametrize("where, planted", [
@@ -121,12 +187,16 @@ def test_every_module_keeps_the_dependency_rule():
     ("payg/web/live.py", "from payg.adapters.journal import SqliteJournal"),
     ("payg/web/tenant.py", "from ledgers.mock import MockLedger"),
     ("payg/cli/accounts.py", "import app"),
+    ("payg/web/tenant.py", "from payg.bootstrap import build"),
+    ("payg/adapters/notify.py", "from payg.wiring.runtime import Runtime"),
+    ("app.py", "from payg.adapters.journal import SqliteJournal"),
     ("payg/cli/trade.py", "from payg import adapters"),
     ("ledgers/mock/ledger.py", "from payg.web import create_web"),
     ("hardware/simulated.py", "from payg.services.metering import Metering"),
     ("payg/adapters/journal.py", "from payg.cli import main"),
 ])
 def test_the_check_fails_on_a_planted_import(tmp_path, where, planted):
+    (tmp_path / "app.py").write_text((ROOT / "app.py").read_text())
     for folder in ("payg", "ledgers", "hardware"):
         shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
     assert violations(tmp_path) == []
@@ -139,13 +209,13 @@ def test_the_check_fails_on_a_planted_import(tmp_path, where, planted):
 
 
 def test_no_module_outside_the_tests_is_over_400_lines():
-    files = [ROOT / "app.py", *(p for folder in ("payg", "ledgers", "hardware") for p in (ROOT / folder).rglob("*.py"))]
+    files = source_files(ROOT)
     long = {p.relative_to(ROOT).as_posix(): n for p in files if (n := len(p.read_text().splitlines())) > 400}
     assert long == {}
 
 
 def test_no_secret_or_debug_mode_in_the_code():
-    for path in [ROOT / "app.py", *(p for folder in ("payg", "ledgers", "hardware") for p in (ROOT / folder).rglob("*.py"))]:
+    for path in source_files(ROOT):
         text = path.read_text()
         assert "debug=True" not in text.replace(" ", ""), path
         # The session key exists only as read from the data directory's owner-only file.

@@ -35,7 +35,7 @@ import sqlite3
 from typing import Any
 
 from ledgers.common import FreshRead
-from ledgers.iota import ed25519
+import ledgers.iota.ed25519 as ed25519
 from ledgers.iota.envelope import CLOCK_TOLERANCE_S, channel_path, integer, party_path, text, voucher_bytes
 from ledgers.iota.part import TradePart
 from ledgers.iota.sdk import normalise_address, parse_address

@@ -27,7 +27,7 @@ from typing import Any
 
 import iota_sdk
 
-from ledgers.iota import ed25519
+import ledgers.iota.ed25519 as ed25519
 from ledgers.iota.sdk import (SDK_ERRORS, IotaNode, normalise_address, normalise_phrase, parse_address, private_key,
                               seconds)
 from ledgers.iota.transfers import TransactionNotFound, Transfers

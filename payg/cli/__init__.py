@@ -34,7 +34,7 @@ class ClosingRelay(Relay, Protocol):
 
 
 class Wiring(Protocol):
-    """What the commands need built (app.py's CliWiring)."""
+    """What the commands need built (payg/bootstrap.py's CliWiring)."""
 
     def load_config(self, path: str) -> Config:
         """Raises ConfigError."""

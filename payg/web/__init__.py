@@ -1,7 +1,7 @@
 """The web entry point: the JSON API, the tenant and landlord pages, and live pushes, as Flask blueprints.
 
 It talks to the services (metering, the landlord's desk, the dashboard) and to ports (the
-journal, the deposit source, the mock payer); app.py builds those and hands them in. Who may
+journal, the deposit source, the mock payer); payg/bootstrap.py builds those and hands them in. Who may
 do what is decided in one place, `_guard` below, with the checks of payg/web/security.py.
 """
 

@@ -1,4 +1,6 @@
-"""Composition beside app.py: the parts of wiring a controller (and the hub) that app.py hands off.
+"""Composition beside payg/bootstrap.py: what the root shares (runtime.py) and the parts of wiring a controller
+(and the hub) that it hands off.
 
-Like app.py, this may import any layer; nothing imports it but app.py, the CLI's wiring and the tests.
+Like the root, this may import any layer; nothing imports it but the root, the CLI's wiring and the tests, and
+nothing here imports the root back.
 """

@@ -118,8 +118,8 @@ def build_hub(config: HubConfig, clock: Clock | None = None, *, web: bool = True
 
 
 def _web_dirs() -> dict[str, Path]:
-    """The pages' files, where app.py finds the controller's."""
-    from app import web_dirs
+    """The pages' files, where the composition root finds the controller's."""
+    from payg.wiring.runtime import web_dirs
 
     return web_dirs()
 

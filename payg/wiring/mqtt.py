@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from payg.errors import ConfigError
 
 if TYPE_CHECKING:
-    from app import Runtime
+    from payg.wiring.runtime import Runtime
     from payg.adapters.mqtt.bridge import MqttBridge
     from payg.adapters.mqtt.client import Connection
     from payg.domain.settings import Config, MqttConfig

@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 from werkzeug.serving import make_server
 
-import app
+from payg import bootstrap as app
 from payg.adapters import config as cfg
 from payg.adapters.clocks import ManualClock
 from payg.domain import settings

@@ -101,7 +101,7 @@ def test_a_top_up_during_the_window_pays_the_debt_and_keeps_it_on_past_its_end(t
 
 
 def test_the_configured_periods_reach_the_metering_loop(tmp_path):
-    import app as composition
+    from payg import bootstrap as composition
     from payg.adapters import config as cfg
 
     text = ('[controller]\ndata_dir = "var"\n[web]\ntimezone = "Europe/London"\n[ledger]\nbackend = "mock"\n'

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import app as composition
+from payg import bootstrap as composition
 from payg.adapters import config as cfg
 from payg.adapters.clocks import ManualClock
 from payg.errors import ConfigError

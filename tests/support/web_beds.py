@@ -8,7 +8,7 @@ from pathlib import Path
 
 from werkzeug.security import generate_password_hash
 
-import app as composition
+from payg import bootstrap as composition
 from payg.adapters import config as cfg
 from payg.adapters.clocks import ManualClock
 from payg.adapters.virtual import VirtualDriver

@@ -12,7 +12,7 @@ import zoneinfo
 from fractions import Fraction
 from pathlib import Path
 
-from payg.adapters.config import protections as protection_tables
+import payg.adapters.config.protections as protection_tables
 from payg.adapters.config.mqtt import mqtt as mqtt_table
 from payg.adapters.config.server import server_table
 from payg.adapters.config import sockets as socket_tables

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from payg.adapters.config import protections as protection_tables
+import payg.adapters.config.protections as protection_tables
 from payg.adapters.config.profiles import load_profile
 from payg.adapters.config.tables import Table, units, url
 from payg.domain.meter_profile import default_timeout_s

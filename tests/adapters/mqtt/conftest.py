@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-import app
+from payg import bootstrap as app
 from payg.adapters.clocks import ManualClock
 from payg.adapters.mqtt.bridge import MqttBridge
 from payg.adapters.virtual import VirtualDriver

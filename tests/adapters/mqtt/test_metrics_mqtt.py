@@ -5,7 +5,7 @@ is down, and both recover once it is back; with MQTT off there are no such serie
 
 from __future__ import annotations
 
-import app
+from payg import bootstrap as app
 from payg.web import create_web
 from payg.web.security import WebSecrets
 from tests.support import wait_until

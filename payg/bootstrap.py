@@ -1,0 +1,341 @@
+"""payg's composition root: read the config, build every object, hand them to the entry points.
+
+`python app.py --config FILE` (app.py calls `main` here) and `payg run --config FILE` are the same (payg/cli).
+`build` makes a controller's objects, wired and not started; `serve` starts the loop and the web server and
+stops them again; `CliWiring` builds what the other commands need.
+Nothing is built at import time, and the ledgers' packages are imported only when configured.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import sys
+import threading
+from collections.abc import Callable
+from contextlib import closing, contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from payg.adapters.clocks import SystemClock
+from payg.adapters.journal import SqliteJournal
+from payg.domain.settings import Config
+from payg.errors import ConfigError, DataDirBusy, RelayError
+from payg.wiring import hub as hub_wiring, mqtt as mqtt_wiring, xpub as xpub_wiring
+from payg.wiring.runtime import Runtime, close_all, profile_dirs, web_dirs
+
+if TYPE_CHECKING:
+    from payg.ports import Clock, DepositSource, Notifier, PeerLink
+    from payg.services.metering import Metering
+    from payg.web import WebServices
+    from payg.web.security import WebSecrets
+    from payg.web.trade import Trade
+
+log = logging.getLogger("payg")
+
+
+def load_config(path: str | Path) -> Config:
+    from payg.adapters import config as config_module
+
+    return config_module.load(path, profile_dirs())
+
+
+def open_journal(config: Config) -> SqliteJournal:
+    config.controller.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return SqliteJournal(config.controller.data_dir / "journal.sqlite", outbox=config.mqtt.enabled)
+
+
+def build(config: Config, clock: Clock | None = None, notifier: Notifier | None = None) -> Runtime:
+    """Every object of a controller, wired, not started. Tests pass a virtual clock."""
+    import hardware
+    import ledgers
+    from payg.adapters.code_keys import load_code_keys
+    from payg.adapters.openpaygo import OpenPaygoCodec
+    from payg.adapters.peer_link import HttpPeerLink
+    from payg.domain.money import Tariff
+    from payg.domain.socket import SocketState
+    from payg.services.codes import CodeDesk
+    from payg.services.deposits import DepositWatcher
+    from payg.services.landlord import LandlordDesk
+    from payg.services.metering import Metering, MeteringSettings, Publishers
+    from payg.services.site import Site
+
+    clock = clock or SystemClock()
+    closers: list[tuple[str, Callable[[], None]]] = []
+
+    def made(name: str, close: Callable[[], None]) -> None:
+        closers.append((name, close))
+
+    try:
+        journal = open_journal(config)
+        made("journal", journal.close)
+        ledger = build_ledger(config, journal, clock)
+        made("ledger", ledger.close)
+        hw = hardware.build(config, clock, made)
+        sockets = [SocketState(sc.id, sc.name, sc.max_power_w, config.controller.counter_confirmations)
+                   for sc in config.sockets]
+        c, p, ids = config.controller, config.protections, [s.id for s in config.sockets]
+        settings = MeteringSettings(poll_interval_s=c.poll_interval_s, grace_s=c.meter_offline_grace_s,
+                                    usage_entry_s=c.usage_entry_s, counter_confirmations=c.counter_confirmations,
+                                    predictive_cutoff=c.predictive_cutoff, relay_check_s=c.relay_check_s,
+                                    relay_off_max_w=c.relay_off_max_w, friendly=p.friendly_credit,
+                                    notices=replace(p.notices, per_socket=tuple(p.per(ids, "warn_hours").items())),
+                                    friendly_off=frozenset(s.id for s in config.sockets if not s.friendly_credit))
+        publishers = Publishers()
+        metering = Metering(sockets, hw.relays, hw.reader, journal, clock, Tariff(config.tariff.tokens_per_wh, 1),
+                            settings, lock=threading.RLock(), publisher=publishers)
+        plan = p.per(ids, "debt_recovery_percent")
+        watcher = DepositWatcher(ledger, journal, clock, on_credit=metering.credits_arrived, recovery_percent=plan)
+        codes = CodeDesk(metering, journal, OpenPaygoCodec(), load_code_keys(c.data_dir, [s.id for s in sockets]),
+                         config.codes.tokens_per_unit, recovery_percent=plan)
+        trade = book = supply = None
+        peers = HttpPeerLink()
+        try:
+            trade = ledgers.open_trade(config, lambda: ledger_accounts(config, journal, clock), clock, peers, made)
+        except ImportError as exc:
+            log.warning("trade is off: the %s backend's trade packages are missing (%s)", config.ledger.backend, exc)
+        if trade is not None:
+            book, supply = build_trading(config, journal, clock, trade, metering, peers)
+        site = Site(metering, watcher, clock, deposit_poll_interval_s=c.deposit_poll_interval_s, supply=supply,
+                    own_url=f"http://{config.web.host}:{config.web.port}", notifier=notifier)
+        made("site", site.shutdown)
+    except BaseException:
+        close_all(closers)  # what was made so far
+        raise
+    return Runtime(config, clock, journal, ledger, hw.meters, hw.relays, publishers, metering,
+                   LandlordDesk(metering, journal), watcher, site, codes, trade, book, supply, closers)
+
+
+def build_ledger(config: Config, journal: SqliteJournal, clock: Clock) -> DepositSource:
+    import ledgers
+
+    return ledgers.open_deposit_source(config, lambda: ledger_accounts(config, journal, clock), clock)
+
+
+def ledger_accounts(config: Config, journal: SqliteJournal, clock: Clock) -> dict[str, int]:
+    """Each socket's derivation index, assigned once and kept in the journal (see SqliteJournal.ledger_accounts)."""
+    explicit = {s.id: s.account_index for s in config.sockets if s.account_index is not None}
+    try:
+        return journal.ledger_accounts([s.id for s in config.sockets], explicit, clock.now())
+    except ValueError as exc:
+        raise ConfigError(str(config.path), "sockets.account_index", f"indices that match the data directory "
+                          f"({exc})") from None
+
+
+def build_trading(config: Config, journal: SqliteJournal, clock: Clock, trade: Trade, metering: Metering,
+                  peers: PeerLink):
+    """The channel book and supply desk over a trade backend."""
+    from payg.services.channels import ChannelBook
+    from payg.services.supply import SupplyDesk
+
+    iota = config.ledger.backend == "iota"  # its escrow sits at an address its sender's controller holds
+    book = ChannelBook(trade, journal, clock, config.tariff.tokens_per_wh, peers,
+                       escrow_watch=trade if iota else None, on_credit=metering.credits_arrived)
+    supply = SupplyDesk(book, journal, clock, peers, {s.id: s.sell for s in config.sockets if s.sell},
+                        {s.id: s.buy for s in config.sockets if s.buy}, peer_directory=trade if iota else None)
+    return book, supply
+
+
+def web_services(rt: Runtime, secrets: WebSecrets) -> WebServices:
+    """What the web entry point is given of a runtime."""
+    from payg.adapters import web_sessions
+    from payg.adapters.secrets import LandlordPasswordHash
+    from payg.web import WebServices
+    from payg.web.trade import TradeServices
+
+    trade = None
+    if rt.trade is not None:
+        trade = TradeServices(rt.trade, rt.book, rt.supply, tuple(s.id for s in rt.config.sockets),
+                              peer_messages=rt.trade if rt.config.ledger.backend == "iota" else None)
+    payer = rt.ledger if rt.config.ledger.backend == "mock" else None  # only the mock ledger is paid from here
+    sessions = web_sessions.SqliteSessionStore(rt.config.controller.data_dir / web_sessions.FILE)
+    rt.closers.append(("web sessions", sessions.close))
+    return WebServices(rt.metering, rt.landlord, rt.journal, rt.ledger, secrets, payer=payer, site=rt.site,
+                       trade=trade, settings=rt.config.web, sessions=sessions, codes=rt.codes,
+                       protections=rt.config.protections,
+                       mqtt_status=lambda: rt.mqtt_status() if rt.mqtt_status is not None else None,
+                       server_status=lambda: rt.server_status() if rt.server_status is not None else None,
+                       password_hash=LandlordPasswordHash(rt.config.web.landlord_password, rt.config.path,
+                                                          secrets.password_hash))
+
+
+def serve(config: Config) -> int:
+    """Run a controller: every relay open first, then the loop and the web server, until SIGTERM or SIGINT."""
+    from payg.adapters.lock import DataDirLock
+    from payg.adapters.notify import SystemdNotifier
+    from payg.adapters.process import run_until_stopped
+    from payg.adapters.scheduler import SchedulerDriver
+
+    logging.basicConfig(level=config.controller.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for quiet in ("apscheduler", "werkzeug"):
+        logging.getLogger(quiet).setLevel(logging.WARNING)
+    config.controller.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        lock = DataDirLock(config.controller.data_dir)
+    except DataDirBusy as exc:
+        print(f"payg: {exc}", file=sys.stderr)
+        return 1
+    notifier = SystemdNotifier()
+    try:
+        rt = build(config, notifier=notifier)
+    except ConfigError as exc:
+        log.error("invalid configuration: %s", exc)
+        lock.release()
+        return 2
+    except RelayError as exc:
+        log.error("%s", exc)
+        lock.release()
+        return 1
+    rt.closers.insert(0, ("systemd", notifier.close))
+    try:
+        rt.site.start()  # every relay open before anything else happens
+        rt.site.poll_deposits()  # a ledger on another network stops the start here (ConfigError: exit 2)
+        atexit.register(rt.site.shutdown)
+        server = serve_web(rt) if config.web.enabled else None
+        mqtt_wiring.start_bridge(rt)  # MQTT, when [mqtt] is on
+        driver = SchedulerDriver(rt.site)
+        rt.closers.append(("scheduler", driver.shutdown))
+
+        def started() -> None:
+            driver.start()
+            notifier.ready()
+            log.info("payg running: %d sockets, ledger %s, web %s", len(config.sockets), rt.ledger.name,
+                     f"http://{config.web.host}:{config.web.port}" if server else "off")
+
+        run_until_stopped(started, server.serve_forever if server else None)
+    except _Exit as exc:
+        return exc.code
+    except ConfigError as exc:
+        log.error("invalid configuration: %s", exc)
+        return 2
+    finally:
+        notifier.stopping()
+        rt.close()
+        lock.release()
+    return 0
+
+
+class _Exit(Exception):
+    """Stop starting: the exit status, the reason already logged."""
+
+    def __init__(self, code: int):
+        self.code = code
+
+
+def serve_web(rt: Runtime):
+    """The web entry point on the configured address, its live pushes subscribed to the metering states."""
+    from payg.adapters.secrets import web_secrets
+    from payg.web import create_web
+    from payg.web.security import WebSecrets
+    from payg.web.proxies import client_resolver, networks
+    from payg.web.server import HttpServer, ServerLimits
+
+    config = rt.config
+    try:
+        secrets = WebSecrets(*web_secrets(config.controller.data_dir, config.web.landlord_password, config.path))
+    except ConfigError as exc:
+        log.error("invalid configuration: %s", exc)
+        raise _Exit(2) from None
+    web = create_web(web_services(rt, secrets), **web_dirs())
+    rt.publishers.subscribe(web.hub)
+    web.hub.start()
+    rt.closers.append(("live pushes", web.hub.stop))
+    try:
+        server = HttpServer(web.app, config.web.host, config.web.port, ServerLimits.of(config.web.server),
+                            client_of=client_resolver(networks(config.web.trusted_proxies)))
+    except OSError as exc:
+        log.error("cannot serve on %s:%s: %s", config.web.host, config.web.port, exc)
+        raise _Exit(1) from None
+    rt.closers.append(("web server", server.server_close))
+    rt.server_status = server.status  # /metrics reads it
+    return server
+
+
+class CliWiring:
+    """What the commands of payg/cli ask the composition root for (payg.cli.Wiring)."""
+
+    load_config = staticmethod(load_config)
+    serve = staticmethod(serve)
+
+    serve_hub = staticmethod(hub_wiring.serve_hub)
+    mqtt_acl = staticmethod(mqtt_wiring.acl)
+    account_xpub = staticmethod(xpub_wiring.account_xpub)  # `payg xpub`, on a machine trusted with the phrase
+
+    @staticmethod
+    def open_journal(config: Config) -> SqliteJournal | None:
+        path = config.controller.data_dir / "journal.sqlite"
+        return SqliteJournal(path) if path.exists() else None
+
+    @staticmethod
+    @contextmanager
+    def ledger(config: Config):
+        with closing(open_journal(config)) as journal, closing(build_ledger(config, journal, SystemClock())) as ledger:
+            yield ledger
+
+    @staticmethod
+    @contextmanager
+    def lock_data_dir(config: Config):
+        from payg.adapters.lock import DataDirLock
+
+        with DataDirLock(config.controller.data_dir):
+            yield
+
+    @staticmethod
+    def controller_api(config: Config):
+        from payg.adapters.controller_api import ControllerApi
+
+        return ControllerApi(config)
+
+    @staticmethod
+    def fund_trade_party(config: Config, socket_id: str, amount: int) -> tuple[str, int]:
+        import ledgers
+
+        return ledgers.fund_mock_trade_party(config, SystemClock(), socket_id, amount)
+
+    @staticmethod
+    def code_keys(config: Config):
+        from payg.adapters.code_keys import load_code_keys
+
+        config.controller.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return load_code_keys(config.controller.data_dir, [s.id for s in config.sockets])
+
+    @staticmethod
+    def deploy_contracts(config: Config):
+        from payg.wiring.deploy import deploy_contracts
+
+        with closing(open_journal(config)) as journal:
+            return deploy_contracts(config, ledger_accounts(config, journal, SystemClock())[config.trade.owner])
+
+    @staticmethod
+    def gpio_relay(pin: int, active_low: bool):
+        from hardware.gpio_relay import GpioRelay
+
+        return GpioRelay(pin, active_low)
+
+    @staticmethod
+    def force_relay_off(pin: int, active_low: bool) -> None:
+        from hardware.gpio_relay import force_off
+
+        force_off(pin, active_low)
+
+    @staticmethod
+    def meter_profile(name: str):
+        from payg.adapters.config.profiles import load_profile
+
+        return load_profile(name, list(profile_dirs()))
+
+    @staticmethod
+    def modbus_probe(port: str, profile, *, baud: int, parity: str, timeout_s: float, local_echo: bool):
+        from hardware.modbus import BusSettings, ModbusProbe
+
+        return ModbusProbe(BusSettings(port, baud, parity, profile.serial.stopbits, timeout_s, local_echo), profile,
+                           SystemClock())
+
+
+def main(argv: list[str] | None = None) -> int:
+    from payg import cli
+
+    return cli.main(argv, CliWiring())
+
