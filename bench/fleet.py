@@ -157,7 +157,7 @@ def real_config(path: Path, data: Path, port: int, name: str) -> Path:
 def tick_costs(tmp: Path, port: int, blocks: int, ticks: int) -> tuple[list[float], list[float], dict]:
     """Site.tick() wall times (s) of two identical in-process controllers, one with its MQTT bridge on the
     busy broker, in interleaved blocks; and the bridge's counts at the end."""
-    import app
+    from payg import bootstrap as app
     from payg.adapters.clocks import ManualClock
     from payg.wiring.mqtt import start_bridge
 

@@ -125,7 +125,7 @@ def test_without_a_controller_the_cli_says_so(tmp_path):
 
 
 def test_trade_actions_need_the_token_or_the_landlord_and_csrf(tmp_path):
-    import app
+    from payg import bootstrap as app
     from payg.adapters import config as cfg
     from payg.web import create_web
     from payg.web.security import WebSecrets

@@ -602,11 +602,11 @@ def test_an_unplugged_adapter_on_one_bus_leaves_the_other_bus_running(emulators,
 
 
 def test_two_names_for_one_serial_port_share_one_bus(emulators, tmp_path: Path):
-    """PRODUCT BUG: app.build() keys buses by the port *string*; /dev/ttyUSB0 and its /dev/serial/by-id/...
+    """PRODUCT BUG: payg.bootstrap.build() keys buses by the port *string*; /dev/ttyUSB0 and its /dev/serial/by-id/...
     symlink become two ModbusBus objects (two serial fds, two locks) on one wire, read by two
     controller workers at once, and payg.adapters.config's "same port and address twice" check does not
     see that both sockets bill the same meter."""
-    import app
+    from payg import bootstrap as app
 
     emu = emulators({1: "pzem004t", 2: "pzem004t"})
     link = tmp_path / "serial-by-id-usb-adapter"

@@ -183,7 +183,7 @@ def test_the_acl_lets_a_controller_write_only_its_own_topics():
 
 
 def test_payg_mqtt_acl_prints_the_lines_for_this_controller(tmp_path, capsys):
-    import app
+    from payg import bootstrap as app
 
     path = tmp_path / "c.toml"
     path.write_text(MINIMAL + '[mqtt]\ncontroller = "block-a"\nusername = "payg-block-a"\n'
