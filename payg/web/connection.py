@@ -138,9 +138,7 @@ def respond(conn: Conn, app: Callable, limits: ServerLimits, server: tuple[str, 
         exchange.run(app, env)
         if not websocket:
             send_now(conn)
-    except (ConnectionError, TimeoutError):  # the client went away, or a WebSocket ended (simple-websocket's way)
-        return False
-    except OSError:
+    except OSError:  # the client went away or read nothing in time, or a WebSocket ended (simple-websocket's way)
         return False
     except Exception:
         if not exchange.sent:

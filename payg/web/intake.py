@@ -18,6 +18,7 @@ from payg.web import wsgi
 from payg.web.connection import Conn, ServerLimits
 
 RECV_BYTES = 65536
+HOLDING = "the server is holding too much; try again later"
 
 
 class Intake:
@@ -57,16 +58,14 @@ class Intake:
         except OSError:
             self._close(conn)
             return
-        now = self._now()
-        conn.last = now
-        if data:
-            conn.fed += len(data)
-            if not conn.started:
-                conn.started = True
-                conn.deadline = now + self.limits.header_timeout_s
         if not data:  # the client has closed its side: nothing more will come, and nothing is left to answer
             self._close(conn)
             return
+        conn.last = now = self._now()
+        conn.fed += len(data)
+        if not conn.started:
+            conn.started = True
+            conn.deadline = now + self.limits.header_timeout_s
         conn.h11.receive_data(data)
         self._guard("parse", conn, self._parse, conn)
 
@@ -121,7 +120,7 @@ class Intake:
             self._refuse(conn, 413, f"the body is over {self.limits.max_body_bytes} bytes")
             return False
         if not self._make_room(conn, size, self._biggest_body):
-            self._refuse(conn, 503, "the server is holding too much; try again later")
+            self._shed(conn)
             return False
         conn.body.append(event.data)
         conn.body_bytes += size
@@ -141,11 +140,17 @@ class Intake:
             other = victim(conn, size)
             if other is None:
                 return False
+            self._shed(other)
+        return True
+
+    def _shed(self, conn: Conn) -> None:
+        """Closed for lack of room in the buffer budget: a 503 where the server is still reading its request."""
+        if conn.state == "read":
+            self._refuse(conn, 503, HOLDING)
+        else:
             with self._lock:
                 self.refused[503] += 1
-            self._close(other, wsgi.refusal(other.h11, 503, "the server is holding too much; try again later")
-                        if other.state == "read" else b"")
-        return True
+            self._close(conn)
 
     def _biggest_body(self, conn: Conn, size: int) -> Conn | None:
         """The unfinished body bigger than this one will be: a flood of big bodies gives way to small ones."""

@@ -43,10 +43,14 @@ def _ip(text: str):
     return (ip.ipv4_mapped if ip.version == 6 else None) or ip
 
 
+def _within(ip, nets: tuple[Network, ...]) -> bool:
+    return ip is not None and any(ip in net for net in nets)
+
+
 def forwarded_client(peer, forwarded_for: str, trusted: tuple[Network, ...]):
     """The client's address from X-Forwarded-For, read from the right while the hops are trusted proxies;
     None when the peer is not a trusted proxy or the header names nobody."""
-    if not trusted or peer is None or not any(peer in net for net in trusted):
+    if not _within(peer, trusted):
         return None
     client = None
     for hop in reversed([h for h in forwarded_for.split(",") if h.strip()]):
@@ -54,7 +58,7 @@ def forwarded_client(peer, forwarded_for: str, trusted: tuple[Network, ...]):
         if ip is None:
             break  # garbage from here leftwards: what the proxies added is used up
         client = ip
-        if not any(ip in net for net in trusted):
+        if not _within(ip, trusted):
             break
     return client
 
@@ -77,12 +81,9 @@ class TrustedProxies:
         self.app = app
         self.trusted = tuple(trusted)
 
-    def _is_trusted(self, ip) -> bool:
-        return ip is not None and any(ip in net for net in self.trusted)
-
     def __call__(self, environ: dict, start_response):
         peer = _ip(environ.get("REMOTE_ADDR", ""))
-        if self.trusted and self._is_trusted(peer):
+        if _within(peer, self.trusted):
             client = forwarded_client(peer, environ.get("HTTP_X_FORWARDED_FOR", ""), self.trusted)
             if client is not None:
                 environ["payg.proxy_peer"] = environ.get("REMOTE_ADDR")

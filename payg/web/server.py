@@ -306,9 +306,7 @@ class HttpServer(Intake):
         conn.last, conn.deadline = now, now + self.limits.write_timeout_s
         size = len(conn.out)
         if not self._make_room(conn, size, self._stalled_reader):
-            with self._lock:
-                self.refused[503] += 1
-            self._close(conn)
+            self._shed(conn)
             return
         conn.held_out = size
         self._buffered += size
