@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ledgers.mock import MockLedger  # noqa: E402
+from report import proc_cpu_s, proc_rss_mib  # noqa: E402  (bench/report.py, next to this script)
 from payg.adapters import config as cfg  # noqa: E402
 from payg.adapters.clocks import SystemClock  # noqa: E402
 from payg.adapters.mqtt import client as mqtt_client  # noqa: E402
@@ -256,20 +257,6 @@ class RealControllers:
     def stop(self) -> None:
         for proc in self.procs:
             terminate(proc)
-
-
-def proc_cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
-def proc_rss_mib(pid: int, key: str = "VmRSS") -> float:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 class HubProcess:

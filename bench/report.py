@@ -17,6 +17,15 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def proc_rss_mib(pid: int, key: str = "VmRSS") -> float:
+    """A process's resident memory (or another /proc/<pid>/status figure in kB, VmHWM say) in MiB."""
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def verdict(failures: list[str], success: str) -> int:
     if failures:
         print("FAILED:")

@@ -102,7 +102,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from report import finish, proc_cpu_s  # noqa: E402  (bench/report.py, next to this script)
+from report import finish, proc_cpu_s, proc_rss_mib  # noqa: E402  (bench/report.py, next to this script)
 from tests.support import free_port, terminate  # noqa: E402
 from tests.support.web_beds import CHROMIUM_ARGS, HASH_ENV, embedded_default_toml  # noqa: E402
 
@@ -1109,13 +1109,8 @@ class Sampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench sampler", daemon=True)
 
-    @staticmethod
-    def rss_mb() -> float:
-        with open("/proc/self/status") as fh:
-            return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:")) / 1024
-
     def now(self) -> tuple[int, float]:
-        return threading.active_count(), self.rss_mb()
+        return threading.active_count(), proc_rss_mib(os.getpid())
 
     def _run(self) -> None:
         while not self._stop.is_set():
