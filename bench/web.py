@@ -40,7 +40,7 @@ server under load and under attack.
    payg.adapters.scheduler.SchedulerDriver, 1 s ticks; the kitchen credited), served in turn by each of
    --servers (make_web_server: "before", payg's HttpServer as it was at git revision --before, default c5df74b:
    its server.py and http1.py taken from `git show` and imported under names of their own, so both versions run
-   in one process; "after", the working tree's payg.web.server; "werkzeug", Werkzeug's development server as
+   in one process; "after", the working tree's payg.webkit.server; "werkzeug", Werkzeug's development server as
    app.py ran it before payg had a server; each with the configured limits), the same app in the same run. For
    /s/kitchen and /api/sockets/kitchen, --clients clients (default 50) for --server-seconds (default 25) each:
    threads of one spawned process (the load's GIL is not the server's), each with one http.client.HTTPConnection
@@ -564,7 +564,7 @@ def part_in_process(tmp: Path, n: int, reps: int, tenants: int, failures: list[s
     from payg.adapters.clocks import ManualClock
     from payg.web import create_web
     from payg.web.live import History
-    from payg.web.security import WebSecrets
+    from payg.webkit.security import WebSecrets
     from tests.support.web_beds import PASSWORD as BED_PASSWORD
     from tests.support.web_beds import PASSWORD_HASH, TOKEN, csrf_of
 
@@ -683,7 +683,7 @@ def part_in_process(tmp: Path, n: int, reps: int, tenants: int, failures: list[s
 BEFORE_REV = "c5df74b"  # main before the h11 rewrite of payg/web/server.py
 SERVERS = {"werkzeug": "Werkzeug's development server (make_server, threaded), what app.py ran before payg's server",
            "before": "payg's HttpServer as of --before (payg/web/server.py and http1.py from git show)",
-           "after": "payg's HttpServer of the working tree (payg/web/server.py)"}
+           "after": "payg's HttpServer of the working tree (payg/webkit/server.py)"}
 LOAD_PATHS = ("/s/kitchen", "/api/sockets/kitchen")
 MAX_TICK_GAP_S = 2.5  # two tick starts further apart than this (with the after server under load): a goal missed
 MIN_PAGE_RATIO = 0.80  # the tenant page's req/s, after over before, below this: a goal missed
@@ -756,7 +756,7 @@ def make_web_server(kind: str, wsgi_app, host: str, port: int, web_config, tmp: 
         mod = before_server(before_rev, tmp)
         return mod.HttpServer(wsgi_app, host, port, mod.ServerLimits.of(web_config.server))
     if kind == "after":
-        from payg.web.server import HttpServer, ServerLimits
+        from payg.webkit.server import HttpServer, ServerLimits
 
         return HttpServer(wsgi_app, host, port, ServerLimits.of(web_config.server))  # as app.serve_web makes it
     raise ValueError(f"unknown server {kind!r} (one of {', '.join(SERVERS)})")
@@ -1212,7 +1212,7 @@ def part_server(tmp: Path, kinds: list[str], clients: int, seconds: float, attac
     from payg.adapters.clocks import SystemClock
     from payg.adapters.scheduler import SchedulerDriver
     from payg.web import create_web
-    from payg.web.security import WebSecrets
+    from payg.webkit.security import WebSecrets
     from tests.support.web_beds import PASSWORD_HASH, TOKEN
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # as app.serve does: no line per request

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from payg.ports import Clock, DepositSource, Notifier, PeerLink
     from payg.services.metering import Metering
     from payg.web import WebServices
-    from payg.web.security import WebSecrets
+    from payg.webkit.security import WebSecrets
     from payg.web.trade import Trade
 
 log = logging.getLogger("payg")
@@ -228,9 +228,9 @@ def serve_web(rt: Runtime):
     """The web entry point on the configured address, its live pushes subscribed to the metering states."""
     from payg.adapters.secrets import web_secrets
     from payg.web import create_web
-    from payg.web.security import WebSecrets
-    from payg.web.proxies import client_resolver, networks
-    from payg.web.server import HttpServer, ServerLimits
+    from payg.webkit.security import WebSecrets
+    from payg.webkit.proxies import client_resolver, networks
+    from payg.webkit.server import HttpServer, ServerLimits
 
     config = rt.config
     try:

@@ -2,7 +2,9 @@
 
     domain    payg/domain, payg/errors.py, payg/ports.py   the standard library (no I/O, threads or network) and itself
     services  payg/services                                 the domain and the standard library (the same subset)
-    entry     payg/web, payg/cli                            the domain, the services, their frameworks; never an adapter
+    entry     payg/web, payg/hub, payg/cli, payg/webkit     the domain, the services, their frameworks; never an adapter;
+                                                            the web kit none of the apps built on it, and the
+                                                            controller's web and the hub not each other
     adapters  payg/adapters, ledgers, hardware              the domain, the shared adapter toolkit, their libraries;
                                                             never an entry point or the composition (ledgers and
                                                             hardware: no services either)
@@ -42,7 +44,7 @@ def layer_of(rel: str) -> str | None:
         return "domain"
     if rel.startswith("payg/services/"):
         return "services"
-    if rel.startswith(("payg/web/", "payg/cli/", "payg/hub/")):
+    if rel.startswith(("payg/web/", "payg/cli/", "payg/hub/", "payg/webkit/")):
         return "entry"
     if rel.startswith(("payg/adapters/", "ledgers/", "hardware/")):  # their __init__.py too
         return "adapters"
@@ -94,6 +96,12 @@ def refusal(layer: str, rel: str, name: str) -> str | None:
     elif layer == "entry":
         if any(is_in(name, p) for p in ("payg.adapters", "ledgers", "hardware", *COMPOSITION, "tests")):
             return "an entry point imports an adapter or the composition"
+        if rel.startswith("payg/webkit/") and any(is_in(name, p) for p in ("payg.web", "payg.hub", "payg.cli")):
+            return "the web kit imports an app built on it"
+        if rel.startswith("payg/hub/") and is_in(name, "payg.web"):
+            return "the hub imports the controller's web (what they share is the kit, payg/webkit)"
+        if rel.startswith("payg/web/") and is_in(name, "payg.hub"):
+            return "the controller's web imports the hub"
     elif layer == "adapters":
         if any(is_in(name, p) for p in ("payg.web", "payg.cli", *COMPOSITION, "tests")):
             return "an adapter imports an entry point or the composition"
@@ -194,6 +202,9 @@ def test_the_cycle_check_finds_a_planted_cycle(tmp_path, where, planted, cycle):
     ("ledgers/mock/ledger.py", "from payg.web import create_web"),
     ("hardware/simulated.py", "from payg.services.metering import Metering"),
     ("payg/adapters/journal.py", "from payg.cli import main"),
+    ("payg/hub/web.py", "from payg.web.landlord import blueprint"),
+    ("payg/web/landlord.py", "from payg.hub.fleet import Fleet"),
+    ("payg/webkit/pages.py", "from payg.web import create_web"),
 ])
 def test_the_check_fails_on_a_planted_import(tmp_path, where, planted):
     (tmp_path / "app.py").write_text((ROOT / "app.py").read_text())
@@ -219,5 +230,5 @@ def test_no_secret_or_debug_mode_in_the_code():
         text = path.read_text()
         assert "debug=True" not in text.replace(" ", ""), path
         # The session key exists only as read from the data directory's owner-only file.
-        assert re.search(r"SECRET_KEY\s*=\s*(?!services\.secrets\.session_key\b)", text) is None, path
+        assert re.search(r"SECRET_KEY\s*=\s*(?!(services\.)?secrets\.session_key\b)", text) is None, path
         assert re.search(r"secret_key\s*=", text) is None, path

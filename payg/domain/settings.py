@@ -61,7 +61,7 @@ class CodesConfig:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """The web server's limits ([web.server]); see payg/web/server.py for what each one bounds."""
+    """The web server's limits ([web.server]); see payg/webkit/server.py for what each one bounds."""
 
     max_connections: int = 512
     workers: int = 16

@@ -16,8 +16,8 @@ import re
 import secrets
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Iterable
 
 from payg.ports import Clock
 
@@ -127,7 +127,7 @@ class _Totals:
 
 def totals(rows: Iterable[dict]) -> dict:
     """Per controller and over all the rows given: sockets, relays on and off, power, balances."""
-    overall, per = _Totals(), {}
+    overall, per = _Totals(), dict[str, _Totals]()
     for row in rows:
         overall.add(row)
         per.setdefault(row["controller"], _Totals()).add(row)
@@ -165,7 +165,6 @@ class Fleet:
         self.broker_error: str | None = None
         self.counts = {"states": 0, "events": 0, "duplicate_events": 0, "responses": 0, "unmatched_responses": 0}
 
-    # --- fed by the MQTT link (paho's thread) ------------------------------------------------------
     def _bump(self) -> int:
         self._version += 1
         self._cond.notify_all()
@@ -253,7 +252,6 @@ class Fleet:
             self.broker_connected, self.broker_error = connected, error
             self._bump()
 
-    # --- commands from the web ---------------------------------------------------------------------
     def begin(self, controller: str, socket: str, command: str, tokens: int | None = None,
               reason: str | None = None, request_id: str | None = None) -> CommandSent:
         """Note a command about to be sent (so its answer, however quick, finds it) with a fresh request id,
@@ -305,7 +303,6 @@ class Fleet:
             c = self._commands.get(request_id)
             return asdict(c) if c is not None else None
 
-    # --- reads ---------------------------------------------------------------------------------------
     @property
     def version(self) -> int:
         with self._cond:

@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable
-
-from flask import request
-from flask_socketio import ConnectionRefusedError as SocketRefused
-from flask_socketio import SocketIO
 
 from payg.hub.fleet import Fleet
+from payg.webkit.app import Kit
+from payg.webkit.live import LandlordPages
 
 log = logging.getLogger("payg.hub")
 
@@ -28,51 +25,28 @@ EVENT = "fleet"
 
 
 class FleetPusher:
-    def __init__(self, socketio: SocketIO, fleet: Fleet, landlord_key: Callable[[], str | None], sessions,
-                 min_interval_s: float = 0.25):
-        self.socketio, self.fleet = socketio, fleet
-        self._landlord_key = landlord_key  # the request's landlord session key, or None
-        self._sessions = sessions          # payg.web.sessions.Sessions
+    def __init__(self, kit: Kit, fleet: Fleet, min_interval_s: float = 0.25):
+        self.socketio, self.fleet = kit.socketio, fleet
         self.min_interval_s = min_interval_s
-        self._pages: dict[str, str] = {}   # connection id -> its session's key
-        self._lock = threading.Lock()
-        self._push_lock = threading.Lock() # a connect's full view and a push's changes never cross
-        self._last = fleet.version         # the version the pages have
+        self._push_lock = threading.Lock()  # a connect's full view and a push's changes never cross
+        self._last = fleet.version          # the version the pages have
         self._stop = threading.Event()
         self.pushes = 0
-        self._register()
+        self.landlords = LandlordPages(kit.app, kit.socketio, NAMESPACE, kit.guard.landlord_key, kit.sessions,
+                                       self._welcome)
 
-    def _register(self) -> None:
-        sio = self.socketio
-
-        @sio.on("connect", namespace=NAMESPACE)
-        def connect(*_):
-            key = self._landlord_key()
-            if key is None or not self._sessions.alive(key):
-                raise SocketRefused("login required")
-            with self._lock:
-                self._pages[request.sid] = key
-            with self._push_lock:
-                sio.emit(EVENT, {**self.fleet.snapshot(), "full": True}, to=request.sid, namespace=NAMESPACE)
-
-        @sio.on("disconnect", namespace=NAMESPACE)
-        def disconnect(*_):
-            with self._lock:
-                self._pages.pop(request.sid, None)
+    def _welcome(self, sid: str) -> None:
+        with self._push_lock:
+            self.socketio.emit(EVENT, {**self.fleet.snapshot(), "full": True}, to=sid, namespace=NAMESPACE)
 
     @property
     def pages(self) -> int:
-        with self._lock:
-            return len(self._pages)
+        return len(self.landlords)
 
     def push(self) -> bool:
         """Send the changes since the last push to every page, if there are any; True when something went."""
         self.fleet.expire()
-        with self._lock:
-            keys = set(self._pages.values())
-        for key in keys:
-            if not self._sessions.alive(key):
-                self.end_session(key)
+        self.landlords.drop_lapsed()
         with self._push_lock:
             if self.fleet.version <= self._last:
                 return False
@@ -82,18 +56,6 @@ class FleetPusher:
                 self.socketio.emit(EVENT, {**changes, "full": False}, namespace=NAMESPACE)
         self.pushes += 1
         return True
-
-    def end_session(self, key: str | None) -> None:
-        """Close the pages of the session `key` (None: of every session), at once."""
-        with self._lock:
-            ended = [sid for sid, k in self._pages.items() if key is None or k == key]
-            for sid in ended:
-                self._pages.pop(sid, None)
-        for sid in ended:
-            try:
-                self.socketio.server.disconnect(sid, namespace=NAMESPACE)
-            except Exception:  # already gone
-                log.debug("closing hub page %s", sid, exc_info=True)
 
     def start(self) -> None:
         self.socketio.start_background_task(self._run)

@@ -1,8 +1,8 @@
 """The hub's web app: the landlord's login, the fleet table (live), its JSON, CSV exports, and the actions.
 
 Every page and every API route is the landlord's: without a session (or the hub's API token, for a script
-on the hub's machine) a page redirects to the login and the API answers 401. The login, the sessions and
-the limiter of failed attempts are the controller's (payg/web/security.py, payg/web/sessions.py), with a
+on the hub's machine) a page redirects to the login and the API answers 401. The frame is the web kit's
+(payg/webkit/: the login, the sessions, the limiter of failed attempts, the headers, the error pages), with a
 cookie of its own name (a controller on the same host must not see the hub's cookie as its own). State
 changes need the session's CSRF token, as on a controller.
 
@@ -17,33 +17,35 @@ import csv
 import io
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 from urllib.parse import quote
 
-from flask import Flask, Response, abort, jsonify, redirect, render_template, request, send_file
+from flask import Flask, Response, abort, jsonify, redirect, render_template, request
+from flask.typing import ResponseReturnValue
 from flask_socketio import SocketIO
-from flask_wtf.csrf import CSRFProtect
 
 from payg.hub.fleet import COMMANDS, RELAYS, Fleet, Refused, UnknownTarget
 from payg.hub.live import FleetPusher
 from payg.ports import Clock, SessionStore
-from payg.web.landlord import csv_cell, safe_next
-from payg.web.pages import error_pages, password_login
-from payg.web.security import Guard, Limiter, WebSecrets
-from payg.web.sessions import CookieSessions, Sessions
+from payg.webkit.app import STATE_CHANGING, WebSite, make_app
+from payg.webkit.pages import csv_cell, login_pages
+from payg.webkit.security import Guard, Limiter, WebSecrets
+from payg.webkit.sessions import Sessions
 
 log = logging.getLogger("payg.hub")
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 COOKIE = "payg_hub_session"
-STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
 PUBLIC = ("/login", "/healthz", "/favicon.ico", "/static/", "/assets/")
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
-ASSETS = {"socket.io.min.js": "socket.io-client/dist/socket.io.min.js"}
+SITE = WebSite(name="payg hub", cookie=COOKIE, home="/", login="/login", logout="/logout", anonymous_under="/login",
+               csrf_under="/", private=lambda path: not path.startswith(("/static/", "/assets/")),
+               json=lambda path: path.startswith("/api/"), who="hub: landlord", wrong_password_status=401,
+               home_label="Back to the fleet", login_intro="The fleet view of every building's controller.",
+               stylesheets=("/static/hub.css",), libraries=("socket.io.min.js",))
 ROW_FIELDS = ["controller", "socket", "controller_status", "relay", "balance", "balance_tokens", "debt",
               "debt_tokens", "power_w", "voltage_v", "current_a", "energy_wh", "meter", "override",
               "credit_exhausted", "at_utc", "received_at_utc"]
@@ -90,7 +92,7 @@ class HubWeb:
 def utc(t: object) -> str:
     if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t):
         return ""
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
 
 
 def filters() -> dict:
@@ -108,71 +110,38 @@ def csv_response(fields: list[str], rows: list[dict], name: str) -> Response:
     writer.writerow(fields)
     for row in rows:
         writer.writerow([csv_cell(row.get(f)) for f in fields])
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return Response(out.getvalue(), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}-{stamp}.csv"'})
 
 
 def create_hub_web(services: HubServices, *, templates: Path = ROOT / "templates", static: Path = ROOT / "static",
                    assets: Path = ROOT / "node_modules") -> HubWeb:
-    fleet, sender, clock = services.fleet, services.sender, services.clock
-    app = Flask(__name__, template_folder=str(templates), static_folder=str(static), static_url_path="/static")
-    app.config.update(
-        SECRET_KEY=services.secrets.session_key,  # signs the CSRF tokens; the session itself is server-side
-        WTF_CSRF_CHECK_DEFAULT=False,  # checked in _guard, which knows the requests that need none
-        WTF_CSRF_TIME_LIMIT=None,
-        MAX_CONTENT_LENGTH=services.max_body_bytes,
-    )
-    password_hash = services.password_hash or (lambda: services.secrets.password_hash)
-    sessions = Sessions(services.sessions, clock, password_hash, services.session_hours * 3600,
-                        services.session_idle_minutes * 60)
-    app.session_interface = CookieSessions(sessions, cookie=COOKIE, secure=services.secure_cookies,
-                                           anonymous_under="/login")
-    csrf = CSRFProtect(app)
-    socketio = SocketIO(app, async_mode="threading", cors_allowed_origins=None, logger=False, engineio_logger=False)
-    guard = Guard(services.secrets, sessions, password_hash)
-    throttle = Limiter(clock)
-    pusher = FleetPusher(socketio, fleet, guard.landlord_key, sessions)
-    sessions.on_end(pusher.end_session)
-    web = HubWeb(app, socketio, pusher, guard, sessions, throttle)
-
-    def wants_json() -> bool:
-        return request.path.startswith("/api/")
+    fleet, sender = services.fleet, services.sender
+    kit = make_app(__name__, SITE, services.secrets, services.sessions, services.clock,
+                   password_hash=services.password_hash, session_hours=services.session_hours,
+                   session_idle_minutes=services.session_idle_minutes, secure_cookies=services.secure_cookies,
+                   max_body_bytes=services.max_body_bytes, templates=templates, static=static, assets=assets)
+    app, guard = kit.app, kit.guard
+    pusher = FleetPusher(kit, fleet)
+    web = HubWeb(app, kit.socketio, pusher, guard, kit.sessions, kit.throttle)
 
     @app.before_request
-    def _guard():
+    def _guard() -> ResponseReturnValue | None:
         path = request.path
         if path.startswith(PUBLIC) or path.startswith("/socket.io"):  # Socket.IO checks the session on connect
             return None
         token = guard.token()
         if not token and not guard.landlord():
-            if wants_json():
+            if kit.wants_json():
                 return jsonify(error="Unauthorized", message="log in as the landlord (/login), or send the hub's "
                                "API token (Authorization: Bearer ...)"), 401
             return redirect("/login?next=" + quote(request.full_path.rstrip("?"), safe="/"))
         if request.method in STATE_CHANGING and not token:
-            csrf.protect()
+            kit.csrf.protect()
         return None
 
-    @app.after_request
-    def _headers(resp):
-        resp.headers.setdefault("Content-Security-Policy", CSP)
-        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        resp.headers.setdefault("X-Frame-Options", "DENY")
-        resp.headers.setdefault("Referrer-Policy", "same-origin")
-        if not request.path.startswith(("/static/", "/assets/")):
-            resp.headers.setdefault("Cache-Control", "no-store")
-        return resp
-
-    error_pages(app, "hub/error.html", wants_json)
-
-    @app.get("/assets/<name>")
-    def asset(name: str):
-        rel = ASSETS.get(name)
-        path = next((p for p in ((assets / rel), (assets / name)) if p.is_file()), None) if rel else None
-        if path is None:
-            abort(404, description=f"no asset {name} (run `make assets`)")
-        return send_file(path, max_age=86400)
+    login_pages(kit, log, skip_when_in=True)
 
     @app.get("/favicon.ico")
     def favicon():
@@ -182,23 +151,6 @@ def create_hub_web(services: HubServices, *, templates: Path = ROOT / "templates
     def healthz():
         connected = sender.connected
         return jsonify(status="ok" if connected else "degraded", broker_connected=connected), 200 if connected else 503
-
-    @app.route("/login", methods=["GET", "POST"])
-    def login():
-        next_page = safe_next(request.values.get("next"))
-        next_page = "/" if next_page == "/landlord" else next_page  # safe_next's default is the controller's
-        if request.method == "GET":
-            if guard.landlord():
-                return redirect(next_page)
-            return render_template("hub/login.html", error=None, retry_after_s=None, next=next_page)
-        csrf.protect()
-        return password_login(guard, throttle, "hub/login.html", next_page, log, who="hub: landlord",
-                              wrong_status=401)
-
-    @app.post("/logout")
-    def logout():
-        guard.log_out()
-        return redirect("/login")
 
     @app.get("/")
     def page():

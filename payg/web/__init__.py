@@ -2,46 +2,50 @@
 
 It talks to the services (metering, the landlord's desk, the dashboard) and to ports (the
 journal, the deposit source, the mock payer); payg/bootstrap.py builds those and hands them in. Who may
-do what is decided in one place, `_guard` below, with the checks of payg/web/security.py.
+do what is decided in one place, `_guard` below, with the checks of payg/webkit/security.py.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 from zoneinfo import ZoneInfo
 
 from flask import Flask, abort, jsonify, render_template, request
+from flask.typing import ResponseReturnValue
 from flask_socketio import SocketIO
-from flask_wtf.csrf import CSRFProtect
 
 from payg.domain.settings import ProtectionsConfig, WebConfig
 from payg.errors import InvalidAmount, LedgerUnavailable, UnknownSocket
 from payg.ports import DepositPayer, DepositSource, Journal, SessionStore
-from payg.services.dashboard import Dashboard, ViewSettings
-from payg.services.landlord import LandlordDesk
 from payg.services.codes import CodeDesk
+from payg.services.dashboard import Dashboard, ViewSettings
 from payg.services.emergency import EmergencyDesk
+from payg.services.landlord import LandlordDesk
 from payg.services.metering import Metering
 from payg.services.site import Site
-from payg.web import api, landlord, metrics, pages, tenant
+from payg.web import api, landlord, metrics, tenant
 from payg.web import trade as trade_routes
 from payg.web.live import LANDLORD_NS, LiveHub
-from payg.web.proxies import TrustedProxies, networks
-from payg.web.security import Guard, Limiter, WebSecrets
-from payg.web.sessions import CookieSessions, Sessions
 from payg.web.trade import TradeServices
+from payg.webkit.app import STATE_CHANGING, Kit, WebSite, make_app
+from payg.webkit.proxies import networks
+from payg.webkit.security import Guard, Limiter, WebSecrets
+from payg.webkit.sessions import Sessions
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SESSION_COOKIE = "payg_session"
-STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
 PUBLIC_API = re.compile(r"^/api/sockets/[^/]+$")  # one socket's state, which its tenant page shows anyway
 TENANT_ACTION = re.compile(r"^/api/sockets/[^/]+/(redeem|emergency)$")  # a code, emergency credit: anyone there may
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+SITE = WebSite(name="payg", cookie=SESSION_COOKIE, home="/landlord", login="/landlord/login",
+               logout="/landlord/logout", anonymous_under="/landlord", csrf_under="/landlord",
+               private=lambda path: path.startswith(("/landlord", "/api/")),
+               json=lambda path: path.startswith("/api/") or path in ("/api", "/healthz"),
+               who="landlord", wrong_password_status=200, home_label="Back to the start page",
+               login_back="Back to the sockets")
 
 
 @dataclass
@@ -79,6 +83,7 @@ class Web:
     sessions: Sessions
     code_limiter: Limiter  # wrong top-up codes, per address and per socket ("socket:<id>")
     emergency: EmergencyDesk
+    kit: Kit
 
 
 def json_body() -> dict:
@@ -92,7 +97,7 @@ def json_body() -> dict:
     return body
 
 
-def same_origin_json():
+def same_origin_json() -> ResponseReturnValue | None:
     """A tenant's action must come from the controller's own page: a JSON body (a form from another site cannot
     send one without a preflight this server never answers) and, when the browser says, the same origin."""
     if not request.is_json:
@@ -110,43 +115,27 @@ def create_web(services: WebServices, *, templates: Path = ROOT / "templates", s
     settings = services.settings
     ctl = services.metering
     clock = ctl.clock
-    app = Flask(__name__, template_folder=str(templates), static_folder=str(static), static_url_path="/static")
-    app.config.update(
-        SECRET_KEY=services.secrets.session_key,  # signs the CSRF tokens; the session itself is server-side
-        WTF_CSRF_CHECK_DEFAULT=False,  # checked in _guard, which knows the requests that need no CSRF token
-        WTF_CSRF_TIME_LIMIT=None,      # a token lives as long as its session
-        JSON_SORT_KEYS=False,
-        MAX_CONTENT_LENGTH=settings.server.max_body_kib * 1024,
-    )
-    password_hash = services.password_hash or (lambda: services.secrets.password_hash)
     if services.sessions is None:
         raise ValueError("WebServices.sessions: the web side needs a session store")
-    sessions = Sessions(services.sessions, clock, password_hash, settings.session_hours * 3600,
-                        settings.session_idle_minutes * 60)
-    app.session_interface = CookieSessions(sessions, cookie=SESSION_COOKIE, secure=settings.https)
-    app.wsgi_app = TrustedProxies(app.wsgi_app, networks(settings.trusted_proxies))
-    csrf = CSRFProtect(app)
-    socketio = SocketIO(app, async_mode="threading", cors_allowed_origins=None, logger=False, engineio_logger=False)
-    guard = Guard(services.secrets, sessions, password_hash)
-    throttle = Limiter(clock)
+    kit = make_app(__name__, SITE, services.secrets, services.sessions, clock, password_hash=services.password_hash,
+                   session_hours=settings.session_hours, session_idle_minutes=settings.session_idle_minutes,
+                   secure_cookies=settings.https, max_body_bytes=settings.server.max_body_kib * 1024,
+                   templates=templates, static=static, assets=assets,
+                   trusted_proxies=networks(settings.trusted_proxies))
+    app, guard, csrf = kit.app, kit.guard, kit.csrf
     dashboard = services.dashboard or Dashboard(services.journal, clock,
                                                 ZoneInfo(settings.timezone) if settings.timezone else None,
                                                 lock=threading.Lock())
     addresses = {sid: services.deposits.address_for(sid) for sid in ctl.sockets}
-    hub = LiveHub(socketio, ctl, dashboard, ViewSettings(ctl.tariff, settings.low_credit_tokens,
-                                                             ctl.settings.notices.flag_off_hours),
-                  guard.landlord_key, sessions, addresses)
-    sessions.on_end(hub.end_session)
+    hub = LiveHub(kit, ctl, dashboard, ViewSettings(ctl.tariff, settings.low_credit_tokens,
+                                                    ctl.settings.notices.flag_off_hours), addresses)
     p, ids = services.protections, list(ctl.sockets)
-    web = Web(app, socketio, hub, guard, throttle, sessions, Limiter(clock),
+    web = Web(app, kit.socketio, hub, guard, kit.throttle, kit.sessions, Limiter(clock),
               EmergencyDesk(ctl, services.journal, p.per(ids, "emergency_credit_tokens"),
-                            p.per(ids, "emergency_below_tokens")))
-
-    def wants_json() -> bool:
-        return request.path.startswith("/api/") or request.path in ("/api", "/healthz")
+                            p.per(ids, "emergency_below_tokens")), kit)
 
     @app.before_request
-    def _guard():
+    def _guard() -> ResponseReturnValue | None:
         path = request.path
         if path.startswith("/api/peer/"):
             return None
@@ -167,21 +156,9 @@ def create_web(services: WebServices, *, templates: Path = ROOT / "templates", s
             csrf.protect()
         return None
 
-    @app.after_request
-    def _headers(resp):
-        resp.headers.setdefault("Content-Security-Policy", CSP)
-        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        resp.headers.setdefault("X-Frame-Options", "DENY")
-        resp.headers.setdefault("Referrer-Policy", "same-origin")
-        if request.path.startswith(("/landlord", "/api/")):
-            resp.headers.setdefault("Cache-Control", "no-store")
-        return resp
-
-    pages.error_pages(app, "error.html", wants_json)
-
     @app.errorhandler(UnknownSocket)
     def unknown_socket(exc: UnknownSocket):
-        if wants_json():
+        if kit.wants_json():
             return jsonify(error="Not Found", message=str(exc)), 404
         return render_template("error.html", code=404, title="No such socket",
                                message=f"This controller has no socket {exc}."), 404
@@ -195,7 +172,7 @@ def create_web(services: WebServices, *, templates: Path = ROOT / "templates", s
         return jsonify(error="Service Unavailable", message=str(exc)), 503
 
     app.register_blueprint(api.blueprint(services, json_body))
-    app.register_blueprint(tenant.blueprint(web, services, assets, json_body))
+    app.register_blueprint(tenant.blueprint(web, services, json_body))
     app.register_blueprint(landlord.blueprint(web, services, json_body))
     if services.site is not None:
         app.register_blueprint(metrics.blueprint(metrics.ControllerMetrics(services.site, services.journal,

@@ -9,41 +9,20 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import math
 import re
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, stream_with_context
+from flask.typing import ResponseReturnValue
 
-from payg.web.pages import password_login
 from payg.web.views import fresh_view, page_settings
+from payg.webkit.pages import csv_cell, login_pages, too_many
 
 log = logging.getLogger("payg.web")
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 CSV_FIELDS = ["id", "socket", "time_utc", "kind", "amount_tokens", "energy_wh", "key", "memo"]
-
-
-def csv_cell(value) -> str:
-    """Text a spreadsheet will not run as a formula."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not _is_number(text) else text
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def safe_next(target: str | None) -> str:
-    """Only a path on this site (never //host or a scheme) may be the page after the login."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return "/landlord"
 
 
 def blueprint(web, services, json_body: Callable[[], dict]) -> Blueprint:
@@ -66,19 +45,12 @@ def blueprint(web, services, json_body: Callable[[], dict]) -> Blueprint:
         # push that follows its connection, so the views are not sent twice.
         return render_template("landlord.html", views=views, page=page, boot={"page": page})
 
-    def landlord_off():
+    def landlord_off() -> ResponseReturnValue:
         ref = settings.landlord_password
         return render_template("landlord_off.html", env_name=ref.env if ref else None,
                                file_path=str(ref.file) if ref and ref.file else None), 503
 
-    @bp.route("/landlord/login", methods=["GET", "POST"])
-    def login():
-        if not guard.landlord_enabled:
-            return landlord_off()
-        next_page = safe_next(request.values.get("next"))
-        if request.method == "GET":
-            return render_template("login.html", error=None, retry_after_s=None, next=next_page)
-        return password_login(guard, throttle, "login.html", next_page, log)
+    login_pages(web.kit, log, before=lambda: None if guard.landlord_enabled else landlord_off())
 
     @bp.post("/api/login-links")
     def make_login_link():
@@ -95,10 +67,7 @@ def blueprint(web, services, json_body: Callable[[], dict]) -> Blueprint:
         address = request.remote_addr or "?"
         wait = throttle.retry_after(address)
         if wait is not None:
-            resp = Response(render_template("login_link.html", token=None, retry_after_s=max(1, math.ceil(wait))),
-                            status=429)
-            resp.headers["Retry-After"] = str(max(1, math.ceil(wait)))
-            return resp
+            return too_many("login_link.html", wait, token=None)
         if request.method == "GET":  # a page with a button: a link preview fetching the URL logs nobody in
             if web.sessions.link_valid(token):
                 return render_template("login_link.html", token=token, retry_after_s=None)
@@ -109,11 +78,6 @@ def blueprint(web, services, json_body: Callable[[], dict]) -> Blueprint:
             return redirect("/landlord")
         throttle.failed(address)
         return render_template("login_link.html", token=None, retry_after_s=None), 404
-
-    @bp.post("/landlord/logout")
-    def logout():
-        guard.log_out()
-        return redirect("/landlord/login")
 
     @bp.get("/landlord/journal.csv")
     def journal_csv():
@@ -131,7 +95,7 @@ def blueprint(web, services, json_body: Callable[[], dict]) -> Blueprint:
                 for e in services.journal.all_entries(sid):
                     amount = e.amount // upt if e.amount % upt == 0 else e.amount / upt
                     out.writerow([e.id, csv_cell(e.socket_id),
-                                  datetime.fromtimestamp(e.at, timezone.utc).isoformat(timespec="seconds"),
+                                  datetime.fromtimestamp(e.at, UTC).isoformat(timespec="seconds"),
                                   e.kind, amount, "" if e.energy_wh is None else float(e.energy_wh),
                                   csv_cell(e.idem_key), csv_cell(e.memo)])
                     if buf.tell() > 64 * 1024:
@@ -140,11 +104,10 @@ def blueprint(web, services, json_body: Callable[[], dict]) -> Blueprint:
                         buf.truncate()
             yield buf.getvalue()
 
-        stamp = datetime.fromtimestamp(ctl.clock.now(), timezone.utc).strftime("%Y%m%d-%H%M%S")
+        stamp = datetime.fromtimestamp(ctl.clock.now(), UTC).strftime("%Y%m%d-%H%M%S")
         name = f"payg-journal-{socket_id or 'all'}-{stamp}.csv"
         return Response(stream_with_context(rows()), mimetype="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
-
 
     @bp.post("/api/sockets/<socket_id>/override")
     def override(socket_id: str):

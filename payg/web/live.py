@@ -17,14 +17,15 @@ import logging
 import math
 import threading
 from array import array
-from typing import Callable
+from threading import Thread
 
 from flask import request
-from flask_socketio import ConnectionRefusedError as Refused
-from flask_socketio import SocketIO, join_room, leave_room
+from flask_socketio import join_room, leave_room
 
 from payg.services.dashboard import Dashboard, ViewSettings, socket_view
 from payg.services.metering import Metering
+from payg.webkit.app import Kit
+from payg.webkit.live import LandlordPages
 
 log = logging.getLogger("payg.web")
 
@@ -83,35 +84,31 @@ def _same(a: dict | None, b: dict) -> bool:
 class LiveHub:
     """The StatePublisher for browsers (see the module's docstring)."""
 
-    def __init__(self, socketio: SocketIO, metering: Metering, dashboard: Dashboard,
-                 settings: ViewSettings, landlord_key: Callable[[], str | None], sessions,
+    def __init__(self, kit: Kit, metering: Metering, dashboard: Dashboard, settings: ViewSettings,
                  addresses: dict[str, str] | None = None):
-        self.socketio = socketio
+        self.socketio = socketio = kit.socketio
         self.metering = metering
         self.dashboard = dashboard
         self.settings = settings
         self.addresses = addresses or {}  # top-up address per socket, shown with the QR code
         self.history = History()
         self.pushes = 0
-        self._landlord_key = landlord_key  # the request's landlord session key, or None
-        self._sessions = sessions          # payg.web.sessions.Sessions: is a session still current
         self._pending: list[dict] | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._task = None
+        self._task: Thread | None = None
         self._watched: dict[str, int] = {}   # socket id -> tenant connections watching it
         self._watching: dict[str, str] = {}  # connection id -> the socket it watches
-        self._landlords: dict[str, str] = {}    # landlord connection id -> its session's key
-        self._sent: dict[str, dict] = {}        # the views the landlord pages have, by socket id
+        self._sent: dict[str, dict] = {}     # the views the landlord pages have, by socket id
         self._lock = threading.Lock()
-        self._push_lock = threading.Lock()      # a connect's full table and a push's changes never cross
+        self._push_lock = threading.Lock()   # a connect's full table and a push's changes never cross
+        self.landlords = LandlordPages(kit.app, socketio, LANDLORD_NS, kit.guard.landlord_key, kit.sessions,
+                                       self._welcome)
         self._register()
-
 
     def publish(self, states: list[dict]) -> None:
         self._pending = states
         self._wake.set()
-
 
     def views(self, states: list[dict] | None = None) -> list[dict]:
         if states is None:
@@ -126,7 +123,6 @@ class LiveHub:
         view["address"] = self.addresses.get(state["id"])
         return view
 
-
     def flush(self) -> bool:
         """Build and emit the latest published states, if any. True when something was pushed."""
         states, self._pending = self._pending, None
@@ -138,12 +134,8 @@ class LiveHub:
         now = self.metering.clock.now()
         with self._lock:
             watched = set(self._watched)
-            keys = set(self._landlords.values())
-        for key in keys:  # a session that lapsed (idle, too old, a new password) gets no more of the landlord's data
-            if not self._sessions.alive(key):
-                self.end_session(key)
-        with self._lock:
-            landlords = len(self._landlords)
+        self.landlords.drop_lapsed()
+        landlords = len(self.landlords)
         at = views[0]["updated_at"] if views else now
         with self._push_lock:
             changed = [v for v in views if not _same(self._sent.get(v["id"]), v)]
@@ -175,6 +167,16 @@ class LiveHub:
             except Exception:  # a push that fails must not end the pushes that follow
                 log.exception("pushing live state failed")
 
+    def _welcome(self, sid: str) -> None:
+        """A landlord page's first message: every socket's view."""
+        with self._push_lock:
+            if len(self._sent) == len(self.metering.sockets):
+                views = list(self._sent.values())   # what the next push's changes are relative to
+            else:
+                self.dashboard.refresh()
+                views = self.views()
+            self.socketio.emit("states", {"at": self.metering.clock.now(), "full": True, "views": views},
+                               to=sid, namespace=LANDLORD_NS)
 
     def _register(self) -> None:
         sio = self.socketio
@@ -196,39 +198,6 @@ class LiveHub:
         @sio.on("disconnect")
         def tenant_gone(*_):
             self._unwatch(request.sid)
-
-        @sio.on("connect", namespace=LANDLORD_NS)
-        def landlord_connect(*_):
-            key = self._landlord_key()
-            if key is None or not self._sessions.alive(key):
-                raise Refused("login required")
-            with self._lock:
-                self._landlords[request.sid] = key
-            with self._push_lock:
-                if len(self._sent) == len(self.metering.sockets):
-                    views = list(self._sent.values())   # what the next push's changes are relative to
-                else:
-                    self.dashboard.refresh()
-                    views = self.views()
-                sio.emit("states", {"at": self.metering.clock.now(), "full": True, "views": views},
-                         to=request.sid, namespace=LANDLORD_NS)
-
-        @sio.on("disconnect", namespace=LANDLORD_NS)
-        def landlord_gone(*_):
-            with self._lock:
-                self._landlords.pop(request.sid, None)
-
-    def end_session(self, key: str | None) -> None:
-        """Close the landlord connections of the session `key` (None: of every session), at once."""
-        with self._lock:
-            ended = [sid for sid, k in self._landlords.items() if key is None or k == key]
-            for sid in ended:
-                self._landlords.pop(sid, None)
-        for sid in ended:
-            try:
-                self.socketio.server.disconnect(sid, namespace=LANDLORD_NS)
-            except Exception:  # already gone
-                log.debug("closing landlord connection %s", sid, exc_info=True)
 
     def _unwatch(self, sid: str) -> None:
         with self._lock:

@@ -35,7 +35,7 @@ FORWARDING = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
 def from_loopback(environ: dict) -> bool:
     """The direct peer is this machine (127.0.0.0/8, ::1) and nobody else's request was forwarded through it.
 
-    Behind a proxy of `[web] trusted_proxies`, REMOTE_ADDR is already the client's (payg/web/proxies.py). A proxy on
+    Behind a proxy of `[web] trusted_proxies`, REMOTE_ADDR is already the client's (payg/webkit/proxies.py). A proxy on
     this machine that is not listed there would pass every client off as local, so a request with forwarding
     headers the middleware did not resolve is not taken for local."""
     try:

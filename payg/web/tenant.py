@@ -1,4 +1,4 @@
-"""The tenant's pages: the socket list, a page per socket with its QR code, and the browser libraries.
+"""The tenant's pages: the socket list, and a page per socket with its QR code.
 
 They only read, but for one action: entering a top-up code (POST /api/sockets/<id>/redeem).
 """
@@ -7,24 +7,17 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
-import qrcode
-import qrcode.image.svg
-from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, send_file
+import qrcode  # type: ignore[import-untyped]  # no type information shipped
+import qrcode.image.svg  # type: ignore[import-untyped]
+from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request
 
 from payg.errors import CodeRefused, InvalidAmount
 from payg.web.views import fresh_view, page_settings, topup_of
 
 log = logging.getLogger("payg.web")
 
-# Browser libraries, installed from npm by the Makefile (package.json), served from here:
-ASSETS = {
-    "socket.io.min.js": "socket.io-client/dist/socket.io.min.js",
-    "uPlot.iife.min.js": "uplot/dist/uPlot.iife.min.js",
-    "uPlot.min.css": "uplot/dist/uPlot.min.css",
-}
 MAX_QR_TOKENS = 10**12
 
 
@@ -37,33 +30,11 @@ def qr_svg(data: str) -> bytes:
     return qr.make_image().to_string(encoding="unicode").encode()
 
 
-def blueprint(web, services, assets: Path, json_body: Callable[[], dict]) -> Blueprint:
+def blueprint(web, services, json_body: Callable[[], dict]) -> Blueprint:
     bp = Blueprint("tenant", __name__)
     ctl = services.metering
     settings = services.settings
     guard, hub = web.guard, web.hub
-
-    def asset_path(name: str) -> Path | None:
-        """In node_modules (a source tree) or flat in share/payg/assets (installed by pip)."""
-        rel = ASSETS.get(name)
-        if rel is None:
-            return None
-        for path in (assets / rel, assets / name):
-            if path.is_file():
-                return path
-        return None
-
-    missing = [name for name in ASSETS if asset_path(name) is None]
-    if missing:
-        log.warning("browser libraries missing in %s (%s): pages work without live updates; run `make assets`",
-                    assets, ", ".join(missing))
-
-    @bp.get("/assets/<name>")
-    def asset(name: str):
-        path = asset_path(name)
-        if path is None:
-            abort(404, description=f"no asset {name} (run `make assets` to install the browser libraries)")
-        return send_file(path, max_age=86400)
 
     @bp.get("/")
     def index():

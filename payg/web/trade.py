@@ -1,7 +1,7 @@
 """Trade routes: the market, payment channels, and messages from other controllers.
 
 Like the rest of the API, these routes need the landlord's session or the local API token
-(see payg/web/security.py); `payg trade ...` sends the token. /api/peer/* is what other
+(see payg/webkit/security.py); `payg trade ...` sends the token. /api/peer/* is what other
 controllers call: everything arriving there is checked on its own merits (signatures, the
 ledger), so it needs neither.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from flask import Blueprint, abort, jsonify, request
 
@@ -58,14 +58,18 @@ def blueprint(services: TradeServices, json_body: Callable[[], dict]) -> Bluepri
             raise UnknownSocket(str(socket_id))
         return socket_id
 
-    def integer(body: dict, key: str, default: Any = ...) -> int:
-        value = body.get(key, default)
-        if value is ...:
-            abort(400, description=f"{key} is required")
+    def optional_integer(body: dict, key: str) -> int | None:
+        value = body.get(key)
         if isinstance(value, str) and value.isdigit():
             value = int(value)  # amounts beyond JSON-safe integers (wei) may come as strings
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             abort(400, description=f"{key} must be a non-negative integer")
+        return value
+
+    def integer(body: dict, key: str, default: int | None = None) -> int:
+        value = optional_integer(body, key) if key in body or default is None else default
+        if value is None:
+            abort(400, description=f"{key} is required")
         return value
 
     @bp.get("/api/trade")
@@ -99,7 +103,7 @@ def blueprint(services: TradeServices, json_body: Callable[[], dict]) -> Bluepri
     def buy(advert_id: str):
         body = json_body()
         purchase = t.buy(socket_of(body), advert_id, integer(body, "energy_wh"),
-                         integer(body, "max_price_per_wh", None))
+                         optional_integer(body, "max_price_per_wh"))
         return jsonify(purchase.as_dict()), 201
 
     @bp.post("/api/trade/roles")

@@ -128,7 +128,7 @@ def test_trade_actions_need_the_token_or_the_landlord_and_csrf(tmp_path):
     from payg import bootstrap as app
     from payg.adapters import config as cfg
     from payg.web import create_web
-    from payg.web.security import WebSecrets
+    from payg.webkit.security import WebSecrets
     from tests.support.web_beds import PASSWORD, PASSWORD_HASH, TOKEN, csrf_of
 
     path = tmp_path / "payg.toml"

@@ -22,7 +22,7 @@ from payg.adapters import config as cfg
 from payg.adapters.clocks import ManualClock
 from payg.domain import settings
 from payg.web import create_web
-from payg.web.security import WebSecrets
+from payg.webkit.security import WebSecrets
 from tests.support import free_port
 from tests.support.web_beds import TOKEN
 

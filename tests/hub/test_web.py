@@ -15,7 +15,7 @@ from payg.adapters.web_sessions import SqliteSessionStore
 from payg.hub.fleet import Fleet
 from payg.hub.live import NAMESPACE
 from payg.hub.web import COOKIE, HubServices, create_hub_web
-from payg.web.security import WebSecrets
+from payg.webkit.security import WebSecrets
 
 PASSWORD = "a long landlord password"
 TOKEN = "k" * 43

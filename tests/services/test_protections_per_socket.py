@@ -10,7 +10,7 @@ from payg.adapters.clocks import ManualClock
 from payg.errors import ConfigError
 from payg.services.topups import TopUps
 from payg.web import create_web
-from payg.web.security import WebSecrets
+from payg.webkit.security import WebSecrets
 from tests.fakes import FakeJournal
 
 TOML = """

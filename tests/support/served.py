@@ -7,7 +7,7 @@ import io
 import socket
 import threading
 
-from payg.web.server import HttpServer, ServerLimits
+from payg.webkit.server import HttpServer, ServerLimits
 
 
 class Served:

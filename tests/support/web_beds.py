@@ -14,7 +14,7 @@ from payg.adapters.clocks import ManualClock
 from payg.adapters.virtual import VirtualDriver
 from payg.domain import settings
 from payg.web import Web, create_web
-from payg.web.security import WebSecrets
+from payg.webkit.security import WebSecrets
 from tests.support import ROOT
 
 PASSWORD = "correct horse battery staple"

@@ -1,4 +1,4 @@
-"""payg's web server (payg/web/server.py) on real sockets on 127.0.0.1: limits, timeouts, framing, WebSockets."""
+"""payg's web server (payg/webkit/server.py) on real sockets on 127.0.0.1: limits, timeouts, framing, WebSockets."""
 
 from __future__ import annotations
 

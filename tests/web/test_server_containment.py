@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from payg.web.server import STAGES, HttpServer, ServerLimits
+from payg.webkit.server import STAGES, HttpServer, ServerLimits
 from tests.support import wait_until
 
 

@@ -1,4 +1,4 @@
-"""payg's web server (payg/web/server.py) fuzzed on a real socket, with h11 as the reference for HTTP/1.1 framing.
+"""payg's web server (payg/webkit/server.py) fuzzed on a real socket, with h11 as the reference for HTTP/1.1 framing.
 
 Hypothesis takes well-formed requests (a GET, a HEAD, a POST with a length, a chunked POST with extensions
 and trailers, HTTP/1.0, two of them pipelined), mutates a few bytes or headers (control bytes, bare CR or
@@ -34,7 +34,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from payg.web.server import HttpServer, ServerLimits
+from payg.webkit.server import HttpServer, ServerLimits
 from tests.support import wait_until
 
 BUDGET_S = 40.0        # examples after this return at once: the module stays under a minute on 2 cores

@@ -13,7 +13,7 @@ from payg.adapters.clocks import ManualClock
 from payg.adapters.secrets import LandlordPasswordHash
 from payg.adapters.web_sessions import FILE
 from payg.domain.settings import SecretRef
-from payg.web.security import Limiter, client_key
+from payg.webkit.security import Limiter, client_key
 from tests.support.web_beds import PASSWORD, PASSWORD_HASH, csrf_of, make_web_bed
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from payg import bootstrap as app
 from payg.web import create_web
-from payg.web.security import WebSecrets
+from payg.webkit.security import WebSecrets
 from tests.support import wait_until
 from tests.support.prometheus import Scrape
 from tests.support.web_beds import TOKEN

@@ -2,7 +2,7 @@
 
 - Tenant pages and `GET /api/sockets/<id>` are public and read-only.
 - Everything else under /landlord and /api needs either the landlord's session (a server-side
-  session, payg/web/sessions.py; state changes also need its CSRF token, checked by Flask-WTF)
+  session, payg/webkit/sessions.py; state changes also need its CSRF token, checked by Flask-WTF)
   or the API token that the controller keeps in its data directory for `payg` commands on
   the same machine (sent as `Authorization: Bearer ...`; no cookie, so no CSRF check).
 - /api/peer/* is what other controllers call: each message is checked on its own merits
@@ -26,14 +26,14 @@ import ipaddress
 import logging
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from flask import request, session
 from werkzeug.security import check_password_hash
 
 from payg.ports import Clock
-from payg.web.sessions import Sessions
+from payg.webkit.sessions import Sessions, current
 
 log = logging.getLogger("payg.web")
 
@@ -133,15 +133,17 @@ class Guard:
             return check_password_hash(hashed, password)
 
     def log_in(self) -> None:
-        session.clear()
-        session.log_in = True
+        s = current()
+        s.clear()
+        s.log_in = True
 
     def log_out(self) -> None:
-        key = session.get("landlord")
+        s = current()
+        key = s.get("landlord")
         if key:
             self.sessions.end(key)
-        session.clear()
-        session.ended = True
+        s.clear()
+        s.ended = True
 
     def landlord(self) -> bool:
         """The request comes with a current landlord session (checked when the session was opened)."""

@@ -1,4 +1,4 @@
-"""One HTTP exchange between h11 and a WSGI app: what payg's server (payg/web/server.py) adds to h11.
+"""One HTTP exchange between h11 and a WSGI app: what payg's server (payg/webkit/server.py) adds to h11.
 
 h11 (python-hyper's sans-I/O HTTP/1.1) does the framing both ways: it parses the request line, the
 headers and the body (Content-Length or chunked, trailers), refuses what RFC 9112 forbids (a
@@ -9,8 +9,9 @@ checking the header names and values the app hands it. What is ours is narrower:
 
 - `check`: what h11 lets through and payg refuses: other control bytes in a header value (h11
   accepts them for old cookies), an HTTP major version other than 1 (505; 1.2 is served as 1.1),
-  both Content-Length and Transfer-Encoding (h11 would let the coding win), CONNECT, a target that is neither a path, an absolute URL nor `*`, a body over the limit from
-  its Content-Length (413, before it is read).
+  both Content-Length and Transfer-Encoding (h11 would let the coding win), CONNECT, a target that is
+  neither a path, an absolute URL nor `*`, a body over the limit from its Content-Length (413, before it
+  is read).
 - `environ`: the WSGI environ of a complete request (its whole body already received).
 - `Exchange`: the app's answer handed to h11, its bytes given to `emit` (the server decides when
   they reach the socket).

@@ -1,7 +1,7 @@
-"""One connection of payg's web server (payg/web/server.py): its state, and the worker's side of an exchange.
+"""One connection of payg's web server (payg/webkit/server.py): its state, and the worker's side of an exchange.
 
 A worker (or a live connection's thread) runs the app with `respond`: the answer goes through h11
-(payg/web/wsgi.py) into the connection's buffer, as much as the socket takes at once is sent, and the rest is
+(payg/webkit/wsgi.py) into the connection's buffer, as much as the socket takes at once is sent, and the rest is
 left for the selector to write, so a client that does not read holds buffer space, not the thread. Only an
 answer over `response_high_water` makes the thread wait for its client (`drain`). A WebSocket takes the socket
 over (`Handover`), with whatever bytes came in the same packets as the upgrade.
@@ -19,8 +19,8 @@ import h11
 from h11 import Connection as H11Connection
 from h11 import Request as H11Request
 
+import payg.webkit.wsgi as wsgi
 from payg.domain.settings import ServerConfig
-from payg.web import wsgi
 
 SEND_BYTES = 256 * 1024
 # The kernel's send buffer per connection, fixed: left to autotune it grows to 4 MiB on Linux, room for dozens

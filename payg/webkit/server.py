@@ -1,6 +1,6 @@
 """payg's web server: HTTP/1.1 and WebSockets for the Flask app, in the controller's own process (and the hub's).
 
-ARCHITECTURE.md ("The web server") says why this server, what h11 does (payg/web/wsgi.py is the rest of the
+ARCHITECTURE.md ("The web server") says why this server, what h11 does (payg/webkit/wsgi.py is the rest of the
 HTTP side) and the bounds. This module is the selector thread: it accepts, reads, feeds h11, dispatches
 complete requests to a fixed pool of workers (or a live connection's own thread), writes the answers their
 clients have not taken yet, and keeps the budgets (time, connections, live slots per client, chunks,
@@ -21,13 +21,14 @@ from collections.abc import Callable
 
 import h11
 
-from payg.web import wsgi
-from payg.web.connection import SEND_BYTES, Conn, ServerLimits, heap_trimmer, prepare, respond
-from payg.web.intake import Intake
+import payg.webkit.wsgi as wsgi
+from payg.webkit.connection import SEND_BYTES, Conn, ServerLimits, heap_trimmer, prepare, respond
+from payg.webkit.intake import Intake
 
 log = logging.getLogger("payg.web")
 
 STAGES = ("accept", "read", "parse", "dispatch", "respond", "write", "loop")
+DEFAULT_LIMITS = ServerLimits()
 FLOOD_BYTES = 4 * 1024 * 1024  # held at once, then back under a quarter of it: the heap is trimmed
 
 
@@ -35,9 +36,9 @@ class HttpServer(Intake):
     """Serve a WSGI app on (host, port); `serve_forever()` until `shutdown()`; then `server_close()`.
 
     `client_of(peer_address, x_forwarded_for)` names the client a live connection counts against (behind a
-    trusted reverse proxy, the forwarded address; payg/web/proxies.py); by default the peer's address."""
+    trusted reverse proxy, the forwarded address; payg/webkit/proxies.py); by default the peer's address."""
 
-    def __init__(self, app: Callable, host: str, port: int, limits: ServerLimits = ServerLimits(),
+    def __init__(self, app: Callable, host: str, port: int, limits: ServerLimits = DEFAULT_LIMITS,
                  clock: Callable[[], float] = time.monotonic,
                  client_of: Callable[[str, str | None], str] | None = None):
         self.app, self.limits, self._now = app, limits, clock
@@ -82,8 +83,6 @@ class HttpServer(Intake):
         return {"connections": len(self._conns), "live": self.live_connections, "buffered_bytes": self._buffered,
                 "writing": sum(1 for c in tuple(self._conns) if c.state == "write"), "busy": self._busy,
                 "failures": {s: failures.get(s, 0) for s in STAGES}, "refused": refused}
-
-    # -- the selector thread -------------------------------------------------------------------
 
     def serve_forever(self) -> None:
         self._stop.clear()
@@ -240,8 +239,6 @@ class HttpServer(Intake):
             self.refused[status] += 1
         self._close(conn, wsgi.refusal(conn.h11, status, reason))
 
-    # dispatching ----------------------------------------------------------------------------
-
     def _dispatch_or_close(self, conn: Conn) -> None:
         try:
             self._dispatch(conn)
@@ -328,8 +325,6 @@ class HttpServer(Intake):
             conn.deadline = now + self.limits.header_timeout_s
             self._parse(conn)
 
-    # writing ---------------------------------------------------------------------------------
-
     def _write(self, conn: Conn) -> None:
         try:
             sent = conn.sock.send(memoryview(conn.out)[:SEND_BYTES])
@@ -362,8 +357,6 @@ class HttpServer(Intake):
                 self._refuse(conn, 408, "the request took too long")
             else:
                 self._close(conn)
-
-    # worker and live threads -----------------------------------------------------------------
 
     def _work(self) -> None:
         while True:

@@ -1,8 +1,8 @@
-"""The reading side of payg's web server (payg/web/server.py): bytes to h11, h11's events to complete requests.
+"""The reading side of payg's web server (payg/webkit/server.py): bytes to h11, h11's events to complete requests.
 
 The selector thread calls `_read` when a connection is readable and `_parse` for connections with bytes
 left unparsed: at most `events_per_round` h11 events per connection per round, so a flood of one-byte chunks
-waits its turn. A request payg will not serve is answered here (payg/web/wsgi.py `check`); a body is kept
+waits its turn. A request payg will not serve is answered here (payg/webkit/wsgi.py `check`); a body is kept
 within `max_body_bytes`, `max_chunks`, `max_framing_bytes` and the one `buffer_budget_bytes` of the server.
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import h11
 
-from payg.web import wsgi
-from payg.web.connection import Conn, ServerLimits
+import payg.webkit.wsgi as wsgi
+from payg.webkit.connection import Conn, ServerLimits
 
 RECV_BYTES = 65536
 HOLDING = "the server is holding too much; try again later"

@@ -14,7 +14,7 @@ and host (X-Forwarded-Host); these matter for the URLs the pages build, not for 
 from __future__ import annotations
 
 import ipaddress
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

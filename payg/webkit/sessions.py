@@ -19,8 +19,9 @@ import hmac
 import secrets
 import threading
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
 
+from flask import session
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
 
@@ -158,6 +159,14 @@ class ServerSession(CallbackDict, SessionMixin):
         self.ended = False    # set by Guard.log_out: drop the cookie
 
 
+def current() -> ServerSession:
+    """flask.session, as `CookieSessions` opened it."""
+    found = session
+    if not isinstance(found, ServerSession):
+        raise RuntimeError("flask.session is not a payg session: the app's session_interface is not CookieSessions")
+    return found
+
+
 class CookieSessions(SessionInterface):
     def __init__(self, sessions: Sessions, *, cookie: str, secure: bool, anonymous_under: str = "/landlord"):
         self.sessions, self.cookie, self.secure = sessions, cookie, secure
@@ -177,7 +186,9 @@ class CookieSessions(SessionInterface):
             return ServerSession(data, key, token)
         return ServerSession()
 
-    def save_session(self, app, session: ServerSession, response) -> None:
+    def save_session(self, app, session: SessionMixin, response) -> None:
+        if not isinstance(session, ServerSession):  # open_session makes only these
+            return
         options = dict(path="/", httponly=True, samesite="Lax", secure=self.secure)
         if session.ended:
             response.delete_cookie(self.cookie, **options)
