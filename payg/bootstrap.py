@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from payg.ports import Clock, DepositSource, Notifier, PeerLink
     from payg.services.metering import Metering
     from payg.web import WebServices
-    from payg.webkit.security import WebSecrets
     from payg.web.trade import Trade
+    from payg.webkit.security import WebSecrets
 
 log = logging.getLogger("payg")
 
@@ -228,8 +228,8 @@ def serve_web(rt: Runtime):
     """The web entry point on the configured address, its live pushes subscribed to the metering states."""
     from payg.adapters.secrets import web_secrets
     from payg.web import create_web
-    from payg.webkit.security import WebSecrets
     from payg.webkit.proxies import client_resolver, networks
+    from payg.webkit.security import WebSecrets
     from payg.webkit.server import HttpServer, ServerLimits
 
     config = rt.config

@@ -2,9 +2,10 @@
 
     domain    payg/domain, payg/errors.py, payg/ports.py   the standard library (no I/O, threads or network) and itself
     services  payg/services                                 the domain and the standard library (the same subset)
-    entry     payg/web, payg/hub, payg/cli, payg/webkit     the domain, the services, their frameworks; never an adapter;
-                                                            the web kit none of the apps built on it, and the
-                                                            controller's web and the hub not each other
+    entry     payg/web, payg/hub, payg/cli, payg/webkit     the domain, the services, their frameworks; never an
+                                                            adapter; the web kit (payg/webkit) none of the apps
+                                                            built on it; the controller's web and the hub not each
+                                                            other
     adapters  payg/adapters, ledgers, hardware              the domain, the shared adapter toolkit, their libraries;
                                                             never an entry point or the composition (ledgers and
                                                             hardware: no services either)
