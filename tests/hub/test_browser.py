@@ -128,6 +128,10 @@ def test_the_fleet_page_is_live_filters_and_shows_an_actions_answer(hub):
                 page.screenshot(path=str(TEST_OUTPUT / "hub" / "fleet.png"), full_page=True)  # for people to look at
                 assert [(c["command"], c["tokens"], c["reason"]) for c in ctl.commands] == [
                     ("credit", 30, "browser test")]
+                page.set_viewport_size({"width": 390, "height": 844})  # a phone: the tables have no sort buttons
+                labels = page.evaluate("[...document.querySelectorAll('table.sockets thead tr')].map("
+                                       "(tr) => getComputedStyle(tr, '::before').content)")
+                assert labels == ["none"] * 3, f"a 'Sort by' label over a table that does not sort: {labels}"
             finally:
                 browser.close()
         assert problems == []

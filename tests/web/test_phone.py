@@ -295,6 +295,7 @@ def test_the_landlord_table_on_a_phone_clips_no_number_and_keeps_each_socket_nam
         expect(page.locator("#at")).to_have_text(re.compile("^updated "), timeout=LIVE_S)
         expect(page.locator('#rows tr[data-id="kitchen"] td.num').first).to_contain_text("123,", timeout=PUSH_S)
         shots = [screenshot(page, tmp_path, "landlord-phone.png", full_page=True)]
+        sort_label = page.evaluate("getComputedStyle(document.querySelector('#tbl thead tr'), '::before').content")
         seen = [page.evaluate(cells)]
         page.locator(".table-wrap").evaluate("(e) => { e.scrollLeft = e.scrollWidth; }")
         page.wait_for_timeout(100)
@@ -304,6 +305,7 @@ def test_the_landlord_table_on_a_phone_clips_no_number_and_keeps_each_socket_nam
         context.close()
     problems.check()
 
+    assert sort_label == '"Sort by"', f"the sortable heads are not labelled on a phone ({shots[0]})"
     for when, got, shot in (("as loaded", seen[0], shots[0]), ("scrolled to the right", seen[1], shots[1])):
         assert len(got["out"]) >= 4 * 5, f"{when}: too few numeric cells found: {got['out']} ({shot})"
         cut = [c for c in got["out"] if c["scroll"] > c["client"] or c["left"] < c["lo"] - 0.5
