@@ -123,6 +123,18 @@ window.payg = (function () {
     return show;
   }
 
+  /* A landlord page's Socket.IO connection (the namespace's): refused, or closed when its session ends, it
+     shows the page's #expired banner, says "Not live" on #live and stays down. */
+  function landlordSocket(namespace) {
+    const sock = io(namespace);
+    const show = watchConnection(sock, document.getElementById("live"), () => {
+      document.getElementById("expired").hidden = false;
+      show("off", "Not live");
+      sock.disconnect();
+    });
+    return sock;
+  }
+
   return { num, tok, wh, dur, ago, clock, requestId, setText, boot, csrf, copyText, announce, indicator,
-    watchConnection, DASH };
+    watchConnection, landlordSocket, DASH };
 })();

@@ -265,11 +265,6 @@
       .finally(() => { if ($("expired").hidden) setTimeout(poll, 2000); });
   }
   if (typeof io === "undefined") { poll(); return; }
-  const sock = io("/hub");
-  const show = P.watchConnection(sock, $("live"), () => {
-    $("expired").hidden = false;
-    show("off", "Not live");
-    sock.disconnect();
-  });
+  const sock = P.landlordSocket("/hub");
   sock.on("fleet", apply);
 })();

@@ -348,12 +348,7 @@
      then only the views that changed come, once per tick */
   if (typeof io === "undefined") return;
   let built = false;
-  const sock = io("/landlord");
-  const show = P.watchConnection(sock, $("live"), () => {
-    $("expired").hidden = false;
-    show("off", "Not live");
-    sock.disconnect();
-  });
+  const sock = P.landlordSocket("/landlord");
   sock.on("connect", () => { $("expired").hidden = true; });
   sock.on("states", (m) => {
     if (!m || !Array.isArray(m.views) || (!built && !m.full)) return;
