@@ -111,7 +111,7 @@ def program(words: list[str]) -> tuple[str, list[str]]:
 
 
 def makefile_targets() -> set[str]:
-    targets = set()
+    targets: set[str] = set()
     for line in (ROOT / "Makefile").read_text().splitlines():
         match = re.match(r"^([^\s#:=][^:=]*):(?!=)", line)
         if match:
