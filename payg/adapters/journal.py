@@ -12,6 +12,8 @@ Usage is closed into one `usage` entry per socket per `usage_entry_s` of
 consumption (a row per tick would fill an SD card); until then it is held
 as `pending` in the socket's state row, written in every tick's
 transaction. The balance is the sum of the entries minus that pending usage.
+
+The tables and their versions are in journal_schema.py; opening upgrades an older journal.
 """
 
 from __future__ import annotations

@@ -85,6 +85,8 @@ def upgrade(conn: sqlite3.Connection, migrations: Migrations, path: str | Path =
     """Run the steps after the file's version, in order, and set the new version, all in one transaction:
     a crash or a failing step leaves the file at its old version, as it was. A file of version 0 that has
     tables (made before versions were kept) is first given the version its shape says. Returns the version."""
+    if version(conn) == migrations.latest:  # the usual open: no write lock taken
+        return migrations.latest
     with transaction(conn):
         _refuse_newer(conn, migrations, path)
         stamped = version(conn)

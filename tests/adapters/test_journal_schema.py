@@ -220,3 +220,16 @@ def test_a_sessions_file_from_before_versions_keeps_its_sessions_and_a_newer_one
     conn.close()
     with pytest.raises(SchemaRefused, match="web sessions schema version 2"):
         SqliteSessionStore(path)
+
+
+def test_a_current_journal_opens_while_another_connection_writes(tmp_path):
+    path = tmp_path / "journal.sqlite"
+    SqliteJournal(path).close()
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")   # the controller in the middle of a tick
+    try:
+        journal = SqliteJournal(path)   # e.g. a CLI command: no upgrade to do, so no write lock to wait for
+        journal.close()
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
