@@ -56,7 +56,8 @@ class ControllerConfig(MeteringConfig):
 class WebConfig:
     enabled: bool = setting(True, "serve the pages and the JSON API")
     host: str = setting("127.0.0.1", "address to bind; `\"0.0.0.0\"` lets tenants' phones reach the pages. Put a "
-                        "reverse proxy with HTTPS in front before the landlord logs in over a network")
+                        "reverse proxy with HTTPS in front before the landlord logs in over a network (see [On a "
+                        "network](operations/network.md))")
     port: int = setting(5000, "TCP port", ge=1, le=65535)
     landlord_password: SecretRef | None = setting(
         None, "where the landlord's password **hash** is read from (make it with `payg password`): an environment "
@@ -77,11 +78,12 @@ class WebConfig:
                                      "session cookie `Secure`", kind="`http://` or `https://` URL", by_hand=True)
     timezone: str | None = setting(None, "IANA zone name (`\"Europe/Berlin\"`) for \"today\" and \"this month\" on "
                                    "the pages", shown="the system's")
-    trusted_proxies: tuple[str, ...] = setting((), "reverse proxies whose `X-Forwarded-For` names the client; from "
-                                               "anyone else the header is ignored",
+    trusted_proxies: tuple[str, ...] = setting((), "reverse proxies whose `X-Forwarded-For` names the client (see [On "
+                                               "a network](operations/network.md)); from anyone else the header is "
+                                               "ignored",
                                                kind="list of addresses or CIDR blocks", by_hand=True)
     server: ServerConfig = setting(doc="the web server's limits: `[web.server]`, below", factory=lambda: ServerConfig(),
-                                   by_hand=True)
+                                   shown="see below", by_hand=True)
 
     @property
     def https(self) -> bool:
@@ -160,7 +162,9 @@ class MqttConfig:
     command_users: tuple[str, ...] = setting((), "who may send commands: the broker's ACL must let only them write "
                                              "the command topic (the protocol does not tell a controller who "
                                              "published). Recorded here so the ACL can be generated (`payg "
-                                             "mqtt-acl`)", kind="list of broker users", by_hand=True)
+                                             "mqtt-acl`, from `mosquitto_acl` in `payg/adapters/mqtt/acl.py`; see "
+                                             "[the broker](mqtt.md#1-the-broker))", kind="list of broker users",
+                                             by_hand=True)
     discovery: bool = setting(True, "announce every socket to Home Assistant (MQTT discovery)")
     discovery_prefix: str = setting("homeassistant", "Home Assistant's discovery prefix", kind=LEVELS)
 
@@ -295,14 +299,17 @@ class SocketConfig:
     id: str = setting(doc="1–32 characters of `a-z 0-9 - _`; unique; names the socket in the API, the CLI and the "
                       "journal")
     name: str = setting(doc="display name", shown="the id")
-    meter: SimulatedMeterConfig | ModbusMeterConfig = setting(doc="the meter, see below", kind="table")
+    meter: SimulatedMeterConfig | ModbusMeterConfig = setting(doc="the meter: [simulated](#simulated-meters) or "
+                                                              "[Modbus](#modbus-meters)", kind="table")
     relay: SimulatedRelayConfig | GpioRelayConfig = setting(doc="`{ kind = \"simulated\" }`, or a GPIO relay (see "
-                                                            "below)", kind="table")
-    max_power_w: float = setting(3680.0, "the most the socket can draw (16 A at 230 V by default); readings showing "
-                                 "more energy than this for the elapsed time are implausible", gt=0)
+                                                            "[below](#gpio-relays))", kind="table")
+    max_power_w: float = setting(3680.0, "the most the socket can draw; readings showing more energy than this for "
+                                 "the elapsed time are implausible", gt=0, shown="`3680` (16 A at 230 V)")
     account_index: int | None = setting(None, "the index in the wallet's derivation path that gives this socket its "
-                                        "ledger address (IOTA and Ethereum)", ge=0, le=2**31 - 1, shown="assigned")
-    sell: SellConfig | None = setting(None, "this socket sells or buys energy through payment channels (below)",
+                                        "ledger address (IOTA and Ethereum); see [Ledgers](ledgers/index.md#addresses)",
+                                        ge=0, le=2**31 - 1, shown="assigned")
+    sell: SellConfig | None = setting(None, "this socket sells or buys energy through payment channels; see [below]"
+                                      "(#trade-in-a-socket) and [Trading energy](ledgers/trading.md)",
                                       key="trade", kind="table")
     buy: BuyConfig | None = not_a_key(None)  # the same `trade` table, with the buying keys
     friendly_credit: bool = setting(True, "follow `[protections.friendly_credit]`; `false`: this socket goes off "
@@ -384,5 +391,5 @@ class HubConfig:
     session_idle_minutes: float = setting(60.0, SESSION_IDLE, ge=1)
     secure_cookies: bool = setting(False, "`true` behind an HTTPS proxy: cookies are sent over HTTPS only")
     log_level: str = setting("info", "log verbosity (to standard error)", choices=LOG_LEVELS)
-    server: ServerConfig = setting(doc="`[hub.server]`: the same limits as `[web.server]`", factory=ServerConfig,
-                                   by_hand=True)
+    server: ServerConfig = setting(doc="`[hub.server]`: the same keys and defaults as `[web.server]`",
+                                   factory=ServerConfig, shown="as `[web.server]`", by_hand=True)
