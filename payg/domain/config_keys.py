@@ -41,7 +41,7 @@ def not_a_key(default: Any = MISSING, *, factory: Any = MISSING) -> Any:
     return field(default=default, default_factory=factory, metadata={"not_a_key": True})
 
 
-def setting_of(f: Field) -> Setting | None:
+def setting_of(f: Field[Any]) -> Setting | None:
     return f.metadata.get("setting")
 
 

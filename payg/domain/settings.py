@@ -9,9 +9,11 @@ where one is read from (an environment variable or an owner-only file).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 from payg.domain.config_keys import not_a_key, setting
 from payg.domain.friendly import FriendlyCredit
@@ -345,12 +347,12 @@ class ProtectionsConfig:
     def notices(self) -> NoticeSettings:
         return NoticeSettings(self.warn_hours, self.flag_off_hours)
 
-    def of(self, socket_id: str, key: str):
+    def of(self, socket_id: str, key: str) -> Any:
         """The value of `key` (one of the fields above) for a socket: its own, else the controller's."""
         own = dict(dict(self.per_socket).get(socket_id, ()))
         return own[key] if key in own else getattr(self, key)
 
-    def per(self, socket_ids, key: str) -> dict:
+    def per(self, socket_ids: Iterable[str], key: str) -> dict[str, Any]:
         return {sid: self.of(sid, key) for sid in socket_ids}
 
 
