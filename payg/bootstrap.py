@@ -20,9 +20,12 @@ from typing import TYPE_CHECKING
 
 from payg.adapters.clocks import SystemClock
 from payg.adapters.journal import SqliteJournal
+from payg.domain.config_keys import made_from
 from payg.domain.settings import Config
 from payg.errors import ConfigError, DataDirBusy, RelayError
-from payg.wiring import hub as hub_wiring, mqtt as mqtt_wiring, xpub as xpub_wiring
+from payg.wiring import hub as hub_wiring
+from payg.wiring import mqtt as mqtt_wiring
+from payg.wiring import xpub as xpub_wiring
 from payg.wiring.runtime import Runtime, close_all, profile_dirs, web_dirs
 
 if TYPE_CHECKING:
@@ -76,12 +79,9 @@ def build(config: Config, clock: Clock | None = None, notifier: Notifier | None 
         sockets = [SocketState(sc.id, sc.name, sc.max_power_w, config.controller.counter_confirmations)
                    for sc in config.sockets]
         c, p, ids = config.controller, config.protections, [s.id for s in config.sockets]
-        settings = MeteringSettings(poll_interval_s=c.poll_interval_s, grace_s=c.meter_offline_grace_s,
-                                    usage_entry_s=c.usage_entry_s, counter_confirmations=c.counter_confirmations,
-                                    predictive_cutoff=c.predictive_cutoff, relay_check_s=c.relay_check_s,
-                                    relay_off_max_w=c.relay_off_max_w, friendly=p.friendly_credit,
-                                    notices=replace(p.notices, per_socket=tuple(p.per(ids, "warn_hours").items())),
-                                    friendly_off=frozenset(s.id for s in config.sockets if not s.friendly_credit))
+        settings = made_from(MeteringSettings, c, friendly=p.friendly_credit,
+                             notices=replace(p.notices, per_socket=tuple(p.per(ids, "warn_hours").items())),
+                             friendly_off=frozenset(s.id for s in config.sockets if not s.friendly_credit))
         publishers = Publishers()
         metering = Metering(sockets, hw.relays, hw.reader, journal, clock, Tariff(config.tariff.tokens_per_wh, 1),
                             settings, lock=threading.RLock(), publisher=publishers)
@@ -228,8 +228,8 @@ def serve_web(rt: Runtime):
     """The web entry point on the configured address, its live pushes subscribed to the metering states."""
     from payg.adapters.secrets import web_secrets
     from payg.web import create_web
-    from payg.web.security import WebSecrets
     from payg.web.proxies import client_resolver, networks
+    from payg.web.security import WebSecrets
     from payg.web.server import HttpServer, ServerLimits
 
     config = rt.config
