@@ -11,7 +11,7 @@ from datetime import datetime, timezone, tzinfo
 from typing import Callable, TextIO
 from zoneinfo import ZoneInfo
 
-from payg.domain.settings import Config
+from payg.domain.settings import Config, IotaLedgerConfig, MockLedgerConfig
 from payg.errors import ConfigError, InvalidAmount, UnknownSocket
 from payg.ports import DepositPayer, DepositSource, Journal
 
@@ -27,18 +27,24 @@ def ledger_command(args: argparse.Namespace, config: Config,
     """`payg deposit` (mock ledger only) and `payg address`: the configured ledger, no node contact needed."""
     if config.socket(args.socket) is None:
         return unknown_socket(args.socket, config)
-    if args.command == "deposit" and config.ledger.backend != "mock":
-        print(f"payg: deposit pays on the mock ledger only; with the {config.ledger.backend} backend pay from a "
-              f"wallet to the address `payg address --socket {args.socket}` prints", file=sys.stderr)
-        return 1
+    if args.command == "deposit" and not isinstance(config.ledger, MockLedgerConfig):  # refused before it opens
+        return _not_a_payer(args, config)
     try:
         with ledger(config) as source:
-            if args.command == "deposit":
-                return cmd_deposit(args, config, source)
-            return cmd_address(args, source)
+            if args.command != "deposit":
+                return cmd_address(args, source)
+            if not isinstance(source, DepositPayer):
+                return _not_a_payer(args, config)
+            return cmd_deposit(args, config, source)
     except ConfigError as exc:
         print(f"payg: invalid configuration: {exc}", file=sys.stderr)
         return 2
+
+
+def _not_a_payer(args: argparse.Namespace, config: Config) -> int:
+    print(f"payg: deposit pays on the mock ledger only; with the {config.ledger.backend} backend pay from a "
+          f"wallet to the address `payg address --socket {args.socket}` prints", file=sys.stderr)
+    return 1
 
 
 def cmd_deposit(args: argparse.Namespace, config: Config, payer: DepositPayer, out: TextIO = sys.stdout) -> int:
@@ -97,7 +103,7 @@ def cmd_cursor(args: argparse.Namespace, config: Config, journal: Journal, out: 
     rather than credit from it, and moving to another network is done here, on purpose, by setting both."""
     name = f"deposits:{config.ledger.backend}"
     old = journal.cursor(name)
-    iota = config.ledger.backend == "iota"
+    iota = isinstance(config.ledger, IotaLedgerConfig)
     if args.set_to is None:
         print(f"{name}: {old if old is not None else '(none: the first poll starts at the ledger head)'}", file=out)
         if iota:

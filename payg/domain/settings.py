@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Literal, TypeAlias
 
 from payg.domain.friendly import FriendlyCredit
 from payg.domain.notices import NoticeSettings
@@ -101,6 +102,7 @@ class MqttConfig:
 class MockLedgerConfig:
     finality_s: float = 0.0
     path: Path | None = None  # the mock ledger's file (None: mock-ledger.sqlite in data_dir); share it to trade
+    backend: Literal["mock"] = field(default="mock", init=False)
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,7 @@ class EthereumLedgerConfig:
     log_chunk_blocks: int = 2000
     xpub: str | None = None  # the account's extended public key (m/44'/60'/0'): not a secret, reveals every address
     check_balances: bool = True  # ether mode: alarm on ether at an address that no transaction explains
+    backend: Literal["ethereum"] = field(default="ethereum", init=False)
 
 
 @dataclass(frozen=True)
@@ -137,14 +140,10 @@ class IotaLedgerConfig:
     start_checkpoint: int | None = None
     request_timeout_s: float = 10.0
     transactions_per_page: int = 50  # a deposit scan's page, at most the GraphQL service's maxPageSize
+    backend: Literal["iota"] = field(default="iota", init=False)
 
 
-@dataclass(frozen=True)
-class LedgerConfig:
-    backend: str
-    mock: MockLedgerConfig | None = None
-    ethereum: EthereumLedgerConfig | None = None
-    iota: IotaLedgerConfig | None = None
+LedgerConfig: TypeAlias = MockLedgerConfig | EthereumLedgerConfig | IotaLedgerConfig  # [ledger], by its backend
 
 
 @dataclass(frozen=True)
@@ -176,7 +175,7 @@ class SimulatedMeterConfig:
     load: ConstantLoad | ScheduleLoad | RandomLoad
     voltage_v: float = 230.0
     persist: bool = True
-    kind: str = "simulated"
+    kind: Literal["simulated"] = field(default="simulated", init=False)
 
 
 @dataclass(frozen=True)
@@ -189,10 +188,10 @@ class ModbusMeterConfig:
     stopbits: int
     timeout_s: float = 0.5
     local_echo: bool = False
-    kind: str = "modbus"
+    kind: Literal["modbus"] = field(default="modbus", init=False)
 
     @property
-    def bus_settings(self) -> tuple:
+    def bus_settings(self) -> tuple[int, str, int, float, bool]:
         return (self.baud, self.parity, self.stopbits, self.timeout_s, self.local_echo)
 
     @property
@@ -207,14 +206,18 @@ class ModbusMeterConfig:
 
 @dataclass(frozen=True)
 class SimulatedRelayConfig:
-    kind: str = "simulated"
+    kind: Literal["simulated"] = field(default="simulated", init=False)
 
 
 @dataclass(frozen=True)
 class GpioRelayConfig:
     pin: int
     active_low: bool = False
-    kind: str = "gpio"
+    kind: Literal["gpio"] = field(default="gpio", init=False)
+
+
+MeterConfig: TypeAlias = SimulatedMeterConfig | ModbusMeterConfig  # a socket's meter, by its kind
+RelayConfig: TypeAlias = SimulatedRelayConfig | GpioRelayConfig    # a socket's relay, by its kind
 
 
 @dataclass(frozen=True)
@@ -251,8 +254,8 @@ class TradeConfig:
 class SocketConfig:
     id: str
     name: str
-    meter: SimulatedMeterConfig | ModbusMeterConfig
-    relay: SimulatedRelayConfig | GpioRelayConfig
+    meter: MeterConfig
+    relay: RelayConfig
     max_power_w: float = 3680.0
     account_index: int | None = None  # derivation index of the socket's ledger address (None: assigned)
     sell: SellConfig | None = None
