@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from payg.domain.settings import Config, GpioRelayConfig, ModbusMeterConfig, SocketConfig

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from payg.adapters.secrets import read_secret
-from payg.domain.settings import Config, EthereumLedgerConfig, IotaLedgerConfig, MockLedgerConfig
+from payg.domain.settings import Config, EthereumLedgerConfig, MockLedgerConfig
 from payg.errors import ConfigError
 from payg.ports import Clock, DepositSource, PeerLink
 

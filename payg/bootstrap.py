@@ -23,7 +23,9 @@ from payg.adapters.journal import SqliteJournal
 from payg.domain.settings import Config
 from payg.errors import ConfigError, DataDirBusy, RelayError
 from payg.ports import DepositPayer, EscrowWatch, PeerDirectory, PeerMessages
-from payg.wiring import hub as hub_wiring, mqtt as mqtt_wiring, xpub as xpub_wiring
+from payg.wiring import hub as hub_wiring
+from payg.wiring import mqtt as mqtt_wiring
+from payg.wiring import xpub as xpub_wiring
 from payg.wiring.runtime import Runtime, close_all, profile_dirs, web_dirs
 
 if TYPE_CHECKING:
@@ -231,8 +233,8 @@ def serve_web(rt: Runtime):
     """The web entry point on the configured address, its live pushes subscribed to the metering states."""
     from payg.adapters.secrets import web_secrets
     from payg.web import create_web
-    from payg.web.security import WebSecrets
     from payg.web.proxies import client_resolver, networks
+    from payg.web.security import WebSecrets
     from payg.web.server import HttpServer, ServerLimits
 
     config = rt.config

@@ -6,9 +6,10 @@ import argparse
 import csv
 import re
 import sys
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from datetime import datetime, timezone, tzinfo
-from typing import Callable, TextIO
+from datetime import UTC, datetime, tzinfo
+from typing import TextIO
 from zoneinfo import ZoneInfo
 
 from payg.domain.settings import Config, IotaLedgerConfig, MockLedgerConfig
@@ -145,7 +146,7 @@ def cmd_journal(args: argparse.Namespace, config: Config, journal: Journal, out:
         writer = csv.writer(out)
         writer.writerow(fields)
         for e in journal.all_entries(args.socket):
-            d = dict(e.as_dict(), at=iso_time(e.at, timezone.utc))
+            d = dict(e.as_dict(), at=iso_time(e.at, UTC))
             writer.writerow([d[f] if d[f] is not None else "" for f in fields])
         return 0
     zone = ZoneInfo(config.web.timezone) if config.web.timezone else None
@@ -171,6 +172,6 @@ def _fmt(value: object) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]], out: TextIO) -> None:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
     for row in [header, *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip(), file=out)
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip(), file=out)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Protocol, TextIO
+from collections.abc import Callable
+from typing import Protocol, TextIO
 
 from payg.domain.meter_profile import MeterProfile, default_timeout_s
 from payg.domain.settings import Config, GpioRelayConfig

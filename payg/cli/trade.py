@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Protocol, TextIO
+from typing import Protocol, TextIO
 
 from payg.domain.settings import Config, EthereumLedgerConfig, MockLedgerConfig
 from payg.errors import ConfigError, DeployFailed, Unreachable

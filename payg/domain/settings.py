@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Literal, TypeAlias
 
 from payg.domain.friendly import FriendlyCredit
-from payg.domain.notices import NoticeSettings
 from payg.domain.meter_profile import MeterProfile, reading_time_s
+from payg.domain.notices import NoticeSettings
 
 
 @dataclass(frozen=True)

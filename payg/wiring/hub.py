@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from payg.adapters.clocks import SystemClock
 from payg.errors import ConfigError
@@ -66,8 +67,13 @@ def build_hub(config: HubConfig, clock: Clock | None = None, *, web: bool = True
     a secret is missing or unreadable; OSError when the port is taken. `port` overrides the configured one
     (0: any free port, for tests); `web=False` makes only the fleet and its link; `receipts_max` is how many
     state messages' receive times `hub.fleet.receipts()` keeps (a benchmark's state-to-hub delays)."""
-    from payg.adapters.secrets import (API_TOKEN_FILE, SESSION_SECRET_FILE, LandlordPasswordHash,
-                                       landlord_password_hash, owner_only_secret)
+    from payg.adapters.secrets import (
+        API_TOKEN_FILE,
+        SESSION_SECRET_FILE,
+        LandlordPasswordHash,
+        landlord_password_hash,
+        owner_only_secret,
+    )
     from payg.adapters.web_sessions import SqliteSessionStore
     from payg.hub.fleet import Fleet
 

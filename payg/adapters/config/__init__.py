@@ -13,13 +13,26 @@ from fractions import Fraction
 from pathlib import Path
 
 import payg.adapters.config.protections as protection_tables
+from payg.adapters.config import sockets as socket_tables
 from payg.adapters.config.mqtt import mqtt as mqtt_table
 from payg.adapters.config.server import server_table
-from payg.adapters.config import sockets as socket_tables
 from payg.adapters.config.tables import ENV_NAME, EVM_ADDRESS, Table, exact, read_toml, secret, units, url
-from payg.domain.settings import (CodesConfig, Config, ControllerConfig, EthereumLedgerConfig, GpioRelayConfig,
-                                  IotaLedgerConfig, LedgerConfig, MockLedgerConfig, ModbusMeterConfig, SecretRef,
-                                  ServerConfig, SocketConfig, TariffConfig, TradeConfig, WebConfig)
+from payg.domain.settings import (
+    CodesConfig,
+    Config,
+    ControllerConfig,
+    EthereumLedgerConfig,
+    GpioRelayConfig,
+    IotaLedgerConfig,
+    LedgerConfig,
+    MockLedgerConfig,
+    ModbusMeterConfig,
+    SecretRef,
+    SocketConfig,
+    TariffConfig,
+    TradeConfig,
+    WebConfig,
+)
 from payg.errors import ConfigError
 
 BACKENDS = ("mock", "iota", "ethereum")
@@ -241,7 +254,7 @@ def parse(data: dict, file: str, base_dir: Path | None = None, profile_dirs: tup
                 raise ConfigError(file, f"sockets[{i}].meter", f"the same baud, parity, stopbits, timeout_s and "
                                   f"local_echo as sockets[{first[0]}] (one serial port, one set of settings)",
                                   dict(zip(("baud", "parity", "stopbits", "timeout_s", "local_echo"),
-                                           m.bus_settings)), has_got=True)
+                                           m.bus_settings, strict=True)), has_got=True)
         if isinstance(s.relay, GpioRelayConfig):
             if s.relay.pin in pins:
                 raise ConfigError(file, f"sockets[{i}].relay.pin", "a GPIO pin not used by another relay",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from payg.adapters.config.mqtt import PREFIX
@@ -54,7 +55,8 @@ def parse(data: dict, file: str, base_dir: Path | None = None) -> HubConfig:
     session_hours = h.number("session_hours", HubConfig.session_hours, positive=True)
     if session_hours > 24 * 31:
         raise h.error("session_hours", "a number of hours > 0 and at most 744 (31 days)", session_hours)
-    config_hub = dict(
+    hub_config = partial(  # the [mqtt] section comes later
+        HubConfig,
         host=host,
         port=h.integer("port", HubConfig.port, minimum=1, maximum=65535),
         topic_prefix=prefix,
@@ -77,7 +79,7 @@ def parse(data: dict, file: str, base_dir: Path | None = None) -> HubConfig:
     mt.finish()
     root.finish()
     mqtt = replace(mqtt, enabled=True, topic_prefix=prefix, client_id=mqtt.client_id or DEFAULT_CLIENT_ID)
-    return HubConfig(path=Path(file), data_dir=data_dir, mqtt=mqtt, landlord_password=password, **config_hub)
+    return hub_config(path=Path(file), data_dir=data_dir, mqtt=mqtt, landlord_password=password)
 
 
 def load(path: str | Path) -> HubConfig:
