@@ -34,7 +34,8 @@ COMPOSITION = ("app", "payg.bootstrap", "payg.wiring")
 
 
 def source_files(root: Path) -> list[Path]:
-    return [root / "app.py", *sorted(p for folder in ("payg", "ledgers", "hardware") for p in (root / folder).rglob("*.py"))]
+    folders = ("payg", "ledgers", "hardware")
+    return [root / "app.py", *sorted(p for folder in folders for p in (root / folder).rglob("*.py"))]
 
 
 def layer_of(rel: str) -> str | None:
