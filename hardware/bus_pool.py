@@ -9,9 +9,10 @@ done, so one dead meter never holds up the sockets of another bus.
 
 A meter that timed out is backed off: it is asked again only every 2, 4, 8, ... polls (at
 most every `max_probe_every`), with its `probe()` (a read with a short timeout; a meter
-without one is read) instead of `read()`, and after the meters of its bus that answer. So a dead meter costs its
-bus-mates one full timeout, once, and then a fraction of a poll now and then: the healthy
-meters on its bus are read every tick. Its first answer ends the backing off.
+without one is read) instead of `read()`, and after the meters of its bus that answer. So
+a dead meter costs its bus-mates one full timeout, once, and then a fraction of a poll now
+and then: the healthy meters on its bus are read every tick. Its first answer ends the
+backing off.
 
 The deadline is waited out through a `Waiter` (wait for an event with a timeout); tests
 pass one that follows a virtual clock instead of real time.
