@@ -23,6 +23,7 @@ from payg.adapters.journal import SqliteJournal
 from payg.domain.config_keys import made_from
 from payg.domain.settings import Config
 from payg.errors import ConfigError, DataDirBusy, RelayError
+from payg.ports import DepositPayer, EscrowWatch, PeerDirectory, PeerMessages
 from payg.wiring import hub as hub_wiring
 from payg.wiring import mqtt as mqtt_wiring
 from payg.wiring import xpub as xpub_wiring
@@ -129,11 +130,13 @@ def build_trading(config: Config, journal: SqliteJournal, clock: Clock, trade: T
     from payg.services.channels import ChannelBook
     from payg.services.supply import SupplyDesk
 
-    iota = config.ledger.backend == "iota"  # its escrow sits at an address its sender's controller holds
-    book = ChannelBook(trade, journal, clock, config.tariff.tokens_per_wh, peers,
-                       escrow_watch=trade if iota else None, on_credit=metering.credits_arrived)
+    # IOTA's: its escrow sits at an address its sender's controller holds, settled through that controller
+    watch = trade if isinstance(trade, EscrowWatch) else None
+    directory = trade if isinstance(trade, PeerDirectory) else None
+    book = ChannelBook(trade, journal, clock, config.tariff.tokens_per_wh, peers, escrow_watch=watch,
+                       on_credit=metering.credits_arrived)
     supply = SupplyDesk(book, journal, clock, peers, {s.id: s.sell for s in config.sockets if s.sell},
-                        {s.id: s.buy for s in config.sockets if s.buy}, peer_directory=trade if iota else None)
+                        {s.id: s.buy for s in config.sockets if s.buy}, peer_directory=directory)
     return book, supply
 
 
@@ -145,10 +148,10 @@ def web_services(rt: Runtime, secrets: WebSecrets) -> WebServices:
     from payg.web.trade import TradeServices
 
     trade = None
-    if rt.trade is not None:
+    if rt.trade is not None and rt.book is not None and rt.supply is not None:  # all three, or none
         trade = TradeServices(rt.trade, rt.book, rt.supply, tuple(s.id for s in rt.config.sockets),
-                              peer_messages=rt.trade if rt.config.ledger.backend == "iota" else None)
-    payer = rt.ledger if rt.config.ledger.backend == "mock" else None  # only the mock ledger is paid from here
+                              peer_messages=rt.trade if isinstance(rt.trade, PeerMessages) else None)
+    payer = rt.ledger if isinstance(rt.ledger, DepositPayer) else None  # only the mock ledger is paid from here
     sessions = web_sessions.SqliteSessionStore(rt.config.controller.data_dir / web_sessions.FILE)
     rt.closers.append(("web sessions", sessions.close))
     return WebServices(rt.metering, rt.landlord, rt.journal, rt.ledger, secrets, payer=payer, site=rt.site,
@@ -305,8 +308,11 @@ class CliWiring:
     def deploy_contracts(config: Config):
         from payg.wiring.deploy import deploy_contracts
 
+        owner = config.trade.owner
+        if owner is None:
+            raise ConfigError(str(config.path), "trade.owner", "the socket whose trade party will own the market")
         with closing(open_journal(config)) as journal:
-            return deploy_contracts(config, ledger_accounts(config, journal, SystemClock())[config.trade.owner])
+            return deploy_contracts(config, ledger_accounts(config, journal, SystemClock())[owner])
 
     @staticmethod
     def gpio_relay(pin: int, active_low: bool):

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 from payg.domain.config_keys import not_a_key, setting
 from payg.domain.friendly import FriendlyCredit
@@ -179,6 +179,7 @@ class MqttConfig:
 class MockLedgerConfig:
     finality_s: float = 0.0
     path: Path | None = None  # the mock ledger's file (None: mock-ledger.sqlite in data_dir); share it to trade
+    backend: Literal["mock"] = field(default="mock", init=False)
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,7 @@ class EthereumLedgerConfig:
     log_chunk_blocks: int = 2000
     xpub: str | None = None  # the account's extended public key (m/44'/60'/0'): not a secret, reveals every address
     check_balances: bool = True  # ether mode: alarm on ether at an address that no transaction explains
+    backend: Literal["ethereum"] = field(default="ethereum", init=False)
 
 
 @dataclass(frozen=True)
@@ -215,14 +217,10 @@ class IotaLedgerConfig:
     start_checkpoint: int | None = None
     request_timeout_s: float = 10.0
     transactions_per_page: int = 50  # a deposit scan's page, at most the GraphQL service's maxPageSize
+    backend: Literal["iota"] = field(default="iota", init=False)
 
 
-@dataclass(frozen=True)
-class LedgerConfig:
-    backend: str
-    mock: MockLedgerConfig | None = None
-    ethereum: EthereumLedgerConfig | None = None
-    iota: IotaLedgerConfig | None = None
+LedgerConfig: TypeAlias = MockLedgerConfig | EthereumLedgerConfig | IotaLedgerConfig  # [ledger], by its backend
 
 
 @dataclass(frozen=True)
@@ -255,7 +253,7 @@ class SimulatedMeterConfig:
     load: ConstantLoad | ScheduleLoad | RandomLoad
     voltage_v: float = 230.0
     persist: bool = True
-    kind: str = "simulated"
+    kind: Literal["simulated"] = field(default="simulated", init=False)
 
 
 @dataclass(frozen=True)
@@ -268,10 +266,10 @@ class ModbusMeterConfig:
     stopbits: int
     timeout_s: float = 0.5
     local_echo: bool = False
-    kind: str = "modbus"
+    kind: Literal["modbus"] = field(default="modbus", init=False)
 
     @property
-    def bus_settings(self) -> tuple:
+    def bus_settings(self) -> tuple[int, str, int, float, bool]:
         return (self.baud, self.parity, self.stopbits, self.timeout_s, self.local_echo)
 
     @property
@@ -286,14 +284,18 @@ class ModbusMeterConfig:
 
 @dataclass(frozen=True)
 class SimulatedRelayConfig:
-    kind: str = "simulated"
+    kind: Literal["simulated"] = field(default="simulated", init=False)
 
 
 @dataclass(frozen=True)
 class GpioRelayConfig:
     pin: int
     active_low: bool = False
-    kind: str = "gpio"
+    kind: Literal["gpio"] = field(default="gpio", init=False)
+
+
+MeterConfig: TypeAlias = SimulatedMeterConfig | ModbusMeterConfig  # a socket's meter, by its kind
+RelayConfig: TypeAlias = SimulatedRelayConfig | GpioRelayConfig    # a socket's relay, by its kind
 
 
 @dataclass(frozen=True)
@@ -301,9 +303,9 @@ class SocketConfig:
     id: str = setting(doc="1–32 characters of `a-z 0-9 - _`; unique; names the socket in the API, the CLI and the "
                       "journal")
     name: str = setting(doc="display name", shown="the id")
-    meter: SimulatedMeterConfig | ModbusMeterConfig = setting(doc="the meter: [simulated](#simulated-meters) or "
+    meter: MeterConfig = setting(doc="the meter: [simulated](#simulated-meters) or "
                                                               "[Modbus](#modbus-meters)", kind="table")
-    relay: SimulatedRelayConfig | GpioRelayConfig = setting(doc="`{ kind = \"simulated\" }`, or a GPIO relay (see "
+    relay: RelayConfig = setting(doc="`{ kind = \"simulated\" }`, or a GPIO relay (see "
                                                             "[below](#gpio-relays))", kind="table")
     max_power_w: float = setting(3680.0, "the most the socket can draw; readings showing more energy than this for "
                                  "the elapsed time are implausible", gt=0, shown="`3680` (16 A at 230 V)")

@@ -27,6 +27,7 @@ from payg.domain.settings import (
     MockLedgerConfig,
     ModbusMeterConfig,
     SecretRef,
+    SocketConfig,
     TariffConfig,
     TradeConfig,
     WebConfig,
@@ -121,14 +122,14 @@ def _ledger(t: Table, base_dir: Path | None) -> LedgerConfig:
             path = Path(t.string("path"))
             if not path.is_absolute() and base_dir is not None:
                 path = base_dir / path
-        return LedgerConfig(backend, mock=MockLedgerConfig(t.number("finality_s", 0.0, minimum=0), path))
+        return MockLedgerConfig(t.number("finality_s", 0.0, minimum=0), path)
     if backend == "ethereum":
         token = t.string("token") if t.has("token") else None
         if token is not None and not EVM_ADDRESS.match(token):
             raise t.error("token", "an ERC-20 contract address (0x and 40 hex digits)", token)
         start = t.integer("start_block", minimum=0) if t.has("start_block") else None
         xpub = _xpub(t)
-        return LedgerConfig(backend, ethereum=EthereumLedgerConfig(
+        return EthereumLedgerConfig(
             rpc_url=url(t, "rpc_url", "http://127.0.0.1:8545"),
             chain_id=t.integer("chain_id", minimum=1),
             mnemonic=None if xpub is not None else secret(t, base_dir),
@@ -141,9 +142,9 @@ def _ledger(t: Table, base_dir: Path | None) -> LedgerConfig:
             log_chunk_blocks=t.integer("log_chunk_blocks", 2000, minimum=1, maximum=1_000_000),
             xpub=xpub,
             check_balances=t.boolean("check_balances", True),
-        ))
+        )
     start = t.integer("start_checkpoint", minimum=0) if t.has("start_checkpoint") else None
-    return LedgerConfig(backend, iota=IotaLedgerConfig(
+    return IotaLedgerConfig(
         graphql_url=url(t, "graphql_url", "https://graphql.testnet.iota.cafe"),
         mnemonic=secret(t, base_dir),
         token_value=units(t, "token_value", 1_000_000),
@@ -151,7 +152,7 @@ def _ledger(t: Table, base_dir: Path | None) -> LedgerConfig:
         request_timeout_s=t.number("request_timeout_s", 10.0, positive=True),
         # at most the IOTA GraphQL service's maxPageSize (50; see ledgers/iota/deposits.py for the limits)
         transactions_per_page=t.integer("transactions_per_page", 50, minimum=1, maximum=50),
-    ))
+    )
 
 
 def parse(data: dict, file: str, base_dir: Path | None = None, profile_dirs: tuple[Path, ...] = ()) -> Config:
@@ -186,7 +187,7 @@ def parse(data: dict, file: str, base_dir: Path | None = None, profile_dirs: tup
     raw_sockets = root.raw("sockets")
     if not isinstance(raw_sockets, list) or not raw_sockets:
         raise ConfigError(file, "sockets", "at least one [[sockets]] table", raw_sockets, has_got=True)
-    sockets = []
+    sockets: list[SocketConfig] = []
     seen: set[str] = set()
     buses: dict[str, tuple[int, ModbusMeterConfig]] = {}
     addresses: set[tuple[str, int]] = set()

@@ -12,6 +12,7 @@ import typing
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from pathlib import Path
+from types import EllipsisType
 from typing import Any, TypeVar
 
 from payg.domain.config_keys import Setting, setting_of
@@ -217,7 +218,7 @@ def url(t: Table, name: str, example: str) -> str:
     return value
 
 
-def units(t: Table, name: str, default: int) -> int:
+def units(t: Table, name: str, default: int | EllipsisType = ...) -> int:
     """A positive whole number of ledger units: a TOML integer, or a string of digits for values
     beyond 64 bits (wei)."""
     expected = 'a positive integer (or a string of digits, such as "1000000000000000000")'
