@@ -45,9 +45,10 @@ def table(name: str, only: str | None, notes_text: str) -> str:
     if not dataclasses.is_dataclass(cls) or not isinstance(cls, type):
         raise ValueError(f"{{{{ {name} }}}}: no such settings class in payg.domain.settings")
     hints = typing.get_type_hints(cls)
-    chosen = [f for f in dataclasses.fields(cls) if not f.metadata.get("not_a_key")]
-    if only:
-        wanted = [n.strip() for n in only.split(",") if n.strip()]
+    wanted = [n.strip() for n in (only or "").split(",") if n.strip()]
+    # a kind's tag (`backend`, `kind`: init=False) is shown where it is asked for, once
+    chosen = [f for f in dataclasses.fields(cls) if not f.metadata.get("not_a_key") and (f.init or f.name in wanted)]
+    if wanted:
         missing = set(wanted) - {f.name for f in chosen}
         if missing:
             raise ValueError(f"{name}: no field {', '.join(sorted(missing))}")
