@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from payg.adapters.clocks import SystemClock
 from payg.adapters.journal import SqliteJournal
+from payg.adapters.sqlite import SchemaRefused
 from payg.domain.config_keys import made_from
 from payg.domain.settings import Config
 from payg.errors import ConfigError, DataDirBusy, RelayError
@@ -187,7 +188,7 @@ def serve(config: Config) -> int:
         log.error("invalid configuration: %s", exc)
         lock.release()
         return 2
-    except RelayError as exc:
+    except (RelayError, SchemaRefused) as exc:  # SchemaRefused: a journal this code did not make; left untouched
         log.error("%s", exc)
         lock.release()
         return 1

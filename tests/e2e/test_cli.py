@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -27,6 +28,7 @@ import pytest
 
 from ledgers.mock import mock_address
 from payg.adapters.journal import SqliteJournal
+from payg.adapters.journal_schema import JOURNAL
 from tests.support import ROOT, free_port, wait_until
 from tests.support.cli import (
     APP,
@@ -317,6 +319,26 @@ def test_a_second_controller_on_the_same_data_dir_refuses_to_start(tmp_path: Pat
     assert first.proc.poll() is None
     assert [s["id"] for s in get_json(port, "/api/sockets")] == ["kitchen", "office"]
     assert first.stop() == 0, first.output()
+
+
+def test_a_journal_from_a_newer_payg_stops_the_start_with_its_reason_and_is_left_untouched(tmp_path: Path, controllers):
+    data_dir = tmp_path / "state"
+    data_dir.mkdir()
+    journal = data_dir / "journal.sqlite"
+    with sqlite3.connect(journal) as db:
+        db.execute("CREATE TABLE entries (id INTEGER PRIMARY KEY)")
+        db.execute(f"PRAGMA user_version = {JOURNAL.latest + 1}")
+    before = journal.read_bytes()
+    config = write_config(tmp_path / "payg.toml", data_dir, port=free_port())
+    started = controllers(config, tmp_path, None, name="newer")
+    try:
+        code = started.proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the controller started on a newer journal:\n{started.output()}")
+    out = started.output()
+    assert code == 1, out
+    assert "newer than this payg" in out and "Traceback" not in out, out
+    assert journal.read_bytes() == before
 
 
 def test_a_controller_whose_web_port_is_taken_exits_non_zero(tmp_path: Path, controllers):
