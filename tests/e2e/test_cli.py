@@ -296,6 +296,14 @@ def test_sigterm_and_sigint_stop_cleanly_with_every_relay_open(tmp_path: Path, c
     assert again.stop() == 0, again.output()
 
 
+def exit_code(controller, kept_running: str) -> int:
+    """The exit code of a controller that is expected to stop on its own within 30 s."""
+    try:
+        return controller.proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{kept_running}:\n{controller.output()}")
+
+
 def test_a_second_controller_on_the_same_data_dir_refuses_to_start(tmp_path: Path, controllers):
     data_dir = tmp_path / "state"
     port = free_port()
@@ -306,10 +314,7 @@ def test_a_second_controller_on_the_same_data_dir_refuses_to_start(tmp_path: Pat
     other = write_config(tmp_path / "other.toml", data_dir, port=free_port())
 
     second = controllers(other, tmp_path, None, name="second")
-    try:
-        code = second.proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the second controller kept running:\n{second.output()}")
+    code = exit_code(second, "the second controller kept running")
 
     assert code != 0
     out = second.output()
@@ -331,10 +336,7 @@ def test_a_journal_from_a_newer_payg_stops_the_start_with_its_reason_and_is_left
     before = journal.read_bytes()
     config = write_config(tmp_path / "payg.toml", data_dir, port=free_port())
     started = controllers(config, tmp_path, None, name="newer")
-    try:
-        code = started.proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the controller started on a newer journal:\n{started.output()}")
+    code = exit_code(started, "the controller started on a newer journal")
     out = started.output()
     assert code == 1, out
     assert "newer than this payg" in out and "Traceback" not in out, out
@@ -350,10 +352,7 @@ def test_a_controller_whose_web_port_is_taken_exits_non_zero(tmp_path: Path, con
         port = blocker.getsockname()[1]
         config = write_config(tmp_path / "payg.toml", tmp_path / "state", port=port)
         controller = controllers(config, tmp_path, None)
-        try:
-            code = controller.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the controller kept running without its web port:\n{controller.output()}")
+        code = exit_code(controller, "the controller kept running without its web port")
 
     out = controller.output()
     assert str(port) in out, out
