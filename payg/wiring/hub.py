@@ -80,8 +80,9 @@ def build_hub(config: HubConfig, clock: Clock | None = None, *, web: bool = True
     clock = clock or SystemClock()
     fleet = Fleet(clock, command_timeout_s=config.command_timeout_s, receipts_max=receipts_max)
     if not web:
-        hub = Hub(config, fleet, start_link(config, fleet))
-        hub.closers.append(("mqtt", hub.link.stop))
+        link = start_link(config, fleet)
+        hub = Hub(config, fleet, link)
+        hub.closers.append(("mqtt", link.stop))
         return hub
     from payg.hub.web import HubServices, create_hub_web
     from payg.webkit.security import WebSecrets
@@ -105,10 +106,10 @@ def build_hub(config: HubConfig, clock: Clock | None = None, *, web: bool = True
     try:
         store = SqliteSessionStore(config.data_dir / SESSIONS_FILE)
         hub.closers.append(("sessions", store.close))
-        hub.link = start_link(config, fleet)
-        hub.closers.append(("mqtt", hub.link.stop))
+        link = hub.link = start_link(config, fleet)
+        hub.closers.append(("mqtt", link.stop))
         hub.web = create_hub_web(HubServices(
-            fleet, hub.link, secrets, store, clock,
+            fleet, link, secrets, store, clock,
             password_hash=LandlordPasswordHash(config.landlord_password, config.path, password),
             session_hours=config.session_hours, session_idle_minutes=config.session_idle_minutes,
             secure_cookies=config.secure_cookies), **_web_dirs())
@@ -154,12 +155,14 @@ def serve_hub(path: str | None) -> int:
     except OSError as exc:
         log.error("cannot serve on %s:%s: %s", config.host, config.port, exc)
         return 1
+    server = hub.server
+    assert server is not None  # build_hub makes one unless asked for no web
     try:
         def started() -> None:
             log.info("payg hub running: http://%s:%s, broker %s:%s, topics %s/+/...", config.host,
-                     hub.server.port, config.mqtt.host, config.mqtt.port, config.topic_prefix)
+                     server.port, config.mqtt.host, config.mqtt.port, config.topic_prefix)
 
-        run_until_stopped(started, hub.server.serve_forever)
+        run_until_stopped(started, server.serve_forever)
     finally:
         hub.close()
     log.info("payg hub stopped")

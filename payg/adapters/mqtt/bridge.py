@@ -16,14 +16,26 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from payg.adapters.mqtt import client as mqtt_client
 from payg.adapters.mqtt import discovery
 from payg.adapters.mqtt.client import MQTT_ERR_NO_CONN, MQTT_ERR_SUCCESS, Connection
 from payg.adapters.mqtt.outbox import Outbox, OutboxRow
-from payg.adapters.mqtt.topics import (OFFLINE, ONLINE, BadCommand, Topics, encode, event_id, parse_command,
-                                       parse_topic, response_payload, state_payload)
+from payg.adapters.mqtt.topics import (
+    OFFLINE,
+    ONLINE,
+    BadCommand,
+    Credit,
+    Topics,
+    encode,
+    event_id,
+    parse_command,
+    parse_topic,
+    response_payload,
+    state_payload,
+)
 from payg.errors import InvalidAmount, UnknownSocket
 
 log = logging.getLogger("payg.mqtt")
@@ -307,12 +319,12 @@ class MqttBridge:
             return
         booked = None
         try:
-            if cmd.command == "force_off":
-                self.landlord.set_override(cmd.socket, "off")
-            elif cmd.command == "automatic":
-                self.landlord.set_override(cmd.socket, None)
-            else:
+            if isinstance(cmd, Credit):
                 booked = self.landlord.adjust(cmd.socket, cmd.tokens, cmd.reason, cmd.request_id)
+            elif cmd.command == "force_off":
+                self.landlord.set_override(cmd.socket, "off")
+            else:
+                self.landlord.set_override(cmd.socket, None)
         except (InvalidAmount, UnknownSocket, ValueError) as exc:
             self._reply(response_payload(cmd.request_id, False, cmd.command, cmd.socket, str(exc)))
             with self._cond:

@@ -8,9 +8,10 @@ when `on_publish` reports its mid.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -55,7 +56,7 @@ def make_client(conn: Connection, *, on_connect: Callable[[bool, str], None], on
     client.on_connect = connected
     client.on_disconnect = disconnected
     if on_message is not None:
-        client.on_message = lambda _c, _u, m: on_message(m.topic, m.payload, bool(m.retain))
+        client.on_message = lambda _c, _u, m: on_message(m.topic, bytes(m.payload), bool(m.retain))
     if on_publish is not None:
         client.on_publish = lambda _c, _u, mid, _reason, _props: on_publish(mid)
     return client
