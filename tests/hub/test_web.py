@@ -115,6 +115,21 @@ def test_a_login_without_the_csrf_token_is_refused(bed):
     assert c.get("/api/fleet").status_code == 401
 
 
+def test_the_hubs_pages_carry_the_security_headers_and_only_its_own_pages_are_kept_from_caches(bed):
+    c = bed.landlord()
+    for path in ("/login", "/", "/api/fleet", "/nope", "/static/hub.css"):
+        resp = c.get(path)
+        assert resp.headers["Content-Security-Policy"] == (
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+            "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"), path
+        assert (resp.headers["X-Frame-Options"], resp.headers["X-Content-Type-Options"],
+                resp.headers["Referrer-Policy"]) == ("DENY", "nosniff", "same-origin"), path
+        assert (resp.headers.get("Cache-Control") == "no-store") == (not path.startswith("/static/")), path
+    page = c.get("/").get_data(as_text=True)
+    assert '<a class="brand" href="/">payg hub</a>' in page and 'href="/static/hub.css"' in page
+    assert c.get("/assets/uPlot.iife.min.js").status_code == 404  # the fleet page has no chart to serve it for
+
+
 def test_the_json_has_every_socket_totals_and_filters(bed):
     c = bed.client(token=True)
     snap = c.get("/api/fleet").get_json()
