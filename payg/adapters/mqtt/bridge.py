@@ -75,7 +75,6 @@ class MqttBridge:
                                                will=(topics.status, OFFLINE.encode()))
         self._thread = threading.Thread(target=self._run, name="payg-mqtt", daemon=True)
 
-    # --- the tick's side: no I/O ---------------------------------------------------------------
     def publish(self, states: list[dict]) -> None:
         with self._cond:
             for state in states:
@@ -87,7 +86,6 @@ class MqttBridge:
                     self._dirty.add(sid)
             self._cond.notify()  # also: a tick may have written events
 
-    # --- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
         self._thread.start()
         mqtt_client.start(self._client, self.conn)
@@ -116,7 +114,6 @@ class MqttBridge:
                       **self.counts}
         return {**status, "outbox": self.outbox.pending()}
 
-    # --- paho's thread -------------------------------------------------------------------------
     def _on_connect(self, ok: bool, reason: str) -> None:
         if not ok:
             with self._cond:
@@ -185,7 +182,6 @@ class MqttBridge:
                 self._acked.append(row)
             self._cond.notify()
 
-    # --- the bridge's worker -------------------------------------------------------------------
     def _run(self) -> None:
         last_flush = self.monotonic()
         while True:
