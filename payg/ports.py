@@ -13,6 +13,7 @@ from typing import Protocol
 from payg.domain.accounts import Deposit, Entry
 from payg.domain.billing import MeterReading, MeterState
 from payg.domain.codes import CodeCounts, CodeKey, Decoded
+from payg.domain.socket import SocketSnapshot
 from payg.domain.market import Advert, Channel, ChannelRow, MarketInfo, Purchase, Voucher
 from payg.errors import MeterUnavailable
 
@@ -194,7 +195,7 @@ class DepositPayer(Protocol):
 
 
 class StatePublisher(Protocol):
-    def publish(self, states: list[dict]) -> None:
+    def publish(self, states: list[SocketSnapshot]) -> None:
         """Called once per tick with every socket's state."""
         ...
 

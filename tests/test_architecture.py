@@ -2,7 +2,9 @@
 
     domain    payg/domain, payg/errors.py, payg/ports.py   the standard library (no I/O, threads or network) and itself
     services  payg/services                                 the domain and the standard library (the same subset)
-    entry     payg/web, payg/cli                            the domain, the services, their frameworks; never an adapter
+    wire      payg/serialize.py                             the domain and the services (typed values to JSON-ready dicts)
+    entry     payg/web, payg/cli                            the domain, the services, the wire, their frameworks; never an
+                                                            adapter
     adapters  payg/adapters, ledgers, hardware              the domain, the shared adapter toolkit, their libraries;
                                                             never an entry point or the composition (ledgers and
                                                             hardware: no services either)
@@ -42,6 +44,8 @@ def layer_of(rel: str) -> str | None:
         return "domain"
     if rel.startswith("payg/services/"):
         return "services"
+    if rel == "payg/serialize.py":
+        return "wire"
     if rel.startswith(("payg/web/", "payg/cli/", "payg/hub/")):
         return "entry"
     if rel.startswith(("payg/adapters/", "ledgers/", "hardware/")):  # their __init__.py too
@@ -77,12 +81,12 @@ def is_in(name: str, package: str) -> bool:
 def refusal(layer: str, rel: str, name: str) -> str | None:
     """Why `rel` (in `layer`) may not import `name`, or None."""
     t = top(name)
-    if layer in ("domain", "services"):
+    if layer in ("domain", "services", "wire"):
         if t in INFRASTRUCTURE:
             return "infrastructure in the core"
         if t not in sys.stdlib_module_names and t not in OURS:
             return "a third-party package in the core"
-        allowed = ("payg.domain", "payg.errors", "payg.ports") + (("payg.services",) if layer == "services" else ())
+        allowed = ("payg.domain", "payg.errors", "payg.ports") + (("payg.services",) if layer != "domain" else ())
         if t in OURS and not (any(is_in(name, p) for p in allowed) or name == "payg"):
             return f"the {layer} imports outside {', '.join(allowed)}"
     elif layer == "composition":
@@ -184,6 +188,9 @@ def test_the_cycle_check_finds_a_planted_cycle(tmp_path, where, planted, cycle):
     ("payg/services/deposits.py", "import flask"),
     ("payg/services/supply.py", "import socket"),
     ("payg/ports.py", "from payg.services.site import Site"),
+    ("payg/services/metering.py", "from payg import serialize"),
+    ("payg/serialize.py", "from payg.web.views import with_topup"),
+    ("payg/serialize.py", "import json, sqlite3"),
     ("payg/web/live.py", "from payg.adapters.journal import SqliteJournal"),
     ("payg/web/tenant.py", "from ledgers.mock import MockLedger"),
     ("payg/cli/accounts.py", "import app"),

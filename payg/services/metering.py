@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from payg.domain.billing import BillStep, MeterReading, MeterState, bill, close_usage
@@ -21,7 +21,7 @@ from payg.domain.friendly import FriendlyCredit
 from payg.domain.money import Tariff
 from payg.domain.notices import NoticeSettings
 from payg.domain.relay import EXHAUSTED, Credit, check_bypass, decide
-from payg.domain.socket import SocketState, balance_fields, projection
+from payg.domain.socket import Balance, SocketSnapshot, SocketState, snapshot
 from payg.errors import RelayError, UnknownSocket
 from payg.ports import Clock, Journal, JournalTx, Lock, MeterReader, Relay, StatePublisher
 from payg.services.notices import TenantNotices
@@ -52,7 +52,7 @@ class Publishers:
     def subscribe(self, publisher: StatePublisher) -> None:
         self._subscribers.append(publisher)
 
-    def publish(self, states: list[dict]) -> None:
+    def publish(self, states: list[SocketSnapshot]) -> None:
         for subscriber in self._subscribers:
             subscriber.publish(states)
 
@@ -80,7 +80,7 @@ class Metering:
         self.meter_errors = dict.fromkeys(self.sockets, 0)  # readings that failed, per socket (for /metrics)
         self._started = False
         self._stopped = False
-        self._states: list[dict] = []
+        self._states: list[SocketSnapshot] = []
 
     def start(self) -> None:
         """Load the persisted state and open every relay (fail-safe until a healthy reading)."""
@@ -300,8 +300,8 @@ class Metering:
         except KeyError:
             raise UnknownSocket(socket_id) from None
 
-    def _project(self, s: SocketState, now: float) -> dict:
-        return projection(s, self.journal.balance(s.id), self.tariff.units_per_token, now, self.settings.grace_s,
+    def _project(self, s: SocketState, now: float) -> SocketSnapshot:
+        return snapshot(s, self.journal.balance(s.id), self.tariff.units_per_token, now, self.settings.grace_s,
                           self.journal.deferred_debt(s.id))
 
     def publish(self) -> None:
@@ -313,14 +313,17 @@ class Metering:
         if self.publisher is not None:
             self.publisher.publish(self._states)
 
-    def states(self) -> list[dict]:
+    def states(self) -> list[SocketSnapshot]:
         """Every socket's state as of the last tick, with the balance as of now."""
         with self.lock:
-            upt = self.tariff.units_per_token
-            return [dict(st, **balance_fields(self.journal.balance(st["id"]), upt, self.journal.deferred_debt(st["id"])))
-                    for st in self._states]
+            return [self._with_balance(st) for st in self._states]
 
-    def state(self, socket_id: str) -> dict:
+    def state(self, socket_id: str) -> SocketSnapshot:
         self.socket(socket_id)
-        return next(st for st in self.states() if st["id"] == socket_id)
+        with self.lock:
+            return self._with_balance(next(st for st in self._states if st.id == socket_id))
+
+    def _with_balance(self, st: SocketSnapshot) -> SocketSnapshot:
+        upt = self.tariff.units_per_token
+        return replace(st, balance=Balance.of(self.journal.balance(st.id), upt, self.journal.deferred_debt(st.id)))
 

@@ -10,6 +10,7 @@ from typing import Callable
 
 from flask import Blueprint, abort, jsonify, request
 
+from payg import serialize
 from payg.domain.money import MAX_TOKENS
 from payg.web.views import with_topup
 
@@ -32,11 +33,11 @@ def blueprint(services, json_body: Callable[[], dict]) -> Blueprint:
 
     @bp.get("/api/sockets")
     def sockets():
-        return jsonify([with_topup(st, services.deposits) for st in ctl.states()])
+        return jsonify([with_topup(serialize.socket_state(st), services.deposits) for st in ctl.states()])
 
     @bp.get("/api/sockets/<socket_id>")
     def socket(socket_id: str):
-        return jsonify(with_topup(ctl.state(socket_id), services.deposits))
+        return jsonify(with_topup(serialize.socket_state(ctl.state(socket_id)), services.deposits))
 
     @bp.get("/api/sockets/<socket_id>/events")
     def events(socket_id: str):

@@ -24,6 +24,7 @@ from payg.adapters.mqtt.client import MQTT_ERR_NO_CONN, MQTT_ERR_SUCCESS, Connec
 from payg.adapters.mqtt.outbox import Outbox, OutboxRow
 from payg.adapters.mqtt.topics import (OFFLINE, ONLINE, BadCommand, Topics, encode, event_id, parse_command,
                                        parse_topic, response_payload, state_payload)
+from payg.domain.socket import SocketSnapshot
 from payg.errors import InvalidAmount, UnknownSocket
 
 log = logging.getLogger("payg.mqtt")
@@ -75,14 +76,14 @@ class MqttBridge:
                                                will=(topics.status, OFFLINE.encode()))
         self._thread = threading.Thread(target=self._run, name="payg-mqtt", daemon=True)
 
-    def publish(self, states: list[dict]) -> None:
+    def publish(self, states: list[SocketSnapshot]) -> None:
         with self._cond:
             for state in states:
                 body = state_payload(state)
-                sid = state["id"]
+                sid = state.id
                 if self._compared.get(sid) != body:
                     self._compared[sid] = body
-                    self._latest[sid] = {**body, "at": state.get("updated_at")}
+                    self._latest[sid] = {**body, "at": state.updated_at}
                     self._dirty.add(sid)
             self._cond.notify()  # also: a tick may have written events
 
