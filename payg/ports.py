@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Protocol
+from typing import Any, Protocol
 
-from payg.domain.accounts import Deposit, Entry
+from payg.domain.accounts import CreditKind, DebitKind, Deposit, Entry, EntryKind, EventKind
 from payg.domain.billing import MeterReading, MeterState
 from payg.domain.codes import CodeCounts, CodeKey, Decoded
-from payg.domain.socket import SocketSnapshot
 from payg.domain.market import Advert, Channel, ChannelRow, MarketInfo, Purchase, Voucher
+from payg.domain.socket import OverrideMode, SocketSnapshot
 from payg.errors import MeterUnavailable
 
 
@@ -33,19 +33,42 @@ class Lock(Protocol):
     def __exit__(self, *exc: object) -> bool | None: ...
 
 
-class JournalTx(Protocol):
-    """The writes of one journal transaction (a unit of work): all of them commit, or none.
+class EventTx(Protocol):
+    """The writes of one journal transaction (a unit of work): all of them commit, or none. This role: events and
+    cursors (the tenant notices)."""
 
-    Credits carry an idempotency key: one booked before is not booked again (False). Every
-    amount is an integer in ledger units; debits are given as positive amounts."""
+    def event(self, socket_id: str, kind: EventKind, detail: str, at: float) -> None: ...
 
-    def credit(self, socket_id: str, amount: int, kind: str, idem_key: str, at: float, memo: str = "") -> bool: ...
+    def set_cursor(self, name: str, value: str | None) -> None: ...
 
-    def debit(self, socket_id: str, amount: int, kind: str, at: float, *, energy_wh: Fraction | None = None,
+
+class AccountTx(EventTx, Protocol):
+    """Booking money on an account (a top-up and its debt plan, emergency credit). Credits carry an idempotency
+    key: one booked before is not booked again (False). Every amount is an integer in ledger units; debits are
+    given as positive amounts."""
+
+    def credit(self, socket_id: str, amount: int, kind: CreditKind, idem_key: str, at: float,
+               memo: str = "") -> bool: ...
+
+    def debit(self, socket_id: str, amount: int, kind: DebitKind, at: float, *, energy_wh: Fraction | None = None,
+              idem_key: str | None = None, memo: str = "") -> bool: ...
+
+    def set_deferred_debt(self, socket_id: str, units: int) -> None:
+        """Debt set aside by a repayment plan (payg/domain/debt.py)."""
+
+
+class BillingTx(EventTx, Protocol):
+    """What a metering tick writes: usage, the billing state, anomaly events."""
+
+    def debit(self, socket_id: str, amount: int, kind: DebitKind, at: float, *, energy_wh: Fraction | None = None,
               idem_key: str | None = None, memo: str = "") -> bool: ...
 
     def save_state(self, socket_id: str, state: MeterState, previous_pending: int) -> None:
         """A socket's billing state; its pending usage counts in the balance (previous_pending: as last saved)."""
+
+
+class DepositTx(AccountTx, Protocol):
+    """The deposit watcher's writes: a deposit booked once, with the socket's carry."""
 
     def deposit_carry(self, source: str, socket_id: str) -> int:
         """Ledger units received for a socket that do not make a whole token yet."""
@@ -55,6 +78,13 @@ class JournalTx(Protocol):
         """Remember a ledger deposit (its raw units and the tokens it made) and the socket's new carry;
         False, and nothing written, if this key was recorded before."""
 
+
+class ChannelTx(EventTx, Protocol):
+    """The channel book's writes: channels, their vouchers, and the energy they paid for."""
+
+    def credit(self, socket_id: str, amount: int, kind: CreditKind, idem_key: str, at: float,
+               memo: str = "") -> bool: ...
+
     def add_channel(self, row: ChannelRow) -> None: ...
 
     def advance_channel(self, domain: str, channel_id: str, previous: int, amount: int, signature: str,
@@ -62,13 +92,17 @@ class JournalTx(Protocol):
 
     def set_channel_state(self, domain: str, channel_id: str, state: str, escrow: int, at: float) -> None: ...
 
-    def event(self, socket_id: str, kind: str, detail: str, at: float) -> None: ...
 
-    def set_cursor(self, name: str, value: str | None) -> None: ...
+class LandlordTx(AccountTx, Protocol):
+    """The landlord's writes: overrides, adjustments, acknowledgements."""
 
     def acknowledge_alarms(self, socket_id: str, upto_event_id: int, at: float) -> None: ...
 
-    def set_override(self, socket_id: str, mode: str | None, at: float) -> None: ...
+    def set_override(self, socket_id: str, mode: OverrideMode | None, at: float) -> None: ...
+
+
+class CodeTx(AccountTx, Protocol):
+    """The top-up code desk's writes."""
 
     def set_code_counts(self, socket_id: str, counts: CodeCounts) -> None:
         """The top-up code decoder's memory for a socket (payg/domain/codes.py)."""
@@ -80,26 +114,87 @@ class JournalTx(Protocol):
                             at: float) -> bool:
         """Which code a landlord's request made; False if the request id was used for the socket before."""
 
-    def set_deferred_debt(self, socket_id: str, units: int) -> None:
-        """Debt set aside by a repayment plan (payg/domain/debt.py)."""
+
+class JournalTx(BillingTx, DepositTx, ChannelTx, LandlordTx, CodeTx, Protocol):
+    """Every write of a journal transaction: the union of the roles (payg/adapters/journal_writer.py matches it)."""
 
 
-class Journal(Protocol):
-    """Every socket's account, append-only (payg/adapters/journal.py SqliteJournal; tests.fakes.FakeJournal).
-
-    balance = the sum of a socket's entries minus its pending usage."""
-
-    def transaction(self) -> AbstractContextManager[JournalTx]: ...
+class Balances(Protocol):
+    """A socket's account as the services read it. balance = the sum of its entries minus its pending usage."""
 
     def balance(self, socket_id: str) -> int: ...
 
-    def meter_state(self, socket_id: str) -> MeterState | None: ...
+    def deferred_debt(self, socket_id: str) -> int: ...
 
-    def overrides(self) -> dict[str, str]: ...
+    def emergency_owed(self, socket_id: str) -> tuple[int, int]:
+        """(emergency credit not yet repaid, in units; how many times it was taken)."""
+
+
+class EventLog(Protocol):
+    def events(self, socket_id: str, limit: int = 10) -> list[dict[str, Any]]:
+        """Newest first: {"id", "at", "kind", "detail"}."""
 
     def cursor(self, name: str) -> str | None: ...
 
+
+class NoticeJournal(Balances, EventLog, Protocol):
+    """What the tenant notices read and write (payg/services/notices.py)."""
+
+    def transaction(self) -> AbstractContextManager[EventTx]: ...
+
+
+class MeteringJournal(NoticeJournal, Protocol):
+    """What the metering loop reads and writes (payg/services/metering.py)."""
+
+    def transaction(self) -> AbstractContextManager[BillingTx]: ...
+
+    def meter_state(self, socket_id: str) -> MeterState | None: ...
+
+    def overrides(self) -> dict[str, str]:
+        """The stored override of each socket that has one (payg/domain/socket.py override_mode reads it)."""
+
+
+class AccountJournal(Balances, Protocol):
+    """What books money on an account (emergency credit)."""
+
+    def transaction(self) -> AbstractContextManager[AccountTx]: ...
+
+
+class DepositJournal(Balances, EventLog, Protocol):
+    def transaction(self) -> AbstractContextManager[DepositTx]: ...
+
+
+class LandlordJournal(Balances, Protocol):
+    def transaction(self) -> AbstractContextManager[LandlordTx]: ...
+
     def entry_by_key(self, idem_key: str) -> Entry | None: ...
+
+    def open_alarms(self) -> dict[str, tuple[int, int, str]]:
+        """Per socket with alarms not yet acknowledged: (how many, the latest's id, the latest's detail)."""
+
+
+class CodeJournal(Balances, EventLog, Protocol):
+    def transaction(self) -> AbstractContextManager[CodeTx]: ...
+
+    def code_counts(self, socket_id: str) -> CodeCounts: ...
+
+    def codes_issued(self, socket_id: str) -> int: ...
+
+    def code_request(self, socket_id: str, request_id: str) -> tuple[int, int, int] | None: ...
+
+
+class ChannelJournal(Protocol):
+    def transaction(self) -> AbstractContextManager[ChannelTx]: ...
+
+    def meter_state(self, socket_id: str) -> MeterState | None: ...
+
+    def channels(self, direction: str | None = None, state: str | None = None) -> list[ChannelRow]: ...
+
+    def channel(self, domain: str, channel_id: str) -> ChannelRow | None: ...
+
+
+class Reports(EventLog, Protocol):
+    """What the dashboard and the pages read: entries in order, the latest of a kind, open alarms."""
 
     def entries(self, socket_id: str, limit: int = 50, before_id: int | None = None) -> list[Entry]:
         """Newest first."""
@@ -109,7 +204,7 @@ class Journal(Protocol):
 
     def entries_after(self, after_id: int, limit: int = 1000) -> list[Entry]: ...
 
-    def last_entries(self, kind: str) -> list[tuple[str, float, int]]:
+    def last_entries(self, kind: EntryKind) -> list[tuple[str, float, int]]:
         """Per socket, the latest entry of this kind: (socket id, at, amount)."""
 
     def first_entry_id_since(self, at: float) -> int: ...
@@ -117,22 +212,13 @@ class Journal(Protocol):
     def open_alarms(self) -> dict[str, tuple[int, int, str]]:
         """Per socket with alarms not yet acknowledged: (how many, the latest's id, the latest's detail)."""
 
-    def events(self, socket_id: str, limit: int = 10) -> list[dict]: ...
 
-    def channels(self, direction: str | None = None, state: str | None = None) -> list[ChannelRow]: ...
+class Journal(MeteringJournal, AccountJournal, DepositJournal, LandlordJournal, CodeJournal, ChannelJournal, Reports,
+              Protocol):
+    """Every socket's account, append-only: the union of the roles above (payg/adapters/journal.py SqliteJournal;
+    tests.fakes.FakeJournal). Each service takes only the role it needs."""
 
-    def channel(self, domain: str, channel_id: str) -> ChannelRow | None: ...
-
-    def code_counts(self, socket_id: str) -> CodeCounts: ...
-
-    def codes_issued(self, socket_id: str) -> int: ...
-
-    def code_request(self, socket_id: str, request_id: str) -> tuple[int, int, int] | None: ...
-
-    def deferred_debt(self, socket_id: str) -> int: ...
-
-    def emergency_owed(self, socket_id: str) -> tuple[int, int]:
-        """(emergency credit not yet repaid, in units; how many times it was taken)."""
+    def transaction(self) -> AbstractContextManager[JournalTx]: ...
 
 
 class MeterReader(Protocol):
@@ -201,7 +287,7 @@ class StatePublisher(Protocol):
 
 
 class PeerTrade(Protocol):
-    """The energy market (rules in payg/trade.py). Every call that acts names the socket whose trade
+    """The energy market (rules in payg/domain/market.py). Every call that acts names the socket whose trade
     key acts (`as_socket`); a socket's trade party is its own address, separate from its top-up
     address, so trade money is never mistaken for a tenant's deposit. Refusals raise a TradeRefused
     subclass and move nothing; an unreachable ledger raises LedgerUnavailable."""
@@ -242,7 +328,7 @@ class PeerTrade(Protocol):
 class PaymentChannel(Protocol):
     """One-way payment channels. Vouchers are cumulative and bound to one channel and one domain
     (chain and contract, or network). `check_voucher` is stateless; replay protection (an amount
-    not above the last accepted) is the receiving controller's job, see payg/channels.py."""
+    not above the last accepted) is the receiving controller's job, see payg/services/channels.py."""
 
     name: str
 
@@ -277,7 +363,7 @@ class EscrowWatch(Protocol):
     recipient (IOTA): {"balance": what the channel's address holds, ...}. The composition root hands it to the
     channel book only for such ledgers."""
 
-    def watch(self, channel_id: str) -> dict: ...
+    def watch(self, channel_id: str) -> dict[str, Any]: ...
 
 
 class PeerDirectory(Protocol):
@@ -290,14 +376,14 @@ class PeerDirectory(Protocol):
 class PeerMessages(Protocol):
     """Answers a backend's own messages from other controllers (`POST /api/peer/<kind>`); raises payg errors."""
 
-    def handle_peer_message(self, kind: str, payload: dict) -> dict: ...
+    def handle_peer_message(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]: ...
 
 
 class PeerLink(Protocol):
     """Sends a JSON message to another controller (`POST {base_url}/api/peer/{kind}`) and returns its answer.
     A refusal comes back as the same payg error the peer raised; an unreachable peer is LedgerUnavailable."""
 
-    def post(self, base_url: str, kind: str, payload: dict) -> dict: ...
+    def post(self, base_url: str, kind: str, payload: dict[str, Any]) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)

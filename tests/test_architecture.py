@@ -2,9 +2,9 @@
 
     domain    payg/domain, payg/errors.py, payg/ports.py   the standard library (no I/O, threads or network) and itself
     services  payg/services                                 the domain and the standard library (the same subset)
-    wire      payg/serialize.py                             the domain and the services (typed values to JSON-ready dicts)
-    entry     payg/web, payg/cli                            the domain, the services, the wire, their frameworks; never an
-                                                            adapter
+    wire      payg/serialize.py                             the domain and the services (typed values to JSON dicts)
+    entry     payg/web, payg/cli                            the domain, the services, the wire, their frameworks; never
+                                                            an adapter
     adapters  payg/adapters, ledgers, hardware              the domain, the shared adapter toolkit, their libraries;
                                                             never an entry point or the composition (ledgers and
                                                             hardware: no services either)
@@ -36,7 +36,8 @@ COMPOSITION = ("app", "payg.bootstrap", "payg.wiring")
 
 
 def source_files(root: Path) -> list[Path]:
-    return [root / "app.py", *sorted(p for folder in ("payg", "ledgers", "hardware") for p in (root / folder).rglob("*.py"))]
+    folders = ("payg", "ledgers", "hardware")
+    return [root / "app.py", *sorted(p for folder in folders for p in (root / folder).rglob("*.py"))]
 
 
 def layer_of(rel: str) -> str | None:

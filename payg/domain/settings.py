@@ -7,9 +7,11 @@ read from (an environment variable or an owner-only file).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 from payg.domain.friendly import FriendlyCredit
 from payg.domain.notices import NoticeSettings
@@ -192,7 +194,7 @@ class ModbusMeterConfig:
     kind: str = "modbus"
 
     @property
-    def bus_settings(self) -> tuple:
+    def bus_settings(self) -> tuple[int, str, int, float, bool]:
         return (self.baud, self.parity, self.stopbits, self.timeout_s, self.local_echo)
 
     @property
@@ -272,12 +274,12 @@ class ProtectionsConfig:
     emergency_below_tokens: int = 20                    # ... when the credit left is below this
     per_socket: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = ()  # a socket's own values over these
 
-    def of(self, socket_id: str, key: str):
+    def of(self, socket_id: str, key: str) -> Any:
         """The value of `key` (one of the fields above) for a socket: its own, else the controller's."""
         own = dict(dict(self.per_socket).get(socket_id, ()))
         return own[key] if key in own else (self.notices.warn_hours if key == "warn_hours" else getattr(self, key))
 
-    def per(self, socket_ids, key: str) -> dict:
+    def per(self, socket_ids: Iterable[str], key: str) -> dict[str, Any]:
         return {sid: self.of(sid, key) for sid in socket_ids}
 
 

@@ -15,6 +15,15 @@ MeterStatus = Literal["ok", "offline", "counter_reset", "implausible_jump", "rel
 OverrideMode = Literal["off"]  # the landlord holds the socket off (None: the balance decides)
 
 
+def override_mode(value: str | None) -> OverrideMode | None:
+    """An override as stored or asked for; ValueError for anything but "off" and None."""
+    if value is None:
+        return None
+    if value != "off":
+        raise ValueError("override is 'off' or None")
+    return "off"
+
+
 @dataclass
 class SocketState:
     id: str

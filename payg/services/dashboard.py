@@ -11,17 +11,18 @@ closed into an entry is added by the caller from the live state (`pending_wh`).
 
 from __future__ import annotations
 
+import math
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from fractions import Fraction
 from typing import Literal
 
+from payg.domain.accounts import Entry
 from payg.domain.money import Tariff, time_left_s, tokens_shown
 from payg.domain.notices import credit_off_intervals, off_hours
-from payg.domain.accounts import Entry
 from payg.domain.socket import SocketSnapshot, credit_used_up
-from payg.ports import Clock, Journal, Lock
+from payg.ports import Clock, Lock, Reports
 
 CHUNK = 5000
 LOW_TIME_S = 1800  # a page warns when less than this is left at the present power
@@ -45,13 +46,13 @@ class Alarm:
 
 
 class Dashboard:
-    def __init__(self, journal: Journal, clock: Clock, tz: tzinfo | None = None, lock: Lock | None = None):
+    def __init__(self, journal: Reports, clock: Clock, tz: tzinfo | None = None, lock: Lock | None = None):
         self.journal = journal
         self.clock = clock
         self.tz = tz  # None: the system's local time zone
         self._lock = lock if lock is not None else nullcontext()
-        self._day_start: float | None = None
-        self._month_start: float | None = None
+        self._day_start = -math.inf  # none yet: the first refresh builds the sums
+        self._month_start = -math.inf
         self._last_id = 0
         self._figures: dict[str, Figures] = {}
         self._alarms: dict[str, Alarm] = {}

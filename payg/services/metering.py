@@ -21,9 +21,9 @@ from payg.domain.friendly import FriendlyCredit
 from payg.domain.money import Tariff
 from payg.domain.notices import NoticeSettings
 from payg.domain.relay import EXHAUSTED, Credit, check_bypass, decide
-from payg.domain.socket import Balance, SocketSnapshot, SocketState, snapshot
+from payg.domain.socket import Balance, SocketSnapshot, SocketState, override_mode, snapshot
 from payg.errors import RelayError, UnknownSocket
-from payg.ports import Clock, Journal, JournalTx, Lock, MeterReader, Relay, StatePublisher
+from payg.ports import BillingTx, Clock, Lock, MeteringJournal, MeterReader, Relay, StatePublisher
 from payg.services.notices import TenantNotices
 
 log = logging.getLogger("payg.controller")
@@ -58,9 +58,10 @@ class Publishers:
 
 
 class Metering:
-    def __init__(self, sockets: list[SocketState], relays: dict[str, Relay], reader: MeterReader, journal: Journal,
-                 clock: Clock, tariff: Tariff, settings: MeteringSettings = MeteringSettings(), *,
-                 lock: Lock | None = None, publisher: StatePublisher | None = None):
+    def __init__(self, sockets: list[SocketState], relays: dict[str, Relay], reader: MeterReader,
+                 journal: MeteringJournal, clock: Clock, tariff: Tariff,
+                 settings: MeteringSettings = MeteringSettings(), *, lock: Lock | None = None,
+                 publisher: StatePublisher | None = None):
         ids = [s.id for s in sockets]
         if len(set(ids)) != len(ids):
             raise ValueError("socket ids must be unique")
@@ -89,7 +90,7 @@ class Metering:
             now = self.clock.now()
             for s in self.sockets.values():
                 s.state = self.journal.meter_state(s.id)
-                s.override = overrides.get(s.id)
+                s.override = override_mode(overrides.get(s.id))
                 self.notices.load(s)
                 self._switch(s, False, now)
             self._started = True
@@ -172,7 +173,7 @@ class Metering:
                     s.estimator.observe(float(reading.energy_wh), reading.power_w, float(reading.resolution_wh),
                                         reading.at)
 
-    def _persist(self, s: SocketState, step: BillStep, reading: MeterReading, now: float, tx: JournalTx) -> None:
+    def _persist(self, s: SocketState, step: BillStep, reading: MeterReading, now: float, tx: BillingTx) -> None:
         if step.anomaly is not None:
             a = step.anomaly
             detail = f"counter {a.from_wh} Wh -> {a.to_wh} Wh"
@@ -184,11 +185,11 @@ class Metering:
             tx.event(s.id, a.kind, detail, now)
         if step.usage is not None:
             tx.debit(s.id, step.usage.units, "usage", now, energy_wh=step.usage.energy_wh)
-        if step.write:
+        if step.write and step.state is not None:
             tx.save_state(s.id, step.state, s.state.pending_units if s.state else 0)
 
     @staticmethod
-    def _close_usage(s: SocketState, state: MeterState, now: float, tx: JournalTx) -> MeterState:
+    def _close_usage(s: SocketState, state: MeterState, now: float, tx: BillingTx) -> MeterState:
         closed, usage = close_usage(state)
         tx.debit(s.id, usage.units, "usage", now, energy_wh=usage.energy_wh)
         return closed
@@ -199,7 +200,7 @@ class Metering:
             log.warning("meter of %s unavailable: %s", s.id, why)
         s.error = why
 
-    def _check_relay(self, s: SocketState, reading: MeterReading, now: float, tx: JournalTx) -> None:
+    def _check_relay(self, s: SocketState, reading: MeterReading, now: float, tx: BillingTx) -> None:
         was = s.bypass
         check = check_bypass(relay_closed=s.relay_closed, off_since=s.off_since, reading_at=reading.at,
                              power_w=reading.power_w, bypass=s.bypass, relay_check_s=self.settings.relay_check_s,

@@ -6,7 +6,7 @@ API token (the guard in payg/web/__init__.py).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from flask import Blueprint, abort, jsonify, request
 

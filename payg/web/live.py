@@ -17,7 +17,7 @@ import logging
 import math
 import threading
 from array import array
-from typing import Callable
+from collections.abc import Callable
 
 from flask import request
 from flask_socketio import ConnectionRefusedError as Refused

@@ -1,4 +1,5 @@
-"""What the API and the pages are shown of a socket (payg/domain/socket.py snapshot), and its JSON (payg/serialize.py)."""
+"""What the API and the pages are shown of a socket (payg/domain/socket.py snapshot), and its JSON
+(payg/serialize.py)."""
 
 from __future__ import annotations
 
@@ -47,4 +48,5 @@ def test_the_json_of_a_reading_is_exact_numbers_and_none_without_one():
     s.error = "timeout"
     body = serialize.socket_state(snapshot(s, 7, 1, now=100.0, grace_s=10.0))
     # no value from an old reading, but when it was taken
-    assert (body["energy_wh"], body["power_w"], body["meter_error"], body["reading_at"]) == (None, None, "timeout", 99.0)
+    gone = (body["energy_wh"], body["power_w"], body["meter_error"], body["reading_at"])
+    assert gone == (None, None, "timeout", 99.0)

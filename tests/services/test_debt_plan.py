@@ -147,7 +147,7 @@ def test_everything_adds_up_over_100k_ticks_with_friendly_credit_a_plan_emergenc
     balance, deferred = rig.journal.balance("a"), rig.journal.deferred_debt("a")
     assert balance == sum(e.amount for e in entries) - state.pending_units
     view = rig.metering.state("a")
-    assert max(view.balance.units, 0) - view.balance.debt == balance               # credit - debt = the journal's balance
+    assert max(view.balance.units, 0) - view.balance.debt == balance  # credit - debt = the journal's balance
     recovered = [e for e in rig.journal.events("a", 2000) if e["kind"] == "debt_recovered"]
     assert recovered and deferred >= 0
     assert rig.metering.ticks >= 100_000

@@ -16,14 +16,25 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from payg.adapters.mqtt import client as mqtt_client
 from payg.adapters.mqtt import discovery
 from payg.adapters.mqtt.client import MQTT_ERR_NO_CONN, MQTT_ERR_SUCCESS, Connection
 from payg.adapters.mqtt.outbox import Outbox, OutboxRow
-from payg.adapters.mqtt.topics import (OFFLINE, ONLINE, BadCommand, Topics, encode, event_id, parse_command,
-                                       parse_topic, response_payload, state_payload)
+from payg.adapters.mqtt.topics import (
+    OFFLINE,
+    ONLINE,
+    BadCommand,
+    Topics,
+    encode,
+    event_id,
+    parse_command,
+    parse_topic,
+    response_payload,
+    state_payload,
+)
 from payg.domain.socket import SocketSnapshot
 from payg.errors import InvalidAmount, UnknownSocket
 

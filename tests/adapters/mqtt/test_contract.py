@@ -164,8 +164,10 @@ def test_the_energy_sensor_is_one_the_energy_dashboard_accepts():
     energy = by_entity["kitchen_energy"]
     assert (energy["device_class"], energy["state_class"]) == ("energy", "total_increasing")
     assert energy["unit_of_measurement"] in HA_ENERGY_UNITS and "energy_wh" in energy["value_template"]
-    assert (by_entity["kitchen_power"]["device_class"], by_entity["kitchen_power"]["unit_of_measurement"]) == ("power", "W")
-    assert by_entity["kitchen_voltage"]["device_class"] == "voltage" and by_entity["kitchen_current"]["device_class"] == "current"
+    power = by_entity["kitchen_power"]
+    assert (power["device_class"], power["unit_of_measurement"]) == ("power", "W")
+    assert by_entity["kitchen_voltage"]["device_class"] == "voltage"
+    assert by_entity["kitchen_current"]["device_class"] == "current"
     mode = by_entity["kitchen_mode"]
     assert mode["options"] == ["automatic", "force_off"] and mode["command_topic"] == TOPICS.command
     # the select's command, rendered as Home Assistant renders {{ value }}, is a valid command
