@@ -1,6 +1,8 @@
 """Protocols the services consume. Adapters (payg/adapters, hardware/, ledgers/) match them by shape.
 
-The values that cross them (MeterReading, Deposit, Advert, ...) are the domain's and are named here too."""
+The journal is split into roles: each service takes the one it needs (MeteringJournal, DepositJournal, ...), and its
+transaction's role (BillingTx, DepositTx, ...); Journal and JournalTx are their unions, which the SQLite journal
+matches. The values that cross them (MeterReading, Deposit, Advert, ...) are the domain's and are named here too."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
+from payg.domain.accounts import Entry
 from payg.domain.socket import Balance, SocketSnapshot
 from payg.services.dashboard import SocketView
 
@@ -15,6 +16,16 @@ def number(value: int | Fraction) -> int | float:
     if isinstance(value, Fraction):
         return int(value) if value.denominator == 1 else float(value)
     return value
+
+
+def entry(e: Entry) -> dict[str, Any]:
+    """A journal entry as the JSON API and `payg journal` give it (a fractional energy as an exact string)."""
+    return {"id": e.id, "socket": e.socket_id, "at": e.at, "kind": e.kind, "amount": e.amount,
+            "energy_wh": None if e.energy_wh is None else exact(e.energy_wh), "key": e.idem_key, "memo": e.memo}
+
+
+def exact(value: Fraction) -> int | str:
+    return int(value) if value.denominator == 1 else str(value)
 
 
 def balance(b: Balance) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 CreditKind = Literal["deposit", "credit", "trade_in", "emergency"]  # emergency: a loan repaid by the next top-up
 DebitKind = Literal["usage", "debit", "trade_out", "emergency_repaid"]
@@ -30,22 +30,6 @@ class Entry:
     energy_wh: Fraction | None
     idem_key: str | None
     memo: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "socket": self.socket_id,
-            "at": self.at,
-            "kind": self.kind,
-            "amount": self.amount,
-            "energy_wh": None if self.energy_wh is None else energy_json(self.energy_wh),
-            "key": self.idem_key,
-            "memo": self.memo,
-        }
-
-
-def energy_json(value: Fraction) -> int | str:
-    return int(value) if value.denominator == 1 else str(value)
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ def blueprint(services, json_body: Callable[[], dict]) -> Blueprint:
             abort(400, description="before must be an entry id (a positive integer)")
         entries = services.journal.entries(socket_id, int(limit), int(before) if before else None)
         next_before = entries[-1].id if len(entries) == int(limit) else None
-        return jsonify(socket=socket_id, entries=[e.as_dict() for e in entries], next_before=next_before)
+        return jsonify(socket=socket_id, entries=[serialize.entry(e) for e in entries], next_before=next_before)
 
     if services.payer is not None:
         payer = services.payer
