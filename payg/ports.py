@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Protocol
 
-from payg.domain.accounts import CreditKind, DebitKind, Deposit, Entry, EntryKind, EventKind
-from payg.domain.billing import MeterReading, MeterState
+from payg.domain.accounts import CreditKind, DebitKind, Entry, EntryKind, EventKind
+from payg.domain.accounts import Deposit as Deposit  # named here for the adapters (see the docstring)
+from payg.domain.billing import MeterReading as MeterReading
+from payg.domain.billing import MeterState
 from payg.domain.codes import CodeCounts, CodeKey, Decoded
 from payg.domain.market import Advert, Channel, ChannelRow, MarketInfo, Purchase, Voucher
 from payg.domain.socket import OverrideMode, SocketSnapshot
