@@ -10,7 +10,7 @@ NPM_FLAGS := --no-audit --no-fund --ignore-scripts
 CHROMIUM ?= /usr/bin/chromium
 MOSQUITTO ?= /usr/sbin/mosquitto
 
-.PHONY: run test bench assets clean mosquitto
+.PHONY: run test bench assets clean mosquitto docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,10 @@ bench: $(STAMP) $(ASSETS)
 	$(BIN)/python bench/codes.py
 	$(BIN)/python bench/web.py
 	$(BIN)/python bench/fleet.py
+
+# The documentation site (mkdocs.yml, docs/) into site/; --strict: a broken link or anchor fails the build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache node_modules

@@ -119,7 +119,7 @@ def scenario_ratio(tmp: Path, hours: float, tokens_per_wh: str, label: str, time
     rt.site.shutdown()  # bills what the counters show up to now
     rows, ok = [], True
     tpw = Fraction(rt.metering.tariff.units_per_wh)
-    for i, load in zip(ids, LOADS_W):
+    for i, load in zip(ids, LOADS_W, strict=True):
         metered = Fraction(rt.meters[i].read().energy_wh) - counters0[i]
         true_wh = rt.meters[i].true_energy_wh - true0[i]
         totals = rt.journal.totals(i)

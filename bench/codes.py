@@ -48,7 +48,8 @@ from report import finish  # noqa: E402  (bench/report.py, next to this script)
 
 from payg import bootstrap as app  # noqa: E402
 from payg.adapters.clocks import ManualClock  # noqa: E402
-from payg.adapters.config import load as load_config, parse  # noqa: E402
+from payg.adapters.config import load as load_config  # noqa: E402
+from payg.adapters.config import parse  # noqa: E402
 from payg.adapters.openpaygo import OpenPaygoCodec, new_key  # noqa: E402
 from payg.adapters.virtual import VirtualDriver  # noqa: E402
 from payg.domain.codes import CodeCounts  # noqa: E402
@@ -102,7 +103,8 @@ def part_decode(history: int, failures: list[str]) -> None:
             failures.append(f"decoding a code at count {count} (last count {last}, {label}): {per_s:.0f}/s, "
                             f"goal {DECODES_PER_S_GOAL}/s")
         shown = "-" if label.startswith("a wrong") else str(count)
-        print(f"    {last:>10}  {label:<28} {shown:>5}  {per_s:>11.0f}/s  {cpu * 1e3:>7.3f} ms  {per_wall_s:>12.0f}/s{mark}")
+        print(f"    {last:>10}  {label:<28} {shown:>5}  {per_s:>11.0f}/s  {cpu * 1e3:>7.3f} ms  "
+              f"{per_wall_s:>12.0f}/s{mark}")
     # The cost is about one hash per count walked: what count the goal holds up to.
     per_count_s = cpu / (history + WINDOW_AHEAD + 1)
     print(f"    about {per_count_s * 1e6:.1f} µs per count walked: {DECODES_PER_S_GOAL}/s holds for codes up to count "
@@ -140,7 +142,8 @@ def part_redeem(tmp: Path, n: int, failures: list[str]) -> None:
         for i in range(0, n, block):
             part = times[i:i + block]
             print(f"    {i + 1:>5}-{i + len(part):<5}  {codes[i].count:>5}-{codes[i + len(part) - 1].count:<5}  "
-                  f"{len(part) / sum(part):>8.0f}/s  {statistics.median(part) * 1e3:>6.2f} ms  {max(part) * 1e3:>6.2f} ms")
+                  f"{len(part) / sum(part):>8.0f}/s  {statistics.median(part) * 1e3:>6.2f} ms  "
+                  f"{max(part) * 1e3:>6.2f} ms")
         print(f"    all {n}: {n / sum(times):.0f}/s")
         balance = rt.journal.balance("s0")
         if balance != 10 * n:

@@ -48,8 +48,8 @@ if str(ROOT) not in sys.path:
 from report import finish  # noqa: E402  (bench/report.py, next to this script)
 
 from payg.adapters.clocks import SystemClock  # noqa: E402
-from payg.services.deposits import DepositWatcher  # noqa: E402
 from payg.adapters.journal import SqliteJournal  # noqa: E402
+from payg.services.deposits import DepositWatcher  # noqa: E402
 from tests.support.ledger_beds import LedgerBed, MockBed  # noqa: E402
 
 BACKENDS = ("mock", "ethereum", "ethereum-erc20", "iota")
@@ -360,7 +360,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sockets", type=int, help="sockets for the large case (default 200; --quick: 30)")
     parser.add_argument("--quick", action="store_true", help="fewer sockets, calls and payments")
-    parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated subset of " + ",".join(BACKENDS))
+    parser.add_argument("--backends", default=",".join(BACKENDS),
+                        help="comma-separated subset of " + ",".join(BACKENDS))
     args = parser.parse_args(argv)
     if args.sockets is None:
         args.sockets = 30 if args.quick else 200

@@ -41,8 +41,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ledgers.mock import MockLedger  # noqa: E402
 from report import proc_cpu_s, proc_rss_mib  # noqa: E402  (bench/report.py, next to this script)
+
+from ledgers.mock import MockLedger  # noqa: E402
 from payg.adapters import config as cfg  # noqa: E402
 from payg.adapters.clocks import SystemClock  # noqa: E402
 from payg.adapters.mqtt import client as mqtt_client  # noqa: E402

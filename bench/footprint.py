@@ -35,6 +35,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from report import CLK_TCK, proc_cpu_s, verdict  # noqa: E402  (bench/report.py, next to this script)
+
 from tests.support import free_port  # noqa: E402
 
 CONSTANT_W = (5, 60, 150, 400, 800, 1200, 2000, 3000)  # loads of sockets const0..const7

@@ -30,11 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from report import finish  # noqa: E402  (bench/report.py, next to this script)
-
 from eth.vm.forks import ParisVM, PragueVM  # noqa: E402
 from eth_account import Account  # noqa: E402
 from eth_tester import EthereumTester, PyEVMBackend  # noqa: E402
+from report import finish  # noqa: E402  (bench/report.py, next to this script)
 from web3 import EthereumTesterProvider, Web3  # noqa: E402
 from web3.logs import DISCARD  # noqa: E402
 

@@ -19,8 +19,9 @@ single-threaded, times:
    (the requests per voucher are printed; at 1 or more the sharing is broken and the run fails).
 
 One voucher per Wh means a 3.6 kW load needs 1 voucher per second per channel: the figures say how
-many such channels one core can sign or verify. Prints figures, then issue 17's goals (met or not); exits 1 if a backend cannot sign
-and verify 50 vouchers per second (180 kW of streamed supply per core), the floor this project sets.
+many such channels one core can sign or verify. Prints figures, then issue 17's goals (met or not);
+exits 1 if a backend cannot sign and verify 50 vouchers per second (180 kW of streamed supply per core),
+the floor this project sets.
 
 Run from the repository root: `.venv/bin/python bench/vouchers.py [--count N] [--backends mock,ethereum,iota]`.
 """
@@ -43,10 +44,10 @@ if str(ROOT) not in sys.path:
 from bench.report import finish  # noqa: E402
 from ledgers.iota import ed25519  # noqa: E402
 from ledgers.iota.envelope import voucher_bytes  # noqa: E402
-from payg.domain import market as rules  # noqa: E402
-from payg.services.channels import ChannelBook  # noqa: E402
 from payg.adapters.clocks import ManualClock  # noqa: E402
 from payg.adapters.journal import SqliteJournal  # noqa: E402
+from payg.domain import market as rules  # noqa: E402
+from payg.services.channels import ChannelBook  # noqa: E402
 
 BEDS = {"mock": ("tests.support.trade_beds", "make_mock_bed"),
         "ethereum": ("tests.support.trade_beds_ethereum", "make_bed"),

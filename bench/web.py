@@ -103,6 +103,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from report import finish, proc_cpu_s, proc_rss_mib  # noqa: E402  (bench/report.py, next to this script)
+
 from tests.support import free_port, terminate  # noqa: E402
 from tests.support.web_beds import CHROMIUM_ARGS, HASH_ENV, embedded_default_toml  # noqa: E402
 

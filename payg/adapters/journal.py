@@ -12,6 +12,8 @@ Usage is closed into one `usage` entry per socket per `usage_entry_s` of
 consumption (a row per tick would fill an SD card); until then it is held
 as `pending` in the socket's state row, written in every tick's
 transaction. The balance is the sum of the entries minus that pending usage.
+
+The tables and their versions are in journal_schema.py; opening upgrades an older journal.
 """
 
 from __future__ import annotations
@@ -22,9 +24,8 @@ from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
-from payg.adapters.journal_writer import (ALARM_KINDS, CHANNEL_COLUMNS, ENTRIES_GUARDS, ENTRIES_TABLE, ENTRY_COLUMNS,
-                                          SCHEMA, JournalWriter, entry_of)
-from payg.domain.accounts import CREDIT_KINDS, DEBIT_KINDS
+from payg.adapters.journal_schema import JOURNAL
+from payg.adapters.journal_writer import ALARM_KINDS, CHANNEL_COLUMNS, ENTRY_COLUMNS, JournalWriter, entry_of
 from payg.adapters.sqlite import connect, transaction
 from payg.domain.accounts import Entry
 from payg.domain.billing import Baseline, MeterState
@@ -37,30 +38,10 @@ class SqliteJournal:
         self.path = Path(path)
         self.outbox = outbox  # events and credits also queued in the outbox table, for MQTT
         self._lock = threading.RLock()
-        self._conn = connect(self.path, schema=SCHEMA)
-        self._migrate()
+        self._conn = connect(self.path, migrations=JOURNAL)  # an older journal is upgraded, a newer one refused
         self._balances: dict[str, int] = self._load_balances()
         # debt set aside by repayment plans, read every tick: kept in memory like the balances
         self._deferred: dict[str, int] = dict(self._conn.execute("SELECT socket_id, deferred_units FROM debt_plans"))
-
-    def _migrate(self) -> None:
-        """A journal made before the entry kinds of today (emergency credit) gets its entries table rebuilt
-        with the new kinds allowed: every row copied as it is, ids kept, the append-only guards put back, in
-        one transaction (a crash leaves the old table)."""
-        row = self._conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'entries'").fetchone()
-        if row is None or all(f"'{kind}'" in row[0] for kind in CREDIT_KINDS + DEBIT_KINDS):
-            return
-        columns = "id, socket_id, at, kind, amount, energy_wh, idem_key, memo"
-        with transaction(self._conn) as c:
-            for statement in ("DROP TRIGGER IF EXISTS entries_no_update", "DROP TRIGGER IF EXISTS entries_no_delete",
-                              "DROP INDEX IF EXISTS entries_socket", "DROP INDEX IF EXISTS entries_at",
-                              "ALTER TABLE entries RENAME TO entries_before",
-                              ENTRIES_TABLE.format(name="entries"),
-                              f"INSERT INTO entries ({columns}) SELECT {columns} FROM entries_before ORDER BY id",
-                              "DROP TABLE entries_before"):
-                c.execute(statement)
-            for statement in ENTRIES_GUARDS:
-                c.execute(statement)
 
     def close(self) -> None:
         with self._lock:
@@ -150,9 +131,8 @@ class SqliteJournal:
             for socket_id in socket_ids:
                 if socket_id in known:
                     continue
-                index = explicit.get(socket_id)
-                if index is None:
-                    index = next(i for i in range(len(taken) + 1) if i not in taken)
+                chosen = explicit.get(socket_id)
+                index = chosen if chosen is not None else next(i for i in range(len(taken) + 1) if i not in taken)
                 taken[index] = socket_id
                 known[socket_id] = index
                 self._conn.execute("INSERT INTO ledger_accounts (socket_id, account_index, assigned_at)"

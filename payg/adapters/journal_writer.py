@@ -1,4 +1,4 @@
-"""The journal's SQLite schema and its writer: the operations allowed inside one transaction.
+"""The journal's writer: the operations allowed inside one transaction (the schema: journal_schema.py).
 
 Entries are append-only (triggers refuse updates and deletes); credits carry an
 idempotency key under a UNIQUE constraint. See payg/adapters/journal.py.
@@ -16,119 +16,7 @@ from payg.domain.billing import MeterState
 from payg.domain.codes import CodeCounts
 from payg.domain.market import ChannelRow
 
-__all__ = ["ALARM_KINDS", "CHANNEL_COLUMNS", "ENTRY_COLUMNS", "SCHEMA", "JournalWriter", "entry_of"]
-
-ENTRIES_TABLE = f"""CREATE TABLE {{name}} (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    socket_id TEXT NOT NULL,
-    at REAL NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN {CREDIT_KINDS + DEBIT_KINDS}),
-    amount INTEGER NOT NULL,
-    energy_wh TEXT,
-    idem_key TEXT UNIQUE,
-    memo TEXT NOT NULL DEFAULT '',
-    CHECK ((kind IN {CREDIT_KINDS} AND amount > 0 AND idem_key IS NOT NULL)
-           OR (kind IN {DEBIT_KINDS} AND amount <= 0))
-)"""
-ENTRIES_GUARDS = (  # its indexes and the triggers that keep it append-only, one statement each
-    "CREATE INDEX IF NOT EXISTS entries_socket ON entries (socket_id, id)",
-    "CREATE INDEX IF NOT EXISTS entries_at ON entries (at)",
-    "CREATE TRIGGER IF NOT EXISTS entries_no_update BEFORE UPDATE ON entries\n"
-    "BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END",
-    "CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries\n"
-    "BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END",
-)
-SCHEMA = ENTRIES_TABLE.format(name="IF NOT EXISTS entries") + ";\n" + ";\n".join(ENTRIES_GUARDS) + """;
-CREATE TABLE IF NOT EXISTS meter_state (
-    socket_id TEXT PRIMARY KEY,
-    counter_wh TEXT NOT NULL,
-    read_at REAL NOT NULL,
-    carry TEXT NOT NULL,
-    pending_units INTEGER NOT NULL DEFAULT 0 CHECK (pending_units >= 0),
-    pending_wh TEXT NOT NULL DEFAULT '0',
-    pending_since REAL
-);
-CREATE TABLE IF NOT EXISTS cursors (
-    name TEXT PRIMARY KEY,
-    value TEXT
-);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    socket_id TEXT NOT NULL,
-    at REAL NOT NULL,
-    kind TEXT NOT NULL,
-    detail TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS events_socket ON events (socket_id, id);
-CREATE TABLE IF NOT EXISTS received_deposits (
-    idem_key TEXT PRIMARY KEY,
-    socket_id TEXT NOT NULL,
-    at REAL NOT NULL,
-    units TEXT NOT NULL,
-    tokens INTEGER NOT NULL CHECK (tokens >= 0)
-);
-CREATE TABLE IF NOT EXISTS deposit_carry (
-    source TEXT NOT NULL,
-    socket_id TEXT NOT NULL,
-    units TEXT NOT NULL,
-    PRIMARY KEY (source, socket_id)
-);
-CREATE TABLE IF NOT EXISTS ledger_accounts (
-    socket_id TEXT PRIMARY KEY,
-    account_index INTEGER NOT NULL UNIQUE CHECK (account_index >= 0),
-    assigned_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS channels (
-    domain TEXT NOT NULL,
-    channel_id TEXT NOT NULL,
-    socket_id TEXT NOT NULL,
-    direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
-    price_per_wh TEXT NOT NULL,
-    escrow TEXT NOT NULL,
-    amount TEXT NOT NULL DEFAULT '0',
-    signature TEXT NOT NULL DEFAULT '',
-    base_wh TEXT NOT NULL DEFAULT '0',
-    lead_wh INTEGER NOT NULL DEFAULT 0,
-    peer TEXT NOT NULL DEFAULT '',
-    state TEXT NOT NULL DEFAULT 'open',
-    opened_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    PRIMARY KEY (domain, channel_id)
-);
-CREATE TABLE IF NOT EXISTS overrides (
-    socket_id TEXT PRIMARY KEY,
-    mode TEXT NOT NULL CHECK (mode IN ('off')),
-    at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS code_counters (
-    socket_id TEXT PRIMARY KEY,
-    last_count INTEGER NOT NULL DEFAULT 0 CHECK (last_count >= 0),
-    used_counts TEXT NOT NULL DEFAULT '',
-    issued_count INTEGER NOT NULL DEFAULT 0 CHECK (issued_count >= 0)
-);
-CREATE TABLE IF NOT EXISTS code_requests (
-    socket_id TEXT NOT NULL,
-    request_id TEXT NOT NULL,
-    after_count INTEGER NOT NULL CHECK (after_count >= 0),
-    units INTEGER NOT NULL CHECK (units > 0),
-    count INTEGER NOT NULL CHECK (count > 0),
-    at REAL NOT NULL,
-    PRIMARY KEY (socket_id, request_id)
-);
-CREATE TABLE IF NOT EXISTS debt_plans (
-    socket_id TEXT PRIMARY KEY,
-    deferred_units INTEGER NOT NULL CHECK (deferred_units >= 0)
-);
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    uid TEXT NOT NULL UNIQUE,
-    socket_id TEXT NOT NULL,
-    at REAL NOT NULL,
-    kind TEXT NOT NULL,
-    body TEXT NOT NULL
-);
-"""
-
+__all__ = ["ALARM_KINDS", "CHANNEL_COLUMNS", "ENTRY_COLUMNS", "JournalWriter", "entry_of"]
 
 CHANNEL_COLUMNS = ("domain, channel_id, socket_id, direction, price_per_wh, escrow, amount, signature, base_wh,"
                    " lead_wh, peer, state, opened_at, updated_at")

@@ -11,25 +11,25 @@ import os
 import threading
 from pathlib import Path
 
-from payg.adapters.sqlite import connect, transaction
+from payg.adapters.sqlite import Migrations, connect, transaction
 from payg.ports import LandlordSession
 
 FILE = "web-sessions.sqlite"
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (
+SESSIONS = Migrations("web sessions", (  # versions as in payg/adapters/sqlite.py; 1 is 96ddc8c's
+    ("""CREATE TABLE sessions (
     key        TEXT PRIMARY KEY,
     created_at REAL NOT NULL,
     seen_at    REAL NOT NULL,
     password   TEXT NOT NULL,
     csrf       TEXT NOT NULL
-);
-"""
+)""",),
+))
 
 
 class SqliteSessionStore:
     def __init__(self, path: Path):
         fresh = not path.exists()
-        self._conn = connect(path, schema=SCHEMA)
+        self._conn = connect(path, migrations=SESSIONS)
         if fresh:
             os.chmod(path, 0o600)
         self._lock = threading.Lock()

@@ -105,7 +105,8 @@ def test_trade_settings_parse_with_defaults(tmp_path):
     ('{ sell_price_per_wh = 1 }', '[trade]\nvoucher_cache_s = -0.5\n', "trade.voucher_cache_s"),
 ])
 def test_bad_trade_settings_name_the_key(tmp_path, socket_trade, extra, key):
-    text = MINIMAL.replace('relay = { kind = "simulated" }', f'relay = {{ kind = "simulated" }}\ntrade = {socket_trade}')
+    text = MINIMAL.replace('relay = { kind = "simulated" }',
+                           f'relay = {{ kind = "simulated" }}\ntrade = {socket_trade}')
     with pytest.raises(ConfigError) as err:
         load_text(tmp_path, text + extra)
     assert err.value.key == key, str(err.value)
@@ -147,7 +148,8 @@ def test_bad_web_settings_name_the_key(tmp_path, web, key):
     assert err.value.key == key, str(err.value)
 
 
-ETHEREUM_LEDGER = '[ledger]\nbackend = "ethereum"\nrpc_url = "http://127.0.0.1:8545"\nchain_id = 1\nmnemonic_env = "M"\n'
+ETHEREUM_LEDGER = ('[ledger]\nbackend = "ethereum"\nrpc_url = "http://127.0.0.1:8545"\nchain_id = 1\n'
+                   'mnemonic_env = "M"\n')
 
 
 @pytest.mark.parametrize("text, key, hint", [

@@ -3,9 +3,8 @@ from fractions import Fraction
 
 import pytest
 
-from payg.domain.billing import Baseline
 from payg.adapters.journal import SqliteJournal
-from payg.domain.billing import MeterState
+from payg.domain.billing import Baseline, MeterState
 
 
 @pytest.fixture

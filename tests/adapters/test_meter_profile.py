@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from payg.adapters import config as config_module
-from payg.errors import ConfigError, MeterUnavailable
 from hardware.modbus.registers import decode, energy_resolution_wh, float32_step
+from payg.adapters import config as config_module
 from payg.adapters.config.profiles import load_profile, parse_profile
 from payg.domain.meter_profile import ENCODINGS, MAX_REGISTERS
-
+from payg.errors import ConfigError, MeterUnavailable
 from tests.support import ROOT
+
 METERS = ROOT / "config" / "meters"
 
 

@@ -28,7 +28,22 @@ import pytest
 from ledgers.mock import mock_address
 from payg.adapters.journal import SqliteJournal
 from tests.support import ROOT, free_port, wait_until
-from tests.support.cli import APP, CSV_FIELDS, OFFICE_W, POLL_S, config_text, deposit, get_json, journal_rows, ledger_payments, payg, socket_state, table, tree, write_config
+from tests.support.cli import (
+    APP,
+    CSV_FIELDS,
+    OFFICE_W,
+    POLL_S,
+    config_text,
+    deposit,
+    get_json,
+    journal_rows,
+    ledger_payments,
+    payg,
+    socket_state,
+    table,
+    tree,
+    write_config,
+)
 
 
 def _bad_configs(data_dir: Path) -> dict[str, tuple[str | None, str]]:
@@ -160,8 +175,8 @@ def test_journal_csv_lists_the_credited_deposit(tmp_path: Path, controllers):
     assert result.returncode == 0, result.stderr
     rows = list(csv.reader(io.StringIO(result.stdout)))
     assert rows[0] == CSV_FIELDS
-    records = [dict(zip(CSV_FIELDS, row)) for row in rows[1:]]
     assert all(len(row) == len(CSV_FIELDS) for row in rows[1:])
+    records = [dict(zip(CSV_FIELDS, row, strict=True)) for row in rows[1:]]
     deposits = [r for r in records if r["kind"] == "deposit"]
     assert len(deposits) == 1, records
     assert deposits[0]["amount"] == "500"

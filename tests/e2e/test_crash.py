@@ -46,8 +46,8 @@ from ledgers.mock import MockLedger, mock_address
 from payg.adapters.clocks import SystemClock
 from payg.adapters.journal import SqliteJournal
 from payg.domain.accounts import CREDIT_KINDS
-
 from tests.support import ROOT
+
 APP = ROOT / "app.py"
 
 TRIALS_PER_CAMPAIGN = 60  # two campaigns: 120 kills in total

@@ -63,7 +63,8 @@ def write_config(path: Path, data_dir: Path, port: int) -> None:
              "meter_offline_grace_s = 1.0", "", "[web]", 'host = "127.0.0.1"', f"port = {port}", "",
              "[ledger]", 'backend = "mock"', "", "[tariff]", "tokens_per_wh = 1", ""]
     for socket_id, load_w in SOCKETS.items():
-        lines += ["[[sockets]]", f'id = "{socket_id}"', f"max_power_w = {MAX_POWER_W}", f'meter = {{ kind = "simulated", load_w = {load_w} }}',
+        lines += ["[[sockets]]", f'id = "{socket_id}"', f"max_power_w = {MAX_POWER_W}",
+                  f'meter = {{ kind = "simulated", load_w = {load_w} }}',
                   'relay = { kind = "simulated" }', ""]
     path.write_text("\n".join(lines))
 
@@ -287,7 +288,8 @@ class Checker:
                 assert journal.balance(socket_id) == expected, (context, socket_id)
                 assert journal.recomputed_balance(socket_id) == expected, (context, socket_id)
                 if not load_w:
-                    assert debited == 0 and pending.get(socket_id, 0) == 0 and expected == credited, (context, socket_id)
+                    assert debited == 0 and pending.get(socket_id, 0) == 0, (context, socket_id)
+                    assert expected == credited, (context, socket_id)
                 self.stats[f"billed:{socket_id}"] = debited + pending.get(socket_id, 0)
                 if load_w:
                     # 1 token/Wh from a meter at 0 Wh: everything billed is the meter's billed counter.

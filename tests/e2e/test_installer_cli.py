@@ -8,7 +8,6 @@ from hardware.gpio_relay import GpioRelay
 from payg.cli.installer import cmd_relay_test
 from payg.cli.parser import parse_args
 from tests.fakes import FakeGPIO
-
 from tests.support import ROOT
 
 

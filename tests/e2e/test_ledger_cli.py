@@ -15,8 +15,17 @@ from pathlib import Path
 import pytest
 
 from tests.support import wait_until
-from tests.support.cli import Controller, journal_rows, payg, socket_state
-from tests.support.cli import ETH_MNEMONIC, IOTA_MNEMONIC, example, set_key
+from tests.support.cli import (
+    ETH_MNEMONIC,
+    IOTA_MNEMONIC,
+    Controller,
+    example,
+    journal_rows,
+    payg,
+    set_key,
+    socket_state,
+)
+
 
 def health(port: int) -> dict:
     """/healthz whatever its status: a loaded machine may report a stalled tick (503) for a moment."""

@@ -17,10 +17,9 @@ from pathlib import Path
 import pytest
 
 from payg.adapters.secrets import API_TOKEN_FILE
+from tests.support import ROOT, free_port, wait_until
 from tests.support.modbus_emulator import ModbusEmulator
-from tests.support import free_port, wait_until
 
-from tests.support import ROOT
 APP = ROOT / "app.py"
 POLL_S = 0.2
 MAX_POWER_W = 36000.0  # 10 Wh per second: the test may step the counter quickly and stay plausible
@@ -147,23 +146,24 @@ def test_two_modbus_sockets_on_one_bus_bill_exactly_and_cut_off_at_zero(tmp_path
     assert api.sockets()["a"]["balance"] == DEPOSIT
 
     counter = 1000
+    step_s = STEP_WH * 3600 / MAX_POWER_W
     stepped_at = time.monotonic()
     b_voltage = 228.8
     while counter < 1000 + DEPOSIT:
         state = api.sockets()["a"]
         assert state["relay"] == "on", state  # credit left: on
         # A plausible step: no faster than max_power_w allows since the previous one.
-        wait_until(lambda: time.monotonic() - stepped_at >= STEP_WH * 3600 / MAX_POWER_W, 2, "a plausible step")
+        wait_until(lambda since=stepped_at: time.monotonic() - since >= step_s, 2, "a plausible step")
         counter += STEP_WH
         emu.set_pzem(1, energy_wh=counter, power_w=1000.0, current_a=4.348)
         stepped_at = time.monotonic()
         expected = DEPOSIT - (counter - 1000)
-        wait_until(lambda: (s := api.sockets()["a"])["energy_wh"] == counter and s["balance"] == expected,
+        wait_until(lambda c=counter, e=expected: (s := api.sockets()["a"])["energy_wh"] == c and s["balance"] == e,
                    5, f"balance {expected} at counter {counter}")
         if counter == 1010:  # meter b changes too; its socket shows its own values only
             b_voltage = 231.2
             emu.set_pzem(2, voltage_v=b_voltage)
-            wait_until(lambda: api.sockets()["b"]["voltage_v"] == b_voltage, 5, "b's new voltage")
+            wait_until(lambda v=b_voltage: api.sockets()["b"]["voltage_v"] == v, 5, "b's new voltage")
         check_b(b_voltage)
 
     wait_until(lambda: api.sockets()["a"]["relay"] == "off", 5, "socket a to switch off at zero credit")

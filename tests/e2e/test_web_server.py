@@ -208,7 +208,7 @@ class Siege:
                     while len(self._conns) < CONNECTIONS:
                         self._open()
                 self.open_now = sum(1 for c in self._conns if c.connected)
-                for key, mask in self._sel.select(timeout=max(0.0, min(0.2, next_round - time.monotonic()))):
+                for key, _ in self._sel.select(timeout=max(0.0, min(0.2, next_round - time.monotonic()))):
                     c = key.data
                     if c not in self._conns:
                         continue

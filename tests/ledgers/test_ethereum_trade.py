@@ -25,14 +25,40 @@ from web3 import EthereumTesterProvider, Web3
 from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
 
-from ledgers.ethereum import (CHANNELS_ABI, MARKET_ABI, REVERTS, SECP256K1_N, EthereumLedger, EthereumTrade,
-                              deploy_contracts, voucher_typed_data)
+from ledgers.ethereum import (
+    CHANNELS_ABI,
+    MARKET_ABI,
+    REVERTS,
+    SECP256K1_N,
+    EthereumLedger,
+    EthereumTrade,
+    deploy_contracts,
+    voucher_typed_data,
+)
 from ledgers.ethereum.contracts import CONTRACTS_DIR, compile_contract
 from payg.domain.market import Voucher, price_per_wh, tax_on
-from payg.errors import (AboveEscrow, AdvertNotExpired, BadSignature, CapacityExceeded, ChannelClosed, ChannelExpired,
-                         ChannelNotExpired, ExpiryNotExtended, InsufficientFunds, InvalidAmount, LedgerUnavailable,
-                         NotAuthorised, NotEnoughEnergy, PriceAboveLimit, RoleConflict, UnknownAdvert, UnknownChannel,
-                         UnknownSocket, WrongChannel, WrongDomain)
+from payg.errors import (
+    AboveEscrow,
+    AdvertNotExpired,
+    BadSignature,
+    CapacityExceeded,
+    ChannelClosed,
+    ChannelExpired,
+    ChannelNotExpired,
+    ExpiryNotExtended,
+    InsufficientFunds,
+    InvalidAmount,
+    LedgerUnavailable,
+    NotAuthorised,
+    NotEnoughEnergy,
+    PriceAboveLimit,
+    RoleConflict,
+    UnknownAdvert,
+    UnknownChannel,
+    UnknownSocket,
+    WrongChannel,
+    WrongDomain,
+)
 from tests.support.evm_node import EvmNode
 from tests.support.ledger_beds_ethereum import TEST_MNEMONIC
 from tests.support.trade_beds_ethereum import trade_key, travel
@@ -120,7 +146,8 @@ class Chain:
              recipient: str | None = None) -> tuple[int, int]:
         expiry = self.w3.eth.get_block("latest")["timestamp"] + expiry_in
         receipt = self.send(self.channels.functions.open(recipient or self.prod, expiry), sender or self.cons, escrow)
-        return self.channels.events.ChannelOpened().process_receipt(receipt, errors=DISCARD)[0]["args"]["channel_id"], expiry
+        opened = self.channels.events.ChannelOpened().process_receipt(receipt, errors=DISCARD)[0]
+        return opened["args"]["channel_id"], expiry
 
     def channel(self, channel_id: int, sender: str | None = None, recipient: str | None = None) -> tuple:
         return self.channels.functions.channel(channel_id, sender or self.cons, recipient or self.prod).call()

@@ -30,7 +30,8 @@ def open_ledger(node):
     opened = []
 
     def make(**overrides):
-        kwargs = {"mnemonic": TEST_MNEMONIC, "accounts": ACCOUNTS, "token_value": 10**6, "start_checkpoint": INITIAL_CHECKPOINT, "request_timeout_s": 2.0}
+        kwargs = {"mnemonic": TEST_MNEMONIC, "accounts": ACCOUNTS, "token_value": 10**6,
+                  "start_checkpoint": INITIAL_CHECKPOINT, "request_timeout_s": 2.0}
         kwargs.update(overrides)
         ledger = IotaLedger(kwargs.pop("url", node.url), **kwargs)
         opened.append(ledger)
@@ -197,7 +198,8 @@ def test_queries_name_only_fields_the_node_schema_has(node):
     import json
     import urllib.request
     body = json.dumps({"query": "{ checkpoint { sequenceNumber bogus } }"}).encode()
-    with urllib.request.urlopen(urllib.request.Request(node.url + "/", body, {"content-type": "application/json"})) as r:
+    request = urllib.request.Request(node.url + "/", body, {"content-type": "application/json"})
+    with urllib.request.urlopen(request) as r:
         answer = json.loads(r.read())
     assert answer["data"] is None and "bogus" in answer["errors"][0]["message"]
 

@@ -72,7 +72,8 @@ def test_the_limits_are_the_ledgers_own_and_its_largest_queries_fit():
 
 
 @pytest.mark.parametrize("query, variables, message", [
-    # 15 addresses as aliases (21 input nodes each), each with its balance changes: over maxQueryNodes (why the ledger scans instead)
+    # 15 addresses as aliases (21 input nodes each), each with its balance changes: over maxQueryNodes
+    # (why the ledger scans instead)
     ("{" + " ".join(f"a{i}: transactionBlocks(first: 5, filter: $f) "
                     "{ pageInfo { hasNextPage endCursor } nodes { digest effects { status timestamp "
                     "checkpoint { sequenceNumber } balanceChanges(first: 5) { pageInfo { hasNextPage endCursor } "

@@ -14,9 +14,20 @@ from ledgers.iota.envelope import MAX_SKEW_S, channel_path, party_path
 from payg.adapters.clocks import ManualClock
 from payg.adapters.peer_link import HttpPeerLink
 from payg.domain import market as rules
-from payg.errors import (AdvertExpired, ChannelClosed, InsufficientFunds, InvalidAmount, LedgerUnavailable,
-                         NotAuthorised, NotEnoughEnergy, PriceAboveLimit, UnknownAdvert, VoucherReplayed,
-                         error_from_reply, error_reply)
+from payg.errors import (
+    AdvertExpired,
+    ChannelClosed,
+    InsufficientFunds,
+    InvalidAmount,
+    LedgerUnavailable,
+    NotAuthorised,
+    NotEnoughEnergy,
+    PriceAboveLimit,
+    UnknownAdvert,
+    VoucherReplayed,
+    error_from_reply,
+    error_reply,
+)
 from tests.support.ledger_beds_iota import TEST_MNEMONIC, FakeIotaNode
 from tests.support.trade_beds_iota import START, IotaTradeBed
 
@@ -403,7 +414,7 @@ def test_a_restarted_controller_keeps_its_market_channels_and_counters(market, t
     t.handle_peer_message("iota/grant", used)
     t.shutdown()
     market.trade = market.channels = t = IotaTrade(market.wallet, accounts=dict(zip(
-        ("owner", "reg", "reg2", "prod", "prod2", "cons", "cons2", "out"), range(8))),
+        ("owner", "reg", "reg2", "prod", "prod2", "cons", "cons2", "out"), range(8), strict=True)),
         store_path=tmp_path / "iota-trade.sqlite", clock=market.clock, peer_link=HttpPeerLink())
     assert t.advert(advert.advert_id).remaining_wh == 100
     assert t.channel(first.channel_id) == first

@@ -177,7 +177,8 @@ def test_verify_refuses_small_order_keys_and_malleable_signatures(wallet):
     s = int.from_bytes(signature[32:], "little")
     assert IotaWallet.verify(wallet.public_key(PATH), message, signature.hex())
     if s + _L < 2**256:  # the same signature with s + L: refused (non-canonical s)
-        assert not IotaWallet.verify(wallet.public_key(PATH), message, (signature[:32] + (s + _L).to_bytes(32, "little")).hex())
+        malleated = signature[:32] + (s + _L).to_bytes(32, "little")
+        assert not IotaWallet.verify(wallet.public_key(PATH), message, malleated.hex())
 
 
 def test_send_pays_every_output_in_one_transaction_and_the_sender_pays_the_gas(node, wallet):
@@ -191,7 +192,8 @@ def test_send_pays_every_output_in_one_transaction_and_the_sender_pays_the_gas(n
     assert wallet.balance(ALICE) == IOTA and wallet.balance(BOB) == 250_000_000 and wallet.balance(CAROL) == 7
     assert wallet.balance(sender) == 5 * IOTA - IOTA - 250_000_000 - 7 - gas
     facts = wallet.transaction(digest)
-    assert facts == {"digest": digest, "sender": sender, "checkpoint": node.head(), "timestamp": 1_800_000_000, "timestamp_ms": 1_800_000_000_000,
+    assert facts == {"digest": digest, "sender": sender, "checkpoint": node.head(), "timestamp": 1_800_000_000,
+                     "timestamp_ms": 1_800_000_000_000,
                      "success": True, "error": None, "gas_fee": gas,
                      "changes": {sender: -(IOTA + 250_000_000 + 7 + gas), ALICE: IOTA, BOB: 250_000_000, CAROL: 7}}
     assert wallet.gas_fee(digest) == gas == 3_964_000  # 1,000,000 computation + 3 new coins stored net
@@ -209,7 +211,8 @@ def test_the_transaction_is_the_one_the_sdk_built_and_signed(node, wallet):
     data = json.loads(tx.to_json())["V1"]
     assert data["sender"] == sender and data["gas_payment"]["owner"] == sender
     assert int(data["gas_payment"]["price"]) == PRICE
-    assert int(data["gas_payment"]["budget"]) == gas_budget(2, PRICE) == PRICE * BUDGET_GAS_UNITS + 2 * BUDGET_PER_OBJECT
+    budget = int(data["gas_payment"]["budget"])
+    assert budget == gas_budget(2, PRICE) == PRICE * BUDGET_GAS_UNITS + 2 * BUDGET_PER_OBJECT
     assert [list(c) for c in data["kind"]["Programmable"]["commands"]] == [["SplitCoins"], ["TransferObjects"]]
     (signature,) = variables["signatures"]
     iota_sdk.UserSignatureVerifier().verify(tx.signing_digest(), iota_sdk.UserSignature.from_base64(signature))

@@ -15,10 +15,27 @@ import pytest
 from payg.adapters.clocks import ManualClock
 from payg.adapters.journal import SqliteJournal
 from payg.domain import market as rules
-from payg.errors import (AboveEscrow, AdvertExpired, AdvertNotExpired, BadSignature, CapacityExceeded, ChannelClosed,
-                         ChannelExpired, ChannelNotExpired, ExpiryNotExtended, InsufficientFunds, NotAuthorised,
-                         NotEnoughEnergy, PriceAboveLimit, RoleConflict, UnknownAdvert, UnknownChannel, VoucherReplayed,
-                         WrongChannel, WrongDomain)
+from payg.errors import (
+    AboveEscrow,
+    AdvertExpired,
+    AdvertNotExpired,
+    BadSignature,
+    CapacityExceeded,
+    ChannelClosed,
+    ChannelExpired,
+    ChannelNotExpired,
+    ExpiryNotExtended,
+    InsufficientFunds,
+    NotAuthorised,
+    NotEnoughEnergy,
+    PriceAboveLimit,
+    RoleConflict,
+    UnknownAdvert,
+    UnknownChannel,
+    VoucherReplayed,
+    WrongChannel,
+    WrongDomain,
+)
 from payg.services.channels import ChannelBook
 from tests.support.trade_beds import SOCKETS
 

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from fractions import Fraction
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from payg.adapters.clocks import ManualClock
-from payg.services.dashboard import Dashboard
 from payg.adapters.journal import SqliteJournal
+from payg.services.dashboard import Dashboard
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
 
-def at(text: str, tz=timezone.utc) -> float:
+def at(text: str, tz=UTC) -> float:
     return datetime.fromisoformat(text).replace(tzinfo=tz).timestamp()
 
 
@@ -43,7 +43,7 @@ def test_today_and_this_month_follow_the_journal_and_restart_with_a_new_day(jour
     use(journal, "k", 40, at("2027-03-30T10:00:00"))             # this month, yesterday
     use(journal, "k", Fraction(5, 2), at("2027-03-31T08:00:00"))  # today
     pay(journal, "k", 300, at("2027-03-31T08:30:00"), "mar")
-    d = Dashboard(journal, clock, timezone.utc)
+    d = Dashboard(journal, clock, UTC)
     d.refresh()
     f = d.figures("k")
     assert (f.energy_today_wh, f.energy_month_wh, f.topups_month) == (Fraction(5, 2), Fraction(85, 2), 300)
@@ -64,7 +64,7 @@ def test_days_begin_at_midnight_in_the_configured_time_zone(journal):
     # 23:30 UTC on March 30th is already March 31st in Berlin (UTC+2 in summer time)
     use(journal, "k", 10, at("2027-03-30T23:30:00"))
     clock = ManualClock(at("2027-03-31T06:00:00"))
-    utc, berlin = Dashboard(journal, clock, timezone.utc), Dashboard(journal, clock, BERLIN)
+    utc, berlin = Dashboard(journal, clock, UTC), Dashboard(journal, clock, BERLIN)
     utc.refresh()
     berlin.refresh()
     assert utc.figures("k").energy_today_wh == 0 and berlin.figures("k").energy_today_wh == 10
@@ -84,7 +84,7 @@ def test_a_refresh_reads_only_new_entries_in_chunks(journal, monkeypatch):
         return real(after_id, limit)
 
     monkeypatch.setattr(journal, "entries_after", counted)
-    d = Dashboard(journal, clock, timezone.utc)
+    d = Dashboard(journal, clock, UTC)
     d.refresh()
     assert calls == [0, 5, 10] and [d.figures(f"s{i}").energy_today_wh for i in range(3)] == [4, 4, 4]
     calls.clear()
@@ -99,7 +99,7 @@ def test_open_alarms_are_counted_until_acknowledged(journal):
         tx.event("k", "counter_reset", "counter 50 -> 0", clock.now())
         tx.event("k", "override", "off", clock.now())
         tx.event("o", "relay_bypass", "40 W", clock.now())
-    d = Dashboard(journal, clock, timezone.utc)
+    d = Dashboard(journal, clock, UTC)
     d.refresh()
     assert d.alarm("k").count == 2 and d.alarm("k").detail.startswith("counter reset") and d.alarm("o").count == 1
     with journal.transaction() as tx:

@@ -5,9 +5,9 @@ import sqlite3
 import pytest
 
 from payg.adapters.clocks import ManualClock
-from payg.services.deposits import DepositWatcher
-from payg.errors import LedgerReorganised
 from payg.adapters.journal import SqliteJournal
+from payg.errors import LedgerReorganised
+from payg.services.deposits import DepositWatcher
 from tests.fakes import FakeDepositSource
 
 NANOS = 1_000_000  # units per token in these tests

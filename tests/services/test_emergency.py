@@ -12,6 +12,7 @@ from payg.services.deposits import DepositWatcher
 from payg.services.emergency import EmergencyDesk
 from tests.support.rigs import Rig
 
+
 @pytest.fixture
 def rig(tmp_path):
     r = Rig(tmp_path, ids=("a",))

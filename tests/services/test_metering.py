@@ -340,7 +340,7 @@ def test_a_failing_journal_makes_the_tick_fail_and_trip_opens_every_relay(tmp_pa
     assert all(r.closed for r in rig.relays.values())
     rig.meters["a"].energy_wh = 2
     rig.journal._conn.execute("PRAGMA query_only = ON")  # writes now fail, as on a full or read-only disk
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
         rig.metering.tick()
     assert rig.balance("a") == 100  # nothing half-written
     rig.metering.trip("tick failed")  # what app.py's tick job does on any exception

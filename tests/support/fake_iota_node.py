@@ -66,7 +66,7 @@ import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from graphql import FieldNode, FragmentSpreadNode, GraphQLError, InlineFragmentNode, build_schema, graphql_sync, parse
+from graphql import FieldNode, FragmentSpreadNode, GraphQLError, build_schema, graphql_sync, parse
 from graphql.language import FragmentDefinitionNode, IntValueNode, OperationDefinitionNode, VariableNode
 
 # The service's limits (ledgers/iota/deposits.py QUERY_LIMITS says where they come from).
@@ -319,7 +319,8 @@ class Chain:
             digest = spec.get("digest") or base58(secrets.token_bytes(32))
             if digest in self.data["transactions"]:
                 raise ValueError(f"transaction {digest} exists")
-            changes = [{"owner": normalise_address(c["owner"]), "coinType": normalise_type(c.get("coin_type", IOTA_COIN)),
+            changes = [{"owner": normalise_address(c["owner"]),
+                        "coinType": normalise_type(c.get("coin_type", IOTA_COIN)),
                         "amount": str(int(c["amount"]))} for c in spec.get("balance_changes", [])]
             recipients = spec.get("recipients")
             if recipients is None:
@@ -475,7 +476,7 @@ class Chain:
             gas_ids = [normalise_address(ref["object_id"]) for ref in refs]
             if len(set(gas_ids)) != len(gas_ids):
                 raise GraphQLError("Duplicate gas payment objects")
-            for oid, ref in zip(gas_ids, refs):
+            for oid, ref in zip(gas_ids, refs, strict=True):
                 obj = d["objects"].get(oid)
                 if obj is None:
                     raise GraphQLError(f"Could not find the referenced object {oid} at version {ref['version']}")
@@ -624,7 +625,7 @@ def run_programmable(ptb: dict, available: int) -> dict:
             results[n] = []
         else:
             raise GraphQLError(f"the fake node does not execute {name} commands")
-    for index, (_, owner, _moved) in enumerate(coins):
+    for _, owner, _moved in coins:
         if owner is None:
             return {"failure": ("UNUSED_VALUE_WITHOUT_DROP", len(commands) - 1), "created": [], "gas_to": None}
     return {"failure": None, "created": [(balance, owner) for balance, owner, _ in coins], "gas_to": gas_to}
@@ -714,7 +715,9 @@ def check_limits(query: str, variables: dict | None) -> str | None:
                     yield s.name.value
                 else:
                     yield from fields_of(children(s))
-        if not field.selection_set or not any(n in ("nodes", "edges") for n in fields_of(field.selection_set.selections)):
+        if not field.selection_set:
+            return None
+        if not any(n in ("nodes", "edges") for n in fields_of(field.selection_set.selections)):
             return None
         for arg in field.arguments:
             if arg.name.value in ("first", "last"):
@@ -874,7 +877,8 @@ def build(chain: Chain):
     def resolve_effects_bcs(effects, _info):
         bcs = effects["_tx"].get("effects_bcs")
         if bcs is None:
-            raise GraphQLError(f"the fake node has no effects BCS for the scripted transaction {effects['_tx']['digest']}")
+            digest = effects["_tx"]["digest"]
+            raise GraphQLError(f"the fake node has no effects BCS for the scripted transaction {digest}")
         return bcs
 
     def resolve_execute(_root, _info, txBytes, signatures):

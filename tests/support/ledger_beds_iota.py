@@ -13,9 +13,8 @@ from pathlib import Path
 
 from ledgers.iota import IotaLedger
 from payg.ports import DepositSource
-from tests.support.ledger_beds import LedgerBed
-
 from tests.support import ROOT
+from tests.support.ledger_beds import LedgerBed
 
 # The public BIP-39 test vector: every wallet library's tests know it. Test-only; never fund it.
 TEST_MNEMONIC = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about"
@@ -51,7 +50,8 @@ class FakeIotaNode:
         if not line.startswith("PORT "):
             self.proc.kill()
             self.proc.wait()
-            raise RuntimeError(f"fake IOTA node did not start: {line!r}; see {self.log}: {self.log.read_text()[-2000:]}")
+            tail = self.log.read_text()[-2000:]
+            raise RuntimeError(f"fake IOTA node did not start: {line!r}; see {self.log}: {tail}")
         self.port = int(line.split()[1])
 
     def stop(self) -> None:
@@ -116,7 +116,8 @@ class FakeIotaNode:
 
     def head(self) -> int:
         """The latest checkpoint's sequence number (asked over GraphQL, so it shows in requests())."""
-        request = urllib.request.Request(self.url, data=json.dumps({"query": "{ checkpoint { sequenceNumber } }"}).encode(),
+        query = json.dumps({"query": "{ checkpoint { sequenceNumber } }"}).encode()
+        request = urllib.request.Request(self.url, data=query,
                                          headers={"content-type": "application/json"})
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())["data"]["checkpoint"]["sequenceNumber"]

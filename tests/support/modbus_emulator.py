@@ -347,7 +347,7 @@ class ModbusEmulator:
             raise RuntimeError("the emulator is not running")
         return self._client.path
 
-    def start(self) -> "ModbusEmulator":
+    def start(self) -> ModbusEmulator:
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # exception replies are the point here
         self._client, self._server_pty = Pty(), Pty()
         self.bridge = Bridge(self._client, self._server_pty, set(self.slaves), self.wire_baud, self.bits_per_char,
@@ -411,7 +411,7 @@ class ModbusEmulator:
                 p.close()
         self._client = self._server_pty = None
 
-    def __enter__(self) -> "ModbusEmulator":
+    def __enter__(self) -> ModbusEmulator:
         return self.start()
 
     def __exit__(self, *exc) -> None:

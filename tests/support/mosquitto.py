@@ -62,7 +62,7 @@ class Broker:
             "",
         ]))
 
-    def start(self) -> "Broker":
+    def start(self) -> Broker:
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.dir / "mosquitto.conf")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10

@@ -29,8 +29,8 @@ PASSWORD_HASH = generate_password_hash(PASSWORD, method="pbkdf2:sha256:1000")
 
 def embedded_config(data_dir: Path, **web) -> settings.Config:
     config = cfg.load(ROOT / "config" / "default.toml")
-    return settings.Config(config.path, settings.ControllerConfig(data_dir=data_dir), settings.WebConfig(**web), config.ledger,
-                      config.tariff, config.sockets)
+    return settings.Config(config.path, settings.ControllerConfig(data_dir=data_dir), settings.WebConfig(**web),
+                           config.ledger, config.tariff, config.sockets)
 
 
 def embedded_default_toml(data_dir: Path, port: int) -> str:

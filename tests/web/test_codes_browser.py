@@ -99,7 +99,8 @@ def test_a_tenant_enters_a_code_on_a_phone_and_the_power_comes_on_without_a_relo
         # The top-up card, first on a phone, leads to the code box below it.
         page.locator("#go-code a").click()
         expect(page.locator("#code-card")).to_be_focused()
-        seen = page.locator("#code-f").evaluate("(f) => { const r = f.getBoundingClientRect(); return [r.top, r.bottom]; }")
+        seen = page.locator("#code-f").evaluate(
+            "(f) => { const r = f.getBoundingClientRect(); return [r.top, r.bottom]; }")
         shots.append(snap(page, tmp_path, "tenant-code-link.png", full_page=False))
         assert 0 <= seen[0] and seen[1] <= PHONE["height"], f"the code form is at {seen} after the link ({shots[-1]})"
 

@@ -1,5 +1,5 @@
 """A newcomer's papercuts on the web side (issue 14), on the embedded default's real objects; and the README's
-own references, which a newcomer follows first."""
+own references, which a newcomer follows first (tests/test_docs.py checks the rest of the docs)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def test_after_a_top_up_and_its_use_the_api_and_the_page_still_agree(bed):
 
 @pytest.mark.parametrize("method", ["get", "post"])
 def test_an_unknown_api_route_is_a_json_404_for_the_landlord_and_a_401_for_anyone_else(bed, method):
-    """As the README says: the guard answers a caller without the session or the API token before routing,
+    """As the API's page says: the guard answers a caller without the session or the API token before routing,
     so an anonymous caller learns nothing about which routes exist."""
     resp = getattr(bed.client(token=True), method)("/api/nope", json={})
     assert resp.status_code == 404 and resp.is_json and resp.get_json()["error"] == "Not Found"
@@ -75,8 +75,8 @@ def test_api_without_its_slash_is_a_json_404_too(bed):
     assert resp.status_code == 404 and resp.is_json
 
 
-def test_the_readme_says_what_an_unknown_route_answers_with_and_without_credentials():
-    text = " ".join((ROOT / "README.md").read_text().split())
+def test_the_api_page_says_what_an_unknown_route_answers_with_and_without_credentials():
+    text = " ".join((ROOT / "docs" / "api.md").read_text().split())
     assert "404 for an unknown socket or route" in text
     assert "an unknown route under `/api/` answers 401 without them" in text
 

@@ -204,7 +204,7 @@ def test_the_chart_draws_a_few_readings_where_they_fall_in_the_last_hour(chromiu
     try:
         fake_watch(page, """(view, now) => ({ok: true, view: Object.assign({}, view, {updated_at: now - 60,
             power_w: 200, balance_tokens: 40}), history: {t: %s.map((s) => now - s), power_w: [400, 800, 200],
-            balance_tokens: [60, 50, 40]}})""" % json.dumps(ago))
+            balance_tokens: [60, 50, 40]}})""".replace("%s", json.dumps(ago)))
         page.goto(controller.base + "/s/office")
         live(page)
         page.locator("#chart").scroll_into_view_if_needed()

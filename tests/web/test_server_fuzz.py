@@ -273,7 +273,7 @@ def attempts(draw) -> list[bytes]:
     for mutate in draw(st.lists(st.sampled_from(MUTATIONS), max_size=4)):
         data = mutate(draw, data)
     cuts = sorted(set(draw(st.lists(st.integers(1, max(1, len(data) - 1)), max_size=2))))
-    return [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)]) if data[a:b]]
+    return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True) if data[a:b]]
 
 
 # -- the exchange and the two readings with h11 -----------------------------------------------------

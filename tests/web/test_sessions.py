@@ -76,7 +76,8 @@ def test_logging_in_starts_a_new_token(bed):
     assert replay(bed, before).get("/landlord").status_code == 302
 
 
-@pytest.mark.parametrize("path", ["/", "/s/kitchen", "/api/sockets/kitchen", "/healthz", "/assets/uPlot.min.css", "/static/payg.css", "/s/kitchen/qr.svg"])
+@pytest.mark.parametrize("path", ["/", "/s/kitchen", "/api/sockets/kitchen", "/healthz", "/assets/uPlot.min.css",
+                                  "/static/payg.css", "/s/kitchen/qr.svg"])
 def test_tenant_pages_set_no_cookie(bed, path):
     resp = bed.client().get(path)
     assert resp.status_code == 200 and "Set-Cookie" not in resp.headers

@@ -11,10 +11,10 @@ from argparse import Namespace
 import pytest
 from werkzeug.security import check_password_hash
 
+from payg.adapters.secrets import landlord_password_hash, owner_only_secret, web_secrets
 from payg.cli.password import cmd_password
 from payg.domain.settings import SecretRef
 from payg.errors import ConfigError
-from payg.adapters.secrets import landlord_password_hash, owner_only_secret, web_secrets
 from payg.web.security import WebSecrets
 from tests.support.web_beds import PASSWORD, PASSWORD_HASH, csrf_of, make_web_bed
 

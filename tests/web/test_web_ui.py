@@ -8,7 +8,7 @@ import csv
 import io
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -17,7 +17,7 @@ from tests.support import wait_until
 from tests.support.web_beds import PASSWORD, csrf_of, make_web_bed
 
 # 2027-01-15 23:58:00 UTC: two minutes before a new day
-BEFORE_MIDNIGHT = datetime(2027, 1, 15, 23, 58, tzinfo=timezone.utc).timestamp()
+BEFORE_MIDNIGHT = datetime(2027, 1, 15, 23, 58, tzinfo=UTC).timestamp()
 
 
 @pytest.fixture
@@ -519,7 +519,7 @@ def test_the_chart_history_keeps_one_point_per_ten_seconds_for_an_hour(bed):
     sio = bed.web.socketio.test_client(bed.app)
     history = sio.emit("watch", {"socket": "kitchen"}, callback=True)["history"]
     assert 11 <= len(history["t"]) <= 13
-    steps = [b - a for a, b in zip(history["t"], history["t"][1:])]
+    steps = [b - a for a, b in zip(history["t"], history["t"][1:], strict=False)]
     assert all(s >= 10 for s in steps)
     assert history["balance_tokens"][0] > history["balance_tokens"][-1]   # falling while it draws 800 W
     assert history["power_w"][-1] == 800.0

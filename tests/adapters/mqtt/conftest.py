@@ -52,7 +52,8 @@ def controllers(tmp_path, broker, monkeypatch):
     made: list[Controller] = []
 
     def make(sockets=("kitchen",), *, name="home", port=None, password=None, data="var", mqtt=True,
-             extra="poll_interval_s = 0.2\nmeter_offline_grace_s = 10", load_w=800, wait_online=True, mqtt_extra="") -> Controller:
+             extra="poll_interval_s = 0.2\nmeter_offline_grace_s = 10", load_w=800, wait_online=True,
+             mqtt_extra="") -> Controller:
         monkeypatch.setenv("PAYG_TEST_MQTT_PASSWORD", password or PASSWORDS[f"ctl-{name}"])
         text = controller_toml(tmp_path / data, port or broker.port, controller=name, sockets=sockets, enabled=mqtt,
                                load_w=load_w, extra=mqtt_extra)
