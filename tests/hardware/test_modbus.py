@@ -21,9 +21,9 @@ import pytest
 from hardware.modbus import BusSettings, ModbusBus, ModbusMeter
 from hardware.modbus.registers import float32_step
 from hardware.simulated import SimulatedRelay
+from payg import serialize
 from payg.adapters.clocks import ManualClock
 from payg.adapters.config.profiles import load_profile
-from payg import serialize
 from payg.adapters.journal import SqliteJournal
 from payg.domain.billing import Tariff
 from payg.errors import MeterTimeout, MeterUnavailable, PortUnavailable
