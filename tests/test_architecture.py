@@ -1,6 +1,6 @@
 """The dependency rule of ARCHITECTURE.md, checked on the source, and the checker checked on planted imports.
 
-    domain    payg/domain, payg/errors.py, payg/ports.py   the standard library (no I/O, threads or network) and itself
+    domain    payg/domain, payg/errors.py, payg/ports      the standard library (no I/O, threads or network) and itself
     services  payg/services                                 the domain and the standard library (the same subset)
     wire      payg/serialize.py                             the domain and the services (typed values to JSON dicts)
     entry     payg/web, payg/cli                            the domain, the services, the wire, their frameworks; never
@@ -41,7 +41,7 @@ def source_files(root: Path) -> list[Path]:
 
 
 def layer_of(rel: str) -> str | None:
-    if rel.startswith("payg/domain/") or rel in ("payg/__init__.py", "payg/errors.py", "payg/ports.py"):
+    if rel.startswith(("payg/domain/", "payg/ports/")) or rel in ("payg/__init__.py", "payg/errors.py"):
         return "domain"
     if rel.startswith("payg/services/"):
         return "services"
@@ -188,7 +188,8 @@ def test_the_cycle_check_finds_a_planted_cycle(tmp_path, where, planted, cycle):
     ("payg/services/site.py", "from urllib.request import urlopen"),
     ("payg/services/deposits.py", "import flask"),
     ("payg/services/supply.py", "import socket"),
-    ("payg/ports.py", "from payg.services.site import Site"),
+    ("payg/ports/__init__.py", "from payg.services.site import Site"),
+    ("payg/ports/journal.py", "import sqlite3"),
     ("payg/services/metering.py", "from payg import serialize"),
     ("payg/serialize.py", "from payg.web.views import with_topup"),
     ("payg/serialize.py", "import json, sqlite3"),

@@ -32,7 +32,8 @@ from payg.errors import (
     VoucherRejected,
     VoucherReplayed,
 )
-from payg.ports import ChannelJournal, Clock, EscrowWatch, PaymentChannel, PeerLink
+from payg.ports import Clock, EscrowWatch, PaymentChannel, PeerLink
+from payg.ports.journal import ChannelJournal
 
 log = logging.getLogger("payg.channels")
 

@@ -17,7 +17,8 @@ from typing import Final
 
 from payg.domain.codes import CodeKey, normalise, spaced, units_for
 from payg.errors import CodeRefused, InvalidAmount, UnknownSocket
-from payg.ports import CodeCodec, CodeJournal
+from payg.ports import CodeCodec
+from payg.ports.journal import CodeJournal
 from payg.services.metering import Metering
 from payg.services.topups import TopUps
 

@@ -22,7 +22,8 @@ from payg.domain.accounts import Entry
 from payg.domain.money import Tariff, time_left_s, tokens_shown
 from payg.domain.notices import credit_off_intervals, off_hours
 from payg.domain.socket import SocketSnapshot, credit_used_up
-from payg.ports import Clock, Lock, Reports
+from payg.ports import Clock, Lock
+from payg.ports.journal import Reports
 
 CHUNK = 5000
 LOW_TIME_S = 1800  # a page warns when less than this is left at the present power

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from payg.domain.money import deposit_tokens
 from payg.errors import JournalError, LedgerReorganised, LedgerUnavailable
-from payg.ports import Clock, DepositJournal, DepositSource
+from payg.ports import Clock, DepositSource
+from payg.ports.journal import DepositJournal
 from payg.services.topups import TopUps
 
 log = logging.getLogger("payg.deposits")

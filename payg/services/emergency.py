@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 
 from payg.errors import CodeRefused
-from payg.ports import AccountJournal
+from payg.ports.journal import AccountJournal
 from payg.services.metering import Metering
 
 log = logging.getLogger("payg.controller")

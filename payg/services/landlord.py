@@ -10,7 +10,7 @@ import logging
 
 from payg.domain.socket import override_mode
 from payg.errors import InvalidAmount
-from payg.ports import LandlordJournal
+from payg.ports.journal import LandlordJournal
 from payg.services.metering import Metering
 
 log = logging.getLogger("payg.controller")

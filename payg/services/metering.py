@@ -23,7 +23,8 @@ from payg.domain.notices import NoticeSettings
 from payg.domain.relay import EXHAUSTED, Credit, check_bypass, decide
 from payg.domain.socket import Balance, SocketSnapshot, SocketState, override_mode, snapshot
 from payg.errors import RelayError, UnknownSocket
-from payg.ports import BillingTx, Clock, Lock, MeteringJournal, MeterReader, Relay, StatePublisher
+from payg.ports import Clock, Lock, MeterReader, Relay, StatePublisher
+from payg.ports.journal import BillingTx, MeteringJournal
 from payg.services.notices import TenantNotices
 
 log = logging.getLogger("payg.controller")

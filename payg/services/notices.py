@@ -11,7 +11,7 @@ from __future__ import annotations
 from payg.domain.accounts import EventKind
 from payg.domain.notices import NoticeSettings, hours_left, next_level, warning_level
 from payg.domain.socket import SocketState
-from payg.ports import NoticeJournal
+from payg.ports.journal import NoticeJournal
 
 OFF_KINDS: tuple[EventKind, ...] = ("credit_off", "credit_on")
 

@@ -19,7 +19,8 @@ from payg.domain import market as rules
 from payg.domain.market import Voucher
 from payg.domain.settings import BuyConfig, SellConfig
 from payg.errors import LedgerUnavailable, NotAuthorised, PriceAboveLimit, TradeRefused, UnknownSocket
-from payg.ports import Balances, Clock, PeerDirectory, PeerLink
+from payg.ports import Clock, PeerDirectory, PeerLink
+from payg.ports.journal import Balances
 from payg.services.channels import ChannelBook
 
 log = logging.getLogger("payg.supply")

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from payg.domain.accounts import CreditKind
 from payg.domain.debt import top_up
-from payg.ports import AccountTx, Balances
+from payg.ports.journal import AccountTx, Balances
 
 
 class TopUps:
