@@ -9,9 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from payg.domain.settings import Config, SocketConfig
+from payg.domain.settings import Config, GpioRelayConfig, ModbusMeterConfig, SocketConfig
 from payg.ports import Clock, EnergyMeter, MeterReader, Relay
+
+if TYPE_CHECKING:
+    from hardware.modbus import ModbusBus
+
+Made = Callable[[str, Callable[[], None]], None]  # told of each thing made that must be closed: (its name, close)
 
 PROBE_EVERY_AT_MOST_S = 30.0  # a silent meter is asked again at least this often (hardware/bus_pool.py)
 
@@ -23,15 +29,18 @@ class Hardware:
     reader: MeterReader
 
 
-def build(config: Config, clock: Clock, made: Callable[[str, Callable[[], None]], None]) -> Hardware:
+def build(config: Config, clock: Clock, made: Made) -> Hardware:
     """The configured sockets' hardware; `made(name, close)` is told of everything that must be closed."""
     from hardware.bus_pool import BusPool
 
-    relays, meters, buses, on_bus = {}, {}, {}, {}
+    relays: dict[str, Relay] = {}
+    meters: dict[str, EnergyMeter] = {}
+    buses: dict[str, ModbusBus] = {}
+    on_bus: dict[str, list[str]] = {}
     for sc in config.sockets:
         relay = relays[sc.id] = _relay(sc, clock, made)
         meters[sc.id] = _meter(sc, relay, clock, config.controller.data_dir, buses, made)
-        if sc.meter.kind == "modbus":
+        if isinstance(sc.meter, ModbusMeterConfig):
             on_bus.setdefault(sc.meter.bus_key, []).append(sc.id)
     poll_s = config.controller.poll_interval_s
     reader = BusPool(meters, on_bus, 0.8 * poll_s, max_probe_every=max(2, round(PROBE_EVERY_AT_MOST_S / poll_s)))
@@ -39,8 +48,8 @@ def build(config: Config, clock: Clock, made: Callable[[str, Callable[[], None]]
     return Hardware(relays, meters, reader)
 
 
-def _relay(sc: SocketConfig, clock: Clock, made) -> Relay:
-    if sc.relay.kind == "gpio":
+def _relay(sc: SocketConfig, clock: Clock, made: Made) -> Relay:
+    if isinstance(sc.relay, GpioRelayConfig):
         from hardware.gpio_relay import GpioRelay
 
         relay = GpioRelay(sc.relay.pin, sc.relay.active_low)
@@ -51,9 +60,10 @@ def _relay(sc: SocketConfig, clock: Clock, made) -> Relay:
     return SimulatedRelay(clock)
 
 
-def _meter(sc: SocketConfig, relay: Relay, clock: Clock, data_dir: Path, buses: dict, made) -> EnergyMeter:
+def _meter(sc: SocketConfig, relay: Relay, clock: Clock, data_dir: Path, buses: dict[str, ModbusBus],
+           made: Made) -> EnergyMeter:
     mc = sc.meter
-    if mc.kind == "modbus":
+    if isinstance(mc, ModbusMeterConfig):
         from hardware.modbus import BusSettings, ModbusBus, ModbusMeter
 
         bus = buses.get(mc.bus_key)

@@ -8,10 +8,11 @@ whose previous round is still on the wire is not asked again ("bus ... busy") un
 done, so one dead meter never holds up the sockets of another bus.
 
 A meter that timed out is backed off: it is asked again only every 2, 4, 8, ... polls (at
-most every `max_probe_every`), with its `probe()` (a read with a short timeout) instead of
-`read()`, and after the meters of its bus that answer. So a dead meter costs its
-bus-mates one full timeout, once, and then a fraction of a poll now and then: the healthy
-meters on its bus are read every tick. Its first answer ends the backing off.
+most every `max_probe_every`), with its `probe()` (a read with a short timeout; a meter
+without one is read) instead of `read()`, and after the meters of its bus that answer. So
+a dead meter costs its bus-mates one full timeout, once, and then a fraction of a poll now
+and then: the healthy meters on its bus are read every tick. Its first answer ends the
+backing off.
 
 The deadline is waited out through a `Waiter` (wait for an event with a timeout); tests
 pass one that follows a virtual clock instead of real time.
@@ -20,15 +21,17 @@ pass one that follows a virtual clock instead of real time.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from payg.domain.billing import MeterReading
 from payg.errors import MeterTimeout, MeterUnavailable
 from payg.ports import EnergyMeter
 
 
+@runtime_checkable
 class BusMeter(EnergyMeter, Protocol):
     """A meter on a bus (hardware/modbus/meter.py ModbusMeter)."""
 
@@ -60,7 +63,6 @@ class _Round:
         self.socket_ids = socket_ids
         self.tick = tick
         self.results: dict[str, MeterReading | MeterUnavailable] = {}
-        self.future: Future | None = None
 
 
 class _Tick:
@@ -74,7 +76,7 @@ class _Tick:
 
 
 class BusPool:
-    def __init__(self, meters: dict[str, EnergyMeter | BusMeter], buses: dict[str, list[str]], deadline_s: float,
+    def __init__(self, meters: Mapping[str, EnergyMeter], buses: dict[str, list[str]], deadline_s: float,
                  waiter: Waiter | None = None, max_probe_every: int = 32):
         on_bus = [sid for ids in buses.values() for sid in ids]
         if len(set(on_bus)) != len(on_bus) or not set(on_bus) <= set(meters):
@@ -84,8 +86,10 @@ class BusPool:
         self.local = [sid for sid in meters if sid not in set(on_bus)]
         self.deadline_s = deadline_s
         self.waiter = waiter or RealTime()
-        self._pool = ThreadPoolExecutor(max_workers=len(self.buses), thread_name_prefix="bus") if self.buses else None
+        # a worker per bus, each started at its bus's first round (none without buses)
+        self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.buses)), thread_name_prefix="bus")
         self._rounds: dict[str, _Round] = {}
+        self._futures: dict[str, Future[None]] = {}  # each bus's latest round being read
         self.max_probe_every = max(2, max_probe_every)
         self._silent: dict[str, _Silence] = {}
         self._lock = threading.Lock()
@@ -94,8 +98,8 @@ class BusPool:
         results: dict[str, MeterReading | MeterUnavailable] = {}
         idle = []
         for bus_id, ids in self.buses.items():
-            previous = self._rounds.get(bus_id)
-            if previous is not None and not previous.future.done():
+            previous = self._futures.get(bus_id)
+            if previous is not None and not previous.done():
                 for sid in ids:
                     results[sid] = MeterUnavailable(f"bus {bus_id} busy: the previous poll has not finished")
             else:
@@ -106,15 +110,16 @@ class BusPool:
                 ids = self.buses[bus_id]
                 order = [sid for sid in ids if sid not in self._silent] + [sid for sid in ids if sid in self._silent]
             current = self._rounds[bus_id] = _Round(order, tick)
-            current.future = self._pool.submit(self._read_round, current)
+            self._futures[bus_id] = self._pool.submit(self._read_round, current)
         for sid in self.local:
             results[sid] = self._read(sid)
         if idle:
             self.waiter.wait(tick.done, self.deadline_s)
         for bus_id in idle:
-            current = self._rounds[bus_id]
-            if current.future.done() and current.future.exception() is not None:
-                raise current.future.exception()  # not a meter failing but a bug: the tick fails and trips
+            current, future = self._rounds[bus_id], self._futures[bus_id]
+            error = future.exception() if future.done() else None
+            if error is not None:
+                raise error  # not a meter failing but a bug: the tick fails and trips
             with self._lock:
                 arrived = dict(current.results)
             for sid in self.buses[bus_id]:
@@ -147,8 +152,10 @@ class BusPool:
             if silence is not None and silence.skip > 0:
                 silence.skip -= 1
                 return MeterTimeout(f"{silence.error} (silent: asked every {silence.every} polls)")
+        meter = self.meters[sid]
+        result: MeterReading | MeterUnavailable
         try:
-            result = self.meters[sid].probe() if silence is not None else self.meters[sid].read()
+            result = meter.probe() if silence is not None and isinstance(meter, BusMeter) else meter.read()
         except MeterUnavailable as exc:
             result = exc
         with self._lock:
@@ -163,13 +170,7 @@ class BusPool:
 
     def busy(self) -> set[str]:
         """The buses whose last round is still being read."""
-        return {bus_id for bus_id, r in self._rounds.items() if not r.future.done()}
+        return {bus_id for bus_id, future in self._futures.items() if not future.done()}
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-def inline_reader(meters: dict[str, EnergyMeter]) -> BusPool:
-    """A reader for meters on no bus: every read in the calling thread, no deadline."""
-    return BusPool(meters, {}, 0.0)
+        self._pool.shutdown(wait=False, cancel_futures=True)

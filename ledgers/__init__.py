@@ -9,17 +9,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from payg.adapters.secrets import read_secret
-from payg.domain.settings import Config
+from payg.domain.settings import Config, EthereumLedgerConfig, MockLedgerConfig
 from payg.errors import ConfigError
 from payg.ports import Clock, DepositSource, PeerLink
+
+if TYPE_CHECKING:
+    from ledgers.ethereum import EthereumTrade
+    from ledgers.iota import IotaTrade
+    from ledgers.mock import MockTrade
 
 Accounts = Callable[[], dict[str, int]]  # each socket's derivation index, assigned once (the journal keeps them)
 
 
 def mock_ledger_path(config: Config) -> Path:
-    return config.ledger.mock.path or config.controller.data_dir / "mock-ledger.sqlite"
+    """The mock ledger's file: [ledger] path, else one in the data directory (the mock's trade shares it)."""
+    lc = config.ledger
+    own = lc.path if isinstance(lc, MockLedgerConfig) else None
+    return own or config.controller.data_dir / "mock-ledger.sqlite"
 
 
 def fund_mock_trade_party(config: Config, clock: Clock, socket_id: str, amount: int) -> tuple[str, int]:
@@ -41,70 +50,69 @@ def fund_mock_trade_party(config: Config, clock: Clock, socket_id: str, amount: 
 def open_deposit_source(config: Config, accounts: Accounts, clock: Clock) -> DepositSource:
     lc = config.ledger
     file = str(config.path)
-    if lc.backend == "mock":
+    if isinstance(lc, MockLedgerConfig):
         from ledgers.mock import MockLedger
 
-        return MockLedger(mock_ledger_path(config), clock, [s.id for s in config.sockets],
-                          finality_s=lc.mock.finality_s)
+        return MockLedger(mock_ledger_path(config), clock, [s.id for s in config.sockets], finality_s=lc.finality_s)
     try:
-        if lc.backend == "ethereum":
+        if isinstance(lc, EthereumLedgerConfig):
             from ledgers.ethereum import EthereumLedger
         else:
             from ledgers.iota import IotaLedger
     except ImportError as exc:
         raise ConfigError(file, "ledger.backend", f"the Python packages of the {lc.backend} backend (pip install "
                           f"'payg[{lc.backend}]'; {exc})") from None
-    c = lc.ethereum if lc.backend == "ethereum" else lc.iota
-    mnemonic = read_secret(c.mnemonic, file) if c.mnemonic is not None else None  # None: Ethereum watch-only
+    mnemonic = read_secret(lc.mnemonic, file) if lc.mnemonic is not None else None  # None: Ethereum watch-only
     try:
-        if lc.backend == "ethereum":
-            return EthereumLedger.connect(c.rpc_url, timeout_s=c.request_timeout_s, chain_id=c.chain_id,
-                                          mnemonic=mnemonic, xpub=c.xpub, accounts=accounts(),
-                                          confirmations=c.confirmations,
-                                          token=c.token, token_value=c.token_value, start_block=c.start_block,
-                                          max_blocks_per_poll=c.max_blocks_per_poll,
-                                          log_chunk_blocks=c.log_chunk_blocks, check_balances=c.check_balances)
-        return IotaLedger(c.graphql_url, mnemonic=mnemonic, accounts=accounts(), token_value=c.token_value,
-                          start_checkpoint=c.start_checkpoint, request_timeout_s=c.request_timeout_s,
-                          page_size=c.transactions_per_page)
+        if isinstance(lc, EthereumLedgerConfig):
+            return EthereumLedger.connect(lc.rpc_url, timeout_s=lc.request_timeout_s, chain_id=lc.chain_id,
+                                          mnemonic=mnemonic, xpub=lc.xpub, accounts=accounts(),
+                                          confirmations=lc.confirmations,
+                                          token=lc.token, token_value=lc.token_value, start_block=lc.start_block,
+                                          max_blocks_per_poll=lc.max_blocks_per_poll,
+                                          log_chunk_blocks=lc.log_chunk_blocks, check_balances=lc.check_balances)
+        assert mnemonic is not None  # an IOTA config always names one
+        return IotaLedger(lc.graphql_url, mnemonic=mnemonic, accounts=accounts(), token_value=lc.token_value,
+                          start_checkpoint=lc.start_checkpoint, request_timeout_s=lc.request_timeout_s,
+                          page_size=lc.transactions_per_page)
     except ValueError as exc:  # the ledger's own checks (a mnemonic that is not BIP-39, ...); never echo secrets
         raise ConfigError(file, f"ledger ({lc.backend})", f"settings the backend accepts: {exc}") from None
 
 
 def open_trade(config: Config, accounts: Accounts, clock: Clock, peer_link: PeerLink,
-               made: Callable[[str, Callable[[], None]], None]):
+               made: Callable[[str, Callable[[], None]], None]) -> MockTrade | EthereumTrade | IotaTrade | None:
     """The configured market and channel backend (PeerTrade and PaymentChannel in one object), or None when this
     ledger has no market configured; `made(name, close)` is told of everything that must be closed."""
     lc, tc = config.ledger, config.trade
-    if lc.backend == "mock":
+    trade: MockTrade | EthereumTrade | IotaTrade
+    if isinstance(lc, MockLedgerConfig):
         from ledgers.mock import MockTrade
 
         trade = MockTrade(mock_ledger_path(config), clock, [s.id for s in config.sockets],
                           capacity_wh=tc.capacity_wh, tax_bps=tc.tax_bps, owner_socket=tc.owner)
-    elif lc.backend == "ethereum":
+    elif isinstance(lc, EthereumLedgerConfig):
         if not (tc.market_contract and tc.channels_contract):
             return None
         from ledgers.ethereum import EthereumTrade
 
-        c = lc.ethereum
-        if c.mnemonic is None:
+        if lc.mnemonic is None:
             raise ConfigError(str(config.path), "ledger.xpub", "a mnemonic (mnemonic_env or mnemonic_file) when"
                               " [trade] names contracts: trade signs with the trade keys, which an xpub cannot"
                               " give; remove [trade]'s market_contract and channels_contract to run watch-only")
-        trade = EthereumTrade.connect(c.rpc_url, timeout_s=c.request_timeout_s, chain_id=c.chain_id,
-                                      mnemonic=read_secret(c.mnemonic, str(config.path)), accounts=accounts(),
+        trade = EthereumTrade.connect(lc.rpc_url, timeout_s=lc.request_timeout_s, chain_id=lc.chain_id,
+                                      mnemonic=read_secret(lc.mnemonic, str(config.path)), accounts=accounts(),
                                       market=tc.market_contract, channels=tc.channels_contract,
                                       voucher_cache_s=tc.voucher_cache_s)
     else:
         from ledgers.iota import IotaTrade, IotaWallet
 
-        c = lc.iota
-        wallet = IotaWallet(c.graphql_url, mnemonic=read_secret(c.mnemonic, str(config.path)),
-                            request_timeout_s=c.request_timeout_s)
+        wallet = IotaWallet(lc.graphql_url, mnemonic=read_secret(lc.mnemonic, str(config.path)),
+                            request_timeout_s=lc.request_timeout_s)
         made("IOTA wallet", wallet.close)
-        trade = IotaTrade(wallet, accounts=accounts(), store_path=config.controller.data_dir / "iota-trade.sqlite",
-                          clock=clock, market_url=tc.market_url, peer_link=peer_link)
+        iota = IotaTrade(wallet, accounts=accounts(), store_path=config.controller.data_dir / "iota-trade.sqlite",
+                         clock=clock, market_url=tc.market_url, peer_link=peer_link)
         if tc.market_url is None and tc.owner is not None:
-            trade.create_market(tc.owner, tc.capacity_wh, tc.tax_bps)
+            iota.create_market(tc.owner, tc.capacity_wh, tc.tax_bps)
+        trade = iota
     made("trade", trade.shutdown)
     return trade

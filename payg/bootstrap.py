@@ -20,9 +20,14 @@ from typing import TYPE_CHECKING
 
 from payg.adapters.clocks import SystemClock
 from payg.adapters.journal import SqliteJournal
+from payg.adapters.sqlite import SchemaRefused
+from payg.domain.config_keys import made_from
 from payg.domain.settings import Config
 from payg.errors import ConfigError, DataDirBusy, RelayError
-from payg.wiring import hub as hub_wiring, mqtt as mqtt_wiring, xpub as xpub_wiring
+from payg.ports import DepositPayer, EscrowWatch, PeerDirectory, PeerMessages
+from payg.wiring import hub as hub_wiring
+from payg.wiring import mqtt as mqtt_wiring
+from payg.wiring import xpub as xpub_wiring
 from payg.wiring.runtime import Runtime, close_all, profile_dirs, web_dirs
 
 if TYPE_CHECKING:
@@ -76,12 +81,9 @@ def build(config: Config, clock: Clock | None = None, notifier: Notifier | None 
         sockets = [SocketState(sc.id, sc.name, sc.max_power_w, config.controller.counter_confirmations)
                    for sc in config.sockets]
         c, p, ids = config.controller, config.protections, [s.id for s in config.sockets]
-        settings = MeteringSettings(poll_interval_s=c.poll_interval_s, grace_s=c.meter_offline_grace_s,
-                                    usage_entry_s=c.usage_entry_s, counter_confirmations=c.counter_confirmations,
-                                    predictive_cutoff=c.predictive_cutoff, relay_check_s=c.relay_check_s,
-                                    relay_off_max_w=c.relay_off_max_w, friendly=p.friendly_credit,
-                                    notices=replace(p.notices, per_socket=tuple(p.per(ids, "warn_hours").items())),
-                                    friendly_off=frozenset(s.id for s in config.sockets if not s.friendly_credit))
+        settings = made_from(MeteringSettings, c, friendly=p.friendly_credit,
+                             notices=replace(p.notices, per_socket=tuple(p.per(ids, "warn_hours").items())),
+                             friendly_off=frozenset(s.id for s in config.sockets if not s.friendly_credit))
         publishers = Publishers()
         metering = Metering(sockets, hw.relays, hw.reader, journal, clock, Tariff(config.tariff.tokens_per_wh, 1),
                             settings, lock=threading.RLock(), publisher=publishers)
@@ -129,11 +131,13 @@ def build_trading(config: Config, journal: SqliteJournal, clock: Clock, trade: T
     from payg.services.channels import ChannelBook
     from payg.services.supply import SupplyDesk
 
-    iota = config.ledger.backend == "iota"  # its escrow sits at an address its sender's controller holds
-    book = ChannelBook(trade, journal, clock, config.tariff.tokens_per_wh, peers,
-                       escrow_watch=trade if iota else None, on_credit=metering.credits_arrived)
+    # IOTA's: its escrow sits at an address its sender's controller holds, settled through that controller
+    watch = trade if isinstance(trade, EscrowWatch) else None
+    directory = trade if isinstance(trade, PeerDirectory) else None
+    book = ChannelBook(trade, journal, clock, config.tariff.tokens_per_wh, peers, escrow_watch=watch,
+                       on_credit=metering.credits_arrived)
     supply = SupplyDesk(book, journal, clock, peers, {s.id: s.sell for s in config.sockets if s.sell},
-                        {s.id: s.buy for s in config.sockets if s.buy}, peer_directory=trade if iota else None)
+                        {s.id: s.buy for s in config.sockets if s.buy}, peer_directory=directory)
     return book, supply
 
 
@@ -145,10 +149,10 @@ def web_services(rt: Runtime, secrets: WebSecrets) -> WebServices:
     from payg.web.trade import TradeServices
 
     trade = None
-    if rt.trade is not None:
+    if rt.trade is not None and rt.book is not None and rt.supply is not None:  # all three, or none
         trade = TradeServices(rt.trade, rt.book, rt.supply, tuple(s.id for s in rt.config.sockets),
-                              peer_messages=rt.trade if rt.config.ledger.backend == "iota" else None)
-    payer = rt.ledger if rt.config.ledger.backend == "mock" else None  # only the mock ledger is paid from here
+                              peer_messages=rt.trade if isinstance(rt.trade, PeerMessages) else None)
+    payer = rt.ledger if isinstance(rt.ledger, DepositPayer) else None  # only the mock ledger is paid from here
     sessions = web_sessions.SqliteSessionStore(rt.config.controller.data_dir / web_sessions.FILE)
     rt.closers.append(("web sessions", sessions.close))
     return WebServices(rt.metering, rt.landlord, rt.journal, rt.ledger, secrets, payer=payer, site=rt.site,
@@ -184,7 +188,7 @@ def serve(config: Config) -> int:
         log.error("invalid configuration: %s", exc)
         lock.release()
         return 2
-    except RelayError as exc:
+    except (RelayError, SchemaRefused) as exc:  # SchemaRefused: a journal this code did not make; left untouched
         log.error("%s", exc)
         lock.release()
         return 1
@@ -228,8 +232,8 @@ def serve_web(rt: Runtime):
     """The web entry point on the configured address, its live pushes subscribed to the metering states."""
     from payg.adapters.secrets import web_secrets
     from payg.web import create_web
-    from payg.web.security import WebSecrets
     from payg.web.proxies import client_resolver, networks
+    from payg.web.security import WebSecrets
     from payg.web.server import HttpServer, ServerLimits
 
     config = rt.config
@@ -305,8 +309,11 @@ class CliWiring:
     def deploy_contracts(config: Config):
         from payg.wiring.deploy import deploy_contracts
 
+        owner = config.trade.owner
+        if owner is None:
+            raise ConfigError(str(config.path), "trade.owner", "the socket whose trade party will own the market")
         with closing(open_journal(config)) as journal:
-            return deploy_contracts(config, ledger_accounts(config, journal, SystemClock())[config.trade.owner])
+            return deploy_contracts(config, ledger_accounts(config, journal, SystemClock())[owner])
 
     @staticmethod
     def gpio_relay(pin: int, active_low: bool):

@@ -49,6 +49,8 @@ class RelayError(PaygError):
 class LedgerUnavailable(PaygError):
     """The ledger (node, RPC endpoint, local ledger file) could not be reached or answered badly."""
 
+    digest: str | None = None  # a transfer's transaction, when it was built before the failure (ledgers/iota)
+
 
 class LedgerReorganised(LedgerUnavailable):
     """The chain no longer contains the block the deposit cursor points at: a reorganisation deeper

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import termios
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import minimalmodbus
@@ -45,11 +46,11 @@ class BusSettings:
 class ModbusBus:
     """One RS485 port: opened lazily, reopened after an error, used by one exchange at a time."""
 
-    def __init__(self, settings: BusSettings, serial_factory=None):
+    def __init__(self, settings: BusSettings, serial_factory: Callable[[], serial.Serial] | None = None):
         self.settings = settings
         self.lock = threading.Lock()
         self._serial_factory = serial_factory or self._open_serial
-        self._serial = None
+        self._serial: serial.Serial | None = None
         self._instruments: dict[int, minimalmodbus.Instrument] = {}
         self.requests = 0
 
@@ -57,7 +58,7 @@ class ModbusBus:
     def bus_id(self) -> str:
         return self.settings.port
 
-    def _open_serial(self):
+    def _open_serial(self) -> serial.Serial:
         s = self.settings
         return serial.Serial(s.port, baudrate=s.baud, bytesize=8, parity=s.parity, stopbits=s.stopbits,
                              timeout=s.timeout_s, write_timeout=s.timeout_s)

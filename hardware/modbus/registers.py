@@ -53,6 +53,8 @@ def decode(profile: MeterProfile, registers: list[int]) -> dict[str, Fraction]:
 
 def energy_resolution_wh(profile: MeterProfile, energy_wh: Fraction) -> Fraction:
     f = profile.field("energy_wh")
+    if f is None:  # the profile loader requires the field
+        raise ValueError(f"meter profile {profile.name!r} has no energy_wh field")
     if f.encoding.startswith("f32"):
         return float32_step(float(energy_wh / f.scale)) * f.scale
     return f.scale

@@ -4,10 +4,26 @@ compiled ABI by the tests), the codes they store, their revert strings and the E
 from __future__ import annotations
 
 from payg.domain.market import CLOSED, CONSUMER, NO_ROLE, OPEN, PRODUCER, RECLAIMED, REGULATOR
-from payg.errors import (AboveEscrow, AdvertExpired, AdvertNotExpired, BadSignature, CapacityExceeded,
-                         ChannelClosed, ChannelExpired, ChannelNotExpired, ExpiryNotExtended, InsufficientFunds,
-                         InvalidAmount, NotAuthorised, NotEnoughEnergy, PriceAboveLimit, RoleConflict, TradeRefused,
-                         UnknownAdvert, UnknownChannel)
+from payg.errors import (
+    AboveEscrow,
+    AdvertExpired,
+    AdvertNotExpired,
+    BadSignature,
+    CapacityExceeded,
+    ChannelClosed,
+    ChannelExpired,
+    ChannelNotExpired,
+    ExpiryNotExtended,
+    InsufficientFunds,
+    InvalidAmount,
+    NotAuthorised,
+    NotEnoughEnergy,
+    PriceAboveLimit,
+    RoleConflict,
+    TradeRefused,
+    UnknownAdvert,
+    UnknownChannel,
+)
 
 ROLE_CODES = {REGULATOR: 1, PRODUCER: 2, CONSUMER: 3}
 ROLE_NAMES = {0: NO_ROLE, **{code: name for name, code in ROLE_CODES.items()}}

@@ -25,6 +25,7 @@ import math
 
 from eth_account.messages import encode_typed_data
 from eth_keys import keys
+from eth_keys.datatypes import PrivateKey
 from eth_utils import keccak
 from web3 import Web3
 from web3.logs import DISCARD
@@ -32,8 +33,18 @@ from web3.logs import DISCARD
 from ledgers.ethereum.abi import CHANNEL_STATES, SECP256K1_N, voucher_typed_data
 from ledgers.ethereum.client import TradeClient, id_number, party_address
 from payg.domain.market import OPEN, Channel, Voucher, positive
-from payg.errors import (AboveEscrow, BadSignature, ChannelClosed, ChannelExpired, InvalidAmount, LedgerUnavailable,
-                         NotAuthorised, UnknownChannel, WrongChannel, WrongDomain)
+from payg.errors import (
+    AboveEscrow,
+    BadSignature,
+    ChannelClosed,
+    ChannelExpired,
+    InvalidAmount,
+    LedgerUnavailable,
+    NotAuthorised,
+    UnknownChannel,
+    WrongChannel,
+    WrongDomain,
+)
 
 # With the voucher cache on, seconds before the expiry from which vouchers are refused beside voucher_cache_s
 # (see EthereumChannels._channel_at_head).
@@ -101,7 +112,8 @@ class EthereumChannels(TradeClient):
             raise BadSignature(f"voucher signature for channel {channel_id} is not a low-s secp256k1 signature"
                                " with v 27 or 28 (malleated or malformed)")
         if isinstance(voucher.amount, bool) or not isinstance(voucher.amount, int) or not 0 <= voucher.amount < 2**256:
-            raise BadSignature(f"voucher for channel {channel_id} has an amount no uint256 can sign: {voucher.amount!r}")
+            raise BadSignature(f"voucher for channel {channel_id} has an amount no uint256 can sign: "
+                               f"{voucher.amount!r}")
         digest = voucher_digest(self.chain_id, self.channels_address, channel_id, voucher.amount)
         try:
             public = keys.Signature(vrs=(v - 27, r, s)).recover_public_key_from_msg_hash(digest)
@@ -232,7 +244,7 @@ def voucher_digest(chain_id: int, channels: str, channel_id: int, amount: int) -
 
 
 @functools.lru_cache(maxsize=256)
-def _private_key(secret: bytes) -> keys.PrivateKey:
+def _private_key(secret: bytes) -> PrivateKey:
     """A trade key's eth-keys object (deriving its public key is a curve multiplication: once per key)."""
     return keys.PrivateKey(secret)
 

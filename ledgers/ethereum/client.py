@@ -28,8 +28,17 @@ from web3.exceptions import ContractLogicError, Web3RPCError
 
 from ledgers.ethereum.abi import CHANNELS_ABI, MARKET_ABI, refusal
 from ledgers.ethereum.keys import derive_trade_keys
-from ledgers.ethereum.node import (ADDRESS, REFUSED_FOR_FUNDS, Node, OverHttp, as_hex, contract_address, require_int,
-                                   rpc_message, scrub)
+from ledgers.ethereum.node import (
+    ADDRESS,
+    REFUSED_FOR_FUNDS,
+    Node,
+    OverHttp,
+    as_hex,
+    contract_address,
+    require_int,
+    rpc_message,
+    scrub,
+)
 from payg.errors import InsufficientFunds, TradeRefused, UnknownSocket
 
 
@@ -108,10 +117,6 @@ class TradeClient(OverHttp):
     def _next_block_time(self) -> int:
         """The earliest time a transaction sent now can be mined at: one second after the latest block."""
         return int(self.w3.eth.get_block("latest")["timestamp"]) + 1
-
-    def _next_block_time_guarded(self) -> int:
-        with self._node.errors():
-            return self._next_block_time()
 
     def _block_time(self, receipt: Any) -> int:
         with self._node.errors():

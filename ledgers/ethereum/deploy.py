@@ -84,10 +84,11 @@ def _deploy(w3: Web3, deployer_private_key: bytes | str, contracts: list[tuple[s
             "maxFeePerGas": 2 * int(block.get("baseFeePerGas", 0) or 0) + tip})
         signed = deployer.sign_transaction(tx)
         receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction))
-        if receipt["status"] != 1 or not receipt.get("contractAddress"):
+        deployed = receipt.get("contractAddress")
+        if receipt["status"] != 1 or not deployed:
             raise RuntimeError(f"deploying {name}.vy failed (transaction {receipt['transactionHash'].hex()}):"
                                " check the constructor arguments (capacity 1000..1000000 Wh, tax at most 10000 bps)"
                                " and the EVM version the chain supports")
-        addresses.append(Web3.to_checksum_address(receipt["contractAddress"]))
+        addresses.append(Web3.to_checksum_address(deployed))
     market, channels = addresses
     return market, channels

@@ -185,12 +185,14 @@ class EthereumLedger(AddressBook, OverHttp):
             if parent is not None and as_hex(block["parentHash"]) != parent:
                 raise self._changed(f"block {number}")
             for tx in block["transactions"]:
+                if isinstance(tx, bytes):  # a hash: the node ignored full_transactions
+                    raise LedgerUnavailable(f"Ethereum node {self.endpoint}: block {number} came without its "
+                                            "transactions")
                 sender = self.socket_at(tx["from"]) if self.check_balances else None
                 if sender is not None:
                     receipt = self.w3.eth.get_transaction_receipt(tx["hash"])
                     self._check_same_block(receipt, block_hash, number)
-                    paid = receipt["gasUsed"] * receipt["effectiveGasPrice"] + int(receipt.get("blobGasUsed") or 0) \
-                        * int(receipt.get("blobGasPrice") or 0)
+                    paid = receipt["gasUsed"] * receipt["effectiveGasPrice"] + _blob_fee(receipt)
                     sent[sender] = sent.get(sender, 0) + paid + (int(tx["value"]) if receipt["status"] == 1 else 0)
                 socket_id = self.socket_at(tx["to"] or "")
                 if socket_id is None or tx["value"] <= 0:
@@ -246,9 +248,9 @@ class EthereumLedger(AddressBook, OverHttp):
             for address in listed:
                 batch.add(self.w3.eth.get_balance(address, block_identifier=block.number))
             header, *answers = batch.execute()
-        if as_hex(header["hash"]) != block.hash:
+        if as_hex(header.get("hash")) != block.hash:
             raise self._changed(f"the balances at block {block.number}")
-        return {address: int(answer) for address, answer in zip(listed, answers, strict=True)}
+        return {address: _wei(answer) for address, answer in zip(listed, answers, strict=True)}
 
     def _read_token(self, first: int, last: int, after: BlockRef | None,
                     head: int) -> tuple[list[Deposit], BlockRef]:
@@ -330,6 +332,20 @@ class EthereumLedger(AddressBook, OverHttp):
     def _changed(self, what: str) -> ChainChanged:
         return ChainChanged(f"Ethereum chain {self.chain_id} changed while {what} was read from {self.endpoint};"
                             " it is read again at the next poll")
+
+
+def _wei(balance: object) -> int:
+    if not isinstance(balance, int) or isinstance(balance, bool):
+        raise LedgerUnavailable(f"a balance that is not a whole number of wei: {balance!r}")
+    return balance
+
+
+def _blob_fee(receipt: Mapping[str, object]) -> int:
+    """What a transaction paid for its blobs (EIP-4844; none but a blob transaction's receipt has the fields)."""
+    used, price = receipt.get("blobGasUsed") or 0, receipt.get("blobGasPrice") or 0
+    if not isinstance(used, (int, str)) or not isinstance(price, (int, str)):
+        raise LedgerUnavailable(f"a receipt's blob gas is not a number: {used!r} at {price!r}")
+    return int(used) * int(price)
 
 
 def _parse_cursor(cursor: str) -> BlockRef:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
 import requests
+from eth_typing import ChecksumAddress, HexStr
 from web3 import HTTPProvider, Web3
 from web3.exceptions import Web3Exception, Web3RPCError
 
@@ -54,6 +55,9 @@ class OverHttp:
     `connect` gives them a Web3 over HTTP with a session of their own, which `_close_session` releases."""
 
     _session: requests.Session | None = None
+
+    if TYPE_CHECKING:  # the constructor every subclass has (each declares its own settings)
+        def __init__(self, w3: Web3, *, endpoint: str, **settings: Any) -> None: ...
 
     @classmethod
     def connect(cls, rpc_url: str, *, timeout_s: float = 10.0, **kwargs: Any) -> Self:
@@ -145,12 +149,12 @@ def scrub(text: str) -> str:
     return re.sub(r"(https?://[^/\s'\"]+)/[^\s'\"]*", r"\1/…", text)
 
 
-def as_hex(value: Any) -> str:
+def as_hex(value: Any) -> HexStr:
     """A hash as 0x-prefixed lower-case hex, from HexBytes, bytes or a hex string."""
     if isinstance(value, (bytes, bytearray)):
-        return "0x" + bytes(value).hex()
+        return HexStr("0x" + bytes(value).hex())
     text = str(value).lower()
-    return text if text.startswith("0x") else "0x" + text
+    return HexStr(text if text.startswith("0x") else "0x" + text)
 
 
 def require_int(key: str, value: object, *, minimum: int) -> None:
@@ -158,7 +162,7 @@ def require_int(key: str, value: object, *, minimum: int) -> None:
         raise ValueError(f"{key} must be an integer >= {minimum}, got {value!r}")
 
 
-def contract_address(what: str, address: object) -> str:
+def contract_address(what: str, address: object) -> ChecksumAddress:
     """A configured contract's address, checksummed; ValueError naming `what` if it is malformed or mistyped."""
     if not isinstance(address, str) or not ADDRESS.fullmatch(address):
         raise ValueError(f"{what} must be the contract's 0x address (40 hex digits), got {address!r}")

@@ -19,8 +19,19 @@ from ledgers.ethereum.abi import MAX_SWEEP, ROLE_CODES, ROLE_NAMES
 from ledgers.ethereum.channels import EthereumChannels
 from ledgers.ethereum.client import id_number, party_address
 from ledgers.ethereum.node import as_hex
-from payg.domain.market import (CONSUMER, NO_ROLE, OWNER, PRODUCER, REGULATOR, Advert, MarketInfo, Purchase,
-                                check_capacity, is_expired, positive)
+from payg.domain.market import (
+    CONSUMER,
+    NO_ROLE,
+    OWNER,
+    PRODUCER,
+    REGULATOR,
+    Advert,
+    MarketInfo,
+    Purchase,
+    check_capacity,
+    is_expired,
+    positive,
+)
 from payg.errors import AdvertNotExpired, LedgerUnavailable, NotAuthorised, UnknownAdvert
 
 

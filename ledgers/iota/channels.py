@@ -1,30 +1,23 @@
 """Channels: one-way payment channels on IOTA (PaymentChannel), with the messages the two controllers exchange.
 
-Channels. channel_id = the channel's own escrow address. open: the sender's
-controller sends escrow + gas_reserve from the sender's party address to that
-address, then announces the channel to the recipient's controller
-("iota/channel-open", signed by the sender), which checks on the ledger that the
-address holds at least the escrow (the announcement is retried with the next
-voucher if the recipient was unreachable). top_up adds to the same address, keeps
-or extends the expiry and is announced the same way. A voucher is the sender's
-party signature over VOUCHER_TAG + canonical {"channel_id", "amount", "domain"}
-with domain = `domain()` = `iota:{network}`: the channel id names the channel
-(an address is never reused), the domain the network. check_voucher refuses, in
-this order: WrongChannel, WrongDomain, UnknownChannel, ChannelClosed,
-ChannelExpired, AboveEscrow, BadSignature; accept_voucher adds VoucherReplayed
-(not above the last accepted). close (recipient only, before expiry): the
-sender's controller, the only one holding the channel key, marks the channel
-closed, pays the voucher's amount from the channel address to the recipient, then
-sweeps the rest (escrow - amount + gas reserve - gas) back to the sender: two
-transactions, both paid from the gas reserve, never from the escrow. When the
-sender is another controller, the recipient's controller posts the voucher to it
-("iota/close", signed by the recipient) and checks the payment on the ledger
-(sent from the channel address, at least the voucher's amount to the recipient).
-reclaim (sender only, after expiry): the channel address is swept back to the
-sender and the recipient's controller is told ("iota/channel-reclaimed").
-`watch` (recipient): the channel address holding less than the latest voucher
-accepted means the sender's controller moved the escrow away; it is flagged
-(`broken`, kept). Concurrent watches share their reads (`_escrow_held`).
+Channels. channel_id = the channel's own escrow address. open: the sender's controller sends escrow + gas_reserve
+from the sender's party address to that address, then announces the channel to the recipient's controller
+("iota/channel-open", signed by the sender), which checks on the ledger that the address holds at least the escrow
+(the announcement is retried with the next voucher if the recipient was unreachable). top_up adds to the same
+address, keeps or extends the expiry and is announced the same way. A voucher is the sender's party signature over
+VOUCHER_TAG + canonical {"channel_id", "amount", "domain"} with domain = `domain()` = `iota:{network}`: the channel
+id names the channel (an address is never reused), the domain the network. check_voucher refuses, in this order:
+WrongChannel, WrongDomain, UnknownChannel, ChannelClosed, ChannelExpired, AboveEscrow, BadSignature; accept_voucher
+adds VoucherReplayed (not above the last accepted). close (recipient only, before expiry): the sender's controller,
+the only one holding the channel key, marks the channel closed, pays the voucher's amount from the channel address
+to the recipient, then sweeps the rest (escrow - amount + gas reserve - gas) back to the sender: two transactions,
+both paid from the gas reserve, never from the escrow. When the sender is another controller, the recipient's
+controller posts the voucher to it ("iota/close", signed by the recipient) and checks the payment on the ledger
+(sent from the channel address, at least the voucher's amount to the recipient). reclaim (sender only, after
+expiry): the channel address is swept back to the sender and the recipient's controller is told
+("iota/channel-reclaimed"). `watch` (recipient): the channel address holding less than the latest voucher accepted
+means the sender's controller moved the escrow away; it is flagged (`broken`, kept). Concurrent watches share their
+reads (`_escrow_held`).
 """
 
 from __future__ import annotations
@@ -34,15 +27,13 @@ import logging
 import sqlite3
 from typing import Any
 
-from ledgers.common import FreshRead
 import ledgers.iota.ed25519 as ed25519
+from ledgers.common import FreshRead
 from ledgers.iota.envelope import CLOCK_TOLERANCE_S, channel_path, integer, party_path, text, voucher_bytes
 from ledgers.iota.part import TradePart
 from ledgers.iota.sdk import normalise_address, parse_address
+from payg import errors
 from payg.domain.market import CLOSED, OPEN, RECLAIMED, Channel, Voucher, positive
-from payg.errors import (AboveEscrow, BadSignature, ChannelClosed, ChannelExpired, ChannelNotExpired,
-                         ExpiryNotExtended, InsufficientFunds, InvalidAmount, LedgerUnavailable, NotAuthorised,
-                         PaygError, TradeRefused, UnknownChannel, VoucherReplayed, WrongChannel, WrongDomain)
 
 log = logging.getLogger("payg.ledgers.iota.channels")
 
@@ -79,14 +70,14 @@ class Channels(TradePart):
         with self.store.lock:
             row = self.store.execute("SELECT * FROM channels WHERE channel_id = ?", (str(channel_id),)).fetchone()
         if row is None:
-            raise UnknownChannel(f"no payment channel {channel_id!r}")
+            raise errors.UnknownChannel(f"no payment channel {channel_id!r}")
         return row
 
     def _check_usable(self, row: sqlite3.Row) -> None:
         if row["state"] != OPEN:
-            raise ChannelClosed(f"channel {row['channel_id']} is {row['state']}")
+            raise errors.ChannelClosed(f"channel {row['channel_id']} is {row['state']}")
         if self.now() >= row["expires_at"]:
-            raise ChannelExpired(f"channel {row['channel_id']} expired at {row['expires_at']}")
+            raise errors.ChannelExpired(f"channel {row['channel_id']} expired at {row['expires_at']}")
 
     def channel(self, channel_id: str) -> Channel:
         return _channel_of(self._channel_row(channel_id))
@@ -111,10 +102,10 @@ class Channels(TradePart):
         positive(escrow, "escrow")
         expires_at = integer(expires_at, "expires_at")
         if recipient == sender:
-            raise NotAuthorised("a channel's recipient is another party than its sender")
+            raise errors.NotAuthorised("a channel's recipient is another party than its sender")
         now = self.now()
         if expires_at <= now:
-            raise ChannelExpired(f"expiry {expires_at} is not after now ({now})")
+            raise errors.ChannelExpired(f"expiry {expires_at} is not after now ({now})")
         peer = self.peers.url_for(recipient)
         self.parties.check_balance(sender, escrow + self.gas_reserve)
         index = self.parties.index(as_socket)
@@ -151,7 +142,7 @@ class Channels(TradePart):
             self._tell(self.peers.url_for(row["recipient"]), row["socket"], "iota/channel-open", channel_id,
                        {"recipient": row["recipient"], "escrow": row["escrow"], "expires_at": row["expires_at"],
                         "digests": json.loads(row["digests"])})
-        except LedgerUnavailable as exc:
+        except errors.LedgerUnavailable as exc:
             log.warning("channel %s: the recipient's controller was not told (%s); retried with the next voucher",
                         channel_id, exc)
             return False
@@ -165,23 +156,24 @@ class Channels(TradePart):
         escrow = positive(message.get("escrow"), "escrow")
         expires_at = integer(message.get("expires_at"), "expires_at")
         if not self.parties.holds(recipient):
-            raise NotAuthorised(f"{recipient} is not a party of this controller")
+            raise errors.NotAuthorised(f"{recipient} is not a party of this controller")
         with self.store.lock:
             row = self.store.execute("SELECT * FROM channels WHERE channel_id = ?", (channel_id,)).fetchone()
             if row is not None:
                 if row["sender"] != sender or row["recipient"] != recipient:
-                    raise NotAuthorised(f"channel {channel_id} is already known with other parties")
+                    raise errors.NotAuthorised(f"channel {channel_id} is already known with other parties")
                 if row["state"] != OPEN:
-                    raise ChannelClosed(f"channel {channel_id} is {row['state']}")
+                    raise errors.ChannelClosed(f"channel {channel_id} is {row['state']}")
                 if expires_at < row["expires_at"]:
-                    raise ExpiryNotExtended(f"channel {channel_id} expires at {row['expires_at']}, not earlier")
+                    raise errors.ExpiryNotExtended(f"channel {channel_id} expires at {row['expires_at']}, not earlier")
                 if escrow < row["escrow"]:
-                    raise InvalidAmount(f"channel {channel_id} holds {row['escrow']}; an escrow never shrinks")
+                    raise errors.InvalidAmount(f"channel {channel_id} holds {row['escrow']}; an escrow never shrinks")
             elif expires_at <= self.now():
-                raise ChannelExpired(f"channel {channel_id} expired at {expires_at}")
+                raise errors.ChannelExpired(f"channel {channel_id} expired at {expires_at}")
         on_ledger = self.wallet.balance(channel_id)
         if on_ledger < escrow:
-            raise InsufficientFunds(f"channel address {channel_id} holds {on_ledger} nanos, not the escrow {escrow}")
+            raise errors.InsufficientFunds(f"channel address {channel_id} holds {on_ledger} nanos, "
+                                           f"not the escrow {escrow}")
         digests = [d for d in message.get("digests") or [] if isinstance(d, str)]
         with self.store.lock, self.store.transaction():
             if row is None:
@@ -202,10 +194,10 @@ class Channels(TradePart):
         with self.store.lock:
             row = self._channel_row(channel_id)
             if row["sender"] != sender or row["socket"] != as_socket:
-                raise NotAuthorised(f"only the sender {row['sender']} tops up channel {channel_id}")
+                raise errors.NotAuthorised(f"only the sender {row['sender']} tops up channel {channel_id}")
             self._check_usable(row)
             if expires_at < row["expires_at"]:
-                raise ExpiryNotExtended(f"channel {channel_id} expires at {row['expires_at']}; "
+                raise errors.ExpiryNotExtended(f"channel {channel_id} expires at {row['expires_at']}; "
                                         f"{expires_at} would shorten it")
             peer = self.peers.url_for(row["recipient"])
             if amount:
@@ -234,19 +226,22 @@ class Channels(TradePart):
 
     def check_voucher(self, voucher: Voucher, channel_id: str) -> Channel:
         if voucher.channel_id != channel_id:
-            raise WrongChannel(f"the voucher is for channel {voucher.channel_id}, not {channel_id}")
+            raise errors.WrongChannel(f"the voucher is for channel {voucher.channel_id}, not {channel_id}")
         if voucher.domain != self.envelopes.voucher_domain():
-            raise WrongDomain(f"the voucher was signed for {voucher.domain!r}, not {self.envelopes.voucher_domain()!r}")
+            raise errors.WrongDomain(f"the voucher was signed for {voucher.domain!r}, "
+                                     f"not {self.envelopes.voucher_domain()!r}")
         row = self._channel_row(channel_id)
         self._check_usable(row)
         if isinstance(voucher.amount, bool) or not isinstance(voucher.amount, int) or voucher.amount <= 0:
-            raise InvalidAmount(f"a voucher's amount is a positive integer, got {voucher.amount!r}")
+            raise errors.InvalidAmount(f"a voucher's amount is a positive integer, got {voucher.amount!r}")
         if voucher.amount > row["escrow"]:
-            raise AboveEscrow(f"the voucher promises {voucher.amount}, channel {channel_id} holds {row['escrow']}")
+            raise errors.AboveEscrow(f"the voucher promises {voucher.amount}, "
+                                     f"channel {channel_id} holds {row['escrow']}")
         # ed25519.verify: the wallet's strict rules, checked by libsodium (compiled) rather than per-call SDK objects
         if not ed25519.verify(row["sender_public_key"], voucher_bytes(voucher.channel_id, voucher.amount,
                                                                     voucher.domain), str(voucher.signature)):
-            raise BadSignature(f"the voucher on channel {channel_id} is not signed by its sender {row['sender']}")
+            raise errors.BadSignature(f"the voucher on channel {channel_id} is not signed by its sender "
+                                      f"{row['sender']}")
         return _channel_of(row)
 
     def accept_voucher(self, voucher: Voucher, channel_id: str) -> Channel:
@@ -255,7 +250,7 @@ class Channels(TradePart):
         with self.store.lock, self.store.transaction():
             row = self._channel_row(channel_id)
             if voucher.amount <= row["last_amount"]:
-                raise VoucherReplayed(f"channel {channel_id}: {voucher.amount} is not above the last voucher "
+                raise errors.VoucherReplayed(f"channel {channel_id}: {voucher.amount} is not above the last voucher "
                                       f"accepted ({row['last_amount']})")
             self.store.execute("UPDATE channels SET last_amount = ?, last_signature = ? WHERE channel_id = ?",
                                (voucher.amount, voucher.signature, channel_id))
@@ -272,7 +267,7 @@ class Channels(TradePart):
         with self.store.lock:
             row = self._channel_row(channel_id)
             if row["recipient"] != recipient:
-                raise NotAuthorised(f"only the recipient {row['recipient']} closes channel {channel_id}")
+                raise errors.NotAuthorised(f"only the recipient {row['recipient']} closes channel {channel_id}")
             self.check_voucher(voucher, channel_id)
             if row["socket"] is not None:  # this controller holds the channel key
                 return self._settle(row, voucher)[0]
@@ -283,8 +278,9 @@ class Channels(TradePart):
         changes = {normalise_address(a): int(v) for a, v in (tx.get("changes") or {}).items()}
         if not tx.get("success") or parse_address(tx.get("sender"), "sender") != channel_id \
                 or changes.get(recipient, 0) < voucher.amount:
-            raise LedgerUnavailable(f"channel {channel_id}: the sender's controller answered transaction {payment}, "
-                                    f"which does not pay {voucher.amount} to {recipient} from the channel")
+            raise errors.LedgerUnavailable(f"channel {channel_id}: the sender's controller answered transaction "
+                                           f"{payment}, which does not pay {voucher.amount} to {recipient} "
+                                           "from the channel")
         with self.store.lock, self.store.transaction():
             self.store.execute("UPDATE channels SET state = ?, paid = ? WHERE channel_id = ?",
                                (CLOSED, voucher.amount, channel_id))
@@ -301,9 +297,9 @@ class Channels(TradePart):
         with self.store.lock:
             row = self._channel_row(channel_id)
             if row["socket"] is None:
-                raise NotAuthorised(f"this controller does not hold channel {channel_id}'s key")
+                raise errors.NotAuthorised(f"this controller does not hold channel {channel_id}'s key")
             if message["party"] != row["recipient"]:
-                raise NotAuthorised(f"only the recipient {row['recipient']} closes channel {channel_id}")
+                raise errors.NotAuthorised(f"only the recipient {row['recipient']} closes channel {channel_id}")
             self.check_voucher(voucher, channel_id)
             _, payment, swept = self._settle(row, voucher)
         return {"payment": payment, "digests": [payment, swept]}
@@ -321,7 +317,7 @@ class Channels(TradePart):
                                (CLOSED, voucher.amount, voucher.amount, voucher.signature, channel_id))
         try:
             pay = self.wallet.send(path, [(row["recipient"], voucher.amount)])
-        except TradeRefused:
+        except errors.TradeRefused:
             with self.store.transaction():
                 self.store.execute("UPDATE channels SET state = ?, paid = 0, last_amount = ?, last_signature = ? "
                                    "WHERE channel_id = ?", (OPEN, row["last_amount"], row["last_signature"],
@@ -339,11 +335,12 @@ class Channels(TradePart):
         with self.store.lock:
             row = self._channel_row(channel_id)
             if row["sender"] != sender or row["socket"] != as_socket:
-                raise NotAuthorised(f"only the sender {row['sender']} reclaims channel {channel_id}")
+                raise errors.NotAuthorised(f"only the sender {row['sender']} reclaims channel {channel_id}")
             if row["state"] != OPEN:
-                raise ChannelClosed(f"channel {channel_id} is {row['state']}")
+                raise errors.ChannelClosed(f"channel {channel_id} is {row['state']}")
             if self.now() < row["expires_at"]:
-                raise ChannelNotExpired(f"channel {channel_id} expires at {row['expires_at']} (now {self.now()})")
+                raise errors.ChannelNotExpired(f"channel {channel_id} expires at {row['expires_at']} "
+                                               f"(now {self.now()})")
             with self.store.transaction():
                 self.store.execute("UPDATE channels SET state = ? WHERE channel_id = ?", (RECLAIMED, channel_id))
             digest, _ = self.wallet.sweep(channel_path(self.parties.index(as_socket), row["n"]), sender)
@@ -353,7 +350,7 @@ class Channels(TradePart):
         if peer is not None:
             try:
                 self._tell(peer, as_socket, "iota/channel-reclaimed", channel_id, {"digest": digest})
-            except PaygError as exc:
+            except errors.PaygError as exc:
                 log.warning("channel %s reclaimed; the recipient's controller was not told: %s", channel_id, exc)
         return self.channel(channel_id)
 
@@ -362,9 +359,9 @@ class Channels(TradePart):
         with self.store.lock, self.store.transaction():
             row = self._channel_row(channel_id)
             if message["party"] != row["sender"]:
-                raise NotAuthorised(f"only the sender {row['sender']} reclaims channel {channel_id}")
+                raise errors.NotAuthorised(f"only the sender {row['sender']} reclaims channel {channel_id}")
             if self.now() + CLOCK_TOLERANCE_S < row["expires_at"]:
-                raise ChannelNotExpired(f"channel {channel_id} expires at {row['expires_at']}")
+                raise errors.ChannelNotExpired(f"channel {channel_id} expires at {row['expires_at']}")
             self.store.execute("UPDATE channels SET state = ? WHERE channel_id = ? AND state = ?",
                                (RECLAIMED, channel_id, OPEN))
         return self.channel(channel_id).as_dict()

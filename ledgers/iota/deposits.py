@@ -81,9 +81,24 @@ from collections.abc import Mapping
 from typing import Any
 
 from ledgers.common import AddressBook, payment_units
-from ledgers.iota.sdk import (IotaNode, _BadAnswer, _bigint, _get, _list, _owner, _page_info, _path, _status,
-                              _timestamp, _uint, account_indexes, normalise_address, normalise_coin_type,
-                              normalise_phrase, private_key)
+from ledgers.iota.sdk import (
+    IotaNode,
+    _BadAnswer,
+    _bigint,
+    _get,
+    _list,
+    _owner,
+    _page_info,
+    _path,
+    _status,
+    _timestamp,
+    _uint,
+    account_indexes,
+    normalise_address,
+    normalise_coin_type,
+    normalise_phrase,
+    private_key,
+)
 from payg.errors import ConfigError, LedgerUnavailable
 from payg.ports import Deposit
 
@@ -337,22 +352,21 @@ class IotaLedger(AddressBook):
         if tx["status"] != "SUCCESS":
             return []  # a failed transaction moved nothing but its sender's gas
         digest = tx["digest"]
-        received: dict[str, int] = {}
+        received: dict[tuple[str, str], int] = {}  # (address, its socket): units
         for change in tx["balance_changes"]:
             # Strict on purpose: a null here could hide a payment, so it stops the poll instead.
             address = self._change_owner(change, digest)
             if address is None:
                 continue
+            socket_id = self.socket_at(address)
             coin = _path(change, "coinType", "repr")
-            if self.socket_at(address) is None or not isinstance(coin, str) \
-                    or normalise_coin_type(coin) != self.coin_type:
+            if socket_id is None or not isinstance(coin, str) or normalise_coin_type(coin) != self.coin_type:
                 continue
             amount = _bigint(_get(change, "amount"), f"transaction {digest}: balance change amount")
-            received[address] = received.get(address, 0) + amount
-        credited = [(address, amount) for address, amount in received.items() if amount > 0]
+            received[address, socket_id] = received.get((address, socket_id), 0) + amount
+        credited = [(address, socket_id, amount) for (address, socket_id), amount in received.items() if amount > 0]
         if not credited:
             return []
         at = _timestamp(tx["timestamp"], digest)
-        return [Deposit(f"{digest}:{address}", self.socket_at(address), amount, at)
-                for address, amount in credited]
+        return [Deposit(f"{digest}:{address}", socket_id, amount, at) for address, socket_id, amount in credited]
 

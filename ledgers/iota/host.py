@@ -23,10 +23,34 @@ from typing import Any
 from ledgers.iota.envelope import CLOCK_TOLERANCE_S, text
 from ledgers.iota.part import TradePart
 from ledgers.iota.sdk import normalise_address, parse_address
-from payg.domain.market import (CONSUMER, MAX_CAPACITY_WH, MAX_TAX_BPS, MIN_CAPACITY_WH, NO_ROLE, OWNER, PRODUCER,
-                                REGULATOR, Advert, MarketInfo, Purchase, check_capacity, is_expired, positive)
-from payg.errors import (AdvertNotExpired, InsufficientFunds, InvalidAmount, LedgerUnavailable, NotAuthorised,
-                         NotEnoughEnergy, PaygError, RoleConflict, TradeRefused, UnknownAdvert)
+from payg.domain.market import (
+    CONSUMER,
+    MAX_CAPACITY_WH,
+    MAX_TAX_BPS,
+    MIN_CAPACITY_WH,
+    NO_ROLE,
+    OWNER,
+    PRODUCER,
+    REGULATOR,
+    Advert,
+    MarketInfo,
+    Purchase,
+    check_capacity,
+    is_expired,
+    positive,
+)
+from payg.errors import (
+    AdvertNotExpired,
+    InsufficientFunds,
+    InvalidAmount,
+    LedgerUnavailable,
+    NotAuthorised,
+    NotEnoughEnergy,
+    PaygError,
+    RoleConflict,
+    TradeRefused,
+    UnknownAdvert,
+)
 
 RESERVATION_S = 120        # a buy's quote holds for payments checkpointed within this long
 SUBMIT_GRACE_S = 60        # ... and its energy stays held this much longer, for the digest to arrive
@@ -75,7 +99,10 @@ class MarketHost(TradePart):
         market_id = self.store.meta("market_id")
         if market_id is None:
             raise UnknownAdvert("this controller hosts no market (create_market first)")
-        return market_id, self.store.meta("owner"), int(self.store.meta("capacity_wh")), int(self.store.meta("tax_bps"))
+        owner, capacity_wh, tax_bps = (self.store.meta(key) for key in ("owner", "capacity_wh", "tax_bps"))
+        if owner is None or capacity_wh is None or tax_bps is None:  # written with market_id, in one transaction
+            raise ValueError(f"{self.store.path}: market {market_id} lacks its owner, capacity or tax")
+        return market_id, owner, int(capacity_wh), int(tax_bps)
 
     def _market_domain(self) -> str:
         return f"iota:{self.envelopes.network}:{self._hosted()[0]}"

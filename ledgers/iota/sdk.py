@@ -54,7 +54,8 @@ class IotaNode:
     def __init__(self, graphql_url: str, *, request_timeout_s: float, what: str):
         parsed = urlparse(graphql_url) if isinstance(graphql_url, str) else None
         if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise ValueError(f"graphql_url must be an http:// or https:// URL of an IOTA GraphQL node, got {graphql_url!r}")
+            raise ValueError("graphql_url must be an http:// or https:// URL of an IOTA GraphQL node, "
+                             f"got {graphql_url!r}")
         self._url = graphql_url
         # Errors name the node; credentials in the URL stay out of them (and out of logs).
         self.url = graphql_url if not (parsed.username or parsed.password) else \

@@ -46,8 +46,16 @@ from ledgers.iota.host import RESERVATION_S, MarketHost
 from ledgers.iota.market import MarketClient
 from ledgers.iota.peers import Peers
 from ledgers.iota.store import TradeStore
-from payg.domain.market import (DEFAULT_CAPACITY_WH, DEFAULT_TAX_BPS, Advert, Channel, MarketInfo, Purchase, Voucher,
-                                positive)
+from payg.domain.market import (
+    DEFAULT_CAPACITY_WH,
+    DEFAULT_TAX_BPS,
+    Advert,
+    Channel,
+    MarketInfo,
+    Purchase,
+    Voucher,
+    positive,
+)
 from payg.errors import InvalidAmount, PaygError
 from payg.ports import Clock, PeerLink
 

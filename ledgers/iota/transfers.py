@@ -38,8 +38,22 @@ from typing import Any
 
 import iota_sdk
 
-from ledgers.iota.sdk import (IOTA_COIN, SDK_ERRORS, IotaNode, _BadAnswer, _bigint, _get, _list, _owner, _page_info,
-                              _status, _timestamp_ms, _uint, normalise_address, normalise_coin_type)
+from ledgers.iota.sdk import (
+    IOTA_COIN,
+    SDK_ERRORS,
+    IotaNode,
+    _BadAnswer,
+    _bigint,
+    _get,
+    _list,
+    _owner,
+    _page_info,
+    _status,
+    _timestamp_ms,
+    _uint,
+    normalise_address,
+    normalise_coin_type,
+)
 from payg.errors import InsufficientFunds, LedgerUnavailable, PaygError
 
 BUDGET_GAS_UNITS = 10_000           # computation allowance, in gas units at the reference gas price
@@ -234,7 +248,8 @@ class Transfers:
             if failed:
                 facts = await self.transaction(digest)
                 raise TransferFailed(f"transaction {digest} (checkpoint {checkpoint}) failed on chain: "
-                                     f"{facts['error']}; it paid {facts['gas_fee']} nanos of gas and moved nothing else",
+                                     f"{facts['error']}; it paid {facts['gas_fee']} nanos of gas and moved nothing "
+                                     "else",
                                      digest, facts["gas_fee"])
             return digest
         except LedgerUnavailable as exc:

@@ -28,8 +28,15 @@ from typing import Any
 import iota_sdk
 
 import ledgers.iota.ed25519 as ed25519
-from ledgers.iota.sdk import (SDK_ERRORS, IotaNode, normalise_address, normalise_phrase, parse_address, private_key,
-                              seconds)
+from ledgers.iota.sdk import (
+    SDK_ERRORS,
+    IotaNode,
+    normalise_address,
+    normalise_phrase,
+    parse_address,
+    private_key,
+    seconds,
+)
 from ledgers.iota.transfers import TransactionNotFound, Transfers
 from payg.errors import InvalidAmount
 

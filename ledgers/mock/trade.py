@@ -20,9 +20,24 @@ from pathlib import Path
 from ledgers.mock.store import MockFile
 from payg.domain import market as rules
 from payg.domain.market import Advert, Channel, MarketInfo, Purchase, Voucher
-from payg.errors import (AboveEscrow, AdvertNotExpired, BadSignature, ChannelClosed, ChannelExpired,
-                         ChannelNotExpired, ExpiryNotExtended, InsufficientFunds, InvalidAmount, NotAuthorised,
-                         RoleConflict, UnknownAdvert, UnknownChannel, UnknownSocket, WrongChannel, WrongDomain)
+from payg.errors import (
+    AboveEscrow,
+    AdvertNotExpired,
+    BadSignature,
+    ChannelClosed,
+    ChannelExpired,
+    ChannelNotExpired,
+    ExpiryNotExtended,
+    InsufficientFunds,
+    InvalidAmount,
+    NotAuthorised,
+    RoleConflict,
+    UnknownAdvert,
+    UnknownChannel,
+    UnknownSocket,
+    WrongChannel,
+    WrongDomain,
+)
 from payg.ports import Clock
 
 SCHEMA = """
@@ -69,9 +84,10 @@ def _amount(value: object, what: str, *, zero_ok: bool = False) -> int:
 
 def _by_id(c, table: str, columns: str, item_id: object) -> tuple | None:
     """The row of `table` whose id is `item_id` (ids are decimal numbers), or None."""
-    if not str(item_id).isdigit():
+    digits = str(item_id)
+    if not digits.isdigit():
         return None
-    return c.execute(f"SELECT {columns} FROM {table} WHERE id = ?", (int(item_id),)).fetchone()
+    return c.execute(f"SELECT {columns} FROM {table} WHERE id = ?", (int(digits),)).fetchone()
 
 
 def _advert(row: tuple) -> Advert:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from payg.adapters.openpaygo import new_key
 from payg.domain.codes import CodeKey

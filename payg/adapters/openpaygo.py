@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import secrets
 import threading
-from typing import Callable
+from collections.abc import Callable
+from typing import overload
 
 from openpaygo import OpenPAYGOTokenDecoder, OpenPAYGOTokenEncoder, TokenType
 from openpaygo.token_shared import OpenPAYGOTokenShared
@@ -45,6 +46,13 @@ class OpenPaygoCodec:
         # (key, starting code, token base) -> {count: chain state}, at every multiple of OLDER walked so far
         self._points: dict[tuple[str, int, int], dict[int, int]] = {}
         self._lock = threading.Lock()
+
+    @overload
+    def _walk(self, key: CodeKey, base: int, floor: int, upto: int, stop: None = None) -> tuple[int, int]: ...
+
+    @overload
+    def _walk(self, key: CodeKey, base: int, floor: int, upto: int,
+              stop: Callable[[int, int], bool]) -> tuple[int, int] | None: ...
 
     def _walk(self, key: CodeKey, base: int, floor: int, upto: int,
               stop: Callable[[int, int], bool] | None = None) -> tuple[int, int] | None:
@@ -82,7 +90,7 @@ class OpenPaygoCodec:
         start_base = OpenPAYGOTokenShared.get_token_base(key.starting_code)
         base = OpenPAYGOTokenEncoder._encode_base(start_base, units)
         _, state = self._walk(key, base, new_count, new_count)
-        return new_count, "{:09d}".format(OpenPAYGOTokenShared.put_base_in_token(state, base))
+        return new_count, f"{OpenPAYGOTokenShared.put_base_in_token(state, base):09d}"
 
     def decode(self, key: CodeKey, code: str, counts: CodeCounts) -> Decoded:
         token = int(code)

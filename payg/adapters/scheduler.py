@@ -9,7 +9,7 @@ on a virtual clock.
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -21,7 +21,7 @@ class SchedulerDriver:
     def __init__(self, site: Site):
         self.site = site
         self._scheduler = BackgroundScheduler(
-            timezone=timezone.utc, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
+            timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
         # Held while the cut-off job is changed, and by shutdown() before it waits for running jobs:
         # APScheduler's shutdown holds its job store lock while it waits, so a job still running must
         # not ask for that lock then.
@@ -30,7 +30,7 @@ class SchedulerDriver:
         self._cutoff_scheduled = False
 
     def start(self) -> None:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         for job in sorted(self.site.jobs(), key=lambda j: -j.order):
             self._scheduler.add_job(self._then_cutoff(job.run), "interval", seconds=job.interval_s, id=job.name,
                                     next_run_time=now)
@@ -64,7 +64,7 @@ class SchedulerDriver:
                 return
             if cut is not None:
                 self._scheduler.add_job(self._then_cutoff(self.site.enforce_cutoff), "date", id="cutoff",
-                                        replace_existing=True, run_date=datetime.fromtimestamp(cut, timezone.utc))
+                                        replace_existing=True, run_date=datetime.fromtimestamp(cut, UTC))
                 self._cutoff_scheduled = True
             elif self._cutoff_scheduled:
                 self._cutoff_scheduled = False

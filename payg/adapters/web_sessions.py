@@ -34,7 +34,8 @@ class SqliteSessionStore:
             os.chmod(path, 0o600)
         self._lock = threading.Lock()
 
-    def add(self, s: LandlordSession) -> None:
+    def add(self, session: LandlordSession) -> None:
+        s = session
         with self._lock, transaction(self._conn) as c:
             c.execute("INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?, ?)",
                       (s.key, s.created_at, s.seen_at, s.password, s.csrf))

@@ -6,13 +6,14 @@ import argparse
 import csv
 import re
 import sys
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from datetime import datetime, timezone, tzinfo
-from typing import Callable, TextIO
+from datetime import UTC, datetime, tzinfo
+from typing import TextIO
 from zoneinfo import ZoneInfo
 
 from payg import serialize
-from payg.domain.settings import Config
+from payg.domain.settings import Config, IotaLedgerConfig, MockLedgerConfig
 from payg.errors import ConfigError, InvalidAmount, UnknownSocket
 from payg.ports import DepositPayer, DepositSource, Journal
 
@@ -28,18 +29,24 @@ def ledger_command(args: argparse.Namespace, config: Config,
     """`payg deposit` (mock ledger only) and `payg address`: the configured ledger, no node contact needed."""
     if config.socket(args.socket) is None:
         return unknown_socket(args.socket, config)
-    if args.command == "deposit" and config.ledger.backend != "mock":
-        print(f"payg: deposit pays on the mock ledger only; with the {config.ledger.backend} backend pay from a "
-              f"wallet to the address `payg address --socket {args.socket}` prints", file=sys.stderr)
-        return 1
+    if args.command == "deposit" and not isinstance(config.ledger, MockLedgerConfig):  # refused before it opens
+        return _not_a_payer(args, config)
     try:
         with ledger(config) as source:
-            if args.command == "deposit":
-                return cmd_deposit(args, config, source)
-            return cmd_address(args, source)
+            if args.command != "deposit":
+                return cmd_address(args, source)
+            if not isinstance(source, DepositPayer):
+                return _not_a_payer(args, config)
+            return cmd_deposit(args, config, source)
     except ConfigError as exc:
         print(f"payg: invalid configuration: {exc}", file=sys.stderr)
         return 2
+
+
+def _not_a_payer(args: argparse.Namespace, config: Config) -> int:
+    print(f"payg: deposit pays on the mock ledger only; with the {config.ledger.backend} backend pay from a "
+          f"wallet to the address `payg address --socket {args.socket}` prints", file=sys.stderr)
+    return 1
 
 
 def cmd_deposit(args: argparse.Namespace, config: Config, payer: DepositPayer, out: TextIO = sys.stdout) -> int:
@@ -98,7 +105,7 @@ def cmd_cursor(args: argparse.Namespace, config: Config, journal: Journal, out: 
     rather than credit from it, and moving to another network is done here, on purpose, by setting both."""
     name = f"deposits:{config.ledger.backend}"
     old = journal.cursor(name)
-    iota = config.ledger.backend == "iota"
+    iota = isinstance(config.ledger, IotaLedgerConfig)
     if args.set_to is None:
         print(f"{name}: {old if old is not None else '(none: the first poll starts at the ledger head)'}", file=out)
         if iota:
@@ -140,7 +147,7 @@ def cmd_journal(args: argparse.Namespace, config: Config, journal: Journal, out:
         writer = csv.writer(out)
         writer.writerow(fields)
         for e in journal.all_entries(args.socket):
-            d = dict(serialize.entry(e), at=iso_time(e.at, timezone.utc))
+            d = dict(serialize.entry(e), at=iso_time(e.at, UTC))
             writer.writerow([d[f] if d[f] is not None else "" for f in fields])
         return 0
     zone = ZoneInfo(config.web.timezone) if config.web.timezone else None
@@ -166,6 +173,6 @@ def _fmt(value: object) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]], out: TextIO) -> None:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
     for row in [header, *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip(), file=out)
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip(), file=out)

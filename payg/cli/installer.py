@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Protocol, TextIO
+from collections.abc import Callable
+from typing import Protocol, TextIO
 
 from payg.domain.meter_profile import MeterProfile, default_timeout_s
-from payg.domain.settings import Config
+from payg.domain.settings import Config, GpioRelayConfig
 from payg.errors import ConfigError, MeterTimeout, MeterUnavailable, PortUnavailable, RelayError
 from payg.ports import Relay
 
@@ -54,7 +55,7 @@ def relays_off(config: Config, force_off: Callable[[int, bool], None]) -> int:
     """`payg relay off`: drive every configured GPIO relay to 'off' (systemd's ExecStopPost)."""
     failed = 0
     for sc in config.sockets:
-        if sc.relay.kind == "gpio":
+        if isinstance(sc.relay, GpioRelayConfig):
             try:
                 force_off(sc.relay.pin, sc.relay.active_low)
                 print(f"{sc.id}: relay on GPIO{sc.relay.pin} off")
@@ -94,7 +95,7 @@ def cmd_meters_scan(args: argparse.Namespace, profile: MeterProfile, probe: Call
         print("payg: --last must not be below --first", file=sys.stderr)
         return 2
     addresses = range(args.first, args.last + 1)
-    found = []
+    found: list[tuple[int, dict | None, str | None]] = []  # (address, its values, or why they are missing)
     for n, address in enumerate(addresses, 1):
         _progress_bar(progress, n, len(addresses), f"address {address}, found {len(found)}")
         try:
@@ -110,16 +111,16 @@ def cmd_meters_scan(args: argparse.Namespace, profile: MeterProfile, probe: Call
             continue
         found.append((address, values, None))
     print(file=progress)
-    if not any(values is not None for _, values, _ in found):
+    if not any(got is not None for _, got, _ in found):
         print(f"no {profile.model} answered on {args.port} at addresses {args.first}-{args.last}", file=out)
-    for address, values, error in found:
-        if values is None:
+    for address, got, error in found:
+        if got is None:
             print(f"address {address}: answered, but not as a {profile.name} ({error})", file=out)
             continue
         print(f"address {address}: {profile.model}", file=out)
-        for line in _reading_lines(profile, values):
+        for line in _reading_lines(profile, got):
             print(line, file=out)
-    return 0 if any(values is not None for _, values, _ in found) else 1
+    return 0 if any(got is not None for _, got, _ in found) else 1
 
 
 def _progress_bar(stream: TextIO, done: int, total: int, text: str, width: int = 30) -> None:

@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amount", type=_amount, metavar="N", help="tokens to ask for in the URI")
     p = command("cursor", "show the ledger deposit cursor, or set it (with the controller stopped)")
     p.add_argument("--set", metavar="VALUE", dest="set_to",
-                   help="the new cursor, in the backend's form (Ethereum '<block>:<hash>', IOTA '<checkpoint>@<chain identifier>')")
+                   help="the new cursor, in the backend's form (Ethereum '<block>:<hash>', "
+                        "IOTA '<checkpoint>@<chain identifier>')")
     p = command("journal", "print a socket's journal (newest first, or all as CSV)")
     p.add_argument("--socket", required=True, metavar="ID", help="socket id")
     p.add_argument("--csv", action="store_true", help="every entry, oldest first, as CSV")

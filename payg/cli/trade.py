@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Protocol, TextIO
+from typing import Protocol, TextIO
 
-from payg.domain.settings import Config
+from payg.domain.settings import Config, EthereumLedgerConfig, MockLedgerConfig
 from payg.errors import ConfigError, DeployFailed, Unreachable
 
 
@@ -101,7 +102,7 @@ class Deployment(Protocol):
 def cmd_fund(args: argparse.Namespace, config: Config, fund: Callable[[Config, str, int], tuple[str, int]],
              ) -> int:
     """`payg trade fund`: the mock ledger's faucet for trade wallets (no controller needed)."""
-    if config.ledger.backend != "mock":
+    if not isinstance(config.ledger, MockLedgerConfig):
         print(f"payg: trade fund mints on the mock ledger only; on {config.ledger.backend} send funds to the "
               "socket's trade party (payg trade info shows it)", file=sys.stderr)
         return 2
@@ -116,7 +117,7 @@ def cmd_fund(args: argparse.Namespace, config: Config, fund: Callable[[Config, s
 def cmd_deploy(config: Config, deploy: Callable[[Config], Deployment]) -> int:
     """`payg trade deploy`: compile and deploy the contracts with the owner socket's trade key."""
     tc = config.trade
-    if config.ledger.backend != "ethereum":
+    if not isinstance(config.ledger, EthereumLedgerConfig):
         print("payg: trade deploy is for the ethereum backend (the mock market lives in its ledger file; on IOTA "
               "the market is hosted by a controller)", file=sys.stderr)
         return 2

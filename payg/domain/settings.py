@@ -1,7 +1,9 @@
 """The configuration's shape: frozen dataclasses, validated and filled by payg/adapters/config.
 
-Nothing here reads a file. Secrets are never values here: a SecretRef says where one is
-read from (an environment variable or an owner-only file).
+Each key is defined once, on its field: `setting(default, meaning, bounds...)`. The loader reads a key by its
+field's type and bounds, and the reference (docs/configuration.md, `python -m payg.adapters.config.reference`)
+is written from the same fields. Nothing here reads a file. Secrets are never values here: a SecretRef says
+where one is read from (an environment variable or an owner-only file).
 """
 
 from __future__ import annotations
@@ -11,42 +13,79 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
+from payg.domain.config_keys import not_a_key, setting
 from payg.domain.friendly import FriendlyCredit
-from payg.domain.notices import NoticeSettings
 from payg.domain.meter_profile import MeterProfile, reading_time_s
+from payg.domain.notices import NoticeSettings
+from payg.domain.trade_settings import BuyConfig as BuyConfig
+from payg.domain.trade_settings import SellConfig as SellConfig
+from payg.domain.trade_settings import TradeConfig as TradeConfig
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+SESSION_HOURS = "how long a landlord login lasts at most, in use or not"
+SESSION_IDLE = "a landlord session ends after this long without a request (an open landlord page does not count)"
 
 
 @dataclass(frozen=True)
-class ControllerConfig:
-    data_dir: Path
-    poll_interval_s: float = 1.0
-    meter_offline_grace_s: float = 10.0
-    deposit_poll_interval_s: float = 1.0
-    predictive_cutoff: bool = True
-    usage_entry_s: float = 60.0
-    counter_confirmations: int = 3
-    relay_check_s: float = 5.0
-    relay_off_max_w: float = 5.0
-    log_level: str = "info"
+class MeteringConfig:
+    """The [controller] keys the metering loop reads (payg/services/metering.py `MeteringSettings`)."""
+
+    poll_interval_s: float = setting(1.0, "seconds between metering ticks", gt=0)
+    meter_offline_grace_s: float = setting(10.0, "a socket whose meter has given no healthy reading for this long "
+                                           "is switched off", gt=0, kind="number ≥ `poll_interval_s`")
+    usage_entry_s: float = setting(60.0, "usage is closed into one journal entry per this many seconds of "
+                                   "consumption; `0` writes an entry every tick that bills energy", ge=0)
+    counter_confirmations: int = setting(3, "readings in a row that must agree before a counter reset or jump "
+                                         "restarts the baseline", ge=1, le=100)
+    predictive_cutoff: bool = setting(True, "open the relay at the predicted moment the credit runs out, between "
+                                      "ticks; `false` waits for the counter (up to one Wh plus one tick of overshoot)")
+    relay_check_s: float = setting(5.0, "seconds after a relay opens before the meter must read (about) 0 W", gt=0)
+    relay_off_max_w: float = setting(5.0, "power above this through an open relay, after `relay_check_s`, raises "
+                                     "the `relay_bypass` alarm", ge=0)
+
+
+@dataclass(frozen=True)
+class ControllerConfig(MeteringConfig):
+    data_dir: Path = setting(doc="where the journal, the mock ledger and the simulated meters' state live; created "
+                             "with owner-only permissions", kw_only=True)
+    deposit_poll_interval_s: float = setting(1.0, "seconds between asking the ledger for new deposits", gt=0)
+    log_level: str = setting("info", "log verbosity (to standard error)", choices=LOG_LEVELS)
 
 
 @dataclass(frozen=True)
 class WebConfig:
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    port: int = 5000
-    landlord_password: SecretRef | None = None  # where the landlord's password hash is; None: no landlord view
-    low_credit_tokens: int = 100                # the tenant page warns at or below this balance
-    topup_presets: tuple[int, ...] = (50, 100, 200, 500)  # amounts (tokens) offered under the QR code
-    session_hours: float = 12.0                 # a landlord login lasts this long
-    session_idle_minutes: float = 60.0          # and ends sooner after this long without a request
-    secure_cookies: bool = False                # true behind an HTTPS proxy: cookies are sent over HTTPS only
-    public_url: str | None = None               # how tenants reach the pages; https here makes cookies Secure
-    timezone: str | None = None                 # IANA zone for "today" and "this month"; None: the system's
-    trusted_proxies: tuple[str, ...] = ()       # reverse proxies whose X-Forwarded-For names the client
-    server: ServerConfig = field(default_factory=lambda: ServerConfig())
+    enabled: bool = setting(True, "serve the pages and the JSON API")
+    host: str = setting("127.0.0.1", "address to bind; `\"0.0.0.0\"` lets tenants' phones reach the pages. Put a "
+                        "reverse proxy with HTTPS in front before the landlord logs in over a network (see [On a "
+                        "network](operations/network.md))")
+    port: int = setting(5000, "TCP port", ge=1, le=65535)
+    landlord_password: SecretRef | None = setting(
+        None, "where the landlord's password **hash** is read from (make it with `payg password`): an environment "
+        "variable's name, or a file readable by its owner only (`chmod 600`). At most one. A password or hash in "
+        "the TOML file itself is refused. When the variable is unset the controller runs with the landlord view "
+        "off and says so", key="landlord_password_hash_env` / `landlord_password_hash_file", kind="string",
+        shown="none (the landlord view is off)", by_hand=True)
+    low_credit_tokens: int = setting(100, "the tenant page warns at or below this balance (it also warns when less "
+                                     "than 30 minutes are left at the present power)", ge=0)
+    topup_presets: tuple[int, ...] = setting((50, 100, 200, 500), "amounts (tokens) offered under the QR code; each "
+                                             "changes the QR code to a payment request for that amount",
+                                             kind="list of 1–8 positive integers", by_hand=True)
+    session_hours: float = setting(12.0, SESSION_HOURS, gt=0, le=24 * 31)
+    session_idle_minutes: float = setting(60.0, SESSION_IDLE, ge=1)
+    secure_cookies: bool = setting(False, "`true` makes the session cookie HTTPS-only without a `public_url` "
+                                   "(behind an HTTPS proxy)")
+    public_url: str | None = setting(None, "how people reach the pages (the proxy's address); `https://` makes the "
+                                     "session cookie `Secure`", kind="`http://` or `https://` URL", by_hand=True)
+    timezone: str | None = setting(None, "IANA zone name (`\"Europe/Berlin\"`) for \"today\" and \"this month\" on "
+                                   "the pages", shown="the system's")
+    trusted_proxies: tuple[str, ...] = setting((), "reverse proxies whose `X-Forwarded-For` names the client (see [On "
+                                               "a network](operations/network.md)); from anyone else the header is "
+                                               "ignored",
+                                               kind="list of addresses or CIDR blocks", by_hand=True)
+    server: ServerConfig = setting(doc="the web server's limits: `[web.server]`, below", factory=lambda: ServerConfig(),
+                                   shown="see below", by_hand=True)
 
     @property
     def https(self) -> bool:
@@ -58,41 +97,78 @@ class WebConfig:
 class CodesConfig:
     """Offline top-up codes ([codes]): what one unit of a code's value is worth."""
 
-    tokens_per_unit: int = 10  # a code carries 1 to 995 units: with 10, from 10 to 9,950 tokens
+    tokens_per_unit: int = setting(10, "tokens in one unit of a code's value. A code carries 1 to 995 units, so with "
+                                   "`10` a code adds 10 to 9,950 tokens, in steps of 10", ge=1, le=10**9)
 
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """The web server's limits ([web.server]); see payg/web/server.py for what each one bounds."""
+    """The web server's limits ([web.server], [hub.server]); see payg/web/server.py for what each one bounds."""
 
-    max_connections: int = 512
-    workers: int = 16
-    max_live_connections: int = 64
-    header_timeout_s: float = 10.0
-    body_timeout_s: float = 30.0
-    idle_timeout_s: float = 30.0
-    max_body_kib: int = 256
-    max_live_per_client: int = 8
-    buffer_budget_kib: int = 16 * 1024
+    max_connections: int = setting(512, "open connections in all; when full, the one idle the longest is closed to "
+                                   "make room", ge=8, le=60_000,
+                                   kind="integer 8–60000, above `workers + max_live_connections`")
+    workers: int = setting(16, "threads that run requests; waiting connections, and clients slow to read an answer, "
+                           "take none", ge=1, le=256)
+    max_live_connections: int = setting(64, "live pages at once: a WebSocket (four threads) or a Socket.IO long-poll "
+                                        "(one thread while it waits); past it a page's live updates are refused "
+                                        "(503) and it retries", ge=0, le=10_000)
+    header_timeout_s: float = setting(10.0, "a request's head must arrive within this of its first byte (else 408)",
+                                      gt=0)
+    body_timeout_s: float = setting(30.0, "its body within this of its head (else 408)", gt=0)
+    idle_timeout_s: float = setting(30.0, "a kept-alive connection with no request is closed after this", gt=0)
+    max_body_kib: int = setting(256, "the largest request body, with a length or chunked (else 413, before it is "
+                                "read)", ge=16, le=64 * 1024)
+    max_live_per_client: int = setting(8, "live pages from one client address (behind a `trusted_proxies` proxy, the "
+                                       "address it forwards), so one client cannot take every live slot",
+                                       ge=1, le=10_000)
+    buffer_budget_kib: int = setting(16 * 1024, "memory for request bodies being received and answers their clients "
+                                     "have not read yet, all connections together; when it is full, the largest "
+                                     "unfinished body (or the answer left unread the longest) is dropped with 503 "
+                                     "to make room", ge=256, le=4 * 1024 * 1024,
+                                     kind="integer 256–4194304, at least `max_body_kib`")
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self.max_body_kib * 1024
+
+    @property
+    def buffer_budget_bytes(self) -> int:
+        return self.buffer_budget_kib * 1024
+
+
+LEVEL = "topic level (letters, digits, `-`, `_`)"
+LEVELS = "1–4 topic levels"
 
 
 @dataclass(frozen=True)
 class MqttConfig:
-    """State, events and commands over an MQTT broker ([mqtt]); off unless enabled. See README."""
+    """State, events and commands over an MQTT broker ([mqtt]); off unless enabled."""
 
-    enabled: bool = False
-    host: str = "127.0.0.1"
-    port: int = 1883
-    controller: str = "payg"                 # this controller's name in the topics: <prefix>/<controller>/...
-    client_id: str | None = None             # None: payg-<controller>
-    username: str | None = None
-    password: SecretRef | None = None        # an environment variable or an owner-only file, never the file itself
-    tls_ca_file: Path | None = None          # set: TLS, the broker's certificate checked against this CA
-    topic_prefix: str = "payg"
-    keepalive_s: int = 60
-    command_users: tuple[str, ...] = ()      # broker users whose commands the ACL lets through (payg mqtt-acl)
-    discovery: bool = True                   # Home Assistant MQTT discovery
-    discovery_prefix: str = "homeassistant"
+    enabled: bool = setting(False, "connect to the broker")
+    host: str = setting("127.0.0.1", "the broker's address")
+    port: int = setting(1883, "the broker's port", ge=1, le=65535, shown="`1883` (`8883` with `tls_ca_file`)")
+    controller: str = setting("payg", "this controller's name in the topics: `<topic_prefix>/<controller>/...`; "
+                              "unique per broker", kind=LEVEL)
+    client_id: str | None = setting(None, "the MQTT client id", kind="string, 1–128 characters",
+                                    shown='`"payg-<controller>"`')
+    username: str | None = setting(None, "the broker user this controller logs in as")
+    password: SecretRef | None = setting(None, "where its password is: never in this file (`password` here is "
+                                         "refused); a file must be readable by its owner only",
+                                         key="password_env` or `password_file",
+                                         kind="environment variable name, or path", by_hand=True)
+    tls_ca_file: Path | None = setting(None, "set: TLS, the broker's certificate checked against this CA (PEM)")
+    topic_prefix: str = setting("payg", "the first levels of every topic", kind=LEVELS)
+    keepalive_s: int = setting(60, "MQTT keepalive; a controller silent for 1.5 × this is declared offline by the "
+                               "broker (its last will)", ge=5, le=3600)
+    command_users: tuple[str, ...] = setting((), "who may send commands: the broker's ACL must let only them write "
+                                             "the command topic (the protocol does not tell a controller who "
+                                             "published). Recorded here so the ACL can be generated (`payg "
+                                             "mqtt-acl`, from `mosquitto_acl` in `payg/adapters/mqtt/acl.py`; see "
+                                             "[the broker](mqtt.md#1-the-broker))", kind="list of broker users",
+                                             by_hand=True)
+    discovery: bool = setting(True, "announce every socket to Home Assistant (MQTT discovery)")
+    discovery_prefix: str = setting("homeassistant", "Home Assistant's discovery prefix", kind=LEVELS)
 
     @property
     def client(self) -> str:
@@ -103,6 +179,7 @@ class MqttConfig:
 class MockLedgerConfig:
     finality_s: float = 0.0
     path: Path | None = None  # the mock ledger's file (None: mock-ledger.sqlite in data_dir); share it to trade
+    backend: Literal["mock"] = field(default="mock", init=False)
 
 
 @dataclass(frozen=True)
@@ -129,6 +206,7 @@ class EthereumLedgerConfig:
     log_chunk_blocks: int = 2000
     xpub: str | None = None  # the account's extended public key (m/44'/60'/0'): not a secret, reveals every address
     check_balances: bool = True  # ether mode: alarm on ether at an address that no transaction explains
+    backend: Literal["ethereum"] = field(default="ethereum", init=False)
 
 
 @dataclass(frozen=True)
@@ -139,19 +217,16 @@ class IotaLedgerConfig:
     start_checkpoint: int | None = None
     request_timeout_s: float = 10.0
     transactions_per_page: int = 50  # a deposit scan's page, at most the GraphQL service's maxPageSize
+    backend: Literal["iota"] = field(default="iota", init=False)
 
 
-@dataclass(frozen=True)
-class LedgerConfig:
-    backend: str
-    mock: MockLedgerConfig | None = None
-    ethereum: EthereumLedgerConfig | None = None
-    iota: IotaLedgerConfig | None = None
+LedgerConfig: TypeAlias = MockLedgerConfig | EthereumLedgerConfig | IotaLedgerConfig  # [ledger], by its backend
 
 
 @dataclass(frozen=True)
 class TariffConfig:
-    tokens_per_wh: Fraction = Fraction(1)
+    tokens_per_wh: Fraction = setting(Fraction(1), "price of one Wh; exact (floats are refused, money is exact)",
+                                      kind='positive integer, or a decimal string such as `"0.25"`', by_hand=True)
 
 
 @dataclass(frozen=True)
@@ -178,7 +253,7 @@ class SimulatedMeterConfig:
     load: ConstantLoad | ScheduleLoad | RandomLoad
     voltage_v: float = 230.0
     persist: bool = True
-    kind: str = "simulated"
+    kind: Literal["simulated"] = field(default="simulated", init=False)
 
 
 @dataclass(frozen=True)
@@ -191,7 +266,7 @@ class ModbusMeterConfig:
     stopbits: int
     timeout_s: float = 0.5
     local_echo: bool = False
-    kind: str = "modbus"
+    kind: Literal["modbus"] = field(default="modbus", init=False)
 
     @property
     def bus_settings(self) -> tuple[int, str, int, float, bool]:
@@ -209,75 +284,75 @@ class ModbusMeterConfig:
 
 @dataclass(frozen=True)
 class SimulatedRelayConfig:
-    kind: str = "simulated"
+    kind: Literal["simulated"] = field(default="simulated", init=False)
 
 
 @dataclass(frozen=True)
 class GpioRelayConfig:
     pin: int
     active_low: bool = False
-    kind: str = "gpio"
+    kind: Literal["gpio"] = field(default="gpio", init=False)
 
 
-@dataclass(frozen=True)
-class SellConfig:
-    """The socket supplies energy through payment channels at this price."""
-    price_per_wh: int  # ledger units per Wh
-
-
-@dataclass(frozen=True)
-class BuyConfig:
-    """When the socket's balance falls below `below_tokens`, open a channel to `supplier` on `peer`."""
-    peer: str               # the supplying controller's base URL
-    supplier: str           # the supplying socket's id on that controller
-    below_tokens: int
-    escrow_wh: int          # the channel's escrow buys this much energy
-    max_price_per_wh: int   # refuse a supplier asking more (ledger units per Wh)
-    hours: float = 24.0     # the channel's lifetime
-    lead_wh: int = 1        # paid ahead, so the supplier can switch on
-
-
-@dataclass(frozen=True)
-class TradeConfig:
-    capacity_wh: int = 1_000_000  # grid capacity of a market this controller creates
-    tax_bps: int = 500            # tax on buys, in basis points of the producer's share
-    owner: str | None = None      # the socket whose trade party owns a market this controller creates
-    market_contract: str | None = None    # ethereum: the deployed market
-    channels_contract: str | None = None  # ethereum: the deployed channel manager
-    evm_version: str = "prague"           # ethereum: the target of `payg trade deploy`
-    market_url: str | None = None         # iota: the controller hosting the market (None: this one)
-    voucher_cache_s: float = 1.0          # ethereum: how long a voucher check reuses the latest block (0: never)
+MeterConfig: TypeAlias = SimulatedMeterConfig | ModbusMeterConfig  # a socket's meter, by its kind
+RelayConfig: TypeAlias = SimulatedRelayConfig | GpioRelayConfig    # a socket's relay, by its kind
 
 
 @dataclass(frozen=True)
 class SocketConfig:
-    id: str
-    name: str
-    meter: SimulatedMeterConfig | ModbusMeterConfig
-    relay: SimulatedRelayConfig | GpioRelayConfig
-    max_power_w: float = 3680.0
-    account_index: int | None = None  # derivation index of the socket's ledger address (None: assigned)
-    sell: SellConfig | None = None
-    buy: BuyConfig | None = None
-    friendly_credit: bool = True  # follow [protections.friendly_credit]; false: this socket goes off at any hour
-    protections: tuple[tuple[str, object], ...] = ()  # its own [protections] values (payg/adapters/config)
+    id: str = setting(doc="1–32 characters of `a-z 0-9 - _`; unique; names the socket in the API, the CLI and the "
+                      "journal")
+    name: str = setting(doc="display name", shown="the id")
+    meter: MeterConfig = setting(doc="the meter: [simulated](#simulated-meters) or "
+                                                              "[Modbus](#modbus-meters)", kind="table")
+    relay: RelayConfig = setting(doc="`{ kind = \"simulated\" }`, or a GPIO relay (see "
+                                                            "[below](#gpio-relays))", kind="table")
+    max_power_w: float = setting(3680.0, "the most the socket can draw; readings showing more energy than this for "
+                                 "the elapsed time are implausible", gt=0, shown="`3680` (16 A at 230 V)")
+    account_index: int | None = setting(None, "the index in the wallet's derivation path that gives this socket its "
+                                        "ledger address (IOTA and Ethereum); see [Ledgers](ledgers/index.md#addresses)",
+                                        ge=0, le=2**31 - 1, shown="assigned")
+    sell: SellConfig | None = setting(None, "this socket sells or buys energy through payment channels; see [below]"
+                                      "(#trade-in-a-socket) and [Trading energy](ledgers/trading.md)",
+                                      key="trade", kind="table")
+    buy: BuyConfig | None = not_a_key(None)  # the same `trade` table, with the buying keys
+    friendly_credit: bool = setting(True, "follow `[protections.friendly_credit]`; `false`: this socket goes off "
+                                    "when its credit runs out, at any hour")
+    protections: tuple[tuple[str, object], ...] = setting(
+        (), "this socket's own `debt_recovery_percent`, `emergency_credit_tokens`, `emergency_below_tokens` or "
+        "`warn_hours` over the controller's `[protections]`, e.g. `protections = { emergency_credit_tokens = 0 }`",
+        kind="table", shown="none")
 
 
 @dataclass(frozen=True)
 class ProtectionsConfig:
     """What a prepaid tenant is owed ([protections]); each is off until configured."""
 
-    friendly_credit: FriendlyCredit = FriendlyCredit()  # periods in which running out does not cut the power
-    notices: NoticeSettings = NoticeSettings()          # low-credit warnings; the flag for long times off
-    debt_recovery_percent: int = 100                    # at most this much of a top-up repays debt (100: all)
-    emergency_credit_tokens: int = 0                    # a tenant may take this much once, repaid first (0: off)
-    emergency_below_tokens: int = 20                    # ... when the credit left is below this
-    per_socket: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = ()  # a socket's own values over these
+    debt_recovery_percent: int = setting(100, "at most this share of each top-up (a deposit or a code) repays old "
+                                         "debt; the rest is credit at once. `100`: the debt is repaid first, all of "
+                                         "it, and only the rest is credit", ge=1, le=100)
+    warn_hours: tuple[float, ...] = setting((), "record a `low_credit` event, once per crossing, when the credit would "
+                                            "last less than each of these at the present power (`[24, 2]`), and say "
+                                            "so on the tenant page", kind="list of 1 or 2 numbers of hours > 0",
+                                            by_hand=True)
+    flag_off_hours: float = setting(NoticeSettings.flag_off_hours, "the landlord view flags a socket that was off for "
+                                    "lack of credit for longer than this in the last 7 days", gt=0)
+    emergency_credit_tokens: int = setting(0, "a tenant may take this much emergency credit from the tenant page, "
+                                           "once, repaid first by the next top-up", ge=0, le=10**9, shown="`0` (off)")
+    emergency_below_tokens: int = setting(20, "... when the credit left is below this", ge=1, le=10**9)
+    friendly_credit: FriendlyCredit = setting(FriendlyCredit(), "periods in which running out does not cut the power: "
+                                              "`[protections.friendly_credit]`, below", kind="table", shown="none",
+                                              by_hand=True)
+    per_socket: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = not_a_key(())  # sockets' own values
+
+    @property
+    def notices(self) -> NoticeSettings:
+        return NoticeSettings(self.warn_hours, self.flag_off_hours)
 
     def of(self, socket_id: str, key: str) -> Any:
         """The value of `key` (one of the fields above) for a socket: its own, else the controller's."""
         own = dict(dict(self.per_socket).get(socket_id, ()))
-        return own[key] if key in own else (self.notices.warn_hours if key == "warn_hours" else getattr(self, key))
+        return own[key] if key in own else getattr(self, key)
 
     def per(self, socket_ids: Iterable[str], key: str) -> dict[str, Any]:
         return {sid: self.of(sid, key) for sid in socket_ids}
@@ -302,19 +377,23 @@ class Config:
 
 @dataclass(frozen=True)
 class HubConfig:
-    """The fleet view's own file ([hub] and [mqtt], `payg hub`, README "Many buildings"): it reads what the
-    controllers publish on one broker and keeps no money of its own, so it has no ledger, journal or sockets."""
+    """The fleet view's own file ([hub] and [mqtt], `payg hub`): it reads what the controllers publish on one broker
+    and keeps no money of its own, so it has no ledger, journal or sockets."""
 
-    path: Path
-    data_dir: Path                                # its web secret, API token and landlord sessions
-    mqtt: MqttConfig                              # the broker; the hub's user must be a command user in the ACL
-    landlord_password: SecretRef | None = None    # the landlord's password hash (required by the loader)
-    host: str = "127.0.0.1"
-    port: int = 5080
-    topic_prefix: str = "payg"                    # the controllers' [mqtt] topic_prefix
-    command_timeout_s: float = 10.0               # an action with no response by then is shown as timed out
-    session_hours: float = 12.0
-    session_idle_minutes: float = 60.0
-    secure_cookies: bool = False                  # true behind an HTTPS proxy
-    log_level: str = "info"
-    server: ServerConfig = field(default_factory=ServerConfig)  # [hub.server]: the same limits as [web.server]
+    path: Path = not_a_key()
+    data_dir: Path = setting(doc="its web secret, API token and landlord sessions")
+    mqtt: MqttConfig = not_a_key()  # the [mqtt] table; the hub's user must be a command user in the ACL
+    landlord_password: SecretRef | None = setting(
+        None, "where the landlord's password hash is: every page of the hub needs the landlord's login",
+        key="landlord_password_hash_env` / `landlord_password_hash_file", kind="string", shown="required (one of "
+        "them)", by_hand=True)
+    host: str = setting("127.0.0.1", "an IP address to listen on (a reverse proxy in front for other machines)")
+    port: int = setting(5080, "TCP port", ge=1, le=65535)
+    topic_prefix: str = setting("payg", "the controllers' `[mqtt] topic_prefix`", kind=LEVELS)
+    command_timeout_s: float = setting(10.0, "an action with no response by then is shown as timed out", gt=0)
+    session_hours: float = setting(12.0, SESSION_HOURS, gt=0, le=24 * 31)
+    session_idle_minutes: float = setting(60.0, SESSION_IDLE, ge=1)
+    secure_cookies: bool = setting(False, "`true` behind an HTTPS proxy: cookies are sent over HTTPS only")
+    log_level: str = setting("info", "log verbosity (to standard error)", choices=LOG_LEVELS)
+    server: ServerConfig = setting(doc="`[hub.server]`: the same keys and defaults as `[web.server]`",
+                                   factory=ServerConfig, shown="as `[web.server]`", by_hand=True)

@@ -6,7 +6,8 @@ values that cross them (MeterReading, Deposit, Advert, ...) are the domain's and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from types import TracebackType
+from typing import Any, Protocol, runtime_checkable
 
 from payg.domain.accounts import Deposit as Deposit  # named here for the adapters (see the docstring)
 from payg.domain.billing import MeterReading as MeterReading
@@ -30,7 +31,8 @@ class Lock(Protocol):
 
     def __enter__(self) -> object: ...
 
-    def __exit__(self, *exc: object) -> bool | None: ...
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None,
+                 /) -> bool | None: ...
 
 
 class MeterReader(Protocol):
@@ -86,8 +88,9 @@ class DepositSource(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
 class DepositPayer(Protocol):
-    """Pays into a socket's address. Only the mock ledger offers this to the entry points."""
+    """Pays into a socket's address. Only the mock ledger offers this to the entry points (found by this type)."""
 
     def pay(self, socket_id: str, amount: int) -> str: ...
 
@@ -170,14 +173,16 @@ class PaymentChannel(Protocol):
         """Sender only, after expiry, if not closed: the whole escrow back to the sender."""
 
 
+@runtime_checkable
 class EscrowWatch(Protocol):
     """A recipient's look at a channel's escrow on the ledger, for ledgers that do not hold the escrow for the
-    recipient (IOTA): {"balance": what the channel's address holds, ...}. The composition root hands it to the
-    channel book only for such ledgers."""
+    recipient (IOTA): {"balance": what the channel's address holds, ...}. The composition root hands the trade
+    backend to the channel book as one when it is one (found by this type)."""
 
     def watch(self, channel_id: str) -> dict[str, Any]: ...
 
 
+@runtime_checkable
 class PeerDirectory(Protocol):
     """Remembers which controller holds a party's keys, for ledgers whose settlement goes through the other
     controller (IOTA)."""
@@ -185,6 +190,7 @@ class PeerDirectory(Protocol):
     def add_peer(self, party: str, base_url: str) -> None: ...
 
 
+@runtime_checkable
 class PeerMessages(Protocol):
     """Answers a backend's own messages from other controllers (`POST /api/peer/<kind>`); raises payg errors."""
 

@@ -6,7 +6,7 @@ meters through a MeterReader, writes each tick as ONE journal transaction and sw
 the relays the decisions ask for.
 
 Fail-safe off: every relay is opened at start until its meter gives a healthy reading,
-after `grace_s` without one, when a tick fails (`trip`), and at shutdown.
+after `meter_offline_grace_s` without one, when a tick fails (`trip`), and at shutdown.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from payg.domain.friendly import FriendlyCredit
 from payg.domain.money import Tariff
 from payg.domain.notices import NoticeSettings
 from payg.domain.relay import EXHAUSTED, Credit, check_bypass, decide
+from payg.domain.settings import MeteringConfig
 from payg.domain.socket import Balance, SocketSnapshot, SocketState, override_mode, snapshot
 from payg.errors import RelayError, UnknownSocket
 from payg.ports import Clock, Lock, MeterReader, Relay, StatePublisher
@@ -31,14 +32,9 @@ log = logging.getLogger("payg.controller")
 
 
 @dataclass(frozen=True)
-class MeteringSettings:
-    poll_interval_s: float = 1.0
-    grace_s: float = 10.0             # a meter without a healthy reading for this long is offline
-    usage_entry_s: float = 60.0       # pending usage is closed into one entry per this much consumption
-    counter_confirmations: int = 3
-    predictive_cutoff: bool = True
-    relay_check_s: float = 5.0        # power through a relay open this long is a bypass
-    relay_off_max_w: float = 5.0      # ... above this much
+class MeteringSettings(MeteringConfig):
+    """The [controller] keys of MeteringConfig (their defaults and meanings are there), and the protections."""
+
     friendly: FriendlyCredit = FriendlyCredit()      # friendly-credit periods (none: off)
     friendly_off: frozenset[str] = frozenset()       # sockets that do without them
     notices: NoticeSettings = NoticeSettings()       # low-credit warnings; the record of times off for credit
@@ -214,7 +210,7 @@ class Metering:
             log.warning("socket %s: no more power through the open relay", s.id)
 
     def healthy(self, s: SocketState, now: float) -> bool:
-        return s.healthy(now, self.settings.grace_s)
+        return s.healthy(now, self.settings.meter_offline_grace_s)
 
     def credit_of(self, s: SocketState, now: float) -> Credit:
         """What the socket may still use at `now`: balance, carry and the energy drawn since the counter's step."""
@@ -303,8 +299,8 @@ class Metering:
             raise UnknownSocket(socket_id) from None
 
     def _project(self, s: SocketState, now: float) -> SocketSnapshot:
-        return snapshot(s, self.journal.balance(s.id), self.tariff.units_per_token, now, self.settings.grace_s,
-                          self.journal.deferred_debt(s.id))
+        return snapshot(s, self.journal.balance(s.id), self.tariff.units_per_token, now,
+                        self.settings.meter_offline_grace_s, self.journal.deferred_debt(s.id))
 
     def publish(self) -> None:
         with self.lock:

@@ -19,6 +19,7 @@ import h11
 from h11 import Connection as H11Connection
 from h11 import Request as H11Request
 
+from payg.domain.config_keys import made_from
 from payg.domain.settings import ServerConfig
 from payg.web import wsgi
 
@@ -38,20 +39,13 @@ def prepare(sock: socket.socket) -> None:
 
 
 @dataclass(frozen=True)
-class ServerLimits:
-    max_connections: int = 512      # open connections in all
-    workers: int = 16               # threads that run requests
-    max_live_connections: int = 64  # WebSockets and Socket.IO long-polls at once
-    max_live_per_client: int = 8    # of those, from one client address
-    header_timeout_s: float = 10.0  # a request's head must be in within this of its first byte
-    body_timeout_s: float = 30.0    # and its body within this of its head
-    idle_timeout_s: float = 30.0    # a kept-alive connection with no request is closed after this
+class ServerLimits(ServerConfig):
+    """The limits [web.server] sets (ServerConfig: their defaults, bounds and meanings), and the fixed ones."""
+
     write_timeout_s: float = 30.0   # a client that reads nothing of an answer for this long is dropped
-    max_body_bytes: int = 256 * 1024
     max_head_bytes: int = 16 * 1024
     max_chunks: int = 1024          # chunks in one request's body
     max_framing_bytes: int = 16 * 1024     # chunk-size lines, chunk extensions and trailers of one request
-    buffer_budget_bytes: int = 16 * 1024 * 1024  # bodies held and answers not yet read, all connections together
     response_high_water: int = 1024 * 1024       # an answer buffered beyond this makes its worker wait
     events_per_round: int = 256     # h11 events parsed for one connection before the others get their turn
     backlog: int = 128
@@ -59,10 +53,7 @@ class ServerLimits:
     @classmethod
     def of(cls, c: ServerConfig) -> ServerLimits:
         """The limits [web.server] sets."""
-        return cls(max_connections=c.max_connections, workers=c.workers, max_live_connections=c.max_live_connections,
-                   max_live_per_client=c.max_live_per_client, header_timeout_s=c.header_timeout_s,
-                   body_timeout_s=c.body_timeout_s, idle_timeout_s=c.idle_timeout_s,
-                   max_body_bytes=c.max_body_kib * 1024, buffer_budget_bytes=c.buffer_budget_kib * 1024)
+        return made_from(cls, c)
 
 
 @dataclass(eq=False)

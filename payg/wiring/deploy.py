@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from payg.domain.settings import Config
+from payg.domain.settings import Config, EthereumLedgerConfig
 from payg.errors import DeployFailed
 
 
@@ -14,7 +14,9 @@ def deploy_contracts(config: Config, owner_index: int):
     except ImportError as exc:
         raise DeployFailed(f"deploying needs the ethereum extra and vyper (pip install 'payg[ethereum]' vyper):"
                            f" {exc}") from None
-    c, tc = config.ledger.ethereum, config.trade
+    c, tc = config.ledger, config.trade
+    if not isinstance(c, EthereumLedgerConfig):
+        raise DeployFailed(f"deploying needs the ethereum backend, not {c.backend}")
     if c.mnemonic is None:  # a watch-only controller (xpub) holds no key to deploy from
         raise DeployFailed("deploying needs the mnemonic ([ledger] mnemonic_env or mnemonic_file): a watch-only "
                            "controller (xpub) cannot sign; deploy from a machine that holds the phrase")

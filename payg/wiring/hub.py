@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from payg.adapters.clocks import SystemClock
 from payg.errors import ConfigError
@@ -66,16 +67,22 @@ def build_hub(config: HubConfig, clock: Clock | None = None, *, web: bool = True
     a secret is missing or unreadable; OSError when the port is taken. `port` overrides the configured one
     (0: any free port, for tests); `web=False` makes only the fleet and its link; `receipts_max` is how many
     state messages' receive times `hub.fleet.receipts()` keeps (a benchmark's state-to-hub delays)."""
-    from payg.adapters.secrets import (API_TOKEN_FILE, SESSION_SECRET_FILE, LandlordPasswordHash,
-                                       landlord_password_hash, owner_only_secret)
+    from payg.adapters.secrets import (
+        API_TOKEN_FILE,
+        SESSION_SECRET_FILE,
+        LandlordPasswordHash,
+        landlord_password_hash,
+        owner_only_secret,
+    )
     from payg.adapters.web_sessions import SqliteSessionStore
     from payg.hub.fleet import Fleet
 
     clock = clock or SystemClock()
     fleet = Fleet(clock, command_timeout_s=config.command_timeout_s, receipts_max=receipts_max)
     if not web:
-        hub = Hub(config, fleet, start_link(config, fleet))
-        hub.closers.append(("mqtt", hub.link.stop))
+        link = start_link(config, fleet)
+        hub = Hub(config, fleet, link)
+        hub.closers.append(("mqtt", link.stop))
         return hub
     from payg.hub.web import HubServices, create_hub_web
     from payg.web.security import WebSecrets
@@ -99,10 +106,10 @@ def build_hub(config: HubConfig, clock: Clock | None = None, *, web: bool = True
     try:
         store = SqliteSessionStore(config.data_dir / SESSIONS_FILE)
         hub.closers.append(("sessions", store.close))
-        hub.link = start_link(config, fleet)
-        hub.closers.append(("mqtt", hub.link.stop))
+        link = hub.link = start_link(config, fleet)
+        hub.closers.append(("mqtt", link.stop))
         hub.web = create_hub_web(HubServices(
-            fleet, hub.link, secrets, store, clock,
+            fleet, link, secrets, store, clock,
             password_hash=LandlordPasswordHash(config.landlord_password, config.path, password),
             session_hours=config.session_hours, session_idle_minutes=config.session_idle_minutes,
             secure_cookies=config.secure_cookies), **_web_dirs())
@@ -148,12 +155,14 @@ def serve_hub(path: str | None) -> int:
     except OSError as exc:
         log.error("cannot serve on %s:%s: %s", config.host, config.port, exc)
         return 1
+    server = hub.server
+    assert server is not None  # build_hub makes one unless asked for no web
     try:
         def started() -> None:
             log.info("payg hub running: http://%s:%s, broker %s:%s, topics %s/+/...", config.host,
-                     hub.server.port, config.mqtt.host, config.mqtt.port, config.topic_prefix)
+                     server.port, config.mqtt.host, config.mqtt.port, config.topic_prefix)
 
-        run_until_stopped(started, hub.server.serve_forever)
+        run_until_stopped(started, server.serve_forever)
     finally:
         hub.close()
     log.info("payg hub stopped")

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 from payg.errors import ConfigError
 
 if TYPE_CHECKING:
-    from payg.wiring.runtime import Runtime
     from payg.adapters.mqtt.bridge import MqttBridge
     from payg.adapters.mqtt.client import Connection
     from payg.domain.settings import Config, MqttConfig
+    from payg.wiring.runtime import Runtime
 
 log = logging.getLogger("payg")
 

@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -27,6 +28,7 @@ import pytest
 
 from ledgers.mock import mock_address
 from payg.adapters.journal import SqliteJournal
+from payg.adapters.journal_schema import JOURNAL
 from tests.support import ROOT, free_port, wait_until
 from tests.support.cli import (
     APP,
@@ -294,6 +296,14 @@ def test_sigterm_and_sigint_stop_cleanly_with_every_relay_open(tmp_path: Path, c
     assert again.stop() == 0, again.output()
 
 
+def exit_code(controller, kept_running: str) -> int:
+    """The exit code of a controller that is expected to stop on its own within 30 s."""
+    try:
+        return controller.proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{kept_running}:\n{controller.output()}")
+
+
 def test_a_second_controller_on_the_same_data_dir_refuses_to_start(tmp_path: Path, controllers):
     data_dir = tmp_path / "state"
     port = free_port()
@@ -304,10 +314,7 @@ def test_a_second_controller_on_the_same_data_dir_refuses_to_start(tmp_path: Pat
     other = write_config(tmp_path / "other.toml", data_dir, port=free_port())
 
     second = controllers(other, tmp_path, None, name="second")
-    try:
-        code = second.proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the second controller kept running:\n{second.output()}")
+    code = exit_code(second, "the second controller kept running")
 
     assert code != 0
     out = second.output()
@@ -319,6 +326,23 @@ def test_a_second_controller_on_the_same_data_dir_refuses_to_start(tmp_path: Pat
     assert first.stop() == 0, first.output()
 
 
+def test_a_journal_from_a_newer_payg_stops_the_start_with_its_reason_and_is_left_untouched(tmp_path: Path, controllers):
+    data_dir = tmp_path / "state"
+    data_dir.mkdir()
+    journal = data_dir / "journal.sqlite"
+    with sqlite3.connect(journal) as db:
+        db.execute("CREATE TABLE entries (id INTEGER PRIMARY KEY)")
+        db.execute(f"PRAGMA user_version = {JOURNAL.latest + 1}")
+    before = journal.read_bytes()
+    config = write_config(tmp_path / "payg.toml", data_dir, port=free_port())
+    started = controllers(config, tmp_path, None, name="newer")
+    code = exit_code(started, "the controller started on a newer journal")
+    out = started.output()
+    assert code == 1, out
+    assert "newer than this payg" in out and "Traceback" not in out, out
+    assert journal.read_bytes() == before
+
+
 def test_a_controller_whose_web_port_is_taken_exits_non_zero(tmp_path: Path, controllers):
     """werkzeug's make_server answers a taken port with sys.exit(1); run() swallows that SystemExit (it takes
     it for its own signal handler's) and returns 0, so a controller that never served reports success."""
@@ -328,10 +352,7 @@ def test_a_controller_whose_web_port_is_taken_exits_non_zero(tmp_path: Path, con
         port = blocker.getsockname()[1]
         config = write_config(tmp_path / "payg.toml", tmp_path / "state", port=port)
         controller = controllers(config, tmp_path, None)
-        try:
-            code = controller.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the controller kept running without its web port:\n{controller.output()}")
+        code = exit_code(controller, "the controller kept running without its web port")
 
     out = controller.output()
     assert str(port) in out, out

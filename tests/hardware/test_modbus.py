@@ -546,7 +546,8 @@ def test_a_dead_bus_does_not_delay_another_bus(emulators, buses, rigs, tmp_path:
     bus_a, bus_b = buses(emu_a.port, timeout_s=0.3), buses(emu_b.port, timeout_s=0.3)
     clock = ManualClock()
     rig = rigs(tmp_path, {"a1": meter(bus_a, 1, "pzem004t", clock), "a2": meter(bus_a, 2, "pzem004t", clock),
-                          "b1": meter(bus_b, 1, "pzem004t", clock)}, clock, poll_interval_s=0.5, grace_s=5.0)
+                          "b1": meter(bus_b, 1, "pzem004t", clock)}, clock,
+               poll_interval_s=0.5, meter_offline_grace_s=5.0)
     for sid in ("a1", "a2", "b1"):
         rig.credit(sid, 1000)
     emu_b.set_pzem(1, energy_wh=50, power_w=60)

@@ -55,7 +55,7 @@ def test_the_healthy_meters_on_a_bus_with_silent_meters_are_read_every_tick(tmp_
         meters = {f"m{a}": ModbusMeter(bus, a, PZEM, clock) for a in addresses}
         journal = SqliteJournal(tmp_path / "journal.sqlite")
         metering = metering_for(meters, {i: FakeRelay(clock) for i in ids}, journal, clock, buses={emu.port: ids},
-                                poll_interval_s=poll_s, grace_s=2.0)
+                                poll_interval_s=poll_s, meter_offline_grace_s=2.0)
         metering.start()
         with journal.transaction() as tx:
             for i in ids:

@@ -14,6 +14,7 @@ from eth_account.hdaccount import seed_from_mnemonic  # noqa: E402
 from ledgers import open_deposit_source, open_trade  # noqa: E402
 from ledgers.ethereum.bip32 import account_xpub  # noqa: E402
 from payg.adapters.clocks import SystemClock  # noqa: E402
+from payg.domain.settings import EthereumLedgerConfig  # noqa: E402
 from payg.errors import ConfigError  # noqa: E402
 from tests.support.configs import load_text  # noqa: E402
 from tests.support.ledger_beds_ethereum import TEST_MNEMONIC, EthereumBed  # noqa: E402
@@ -72,7 +73,8 @@ relay = {{ kind = "simulated" }}
 def test_a_configured_watch_only_controller_opens_without_any_secret(tmp_path, monkeypatch):
     monkeypatch.delenv("M", raising=False)
     config = load_text(tmp_path, WATCH_ONLY.format(xpub=XPUB))
-    assert config.ledger.ethereum.mnemonic is None and config.ledger.ethereum.xpub == XPUB
+    lc = config.ledger
+    assert isinstance(lc, EthereumLedgerConfig) and lc.mnemonic is None and lc.xpub == XPUB
     ledger = open_deposit_source(config, lambda: {"kitchen": 0}, SystemClock())
     try:
         assert ledger.address_for("kitchen") == "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"

@@ -131,11 +131,17 @@ relay = {{ kind = "simulated" }}
 
 
 def test_transactions_per_page_is_configured_within_the_services_max_page_size(tmp_path):
+    from payg.domain.settings import IotaLedgerConfig
     from payg.errors import ConfigError
     from tests.support.configs import load_text
-    assert load_text(tmp_path, IOTA_CONFIG.format(extra="")).ledger.iota.transactions_per_page == MAX_PAGE_SIZE
-    assert load_text(tmp_path, IOTA_CONFIG.format(extra="transactions_per_page = 10")).ledger.iota \
-        .transactions_per_page == 10
+
+    def page_size(extra: str) -> int:
+        lc = load_text(tmp_path, IOTA_CONFIG.format(extra=extra)).ledger
+        assert isinstance(lc, IotaLedgerConfig)
+        return lc.transactions_per_page
+
+    assert page_size("") == MAX_PAGE_SIZE
+    assert page_size("transactions_per_page = 10") == 10
     for bad in (0, 51):
         with pytest.raises(ConfigError, match="transactions_per_page"):
             load_text(tmp_path, IOTA_CONFIG.format(extra=f"transactions_per_page = {bad}"))

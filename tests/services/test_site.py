@@ -106,7 +106,7 @@ def test_the_scheduler_driver_runs_exactly_the_sites_jobs_in_real_time():
     clock = SystemClock()
     journal = FakeJournal()
     meters, relays = {"a": FakeMeter(clock)}, {"a": FakeRelay()}
-    metering = metering_for(meters, relays, journal, clock, poll_interval_s=0.05, grace_s=1.0)
+    metering = metering_for(meters, relays, journal, clock, poll_interval_s=0.05, meter_offline_grace_s=1.0)
     notifier = FakeNotifier()
     site = Site(metering, DepositWatcher(FakeDepositSource(), journal, clock), clock, deposit_poll_interval_s=0.05,
                 notifier=notifier)

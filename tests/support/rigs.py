@@ -52,7 +52,8 @@ class Rig:
         self.journal = self.fixed_journal or SqliteJournal(self.tmp_path / "journal.sqlite")
         self.metering = metering_for(self.meters, self.relays, self.journal, self.clock,
                                      tokens_per_wh=k["tokens_per_wh"], names={i: i.upper() for i in self.ids},
-                                     poll_interval_s=1.0, grace_s=k["grace_s"], usage_entry_s=k["usage_entry_s"],
+                                     poll_interval_s=1.0, meter_offline_grace_s=k["grace_s"],
+                                     usage_entry_s=k["usage_entry_s"],
                                      predictive_cutoff=k["predictive"], publisher=self.publisher)
         self.landlord = LandlordDesk(self.metering, self.journal)
         self.watcher = DepositWatcher(self.source, self.journal, self.clock, on_credit=self.metering.credits_arrived)

@@ -31,7 +31,7 @@ def echo(environ, start_response):
 
 @pytest.fixture
 def served():
-    s = Served(echo, max_body_bytes=64 * 1024, header_timeout_s=0.6, idle_timeout_s=0.8, body_timeout_s=0.8,
+    s = Served(echo, max_body_kib=64, header_timeout_s=0.6, idle_timeout_s=0.8, body_timeout_s=0.8,
                workers=4, max_connections=40)
     yield s
     s.close()

@@ -39,7 +39,7 @@ def echo(environ, start_response):
 
 @pytest.fixture
 def served():
-    s = Served(echo, workers=4, max_body_bytes=64 * 1024, header_timeout_s=1, body_timeout_s=1, idle_timeout_s=0.5)
+    s = Served(echo, workers=4, max_body_kib=64, header_timeout_s=1, body_timeout_s=1, idle_timeout_s=0.5)
     yield s
     s.close()
 
@@ -169,7 +169,7 @@ def test_http_1_2_is_served_as_1_1(served):
 def test_clients_that_never_read_do_not_hold_the_workers():
     """Six clients ask for 4 MB each and read nothing; with two workers, a page still answers at once."""
     served = Served(echo, workers=2, write_timeout_s=20, response_high_water=8 * 1024 * 1024,
-                    buffer_budget_bytes=64 * 1024 * 1024)
+                    buffer_budget_kib=64 * 1024)
     stalled = []
     try:
         for _ in range(6):
@@ -190,7 +190,7 @@ def test_clients_that_never_read_do_not_hold_the_workers():
 
 def test_the_buffer_budget_closes_the_longest_stalled_reader_to_make_room():
     budget = 10 * 1024 * 1024
-    served = Served(echo, workers=2, buffer_budget_bytes=budget, response_high_water=16 * 1024 * 1024,
+    served = Served(echo, workers=2, buffer_budget_kib=budget // 1024, response_high_water=16 * 1024 * 1024,
                     write_timeout_s=20)
     stalled = []
     try:
@@ -324,7 +324,7 @@ def test_chunk_extensions_have_a_budget(served):
 
 def test_the_body_budget_gives_way_to_small_bodies():
     """Big bodies held just under the limit fill the budget; a small POST still gets in, one of them goes."""
-    served = Served(echo, workers=2, max_body_bytes=64 * 1024, buffer_budget_bytes=256 * 1024, body_timeout_s=10)
+    served = Served(echo, workers=2, max_body_kib=64, buffer_budget_kib=256, body_timeout_s=10)
     held = []
     try:
         for _ in range(5):

@@ -42,7 +42,7 @@ READ_FOR_S = 1.5       # how long an answer may take to come and the connection 
 PIECE_PAUSE_S = 0.01   # between the pieces of a request, so that the server reads them apart
 PROBE_PATH = "/__alive"
 
-LIMITS = dict(workers=4, max_body_bytes=64 * 1024, header_timeout_s=1.0, body_timeout_s=1.0, idle_timeout_s=1.0,
+LIMITS = dict(workers=4, max_body_kib=64, header_timeout_s=1.0, body_timeout_s=1.0, idle_timeout_s=1.0,
               max_connections=40)
 
 

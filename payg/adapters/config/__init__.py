@@ -9,46 +9,42 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import zoneinfo
-from fractions import Fraction
 from pathlib import Path
 
 import payg.adapters.config.protections as protection_tables
+from payg.adapters.config import sockets as socket_tables
 from payg.adapters.config.mqtt import mqtt as mqtt_table
 from payg.adapters.config.server import server_table
-from payg.adapters.config import sockets as socket_tables
-from payg.adapters.config.tables import ENV_NAME, EVM_ADDRESS, Table, exact, read_toml, secret, units, url
-from payg.domain.settings import (CodesConfig, Config, ControllerConfig, EthereumLedgerConfig, GpioRelayConfig,
-                                  IotaLedgerConfig, LedgerConfig, MockLedgerConfig, ModbusMeterConfig, SecretRef,
-                                  ServerConfig, TariffConfig, TradeConfig, WebConfig)
+from payg.adapters.config.tables import ENV_NAME, EVM_ADDRESS, Table, exact, fill, read_toml, secret, units, url
+from payg.domain.settings import (
+    CodesConfig,
+    Config,
+    ControllerConfig,
+    EthereumLedgerConfig,
+    GpioRelayConfig,
+    IotaLedgerConfig,
+    LedgerConfig,
+    MockLedgerConfig,
+    ModbusMeterConfig,
+    SecretRef,
+    SocketConfig,
+    TariffConfig,
+    TradeConfig,
+    WebConfig,
+)
 from payg.errors import ConfigError
 
 BACKENDS = ("mock", "iota", "ethereum")
-LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def _trade(t: Table) -> TradeConfig:
-    market = t.string("market_contract") if t.has("market_contract") else None
-    channels = t.string("channels_contract") if t.has("channels_contract") else None
-    for key, value in (("market_contract", market), ("channels_contract", channels)):
+    market_url = url(t, "market_url", "http://192.168.1.10:5000") if t.has("market_url") else None
+    trade = fill(t, TradeConfig, market_url=market_url)
+    for key in ("market_contract", "channels_contract"):
+        value = getattr(trade, key)
         if value is not None and not EVM_ADDRESS.match(value):
             raise t.error(key, "a contract address (0x and 40 hex digits)", value)
-    return TradeConfig(
-        capacity_wh=t.integer("capacity_wh", 1_000_000, minimum=1_000, maximum=1_000_000),
-        tax_bps=t.integer("tax_bps", 500, minimum=0, maximum=10_000),
-        owner=t.string("owner") if t.has("owner") else None,
-        market_contract=market,
-        channels_contract=channels,
-        evm_version=t.string("evm_version", "prague", choices=("prague", "cancun", "shanghai", "paris")),
-        market_url=url(t, "market_url", "http://192.168.1.10:5000") if t.has("market_url") else None,
-        voucher_cache_s=_seconds_up_to(t, "voucher_cache_s", 1.0, 60),
-    )
-
-
-def _seconds_up_to(t: Table, name: str, default: float, most: float) -> float:
-    value = t.number(name, default, minimum=0)
-    if value > most:
-        raise t.error(name, f"a number of seconds from 0 to {most:g}", value)
-    return float(value)
+    return trade
 
 
 def _web(w: Table, base_dir: Path | None) -> WebConfig:
@@ -77,30 +73,16 @@ def _web(w: Table, base_dir: Path | None) -> WebConfig:
     if (not isinstance(presets, list) or not 1 <= len(presets) <= 8
             or not all(isinstance(p, int) and not isinstance(p, bool) and 0 < p <= 10**12 for p in presets)):
         raise w.error("topup_presets", "a list of 1 to 8 positive integers (tokens)", presets)
-    zone = w.string("timezone") if w.has("timezone") else None
-    if zone is not None:
+    web = fill(w, WebConfig, landlord_password=password, topup_presets=tuple(presets),
+               public_url=url(w, "public_url", "https://payg.example.org") if w.has("public_url") else None,
+               trusted_proxies=_proxies(w), server=server_table(w.table("server", {})))
+    if web.timezone is not None:
         try:
-            zoneinfo.ZoneInfo(zone)
+            zoneinfo.ZoneInfo(web.timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise w.error("timezone", "an IANA time zone name such as \"Europe/Berlin\" or \"UTC\"", zone) from None
-    session_hours = w.number("session_hours", WebConfig.session_hours, positive=True)
-    if session_hours > 24 * 31:
-        raise w.error("session_hours", "a number of hours > 0 and at most 744 (31 days)", session_hours)
-    return WebConfig(
-        enabled=w.boolean("enabled", True),
-        host=w.string("host", "127.0.0.1"),
-        port=w.integer("port", 5000, minimum=1, maximum=65535),
-        landlord_password=password,
-        low_credit_tokens=w.integer("low_credit_tokens", WebConfig.low_credit_tokens, minimum=0),
-        topup_presets=tuple(presets),
-        session_hours=session_hours,
-        session_idle_minutes=w.number("session_idle_minutes", WebConfig.session_idle_minutes, minimum=1),
-        secure_cookies=w.boolean("secure_cookies", False),
-        public_url=url(w, "public_url", "https://payg.example.org") if w.has("public_url") else None,
-        timezone=zone,
-        trusted_proxies=_proxies(w),
-        server=server_table(w.table("server", {})),
-    )
+            raise w.error("timezone", "an IANA time zone name such as \"Europe/Berlin\" or \"UTC\"",
+                          web.timezone) from None
+    return web
 
 
 def _proxies(w: Table) -> tuple[str, ...]:
@@ -140,14 +122,14 @@ def _ledger(t: Table, base_dir: Path | None) -> LedgerConfig:
             path = Path(t.string("path"))
             if not path.is_absolute() and base_dir is not None:
                 path = base_dir / path
-        return LedgerConfig(backend, mock=MockLedgerConfig(t.number("finality_s", 0.0, minimum=0), path))
+        return MockLedgerConfig(t.number("finality_s", 0.0, minimum=0), path)
     if backend == "ethereum":
         token = t.string("token") if t.has("token") else None
         if token is not None and not EVM_ADDRESS.match(token):
             raise t.error("token", "an ERC-20 contract address (0x and 40 hex digits)", token)
         start = t.integer("start_block", minimum=0) if t.has("start_block") else None
         xpub = _xpub(t)
-        return LedgerConfig(backend, ethereum=EthereumLedgerConfig(
+        return EthereumLedgerConfig(
             rpc_url=url(t, "rpc_url", "http://127.0.0.1:8545"),
             chain_id=t.integer("chain_id", minimum=1),
             mnemonic=None if xpub is not None else secret(t, base_dir),
@@ -160,9 +142,9 @@ def _ledger(t: Table, base_dir: Path | None) -> LedgerConfig:
             log_chunk_blocks=t.integer("log_chunk_blocks", 2000, minimum=1, maximum=1_000_000),
             xpub=xpub,
             check_balances=t.boolean("check_balances", True),
-        ))
+        )
     start = t.integer("start_checkpoint", minimum=0) if t.has("start_checkpoint") else None
-    return LedgerConfig(backend, iota=IotaLedgerConfig(
+    return IotaLedgerConfig(
         graphql_url=url(t, "graphql_url", "https://graphql.testnet.iota.cafe"),
         mnemonic=secret(t, base_dir),
         token_value=units(t, "token_value", 1_000_000),
@@ -170,7 +152,7 @@ def _ledger(t: Table, base_dir: Path | None) -> LedgerConfig:
         request_timeout_s=t.number("request_timeout_s", 10.0, positive=True),
         # at most the IOTA GraphQL service's maxPageSize (50; see ledgers/iota/deposits.py for the limits)
         transactions_per_page=t.integer("transactions_per_page", 50, minimum=1, maximum=50),
-    ))
+    )
 
 
 def parse(data: dict, file: str, base_dir: Path | None = None, profile_dirs: tuple[Path, ...] = ()) -> Config:
@@ -183,22 +165,8 @@ def parse(data: dict, file: str, base_dir: Path | None = None, profile_dirs: tup
             raise ConfigError(file, key, expected + (f" ({typo[0]!r} is set: a typo for {name!r}?)" if typo else ""))
 
     c = root.table("controller")
-    data_dir = Path(c.string("data_dir"))
-    if not data_dir.is_absolute() and base_dir is not None:
-        data_dir = base_dir / data_dir
-    poll = c.number("poll_interval_s", 1.0, positive=True)
-    controller = ControllerConfig(
-        data_dir=data_dir,
-        poll_interval_s=poll,
-        meter_offline_grace_s=c.number("meter_offline_grace_s", 10.0, positive=True),
-        deposit_poll_interval_s=c.number("deposit_poll_interval_s", 1.0, positive=True),
-        predictive_cutoff=c.boolean("predictive_cutoff", True),
-        usage_entry_s=c.number("usage_entry_s", 60.0, minimum=0),
-        counter_confirmations=c.integer("counter_confirmations", 3, minimum=1, maximum=100),
-        relay_check_s=c.number("relay_check_s", 5.0, positive=True),
-        relay_off_max_w=c.number("relay_off_max_w", 5.0, minimum=0),
-        log_level=c.string("log_level", "info", choices=LOG_LEVELS),
-    )
+    controller = fill(c, ControllerConfig, base_dir)
+    poll = controller.poll_interval_s
     if controller.meter_offline_grace_s < poll:
         raise c.error("meter_offline_grace_s", f"a number >= poll_interval_s ({poll})",
                       controller.meter_offline_grace_s)
@@ -213,13 +181,13 @@ def parse(data: dict, file: str, base_dir: Path | None = None, profile_dirs: tup
     lt.finish()
 
     tt = root.table("tariff", {})
-    tariff = TariffConfig(exact(tt, "tokens_per_wh", Fraction(1)))
+    tariff = fill(tt, TariffConfig, tokens_per_wh=exact(tt, "tokens_per_wh", TariffConfig.tokens_per_wh))
     tt.finish()
 
     raw_sockets = root.raw("sockets")
     if not isinstance(raw_sockets, list) or not raw_sockets:
         raise ConfigError(file, "sockets", "at least one [[sockets]] table", raw_sockets, has_got=True)
-    sockets = []
+    sockets: list[SocketConfig] = []
     seen: set[str] = set()
     buses: dict[str, tuple[int, ModbusMeterConfig]] = {}
     addresses: set[tuple[str, int]] = set()
@@ -241,7 +209,7 @@ def parse(data: dict, file: str, base_dir: Path | None = None, profile_dirs: tup
                 raise ConfigError(file, f"sockets[{i}].meter", f"the same baud, parity, stopbits, timeout_s and "
                                   f"local_echo as sockets[{first[0]}] (one serial port, one set of settings)",
                                   dict(zip(("baud", "parity", "stopbits", "timeout_s", "local_echo"),
-                                           m.bus_settings)), has_got=True)
+                                           m.bus_settings, strict=True)), has_got=True)
         if isinstance(s.relay, GpioRelayConfig):
             if s.relay.pin in pins:
                 raise ConfigError(file, f"sockets[{i}].relay.pin", "a GPIO pin not used by another relay",
@@ -271,8 +239,7 @@ def parse(data: dict, file: str, base_dir: Path | None = None, profile_dirs: tup
                                                {s.id: s.protections for s in sockets})
     pt.finish()
     ct = root.table("codes", {})
-    codes = CodesConfig(tokens_per_unit=ct.integer("tokens_per_unit", CodesConfig.tokens_per_unit, minimum=1,
-                                                   maximum=10**9))
+    codes = fill(ct, CodesConfig)
     ct.finish()
     mt = root.table("mqtt", {})
     mqtt = mqtt_table(mt, base_dir)

@@ -16,12 +16,11 @@ from pathlib import Path
 from payg.adapters.config.mqtt import PREFIX
 from payg.adapters.config.mqtt import mqtt as mqtt_table
 from payg.adapters.config.server import server_table
-from payg.adapters.config.tables import ENV_NAME, Table, read_toml
+from payg.adapters.config.tables import ENV_NAME, Table, read_toml, values
 from payg.domain.settings import HubConfig, SecretRef
 from payg.errors import ConfigError
 
 DEFAULT_CLIENT_ID = "payg-hub"
-LOG_LEVELS = ("debug", "info", "warning", "error")
 # [mqtt] keys of a controller's file that the hub has no use for, and why.
 CONTROLLER_ONLY = {
     "enabled": "the hub always uses the broker; leave it out",
@@ -39,32 +38,16 @@ def parse(data: dict, file: str, base_dir: Path | None = None) -> HubConfig:
         raise ConfigError(file, "[hub]", "a [hub] section (with at least data_dir and landlord_password_hash_env "
                           "or landlord_password_hash_file)")
     h = root.table("hub")
-    data_dir = _path(h, "data_dir", base_dir)
-    password = _password(h, base_dir)
-    host = h.string("host", "127.0.0.1")
+    hub = values(h, HubConfig, base_dir, landlord_password=_password(h, base_dir),
+                 server=server_table(h.table("server", {})))
     try:
-        ipaddress.ip_address(host)
+        ipaddress.ip_address(hub["host"])
     except ValueError:
         raise h.error("host", "an IP address to listen on, such as \"127.0.0.1\" (a reverse proxy in front for "
-                      "other machines)", host) from None
-    prefix = h.string("topic_prefix", "payg")
-    if not PREFIX.match(prefix):
+                      "other machines)", hub["host"]) from None
+    if not PREFIX.match(hub["topic_prefix"]):
         raise h.error("topic_prefix", "the controllers' [mqtt] topic_prefix: letters, digits, '-' and '_', up to 4 "
-                      "levels joined by '/'", prefix)
-    session_hours = h.number("session_hours", HubConfig.session_hours, positive=True)
-    if session_hours > 24 * 31:
-        raise h.error("session_hours", "a number of hours > 0 and at most 744 (31 days)", session_hours)
-    config_hub = dict(
-        host=host,
-        port=h.integer("port", HubConfig.port, minimum=1, maximum=65535),
-        topic_prefix=prefix,
-        command_timeout_s=h.number("command_timeout_s", HubConfig.command_timeout_s, positive=True),
-        session_hours=session_hours,
-        session_idle_minutes=h.number("session_idle_minutes", HubConfig.session_idle_minutes, minimum=1),
-        secure_cookies=h.boolean("secure_cookies", False),
-        log_level=h.string("log_level", "info", choices=LOG_LEVELS),
-        server=server_table(h.table("server", {})),
-    )
+                      "levels joined by '/'", hub["topic_prefix"])
     h.finish()
     if "mqtt" not in data:
         raise ConfigError(file, "[mqtt]", "an [mqtt] section: the broker the controllers publish to (host, port, "
@@ -76,8 +59,8 @@ def parse(data: dict, file: str, base_dir: Path | None = None) -> HubConfig:
     mqtt = mqtt_table(mt, base_dir)
     mt.finish()
     root.finish()
-    mqtt = replace(mqtt, enabled=True, topic_prefix=prefix, client_id=mqtt.client_id or DEFAULT_CLIENT_ID)
-    return HubConfig(path=Path(file), data_dir=data_dir, mqtt=mqtt, landlord_password=password, **config_hub)
+    mqtt = replace(mqtt, enabled=True, topic_prefix=hub["topic_prefix"], client_id=mqtt.client_id or DEFAULT_CLIENT_ID)
+    return HubConfig(path=Path(file), mqtt=mqtt, **hub)
 
 
 def load(path: str | Path) -> HubConfig:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from datetime import date, tzinfo
 
-from payg.adapters.config.tables import Table
+from payg.adapters.config.tables import Table, fill, read_key
 from payg.domain.friendly import WEEKDAYS, FriendlyCredit, parse_window
-from payg.domain.notices import NoticeSettings
 from payg.domain.settings import ProtectionsConfig
 
 # keys a socket may set for itself, over the controller's
@@ -24,13 +23,8 @@ def _warn_hours(t: Table) -> tuple[float, ...]:
 
 def _values(t: Table, present_only: bool) -> dict:
     """The keys a socket may set too, validated; with `present_only`, only those the table sets."""
-    readers = {
-        "debt_recovery_percent": lambda: t.integer("debt_recovery_percent", 100, minimum=1, maximum=100),
-        "emergency_credit_tokens": lambda: t.integer("emergency_credit_tokens", 0, minimum=0, maximum=10**9),
-        "emergency_below_tokens": lambda: t.integer("emergency_below_tokens", 20, minimum=1, maximum=10**9),
-        "warn_hours": lambda: _warn_hours(t),
-    }
-    return {k: read() for k, read in readers.items() if not present_only or t.has(k)}
+    return {k: _warn_hours(t) if k == "warn_hours" else read_key(t, ProtectionsConfig, k)
+            for k in SOCKET_KEYS if not present_only or t.has(k)}
 
 
 def socket(t: Table) -> tuple[tuple[str, object], ...]:
@@ -41,11 +35,9 @@ def socket(t: Table) -> tuple[tuple[str, object], ...]:
 
 
 def controller(t: Table, tz: tzinfo | None, per_socket: dict[str, tuple[tuple[str, object], ...]]) -> ProtectionsConfig:
-    v = _values(t, present_only=False)
-    notices = NoticeSettings(v["warn_hours"], t.number("flag_off_hours", NoticeSettings.flag_off_hours, positive=True))
-    return ProtectionsConfig(_friendly(t.table("friendly_credit", {}), tz), notices, v["debt_recovery_percent"],
-                             v["emergency_credit_tokens"], v["emergency_below_tokens"],
-                             tuple((sid, o) for sid, o in per_socket.items() if o))
+    return fill(t, ProtectionsConfig, **_values(t, present_only=False),
+                friendly_credit=_friendly(t.table("friendly_credit", {}), tz),
+                per_socket=tuple((sid, o) for sid, o in per_socket.items() if o))
 
 
 def _friendly(t: Table, tz: tzinfo | None) -> FriendlyCredit:

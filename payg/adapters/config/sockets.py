@@ -13,8 +13,10 @@ from payg.domain.settings import (
     BuyConfig,
     ConstantLoad,
     GpioRelayConfig,
+    MeterConfig,
     ModbusMeterConfig,
     RandomLoad,
+    RelayConfig,
     ScheduleLoad,
     SellConfig,
     SimulatedMeterConfig,
@@ -57,13 +59,13 @@ def _load(t: Table) -> ConstantLoad | ScheduleLoad | RandomLoad:
     return load
 
 
-def _meter(t: Table, profile_dirs: tuple[Path, ...]) -> SimulatedMeterConfig | ModbusMeterConfig:
+def _meter(t: Table, profile_dirs: tuple[Path, ...]) -> MeterConfig:
     kind = t.string("kind", choices=("simulated", "modbus"))
     if kind == "simulated":
-        meter = SimulatedMeterConfig(_load(t), t.number("voltage_v", 230.0, positive=True),
-                                     t.boolean("persist", True))
+        simulated = SimulatedMeterConfig(_load(t), t.number("voltage_v", 230.0, positive=True),
+                                         t.boolean("persist", True))
         t.finish()
-        return meter
+        return simulated
     profile_name = t.string("profile")
     try:
         profile = load_profile(profile_name, list(profile_dirs))
@@ -89,7 +91,7 @@ def _meter(t: Table, profile_dirs: tuple[Path, ...]) -> SimulatedMeterConfig | M
     return meter
 
 
-def _relay(t: Table) -> SimulatedRelayConfig | GpioRelayConfig:
+def _relay(t: Table) -> RelayConfig:
     kind = t.string("kind", choices=("simulated", "gpio"))
     if kind == "simulated":
         t.finish()

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import re
 import tomllib
+import types
+import typing
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from types import EllipsisType
+from typing import Any, TypeVar
 
+from payg.domain.config_keys import Setting, setting_of
 from payg.domain.settings import SecretRef
 from payg.errors import ConfigError
 
@@ -97,12 +102,17 @@ class Table:
             raise self.error(name, expected, value)
         return value
 
-    def number(self, name: str, default: Any = ..., minimum: float | None = None, positive: bool = False) -> float:
-        expected = "a number > 0" if positive else range_text("a number", minimum, None)
+    def number(self, name: str, default: Any = ..., minimum: float | None = None, positive: bool = False,
+               maximum: float | None = None) -> float:
+        if positive:
+            expected = "a number > 0" + (f" and at most {maximum}" if maximum is not None else "")
+        else:
+            expected = range_text("a number", minimum, maximum)
         value = self.raw(name, default, expected)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
             raise self.error(name, expected, value)
-        if (positive and value <= 0) or (minimum is not None and value < minimum):
+        if ((positive and value <= 0) or (minimum is not None and value < minimum)
+                or (maximum is not None and value > maximum)):
             raise self.error(name, expected, value)
         return float(value)
 
@@ -126,7 +136,56 @@ def range_text(kind: str, minimum: float | None, maximum: float | None) -> str:
         return f"{kind} from {minimum} to {maximum}"
     if minimum is not None:
         return f"{kind} >= {minimum}"
+    if maximum is not None:
+        return f"{kind} <= {maximum}"
     return kind
+
+
+C = TypeVar("C")
+
+
+def fill(t: Table, cls: type[C], base_dir: Path | None = None, **given: Any) -> C:
+    """A `cls` (a dataclass of payg.domain.settings) from table `t`: each key read by its field (`read_key`), but
+    the fields in `given`, read by the caller's own code."""
+    return cls(**values(t, cls, base_dir, **given))
+
+
+def values(t: Table, cls: type, base_dir: Path | None = None, **given: Any) -> dict[str, Any]:
+    """The fields of `cls` read from `t` by `read_key`, and `given`: what `fill` passes to `cls`."""
+    read = {f.name: read_key(t, cls, f.name, base_dir=base_dir) for f in dataclasses.fields(cls)
+            if f.name not in given and (rule := setting_of(f)) is not None and not rule.by_hand}
+    return read | given
+
+
+def read_key(t: Table, cls: type, name: str, *, default: Any = ..., base_dir: Path | None = None) -> Any:
+    """The key of field `name` of `cls`, read by the field's type, checked against its Setting's bounds and choices,
+    its default (or `default`) when it is not in the table. Optional fields (`X | None`) are None when absent."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    rule: Setting = setting_of(f) or Setting("")
+    kind = typing.get_type_hints(cls)[name]
+    key = rule.key or name
+    if default is ...:
+        default = f.default if f.default is not dataclasses.MISSING else ...
+    if typing.get_origin(kind) in (types.UnionType, typing.Union):
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    if default is not ... and not t.has(key) and kind is Path:
+        return default
+    if default is None and not t.has(key):
+        return None
+    if kind is bool:
+        return t.boolean(key, default)
+    if kind is int:
+        low = rule.ge if rule.gt is None else rule.gt + 1
+        return t.integer(key, default, minimum=None if low is None else int(low),
+                         maximum=None if rule.le is None else int(rule.le))
+    if kind is float and rule.gt in (None, 0):
+        return t.number(key, default, minimum=rule.ge, positive=rule.gt == 0, maximum=rule.le)
+    if kind is str:
+        return t.string(key, default, choices=rule.choices or None)
+    if kind is Path:
+        path = Path(t.string(key))
+        return base_dir / path if not path.is_absolute() and base_dir is not None else path
+    raise TypeError(f"{cls.__name__}.{name}: no reader for {kind}; give it a Setting with by_hand=True")
 
 
 def exact(t: Table, name: str, default: Fraction) -> Fraction:
@@ -159,7 +218,7 @@ def url(t: Table, name: str, example: str) -> str:
     return value
 
 
-def units(t: Table, name: str, default: int) -> int:
+def units(t: Table, name: str, default: int | EllipsisType = ...) -> int:
     """A positive whole number of ledger units: a TOML integer, or a string of digits for values
     beyond 64 bits (wei)."""
     expected = 'a positive integer (or a string of digits, such as "1000000000000000000")'

@@ -27,6 +27,7 @@ from payg.adapters.mqtt.topics import (
     OFFLINE,
     ONLINE,
     BadCommand,
+    Credit,
     Topics,
     encode,
     event_id,
@@ -315,12 +316,12 @@ class MqttBridge:
             return
         booked = None
         try:
-            if cmd.command == "force_off":
-                self.landlord.set_override(cmd.socket, "off")
-            elif cmd.command == "automatic":
-                self.landlord.set_override(cmd.socket, None)
-            else:
+            if isinstance(cmd, Credit):
                 booked = self.landlord.adjust(cmd.socket, cmd.tokens, cmd.reason, cmd.request_id)
+            elif cmd.command == "force_off":
+                self.landlord.set_override(cmd.socket, "off")
+            else:
+                self.landlord.set_override(cmd.socket, None)
         except (InvalidAmount, UnknownSocket, ValueError) as exc:
             self._reply(response_payload(cmd.request_id, False, cmd.command, cmd.socket, str(exc)))
             with self._cond:

@@ -56,7 +56,7 @@ def make_client(conn: Connection, *, on_connect: Callable[[bool, str], None], on
     client.on_connect = connected
     client.on_disconnect = disconnected
     if on_message is not None:
-        client.on_message = lambda _c, _u, m: on_message(m.topic, m.payload, bool(m.retain))
+        client.on_message = lambda _c, _u, m: on_message(m.topic, bytes(m.payload), bool(m.retain))
     if on_publish is not None:
         client.on_publish = lambda _c, _u, mid, _reason, _props: on_publish(mid)
     return client

@@ -112,7 +112,7 @@ class HubLink:
         result, mid = self._client.subscribe([(topic, 1) for topic in subscriptions(self.prefix)])
         with self._lock:
             self._connected, self.last_error = True, None
-            if result == MQTT_ERR_SUCCESS:
+            if result == MQTT_ERR_SUCCESS and mid is not None:
                 self._subscribe_mids.add(mid)
         log.info("hub: connected to %s:%s as %s", self.conn.host, self.conn.port, self.conn.client_id)
         self.sink.link(True, None)

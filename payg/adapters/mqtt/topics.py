@@ -21,8 +21,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from payg import serialize
 from payg.domain.socket import SocketSnapshot
@@ -107,14 +107,25 @@ class BadCommand(ValueError):
 
 @dataclass(frozen=True)
 class Command:
+    """force_off or automatic: the socket's override."""
+
     command: str
     socket: str
     request_id: str | None
-    tokens: int | None = None
-    reason: str | None = None
 
 
-def parse_command(payload: bytes, sockets: set[str] | frozenset[str]) -> Command:
+@dataclass(frozen=True)
+class Credit:
+    """A manual credit (or debit, tokens < 0), booked once per request id."""
+
+    socket: str
+    request_id: str
+    tokens: int
+    reason: str
+    command: Literal["credit"] = field(default="credit", init=False)
+
+
+def parse_command(payload: bytes, sockets: set[str] | frozenset[str]) -> Command | Credit:
     """A command checked field by field; BadCommand says what is wrong (and echoes a usable request id)."""
     try:
         body = json.loads(payload.decode("utf-8"))
@@ -155,7 +166,7 @@ def parse_command(payload: bytes, sockets: set[str] | frozenset[str]) -> Command
         raise bad(f"tokens must be a whole number of tokens, not 0, at most {CREDIT_MAX_TOKENS:,} either way")
     if not isinstance(reason, str) or not reason.strip() or len(reason) > REASON_MAX:
         raise bad(f"a credit needs a reason (1 to {REASON_MAX} characters)")
-    return Command(command_s, socket_s, rid, tokens, reason.strip())
+    return Credit(socket_s, rid, tokens, reason.strip())
 
 
 def response_payload(request_id: str | None, ok: bool, command: str | None, socket: str | None,
