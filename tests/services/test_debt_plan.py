@@ -54,6 +54,7 @@ def planned_rig(tmp_path, percent: int, when: str = "2026-12-02T22:00:00", frien
     return r
 
 
+@pytest.mark.slow
 def test_paying_while_in_debt_turns_the_power_on_with_a_plan(tmp_path):
     rig = planned_rig(tmp_path, percent=25)
     rig.deposit("a", 10)
@@ -84,6 +85,7 @@ def test_without_a_plan_a_top_up_smaller_than_the_debt_keeps_the_power_off(tmp_p
     assert rig.metering.state("a").balance.units == rig.balance() < 0
 
 
+@pytest.mark.slow
 def test_a_top_up_code_follows_the_plan_too(tmp_path):
     rig = planned_rig(tmp_path, percent=50)
     key = new_key()
@@ -98,6 +100,7 @@ def test_a_top_up_code_follows_the_plan_too(tmp_path):
     assert rig.metering.state("a").balance.debt == owed - 50
 
 
+@pytest.mark.slow
 def test_everything_adds_up_over_100k_ticks_with_friendly_credit_a_plan_emergency_credit_codes_and_resets(tmp_path):
     """The 100,000-tick exactness run of test_metering.py, with the protections on: nights of friendly
     credit (debt), small top-ups and codes under a 30 % plan, emergency credit, counter resets and outages."""

@@ -256,6 +256,7 @@ def test_implausible_jump_raises_an_alarm_and_is_not_billed(tmp_path, caplog):
     assert rig.balance() == 998
 
 
+@pytest.mark.slow
 def test_billed_equals_metered_over_100k_ticks_with_resets_and_outages(tmp_path):
     """Exact billing over 100,000 one-second ticks with a varying load, resets and outages."""
     import random
