@@ -10,7 +10,7 @@ NPM_FLAGS := --no-audit --no-fund --ignore-scripts
 CHROMIUM ?= /usr/bin/chromium
 MOSQUITTO ?= /usr/sbin/mosquitto
 
-.PHONY: run test bench assets clean mosquitto docs
+.PHONY: run test lint bench assets clean mosquitto docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,7 +45,15 @@ mosquitto:
 	@if [ -x "$(MOSQUITTO)" ]; then echo "MQTT tests: real broker ($(MOSQUITTO))"; \
 	else echo "MQTT tests will FAIL: no mosquitto at $(MOSQUITTO) (apt-get install mosquitto mosquitto-clients)"; fi
 
-test: $(STAMP) $(ASSETS) mosquitto
+# Lint and type checks (settings in pyproject.toml): ruff over the tree, mypy over the package
+# (strict for payg/domain, payg/services and payg/ports.py). `make test` runs them first.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+# Tests run on every core (pytest-xdist); PYTEST_ARGS="-n 0" runs them in one process.
+PYTEST_ARGS ?= -n auto
+test: $(STAMP) $(ASSETS) mosquitto lint
 	@if [ -x "$(CHROMIUM)" ]; then echo "browser tests: on (Chromium at $(CHROMIUM))"; \
 	else echo "browser tests: SKIPPED: no Chromium at $(CHROMIUM) (apt-get install chromium, or CHROMIUM=/path)"; fi
 	PAYG_CHROMIUM=$(CHROMIUM) PAYG_MOSQUITTO=$(MOSQUITTO) $(BIN)/python -m pytest $(PYTEST_ARGS)

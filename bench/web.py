@@ -590,7 +590,7 @@ def part_in_process(tmp: Path, n: int, reps: int, tenants: int, failures: list[s
         for _ in range(3):
             clock.advance(1.0)
             ctl.tick()
-        on = sum(1 for st in ctl.states() if st["relay"] == "on")
+        on = sum(1 for st in ctl.states() if st.relay_on)
 
         def timed() -> list[float]:
             ms = []

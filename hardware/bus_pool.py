@@ -1,4 +1,4 @@
-"""BusPool: reads every meter once per tick (the MeterReader of payg/ports.py).
+"""BusPool: reads every meter once per tick (the MeterReader of payg/ports/).
 
 Meters that share a bus (one RS485 port) are read one after the other by that bus's
 worker, every bus at once; meters on no bus (simulated ones) are read in the calling

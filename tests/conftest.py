@@ -16,3 +16,8 @@ def pytest_report_header(config):
     if os.access(CHROMIUM, os.X_OK):
         return f"browser tests: on (Chromium at {CHROMIUM}; screenshots in {TEST_OUTPUT})"
     return f"browser tests: SKIPPED: no Chromium at {CHROMIUM} (apt-get install chromium, or PAYG_CHROMIUM=/path)"
+
+
+def pytest_collection_modifyitems(config, items):
+    """The long tests (marked slow) first: across pytest-xdist's workers they start at once, not last in a tail."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

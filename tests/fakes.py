@@ -13,6 +13,7 @@ from payg.domain.accounts import ALARM_KINDS, CREDIT_KINDS, DEBIT_KINDS, Entry
 from payg.domain.billing import MeterState
 from payg.domain.codes import CodeCounts
 from payg.domain.market import ChannelRow
+from payg.domain.socket import SocketSnapshot
 from payg.errors import JournalError, LedgerUnavailable, MeterUnavailable, RelayError
 from payg.ports import Deposit, MeterReading
 
@@ -107,9 +108,9 @@ class FakeDepositSource:
 
 class FakePublisher:
     def __init__(self):
-        self.published: list[list[dict]] = []
+        self.published: list[list[SocketSnapshot]] = []
 
-    def publish(self, states: list[dict]) -> None:
+    def publish(self, states: list[SocketSnapshot]) -> None:
         self.published.append(states)
 
 

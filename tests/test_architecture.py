@@ -1,9 +1,10 @@
 """The dependency rule of ARCHITECTURE.md, checked on the source, and the checker checked on planted imports.
 
-    domain    payg/domain, payg/errors.py, payg/ports.py   the standard library (no I/O, threads or network) and itself
+    domain    payg/domain, payg/errors.py, payg/ports      the standard library (no I/O, threads or network) and itself
     services  payg/services                                 the domain and the standard library (the same subset)
-    entry     payg/web, payg/hub, payg/cli, payg/webkit     the domain, the services, their frameworks; never an
-                                                            adapter; the web kit (payg/webkit) none of the apps
+    wire      payg/serialize.py                             the domain and the services (typed values to JSON dicts)
+    entry     payg/web, payg/hub, payg/cli, payg/webkit     the domain, the services, the wire, their frameworks; never
+                                                            an adapter; the web kit (payg/webkit) none of the apps
                                                             built on it; the controller's web and the hub not each
                                                             other
     adapters  payg/adapters, ledgers, hardware              the domain, the shared adapter toolkit, their libraries;
@@ -42,10 +43,12 @@ def source_files(root: Path) -> list[Path]:
 
 
 def layer_of(rel: str) -> str | None:
-    if rel.startswith("payg/domain/") or rel in ("payg/__init__.py", "payg/errors.py", "payg/ports.py"):
+    if rel.startswith(("payg/domain/", "payg/ports/")) or rel in ("payg/__init__.py", "payg/errors.py"):
         return "domain"
     if rel.startswith("payg/services/"):
         return "services"
+    if rel == "payg/serialize.py":
+        return "wire"
     if rel.startswith(("payg/web/", "payg/cli/", "payg/hub/", "payg/webkit/")):
         return "entry"
     if rel.startswith(("payg/adapters/", "ledgers/", "hardware/")):  # their __init__.py too
@@ -81,12 +84,12 @@ def is_in(name: str, package: str) -> bool:
 def refusal(layer: str, rel: str, name: str) -> str | None:
     """Why `rel` (in `layer`) may not import `name`, or None."""
     t = top(name)
-    if layer in ("domain", "services"):
+    if layer in ("domain", "services", "wire"):
         if t in INFRASTRUCTURE:
             return "infrastructure in the core"
         if t not in sys.stdlib_module_names and t not in OURS:
             return "a third-party package in the core"
-        allowed = ("payg.domain", "payg.errors", "payg.ports") + (("payg.services",) if layer == "services" else ())
+        allowed = ("payg.domain", "payg.errors", "payg.ports") + (("payg.services",) if layer != "domain" else ())
         if t in OURS and not (any(is_in(name, p) for p in allowed) or name == "payg"):
             return f"the {layer} imports outside {', '.join(allowed)}"
     elif layer == "composition":
@@ -105,7 +108,7 @@ def refusal(layer: str, rel: str, name: str) -> str | None:
         if rel.startswith("payg/web/") and is_in(name, "payg.hub"):
             return "the controller's web imports the hub"
     elif layer == "adapters":
-        if any(is_in(name, p) for p in ("payg.web", "payg.cli", *COMPOSITION, "tests")):
+        if any(is_in(name, p) for p in ("payg.web", "payg.webkit", "payg.hub", "payg.cli", *COMPOSITION, "tests")):
             return "an adapter imports an entry point or the composition"
         if rel.startswith(("ledgers/", "hardware/")) and is_in(name, "payg.services"):
             return "a ledger or hardware adapter imports a service"
@@ -193,7 +196,11 @@ def test_the_cycle_check_finds_a_planted_cycle(tmp_path, where, planted, cycle):
     ("payg/services/site.py", "from urllib.request import urlopen"),
     ("payg/services/deposits.py", "import flask"),
     ("payg/services/supply.py", "import socket"),
-    ("payg/ports.py", "from payg.services.site import Site"),
+    ("payg/ports/__init__.py", "from payg.services.site import Site"),
+    ("payg/ports/journal.py", "import sqlite3"),
+    ("payg/services/metering.py", "from payg import serialize"),
+    ("payg/serialize.py", "from payg.web.views import with_topup"),
+    ("payg/serialize.py", "import json, sqlite3"),
     ("payg/web/live.py", "from payg.adapters.journal import SqliteJournal"),
     ("payg/web/tenant.py", "from ledgers.mock import MockLedger"),
     ("payg/cli/accounts.py", "import app"),

@@ -1,4 +1,4 @@
-"""Where an IOTA trade message goes: to another controller through the PeerLink port (payg/ports.py), or to
+"""Where an IOTA trade message goes: to another controller through the PeerLink port (payg/ports/), or to
 this controller's own handler when the market, or the party the message is for, is here."""
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import TextIO
 from zoneinfo import ZoneInfo
 
+from payg import serialize
 from payg.domain.settings import Config, IotaLedgerConfig, MockLedgerConfig
 from payg.errors import ConfigError, InvalidAmount, UnknownSocket
 from payg.ports import DepositPayer, DepositSource, Journal
@@ -146,13 +147,13 @@ def cmd_journal(args: argparse.Namespace, config: Config, journal: Journal, out:
         writer = csv.writer(out)
         writer.writerow(fields)
         for e in journal.all_entries(args.socket):
-            d = dict(e.as_dict(), at=iso_time(e.at, UTC))
+            d = dict(serialize.entry(e), at=iso_time(e.at, UTC))
             writer.writerow([d[f] if d[f] is not None else "" for f in fields])
         return 0
     zone = ZoneInfo(config.web.timezone) if config.web.timezone else None
     entries = journal.entries(args.socket, args.limit)
     print(f"{args.socket}: balance {journal.balance(args.socket)}", file=out)
-    _table(fields, [[_fmt(d[f]) for f in fields] for d in (dict(e.as_dict(), at=iso_time(e.at, zone))
+    _table(fields, [[_fmt(d[f]) for f in fields] for d in (dict(serialize.entry(e), at=iso_time(e.at, zone))
                                                             for e in entries)], out)
     return 0
 

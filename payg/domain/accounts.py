@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Literal, get_args
 
-CREDIT_KINDS = ("deposit", "credit", "trade_in", "emergency")  # emergency: a loan repaid by the next top-up
+CreditKind = Literal["deposit", "credit", "trade_in", "emergency"]  # emergency: a loan repaid by the next top-up
+DebitKind = Literal["usage", "debit", "trade_out", "emergency_repaid"]
+EntryKind = CreditKind | DebitKind
 # Events that need a person to look: the landlord view shows them until acknowledged.
-ALARM_KINDS = ("implausible_jump", "counter_reset", "relay_bypass", "code_lockout", "unexplained_funds",
-               "uncreditable_deposit")
-DEBIT_KINDS = ("usage", "debit", "trade_out", "emergency_repaid")
+AlarmKind = Literal["implausible_jump", "counter_reset", "relay_bypass", "code_lockout", "unexplained_funds",
+                    "uncreditable_deposit"]
+# What else the journal's event log records: notices, the landlord's actions, codes, emergency credit, debt plans.
+EventKind = AlarmKind | Literal["credit_off", "credit_on", "low_credit", "override", "manual", "alarm_ack", "code",
+                                "code_issued", "emergency", "debt_recovered", "channel"]
+CREDIT_KINDS: tuple[CreditKind, ...] = get_args(CreditKind)
+DEBIT_KINDS: tuple[DebitKind, ...] = get_args(DebitKind)
+ALARM_KINDS: tuple[AlarmKind, ...] = get_args(AlarmKind)
 
 
 @dataclass(frozen=True)
@@ -17,27 +25,11 @@ class Entry:
     id: int
     socket_id: str
     at: float
-    kind: str
+    kind: EntryKind
     amount: int
     energy_wh: Fraction | None
     idem_key: str | None
     memo: str
-
-    def as_dict(self) -> dict:
-        return {
-            "id": self.id,
-            "socket": self.socket_id,
-            "at": self.at,
-            "kind": self.kind,
-            "amount": self.amount,
-            "energy_wh": None if self.energy_wh is None else energy_json(self.energy_wh),
-            "key": self.idem_key,
-            "memo": self.memo,
-        }
-
-
-def energy_json(value: Fraction) -> int | str:
-    return int(value) if value.denominator == 1 else str(value)
 
 
 @dataclass(frozen=True)

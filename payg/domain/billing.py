@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from fractions import Fraction
+from typing import Literal
 
 from payg.domain.money import Tariff
+
+Anomaly = Literal["counter_reset", "implausible_jump"]  # the counter went backwards, or further than it could
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class MeterState:
 
 @dataclass(frozen=True)
 class CounterAnomaly:
-    kind: str  # "counter_reset" or "implausible_jump"
+    kind: Anomaly
     from_wh: Fraction
     to_wh: Fraction
     unbilled_wh: Fraction  # energy the jump claims and that is not billed (0 for a reset)
@@ -62,7 +65,7 @@ class CounterStep:
     billable_wh: Fraction  # energy to bill now (0 when nothing is billable)
     new_counter_wh: Fraction | None  # baseline to store, None when the reading is held as suspect
     anomaly: CounterAnomaly | None = None  # set when the baseline was restarted
-    suspect: str | None = None  # set while a reading disagrees with the baseline
+    suspect: Anomaly | None = None  # set while a reading disagrees with the baseline
 
 
 class CounterTracker:
@@ -84,7 +87,7 @@ class CounterTracker:
         # clock jitter must not look implausible.
         self.slack_wh = slack_wh
         self._suspects: list[tuple[Fraction, float]] = []
-        self._suspect_kind: str | None = None
+        self._suspect_kind: Anomaly | None = None
 
     def plausible(self, delta_wh: Fraction, elapsed_s: float) -> bool:
         if delta_wh < 0:
@@ -93,7 +96,7 @@ class CounterTracker:
         return delta_wh <= limit
 
     @property
-    def suspect(self) -> str | None:
+    def suspect(self) -> Anomaly | None:
         return self._suspect_kind
 
     def step(self, baseline: Baseline | None, counter_wh: Fraction, at: float) -> CounterStep:
@@ -109,7 +112,7 @@ class CounterTracker:
             if not self.plausible(counter_wh - prev_wh, at - prev_at):
                 self._suspects = []
         self._suspects.append((counter_wh, at))
-        kind = "counter_reset" if counter_wh < baseline.counter_wh else "implausible_jump"
+        kind: Anomaly = "counter_reset" if counter_wh < baseline.counter_wh else "implausible_jump"
         if len(self._suspects) < self.confirmations:
             self._suspect_kind = kind
             return CounterStep(Fraction(0), None, suspect=kind)
@@ -148,7 +151,7 @@ class BillStep:
     write: bool                     # the state must be persisted (an idle socket's time moves in memory only)
     usage: Usage | None = None      # usage to close into an entry now
     anomaly: CounterAnomaly | None = None  # the baseline restarted (a confirmed reset or jump)
-    suspect: str | None = None      # the reading disagrees with the baseline and is held
+    suspect: Anomaly | None = None  # the reading disagrees with the baseline and is held
 
 
 def close_usage(state: MeterState) -> tuple[MeterState, Usage]:

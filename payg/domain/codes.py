@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from payg.errors import InvalidAmount
 
@@ -39,10 +40,16 @@ class Decoded:
     """What a code is for this socket: kind "add" (a top-up of `units`), "used" (valid but used or too old),
     "invalid" (not a code of this socket), or "other" (a valid code of a type payg does not book)."""
 
-    kind: str
+    kind: Literal["add", "used", "invalid", "other"]
     units: int | None = None
     count: int | None = None
     counts: CodeCounts | None = None  # the memory after booking it (kind "add")
+
+    def added(self) -> tuple[int, int, CodeCounts] | None:
+        """(units, count, the memory after it) of a top-up; None for any other kind."""
+        if self.kind != "add" or self.units is None or self.count is None or self.counts is None:
+            return None
+        return self.units, self.count, self.counts
 
 
 def units_for(tokens: object, tokens_per_unit: int) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 from payg.errors import AdvertExpired, CapacityExceeded, InvalidAmount, NotEnoughEnergy, PriceAboveLimit
 
@@ -95,7 +96,8 @@ class Advert:
     def is_open(self, now: int) -> bool:
         return self.remaining_wh > 0 and not is_expired(self.posted_at, now)
 
-    def quote(self, energy_wh: int, now: int, tax_bps: int, max_price_per_wh: int | None = None) -> tuple[int, int, int]:
+    def quote(self, energy_wh: int, now: int, tax_bps: int,
+              max_price_per_wh: int | None = None) -> tuple[int, int, int]:
         """(price per Wh, producer's share, tax) for buying `energy_wh` now; refuses what the rules refuse."""
         positive(energy_wh, "energy_wh")
         if is_expired(self.posted_at, now):
@@ -104,11 +106,12 @@ class Advert:
             raise NotEnoughEnergy(f"advert {self.advert_id} has {self.remaining_wh} Wh left, {energy_wh} Wh asked")
         price = self.price_at(now)
         if max_price_per_wh is not None and price > max_price_per_wh:
-            raise PriceAboveLimit(f"advert {self.advert_id} costs {price} per Wh now, above the limit {max_price_per_wh}")
+            raise PriceAboveLimit(f"advert {self.advert_id} costs {price} per Wh now, above the limit "
+                                  f"{max_price_per_wh}")
         share = energy_wh * price
         return price, share, tax_on(share, tax_bps)
 
-    def as_dict(self, now: int | None = None) -> dict:
+    def as_dict(self, now: int | None = None) -> dict[str, Any]:
         d = {"advert_id": self.advert_id, "producer": self.producer, "energy_wh": self.energy_wh,
              "remaining_wh": self.remaining_wh, "min_price_per_wh": self.min_price_per_wh,
              "posted_at": self.posted_at, "expires_at": self.expires_at}
@@ -131,7 +134,7 @@ class Purchase:
     regulator: str        # who the tax went to
     at: int
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
@@ -146,7 +149,7 @@ class Channel:
     paid: int = 0         # paid to the recipient on close
     address: str = ""     # where the escrow sits, when the ledger has one per channel (IOTA)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
@@ -158,11 +161,11 @@ class Voucher:
     domain: str
     signature: str        # hex, backend-specific scheme
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
     @classmethod
-    def from_dict(cls, d: dict) -> Voucher:
+    def from_dict(cls, d: dict[str, Any]) -> Voucher:
         try:
             amount = d["amount"]
             if isinstance(amount, str) and amount.isdigit():
@@ -191,11 +194,11 @@ class ChannelRow:
     updated_at: float = 0.0
 
     @classmethod
-    def from_row(cls, r: tuple) -> ChannelRow:
+    def from_row(cls, r: tuple[Any, ...]) -> ChannelRow:
         return cls(r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), int(r[6]), r[7], Fraction(r[8]), r[9], r[10],
                    r[11], r[12], r[13])
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["base_wh"] = str(self.base_wh)
         return d

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 WEEK_S = 7 * 24 * 3600
 
@@ -57,7 +58,7 @@ def off_hours(intervals: list[tuple[float, float | None]], now: float, window_s:
     return total / 3600
 
 
-def credit_off_intervals(events: list[dict]) -> list[tuple[float, float | None]]:
+def credit_off_intervals(events: list[dict[str, Any]]) -> list[tuple[float, float | None]]:
     """From events (any order) of kinds credit_off / credit_on, the off intervals, oldest first."""
     out: list[tuple[float, float | None]] = []
     start = None

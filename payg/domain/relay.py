@@ -15,16 +15,19 @@ counted yet must not switch it on again for a moment.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable
+from typing import Final, Literal
 
 from payg.domain.money import time_left_s
+from payg.domain.socket import OverrideMode
 
-OVERRIDE = "override"
-OFFLINE = "meter offline"
-EXHAUSTED = "credit exhausted"
-STOPPED = "stopped"
+RelayReason = Literal["override", "meter offline", "credit exhausted", "stopped"]  # why a relay is off
+OVERRIDE: Final = "override"
+OFFLINE: Final = "meter offline"
+EXHAUSTED: Final = "credit exhausted"
+STOPPED: Final = "stopped"
 
 
 @dataclass(frozen=True)
@@ -43,13 +46,13 @@ class Credit:
 @dataclass(frozen=True)
 class RelayDecision:
     closed: bool
-    reason: str | None                 # why it is off: OVERRIDE, OFFLINE, EXHAUSTED or STOPPED (None when on)
+    reason: RelayReason | None         # why it is off (None when on)
     exhausted_at_balance: int | None   # the mark a cut for lack of credit leaves (see the module doc)
     cut_at: float | None = None        # the predicted moment the credit runs out, within two ticks
     friendly: bool = False             # on although out of credit: a friendly-credit period
 
 
-def decide(credit: Credit, *, healthy: bool, override: str | None, stopped: bool,
+def decide(credit: Credit, *, healthy: bool, override: OverrideMode | None, stopped: bool,
            exhausted_at_balance: int | None, power_w: float | None, units_per_wh: Fraction, now: float,
            poll_interval_s: float, predictive: bool, relay_on: bool = False,
            friendly_end: Callable[[float], float | None] | None = None) -> RelayDecision:
@@ -63,6 +66,7 @@ def decide(credit: Credit, *, healthy: bool, override: str | None, stopped: bool
     friendly_until = friendly_end(now) if friendly_end is not None and relay_on and exhausted is None else None
     if available <= 0 and exhausted is None and friendly_until is None:
         exhausted = credit.balance
+    reason: RelayReason | None
     if stopped:
         reason = STOPPED
     elif override is not None:
@@ -75,7 +79,8 @@ def decide(credit: Credit, *, healthy: bool, override: str | None, stopped: bool
         reason = None
     if reason is not None:
         return RelayDecision(False, reason, exhausted)
-    if available <= 0:  # on friendly credit: off when the period ends, if no credit came by then
+    # on friendly credit: off when the period ends, if no credit came by then
+    if friendly_until is not None and available <= 0:
         return RelayDecision(True, None, None, friendly_until if friendly_until - now < 2 * poll_interval_s else None,
                              friendly=True)
     cut_at = None
@@ -101,10 +106,11 @@ def check_bypass(*, relay_closed: bool, off_since: float | None, reading_at: flo
                  bypass: bool, relay_check_s: float, relay_off_max_w: float) -> BypassCheck:
     """An open relay must stop the current: power measured `relay_check_s` after opening is a bypass
     (or a stuck contact)."""
-    settled = not relay_closed and off_since is not None and reading_at - off_since >= relay_check_s
+    off_for = reading_at - off_since if not relay_closed and off_since is not None else None
+    settled = off_for is not None and off_for >= relay_check_s
     drawing = power_w > relay_off_max_w
     if settled and drawing and not bypass:
-        return BypassCheck(True, f"{power_w:.1f} W measured {reading_at - off_since:.0f} s after the relay was "
+        return BypassCheck(True, f"{power_w:.1f} W measured {off_for:.0f} s after the relay was "
                                  f"opened (limit {relay_off_max_w} W)")
     if bypass and (relay_closed or not drawing):
         return BypassCheck(False)

@@ -32,13 +32,14 @@ from payg.errors import (
     VoucherRejected,
     VoucherReplayed,
 )
-from payg.ports import Clock, EscrowWatch, Journal, PaymentChannel, PeerLink
+from payg.ports import Clock, EscrowWatch, PaymentChannel, PeerLink
+from payg.ports.journal import ChannelJournal
 
 log = logging.getLogger("payg.channels")
 
 
 class ChannelBook:
-    def __init__(self, channels: PaymentChannel, journal: Journal, clock: Clock,
+    def __init__(self, channels: PaymentChannel, journal: ChannelJournal, clock: Clock,
                  tokens_per_wh: Fraction = Fraction(1), peers: PeerLink | None = None, *,
                  escrow_watch: EscrowWatch | None = None, on_credit: Callable[[set[str]], None] | None = None):
         self.channels = channels

@@ -13,10 +13,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from payg.domain.codes import CodeKey, normalise, spaced, units_for
 from payg.errors import CodeRefused, InvalidAmount, UnknownSocket
-from payg.ports import CodeCodec, Journal
+from payg.ports import CodeCodec
+from payg.ports.journal import CodeJournal
 from payg.services.metering import Metering
 from payg.services.topups import TopUps
 
@@ -29,7 +31,7 @@ REFUSALS = {
     "unsupported": "This code is not a top-up code. Ask your landlord for a top-up code.",
     "locked": "Too many wrong codes were entered for this socket. Ask your landlord to unlock code entry.",
 }
-LOCKOUT = "code_lockout"   # the event (an alarm in the landlord view) that stops code entry until acknowledged
+LOCKOUT: Final = "code_lockout"   # the event (an alarm in the landlord view) that stops code entry until acknowledged
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class Issued:
 
 
 class CodeDesk:
-    def __init__(self, metering: Metering, journal: Journal, codec: CodeCodec, keys: dict[str, CodeKey],
+    def __init__(self, metering: Metering, journal: CodeJournal, codec: CodeCodec, keys: dict[str, CodeKey],
                  tokens_per_unit: int, lockout_after: int = 10, lockout_window_s: float = 24 * 3600,
                  recovery_percent: int | Mapping[str, int] = 100):
         self.metering, self.journal, self.codec = metering, journal, codec
@@ -132,21 +134,22 @@ class CodeDesk:
             now_counts = self.journal.code_counts(socket_id)
             if now_counts != counts:
                 decoded = self.codec.decode(key, digits, now_counts)
-            if decoded.kind != "add":
-                reason = "unsupported" if decoded.kind == "other" else decoded.kind
+            added = decoded.added()
+            if added is None:
+                reason = "unsupported" if decoded.kind in ("other", "add") else decoded.kind
                 if reason == "invalid":
                     self._wrong_code(socket_id, self.clock.now())
                 raise CodeRefused(REFUSALS[reason], reason)
-            tokens = decoded.units * self.tokens_per_unit
-            idem = f"code:{socket_id}:{decoded.count}"
+            units, count, after = added
+            tokens = units * self.tokens_per_unit
+            idem = f"code:{socket_id}:{count}"
             now = self.clock.now()
             with self.journal.transaction() as tx:
-                booked = self.top_ups.book(tx, socket_id, tokens * upt, "credit", idem, now,
-                                           f"top-up code #{decoded.count}")
-                tx.set_code_counts(socket_id, decoded.counts)
+                booked = self.top_ups.book(tx, socket_id, tokens * upt, "credit", idem, now, f"top-up code #{count}")
+                tx.set_code_counts(socket_id, after)
                 if booked:
-                    tx.event(socket_id, "code", f"code #{decoded.count}: +{tokens} tokens", now)
+                    tx.event(socket_id, "code", f"code #{count}: +{tokens} tokens", now)
             if booked:
-                log.info("top-up code #%d on %s: %d tokens", decoded.count, socket_id, tokens)
+                log.info("top-up code #%d on %s: %d tokens", count, socket_id, tokens)
                 self.metering.redecide({socket_id})
-        return Redeemed(socket_id, tokens, decoded.count, booked)
+        return Redeemed(socket_id, tokens, count, booked)

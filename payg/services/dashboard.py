@@ -11,15 +11,19 @@ closed into an entry is added by the caller from the live state (`pending_wh`).
 
 from __future__ import annotations
 
+import math
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from fractions import Fraction
+from typing import Literal
 
+from payg.domain.accounts import Entry
 from payg.domain.money import Tariff, time_left_s, tokens_shown
 from payg.domain.notices import credit_off_intervals, off_hours
-from payg.domain.socket import credit_used_up
-from payg.ports import Clock, Journal, Lock
+from payg.domain.socket import SocketSnapshot, credit_used_up
+from payg.ports import Clock, Lock
+from payg.ports.journal import Reports
 
 CHUNK = 5000
 LOW_TIME_S = 1800  # a page warns when less than this is left at the present power
@@ -43,13 +47,13 @@ class Alarm:
 
 
 class Dashboard:
-    def __init__(self, journal: Journal, clock: Clock, tz: tzinfo | None = None, lock: Lock | None = None):
+    def __init__(self, journal: Reports, clock: Clock, tz: tzinfo | None = None, lock: Lock | None = None):
         self.journal = journal
         self.clock = clock
         self.tz = tz  # None: the system's local time zone
         self._lock = lock if lock is not None else nullcontext()
-        self._day_start: float | None = None
-        self._month_start: float | None = None
+        self._day_start = -math.inf  # none yet: the first refresh builds the sums
+        self._month_start = -math.inf
         self._last_id = 0
         self._figures: dict[str, Figures] = {}
         self._alarms: dict[str, Alarm] = {}
@@ -83,7 +87,7 @@ class Dashboard:
             f.last_topup_at, f.last_topup = at, amount
         self._last_id = self.journal.first_entry_id_since(month_start)
 
-    def _add(self, e) -> None:
+    def _add(self, e: Entry) -> None:
         self._last_id = e.id
         f = self._figures.setdefault(e.socket_id, Figures())
         if e.at < self._month_start:
@@ -126,56 +130,65 @@ class ViewSettings:
     flag_off_hours: float = 24.0  # off for lack of credit longer than this in 7 days: the landlord view flags it
 
 
-def socket_view(state: dict, dashboard: Dashboard, vs: ViewSettings) -> dict:
+ViewStatus = Literal["alarm", "offline", "on", "off"]  # what the landlord view's status column says
+
+
+@dataclass(frozen=True)
+class SocketView:
+    """What a page shows of one socket: its state, with the balance it was made with, and the dashboard's figures.
+    payg/serialize.py gives the pages its JSON."""
+
+    state: SocketSnapshot
+    status: ViewStatus
+    credit_exhausted: bool
+    energy_today_wh: float
+    energy_month_wh: float
+    revenue_month_tokens: int | float
+    last_topup_at: float | None
+    last_topup_tokens: int | float | None
+    alarms: int
+    alarm_detail: str | None
+    energy_left_wh: float
+    time_left_s: float | None
+    low_credit: bool
+    off_for_credit_h_7d: float
+    needs_help: bool
+
+
+def socket_view(state: SocketSnapshot, dashboard: Dashboard, vs: ViewSettings) -> SocketView:
     """What a page shows of one socket: the metering state plus the dashboard's figures."""
-    f = dashboard.figures(state["id"])
-    alarm = dashboard.alarm(state["id"])
-    meter = state["meter"]
-    if meter not in ("ok", "offline") or state.get("relay_error") or alarm is not None:
-        status = "alarm"
-    elif meter == "offline":
+    f = dashboard.figures(state.id)
+    alarm = dashboard.alarm(state.id)
+    relay: ViewStatus = "on" if state.relay_on else "off"
+    if state.meter not in ("ok", "offline") or state.relay_error or alarm is not None:
+        status: ViewStatus = "alarm"
+    elif state.meter == "offline":
         status = "offline"
     else:
-        status = state["relay"]
-    balance = state["balance"]
+        status = relay
+    balance = state.balance.units
     energy_left_wh = vs.tariff.energy_wh(balance)
-    power = state.get("power_w")
-    time_left = time_left_s(energy_left_wh, power) if state["relay"] == "on" else None
-    pending = Fraction(state.get("pending_wh") or 0)
+    power = state.reading.power_w if state.reading else None
+    time_left = time_left_s(energy_left_wh, power) if state.relay_on else None
+    pending = state.pending_wh
     upt = vs.tariff.units_per_token
-    off_h = dashboard.off_for_credit_h(state["id"])
-    return {
-        "id": state["id"],
-        "name": state["name"],
-        "balance": balance,
-        "balance_tokens": state["balance_tokens"],
-        "debt": state["debt"],
-        "debt_tokens": state.get("debt_tokens", state["debt"]),
-        "relay": state["relay"],
-        "status": status,
-        "power_w": power,
-        "voltage_v": state.get("voltage_v"),
-        "current_a": state.get("current_a"),
-        "meter": meter,
-        "meter_error": state.get("meter_error"),
-        "relay_error": state.get("relay_error"),
-        "override": state.get("override"),
-        # the projection's rule (payg/domain/socket.py), so that a view made of any state says what the API says
-        "credit_exhausted": credit_used_up(bool(state.get("credit_exhausted")), balance),
-        "energy_today_wh": round(float(f.energy_today_wh + pending), 3),
-        "energy_month_wh": round(float(f.energy_month_wh + pending), 3),
-        "revenue_month_tokens": tokens_shown(f.topups_month, upt),
-        "last_topup_at": f.last_topup_at,
-        "last_topup_tokens": tokens_shown(f.last_topup, upt) if f.last_topup is not None else None,
-        "alarms": alarm.count if alarm else 0,
-        "alarm_detail": alarm.detail if alarm else None,
-        "energy_left_wh": round(energy_left_wh, 3),
-        "time_left_s": round(time_left, 1) if time_left is not None else None,
-        "low_credit": (balance <= vs.low_credit_tokens * upt or bool(state.get("credit_exhausted"))
-                       or (time_left is not None and time_left < LOW_TIME_S)
-                       or state.get("credit_warning_h") is not None),
-        "credit_warning_h": state.get("credit_warning_h"),
-        "off_for_credit_h_7d": round(off_h, 1),
-        "needs_help": off_h > vs.flag_off_hours,
-        "updated_at": state["updated_at"],
-    }
+    off_h = dashboard.off_for_credit_h(state.id)
+    return SocketView(
+        state=state,
+        status=status,
+        # the snapshot's rule (payg/domain/socket.py), so that a view made of any state says what the API says
+        credit_exhausted=credit_used_up(state.credit_exhausted, balance),
+        energy_today_wh=round(float(f.energy_today_wh + pending), 3),
+        energy_month_wh=round(float(f.energy_month_wh + pending), 3),
+        revenue_month_tokens=tokens_shown(f.topups_month, upt),
+        last_topup_at=f.last_topup_at,
+        last_topup_tokens=tokens_shown(f.last_topup, upt) if f.last_topup is not None else None,
+        alarms=alarm.count if alarm else 0,
+        alarm_detail=alarm.detail if alarm else None,
+        energy_left_wh=round(energy_left_wh, 3),
+        time_left_s=round(time_left, 1) if time_left is not None else None,
+        low_credit=(balance <= vs.low_credit_tokens * upt or state.credit_exhausted
+                    or (time_left is not None and time_left < LOW_TIME_S) or state.credit_warning_h is not None),
+        off_for_credit_h_7d=round(off_h, 1),
+        needs_help=off_h > vs.flag_off_hours,
+    )

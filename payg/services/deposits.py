@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable
 
 from payg.domain.money import deposit_tokens
 from payg.errors import JournalError, LedgerReorganised, LedgerUnavailable
-from payg.ports import Clock, DepositSource, Journal
+from payg.ports import Clock, DepositSource
+from payg.ports.journal import DepositJournal
 from payg.services.topups import TopUps
 
 log = logging.getLogger("payg.deposits")
@@ -35,7 +35,7 @@ class DepositWatcher:
     their idempotency key); a crash after it never reads them again.
     """
 
-    def __init__(self, source: DepositSource, journal: Journal, clock: Clock,
+    def __init__(self, source: DepositSource, journal: DepositJournal, clock: Clock,
                  on_credit: Callable[[set[str]], None] | None = None, recovery_percent: int | Mapping[str, int] = 100):
         self.source = source
         self.journal = journal
@@ -86,12 +86,11 @@ class DepositWatcher:
                                  f" not credited: {exc} (is [ledger] token_value right?); refund it or credit by"
                                  " hand", now)
                     continue
-                if not tx.record_deposit(self.source.name, d.socket_id, key, d.amount, tokens, carry, now):
-                    tokens = None
-                elif tokens > 0 and not self.top_ups.book(tx, d.socket_id, tokens, "deposit", key, now, memo,
-                                                          running):
+                recorded = tx.record_deposit(self.source.name, d.socket_id, key, d.amount, tokens, carry, now)
+                if recorded and tokens > 0 and not self.top_ups.book(tx, d.socket_id, tokens, "deposit", key, now,
+                                                                     memo, running):
                     raise JournalError(f"credit {key} exists without its received deposit")
-                if tokens is None:
+                if not recorded:
                     duplicates += 1
                     log.warning("deposit %s was delivered again; not credited twice", d.deposit_id)
                 elif tokens == 0:

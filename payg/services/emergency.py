@@ -12,14 +12,14 @@ import logging
 from collections.abc import Mapping
 
 from payg.errors import CodeRefused
-from payg.ports import Journal
+from payg.ports.journal import AccountJournal
 from payg.services.metering import Metering
 
 log = logging.getLogger("payg.controller")
 
 
 class EmergencyDesk:
-    def __init__(self, metering: Metering, journal: Journal, tokens: int | Mapping[str, int],
+    def __init__(self, metering: Metering, journal: AccountJournal, tokens: int | Mapping[str, int],
                  below_tokens: int | Mapping[str, int]):
         """Each amount for every socket, or per socket id (a socket not named: off)."""
         self.metering, self.journal = metering, journal

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 
+from payg.domain.socket import override_mode
 from payg.errors import InvalidAmount
-from payg.ports import Journal
+from payg.ports.journal import LandlordJournal
 from payg.services.metering import Metering
 
 log = logging.getLogger("payg.controller")
@@ -18,22 +19,21 @@ MAX_ADJUSTMENT_TOKENS = 10**12
 
 
 class LandlordDesk:
-    def __init__(self, metering: Metering, journal: Journal):
+    def __init__(self, metering: Metering, journal: LandlordJournal):
         self.metering = metering
         self.journal = journal
         self.clock = metering.clock
 
     def set_override(self, socket_id: str, mode: str | None) -> None:
         """mode 'off' holds the relay open whatever the balance; None returns to automatic."""
-        if mode not in (None, "off"):
-            raise ValueError("override is 'off' or None")
+        held = override_mode(mode)
         s = self.metering.socket(socket_id)
         with self.metering.lock:
             now = self.clock.now()
             with self.journal.transaction() as tx:
-                tx.set_override(socket_id, mode, now)
-                tx.event(socket_id, "override", mode or "auto", now)
-            s.override = mode
+                tx.set_override(socket_id, held, now)
+                tx.event(socket_id, "override", held or "auto", now)
+            s.override = held
             self.metering.redecide({socket_id})
 
     def adjust(self, socket_id: str, amount_tokens: int, reason: str, request_id: str) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from payg.domain.billing import BillStep, MeterReading, MeterState, bill, close_usage
@@ -22,9 +22,10 @@ from payg.domain.money import Tariff
 from payg.domain.notices import NoticeSettings
 from payg.domain.relay import EXHAUSTED, Credit, check_bypass, decide
 from payg.domain.settings import MeteringConfig
-from payg.domain.socket import SocketState, balance_fields, projection
+from payg.domain.socket import Balance, SocketSnapshot, SocketState, override_mode, snapshot
 from payg.errors import RelayError, UnknownSocket
-from payg.ports import Clock, Journal, JournalTx, Lock, MeterReader, Relay, StatePublisher
+from payg.ports import Clock, Lock, MeterReader, Relay, StatePublisher
+from payg.ports.journal import BillingTx, MeteringJournal
 from payg.services.notices import TenantNotices
 
 log = logging.getLogger("payg.controller")
@@ -48,15 +49,16 @@ class Publishers:
     def subscribe(self, publisher: StatePublisher) -> None:
         self._subscribers.append(publisher)
 
-    def publish(self, states: list[dict]) -> None:
+    def publish(self, states: list[SocketSnapshot]) -> None:
         for subscriber in self._subscribers:
             subscriber.publish(states)
 
 
 class Metering:
-    def __init__(self, sockets: list[SocketState], relays: dict[str, Relay], reader: MeterReader, journal: Journal,
-                 clock: Clock, tariff: Tariff, settings: MeteringSettings = MeteringSettings(), *,
-                 lock: Lock | None = None, publisher: StatePublisher | None = None):
+    def __init__(self, sockets: list[SocketState], relays: dict[str, Relay], reader: MeterReader,
+                 journal: MeteringJournal, clock: Clock, tariff: Tariff,
+                 settings: MeteringSettings = MeteringSettings(), *, lock: Lock | None = None,
+                 publisher: StatePublisher | None = None):
         ids = [s.id for s in sockets]
         if len(set(ids)) != len(ids):
             raise ValueError("socket ids must be unique")
@@ -76,7 +78,7 @@ class Metering:
         self.meter_errors = dict.fromkeys(self.sockets, 0)  # readings that failed, per socket (for /metrics)
         self._started = False
         self._stopped = False
-        self._states: list[dict] = []
+        self._states: list[SocketSnapshot] = []
 
     def start(self) -> None:
         """Load the persisted state and open every relay (fail-safe until a healthy reading)."""
@@ -85,7 +87,7 @@ class Metering:
             now = self.clock.now()
             for s in self.sockets.values():
                 s.state = self.journal.meter_state(s.id)
-                s.override = overrides.get(s.id)
+                s.override = override_mode(overrides.get(s.id))
                 self.notices.load(s)
                 self._switch(s, False, now)
             self._started = True
@@ -168,7 +170,7 @@ class Metering:
                     s.estimator.observe(float(reading.energy_wh), reading.power_w, float(reading.resolution_wh),
                                         reading.at)
 
-    def _persist(self, s: SocketState, step: BillStep, reading: MeterReading, now: float, tx: JournalTx) -> None:
+    def _persist(self, s: SocketState, step: BillStep, reading: MeterReading, now: float, tx: BillingTx) -> None:
         if step.anomaly is not None:
             a = step.anomaly
             detail = f"counter {a.from_wh} Wh -> {a.to_wh} Wh"
@@ -180,11 +182,11 @@ class Metering:
             tx.event(s.id, a.kind, detail, now)
         if step.usage is not None:
             tx.debit(s.id, step.usage.units, "usage", now, energy_wh=step.usage.energy_wh)
-        if step.write:
+        if step.write and step.state is not None:
             tx.save_state(s.id, step.state, s.state.pending_units if s.state else 0)
 
     @staticmethod
-    def _close_usage(s: SocketState, state: MeterState, now: float, tx: JournalTx) -> MeterState:
+    def _close_usage(s: SocketState, state: MeterState, now: float, tx: BillingTx) -> MeterState:
         closed, usage = close_usage(state)
         tx.debit(s.id, usage.units, "usage", now, energy_wh=usage.energy_wh)
         return closed
@@ -195,7 +197,7 @@ class Metering:
             log.warning("meter of %s unavailable: %s", s.id, why)
         s.error = why
 
-    def _check_relay(self, s: SocketState, reading: MeterReading, now: float, tx: JournalTx) -> None:
+    def _check_relay(self, s: SocketState, reading: MeterReading, now: float, tx: BillingTx) -> None:
         was = s.bypass
         check = check_bypass(relay_closed=s.relay_closed, off_since=s.off_since, reading_at=reading.at,
                              power_w=reading.power_w, bypass=s.bypass, relay_check_s=self.settings.relay_check_s,
@@ -296,9 +298,9 @@ class Metering:
         except KeyError:
             raise UnknownSocket(socket_id) from None
 
-    def _project(self, s: SocketState, now: float) -> dict:
-        return projection(s, self.journal.balance(s.id), self.tariff.units_per_token, now,
-                          self.settings.meter_offline_grace_s, self.journal.deferred_debt(s.id))
+    def _project(self, s: SocketState, now: float) -> SocketSnapshot:
+        return snapshot(s, self.journal.balance(s.id), self.tariff.units_per_token, now,
+                        self.settings.meter_offline_grace_s, self.journal.deferred_debt(s.id))
 
     def publish(self) -> None:
         with self.lock:
@@ -309,14 +311,17 @@ class Metering:
         if self.publisher is not None:
             self.publisher.publish(self._states)
 
-    def states(self) -> list[dict]:
+    def states(self) -> list[SocketSnapshot]:
         """Every socket's state as of the last tick, with the balance as of now."""
         with self.lock:
-            upt = self.tariff.units_per_token
-            return [dict(st, **balance_fields(self.journal.balance(st["id"]), upt, self.journal.deferred_debt(st["id"])))
-                    for st in self._states]
+            return [self._with_balance(st) for st in self._states]
 
-    def state(self, socket_id: str) -> dict:
+    def state(self, socket_id: str) -> SocketSnapshot:
         self.socket(socket_id)
-        return next(st for st in self.states() if st["id"] == socket_id)
+        with self.lock:
+            return self._with_balance(next(st for st in self._states if st.id == socket_id))
+
+    def _with_balance(self, st: SocketSnapshot) -> SocketSnapshot:
+        upt = self.tariff.units_per_token
+        return replace(st, balance=Balance.of(self.journal.balance(st.id), upt, self.journal.deferred_debt(st.id)))
 

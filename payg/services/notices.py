@@ -8,11 +8,12 @@ credit (its last credit_off or credit_on event) and its low-credit level (the cu
 
 from __future__ import annotations
 
+from payg.domain.accounts import EventKind
 from payg.domain.notices import NoticeSettings, hours_left, next_level, warning_level
 from payg.domain.socket import SocketState
-from payg.ports import Journal
+from payg.ports.journal import NoticeJournal
 
-OFF_KINDS = ("credit_off", "credit_on")
+OFF_KINDS: tuple[EventKind, ...] = ("credit_off", "credit_on")
 
 
 def _duration(seconds: float) -> str:
@@ -21,7 +22,7 @@ def _duration(seconds: float) -> str:
 
 
 class TenantNotices:
-    def __init__(self, journal: Journal, settings: NoticeSettings):
+    def __init__(self, journal: NoticeJournal, settings: NoticeSettings):
         self.journal, self.settings = journal, settings
 
     def load(self, s: SocketState) -> None:
@@ -32,7 +33,7 @@ class TenantNotices:
 
     def observe(self, s: SocketState, *, off_for_credit: bool, balance: int, available_units: float,
                 units_per_wh: float, power_w: float | None, now: float) -> None:
-        notes: list[tuple[str, str]] = []
+        notes: list[tuple[EventKind, str]] = []
         if off_for_credit and s.credit_off_at is None:
             notes.append(("credit_off", "off for lack of credit"))
             s.credit_off_at = now

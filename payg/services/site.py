@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from payg.errors import LedgerUnavailable
 from payg.ports import Clock, Notifier
@@ -110,6 +111,8 @@ class Site:
         self.ledger_error = None
 
     def supply(self) -> None:
+        if self.supply_desk is None:
+            raise RuntimeError("Site.supply without a supply desk (its job exists only with one)")
         try:
             self.supply_desk.tick(self.own_url)
         except LedgerUnavailable as exc:
@@ -123,7 +126,7 @@ class Site:
     def enforce_cutoff(self) -> None:
         self.metering.enforce_cutoffs()
 
-    def health(self) -> dict:
+    def health(self) -> dict[str, Any]:
         at = self.last_tick_at
         fresh = at is not None and self.clock.now() - at <= 3 * self.poll_interval_s + 1
         return {"status": "ok" if fresh else "stalled", "ticks": self.metering.ticks, "last_tick_at": at,

@@ -13,12 +13,14 @@ and then streams one voucher per Wh billed (ChannelBook.stream).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from payg.domain import market as rules
 from payg.domain.market import Voucher
 from payg.domain.settings import BuyConfig, SellConfig
 from payg.errors import LedgerUnavailable, NotAuthorised, PriceAboveLimit, TradeRefused, UnknownSocket
-from payg.ports import Clock, Journal, PeerDirectory, PeerLink
+from payg.ports import Clock, PeerDirectory, PeerLink
+from payg.ports.journal import Balances
 from payg.services.channels import ChannelBook
 
 log = logging.getLogger("payg.supply")
@@ -27,7 +29,7 @@ RETRY_S = 60.0  # after a failed attempt to open supply, wait this long before t
 
 
 class SupplyDesk:
-    def __init__(self, book: ChannelBook, journal: Journal, clock: Clock, peers: PeerLink,
+    def __init__(self, book: ChannelBook, journal: Balances, clock: Clock, peers: PeerLink,
                  sells: dict[str, SellConfig], buys: dict[str, BuyConfig], peer_directory: PeerDirectory | None = None):
         self.book = book
         self.journal = journal
@@ -39,18 +41,18 @@ class SupplyDesk:
         self._failed_at: dict[str, float] = {}
 
 
-    def _seller(self, payload: dict) -> tuple[str, SellConfig]:
+    def _seller(self, payload: dict[str, Any]) -> tuple[str, SellConfig]:
         socket_id = str(payload.get("supplier", ""))
         if socket_id not in self.sells:
             raise UnknownSocket(socket_id)
         return socket_id, self.sells[socket_id]
 
-    def offer(self, payload: dict) -> dict:
+    def offer(self, payload: dict[str, Any]) -> dict[str, Any]:
         socket_id, sell = self._seller(payload)
         return {"supplier": socket_id, "party": self.book.channels.party_for(socket_id),
                 "price_per_wh": sell.price_per_wh, "domain": self.book.channels.domain()}
 
-    def accept_channel(self, payload: dict) -> dict:
+    def accept_channel(self, payload: dict[str, Any]) -> dict[str, Any]:
         socket_id, sell = self._seller(payload)
         price = payload.get("price_per_wh")
         if price != sell.price_per_wh:
@@ -65,19 +67,19 @@ class SupplyDesk:
         if self.peer_directory is not None and base_url:
             self.peer_directory.add_peer(party, base_url)
 
-    def accept_voucher(self, payload: dict) -> dict:
+    def accept_voucher(self, payload: dict[str, Any]) -> dict[str, Any]:
         voucher = Voucher.from_dict(payload.get("voucher") or {})
         tokens = self.book.accept(voucher, str(payload.get("channel_id", "")))
         return {"channel_id": voucher.channel_id, "amount": voucher.amount, "credited_tokens": tokens}
 
-    def handle(self, kind: str, payload: dict) -> dict | None:
+    def handle(self, kind: str, payload: dict[str, Any]) -> dict[str, Any] | None:
         """Answer a peer message this desk handles; None for kinds it does not know."""
         handlers = {"offer": self.offer, "channel": self.accept_channel, "voucher": self.accept_voucher}
         handler = handlers.get(kind)
         return None if handler is None else handler(payload)
 
 
-    def open_supply(self, socket_id: str, own_url: str = "") -> dict:
+    def open_supply(self, socket_id: str, own_url: str = "") -> dict[str, Any]:
         """Open a channel to the socket's configured supplier and announce it there."""
         buy = self.buys.get(socket_id)
         if buy is None:

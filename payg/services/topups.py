@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from payg.domain.accounts import CreditKind
 from payg.domain.debt import top_up
-from payg.ports import Journal, JournalTx
+from payg.ports.journal import AccountTx, Balances
 
 
 class TopUps:
-    def __init__(self, journal: Journal, recovery_percent: int | Mapping[str, int] = 100):
+    def __init__(self, journal: Balances, recovery_percent: int | Mapping[str, int] = 100):
         """`recovery_percent`: one for every socket, or per socket id (a socket not named: 100)."""
         percents = recovery_percent.values() if isinstance(recovery_percent, Mapping) else [recovery_percent]
         if not all(1 <= p <= 100 for p in percents):
@@ -26,7 +27,7 @@ class TopUps:
         p = self._percent
         return p.get(socket_id, 100) if isinstance(p, Mapping) else p
 
-    def book(self, tx: JournalTx, socket_id: str, units: int, kind: str, key: str, at: float, memo: str,
+    def book(self, tx: AccountTx, socket_id: str, units: int, kind: CreditKind, key: str, at: float, memo: str,
              running: dict[str, tuple[int, int, int]] | None = None) -> bool:
         """Credit `units` once per `key`; False, and nothing written, when the key was booked before."""
         running = {} if running is None else running

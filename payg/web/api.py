@@ -6,10 +6,11 @@ API token (the guard in payg/web/__init__.py).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from flask import Blueprint, abort, jsonify, request
 
+from payg import serialize
 from payg.domain.money import MAX_TOKENS
 from payg.web.views import with_topup
 
@@ -32,11 +33,11 @@ def blueprint(services, json_body: Callable[[], dict]) -> Blueprint:
 
     @bp.get("/api/sockets")
     def sockets():
-        return jsonify([with_topup(st, services.deposits) for st in ctl.states()])
+        return jsonify([with_topup(serialize.socket_state(st), services.deposits) for st in ctl.states()])
 
     @bp.get("/api/sockets/<socket_id>")
     def socket(socket_id: str):
-        return jsonify(with_topup(ctl.state(socket_id), services.deposits))
+        return jsonify(with_topup(serialize.socket_state(ctl.state(socket_id)), services.deposits))
 
     @bp.get("/api/sockets/<socket_id>/events")
     def events(socket_id: str):
@@ -54,7 +55,7 @@ def blueprint(services, json_body: Callable[[], dict]) -> Blueprint:
             abort(400, description="before must be an entry id (a positive integer)")
         entries = services.journal.entries(socket_id, int(limit), int(before) if before else None)
         next_before = entries[-1].id if len(entries) == int(limit) else None
-        return jsonify(socket=socket_id, entries=[e.as_dict() for e in entries], next_before=next_before)
+        return jsonify(socket=socket_id, entries=[serialize.entry(e) for e in entries], next_before=next_before)
 
     if services.payer is not None:
         payer = services.payer

@@ -22,6 +22,8 @@ from threading import Thread
 from flask import request
 from flask_socketio import join_room, leave_room
 
+from payg import serialize
+from payg.domain.socket import SocketSnapshot
 from payg.services.dashboard import Dashboard, ViewSettings, socket_view
 from payg.services.metering import Metering
 from payg.webkit.app import Kit
@@ -93,7 +95,7 @@ class LiveHub:
         self.addresses = addresses or {}  # top-up address per socket, shown with the QR code
         self.history = History()
         self.pushes = 0
-        self._pending: list[dict] | None = None
+        self._pending: list[SocketSnapshot] | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._task: Thread | None = None
@@ -106,11 +108,11 @@ class LiveHub:
                                        self._welcome)
         self._register()
 
-    def publish(self, states: list[dict]) -> None:
+    def publish(self, states: list[SocketSnapshot]) -> None:
         self._pending = states
         self._wake.set()
 
-    def views(self, states: list[dict] | None = None) -> list[dict]:
+    def views(self, states: list[SocketSnapshot] | None = None) -> list[dict]:
         if states is None:
             states = self.metering.states()
         return [self._view(st) for st in states]
@@ -118,9 +120,9 @@ class LiveHub:
     def view(self, socket_id: str) -> dict:
         return self._view(self.metering.state(socket_id))
 
-    def _view(self, state: dict) -> dict:
-        view = socket_view(state, self.dashboard, self.settings)
-        view["address"] = self.addresses.get(state["id"])
+    def _view(self, state: SocketSnapshot) -> dict:
+        view = serialize.socket_view(socket_view(state, self.dashboard, self.settings))
+        view["address"] = self.addresses.get(state.id)
         return view
 
     def flush(self) -> bool:

@@ -124,7 +124,7 @@ class ControllerCollector(Collector):
 
     def _sockets(self) -> Iterator[Metric]:
         ctl = self.site.metering
-        balances = {st["id"]: st for st in ctl.states()}
+        balances = {st.id: st.balance for st in ctl.states()}
         info = GaugeMetricFamily("payg_socket_info", "A socket of this controller and its name (always 1).",
                                  labels=["socket", "name"])
         energy = CounterMetricFamily("payg_socket_energy_joules", "The socket's meter counter as last read, in "
@@ -143,8 +143,8 @@ class ControllerCollector(Collector):
                 if s.reading is not None:
                     energy.add_metric([sid], float(s.reading.energy_wh * 3600))
                 if sid in balances:
-                    units.add_metric([sid], balances[sid]["balance"])
-                    tokens.add_metric([sid], balances[sid]["balance_tokens"])
+                    units.add_metric([sid], balances[sid].units)
+                    tokens.add_metric([sid], balances[sid].tokens)
                 relay.add_metric([sid], 1 if s.relay_closed else 0)
                 errors.add_metric([sid], ctl.meter_errors.get(sid, 0))
         yield from (info, energy, units, tokens, relay, errors)

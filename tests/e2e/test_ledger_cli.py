@@ -199,6 +199,7 @@ def test_the_api_topup_fields_come_from_the_configured_backend(tmp_path, monkeyp
         assert controller.stop() == 0, controller.output()
 
 
+@pytest.mark.slow
 def test_a_deep_reorganisation_stops_crediting_until_an_operator_moves_the_cursor(tmp_path, monkeypatch, evm):
     node = evm  # a real EVM; snapshots make the reorganisation
     config, address, _ = ethereum_example(node, tmp_path, monkeypatch)

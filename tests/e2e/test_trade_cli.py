@@ -163,6 +163,7 @@ def test_trade_actions_need_the_token_or_the_landlord_and_csrf(tmp_path):
         rt.close()
 
 
+@pytest.mark.slow
 def test_deploy_then_trade_on_ethereum_through_the_controller(tmp_path, monkeypatch):
     from eth_account import Account
 

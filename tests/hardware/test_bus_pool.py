@@ -65,17 +65,17 @@ def test_a_slow_bus_does_not_hold_up_the_other_buses():
     clock.advance(0.2)  # 80 % of the poll interval: the deadline passes
     tick.join(5)
     assert not tick.is_alive() and waiter.waits == [0.2]
-    assert metering.state("fast")["meter"] == "ok" and metering.state("fast")["power_w"] == 0.0
-    assert "slow" in metering.state("slow")["meter_error"]
+    assert metering.state("fast").meter == "ok" and metering.state("fast").reading.power_w == 0.0
+    assert "slow" in metering.state("slow").meter_error
 
     metering.tick()  # the slow bus is still busy: its sockets are skipped, not queued
-    assert "busy" in metering.state("slow")["meter_error"] and meters["fast"].reads == 2
+    assert "busy" in metering.state("slow").meter_error and meters["fast"].reads == 2
     assert metering.reader.busy() == {"/dev/ttyB"}
 
     meters["slow"].release.set()
     wait_until(lambda: not metering.reader.busy(), 5, "the slow bus to finish its round")
     metering.tick()
-    assert metering.state("slow")["meter_error"] is None and metering.state("slow")["meter"] == "ok"
+    assert metering.state("slow").meter_error is None and metering.state("slow").meter == "ok"
     metering.shutdown()
 
 

@@ -21,6 +21,7 @@ import pytest
 from hardware.modbus import BusSettings, ModbusBus, ModbusMeter
 from hardware.modbus.registers import float32_step
 from hardware.simulated import SimulatedRelay
+from payg import serialize
 from payg.adapters.clocks import ManualClock
 from payg.adapters.config.profiles import load_profile
 from payg.adapters.journal import SqliteJournal
@@ -425,7 +426,7 @@ class Rig:
         self.metering.credits_arrived({socket_id})
 
     def state(self, socket_id: str) -> dict:
-        return self.metering.state(socket_id)
+        return serialize.socket_state(self.metering.state(socket_id))
 
     def events(self, socket_id: str, kind: str) -> list[dict]:
         return [e for e in self.journal.events(socket_id, 100) if e["kind"] == kind]

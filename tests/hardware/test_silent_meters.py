@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from hardware.modbus import BusSettings, ModbusBus, ModbusMeter
+from payg import serialize
 from payg.adapters.clocks import ManualClock
 from payg.adapters.config.profiles import load_profile
 from payg.adapters.journal import SqliteJournal
@@ -36,7 +37,7 @@ def run_in_real_time(metering, clock: ManualClock, poll_s: float, ticks: int) ->
         time.sleep(max(0.0, started + i * poll_s - time.monotonic()))
         clock.set(clock.now() + (poll_s if i else 0.0))
         metering.tick()
-        seen.append({st["id"]: st for st in metering.states()})
+        seen.append({st.id: serialize.socket_state(st) for st in metering.states()})
     return seen
 
 

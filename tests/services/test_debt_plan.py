@@ -54,6 +54,7 @@ def planned_rig(tmp_path, percent: int, when: str = "2026-12-02T22:00:00", frien
     return r
 
 
+@pytest.mark.slow
 def test_paying_while_in_debt_turns_the_power_on_with_a_plan(tmp_path):
     rig = planned_rig(tmp_path, percent=25)
     rig.deposit("a", 10)
@@ -66,7 +67,7 @@ def test_paying_while_in_debt_turns_the_power_on_with_a_plan(tmp_path):
     rig.deposit("a", 100)                # 25 of it repays debt, 75 to use at once
     rig.loop.run_for(2)
     state = rig.metering.state("a")
-    assert rig.relays["a"].closed and state["balance"] == 75 and state["debt"] == owed - 25
+    assert rig.relays["a"].closed and state.balance.units == 75 and state.balance.debt == owed - 25
     assert rig.journal.deferred_debt("a") == owed - 25 and rig.balance() == 100 - owed
     assert [e["detail"][:27] for e in rig.journal.events("a") if e["kind"] == "debt_recovered"] == [
         "25 of 100 units repaid debt"]
@@ -81,9 +82,10 @@ def test_without_a_plan_a_top_up_smaller_than_the_debt_keeps_the_power_off(tmp_p
     rig.deposit("a", 100)
     rig.loop.run_for(2)
     assert not rig.relays["a"].closed and rig.journal.deferred_debt("a") == 0
-    assert rig.metering.state("a")["balance"] == rig.balance() < 0
+    assert rig.metering.state("a").balance.units == rig.balance() < 0
 
 
+@pytest.mark.slow
 def test_a_top_up_code_follows_the_plan_too(tmp_path):
     rig = planned_rig(tmp_path, percent=50)
     key = new_key()
@@ -94,10 +96,11 @@ def test_a_top_up_code_follows_the_plan_too(tmp_path):
     rig.loop.run_until(at("2026-12-03T08:00:01"))
     owed = -rig.balance()
     codes.redeem("a", codes.issue("a", 100).code)
-    assert rig.relays["a"].closed and rig.metering.state("a")["balance"] == 50
-    assert rig.metering.state("a")["debt"] == owed - 50
+    assert rig.relays["a"].closed and rig.metering.state("a").balance.units == 50
+    assert rig.metering.state("a").balance.debt == owed - 50
 
 
+@pytest.mark.slow
 def test_everything_adds_up_over_100k_ticks_with_friendly_credit_a_plan_emergency_credit_codes_and_resets(tmp_path):
     """The 100,000-tick exactness run of test_metering.py, with the protections on: nights of friendly
     credit (debt), small top-ups and codes under a 30 % plan, emergency credit, counter resets and outages."""
@@ -147,7 +150,7 @@ def test_everything_adds_up_over_100k_ticks_with_friendly_credit_a_plan_emergenc
     balance, deferred = rig.journal.balance("a"), rig.journal.deferred_debt("a")
     assert balance == sum(e.amount for e in entries) - state.pending_units
     view = rig.metering.state("a")
-    assert max(view["balance"], 0) - view["debt"] == balance               # credit - debt = the journal's balance
+    assert max(view.balance.units, 0) - view.balance.debt == balance  # credit - debt = the journal's balance
     recovered = [e for e in rig.journal.events("a", 2000) if e["kind"] == "debt_recovered"]
     assert recovered and deferred >= 0
     assert rig.metering.ticks >= 100_000

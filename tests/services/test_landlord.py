@@ -48,7 +48,7 @@ def test_a_bad_adjustment_is_refused_and_books_nothing(rig, amount, reason):
 def test_an_override_holds_the_relay_off_whatever_the_balance_until_automatic(rig):
     rig.landlord.adjust("a", 100, "credit", "req-00001")
     rig.landlord.set_override("a", "off")
-    assert not rig.relays["a"].closed and rig.metering.state("a")["override"] == "off"
+    assert not rig.relays["a"].closed and rig.metering.state("a").override == "off"
     assert rig.journal.overrides() == {"a": "off"}
     rig.loop.run_ticks(3)
     assert not rig.relays["a"].closed

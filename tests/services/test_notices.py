@@ -32,17 +32,17 @@ def test_each_threshold_crossed_is_recorded_once_and_a_top_up_rearms_them(tmp_pa
     assert kinds(rig, "low_credit") == []
     rig.draw("a", 600.0, 20 * 60)   # 50 min left: below 1 h
     assert kinds(rig, "low_credit") == ["less than 1 h of credit left at 600 W"]
-    assert rig.metering.state("a")["credit_warning_h"] == 1.0
+    assert rig.metering.state("a").credit_warning_h == 1.0
     for _ in range(5):              # the power wavers around the threshold: no string of warnings
         rig.draw("a", 100.0, 60)
         rig.draw("a", 900.0, 60)
     rig.draw("a", 600.0, 30 * 60)   # under 15 min left
     assert kinds(rig, "low_credit") == ["less than 1 h of credit left at 600 W",
                                         "less than 0.25 h of credit left at 600 W"]
-    assert rig.metering.state("a")["credit_warning_h"] == 0.25
+    assert rig.metering.state("a").credit_warning_h == 0.25
     rig.deposit("a", 2000)          # a top-up: the levels fall, and will be crossed again
     rig.loop.run_for(2)
-    assert rig.metering.state("a")["credit_warning_h"] is None
+    assert rig.metering.state("a").credit_warning_h is None
     rig.draw("a", 600.0, 200 * 60)   # through both thresholds again (about 210 min of credit)
     assert len(kinds(rig, "low_credit")) == 4
 
@@ -88,14 +88,14 @@ def test_the_landlord_view_flags_a_socket_off_for_lack_of_credit_for_long_this_w
     vs = ViewSettings(rig.metering.tariff, 100, flag_off_hours=24.0)
     rig.loop.run_for(20 * 3600)
     view = socket_view(rig.metering.state("a"), dash, vs)
-    assert view["off_for_credit_h_7d"] == pytest.approx(20.0, abs=0.1) and not view["needs_help"]
+    assert view.off_for_credit_h_7d == pytest.approx(20.0, abs=0.1) and not view.needs_help
     rig.clock.advance(5 * 3600)
     dash._off.clear()
     view = socket_view(rig.metering.state("a"), dash, vs)
-    assert view["needs_help"] and view["off_for_credit_h_7d"] == pytest.approx(25.0, abs=0.1)
+    assert view.needs_help and view.off_for_credit_h_7d == pytest.approx(25.0, abs=0.1)
     rig.clock.advance(8 * 24 * 3600)   # a week later, still off: only the last 7 days count
     dash._off.clear()
-    assert socket_view(rig.metering.state("a"), dash, vs)["off_for_credit_h_7d"] == pytest.approx(168.0, abs=0.1)
+    assert socket_view(rig.metering.state("a"), dash, vs).off_for_credit_h_7d == pytest.approx(168.0, abs=0.1)
 
 
 def test_hours_left_and_levels():

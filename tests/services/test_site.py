@@ -54,7 +54,7 @@ def test_a_failing_tick_trips_every_relay_and_the_next_good_tick_closes_them_aga
     failing_tick(rig)
     assert not rig.relays["a"].closed and rig.site.failed_ticks == 1
     rig.loop.run_ticks(1)
-    assert rig.relays["a"].closed and rig.metering.state("a")["relay"] == "on"
+    assert rig.relays["a"].closed and rig.metering.state("a").relay_on
 
 
 def test_the_watchdog_is_pinged_after_every_good_tick_and_never_after_a_failed_one(tmp_path):

@@ -624,13 +624,16 @@ def test_tenant_socket_events_cannot_change_anything(bed):
 
 
 def test_a_socket_cut_for_lack_of_credit_says_so_even_with_part_of_a_token_kept(bed):
+    from dataclasses import replace
+
+    from payg.domain.socket import Balance
     from payg.services.dashboard import socket_view
 
-    state = dict(bed.rt.metering.state("kitchen"), credit_exhausted=True, balance=1, balance_tokens=1)
+    state = replace(bed.rt.metering.state("kitchen"), credit_exhausted=True, balance=Balance.of(1, 1))
     view = socket_view(state, bed.web.hub.dashboard, bed.web.hub.settings)
-    assert view["credit_exhausted"] is True and view["low_credit"] is True
-    empty = socket_view(dict(state, balance=0, balance_tokens=0), bed.web.hub.dashboard, bed.web.hub.settings)
-    assert empty["credit_exhausted"] is False    # simply out of credit
+    assert view.credit_exhausted is True and view.low_credit is True
+    empty = socket_view(replace(state, balance=Balance.of(0, 1)), bed.web.hub.dashboard, bed.web.hub.settings)
+    assert empty.credit_exhausted is False    # simply out of credit
     bed.loop.run_for(2)
     never_paid = bed.web.hub.view("laundry")
     assert never_paid["balance"] == 0 and never_paid["credit_exhausted"] is False and never_paid["low_credit"]

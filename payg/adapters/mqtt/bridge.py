@@ -36,6 +36,7 @@ from payg.adapters.mqtt.topics import (
     response_payload,
     state_payload,
 )
+from payg.domain.socket import SocketSnapshot
 from payg.errors import InvalidAmount, UnknownSocket
 
 log = logging.getLogger("payg.mqtt")
@@ -87,19 +88,17 @@ class MqttBridge:
                                                will=(topics.status, OFFLINE.encode()))
         self._thread = threading.Thread(target=self._run, name="payg-mqtt", daemon=True)
 
-    # --- the tick's side: no I/O ---------------------------------------------------------------
-    def publish(self, states: list[dict]) -> None:
+    def publish(self, states: list[SocketSnapshot]) -> None:
         with self._cond:
             for state in states:
                 body = state_payload(state)
-                sid = state["id"]
+                sid = state.id
                 if self._compared.get(sid) != body:
                     self._compared[sid] = body
-                    self._latest[sid] = {**body, "at": state.get("updated_at")}
+                    self._latest[sid] = {**body, "at": state.updated_at}
                     self._dirty.add(sid)
             self._cond.notify()  # also: a tick may have written events
 
-    # --- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
         self._thread.start()
         mqtt_client.start(self._client, self.conn)
@@ -128,7 +127,6 @@ class MqttBridge:
                       **self.counts}
         return {**status, "outbox": self.outbox.pending()}
 
-    # --- paho's thread -------------------------------------------------------------------------
     def _on_connect(self, ok: bool, reason: str) -> None:
         if not ok:
             with self._cond:
@@ -197,7 +195,6 @@ class MqttBridge:
                 self._acked.append(row)
             self._cond.notify()
 
-    # --- the bridge's worker -------------------------------------------------------------------
     def _run(self) -> None:
         last_flush = self.monotonic()
         while True:

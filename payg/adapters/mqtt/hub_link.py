@@ -86,7 +86,6 @@ class HubLink:
             self._stopping = True
         mqtt_client.stop(self._client)
 
-    # --- commands ------------------------------------------------------------------------------------
     def send_command(self, controller: str, command: str, socket: str, request_id: str, tokens: int | None = None,
                      reason: str | None = None) -> None:
         """Publish a command to <prefix>/<controller>/command. ValueError: the controller would refuse it (the
@@ -103,7 +102,6 @@ class HubLink:
             raise NotConnected(f"the broker did not take the command ({info.rc})")
         log.info("hub: %s on %s/%s sent (request %s)", command, controller, socket, request_id)
 
-    # --- paho's thread -------------------------------------------------------------------------------
     def _on_connect(self, ok: bool, reason: str) -> None:
         if not ok:
             with self._lock:

@@ -22,7 +22,10 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
+
+from payg import serialize
+from payg.domain.socket import SocketSnapshot
 
 STATE_KEYS = ("balance", "balance_tokens", "relay", "power_w", "voltage_v", "current_a", "energy_wh", "meter",
               "override", "credit_exhausted")
@@ -75,12 +78,13 @@ def parse_topic(prefix: str, topic: str) -> tuple[str, str, str | None] | None:
     return None
 
 
-def state_payload(state: dict) -> dict:
+def state_payload(state: SocketSnapshot) -> dict[str, Any]:
     """What goes on a socket's state topic: the JSON API's keys that describe it now; debt only when owed."""
-    body = {key: state.get(key) for key in STATE_KEYS}
-    if state.get("debt"):
-        body["debt"] = state["debt"]
-        body["debt_tokens"] = state.get("debt_tokens")
+    api = serialize.socket_state(state)
+    body = {key: api[key] for key in STATE_KEYS}
+    if state.balance.debt:
+        body["debt"] = api["debt"]
+        body["debt_tokens"] = api["debt_tokens"]
     return body
 
 

@@ -4,13 +4,17 @@ Assistant discovery payloads checked against the keys Home Assistant documents."
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from fractions import Fraction
 
 import pytest
 
 from payg.adapters.mqtt import discovery
 from payg.adapters.mqtt.acl import mosquitto_acl
 from payg.adapters.mqtt.topics import BadCommand, Topics, parse_command, parse_topic, state_payload
+from payg.domain.billing import MeterReading
 from payg.domain.settings import MqttConfig
+from payg.domain.socket import Balance, SocketSnapshot
 from payg.errors import ConfigError
 from tests.support.configs import MINIMAL, load_text
 
@@ -85,14 +89,17 @@ def test_a_password_never_shows_in_the_error(tmp_path):
 
 
 def test_state_payload_has_the_keys_and_debt_only_when_owed():
-    state = {"id": "kitchen", "balance": 500, "balance_tokens": 500, "debt": 0, "debt_tokens": 0, "relay": "on",
-             "power_w": 800.0, "voltage_v": 230.0, "current_a": 3.5, "energy_wh": 12, "meter": "ok", "override": None,
-             "credit_exhausted": False, "updated_at": 5.0}
+    state = SocketSnapshot(id="kitchen", name="Kitchen", balance=Balance.of(500, 1), relay_on=True,
+                           reading=MeterReading(12, 800.0, 230.0, 3.5, 4.0), reading_at=4.0, meter="ok",
+                           meter_error=None, relay_error=None, override=None, credit_exhausted=False,
+                           pending_wh=Fraction(1, 2), credit_warning_h=None, updated_at=5.0)
     body = state_payload(state)
-    assert body == {k: state[k] for k in ("balance", "balance_tokens", "relay", "power_w", "voltage_v", "current_a",
-                                          "energy_wh", "meter", "override", "credit_exhausted")}
-    owed = state_payload(dict(state, balance=-40, debt=40, debt_tokens=40))
+    assert body == {"balance": 500, "balance_tokens": 500, "relay": "on", "power_w": 800.0, "voltage_v": 230.0,
+                    "current_a": 3.5, "energy_wh": 12, "meter": "ok", "override": None, "credit_exhausted": False}
+    owed = state_payload(replace(state, balance=Balance.of(-40, 1)))
     assert (owed["debt"], owed["debt_tokens"], owed["balance"]) == (40, 40, -40)
+    planned = state_payload(replace(state, balance=Balance.of(-10, 2, deferred=30)))  # 30 of debt set aside
+    assert (planned["balance"], planned["balance_tokens"], planned["debt"], planned["debt_tokens"]) == (20, 10, 30, 15)
 
 
 @pytest.mark.parametrize("payload, reason", [

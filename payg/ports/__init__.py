@@ -1,21 +1,22 @@
 """Protocols the services consume. Adapters (payg/adapters, hardware/, ledgers/) match them by shape.
 
-The values that cross them (MeterReading, Deposit, Advert, ...) are the domain's and are named here too."""
+The journal's roles are in payg/ports/journal.py (Journal and JournalTx, their unions, are named here too). The
+values that cross them (MeterReading, Deposit, Advert, ...) are the domain's and are named here too."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from fractions import Fraction
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from payg.domain.accounts import Deposit, Entry
-from payg.domain.billing import MeterReading, MeterState
+from payg.domain.accounts import Deposit as Deposit  # named here for the adapters (see the docstring)
+from payg.domain.billing import MeterReading as MeterReading
 from payg.domain.codes import CodeCounts, CodeKey, Decoded
-from payg.domain.market import Advert, Channel, ChannelRow, MarketInfo, Purchase, Voucher
+from payg.domain.market import Advert, Channel, MarketInfo, Purchase, Voucher
+from payg.domain.socket import SocketSnapshot
 from payg.errors import MeterUnavailable
+from payg.ports.journal import Journal as Journal
+from payg.ports.journal import JournalTx as JournalTx
 
 
 class Clock(Protocol):
@@ -32,108 +33,6 @@ class Lock(Protocol):
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None,
                  /) -> bool | None: ...
-
-
-class JournalTx(Protocol):
-    """The writes of one journal transaction (a unit of work): all of them commit, or none.
-
-    Credits carry an idempotency key: one booked before is not booked again (False). Every
-    amount is an integer in ledger units; debits are given as positive amounts."""
-
-    def credit(self, socket_id: str, amount: int, kind: str, idem_key: str, at: float, memo: str = "") -> bool: ...
-
-    def debit(self, socket_id: str, amount: int, kind: str, at: float, *, energy_wh: Fraction | None = None,
-              idem_key: str | None = None, memo: str = "") -> bool: ...
-
-    def save_state(self, socket_id: str, state: MeterState, previous_pending: int) -> None:
-        """A socket's billing state; its pending usage counts in the balance (previous_pending: as last saved)."""
-
-    def deposit_carry(self, source: str, socket_id: str) -> int:
-        """Ledger units received for a socket that do not make a whole token yet."""
-
-    def record_deposit(self, source: str, socket_id: str, idem_key: str, units: int, tokens: int, carry: int,
-                       at: float) -> bool:
-        """Remember a ledger deposit (its raw units and the tokens it made) and the socket's new carry;
-        False, and nothing written, if this key was recorded before."""
-
-    def add_channel(self, row: ChannelRow) -> None: ...
-
-    def advance_channel(self, domain: str, channel_id: str, previous: int, amount: int, signature: str,
-                        at: float) -> None: ...
-
-    def set_channel_state(self, domain: str, channel_id: str, state: str, escrow: int, at: float) -> None: ...
-
-    def event(self, socket_id: str, kind: str, detail: str, at: float) -> None: ...
-
-    def set_cursor(self, name: str, value: str | None) -> None: ...
-
-    def acknowledge_alarms(self, socket_id: str, upto_event_id: int, at: float) -> None: ...
-
-    def set_override(self, socket_id: str, mode: str | None, at: float) -> None: ...
-
-    def set_code_counts(self, socket_id: str, counts: CodeCounts) -> None:
-        """The top-up code decoder's memory for a socket (payg/domain/codes.py)."""
-
-    def set_codes_issued(self, socket_id: str, count: int) -> None:
-        """The count of the last top-up code made for a socket."""
-
-    def record_code_request(self, socket_id: str, request_id: str, after_count: int, units: int, count: int,
-                            at: float) -> bool:
-        """Which code a landlord's request made; False if the request id was used for the socket before."""
-
-    def set_deferred_debt(self, socket_id: str, units: int) -> None:
-        """Debt set aside by a repayment plan (payg/domain/debt.py)."""
-
-
-class Journal(Protocol):
-    """Every socket's account, append-only (payg/adapters/journal.py SqliteJournal; tests.fakes.FakeJournal).
-
-    balance = the sum of a socket's entries minus its pending usage."""
-
-    def transaction(self) -> AbstractContextManager[JournalTx]: ...
-
-    def balance(self, socket_id: str) -> int: ...
-
-    def meter_state(self, socket_id: str) -> MeterState | None: ...
-
-    def overrides(self) -> dict[str, str]: ...
-
-    def cursor(self, name: str) -> str | None: ...
-
-    def entry_by_key(self, idem_key: str) -> Entry | None: ...
-
-    def entries(self, socket_id: str, limit: int = 50, before_id: int | None = None) -> list[Entry]:
-        """Newest first."""
-
-    def all_entries(self, socket_id: str) -> Iterator[Entry]:
-        """Oldest first."""
-
-    def entries_after(self, after_id: int, limit: int = 1000) -> list[Entry]: ...
-
-    def last_entries(self, kind: str) -> list[tuple[str, float, int]]:
-        """Per socket, the latest entry of this kind: (socket id, at, amount)."""
-
-    def first_entry_id_since(self, at: float) -> int: ...
-
-    def open_alarms(self) -> dict[str, tuple[int, int, str]]:
-        """Per socket with alarms not yet acknowledged: (how many, the latest's id, the latest's detail)."""
-
-    def events(self, socket_id: str, limit: int = 10) -> list[dict]: ...
-
-    def channels(self, direction: str | None = None, state: str | None = None) -> list[ChannelRow]: ...
-
-    def channel(self, domain: str, channel_id: str) -> ChannelRow | None: ...
-
-    def code_counts(self, socket_id: str) -> CodeCounts: ...
-
-    def codes_issued(self, socket_id: str) -> int: ...
-
-    def code_request(self, socket_id: str, request_id: str) -> tuple[int, int, int] | None: ...
-
-    def deferred_debt(self, socket_id: str) -> int: ...
-
-    def emergency_owed(self, socket_id: str) -> tuple[int, int]:
-        """(emergency credit not yet repaid, in units; how many times it was taken)."""
 
 
 class MeterReader(Protocol):
@@ -197,13 +96,13 @@ class DepositPayer(Protocol):
 
 
 class StatePublisher(Protocol):
-    def publish(self, states: list[dict]) -> None:
+    def publish(self, states: list[SocketSnapshot]) -> None:
         """Called once per tick with every socket's state."""
         ...
 
 
 class PeerTrade(Protocol):
-    """The energy market (rules in payg/trade.py). Every call that acts names the socket whose trade
+    """The energy market (rules in payg/domain/market.py). Every call that acts names the socket whose trade
     key acts (`as_socket`); a socket's trade party is its own address, separate from its top-up
     address, so trade money is never mistaken for a tenant's deposit. Refusals raise a TradeRefused
     subclass and move nothing; an unreachable ledger raises LedgerUnavailable."""
@@ -244,7 +143,7 @@ class PeerTrade(Protocol):
 class PaymentChannel(Protocol):
     """One-way payment channels. Vouchers are cumulative and bound to one channel and one domain
     (chain and contract, or network). `check_voucher` is stateless; replay protection (an amount
-    not above the last accepted) is the receiving controller's job, see payg/channels.py."""
+    not above the last accepted) is the receiving controller's job, see payg/services/channels.py."""
 
     name: str
 
@@ -280,7 +179,7 @@ class EscrowWatch(Protocol):
     recipient (IOTA): {"balance": what the channel's address holds, ...}. The composition root hands the trade
     backend to the channel book as one when it is one (found by this type)."""
 
-    def watch(self, channel_id: str) -> dict: ...
+    def watch(self, channel_id: str) -> dict[str, Any]: ...
 
 
 @runtime_checkable
@@ -295,14 +194,14 @@ class PeerDirectory(Protocol):
 class PeerMessages(Protocol):
     """Answers a backend's own messages from other controllers (`POST /api/peer/<kind>`); raises payg errors."""
 
-    def handle_peer_message(self, kind: str, payload: dict) -> dict: ...
+    def handle_peer_message(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]: ...
 
 
 class PeerLink(Protocol):
     """Sends a JSON message to another controller (`POST {base_url}/api/peer/{kind}`) and returns its answer.
     A refusal comes back as the same payg error the peer raised; an unreachable peer is LedgerUnavailable."""
 
-    def post(self, base_url: str, kind: str, payload: dict) -> dict: ...
+    def post(self, base_url: str, kind: str, payload: dict[str, Any]) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
