@@ -228,6 +228,17 @@ def test_the_check_fails_on_a_planted_import(tmp_path, where, planted):
     assert len(found) == 1 and found[0].startswith(f"{where}: imports ")
 
 
+def test_no_test_module_imports_another():
+    """What tests share lives in tests/support/ (or tests/fakes.py), not in another test module."""
+    offenders = []
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if re.search(r"(^|\.)test_\w+$", n)]
+    assert offenders == []
+
+
 def test_no_module_outside_the_tests_is_over_400_lines():
     files = source_files(ROOT)
     long = {p.relative_to(ROOT).as_posix(): n for p in files if (n := len(p.read_text().splitlines())) > 400}

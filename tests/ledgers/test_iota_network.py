@@ -114,8 +114,7 @@ def test_payg_cursor_explains_the_network_and_sets_one_on_purpose(tmp_path, caps
     import io
 
     from payg.cli.accounts import cmd_cursor
-    from tests.ledgers.test_iota_scale import IOTA_CONFIG
-    from tests.support.configs import load_text
+    from tests.support.configs import IOTA_CONFIG, load_text
     config = load_text(tmp_path, IOTA_CONFIG.format(extra=""))
     journal = SqliteJournal(tmp_path / "journal.sqlite")
     try:

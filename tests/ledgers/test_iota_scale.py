@@ -115,25 +115,12 @@ def test_a_page_over_the_services_maximum_is_refused(node):
         IotaLedger(node.url, mnemonic=TEST_MNEMONIC, accounts={"a": 0}, token_value=1, page_size=51)
 
 
-IOTA_CONFIG = """
-[controller]
-data_dir = "var"
-[ledger]
-backend = "iota"
-graphql_url = "http://127.0.0.1:9"
-mnemonic_env = "PAYG_TEST_MNEMONIC"
-{extra}
-[[sockets]]
-id = "kitchen"
-meter = {{ kind = "simulated", load_w = 800 }}
-relay = {{ kind = "simulated" }}
-"""
 
 
 def test_transactions_per_page_is_configured_within_the_services_max_page_size(tmp_path):
     from payg.domain.settings import IotaLedgerConfig
     from payg.errors import ConfigError
-    from tests.support.configs import load_text
+    from tests.support.configs import IOTA_CONFIG, load_text
 
     def page_size(extra: str) -> int:
         lc = load_text(tmp_path, IOTA_CONFIG.format(extra=extra)).ledger

@@ -16,6 +16,7 @@ from ledgers.iota import IotaLedger, IotaWallet, TransactionNotFound, derivation
 from ledgers.iota.transfers import BUDGET_GAS_UNITS, BUDGET_PER_OBJECT
 from payg.errors import InsufficientFunds, InvalidAmount, LedgerUnavailable
 from tests.support import free_port
+from tests.support.ed25519_points import L, small_order_points
 from tests.support.ledger_beds_iota import TEST_MNEMONIC
 
 IOTA = 10**9
@@ -119,54 +120,10 @@ def test_verify_says_false_to_any_bad_input_and_never_raises(public, message, si
     assert IotaWallet.verify(public, message, signature) is False
 
 
-# Small-order points, computed here (not copied): [L]P for points P of the full group is a torsion point.
-_P = 2**255 - 19
-_L = 2**252 + 27742317777372353535851937790883648493
-_D = -121665 * pow(121666, _P - 2, _P) % _P
-
-
-def _add(a, b):
-    (x1, y1), (x2, y2) = a, b
-    t = _D * x1 * x2 * y1 * y2 % _P
-    return ((x1 * y2 + x2 * y1) * pow(1 + t, _P - 2, _P) % _P, (y1 * y2 + x1 * x2) * pow(1 - t, _P - 2, _P) % _P)
-
-
-def _times(n, point):
-    result = (0, 1)
-    while n:
-        if n & 1:
-            result = _add(result, point)
-        point, n = _add(point, point), n >> 1
-    return result
-
-
-def _encode(point) -> bytes:
-    x, y = point
-    return (y | (x & 1) << 255).to_bytes(32, "little")
-
-
-def _decode(raw):
-    y = int.from_bytes(raw, "little") & ((1 << 255) - 1)
-    x2 = (y * y - 1) * pow(_D * y * y + 1, _P - 2, _P) % _P
-    x = pow(x2, (_P + 3) // 8, _P)
-    if (x * x - x2) % _P:
-        x = x * pow(2, (_P - 1) // 4, _P) % _P
-    return (x, y) if (x * x - x2) % _P == 0 else None
-
-
-def _small_order_points() -> set[bytes]:
-    found = set()
-    seed = 0
-    while len(found) < 8:
-        seed += 1
-        point = _decode(hashlib.sha256(b"%d" % seed).digest())
-        if point is not None:
-            found.add(_encode(_times(_L, point)))
-    return found
 
 
 def test_verify_refuses_small_order_keys_and_malleable_signatures(wallet):
-    weak = _small_order_points()
+    weak = small_order_points()
     assert len(weak) == 8 and bytes(32) in weak
     for point in weak:
         # with a small-order key and R, the cofactorless equation holds for many (R, s = 0)
@@ -176,8 +133,8 @@ def test_verify_refuses_small_order_keys_and_malleable_signatures(wallet):
     signature = bytes.fromhex(wallet.sign(PATH, message))
     s = int.from_bytes(signature[32:], "little")
     assert IotaWallet.verify(wallet.public_key(PATH), message, signature.hex())
-    if s + _L < 2**256:  # the same signature with s + L: refused (non-canonical s)
-        malleated = signature[:32] + (s + _L).to_bytes(32, "little")
+    if s + L < 2**256:  # the same signature with s + L: refused (non-canonical s)
+        malleated = signature[:32] + (s + L).to_bytes(32, "little")
         assert not IotaWallet.verify(wallet.public_key(PATH), message, malleated.hex())
 
 

@@ -18,7 +18,7 @@ from eth_keys.backends import CoinCurveECCBackend, get_backend
 from ledgers.ethereum.abi import voucher_typed_data
 from ledgers.ethereum.channels import _private_key, voucher_digest
 from ledgers.iota import IotaWallet, ed25519
-from tests.ledgers.test_iota_wallet import _L, _small_order_points
+from tests.support.ed25519_points import L, small_order_points
 
 CONTRACT = "0x" + "5A" * 20
 
@@ -67,7 +67,7 @@ def test_rfc8032_vectors_verify_and_their_tampered_forms_do_not(secret, public, 
     assert not ed25519.verify(other, msg, signature)
     raw = bytes.fromhex(signature)
     s = int.from_bytes(raw[32:], "little")
-    malleated = (raw[:32] + (s + _L).to_bytes(32, "little")).hex()
+    malleated = (raw[:32] + (s + L).to_bytes(32, "little")).hex()
     assert not ed25519.verify(public, msg, malleated) and not IotaWallet.verify(public, msg, malleated)
     flipped = bytes([raw[0] ^ 1]) + raw[1:]
     assert not ed25519.verify(public, msg, flipped.hex())
@@ -81,7 +81,7 @@ def _cases() -> list[tuple[str, bytes, str]]:
     cases = [(public.hex(), message, good.hex()), (public.hex(), message + b"0", good.hex()),
              ("zz", message, good.hex()), (public.hex(), message, good.hex()[:-2]),
              (public.hex()[:-2], message, good.hex())]
-    for point in sorted(_small_order_points()):
+    for point in sorted(small_order_points()):
         cases += [(point.hex(), message, (point + bytes(32)).hex()), (public.hex(), message, (point + good[32:]).hex()),
                   (public.hex(), message, (point + bytes(32)).hex())]
     non_canonical = (2**255 - 19 + 1).to_bytes(32, "little")  # y = p + 1, a non-canonical encoding of y = 1

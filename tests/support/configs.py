@@ -15,6 +15,21 @@ meter = { kind = "simulated", load_w = 800 }
 relay = { kind = "simulated" }
 """
 
+# An IOTA ledger at an address nothing listens on; {extra}: more [ledger] keys.
+IOTA_CONFIG = """
+[controller]
+data_dir = "var"
+[ledger]
+backend = "iota"
+graphql_url = "http://127.0.0.1:9"
+mnemonic_env = "PAYG_TEST_MNEMONIC"
+{extra}
+[[sockets]]
+id = "kitchen"
+meter = {{ kind = "simulated", load_w = 800 }}
+relay = {{ kind = "simulated" }}
+"""
+
 
 def load_text(tmp_path, text):
     path = tmp_path / "c.toml"
