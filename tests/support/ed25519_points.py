@@ -4,6 +4,7 @@
 them. `L` is the group's order, used to make non-canonical (malleated) signatures too.
 """
 
+import functools
 import hashlib
 
 P = 2**255 - 19
@@ -40,12 +41,19 @@ def _decode(raw):
     return (x, y) if (x * x - x2) % P == 0 else None
 
 
-def small_order_points() -> set[bytes]:
-    found = set()
+@functools.cache
+def small_order_points() -> frozenset[bytes]:
+    """All 8 points of the 8-torsion subgroup: the multiples of one point of order 8, [L]P for some P."""
     seed = 0
-    while len(found) < 8:
+    while True:
         seed += 1
         point = _decode(hashlib.sha256(str(seed).encode()).digest())
-        if point is not None:
-            found.add(_encode(_times(L, point)))
-    return found
+        if point is None:
+            continue
+        torsion = _times(L, point)
+        if _times(4, torsion) != (0, 1):  # order 8, not a divisor of 4: it generates the subgroup
+            break
+    multiples = [(0, 1)]
+    for _ in range(7):
+        multiples.append(_add(multiples[-1], torsion))
+    return frozenset(_encode(m) for m in multiples)
