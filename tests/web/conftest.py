@@ -1,4 +1,5 @@
-"""The browser tests' shared rig: the controller as a subprocess, Chromium, and the pages' console problems.
+"""The web tests' shared rigs: the in-process web bed (`bed`), and for the browser tests the controller as a
+subprocess, Chromium, and the pages' console problems.
 
 The controller is `app.py --config FILE` in a subprocess on the embedded default (config/default.toml:
 kitchen 800 W, laundry, office; the mock ledger), with its data directory in tmp_path, a free
@@ -22,13 +23,21 @@ from werkzeug.security import generate_password_hash
 
 from tests.conftest import CHROMIUM
 from tests.support import ROOT, free_port, terminate, wait_until
-from tests.support.web_beds import CHROMIUM_ARGS, HASH_ENV, PASSWORD, embedded_default_toml
+from tests.support.web_beds import CHROMIUM_ARGS, HASH_ENV, PASSWORD, embedded_default_toml, make_web_bed
 
 APP = ROOT / "app.py"
 
 # Records CSP violations as console errors too (Chromium logs most of them itself; this catches all).
 CSP_PROBE = ("document.addEventListener('securitypolicyviolation', (e) => console.error("
              "'CSP violation: ' + e.violatedDirective + ' blocked ' + e.blockedURI));")
+
+
+@pytest.fixture
+def bed(tmp_path):
+    """The controller's web app in-process on the embedded default (a module may override it)."""
+    b = make_web_bed(tmp_path)
+    yield b
+    b.close()
 
 
 class Controller:

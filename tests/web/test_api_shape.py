@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
-from tests.support.web_beds import make_web_bed
-
 NUMBER = (int, float)
 OPT_NUMBER = (int, float, type(None))
 OPT_STR = (str, type(None))
@@ -35,13 +31,6 @@ def assert_state(st: dict) -> None:
     assert st["relay"] in ("on", "off")
     assert st["meter"] in ("ok", "offline", "counter_reset", "implausible_jump", "relay_bypass")
     assert st["override"] in (None, "off")
-
-
-@pytest.fixture
-def bed(tmp_path):
-    bed = make_web_bed(tmp_path)
-    yield bed
-    bed.close()
 
 
 def test_a_socket_state_before_any_reading_and_while_it_runs(bed):

@@ -22,13 +22,6 @@ def scrape(client) -> Scrape:
     return Scrape(resp.get_data(as_text=True))
 
 
-@pytest.fixture
-def bed(tmp_path):
-    b = make_web_bed(tmp_path)
-    yield b
-    b.close()
-
-
 def test_every_metric_has_its_type_and_every_socket_its_series(bed):
     bed.loop.run_ticks(1)
     m = scrape(bed.client())

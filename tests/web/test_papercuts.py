@@ -9,14 +9,6 @@ import re
 import pytest
 
 from tests.support import ROOT
-from tests.support.web_beds import make_web_bed
-
-
-@pytest.fixture
-def bed(tmp_path):
-    b = make_web_bed(tmp_path)
-    yield b
-    b.close()
 
 
 def embedded_view(client, socket_id: str) -> dict:

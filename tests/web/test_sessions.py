@@ -17,13 +17,6 @@ from payg.webkit.security import Limiter, client_key
 from tests.support.web_beds import PASSWORD, PASSWORD_HASH, csrf_of, make_web_bed
 
 
-@pytest.fixture
-def bed(tmp_path):
-    b = make_web_bed(tmp_path)
-    yield b
-    b.close()
-
-
 def cookie_of(client) -> str:
     c = client.get_cookie("payg_session")
     assert c is not None, "no session cookie"
