@@ -20,6 +20,7 @@ statement (in functions and under TYPE_CHECKING too) an edge to the modules it n
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import shutil
 import sys
@@ -62,7 +63,12 @@ def layer_of(rel: str) -> str | None:
 
 def imports_of(path: Path) -> list[list[str]]:
     """Per import statement (anywhere, functions included), the modules it may bring in."""
-    tree = ast.parse(path.read_text(), str(path))
+    return _imports_in(path.read_text())
+
+
+@functools.cache  # the planted-import tests check copies of the tree: each text is parsed once
+def _imports_in(text: str) -> list[list[str]]:
+    tree = ast.parse(text)
     statements = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
