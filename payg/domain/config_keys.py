@@ -7,6 +7,7 @@ writes the reference (docs/configuration.md) from the same fields.
 from __future__ import annotations
 
 from dataclasses import MISSING, Field, dataclass, field, fields
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -49,3 +50,13 @@ def made_from(cls: type[T], source: object, **more: Any) -> T:
     """A `cls` from the same-named fields of `source` (a ControllerConfig makes MeteringSettings), and `more`."""
     return cls(**{f.name: getattr(source, f.name) for f in fields(cls)  # type: ignore[arg-type]
                   if f.init and f.name not in more and hasattr(source, f.name)}, **more)
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """Where a secret (the wallet mnemonic) is read from: never the TOML file itself."""
+
+    env: str | None = None  # name of an environment variable
+    file: Path | None = None  # a file readable by its owner only
+    key: str = "ledger.mnemonic_env"  # the config key that named it, for error messages
+    what: str = "the wallet mnemonic"  # what it holds, for error messages

@@ -15,8 +15,13 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
+from payg.domain.config_keys import SecretRef as SecretRef
 from payg.domain.config_keys import not_a_key, setting
 from payg.domain.friendly import FriendlyCredit
+from payg.domain.ledger_settings import EthereumLedgerConfig as EthereumLedgerConfig
+from payg.domain.ledger_settings import IotaLedgerConfig as IotaLedgerConfig
+from payg.domain.ledger_settings import LedgerConfig as LedgerConfig
+from payg.domain.ledger_settings import MockLedgerConfig as MockLedgerConfig
 from payg.domain.meter_profile import MeterProfile, reading_time_s
 from payg.domain.notices import NoticeSettings
 from payg.domain.trade_settings import BuyConfig as BuyConfig
@@ -175,52 +180,6 @@ class MqttConfig:
         return self.client_id or f"payg-{self.controller}"
 
 
-@dataclass(frozen=True)
-class MockLedgerConfig:
-    finality_s: float = 0.0
-    path: Path | None = None  # the mock ledger's file (None: mock-ledger.sqlite in data_dir); share it to trade
-    backend: Literal["mock"] = field(default="mock", init=False)
-
-
-@dataclass(frozen=True)
-class SecretRef:
-    """Where a secret (the wallet mnemonic) is read from: never the TOML file itself."""
-
-    env: str | None = None  # name of an environment variable
-    file: Path | None = None  # a file readable by its owner only
-    key: str = "ledger.mnemonic_env"  # the config key that named it, for error messages
-    what: str = "the wallet mnemonic"  # what it holds, for error messages
-
-
-@dataclass(frozen=True)
-class EthereumLedgerConfig:
-    rpc_url: str
-    chain_id: int
-    mnemonic: SecretRef | None  # None: watch-only, the top-up addresses derive from `xpub`
-    confirmations: int = 12
-    token: str | None = None  # ERC-20 contract; None = native value (ETH, xDAI, ...)
-    token_value: int = 1  # wei (or token base units) per payg token
-    start_block: int | None = None
-    request_timeout_s: float = 10.0
-    max_blocks_per_poll: int = 500
-    log_chunk_blocks: int = 2000
-    xpub: str | None = None  # the account's extended public key (m/44'/60'/0'): not a secret, reveals every address
-    check_balances: bool = True  # ether mode: alarm on ether at an address that no transaction explains
-    backend: Literal["ethereum"] = field(default="ethereum", init=False)
-
-
-@dataclass(frozen=True)
-class IotaLedgerConfig:
-    graphql_url: str
-    mnemonic: SecretRef
-    token_value: int = 1_000_000  # nanos per payg token (1 IOTA = 10**9 nanos)
-    start_checkpoint: int | None = None
-    request_timeout_s: float = 10.0
-    transactions_per_page: int = 50  # a deposit scan's page, at most the GraphQL service's maxPageSize
-    backend: Literal["iota"] = field(default="iota", init=False)
-
-
-LedgerConfig: TypeAlias = MockLedgerConfig | EthereumLedgerConfig | IotaLedgerConfig  # [ledger], by its backend
 
 
 @dataclass(frozen=True)

@@ -117,42 +117,17 @@ def _xpub(t: Table) -> str | None:
 def _ledger(t: Table, base_dir: Path | None) -> LedgerConfig:
     backend = t.string("backend", choices=BACKENDS)
     if backend == "mock":
-        path = None
-        if t.has("path"):
-            path = Path(t.string("path"))
-            if not path.is_absolute() and base_dir is not None:
-                path = base_dir / path
-        return MockLedgerConfig(t.number("finality_s", 0.0, minimum=0), path)
+        return fill(t, MockLedgerConfig, base_dir)
     if backend == "ethereum":
         token = t.string("token") if t.has("token") else None
         if token is not None and not EVM_ADDRESS.match(token):
             raise t.error("token", "an ERC-20 contract address (0x and 40 hex digits)", token)
-        start = t.integer("start_block", minimum=0) if t.has("start_block") else None
         xpub = _xpub(t)
-        return EthereumLedgerConfig(
-            rpc_url=url(t, "rpc_url", "http://127.0.0.1:8545"),
-            chain_id=t.integer("chain_id", minimum=1),
-            mnemonic=None if xpub is not None else secret(t, base_dir),
-            confirmations=t.integer("confirmations", 12, minimum=1, maximum=10_000),
-            token=token,
-            token_value=units(t, "token_value", 1),
-            start_block=start,
-            request_timeout_s=t.number("request_timeout_s", 10.0, positive=True),
-            max_blocks_per_poll=t.integer("max_blocks_per_poll", 500, minimum=1, maximum=100_000),
-            log_chunk_blocks=t.integer("log_chunk_blocks", 2000, minimum=1, maximum=1_000_000),
-            xpub=xpub,
-            check_balances=t.boolean("check_balances", True),
-        )
-    start = t.integer("start_checkpoint", minimum=0) if t.has("start_checkpoint") else None
-    return IotaLedgerConfig(
-        graphql_url=url(t, "graphql_url", "https://graphql.testnet.iota.cafe"),
-        mnemonic=secret(t, base_dir),
-        token_value=units(t, "token_value", 1_000_000),
-        start_checkpoint=start,
-        request_timeout_s=t.number("request_timeout_s", 10.0, positive=True),
-        # at most the IOTA GraphQL service's maxPageSize (50; see ledgers/iota/deposits.py for the limits)
-        transactions_per_page=t.integer("transactions_per_page", 50, minimum=1, maximum=50),
-    )
+        return fill(t, EthereumLedgerConfig, base_dir, rpc_url=url(t, "rpc_url", "http://127.0.0.1:8545"),
+                    mnemonic=None if xpub is not None else secret(t, base_dir), token=token,
+                    token_value=units(t, "token_value", EthereumLedgerConfig.token_value), xpub=xpub)
+    return fill(t, IotaLedgerConfig, base_dir, graphql_url=url(t, "graphql_url", "https://graphql.testnet.iota.cafe"),
+                mnemonic=secret(t, base_dir), token_value=units(t, "token_value", IotaLedgerConfig.token_value))
 
 
 def parse(data: dict, file: str, base_dir: Path | None = None, profile_dirs: tuple[Path, ...] = ()) -> Config:
