@@ -210,8 +210,9 @@ class RandomLoad:
 @dataclass(frozen=True)
 class SimulatedMeterConfig:
     load: ConstantLoad | ScheduleLoad | RandomLoad
-    voltage_v: float = 230.0
-    persist: bool = True
+    voltage_v: float = setting(230.0, "the voltage the simulated meter reports", gt=0)
+    persist: bool = setting(True, "the counter is kept in `data_dir/simulated/<id>.json` so that, like a real "
+                            "meter, it keeps its count across controller restarts")
     kind: Literal["simulated"] = field(default="simulated", init=False)
 
 
@@ -248,8 +249,8 @@ class SimulatedRelayConfig:
 
 @dataclass(frozen=True)
 class GpioRelayConfig:
-    pin: int
-    active_low: bool = False
+    pin: int = setting(doc="BCM GPIO number, one relay per pin", ge=0, le=27)
+    active_low: bool = setting(False, "the relay pulls in when the pin is low")
     kind: Literal["gpio"] = field(default="gpio", init=False)
 
 

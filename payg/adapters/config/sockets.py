@@ -7,7 +7,7 @@ from pathlib import Path
 
 import payg.adapters.config.protections as protection_tables
 from payg.adapters.config.profiles import load_profile
-from payg.adapters.config.tables import Table, units, url
+from payg.adapters.config.tables import Table, fill, units, url
 from payg.domain.meter_profile import default_timeout_s
 from payg.domain.settings import (
     BuyConfig,
@@ -62,8 +62,7 @@ def _load(t: Table) -> ConstantLoad | ScheduleLoad | RandomLoad:
 def _meter(t: Table, profile_dirs: tuple[Path, ...]) -> MeterConfig:
     kind = t.string("kind", choices=("simulated", "modbus"))
     if kind == "simulated":
-        simulated = SimulatedMeterConfig(_load(t), t.number("voltage_v", 230.0, positive=True),
-                                         t.boolean("persist", True))
+        simulated = fill(t, SimulatedMeterConfig, load=_load(t))
         t.finish()
         return simulated
     profile_name = t.string("profile")
@@ -96,7 +95,7 @@ def _relay(t: Table) -> RelayConfig:
     if kind == "simulated":
         t.finish()
         return SimulatedRelayConfig()
-    relay = GpioRelayConfig(t.integer("pin", minimum=0, maximum=27), t.boolean("active_low", False))
+    relay = fill(t, GpioRelayConfig)
     t.finish()
     return relay
 
