@@ -218,14 +218,19 @@ class SimulatedMeterConfig:
 
 @dataclass(frozen=True)
 class ModbusMeterConfig:
-    profile: MeterProfile
-    port: str
-    address: int
-    baud: int
-    parity: str
-    stopbits: int
-    timeout_s: float = 0.5
-    local_echo: bool = False
+    profile: MeterProfile = setting(doc="a shipped profile name (`pzem004t`, `sdm120`, `sdm630`) or a path to a "
+                                    "profile `.toml`", kind="string", by_hand=True)
+    port: str = setting(doc="serial port; sockets on one RS485 bus share it", by_hand=True)
+    address: int = setting(doc="Modbus slave address, unique on the port", ge=1, le=247)
+    baud: int = setting(doc="must match the meter's setting", ge=300, le=921600,
+                        shown="the profile's (PZEM 9600, SDM120 2400, SDM630 9600)")
+    parity: str = setting(doc="the serial parity", choices=("N", "E", "O"), kind='`"N"`, `"E"` or `"O"`',
+                          shown='the profile\'s (`"N"`)')
+    stopbits: int = setting(doc="the serial stop bits", ge=1, le=2, kind="1 or 2", shown="the profile's (1)")
+    timeout_s: float = setting(0.5, "how long to wait for a reply; must exceed the reply's wire time", gt=0,
+                               shown="the reply's wire time + 0.5 s (0.53 s for a PZEM at 9600 baud, 1.2 s for an "
+                               "SDM120 at 2400)")
+    local_echo: bool = setting(False, "`true` for RS485 adapters that echo what they send")
     kind: Literal["modbus"] = field(default="modbus", init=False)
 
     @property

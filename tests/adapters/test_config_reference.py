@@ -66,8 +66,8 @@ def _defaults_hold(config: typing.Any) -> list[str]:
 def test_the_loader_applies_the_defaults_the_dataclasses_state(tmp_path):
     c = load_text(tmp_path, BUYING)
     hub = parse_hub(tomllib.loads(HUB), "hub.toml")
-    configs = [c.controller, c.web, c.web.server, c.tariff, c.trade, c.codes, c.protections, c.mqtt, c.sockets[0],
-               c.sockets[0].buy, hub, hub.server]
+    configs = [c.controller, c.web, c.web.server, c.ledger, c.tariff, c.trade, c.codes, c.protections, c.mqtt,
+               c.sockets[0], c.sockets[0].meter, c.sockets[0].relay, c.sockets[0].buy, hub, hub.server]
     assert [w for config in configs for w in _defaults_hold(config)] == []
     assert c.web.server == settings.ServerConfig() and c.codes == settings.CodesConfig()
 
@@ -100,7 +100,10 @@ def _bounded(cls: type) -> list[tuple[str, object]]:
 
 @pytest.mark.parametrize("cls", [settings.ControllerConfig, settings.WebConfig, settings.ServerConfig,
                                  settings.MqttConfig, settings.TradeConfig, settings.CodesConfig,
-                                 settings.ProtectionsConfig, settings.HubConfig, settings.BuyConfig])
+                                 settings.ProtectionsConfig, settings.HubConfig, settings.BuyConfig,
+                                 settings.MockLedgerConfig, settings.EthereumLedgerConfig, settings.IotaLedgerConfig,
+                                 settings.SimulatedMeterConfig, settings.ModbusMeterConfig, settings.GpioRelayConfig,
+                                 settings.SocketConfig])
 def test_the_loader_checks_the_bounds_the_fields_state(cls):
     cases = _bounded(cls)
     assert cases

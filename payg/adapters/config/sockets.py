@@ -7,7 +7,7 @@ from pathlib import Path
 
 import payg.adapters.config.protections as protection_tables
 from payg.adapters.config.profiles import load_profile
-from payg.adapters.config.tables import Table, fill, units, url
+from payg.adapters.config.tables import Table, fill, read_key, units, url
 from payg.domain.meter_profile import default_timeout_s
 from payg.domain.settings import (
     BuyConfig,
@@ -75,17 +75,18 @@ def _meter(t: Table, profile_dirs: tuple[Path, ...]) -> MeterConfig:
     port = t.string("port")
     if not port:
         raise t.error("port", "a serial port such as /dev/ttyUSB0", port)
-    address = t.integer("address", minimum=1, maximum=247)
-    baud = t.integer("baud", profile.serial.baud, minimum=300, maximum=921600)
-    parity = t.string("parity", profile.serial.parity, choices=("N", "E", "O"))
-    stopbits = t.integer("stopbits", profile.serial.stopbits, minimum=1, maximum=2)
+    address = read_key(t, ModbusMeterConfig, "address")
+    baud = read_key(t, ModbusMeterConfig, "baud", default=profile.serial.baud)
+    parity = read_key(t, ModbusMeterConfig, "parity", default=profile.serial.parity)
+    stopbits = read_key(t, ModbusMeterConfig, "stopbits", default=profile.serial.stopbits)
     reply_s = default_timeout_s(profile, baud, parity, stopbits, margin_s=0)
-    timeout_s = t.number("timeout_s", default_timeout_s(profile, baud, parity, stopbits), positive=True)
+    timeout_s = read_key(t, ModbusMeterConfig, "timeout_s", default=default_timeout_s(profile, baud, parity, stopbits))
     if timeout_s <= reply_s:
         raise t.error("timeout_s", f"more than the {reply_s:.3f} s the reply takes on the wire at {baud} baud",
                       timeout_s)
     meter = ModbusMeterConfig(profile=profile, port=port, address=address, baud=baud, parity=parity,
-                              stopbits=stopbits, timeout_s=timeout_s, local_echo=t.boolean("local_echo", False))
+                              stopbits=stopbits, timeout_s=timeout_s,
+                              local_echo=read_key(t, ModbusMeterConfig, "local_echo"))
     t.finish()
     return meter
 
@@ -104,16 +105,16 @@ def socket(t: Table, profile_dirs: tuple[Path, ...]) -> SocketConfig:
     socket_id = t.string("id")
     if not SOCKET_ID.match(socket_id):
         raise t.error("id", "1-32 characters of a-z, 0-9, '-' or '_', starting with a letter or digit", socket_id)
-    name = t.string("name", socket_id)
-    max_power_w = t.number("max_power_w", 3680.0, positive=True)
-    account_index = t.integer("account_index", minimum=0, maximum=2**31 - 1) if t.has("account_index") else None
+    name = read_key(t, SocketConfig, "name", default=socket_id)
+    max_power_w = read_key(t, SocketConfig, "max_power_w")
+    account_index = read_key(t, SocketConfig, "account_index")
     meter = _meter(t.table("meter"), profile_dirs)
     relay = _relay(t.table("relay"))
     sell, buy = _socket_trade(t.table("trade")) if t.has("trade") else (None, None)
     if isinstance(meter, SimulatedMeterConfig) and isinstance(meter.load, ConstantLoad) \
             and meter.load.load_w > max_power_w:
         raise t.error("meter.load_w", f"at most max_power_w ({max_power_w})", meter.load.load_w)
-    friendly = t.boolean("friendly_credit", True)
+    friendly = read_key(t, SocketConfig, "friendly_credit")
     own = protection_tables.socket(t.table("protections")) if t.has("protections") else ()
     t.finish()
     return SocketConfig(socket_id, name, meter, relay, max_power_w, account_index, sell, buy, friendly, own)
