@@ -118,4 +118,5 @@ def test_a_note_in_the_prose_for_a_key_that_has_a_setting_is_refused():
         reference.render("{{ CodesConfig\ntokens_per_unit: said twice\n}}\n")
     with pytest.raises(ValueError, match="no such settings class"):
         reference.render("{{ NoSuchConfig }}\n")
-    assert "| `port` | string | required |" in reference.render("{{ ModbusMeterConfig: port }}\n")  # no Setting: from the type
+    no_setting = reference.render("{{ SimulatedMeterConfig: load }}\n")  # a field with no Setting: from its type
+    assert "| `load` | table | required |" in no_setting
