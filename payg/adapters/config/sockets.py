@@ -130,14 +130,7 @@ def _socket_trade(t: Table) -> tuple[SellConfig | None, BuyConfig | None]:
     if not t.has("peer"):
         raise t.error("sell_price_per_wh", "either sell_price_per_wh (to supply) or peer, supplier, below_tokens,"
                       " escrow_wh and max_price_per_wh (to buy)", has_got=False)
-    buy = BuyConfig(
-        peer=url(t, "peer", "http://192.168.1.20:5000"),
-        supplier=t.string("supplier"),
-        below_tokens=t.integer("below_tokens", minimum=1),
-        escrow_wh=t.integer("escrow_wh", minimum=1, maximum=10_000_000),
-        max_price_per_wh=units(t, "max_price_per_wh", ...),
-        hours=t.number("hours", 24.0, positive=True),
-        lead_wh=t.integer("lead_wh", 1, minimum=0, maximum=1000),
-    )
+    buy = fill(t, BuyConfig, peer=url(t, "peer", "http://192.168.1.20:5000"),
+               max_price_per_wh=units(t, "max_price_per_wh", ...))
     t.finish()
     return None, buy
