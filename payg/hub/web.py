@@ -28,6 +28,7 @@ from flask import Flask, Response, abort, jsonify, redirect, render_template, re
 from flask.typing import ResponseReturnValue
 from flask_socketio import SocketIO
 
+from payg.domain.settings import HubConfig
 from payg.hub.fleet import COMMANDS, RELAYS, Fleet, Refused, UnknownTarget
 from payg.hub.live import FleetPusher
 from payg.ports import Clock, SessionStore
@@ -73,8 +74,8 @@ class HubServices:
     sessions: SessionStore
     clock: Clock
     password_hash: Callable[[], str | None] | None = None  # the hash as of now (None: secrets.password_hash)
-    session_hours: float = 12.0
-    session_idle_minutes: float = 60.0
+    session_hours: float = HubConfig.session_hours
+    session_idle_minutes: float = HubConfig.session_idle_minutes
     secure_cookies: bool = False
     max_body_bytes: int = 64 * 1024
 

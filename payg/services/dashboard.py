@@ -20,7 +20,7 @@ from typing import Literal
 
 from payg.domain.accounts import Entry
 from payg.domain.money import Tariff, time_left_s, tokens_shown
-from payg.domain.notices import credit_off_intervals, off_hours
+from payg.domain.notices import NoticeSettings, credit_off_intervals, off_hours
 from payg.domain.socket import SocketSnapshot, credit_used_up
 from payg.ports import Clock, Lock
 from payg.ports.journal import Reports
@@ -127,7 +127,7 @@ class Dashboard:
 class ViewSettings:
     tariff: Tariff
     low_credit_tokens: int  # a page warns at or below this balance
-    flag_off_hours: float = 24.0  # off for lack of credit longer than this in 7 days: the landlord view flags it
+    flag_off_hours: float = NoticeSettings.flag_off_hours  # off for lack of credit longer than this in 7 days: flagged
 
 
 ViewStatus = Literal["alarm", "offline", "on", "off"]  # what the landlord view's status column says
