@@ -16,16 +16,22 @@ import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 
+from payg.domain.config_keys import setting
+
 SEARCH_DAYS = 400  # a period longer than this (every day friendly) never ends
 
 
 @dataclass(frozen=True)
 class FriendlyCredit:
-    hours: tuple[tuple[int, int], ...] = ()      # daily windows (start, end) in minutes after midnight; end <= start
-    #                                               runs past midnight ("16:00-08:00")
-    days: frozenset[int] = frozenset()           # weekdays friendly all day (0 = Monday)
-    holidays: frozenset[date] = frozenset()      # dates friendly all day
-    tz: tzinfo | None = field(default=None, compare=False)
+    # hours: (start, end) in minutes after midnight; days: 0 = Monday; tz: the controller's, not a key
+    hours: tuple[tuple[int, int], ...] = setting((), "daily windows; one that ends before it starts runs past "
+                                                 "midnight (`\"16:00-08:00\"`)", kind='list of `"HH:MM-HH:MM"`',
+                                                 shown="`[]`", by_hand=True)
+    days: frozenset[int] = setting(frozenset(), 'weekdays friendly all day (`["saturday", "sunday"]`)',
+                                   kind="list of weekday names", shown="`[]`", by_hand=True)
+    holidays: frozenset[date] = setting(frozenset(), "dates friendly all day (public holidays)",
+                                        kind='list of `"YYYY-MM-DD"`', shown="`[]`", by_hand=True)
+    tz: tzinfo | None = field(default=None, compare=False, metadata={"not_a_key": True})
 
     @property
     def enabled(self) -> bool:
