@@ -190,21 +190,22 @@ class TariffConfig:
 
 @dataclass(frozen=True)
 class ConstantLoad:
-    load_w: float
+    load_w: float = setting(doc="a constant load in W", ge=0)
 
 
 @dataclass(frozen=True)
 class ScheduleLoad:
-    steps: tuple[tuple[float, float], ...]  # (at_s within the cycle, load_w), sorted by at_s
-    repeat_s: float = 86400.0
+    steps: tuple[tuple[float, float], ...] = setting(doc="the steps: from `at_s` seconds into the cycle, `load_w` W",
+                                                     key="schedule", kind="list of `{ at_s, load_w }`", by_hand=True)
+    repeat_s: float = setting(86400.0, "the cycle's length in seconds (a daily profile in UTC)", gt=0)
 
 
 @dataclass(frozen=True)
 class RandomLoad:
-    seed: int
-    min_w: float
-    max_w: float
-    step_s: float = 60.0
+    seed: int = setting(doc="the same seed gives the same load at the same time", ge=0)
+    min_w: float = setting(doc="the lowest load in W", ge=0)
+    max_w: float = setting(doc="the highest load in W, at least `min_w`", ge=0)
+    step_s: float = setting(60.0, "seconds between new values", gt=0)
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,8 @@ def _bounded(cls: type) -> list[tuple[str, object]]:
                                  settings.ProtectionsConfig, settings.HubConfig, settings.BuyConfig,
                                  settings.MockLedgerConfig, settings.EthereumLedgerConfig, settings.IotaLedgerConfig,
                                  settings.SimulatedMeterConfig, settings.ModbusMeterConfig, settings.GpioRelayConfig,
-                                 settings.SocketConfig])
+                                 settings.SocketConfig, settings.ConstantLoad, settings.ScheduleLoad,
+                                 settings.RandomLoad])
 def test_the_loader_checks_the_bounds_the_fields_state(cls):
     cases = _bounded(cls)
     assert cases

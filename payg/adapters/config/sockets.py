@@ -33,7 +33,7 @@ def _load(t: Table) -> ConstantLoad | ScheduleLoad | RandomLoad:
     if len(given) != 1:
         raise t.error("load_w", "exactly one of load_w, schedule or random", has_got=False)
     if given[0] == "load_w":
-        return ConstantLoad(t.number("load_w", minimum=0))
+        return fill(t, ConstantLoad)
     if given[0] == "schedule":
         steps_raw = t.raw("schedule")
         if not isinstance(steps_raw, list) or not steps_raw:
@@ -41,9 +41,9 @@ def _load(t: Table) -> ConstantLoad | ScheduleLoad | RandomLoad:
         steps = []
         for i, item in enumerate(steps_raw):
             step = Table(t.file, f"{t.key('schedule')}[{i}]", item)
-            steps.append((step.number("at_s", minimum=0), step.number("load_w", minimum=0)))
+            steps.append((step.number("at_s", minimum=0), read_key(step, ConstantLoad, "load_w")))
             step.finish()
-        repeat_s = t.number("repeat_s", 86400.0, positive=True)
+        repeat_s = read_key(t, ScheduleLoad, "repeat_s")
         steps.sort()
         if steps[0][0] != 0:
             raise t.error("schedule", "a step with at_s = 0 (the load at the start of each cycle)", steps_raw)
@@ -51,8 +51,7 @@ def _load(t: Table) -> ConstantLoad | ScheduleLoad | RandomLoad:
             raise t.error("repeat_s", "a cycle longer than the last step's at_s", repeat_s)
         return ScheduleLoad(tuple(steps), repeat_s)
     r = t.table("random")
-    load = RandomLoad(r.integer("seed", minimum=0), r.number("min_w", minimum=0), r.number("max_w", minimum=0),
-                      r.number("step_s", 60.0, positive=True))
+    load = fill(r, RandomLoad)
     if load.max_w < load.min_w:
         raise r.error("max_w", f"a number >= min_w ({load.min_w})", load.max_w)
     r.finish()
