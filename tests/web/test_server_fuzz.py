@@ -348,7 +348,9 @@ def as_wsgi(request: h11.Request, body: bytes) -> Seen:
     """h11's request in the app's terms (an absolute-form target stands for its path and query)."""
     target = request.target.decode("ascii")
     if m := re.match(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?]*", target):
-        target = target[m.end():] or "/"
+        target = target[m.end():]
+        if not target.startswith("/"):  # an empty path is "/", also when a query follows the authority
+            target = "/" + target
     path, _, query = target.partition("?")
     return Seen(request.method.decode("ascii"), unquote_to_bytes(path).decode("latin-1"), query, body)
 
@@ -421,6 +423,7 @@ def check_responses(reply: Reply, seen: list[Seen], framed: list[Seen]) -> None:
 # that ends a header line for h11 (so it sees a Content-Length) and not for a parser that splits on CRLF.
 @example(pieces=[b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\nhi"])
 @example(pieces=[b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\nContent-Length: 5\r\n\r\nhello"])
+@example(pieces=[b"GET HTTP://other.example?q=1 HTTP/1.0\r\nHost: x\r\n\r\n"])  # a query, no path
 def test_mutated_requests_never_kill_the_server_nor_reach_the_app_framed_unlike_h11(served, budget, pieces):
     if budget.spent:
         return
