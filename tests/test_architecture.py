@@ -22,13 +22,12 @@ from __future__ import annotations
 import ast
 import functools
 import re
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT
+from tests.support import ROOT, copy_source_tree
 
 # Standard library modules that do I/O, make threads or talk to the network: never in the domain or services.
 INFRASTRUCTURE = {"sqlite3", "socket", "socketserver", "ssl", "select", "selectors", "urllib", "http", "threading",
@@ -185,9 +184,7 @@ def test_the_tree_has_no_import_cycle():
     ("payg/domain/money.py", "from payg.domain.billing import bill", ["payg.domain.billing", "payg.domain.money"]),
 ])
 def test_the_cycle_check_finds_a_planted_cycle(tmp_path, where, planted, cycle):
-    (tmp_path / "app.py").write_text((ROOT / "app.py").read_text())
-    for folder in ("payg", "ledgers", "hardware"):
-        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    copy_source_tree(tmp_path)
     assert cycles(tmp_path) == []
     target = tmp_path / where
     target.write_text(target.read_text() + f"\n\ndef _planted():\n    {planted}\n")
@@ -222,9 +219,7 @@ def test_the_cycle_check_finds_a_planted_cycle(tmp_path, where, planted, cycle):
     ("payg/webkit/pages.py", "from payg.web import create_web"),
 ])
 def test_the_check_fails_on_a_planted_import(tmp_path, where, planted):
-    (tmp_path / "app.py").write_text((ROOT / "app.py").read_text())
-    for folder in ("payg", "ledgers", "hardware"):
-        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    copy_source_tree(tmp_path)
     assert violations(tmp_path) == []
     target = tmp_path / where
     text = target.read_text()

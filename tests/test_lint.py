@@ -13,7 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT, copy_source_tree
+
 BIN = Path(sys.executable).parent
 
 
@@ -24,10 +25,8 @@ def _tool(name: str) -> str:
 
 def _scratch_tree(tmp_path: Path) -> Path:
     """A copy of the package's source and the project's settings, to plant findings in."""
-    for folder in ("payg", "ledgers", "hardware"):
-        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    copy_source_tree(tmp_path)
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    shutil.copy(ROOT / "app.py", tmp_path / "app.py")
     return tmp_path
 
 

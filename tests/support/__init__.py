@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import socket
 import subprocess
@@ -48,3 +49,11 @@ def terminate(proc: subprocess.Popen, timeout_s: float = 20) -> int | None:
         proc.kill()
         proc.wait()
         return None
+
+
+def copy_source_tree(dst: Path) -> Path:
+    """A copy of app.py, payg/, ledgers/ and hardware/ in `dst`, for tests that plant a change in the code."""
+    shutil.copy(ROOT / "app.py", dst / "app.py")
+    for folder in ("payg", "ledgers", "hardware"):
+        shutil.copytree(ROOT / folder, dst / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    return dst
