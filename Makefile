@@ -52,11 +52,14 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # Tests run on every core (pytest-xdist); PYTEST_ARGS="-n 0" runs them in one process.
+# PYTHONDONTWRITEBYTECODE is cleared for them: each worker and each controller a test starts in a subprocess
+# then loads compiled bytecode (__pycache__/, ignored by git) instead of compiling payg and the tests again
+# (measured: a worker's collection 13.6 s -> 7.0 s, a controller's start 0.9 s -> 0.6 s).
 PYTEST_ARGS ?= -n auto
 test: $(STAMP) $(ASSETS) mosquitto lint
 	@if [ -x "$(CHROMIUM)" ]; then echo "browser tests: on (Chromium at $(CHROMIUM))"; \
 	else echo "browser tests: SKIPPED: no Chromium at $(CHROMIUM) (apt-get install chromium, or CHROMIUM=/path)"; fi
-	PAYG_CHROMIUM=$(CHROMIUM) PAYG_MOSQUITTO=$(MOSQUITTO) $(BIN)/python -m pytest $(PYTEST_ARGS)
+	PYTHONDONTWRITEBYTECODE= PAYG_CHROMIUM=$(CHROMIUM) PAYG_MOSQUITTO=$(MOSQUITTO) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP) $(ASSETS)
 	$(BIN)/python bench/billing.py
