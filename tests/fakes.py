@@ -242,6 +242,8 @@ class FakeJournal:
         self.deferred_: dict[str, int] = {}
         self.commits = 0
         self.fail_next_commit = False
+        self._sums: dict[str, int] = {}  # each socket's entries summed, up to entry number _summed
+        self._summed = 0
 
     @contextmanager
     def transaction(self):
@@ -255,7 +257,15 @@ class FakeJournal:
 
     def balance(self, socket_id: str) -> int:
         pending = self.states[socket_id].pending_units if socket_id in self.states else 0
-        return sum(e.amount for e in self.entries_ if e.socket_id == socket_id) - pending
+        return self._sum(socket_id) - pending
+
+    def _sum(self, socket_id: str) -> int:
+        """The entries' sum, adding only those appended since the last call (entries are append-only): the
+        balance is read several times a tick, and summing afresh made long runs quadratic."""
+        for e in self.entries_[self._summed:]:
+            self._sums[e.socket_id] = self._sums.get(e.socket_id, 0) + e.amount
+        self._summed = len(self.entries_)
+        return self._sums.get(socket_id, 0)
 
     def meter_state(self, socket_id: str) -> MeterState | None:
         return self.states.get(socket_id)
@@ -333,8 +343,15 @@ class _FakeTx:
     def __init__(self, journal: FakeJournal):
         self.j = journal
         self.ops: list = []
-        self.keys = {e.idem_key for e in journal.entries_ if e.idem_key is not None}
+        self._keys: set[str] | None = None
         self.received = set(journal.received)
+
+    @property
+    def keys(self) -> set[str]:
+        """The idempotency keys booked, gathered at the first keyed entry (a tick's usage entries have none)."""
+        if self._keys is None:
+            self._keys = {e.idem_key for e in self.j.entries_ if e.idem_key is not None}
+        return self._keys
 
     def _entry(self, socket_id, at, kind, amount, energy_wh, idem_key, memo) -> bool:
         if idem_key is not None and idem_key in self.keys:

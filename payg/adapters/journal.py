@@ -42,6 +42,9 @@ class SqliteJournal:
         self._balances: dict[str, int] = self._load_balances()
         # debt set aside by repayment plans, read every tick: kept in memory like the balances
         self._deferred: dict[str, int] = dict(self._conn.execute("SELECT socket_id, deferred_units FROM debt_plans"))
+        # cursors as committed, each read from the file once (the deposit watcher reads its own every poll);
+        # only this process writes them while it runs (`payg cursor --set` needs the controller stopped)
+        self._cursors: dict[str, str | None] = {}
 
     def close(self) -> None:
         with self._lock:
@@ -60,8 +63,16 @@ class SqliteJournal:
         """One atomic unit of work; the in-memory balances follow only a committed transaction."""
         with self._lock:
             writer = JournalWriter(self._conn, self.outbox)
-            with transaction(self._conn):
-                yield writer
+            joined = self._conn.in_transaction  # inside another transaction: its end decides what is committed
+            try:
+                with transaction(self._conn):
+                    yield writer
+            finally:
+                if joined:
+                    for name in writer.cursors:
+                        self._cursors.pop(name, None)
+            if not joined:
+                self._cursors.update(writer.cursors)
             self._deferred.update(writer.deferred)
             for socket_id, change in writer.balance_changes.items():
                 self._balances[socket_id] = self._balances.get(socket_id, 0) + change
@@ -92,8 +103,13 @@ class SqliteJournal:
 
     def cursor(self, name: str) -> str | None:
         with self._lock:
+            if name in self._cursors and not self._conn.in_transaction:
+                return self._cursors[name]
             row = self._conn.execute("SELECT value FROM cursors WHERE name = ?", (name,)).fetchone()
-        return row[0] if row else None
+            value = row[0] if row else None
+            if not self._conn.in_transaction:  # inside one it may be a write not committed yet
+                self._cursors[name] = value
+            return value
 
     def deposit_carry(self, source: str, socket_id: str) -> int:
         """Ledger units received for a socket that do not make a whole token yet."""

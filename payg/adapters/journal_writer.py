@@ -39,6 +39,7 @@ class JournalWriter:
         self._outbox = outbox  # MQTT on: every event and credit also queued for the broker, in this transaction
         self.balance_changes: dict[str, int] = {}
         self.deferred: dict[str, int] = {}  # debt plans written, for the journal's in-memory copy
+        self.cursors: dict[str, str | None] = {}  # cursors written, likewise
 
     def _changed(self, socket_id: str, amount: int) -> None:
         self.balance_changes[socket_id] = self.balance_changes.get(socket_id, 0) + amount
@@ -142,6 +143,7 @@ class JournalWriter:
                                (uuid.uuid4().hex, socket_id, at, kind, json.dumps(fields, sort_keys=True)))
 
     def set_cursor(self, name: str, value: str | None) -> None:
+        self.cursors[name] = value
         self._conn.execute("INSERT INTO cursors (name, value) VALUES (?, ?)"
                            " ON CONFLICT (name) DO UPDATE SET value = excluded.value", (name, value))
 

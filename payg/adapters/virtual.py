@@ -21,6 +21,7 @@ class VirtualDriver:
         self.clock = clock
         self.start = clock.now()
         self.jobs = site.jobs()
+        self._by_name = {job.name: job for job in self.jobs}
         self.runs = {job.name: 0 for job in self.jobs}
         self.cutoff: float | None = None
 
@@ -47,21 +48,24 @@ class VirtualDriver:
 
     def step(self) -> str:
         """Advance to the next event and run it. Returns its name: "tick", "deposits", "supply" or "cutoff"."""
-        at, _, name = min(self._events())
+        return self._run(min(self._events()))
+
+    def _run(self, event: tuple[float, int, str]) -> str:
+        at, _, name = event
         if at > self.clock.now():
             self.clock.set(at)
         if name == "cutoff":
             self.site.enforce_cutoff()
         else:
             self.runs[name] += 1
-            next(job for job in self.jobs if job.name == name).run()
+            self._by_name[name].run()
         self.cutoff = self.site.next_cutoff()
         return name
 
     def run_until(self, end: float, stop: Callable[[], bool] | None = None) -> None:
         """Run every event up to `end` (or until `stop()` is true), then set the clock to `end`."""
-        while self.next_event_at() <= end:
-            self.step()
+        while (event := min(self._events()))[0] <= end:
+            self._run(event)
             if stop is not None and stop():
                 return
         self.clock.set(max(end, self.clock.now()))

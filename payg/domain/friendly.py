@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
+from functools import lru_cache
 
 from payg.domain.config_keys import setting
 
@@ -45,7 +46,9 @@ class FriendlyCredit:
         return local.timestamp()
 
     def covers(self, t: float) -> bool:
-        local = self._local(t)
+        return self._covers_local(self._local(t))
+
+    def _covers_local(self, local: datetime) -> bool:
         if local.weekday() in self.days or local.date() in self.holidays:
             return True
         minute = local.hour * 60 + local.minute + local.second / 60 + local.microsecond / 60e6
@@ -59,17 +62,26 @@ class FriendlyCredit:
 
         Coverage can only end at a window's end or at a midnight, so the first such instant after `t`
         that is not covered is the end."""
-        if not self.enabled or not self.covers(t):
+        if not self.enabled:
             return None
-        day = self._local(t).date()
-        ends = sorted({*(e for _, e in self.hours), 0})
+        local = self._local(t)
+        if not self._covers_local(local):
+            return None
+        day = local.date()
         for offset in range(SEARCH_DAYS):
-            d = day + timedelta(days=offset)
-            for minute in ends:
-                at = self._instant(d, minute)
-                if at > t and not self.covers(at):
+            for at, covered in _day_ends(self, self.tz, day + timedelta(days=offset)):
+                if at > t and not covered:
                     return at
         return math.inf
+
+
+@lru_cache(maxsize=512)
+def _day_ends(friendly: FriendlyCredit, tz: tzinfo | None, d: date) -> tuple[tuple[float, bool], ...]:
+    """The instants of day `d` where coverage can end (its windows' ends, its midnight), each with whether it is
+    covered: the same whatever `t` asks, so worked out once a day, not at every tick of a socket that is on.
+    `tz` is in the key because it is not in the periods' equality."""
+    ends = sorted({*(e for _, e in friendly.hours), 0})
+    return tuple((at, friendly.covers(at)) for at in (friendly._instant(d, minute) for minute in ends))
 
 
 def parse_window(text: str) -> tuple[int, int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,7 @@ class Tariff:
     tokens_per_wh: Fraction
     units_per_token: int = 1  # ledger units in one token (1 for the mock ledger)
 
-    @property
+    @cached_property  # read several times a tick; a frozen tariff's product never changes
     def units_per_wh(self) -> Fraction:
         return self.tokens_per_wh * self.units_per_token
 

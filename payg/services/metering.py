@@ -16,7 +16,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
-from payg.domain.billing import BillStep, MeterReading, MeterState, bill, close_usage
+from payg.domain.billing import ZERO, BillStep, MeterReading, MeterState, bill, close_usage
 from payg.domain.friendly import FriendlyCredit
 from payg.domain.money import Tariff
 from payg.domain.notices import NoticeSettings
@@ -214,7 +214,7 @@ class Metering:
 
     def credit_of(self, s: SocketState, now: float) -> Credit:
         """What the socket may still use at `now`: balance, carry and the energy drawn since the counter's step."""
-        carry = s.state.baseline.carry if s.state else Fraction(0)
+        carry = s.state.baseline.carry if s.state else ZERO
         hidden_wh = s.estimator.hidden_wh(now) if self.settings.predictive_cutoff else 0.0
         usable = self.journal.balance(s.id) + self.journal.deferred_debt(s.id)  # a repayment plan's debt set aside
         return Credit(usable, carry, hidden_wh * float(self.tariff.units_per_wh))

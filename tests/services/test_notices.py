@@ -12,8 +12,8 @@ from payg.services.dashboard import Dashboard, ViewSettings, socket_view
 from tests.support.rigs import Rig
 
 
-def rig_with(tmp_path, warn_hours=(1.0, 0.25)) -> Rig:
-    r = Rig(tmp_path, ids=("a",))
+def rig_with(tmp_path, warn_hours=(1.0, 0.25), **rig) -> Rig:
+    r = Rig(tmp_path, ids=("a",), **rig)
     r.metering.settings = dataclasses.replace(r.metering.settings, notices=NoticeSettings(warn_hours))
     r.metering.notices.settings = r.metering.settings.notices
     r.loop.run_ticks(1)
@@ -83,7 +83,8 @@ def test_each_time_off_for_lack_of_credit_is_recorded_with_its_start_and_end(tmp
 
 
 def test_the_landlord_view_flags_a_socket_off_for_lack_of_credit_for_long_this_week(tmp_path):
-    rig = rig_with(tmp_path, warn_hours=())
+    # a tick a minute: what is counted is the time between the credit_off event and now, whatever the tick
+    rig = rig_with(tmp_path, warn_hours=(), tick_s=60.0, deposit_poll_s=60.0)
     dash = Dashboard(rig.journal, rig.clock)
     vs = ViewSettings(rig.metering.tariff, 100, flag_off_hours=24.0)
     rig.loop.run_for(20 * 3600)
