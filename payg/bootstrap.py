@@ -3,7 +3,9 @@
 `python app.py --config FILE` (app.py calls `main` here) and `payg run --config FILE` are the same (payg/cli).
 `build` makes a controller's objects, wired and not started; `serve` starts the loop and the web server and
 stops them again; `CliWiring` builds what the other commands need.
-Nothing is built at import time, and the ledgers' packages are imported only when configured.
+Nothing is built at import time, and the ledgers' packages are imported only when configured; what only
+some commands need (the journal, the scheduler, the web) is imported by the function that makes it, so that a
+command that stops at a bad configuration, or asks the running controller, loads none of it.
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from payg.adapters.clocks import SystemClock
-from payg.adapters.journal import SqliteJournal
-from payg.adapters.sqlite import SchemaRefused
 from payg.domain.config_keys import made_from
 from payg.domain.settings import Config
 from payg.errors import ConfigError, DataDirBusy, RelayError
@@ -31,6 +31,7 @@ from payg.wiring import xpub as xpub_wiring
 from payg.wiring.runtime import Runtime, close_all, profile_dirs, web_dirs
 
 if TYPE_CHECKING:
+    from payg.adapters.journal import SqliteJournal
     from payg.ports import Clock, DepositSource, Notifier, PeerLink
     from payg.services.metering import Metering
     from payg.web import WebServices
@@ -47,6 +48,8 @@ def load_config(path: str | Path) -> Config:
 
 
 def open_journal(config: Config) -> SqliteJournal:
+    from payg.adapters.journal import SqliteJournal
+
     config.controller.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     return SqliteJournal(config.controller.data_dir / "journal.sqlite", outbox=config.mqtt.enabled)
 
@@ -170,6 +173,7 @@ def serve(config: Config) -> int:
     from payg.adapters.notify import SystemdNotifier
     from payg.adapters.process import run_until_stopped
     from payg.adapters.scheduler import SchedulerDriver
+    from payg.adapters.sqlite import SchemaRefused
 
     logging.basicConfig(level=config.controller.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -269,6 +273,8 @@ class CliWiring:
 
     @staticmethod
     def open_journal(config: Config) -> SqliteJournal | None:
+        from payg.adapters.journal import SqliteJournal
+
         path = config.controller.data_dir / "journal.sqlite"
         return SqliteJournal(path) if path.exists() else None
 

@@ -9,8 +9,6 @@ not JSON).
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +32,10 @@ class Reply:
 
 def request_json(method: str, url: str, body: Any = None, *, headers: dict[str, str] | None = None,
                  timeout_s: float = 10.0) -> Reply:
+    # Imported here: every controller makes a peer link, few ever send on it (urllib.request is ~5 ms of a start).
+    import urllib.error
+    import urllib.request
+
     data = None if body is None else json.dumps(body).encode()
     all_headers = {"Content-Type": "application/json"} if data is not None else {}
     all_headers.update(headers or {})

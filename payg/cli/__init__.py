@@ -3,7 +3,8 @@
 `main` parses the arguments and runs the command. What a command needs from outside
 (the configuration, the journal, the ledger, the running controller's API, the hardware)
 it asks of a `Wiring`, which the composition root (app.py) provides: the commands
-decide and print, they build nothing.
+decide and print, they build nothing. Each command's module is imported when it runs:
+`payg run`, the controller's start, loads none of the others.
 """
 
 from __future__ import annotations
@@ -12,17 +13,20 @@ import os
 import signal
 import sys
 import time
+from argparse import Namespace
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from payg.cli import accounts, codes, installer, password, trade
 from payg.cli.parser import parse_args
-from payg.domain.codes import CodeKey
-from payg.domain.meter_profile import MeterProfile
 from payg.domain.settings import Config, SecretRef
 from payg.errors import ConfigError, DataDirBusy
 from payg.ports import DepositSource, Journal, Relay
+
+if TYPE_CHECKING:
+    from payg.cli import installer, trade
+    from payg.domain.codes import CodeKey
+    from payg.domain.meter_profile import MeterProfile
 
 
 class ClosingJournal(Journal, Protocol):
@@ -107,8 +111,12 @@ def main(argv: list[str] | None, wiring: Wiring) -> int:
 def _run(argv: list[str] | None, wiring: Wiring) -> int:
     args = parse_args(argv)
     if args.command == "password":
+        from payg.cli import password
+
         return password.cmd_password(args)
     if args.command in ("meters", "relay") and args.action != "off":
+        from payg.cli import installer
+
         return installer.run(args, wiring, time.sleep)
     if args.command == "xpub":  # no config: run where the mnemonic may be, not on the controller
         ref = (SecretRef(env=args.mnemonic_env, key="--mnemonic-env") if args.mnemonic_env
@@ -126,10 +134,17 @@ def _run(argv: list[str] | None, wiring: Wiring) -> int:
     except ConfigError as exc:
         print(f"payg: invalid configuration: {exc}", file=sys.stderr)
         return 2
-    if args.command == "relay":
-        return installer.relays_off(config, wiring.force_relay_off)
     if args.command == "run":
         return wiring.serve(config)
+    return _command(args, config, wiring)
+
+
+def _command(args: Namespace, config: Config, wiring: Wiring) -> int:
+    """The commands that read or change a controller's files or ask the running one."""
+    from payg.cli import accounts, codes, installer, password, trade
+
+    if args.command == "relay":
+        return installer.relays_off(config, wiring.force_relay_off)
     if args.command in ("deposit", "address"):
         return accounts.ledger_command(args, config, wiring.ledger)
     if args.command == "login-link":

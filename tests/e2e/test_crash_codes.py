@@ -133,6 +133,14 @@ def log_text(path: Path) -> str:
         return ""
 
 
+def kitchen_wh(data_dir: Path) -> int:
+    """The kitchen meter's counter as it last saved it (0 before its first save)."""
+    try:
+        return json.loads((data_dir / "simulated" / "kitchen.json").read_text())["counter_wh"]
+    except FileNotFoundError:  # the meter saves by os.replace: a file there is whole
+        return 0
+
+
 def wal_stamp(data_dir: Path) -> tuple[int, int] | None:
     try:
         st = (data_dir / "journal.sqlite-wal").stat()
@@ -450,7 +458,12 @@ def test_codes_redeemed_while_sigkilling_the_controller_credit_exactly_once(tmp_
             time.sleep(0.02)
         assert hall["relay"] == "on", hall
         assert hall["balance_tokens"] == sum(c.tokens for c in codes if c.socket_id == "hall"), hall
-        time.sleep(1.0)  # the kitchen draws on its credit for a few ticks more
+        # The kitchen draws on its credit for a few ticks more: until its meter has counted 2 Wh in this run.
+        counted = kitchen_wh(data_dir)
+        deadline = time.monotonic() + 10
+        while kitchen_wh(data_dir) < counted + 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert kitchen_wh(data_dir) >= counted + 2, f"the kitchen drew nothing in the final run:\n{log_text(log)}"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, log_text(log)
     finally:

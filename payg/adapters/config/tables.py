@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import re
 import tomllib
@@ -162,7 +163,7 @@ def read_key(t: Table, cls: type, name: str, *, default: Any = ..., base_dir: Pa
     its default (or `default`) when it is not in the table. Optional fields (`X | None`) are None when absent."""
     f = next(f for f in dataclasses.fields(cls) if f.name == name)
     rule: Setting = setting_of(f) or Setting("")
-    kind = typing.get_type_hints(cls)[name]
+    kind = _hints(cls)[name]
     key = rule.key or name
     if default is ...:
         default = f.default if f.default is not dataclasses.MISSING else ...
@@ -186,6 +187,12 @@ def read_key(t: Table, cls: type, name: str, *, default: Any = ..., base_dir: Pa
         path = Path(t.string(key))
         return base_dir / path if not path.is_absolute() and base_dir is not None else path
     raise TypeError(f"{cls.__name__}.{name}: no reader for {kind}; give it a Setting with by_hand=True")
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """The field types of a settings class (its annotations are strings): evaluated once, not once per key."""
+    return typing.get_type_hints(cls)
 
 
 def exact(t: Table, name: str, default: Fraction) -> Fraction:
