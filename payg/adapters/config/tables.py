@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import re
 import tomllib
@@ -157,12 +158,19 @@ def values(t: Table, cls: type, base_dir: Path | None = None, **given: Any) -> d
     return read | given
 
 
+@functools.cache
+def type_hints(cls: type) -> dict[str, Any]:
+    """`cls`'s field types, resolved once: resolving evaluates every annotation of the class (they are strings),
+    and a config load reads dozens of keys."""
+    return typing.get_type_hints(cls)
+
+
 def read_key(t: Table, cls: type, name: str, *, default: Any = ..., base_dir: Path | None = None) -> Any:
     """The key of field `name` of `cls`, read by the field's type, checked against its Setting's bounds and choices,
     its default (or `default`) when it is not in the table. Optional fields (`X | None`) are None when absent."""
     f = next(f for f in dataclasses.fields(cls) if f.name == name)
     rule: Setting = setting_of(f) or Setting("")
-    kind = typing.get_type_hints(cls)[name]
+    kind = type_hints(cls)[name]
     key = rule.key or name
     if default is ...:
         default = f.default if f.default is not dataclasses.MISSING else ...
