@@ -22,9 +22,9 @@ import time
 import pytest
 
 from tests.conftest import CHROMIUM, TEST_OUTPUT
-from tests.support import ROOT, wait_until
+from tests.support import wait_until
 from tests.support.web_beds import PASSWORD
-from tests.web.conftest import Controller
+from tests.web.conftest import AXE, Controller, checker
 
 pytestmark = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
                                 reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
@@ -310,7 +310,6 @@ def test_tenant_page_reconnects_after_a_controller_restart_and_shows_a_later_dep
     problems.check(allowed=while_down)
 
 
-AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"   # from npm (package.json devDependencies)
 SMALL_PHONE = {"width": 320, "height": 640}                 # WCAG's reflow width
 # WCAG 2.2 A and AA, and AAA's contrast (7:1 for text, 4.5:1 for large text): pages read in bright light.
 AXE_RUN = """async () => {
@@ -352,8 +351,8 @@ def test_every_page_passes_wcag_aa_checks_with_aaa_contrast_on_a_small_phone_and
     assert AXE.is_file(), f"{AXE} is missing: `make test` installs it with npm (package.json devDependencies)"
     controller.deposit("laundry", 40)   # one socket on (with low credit), two off for lack of it
     for name, viewport in (("phone", SMALL_PHONE), ("desktop", DESKTOP)):
-        # bypass_csp: the checker is injected as a script the policy (rightly) refuses; tests A to C run under it
-        context = chromium.new_context(viewport=viewport, bypass_csp=True)
+        # the checker is a script the policy (rightly) refuses, let past it here; tests A to C run under it
+        context = checker(chromium, viewport)
         try:
             page = context.new_page()
             page.goto(controller.base + "/")

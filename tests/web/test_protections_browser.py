@@ -31,7 +31,7 @@ import pytest
 from tests.conftest import CHROMIUM
 from tests.support import terminate, wait_until
 from tests.support.web_beds import PASSWORD
-from tests.web.conftest import AXE, Controller, violations  # axe: WCAG 2.2 AA with AAA's contrast
+from tests.web.conftest import AXE, Controller, checker, violations  # axe: WCAG 2.2 AA with AAA's contrast
 
 pytestmark = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
                                 reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
@@ -133,8 +133,7 @@ def assert_accessible(chromium, c: Controller, path: str, shown: str, tmp_path: 
     from playwright.sync_api import expect
 
     assert AXE.is_file(), f"{AXE} is missing: `make test` installs it with npm"
-    # bypass_csp: the checker is injected as a script the policy (rightly) refuses
-    context = chromium.new_context(viewport={"width": 320, "height": 640}, bypass_csp=True)
+    context = checker(chromium, {"width": 320, "height": 640})   # axe, let past the policy
     try:
         page = context.new_page()
         if log_in_first:
