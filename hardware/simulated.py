@@ -144,6 +144,7 @@ class SimulatedMeter:
         self.offline = False
         self._at = clock.now()
         self._energy_wh = 0.0  # true energy, finer than the counter shows
+        self._saved: str | None = None  # what the state file holds, as this meter last wrote it
         if state_path is not None and state_path.exists():
             try:
                 saved = json.loads(state_path.read_text())
@@ -197,7 +198,10 @@ class SimulatedMeter:
     def _save(self) -> None:
         if self._state_path is None:
             return
-        counter = self._counter()
+        state = json.dumps({"energy_wh": self._energy_wh, "counter_wh": self._counter()})
+        if state == self._saved:  # nothing drawn since (the relay open): the file has it already
+            return
         tmp = self._state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"energy_wh": self._energy_wh, "counter_wh": counter}))
+        tmp.write_text(state)
         os.replace(tmp, self._state_path)
+        self._saved = state

@@ -8,6 +8,7 @@ kitchen 800 W, laundry, office; the mock ledger), with its data directory in tmp
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -40,6 +41,12 @@ def bed(tmp_path):
     b.close()
 
 
+@functools.cache
+def scrypt_hash() -> str:
+    """The landlord password's hash as `payg password` makes it (scrypt, slow on purpose), made once per process."""
+    return generate_password_hash(PASSWORD)
+
+
 class Controller:
     """`app.py --config FILE` in a subprocess (restartable on the same port and data), output in a log."""
 
@@ -50,7 +57,7 @@ class Controller:
         self.data_dir = tmp_path / "var"
         self.config = tmp_path / "payg.toml"
         self.config.write_text(embedded_default_toml(self.data_dir, self.port))
-        self.env = dict(os.environ, **{HASH_ENV: generate_password_hash(PASSWORD)})  # scrypt, as `payg password`
+        self.env = dict(os.environ, **{HASH_ENV: scrypt_hash()})
         self.log = tmp_path / "controller.log"
         self.proc: subprocess.Popen | None = None
 
@@ -109,8 +116,11 @@ def controller(tmp_path: Path):
             terminate(c.proc, 10)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def chromium():
+    """One Chromium for all of tests/web (launching one takes seconds); each test makes its own contexts, which
+    share nothing. Not one per session: while it runs, playwright's sync API leaves its asyncio loop marked
+    running in the main thread, where a later test's asyncio.run() would fail (tests/web has none)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -155,6 +165,15 @@ AXE_RUN = """async () => {
   });
   return r.violations.map((v) => v.id + ": " + v.help + " at " + v.nodes.map((n) => n.target.join(" ")).join(", "));
 }"""
+
+
+def checker(chromium, viewport: dict):
+    """A context whose pages carry axe-core from their first script on: `bypass_csp` lets it past the policy
+    (which rightly refuses it), and an init script spares sending it to each page again."""
+    assert AXE.is_file(), f"{AXE} is missing: `make test` installs it with npm (package.json devDependencies)"
+    context = chromium.new_context(viewport=viewport, bypass_csp=True)
+    context.add_init_script(path=str(AXE))
+    return context
 
 
 def violations(page) -> list[str]:

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import CHROMIUM
 from tests.support import terminate
-from tests.web.conftest import AXE, Controller, violations
+from tests.web.conftest import AXE, Controller, checker, violations
 
 pytestmark = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
                                 reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
@@ -49,14 +49,14 @@ def test_a_tenant_takes_emergency_credit_and_the_power_comes_on(chromium, proble
         expect(page.locator("#emergency-text")).to_contain_text("to repay")
         problems.check()
         # WCAG with AAA contrast on the owed state (axe is injected: a context that lets it past the policy)
-        checker = chromium.new_context(viewport={"width": 320, "height": 640}, bypass_csp=True)
+        checking = checker(chromium, {"width": 320, "height": 640})
         try:
-            other = checker.new_page()
+            other = checking.new_page()
             other.goto(c.base + "/s/kitchen")
             expect(other.locator("#emergency-text")).to_contain_text("to repay")
             assert AXE.is_file() and violations(other) == []
         finally:
-            checker.close()
+            checking.close()
     finally:
         context.close()
         if c.proc is not None:

@@ -89,9 +89,13 @@ def live(page):
     expect(page.locator("#live .txt")).to_have_text("Live", timeout=LIVE_S)
 
 
+FRAMES = "() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
+
+
 def chart_ready(page):
     page.locator("#chart canvas").wait_for()
-    page.wait_for_timeout(300)   # a frame or two for uPlot's drawing after the last setData
+    # two frames: uPlot draws in a microtask after setData, and a resize's redraw comes within the next frame
+    page.evaluate(FRAMES)
 
 
 def test_the_top_up_card_is_in_a_phones_first_screen(chromium, controller, problems, tmp_path):
@@ -123,7 +127,8 @@ def test_the_top_up_card_is_in_a_phones_first_screen(chromium, controller, probl
         page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
         page.locator("#go-topup").evaluate("(a) => a.scrollIntoView()")   # where a tenant scrolls back to it
         page.locator("#go-topup").click()
-        page.wait_for_timeout(300)
+        page.wait_for_function("location.hash === '#topup'")   # the jump made: the frames after it have scrolled
+        page.evaluate(FRAMES)
         seen = page.evaluate("""() => ["presets", "qr"].map((id) => {
             const r = document.getElementById(id).getBoundingClientRect();
             return [id, r.top, r.bottom];
