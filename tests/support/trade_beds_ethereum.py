@@ -15,8 +15,7 @@ import time
 from pathlib import Path
 
 from eth_account import Account
-from eth_tester import EthereumTester, PyEVMBackend
-from web3 import EthereumTesterProvider, Web3
+from eth_tester import PyEVMBackend
 
 from ledgers.ethereum import CHANNELS_ABI, MARKET_ABI, EthereumTrade, deploy_contracts
 from tests.support.evm_node import EvmNode
@@ -30,19 +29,8 @@ class ZeroFeeEvmNode(EvmNode):
     """EvmNode on a chain whose base fee is 0 (and stays 0: its blocks are far below the gas target)."""
 
     def __init__(self, vm_configuration: tuple | None = None) -> None:
-        super().__init__()
-        genesis = PyEVMBackend.generate_genesis_state(num_accounts=self.ACCOUNTS)
         # eth-tester's overrides do not list the base fee; py-evm takes it as a genesis header field.
-        params = {**PyEVMBackend.generate_genesis_params(), "base_fee_per_gas": 0}
-        self.tester = EthereumTester(PyEVMBackend(genesis_parameters=params, genesis_state=genesis,
-                                                  vm_configuration=vm_configuration))
-        provider = EthereumTesterProvider(self.tester)
-        self._raw = Web3(provider, middleware=[])
-        self._raw_request = provider.request_func(self._raw, self._raw.middleware_onion)
-        self.w3 = Web3(provider)
-        self.chain_id = self.w3.eth.chain_id
-        self.accounts = list(self.w3.eth.accounts)
-
+        super().__init__({**PyEVMBackend.generate_genesis_params(), "base_fee_per_gas": 0}, vm_configuration)
 
 def trade_key(index: int) -> bytes:
     Account.enable_unaudited_hdwallet_features()
