@@ -139,7 +139,8 @@ def test_a_close_by_another_process_is_refused_by_the_book_while_this_one_has_th
     from payg.adapters.journal import SqliteJournal
     from payg.services.channels import ChannelBook
 
-    controller, cli = bed.trade, bed.same_contracts()
+    # The controller's clock stands still: its block stays cached however long the close takes on a loaded machine.
+    controller, cli = bed.same_contracts(monotonic=Clock()), bed.same_contracts()
     ch = _opened(bed, controller)
     journal, cli_journal = SqliteJournal(tmp_path / "j.sqlite"), None
     try:

@@ -52,6 +52,8 @@ _TRANSACTION_KEYS = {
     "max_fee_per_blob_gas": "maxFeePerBlobGas", "y_parity": "yParity", "data": "input",
 }
 _NESTED_KEYS = {"y_parity": "yParity", "chain_id": "chainId", "storage_keys": "storageKeys"}
+# The requests whose missing "from" eth-tester fills in with its first account.
+_DEFAULT_FROM = ("eth_call", "eth_estimateGas", "eth_createAccessList")
 
 
 def _wire(value: Any, key: str = "") -> Any:
@@ -122,13 +124,19 @@ class EvmNode:
 
     ACCOUNTS = 64  # funded at genesis; transactions that share a block need distinct senders
 
-    def __init__(self) -> None:
+    def __init__(self, genesis_parameters: dict | None = None, vm_configuration: tuple | None = None) -> None:
         genesis = PyEVMBackend.generate_genesis_state(num_accounts=self.ACCOUNTS)
-        self.tester = EthereumTester(PyEVMBackend(genesis_state=genesis))
+        self.tester = EthereumTester(PyEVMBackend(genesis_parameters=genesis_parameters, genesis_state=genesis,
+                                                  vm_configuration=vm_configuration))
         provider = EthereumTesterProvider(self.tester)
         self._raw = Web3(provider, middleware=[])
         self._raw_request = provider.request_func(self._raw, self._raw.middleware_onion)
         self.w3 = Web3(provider)  # in-process client for the tests' own transactions
+        # A call or estimate without "from" is run from the first account, as eth-tester's own guess does; said
+        # here because its guess lists and checksums all the accounts on every such request, which was most of
+        # the time the suites spent on this chain.
+        self._default_from = self.w3.eth.accounts[0]
+        self.w3.eth.default_account = self._default_from
         self.lock = threading.RLock()
         self.port = free_port()
         self.logs_range_limit: int | None = None
@@ -198,6 +206,8 @@ class EvmNode:
                     refused = self._refuse_log_range(params[0])
                     if refused:
                         return {"jsonrpc": "2.0", "id": request_id, "error": refused}
+                if method in _DEFAULT_FROM and params and isinstance(params[0], dict) and "from" not in params[0]:
+                    params = [{**params[0], "from": self._default_from}, *params[1:]]
                 if method in ("eth_getBlockByNumber", "eth_getBlockByHash") and params[1:2] == [True]:
                     response = self._full_block(method, params)
                 else:

@@ -22,6 +22,7 @@ INITIAL_CHECKPOINT = 1000
 TOKEN_VALUE = 10**6  # nanos per token: 1 IOTA buys 1000 tokens
 GAS_NANOS = 1_995_880  # about what a plain IOTA transfer pays in gas
 PAYER = "0x" + hashlib.sha256(b"payg test payer").hexdigest()
+FAKE_NODE = Path(__file__).resolve().parent / "fake_iota_node.py"
 
 
 class FakeIotaNode:
@@ -42,8 +43,10 @@ class FakeIotaNode:
 
     def start(self) -> None:
         with open(self.log, "a") as log:
+            # Run as a script (-P: its folder is not put on sys.path), not with -m: importing it as
+            # tests.support.fake_iota_node first runs tests/support/__init__.py, and pytest with it.
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.support.fake_iota_node", "--port", str(self.port),
+                [sys.executable, "-P", str(FAKE_NODE), "--port", str(self.port),
                  "--initial-checkpoint", str(self.initial_checkpoint), "--state", str(self.state)],
                 cwd=str(ROOT), stdout=subprocess.PIPE, stderr=log, text=True)
         line = self.proc.stdout.readline()  # "PORT <n>" once it listens
