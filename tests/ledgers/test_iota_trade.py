@@ -82,8 +82,8 @@ class PeerServer:
 
 
 @pytest.fixture
-def bed(tmp_path):
-    b = IotaTradeBed(tmp_path, capacity_wh=10_000, tax_bps=500)
+def bed(tmp_path, node):
+    b = IotaTradeBed(tmp_path, capacity_wh=10_000, tax_bps=500, node=node)  # the module's node, emptied
     yield b
     b.close()
 
@@ -238,8 +238,8 @@ def test_a_refused_buy_releases_its_reservation(market):
 class Controllers:
     """A: hosts the market; owner, reg, prod. B: another mnemonic; cons. They talk over HTTP."""
 
-    def __init__(self, tmp_path):
-        self.node = FakeIotaNode(tmp_path)
+    def __init__(self, tmp_path, node: FakeIotaNode):
+        self.node = node  # the module's fake node, emptied for the test; its fixture stops it
         self.node.control("time", {"timestamp_ms": START * 1000})
         self.clock_a, self.clock_b = ManualClock(START), ManualClock(START)
         self.wallet_a = IotaWallet(self.node.url, mnemonic=TEST_MNEMONIC, request_timeout_s=5)
@@ -269,12 +269,11 @@ class Controllers:
         self.b.shutdown()
         self.wallet_a.close()
         self.wallet_b.close()
-        self.node.stop()
 
 
 @pytest.fixture
-def two(tmp_path):
-    c = Controllers(tmp_path)
+def two(tmp_path, node):
+    c = Controllers(tmp_path, node)
     yield c
     c.close()
 

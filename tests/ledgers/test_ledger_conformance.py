@@ -29,7 +29,7 @@ ADDRESS_FORMS = {
 }
 
 
-def make_bed(name: str, tmp_path) -> LedgerBed:
+def make_bed(name: str, tmp_path, request) -> LedgerBed:
     if name == "mock":
         return MockBed(tmp_path)
     if name.startswith("ethereum"):
@@ -38,12 +38,13 @@ def make_bed(name: str, tmp_path) -> LedgerBed:
         return EthereumBed(erc20=name == "ethereum-erc20")
     from tests.support.ledger_beds_iota import IotaBed
 
-    return IotaBed(tmp_path)
+    # The module's fake node process, emptied for the test (tests/ledgers/conftest.py), not a new one each time.
+    return IotaBed(tmp_path, request.getfixturevalue("node"))
 
 
 @pytest.fixture(params=BACKENDS)
 def bed(request, tmp_path):
-    b = make_bed(request.param, tmp_path)
+    b = make_bed(request.param, tmp_path, request)
     yield b
     b.close()
 

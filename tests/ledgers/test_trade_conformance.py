@@ -51,7 +51,9 @@ HOUR = rules.HOUR_S
 @pytest.fixture(params=list(BEDS))
 def bed(request, tmp_path):
     module, factory = BEDS[request.param]
-    b = getattr(importlib.import_module(module), factory)(tmp_path, capacity_wh=CAPACITY_WH, tax_bps=TAX_BPS)
+    # IOTA: the module's fake node process, emptied for the test (tests/ledgers/conftest.py), not a new one each time.
+    node = {"node": request.getfixturevalue("node")} if request.param == "iota" else {}
+    b = getattr(importlib.import_module(module), factory)(tmp_path, capacity_wh=CAPACITY_WH, tax_bps=TAX_BPS, **node)
     yield b
     b.close()
 

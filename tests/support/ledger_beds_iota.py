@@ -139,8 +139,10 @@ class IotaBed(LedgerBed):
     name = "iota"
     units_per_token = TOKEN_VALUE
 
-    def __init__(self, tmp_path: Path):
-        self.node = FakeIotaNode(tmp_path)
+    def __init__(self, tmp_path: Path, node: FakeIotaNode | None = None):
+        """On `node` if given (emptied by its owner, who also stops it), else on a node of its own."""
+        self.node = node or FakeIotaNode(tmp_path)
+        self._own_node = node is None
         self._opened: list[IotaLedger] = []
 
     def open(self, accounts: dict[str, int]) -> DepositSource:
@@ -175,4 +177,5 @@ class IotaBed(LedgerBed):
     def close(self) -> None:
         for ledger in self._opened:
             ledger.close()
-        self.node.stop()
+        if self._own_node:
+            self.node.stop()

@@ -52,7 +52,8 @@ class IotaTradeBed:
 
     def __init__(self, tmp_path, *, capacity_wh: int, tax_bps: int, node: FakeIotaNode | None = None):
         self.tmp_path = tmp_path
-        self.node = node or FakeIotaNode(tmp_path)
+        self.node = node or FakeIotaNode(tmp_path)  # a node given is emptied and stopped by its owner
+        self._own_node = node is None
         self.clock = ManualClock(START)
         self.node.control("time", {"timestamp_ms": START * 1000})
         self.wallet = IotaWallet(self.node.url, mnemonic=TEST_MNEMONIC, request_timeout_s=5, finality_timeout_s=10)
@@ -104,8 +105,9 @@ class IotaTradeBed:
         for wallet, other in self._others:
             other.shutdown()
             wallet.close()
-        self.node.stop()
+        if self._own_node:
+            self.node.stop()
 
 
-def make_bed(tmp_path, *, capacity_wh: int, tax_bps: int) -> IotaTradeBed:
-    return IotaTradeBed(tmp_path, capacity_wh=capacity_wh, tax_bps=tax_bps)
+def make_bed(tmp_path, *, capacity_wh: int, tax_bps: int, node: FakeIotaNode | None = None) -> IotaTradeBed:
+    return IotaTradeBed(tmp_path, capacity_wh=capacity_wh, tax_bps=tax_bps, node=node)
