@@ -108,11 +108,9 @@ class CounterTracker:
     def step(self, baseline: Baseline | None, counter_wh: Fraction, at: float) -> CounterStep:
         if baseline is None:
             self._clear()
-            return CounterStep(Fraction(0), counter_wh)
-        base = baseline.counter_wh
+            return CounterStep(ZERO, counter_wh)
         # an unchanged counter (an idle socket, most readings) spares the subtraction
-        same = counter_wh.numerator == base.numerator and counter_wh.denominator == base.denominator
-        delta = ZERO if same else counter_wh - base
+        delta = ZERO if counter_wh == baseline.counter_wh else counter_wh - baseline.counter_wh
         if self.plausible(delta, at - baseline.at):
             self._clear()
             return CounterStep(delta, counter_wh)
