@@ -14,8 +14,8 @@ def controllers():
     """Starts controllers and makes sure none outlives the test."""
     started: list[Controller] = []
 
-    def start(config: Path, cwd: Path, port: int | None, name: str = "controller") -> Controller:
-        c = Controller(config, cwd, port, name)
+    def start(config: Path, cwd: Path, port: int | None, name: str = "controller", fresh: bool = False) -> Controller:
+        c = Controller(config, cwd, port, name, fresh)
         started.append(c)
         return c
 

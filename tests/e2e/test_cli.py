@@ -1,9 +1,12 @@
 """The command line and the process life cycle, through real subprocesses.
 
-Every command runs as `sys.executable app.py ...` (the same code as the `payg`
-console script) with the working directory in tmp_path, so nothing can touch
-the repository's own data directory. Controllers serve on a free 127.0.0.1
-port and use short poll intervals; every wait is a poll with a deadline.
+Every command runs as `app.py ...` (the same code as the `payg` console
+script), a process of its own with the working directory in tmp_path, so
+nothing can touch the repository's own data directory. Most start from the
+test launcher's warm interpreter (tests/support/launcher.py); those about the
+entry itself (signals, pipes, time zones) start a fresh `sys.executable app.py`.
+Controllers serve on a free 127.0.0.1 port and use short poll intervals;
+every wait is a poll with a deadline.
 """
 
 from __future__ import annotations
@@ -268,7 +271,7 @@ def test_sigterm_and_sigint_stop_cleanly_with_every_relay_open(tmp_path: Path, c
     data_dir = tmp_path / "state"
     port = free_port()
     config = write_config(tmp_path / "payg.toml", data_dir, port=port, web=web)
-    controller = controllers(config, tmp_path, port if web else None)
+    controller = controllers(config, tmp_path, port if web else None, fresh=True)  # signals as systemd sends them
     controller.wait_ready()
     deposit_id = deposit(config, "office", 1000, tmp_path)
     credited = "credited office with 1000 tokens from deposit " + deposit_id

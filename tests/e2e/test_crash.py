@@ -33,8 +33,6 @@ import json
 import random
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter
 from fractions import Fraction
@@ -46,7 +44,7 @@ from ledgers.mock import MockLedger, mock_address
 from payg.adapters.clocks import SystemClock
 from payg.adapters.journal import SqliteJournal
 from payg.domain.accounts import CREDIT_KINDS
-from tests.support import ROOT
+from tests.support import ROOT, launcher
 
 APP = ROOT / "app.py"
 
@@ -319,7 +317,7 @@ class Checker:
         self.stats[f"billed_wh:{socket_id}"] = int(counter)
 
 
-def wait_for_line(proc: subprocess.Popen, log: Path, text: str, timeout_s: float) -> bool:
+def wait_for_line(proc: launcher.Process, log: Path, text: str, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if text in log_text(log):
@@ -330,20 +328,18 @@ def wait_for_line(proc: subprocess.Popen, log: Path, text: str, timeout_s: float
     return False
 
 
-def start(config: Path, log: Path, cwd: Path) -> subprocess.Popen:
-    with open(log, "wb") as out:
-        return subprocess.Popen([sys.executable, str(APP), "--config", str(config)], stdout=out,
-                                stderr=subprocess.STDOUT, cwd=str(cwd))
+def start(config: Path, log: Path, cwd: Path) -> launcher.Process:
+    return launcher.start(["--config", str(config)], cwd=cwd, stdout=log)
 
 
-def kill(proc: subprocess.Popen) -> float:
+def kill(proc: launcher.Process) -> float:
     """SIGKILL and reap; returns a time after which the dead controller cannot have done anything."""
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     return time.time()
 
 
-def kill_on_counter_step(proc: subprocess.Popen, data_dir: Path, socket_id: str, timeout_s: float,
+def kill_on_counter_step(proc: launcher.Process, data_dir: Path, socket_id: str, timeout_s: float,
                          journal_write_delay_s: float | None) -> bool:
     """SIGKILL the moment a meter saves a higher counter (before the tick commits), or, with a delay,
     that long after the journal's next write (the tick's commit: while writing it, syncing it, just after)."""
@@ -384,7 +380,7 @@ def wait_for_journal_write(data_dir: Path, delay_s: float, deadline: float) -> b
     return True
 
 
-def run_until(proc: subprocess.Popen, log: Path, seconds: float, pay_times: list[float], payer: Payer,
+def run_until(proc: launcher.Process, log: Path, seconds: float, pay_times: list[float], payer: Payer,
               context: str) -> None:
     """Let the controller run for `seconds`, paying a deposit at each of `pay_times` (relative)."""
     begin = time.monotonic()
@@ -429,7 +425,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path, 
             proc = start(config, log, tmp_path)
             try:
                 if mode == "startup":
-                    # Anywhere from the interpreter's start to the first ticks.
+                    # Anywhere from the start (the config, the journal, every relay open) to the first ticks.
                     run_until(proc, log, rng.uniform(0.0, 0.35), [], payer, context)
                 else:
                     assert wait_for_line(proc, log, "payg running", 30), f"{context}: no start:\n{log_text(log)}"

@@ -35,8 +35,6 @@ import json
 import random
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -47,7 +45,7 @@ import pytest
 
 from payg.adapters.journal import SqliteJournal
 from payg.domain.accounts import CREDIT_KINDS
-from tests.support import ROOT, free_port
+from tests.support import ROOT, free_port, launcher
 
 APP = ROOT / "app.py"
 SOCKETS = {"hall": 0.0, "kitchen": 9000.0}  # load in W; 9 kW at 1 token/Wh is 2.5 tokens a second
@@ -152,7 +150,7 @@ def wal_stamp(data_dir: Path) -> tuple[int, int] | None:
 class Killer(threading.Thread):
     """SIGKILLs the controller after a delay, or right after the journal's next write (plus a delay)."""
 
-    def __init__(self, proc: subprocess.Popen, delay_s: float, data_dir: Path | None = None):
+    def __init__(self, proc: launcher.Process, delay_s: float, data_dir: Path | None = None):
         super().__init__(daemon=True)
         self.proc, self.delay_s, self.data_dir = proc, delay_s, data_dir
         self.armed = threading.Event()
@@ -344,13 +342,11 @@ def tenant_order(codes: list[Code], rng: random.Random) -> list[Code]:
     return order
 
 
-def start(config: Path, log: Path) -> subprocess.Popen:
-    with open(log, "wb") as out:
-        return subprocess.Popen([sys.executable, str(APP), "--config", str(config)], stdout=out,
-                                stderr=subprocess.STDOUT, cwd=str(log.parent))
+def start(config: Path, log: Path) -> launcher.Process:
+    return launcher.start(["--config", str(config)], cwd=log.parent, stdout=log)
 
 
-def wait_up(proc: subprocess.Popen, port: int, log: Path) -> None:
+def wait_up(proc: launcher.Process, port: int, log: Path) -> None:
     deadline = time.monotonic() + UP_TIMEOUT_S
     while get(port, "/api/sockets/hall") is None:
         assert proc.poll() is None, f"the controller exited ({proc.returncode}):\n{log_text(log)}"
@@ -370,9 +366,11 @@ def test_codes_redeemed_while_sigkilling_the_controller_credit_exactly_once(tmp_
 
     # The landlord makes the codes, undisturbed.
     log = tmp_path / "issue.log"
+    began = time.monotonic()
     proc = start(config, log)
     try:
         wait_up(proc, port, log)
+        up_s = time.monotonic() - began  # how long a start takes here: the start-up kills aim within it
         codes = make_codes(port, data_dir, rng)
     finally:
         proc.send_signal(signal.SIGKILL)
@@ -401,8 +399,8 @@ def test_codes_redeemed_while_sigkilling_the_controller_credit_exactly_once(tmp_
         killer = None
         try:
             if mode == "startup":
-                # Anywhere from the interpreter's start to just after the server answers; the tenant keeps trying.
-                killer = Killer(proc, rng.uniform(0.0, 1.0))
+                # Anywhere from the start to just after the server answers; the tenant keeps trying.
+                killer = Killer(proc, rng.uniform(0.0, 1.5 * up_s))
                 killer.start()
                 budget = rng.randint(1, 2)  # codes answered before the tenant waits for the kill
                 while proc.poll() is None and tenant.queue and budget:

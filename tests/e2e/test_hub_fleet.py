@@ -11,8 +11,6 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -22,7 +20,7 @@ from pathlib import Path
 from werkzeug.security import generate_password_hash
 
 from payg.adapters.mqtt.acl import mosquitto_acl
-from tests.support import ROOT, free_port, terminate, wait_until
+from tests.support import free_port, launcher, terminate, wait_until
 from tests.support.cli import deposit, journal_rows
 from tests.support.mosquitto import Broker
 
@@ -69,10 +67,8 @@ keepalive_s = 5
 """
 
 
-def start(args: list[str], cwd: Path, log: Path, env: dict) -> subprocess.Popen:
-    with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, str(ROOT / "app.py"), *args], cwd=str(cwd), stdout=out,
-                                stderr=subprocess.STDOUT, env=dict(os.environ, **env))
+def start(args: list[str], cwd: Path, log: Path, env: dict) -> launcher.Process:
+    return launcher.start(args, cwd=cwd, stdout=log, env=dict(os.environ, **env), append=True)
 
 
 class HubApi:
@@ -104,7 +100,7 @@ class HubApi:
         return next((c["status"] for c in self.fleet()["controllers"] if c["name"] == name), None)
 
 
-def up(api: HubApi, proc: subprocess.Popen) -> bool:
+def up(api: HubApi, proc: launcher.Process) -> bool:
     assert proc.poll() is None, "the hub exited"
     try:
         return api.call("/healthz")[0] == 200
@@ -128,7 +124,7 @@ def login_over_http(port: int) -> int:
 def test_the_hub_sees_the_fleet_live_and_its_credit_is_booked_once(tmp_path):
     broker = Broker(tmp_path / "broker", USERS,
                     mosquitto_acl("payg", {"home": "ctl-home", "shop": "ctl-shop"}, ["hub"])).start()
-    procs: dict[str, subprocess.Popen] = {}
+    procs: dict[str, launcher.Process] = {}
     configs: dict[str, Path] = {}
     try:
         hub_port, hub_data = free_port(), tmp_path / "hub-data"

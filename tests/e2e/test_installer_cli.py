@@ -1,14 +1,12 @@
 """`payg relay test` and `payg relay off` with a fake RPi.GPIO; `payg meters` is covered in test_modbus.py."""
 
 import io
-import subprocess
-import sys
 
 from hardware.gpio_relay import GpioRelay
 from payg.cli.installer import cmd_relay_test
 from payg.cli.parser import parse_args
 from tests.fakes import FakeGPIO
-from tests.support import ROOT
+from tests.support import ROOT, launcher
 
 
 def relay_test_args(*extra):
@@ -54,8 +52,7 @@ def test_relay_test_turns_off_even_if_interrupted():
 
 
 def test_relay_off_without_gpio_relays_does_nothing_and_succeeds():
-    result = subprocess.run([sys.executable, "app.py", "relay", "off", "--config", "config/default.toml"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = launcher.run("relay", "off", "--config", "config/default.toml", cwd=ROOT)
     assert result.returncode == 0 and result.stdout == ""
 
 
@@ -71,7 +68,6 @@ id = "a"
 meter = {{ kind = "simulated", load_w = 100 }}
 relay = {{ kind = "gpio", pin = 17, active_low = true }}
 """)
-    result = subprocess.run([sys.executable, "app.py", "relay", "off", "--config", str(config)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = launcher.run("relay", "off", "--config", str(config), cwd=ROOT)
     assert result.returncode == 1
     assert "[pi]" in result.stderr and not (tmp_path / "var").exists()

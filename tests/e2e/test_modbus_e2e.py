@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -17,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from payg.adapters.secrets import API_TOKEN_FILE
-from tests.support import ROOT, free_port, wait_until
+from tests.support import ROOT, free_port, launcher, wait_until
 from tests.support.modbus_emulator import ModbusEmulator
 
 APP = ROOT / "app.py"
@@ -94,13 +92,11 @@ def emulator():
 
 @pytest.fixture
 def controller_process(tmp_path: Path):
-    started: list[subprocess.Popen] = []
+    started: list[launcher.Process] = []
 
-    def start(config: Path) -> tuple[subprocess.Popen, Path]:
+    def start(config: Path) -> tuple[launcher.Process, Path]:
         log = tmp_path / "controller.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen([sys.executable, str(APP), "--config", str(config)], cwd=str(tmp_path),
-                                    stdout=out, stderr=subprocess.STDOUT)
+        proc = launcher.start(["--config", str(config)], cwd=tmp_path, stdout=log)
         started.append(proc)
         return proc, log
 

@@ -6,21 +6,17 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 from ledgers.mock import MockLedger
 from payg.adapters.clocks import SystemClock
-from tests.support import ROOT, terminate, wait_until
+from tests.support import launcher, terminate, wait_until
 from tests.support.mqtt_beds import PASSWORDS, Listener, controller_toml, fleet_broker
 
 
-def start(config: Path, log: Path) -> subprocess.Popen:
+def start(config: Path, log: Path) -> launcher.Process:
     env = dict(os.environ, PAYG_TEST_MQTT_PASSWORD=PASSWORDS["ctl-home"])
-    with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--config", str(config)], stdout=out,
-                                stderr=subprocess.STDOUT, env=env, cwd=str(config.parent))
+    return launcher.start(["--config", str(config)], cwd=config.parent, stdout=log, env=env, append=True)
 
 
 def outbox(data_dir: Path) -> list[tuple[str, str]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import os
 import subprocess
-import sys
 import threading
 import time
 from fractions import Fraction
@@ -27,7 +26,7 @@ from payg.adapters.config.profiles import load_profile
 from payg.adapters.journal import SqliteJournal
 from payg.domain.billing import Tariff
 from payg.errors import MeterTimeout, MeterUnavailable, PortUnavailable
-from tests.support import ROOT, wait_until
+from tests.support import ROOT, launcher, wait_until
 from tests.support.modbus_emulator import ModbusEmulator, f32, f32_registers
 from tests.support.rigs import metering_for
 
@@ -630,9 +629,7 @@ def test_two_names_for_one_serial_port_share_one_bus(emulators, tmp_path: Path):
 
 def payg(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """Output decoded without newline translation (text=True would turn the progress bar's \r into \n)."""
-    result = subprocess.run([sys.executable, str(APP), *args], cwd=str(cwd), capture_output=True, timeout=60)
-    result.stdout, result.stderr = result.stdout.decode(), result.stderr.decode()
-    return result
+    return launcher.run(*args, cwd=cwd)
 
 
 def test_meters_scan_finds_exactly_the_emulated_addresses(emulators, tmp_path: Path):

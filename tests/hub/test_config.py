@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +10,7 @@ import pytest
 from payg.adapters.config.hub import load
 from payg.domain.settings import ServerConfig
 from payg.errors import ConfigError
-from tests.support import ROOT
+from tests.support import ROOT, launcher
 
 GOOD = """
 [hub]
@@ -77,14 +75,12 @@ def test_errors_name_the_file_and_the_key(tmp_path, change, key):
 
 def test_payg_hub_exits_2_on_an_invalid_file_naming_it(tmp_path):
     path = write(tmp_path, GOOD.replace("[hub]\n", "[hub]\nport = \"x\"\n"))
-    result = subprocess.run([sys.executable, str(ROOT / "app.py"), "hub", "--config", str(path)], cwd=str(tmp_path),
-                            capture_output=True, text=True, timeout=60)
+    result = launcher.run("hub", "--config", str(path), cwd=tmp_path)
     assert result.returncode == 2 and f"{path}: hub.port: expected an integer" in result.stderr
 
 
 def test_payg_hub_exits_2_when_the_hash_variable_is_unset(tmp_path):
     path = write(tmp_path, GOOD)
     env = {k: v for k, v in os.environ.items() if k != "HUB_HASH"} | {"HUB_MQTT": "pw"}
-    result = subprocess.run([sys.executable, str(ROOT / "app.py"), "hub", "--config", str(path)], cwd=str(tmp_path),
-                            capture_output=True, text=True, timeout=60, env=env)
+    result = launcher.run("hub", "--config", str(path), cwd=tmp_path, env=env)
     assert result.returncode == 2 and "hub.landlord_password_hash_env" in result.stderr and "HUB_HASH" in result.stderr

@@ -1,4 +1,5 @@
-"""Running payg as its users do, in subprocesses: `app.py` with a config, and what the tests read back."""
+"""Running payg as its users do, each command and controller a process of its own (`app.py` with a config,
+started by tests/support/launcher.py), and what the tests read back."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import re
 import signal
 import sqlite3
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -16,7 +16,7 @@ import pytest
 
 from payg.adapters import config as cfg
 from payg.adapters.secrets import API_TOKEN_FILE
-from tests.support import ROOT, free_port, wait_until
+from tests.support import ROOT, free_port, launcher, wait_until
 
 APP = ROOT / "app.py"
 POLL_S = 0.05
@@ -57,9 +57,10 @@ def write_config(path: Path, data_dir: Path, **kwargs) -> Path:
     return path
 
 
-def payg(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(APP), *args], cwd=str(cwd), capture_output=True, text=True,
-                          timeout=timeout)
+def payg(*args: str, cwd: Path, timeout: float = 60, env: dict[str, str] | None = None,
+         fresh: bool = False) -> subprocess.CompletedProcess:
+    """`payg ARGS` (app.py) to its end, its output captured; `fresh`: in a new interpreter, not a warm fork."""
+    return launcher.run(*args, cwd=cwd, env=env, timeout=timeout, fresh=fresh)
 
 
 TOKENS: dict[int, str] = {}  # port -> the API token of the controller serving it (read from its data dir)
@@ -126,16 +127,14 @@ def table(stdout: str) -> tuple[list[str], dict[str, list[str]]]:
 
 
 class Controller:
-    """`app.py --config FILE` in a subprocess, its output in a log file."""
+    """`app.py --config FILE` as a process of its own, its output in a log file; `fresh`: in a new interpreter."""
 
-    def __init__(self, config: Path, cwd: Path, port: int | None, name: str = "controller"):
+    def __init__(self, config: Path, cwd: Path, port: int | None, name: str = "controller", fresh: bool = False):
         self.config = config
         self.cwd = cwd
         self.port = port
         self.log = cwd / f"{name}.log"
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen([sys.executable, str(APP), "--config", str(config)], cwd=str(cwd),
-                                         stdout=out, stderr=subprocess.STDOUT)
+        self.proc = launcher.start(["--config", str(config)], cwd=cwd, stdout=self.log, fresh=fresh)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

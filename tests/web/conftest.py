@@ -12,8 +12,6 @@ import functools
 import json
 import os
 import re
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -23,10 +21,8 @@ import pytest
 from werkzeug.security import generate_password_hash
 
 from tests.conftest import CHROMIUM
-from tests.support import ROOT, free_port, terminate, wait_until
+from tests.support import ROOT, free_port, launcher, terminate, wait_until
 from tests.support.web_beds import CHROMIUM_ARGS, HASH_ENV, PASSWORD, embedded_default_toml, make_web_bed
-
-APP = ROOT / "app.py"
 
 # Records CSP violations as console errors too (Chromium logs most of them itself; this catches all).
 CSP_PROBE = ("document.addEventListener('securitypolicyviolation', (e) => console.error("
@@ -48,7 +44,7 @@ def scrypt_hash() -> str:
 
 
 class Controller:
-    """`app.py --config FILE` in a subprocess (restartable on the same port and data), output in a log."""
+    """`app.py --config FILE` as a process of its own (restartable on the same port and data), output in a log."""
 
     def __init__(self, tmp_path: Path):
         self.cwd = tmp_path
@@ -59,12 +55,11 @@ class Controller:
         self.config.write_text(embedded_default_toml(self.data_dir, self.port))
         self.env = dict(os.environ, **{HASH_ENV: scrypt_hash()})
         self.log = tmp_path / "controller.log"
-        self.proc: subprocess.Popen | None = None
+        self.proc: launcher.Process | None = None
 
     def start(self) -> None:
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, str(APP), "--config", str(self.config)], cwd=self.cwd,
-                                         env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        self.proc = launcher.start(["--config", str(self.config)], cwd=self.cwd, env=self.env, stdout=self.log,
+                                   append=True)
         self.wait_ready()
 
     def output(self) -> str:
@@ -93,9 +88,8 @@ class Controller:
 
     def deposit(self, socket_id: str, amount: int) -> None:
         """A mock payment of `amount` tokens into the socket's address, by the CLI (like tests/e2e/test_cli.py)."""
-        result = subprocess.run([sys.executable, str(APP), "deposit", "--socket", socket_id, "--amount", str(amount),
-                                 "--config", str(self.config)], cwd=self.cwd, env=self.env, capture_output=True,
-                                text=True, timeout=60, check=False)
+        result = launcher.run("deposit", "--socket", socket_id, "--amount", str(amount), "--config", str(self.config),
+                              cwd=self.cwd, env=self.env)
         assert result.returncode == 0, result.stderr
         assert re.search(r"\bdeposit mock-[0-9a-f]{32}\b", result.stdout), result.stdout
 
