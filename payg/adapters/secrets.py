@@ -54,15 +54,8 @@ def read_secret(ref: SecretRef, config_file: str | Path) -> str:
 
 def owner_only_secret(path: Path, nbytes: int = 32) -> str:
     """The secret kept in `path`, made on first use with mode 0600. Refuses a file others can read."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(nbytes) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+    if not path.exists():
+        _make_whole(path, secrets.token_urlsafe(nbytes) + "\n")
     st = os.stat(path)
     if st.st_mode & 0o077:
         raise ConfigError(str(path), "(secret file)", f"a file readable by its owner only (chmod 600 {path})",
@@ -75,6 +68,30 @@ def owner_only_secret(path: Path, nbytes: int = 32) -> str:
         raise ConfigError(str(path), "(secret file)", "at least 32 characters of secret (delete the file to "
                           "have a new one made)", f"{len(value)} characters", has_got=True)
     return value
+
+
+def _make_whole(path: Path, text: str) -> None:
+    """`path` with `text`, mode 0600, appearing whole or not at all: written and synced under another name, then
+    linked into place, which never replaces a file that is there. A crash leaves no empty secret behind, and a
+    `payg` command reading the token while the controller starts never reads half of one."""
+    scratch = path.with_name(f".{path.name}.{os.getpid()}.new")
+    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(scratch, path)
+        except FileExistsError:
+            return  # made by another process meanwhile: that one is kept
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    finally:
+        scratch.unlink(missing_ok=True)
 
 
 def landlord_password_hash(ref: SecretRef | None, config_file: str | Path) -> str | None:

@@ -63,8 +63,13 @@ class Child:
         return self.returncode
 
     def send_signal(self, signum: int) -> None:
-        if self.returncode is None:  # not yet reaped, so the pid is still this child's
-            os.kill(self.pid, signum)
+        """As Popen does: nothing once the child is known to have ended, nor if it ended a moment ago (the
+        launcher reaps at once, so a second SIGKILL can find no process where Popen would find a zombie)."""
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                pass
 
     def terminate(self) -> None:
         self.send_signal(15)

@@ -31,6 +31,23 @@ def test_a_secret_is_made_once_owner_only_and_kept(tmp_path):
     assert owner_only_secret(tmp_path / "other") != first
 
 
+def test_a_secret_is_never_left_half_made(tmp_path, monkeypatch):
+    """A failure (or a crash) before the secret is on disk leaves no file: the next start makes a whole one,
+    where an empty file would stop every later start ("at least 32 characters")."""
+    path = tmp_path / "api-token"
+
+    def disk_fails(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fsync", disk_fails)
+        with pytest.raises(OSError):
+            owner_only_secret(path)
+    assert os.listdir(tmp_path) == []
+    assert len(owner_only_secret(path)) >= 40 and mode(path) == 0o600
+    assert os.listdir(tmp_path) == ["api-token"]
+
+
 def test_a_secret_others_can_read_is_refused(tmp_path):
     path = tmp_path / "web-secret"
     owner_only_secret(path)
