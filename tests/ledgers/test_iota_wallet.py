@@ -15,7 +15,7 @@ import pytest
 from ledgers.iota import IotaLedger, IotaWallet, TransactionNotFound, derivation_path, gas_budget
 from ledgers.iota.transfers import BUDGET_GAS_UNITS, BUDGET_PER_OBJECT
 from payg.errors import InsufficientFunds, InvalidAmount, LedgerUnavailable
-from tests.support import free_port
+from tests.support import free_port, wait_until
 from tests.support.ed25519_points import L, small_order_points
 from tests.support.ledger_beds_iota import TEST_MNEMONIC
 
@@ -287,20 +287,19 @@ def test_concurrent_sends_from_one_address_are_serialised(node, wallet):
     assert wallet.balance(sender) == 10 * IOTA - 15 - sum(wallet.gas_fee(d) for d in results)
 
 
-def test_send_waits_for_the_checkpoint(node, wallet):
+def test_send_waits_for_the_checkpoint(node, open_wallet):
+    wallet = open_wallet(finality_timeout_s=30.0)  # the test's own pace on a loaded machine never reaches it
     sender = wallet.address(PATH)
     node.faucet(sender, IOTA)
     node.auto_checkpoint(False)
     done = []
     thread = threading.Thread(target=lambda: done.append(wallet.send(PATH, [(ALICE, 5)])))
     thread.start()
-    deadline = time.monotonic() + 5
-    while not executes(node) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: executes(node), 20, "the transfer to be executed")
     time.sleep(0.4)
     assert done == [] and thread.is_alive()  # executed, not final: not reported done
     checkpoint = node.checkpoint()
-    thread.join(5)
+    thread.join(30)
     assert done and wallet.transaction(done[0])["checkpoint"] == checkpoint["sequenceNumber"]
 
 
