@@ -433,7 +433,10 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path, 
                         socket_id = rng.choice(list(SOCKETS))
                         payer.pay(socket_id, 2)
                         run_until(proc, log, rng.uniform(0.0, 0.3), [], payer, context)
-                        delay_s = rng.choice([None, 0.0, rng.uniform(0, 0.0005), rng.uniform(0, 0.003)])
+                        # Half of them the moment the meter saves (usage in flight: the tick has not committed),
+                        # half around the commit that follows.
+                        delay_s = rng.choice([None, None, None, 0.0, rng.uniform(0, 0.0005),
+                                              rng.uniform(0, 0.003)])
                         stepped = kill_on_counter_step(proc, data_dir, socket_id, 3.0, delay_s)
                         modes["counter-step-hit"] += stepped
                     elif mode == "cut-off":
