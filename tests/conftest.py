@@ -19,5 +19,6 @@ def pytest_report_header(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The long tests (marked slow) first: across pytest-xdist's workers they start at once, not last in a tail."""
+    """The long tests (marked slow) first: with the Makefile's `--maxschedchunk 1` each worker takes one of them at
+    the start, so they run side by side and not in a tail at the end."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
