@@ -14,6 +14,7 @@ import atexit
 import logging
 import sys
 import threading
+import zoneinfo
 from collections.abc import Callable
 from contextlib import closing, contextmanager
 from dataclasses import replace
@@ -88,8 +89,11 @@ def build(config: Config, clock: Clock | None = None, notifier: Notifier | None 
                              notices=replace(p.notices, per_socket=tuple(p.per(ids, "warn_hours").items())),
                              friendly_off=frozenset(s.id for s in config.sockets if not s.friendly_credit))
         publishers = Publishers()
-        metering = Metering(sockets, hw.relays, hw.reader, journal, clock, Tariff(config.tariff.tokens_per_wh, 1),
-                            settings, lock=threading.RLock(), publisher=publishers)
+        tz = zoneinfo.ZoneInfo(config.web.timezone) if config.web.timezone else None
+        schedule = config.tariff.schedule(tz)
+        metering = Metering(sockets, hw.relays, hw.reader, journal, clock, Tariff(config.tariff.units_per_wh, 1),
+                            settings, lock=threading.RLock(), publisher=publishers,
+                            schedules=dict.fromkeys(ids, schedule))
         plan = p.per(ids, "debt_recovery_percent")
         watcher = DepositWatcher(ledger, journal, clock, on_credit=metering.credits_arrived, recovery_percent=plan)
         codes = CodeDesk(metering, journal, OpenPaygoCodec(), load_code_keys(c.data_dir, [s.id for s in sockets]),
@@ -137,7 +141,7 @@ def build_trading(config: Config, journal: SqliteJournal, clock: Clock, trade: T
     # IOTA's: its escrow sits at an address its sender's controller holds, settled through that controller
     watch = trade if isinstance(trade, EscrowWatch) else None
     directory = trade if isinstance(trade, PeerDirectory) else None
-    book = ChannelBook(trade, journal, clock, config.tariff.tokens_per_wh, peers, escrow_watch=watch,
+    book = ChannelBook(trade, journal, clock, config.tariff.units_per_wh, peers, escrow_watch=watch,
                        on_credit=metering.credits_arrived)
     supply = SupplyDesk(book, journal, clock, peers, {s.id: s.sell for s in config.sockets if s.sell},
                         {s.id: s.buy for s in config.sockets if s.buy}, peer_directory=directory)

@@ -353,12 +353,12 @@ class _FakeTx:
             self._keys = {e.idem_key for e in self.j.entries_ if e.idem_key is not None}
         return self._keys
 
-    def _entry(self, socket_id, at, kind, amount, energy_wh, idem_key, memo) -> bool:
+    def _entry(self, socket_id, at, kind, amount, energy_wh, idem_key, memo, rate=None) -> bool:
         if idem_key is not None and idem_key in self.keys:
             return False
         if idem_key is not None:
             self.keys.add(idem_key)
-        self.ops.append(("entry", (socket_id, at, kind, amount, energy_wh, idem_key, memo)))
+        self.ops.append(("entry", (socket_id, at, kind, amount, energy_wh, idem_key, memo, rate)))
         return True
 
     def credit(self, socket_id, amount, kind, idem_key, at, memo=""):
@@ -366,10 +366,10 @@ class _FakeTx:
             raise ValueError(f"not a credit: {kind} {amount!r}")
         return self._entry(socket_id, at, kind, amount, None, idem_key, memo)
 
-    def debit(self, socket_id, amount, kind, at, *, energy_wh=None, idem_key=None, memo=""):
+    def debit(self, socket_id, amount, kind, at, *, energy_wh=None, idem_key=None, memo="", rate=None):
         if kind not in DEBIT_KINDS or not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
             raise ValueError(f"not a debit: {kind} {amount!r}")
-        return self._entry(socket_id, at, kind, -amount, energy_wh, idem_key, memo)
+        return self._entry(socket_id, at, kind, -amount, energy_wh, idem_key, memo, rate)
 
     def save_state(self, socket_id, state, previous_pending):
         self.ops.append(("state", (socket_id, state)))

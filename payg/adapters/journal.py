@@ -25,7 +25,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from payg.adapters.journal_schema import JOURNAL
-from payg.adapters.journal_writer import ALARM_KINDS, CHANNEL_COLUMNS, ENTRY_COLUMNS, JournalWriter, entry_of
+from payg.adapters.journal_writer import ALARM_KINDS, CHANNEL_COLUMNS, ENTRY_COLUMNS, JournalWriter, entry_of, rate_of
 from payg.adapters.sqlite import connect, transaction
 from payg.domain.accounts import Entry
 from payg.domain.billing import Baseline, MeterState
@@ -93,13 +93,13 @@ class SqliteJournal:
     def meter_state(self, socket_id: str) -> MeterState | None:
         with self._lock:
             row = self._conn.execute(
-                "SELECT counter_wh, read_at, carry, pending_units, pending_wh, pending_since"
-                " FROM meter_state WHERE socket_id = ?", (socket_id,)).fetchone()
+                "SELECT counter_wh, read_at, carry, pending_units, pending_wh, pending_since, pending_band,"
+                " pending_rate, pending_vat FROM meter_state WHERE socket_id = ?", (socket_id,)).fetchone()
         if row is None:
             return None
-        counter, read_at, carry, pending_units, pending_wh, pending_since = row
+        counter, read_at, carry, pending_units, pending_wh, pending_since, band, rate, vat = row
         return MeterState(Baseline(Fraction(counter), read_at, Fraction(carry)), int(pending_units),
-                          Fraction(pending_wh), pending_since)
+                          Fraction(pending_wh), pending_since, rate_of(band, rate, vat))
 
     def cursor(self, name: str) -> str | None:
         with self._lock:

@@ -12,7 +12,8 @@ import sqlite3
 from payg.adapters.sqlite import Migrations
 
 
-def _entries(name: str, credit: tuple[str, ...], debit: tuple[str, ...]) -> str:
+def _entries(name: str, credit: tuple[str, ...], debit: tuple[str, ...], rates: bool = False) -> str:
+    rate_columns = "band TEXT,\n    rate TEXT,\n    vat TEXT,\n    " if rates else ""
     return f"""CREATE TABLE {name} (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     socket_id TEXT NOT NULL,
@@ -22,7 +23,7 @@ def _entries(name: str, credit: tuple[str, ...], debit: tuple[str, ...]) -> str:
     energy_wh TEXT,
     idem_key TEXT UNIQUE,
     memo TEXT NOT NULL DEFAULT '',
-    CHECK ((kind IN {credit} AND amount > 0 AND idem_key IS NOT NULL)
+    {rate_columns}CHECK ((kind IN {credit} AND amount > 0 AND idem_key IS NOT NULL)
            OR (kind IN {debit} AND amount <= 0))
 )"""
 
@@ -114,20 +115,27 @@ V6 = (  # 73a1c4b: debt recovery plans
 )
 
 
-def v7(conn: sqlite3.Connection) -> None:
-    """c28be5c: emergency credit's two kinds. SQLite cannot change a CHECK, so the table is made again: every
-    row copied as it is, ids kept, its indexes and append-only triggers put back. Version 6 has the same
-    shape, so a journal of 7 made before versions were kept goes through this again, with the same result."""
+def _rebuild_entries(conn: sqlite3.Connection, credit: tuple[str, ...], debit: tuple[str, ...], *,
+                     rates: bool) -> None:
+    """SQLite cannot change a CHECK: the entries table is made again, every row copied as it is, ids kept, its
+    indexes and append-only triggers put back."""
     columns = "id, socket_id, at, kind, amount, energy_wh, idem_key, memo"
     for statement in ("DROP TRIGGER entries_no_update", "DROP TRIGGER entries_no_delete",
                       "DROP INDEX entries_socket", "DROP INDEX entries_at",
                       "ALTER TABLE entries RENAME TO entries_before",
-                      _entries("entries", ("deposit", "credit", "trade_in", "emergency"),
-                               ("usage", "debit", "trade_out", "emergency_repaid")),
+                      _entries("entries", credit, debit, rates),
                       f"INSERT INTO entries ({columns}) SELECT {columns} FROM entries_before ORDER BY id",
                       "DROP TABLE entries_before",
                       "CREATE INDEX entries_socket ON entries (socket_id, id)", ENTRIES_AT, *APPEND_ONLY):
         conn.execute(statement)
+
+
+def v7(conn: sqlite3.Connection) -> None:
+    """c28be5c: emergency credit's two kinds. SQLite cannot change a CHECK, so the table is made again: every
+    row copied as it is, ids kept, its indexes and append-only triggers put back. Version 6 has the same
+    shape, so a journal of 7 made before versions were kept goes through this again, with the same result."""
+    _rebuild_entries(conn, ("deposit", "credit", "trade_in", "emergency"),
+                     ("usage", "debit", "trade_out", "emergency_repaid"), rates=False)
 
 
 V8 = (  # ffea9e7: the MQTT events outbox
@@ -153,4 +161,14 @@ V9 = (  # 030264e: which code a landlord's request made
 )""",
 )
 
-JOURNAL = Migrations("journal", (V1, V2, V3, V4, V5, V6, v7, V8, V9))
+def v10(conn: sqlite3.Connection) -> None:
+    """Money at rates: each usage entry keeps its band, its rate (journal units per kWh, VAT in) and its VAT
+    percent; a day's standing charge is an entry of its own kind (`standing`, its key once per socket and day);
+    the pending usage of a meter state keeps its rate too. Older rows have no rate (NULL)."""
+    _rebuild_entries(conn, ("deposit", "credit", "trade_in", "emergency"),
+                     ("usage", "debit", "trade_out", "emergency_repaid", "standing"), rates=True)
+    for column in ("pending_band", "pending_rate", "pending_vat"):
+        conn.execute(f"ALTER TABLE meter_state ADD COLUMN {column} TEXT")
+
+
+JOURNAL = Migrations("journal", (V1, V2, V3, V4, V5, V6, v7, V8, V9, v10))

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
+from decimal import Decimal
 from fractions import Fraction
 
 from payg.domain.accounts import ALARM_KINDS, CREDIT_KINDS, DEBIT_KINDS, Entry
 from payg.domain.billing import MeterState
 from payg.domain.codes import CodeCounts
 from payg.domain.market import ChannelRow
+from payg.domain.tariff import Rate
 
 __all__ = ["ALARM_KINDS", "CHANNEL_COLUMNS", "ENTRY_COLUMNS", "JournalWriter", "entry_of"]
 
@@ -22,13 +24,32 @@ CHANNEL_COLUMNS = ("domain, channel_id, socket_id, direction, price_per_wh, escr
                    " lead_wh, peer, state, opened_at, updated_at")
 
 
-ENTRY_COLUMNS = "id, socket_id, at, kind, amount, energy_wh, idem_key, memo"
+ENTRY_COLUMNS = "id, socket_id, at, kind, amount, energy_wh, idem_key, memo, band, rate, vat"
+
+
+def rate_columns(rate: Rate | None) -> tuple[str | None, str | None, str | None]:
+    """A rate as the journal keeps it: its band, journal units per kWh (VAT in) and VAT percent, exact."""
+    if rate is None:
+        return None, None, None
+    return rate.band, decimal_text(rate.units_per_kwh), decimal_text(rate.vat_percent)
+
+
+def rate_of(band: str | None, rate: str | None, vat: str | None) -> Rate | None:
+    if band is None or rate is None or vat is None:
+        return None
+    return Rate.of(band, Decimal(rate), Decimal(vat))
+
+
+def decimal_text(d: Decimal) -> str:
+    """An exact decimal without an exponent or trailing zeros: `25.725`, `1000`."""
+    text = format(d, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def entry_of(row: tuple) -> Entry:
-    entry_id, socket_id, at, kind, amount, energy_wh, idem_key, memo = row
+    entry_id, socket_id, at, kind, amount, energy_wh, idem_key, memo, band, rate, vat = row
     return Entry(entry_id, socket_id, at, kind, amount, None if energy_wh is None else Fraction(energy_wh),
-                 idem_key, memo)
+                 idem_key, memo, rate_of(band, rate, vat))
 
 
 class JournalWriter:
@@ -62,15 +83,16 @@ class JournalWriter:
         return False
 
     def debit(self, socket_id: str, amount: int, kind: str, at: float, *, energy_wh: Fraction | None = None,
-              idem_key: str | None = None, memo: str = "") -> bool:
+              idem_key: str | None = None, memo: str = "", rate: Rate | None = None) -> bool:
         if kind not in DEBIT_KINDS:
             raise ValueError(f"not a debit kind: {kind}")
         if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
             raise ValueError(f"a debit amount is a non-negative integer, got {amount!r}")
         cur = self._conn.execute(
-            "INSERT INTO entries (socket_id, at, kind, amount, energy_wh, idem_key, memo) VALUES (?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (idem_key) DO NOTHING",
-            (socket_id, at, kind, -amount, None if energy_wh is None else str(energy_wh), idem_key, memo),
+            "INSERT INTO entries (socket_id, at, kind, amount, energy_wh, idem_key, memo, band, rate, vat)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idem_key) DO NOTHING",
+            (socket_id, at, kind, -amount, None if energy_wh is None else str(energy_wh), idem_key, memo,
+             *rate_columns(rate)),
         )
         if cur.rowcount == 1:
             self._changed(socket_id, -amount)
@@ -80,12 +102,15 @@ class JournalWriter:
     def save_state(self, socket_id: str, state: MeterState, previous_pending: int) -> None:
         b = state.baseline
         self._conn.execute(
-            "INSERT INTO meter_state (socket_id, counter_wh, read_at, carry, pending_units, pending_wh, pending_since)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (socket_id) DO UPDATE SET counter_wh = excluded.counter_wh,"
+            "INSERT INTO meter_state (socket_id, counter_wh, read_at, carry, pending_units, pending_wh, pending_since,"
+            " pending_band, pending_rate, pending_vat) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (socket_id) DO UPDATE SET counter_wh = excluded.counter_wh,"
             " read_at = excluded.read_at, carry = excluded.carry, pending_units = excluded.pending_units,"
-            " pending_wh = excluded.pending_wh, pending_since = excluded.pending_since",
+            " pending_wh = excluded.pending_wh, pending_since = excluded.pending_since,"
+            " pending_band = excluded.pending_band, pending_rate = excluded.pending_rate,"
+            " pending_vat = excluded.pending_vat",
             (socket_id, str(b.counter_wh), b.at, str(b.carry), state.pending_units, str(state.pending_wh),
-             state.pending_since),
+             state.pending_since, *rate_columns(state.pending_rate)),
         )
         self._changed(socket_id, previous_pending - state.pending_units)
 

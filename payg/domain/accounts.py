@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal, get_args
 
+from payg.domain.tariff import Rate
+
 CreditKind = Literal["deposit", "credit", "trade_in", "emergency"]  # emergency: a loan repaid by the next top-up
-DebitKind = Literal["usage", "debit", "trade_out", "emergency_repaid"]
+DebitKind = Literal["usage", "debit", "trade_out", "emergency_repaid", "standing"]  # standing: a day's charge
 EntryKind = CreditKind | DebitKind
 # Events that need a person to look: the landlord view shows them until acknowledged.
 AlarmKind = Literal["implausible_jump", "counter_reset", "relay_bypass", "code_lockout", "unexplained_funds",
@@ -30,6 +32,7 @@ class Entry:
     energy_wh: Fraction | None
     idem_key: str | None
     memo: str
+    rate: Rate | None = None  # what usage or a standing charge was billed at (None before rates were kept)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
 
-from payg.domain.money import Tariff
+from payg.domain.tariff import WHOLE, Rate, TariffSchedule
 
 ZERO = Fraction(0)  # Fractions are immutable: one zero serves every reading that bills nothing
 Anomaly = Literal["counter_reset", "implausible_jump"]  # the counter went backwards, or further than it could
@@ -43,12 +43,14 @@ class Baseline:
 
 @dataclass(frozen=True)
 class MeterState:
-    """A socket's billing state as persisted: its baseline and the usage not yet closed into an entry."""
+    """A socket's billing state as persisted: its baseline and the usage not yet closed into an entry, all of it
+    at one rate (`pending_rate`; None only when nothing is pending, or for a state kept before rates were)."""
 
     baseline: Baseline
     pending_units: int = 0
     pending_wh: Fraction = Fraction(0)
     pending_since: float | None = None
+    pending_rate: Rate | None = None
 
 
 @dataclass(frozen=True)
@@ -144,10 +146,12 @@ class CounterTracker:
 
 @dataclass(frozen=True)
 class Usage:
-    """Consumption closed into one journal entry: its cost in ledger units and the energy it was for."""
+    """Consumption closed into one journal entry: its cost in ledger units, the energy it was for, and the rate
+    it was billed at (None: a state kept before rates were, closed as it was)."""
 
     units: int
     energy_wh: Fraction
+    rate: Rate | None = None
 
 
 @dataclass(frozen=True)
@@ -156,20 +160,23 @@ class BillStep:
 
     state: MeterState | None        # the new state; None: the reading is held as suspect and changes nothing
     write: bool                     # the state must be persisted (an idle socket's time moves in memory only)
-    usage: Usage | None = None      # usage to close into an entry now
+    usages: tuple[Usage, ...] = ()  # usage to close into entries now (one per rate)
     anomaly: CounterAnomaly | None = None  # the baseline restarted (a confirmed reset or jump)
     suspect: Anomaly | None = None  # the reading disagrees with the baseline and is held
 
 
 def close_usage(state: MeterState) -> tuple[MeterState, Usage]:
     """The state with its pending usage closed, and that usage."""
-    return MeterState(state.baseline, 0, Fraction(0), None), Usage(state.pending_units, state.pending_wh)
+    return (MeterState(state.baseline, 0, Fraction(0), None),
+            Usage(state.pending_units, state.pending_wh, state.pending_rate))
 
 
-def bill(tracker: CounterTracker, tariff: Tariff, old: MeterState | None, counter_wh: Fraction, at: float,
+def bill(tracker: CounterTracker, tariff: TariffSchedule, old: MeterState | None, counter_wh: Fraction, at: float,
          now: float, usage_entry_s: float, flush_all: bool = False) -> BillStep:
-    """Bill one counter reading taken at `at`: the delta since the baseline at the tariff, the sub-unit carry
-    kept, usage closed into an entry once it has been pending for `usage_entry_s` (or at once: `flush_all`)."""
+    """Bill one counter reading taken at `at`: the delta since the baseline at the rates in force over the time
+    between the two readings (split by time at each rate change: the power is taken as even in between), the
+    sub-unit carry kept across rates. Pending usage is all at one rate: a new rate closes it into an entry, as
+    does `usage_entry_s` of pending (or `flush_all`)."""
     step = tracker.step(old.baseline if old else None, counter_wh, at)
     if step.new_counter_wh is None:
         return BillStep(None, False, suspect=step.suspect)
@@ -180,19 +187,35 @@ def bill(tracker: CounterTracker, tariff: Tariff, old: MeterState | None, counte
         # writes nothing, which spares an SD card); a restart measures from the last change.
         base = old.baseline
         return BillStep(MeterState(Baseline(base.counter_wh, at, base.carry), old.pending_units, old.pending_wh,
-                                   old.pending_since), False)
-    carry = old.baseline.carry if old else Fraction(0)
-    debit, carry = tariff.cost(step.billable_wh, carry)
-    pending_units = (old.pending_units if old else 0) + debit
-    pending_wh = (old.pending_wh if old else Fraction(0)) + step.billable_wh
-    pending_since = old.pending_since if old else None
-    if pending_since is None and pending_wh:
-        pending_since = now
-    new = MeterState(Baseline(step.new_counter_wh, at, carry), pending_units, pending_wh, pending_since)
-    usage = None
-    if pending_wh and (flush_all or (pending_since is not None and now - pending_since >= usage_entry_s)):
+                                   old.pending_since, old.pending_rate), False)
+    carry = old.baseline.carry if old else ZERO
+    units = old.pending_units if old else 0
+    energy = old.pending_wh if old else ZERO
+    since = old.pending_since if old else None
+    rate = old.pending_rate if old else None
+    usages: list[Usage] = []
+    if step.billable_wh:
+        start = old.baseline.at if old is not None and step.anomaly is None else at
+        for share, piece_rate in tariff.split(start, at):
+            if energy and piece_rate is not rate and piece_rate != rate:
+                usages.append(Usage(units, energy, rate))
+                units, energy, since = 0, ZERO, None
+            rate = piece_rate
+            wh = step.billable_wh if share is WHOLE else step.billable_wh * share
+            owed = carry + wh * piece_rate.units_per_wh
+            debit = owed.numerator // owed.denominator
+            carry = owed - debit
+            units += debit
+            energy += wh
+    if since is None and energy:
+        since = now
+    if not energy:
+        rate = None
+    new = MeterState(Baseline(step.new_counter_wh, at, carry), units, energy, since, rate)
+    if energy and (flush_all or (since is not None and now - since >= usage_entry_s)):
         new, usage = close_usage(new)
-    return BillStep(new, True, usage, step.anomaly)
+        usages.append(usage)
+    return BillStep(new, True, tuple(usages), step.anomaly)
 
 
 class HiddenEnergyEstimator:

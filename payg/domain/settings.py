@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
@@ -24,6 +23,7 @@ from payg.domain.ledger_settings import LedgerConfig as LedgerConfig
 from payg.domain.ledger_settings import MockLedgerConfig as MockLedgerConfig
 from payg.domain.meter_profile import MeterProfile, reading_time_s
 from payg.domain.notices import NoticeSettings
+from payg.domain.tariff_settings import TariffConfig as TariffConfig
 from payg.domain.trade_settings import BuyConfig as BuyConfig
 from payg.domain.trade_settings import SellConfig as SellConfig
 from payg.domain.trade_settings import TradeConfig as TradeConfig
@@ -180,12 +180,6 @@ class MqttConfig:
         return self.client_id or f"payg-{self.controller}"
 
 
-
-
-@dataclass(frozen=True)
-class TariffConfig:
-    tokens_per_wh: Fraction = setting(Fraction(1), "price of one Wh; exact (floats are refused, money is exact)",
-                                      kind='positive integer, or a decimal string such as `"0.25"`', by_hand=True)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from payg.domain.billing import MeterState
 from payg.domain.codes import CodeCounts
 from payg.domain.market import ChannelRow
 from payg.domain.socket import OverrideMode
+from payg.domain.tariff import Rate
 
 
 class EventTx(Protocol):
@@ -34,7 +35,7 @@ class AccountTx(EventTx, Protocol):
                memo: str = "") -> bool: ...
 
     def debit(self, socket_id: str, amount: int, kind: DebitKind, at: float, *, energy_wh: Fraction | None = None,
-              idem_key: str | None = None, memo: str = "") -> bool: ...
+              idem_key: str | None = None, memo: str = "", rate: Rate | None = None) -> bool: ...
 
     def set_deferred_debt(self, socket_id: str, units: int) -> None:
         """Debt set aside by a repayment plan (payg/domain/debt.py)."""
@@ -44,7 +45,7 @@ class BillingTx(EventTx, Protocol):
     """What a metering tick writes: usage, the billing state, anomaly events."""
 
     def debit(self, socket_id: str, amount: int, kind: DebitKind, at: float, *, energy_wh: Fraction | None = None,
-              idem_key: str | None = None, memo: str = "") -> bool: ...
+              idem_key: str | None = None, memo: str = "", rate: Rate | None = None) -> bool: ...
 
     def save_state(self, socket_id: str, state: MeterState, previous_pending: int) -> None:
         """A socket's billing state; its pending usage counts in the balance (previous_pending: as last saved)."""

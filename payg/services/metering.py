@@ -12,8 +12,10 @@ after `meter_offline_grace_s` without one, when a tick fails (`trip`), and at sh
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
+from datetime import date, timedelta
 from fractions import Fraction
 
 from payg.domain.billing import ZERO, BillStep, MeterReading, MeterState, bill, close_usage
@@ -23,12 +25,18 @@ from payg.domain.notices import NoticeSettings
 from payg.domain.relay import EXHAUSTED, Credit, check_bypass, decide
 from payg.domain.settings import MeteringConfig
 from payg.domain.socket import Balance, SocketSnapshot, SocketState, override_mode, snapshot
+from payg.domain.tariff import STANDING, Rate, TariffSchedule
 from payg.errors import RelayError, UnknownSocket
 from payg.ports import Clock, Lock, MeterReader, Relay, StatePublisher
 from payg.ports.journal import BillingTx, MeteringJournal
 from payg.services.notices import TenantNotices
 
 log = logging.getLogger("payg.controller")
+
+
+def standing_cursor(socket_id: str) -> str:
+    """The journal cursor naming the last local day whose standing charge is booked for a socket."""
+    return f"standing:{socket_id}"
 
 
 @dataclass(frozen=True)
@@ -58,7 +66,8 @@ class Metering:
     def __init__(self, sockets: list[SocketState], relays: dict[str, Relay], reader: MeterReader,
                  journal: MeteringJournal, clock: Clock, tariff: Tariff,
                  settings: MeteringSettings = MeteringSettings(), *, lock: Lock | None = None,
-                 publisher: StatePublisher | None = None):
+                 publisher: StatePublisher | None = None, schedules: Mapping[str, TariffSchedule] | None = None):
+        """`schedules`: each socket's tariff schedule (payg/domain/tariff.py); none given: `tariff`'s flat rate."""
         ids = [s.id for s in sockets]
         if len(set(ids)) != len(ids):
             raise ValueError("socket ids must be unique")
@@ -70,6 +79,9 @@ class Metering:
         self.journal = journal
         self.clock = clock
         self.tariff = tariff
+        flat = TariffSchedule.flat(tariff.units_per_wh)
+        self.schedules = {sid: (schedules or {}).get(sid, flat) for sid in ids}
+        self._standing_through: dict[str, date | None] = {}  # the last day whose standing charge is booked
         self.settings = settings
         self.lock = lock if lock is not None else nullcontext()
         self.publisher = publisher
@@ -87,6 +99,8 @@ class Metering:
             now = self.clock.now()
             for s in self.sockets.values():
                 s.state = self.journal.meter_state(s.id)
+                through = self.journal.cursor(standing_cursor(s.id))
+                self._standing_through[s.id] = date.fromisoformat(through) if through else None
                 s.override = override_mode(overrides.get(s.id))
                 self.notices.load(s)
                 self._switch(s, False, now)
@@ -141,8 +155,12 @@ class Metering:
         with self.lock:
             now = self.clock.now()
             updates: list[tuple[SocketState, MeterReading, BillStep]] = []
+            standing: list[tuple[str, date]] = []
             with self.journal.transaction() as tx:
                 for s in self.sockets.values():
+                    day = self._standing(s.id, now, tx)
+                    if day is not None:
+                        standing.append((s.id, day))
                     reading = readings.get(s.id)
                     if not isinstance(reading, MeterReading):
                         self._unavailable(s, str(reading) if reading is not None else "no reading")
@@ -153,11 +171,12 @@ class Metering:
                         continue
                     s.error = None
                     self._check_relay(s, reading, now, tx)
-                    step = bill(s.tracker, self.tariff, s.state, Fraction(reading.energy_wh), reading.at, now,
+                    step = bill(s.tracker, self.schedules[s.id], s.state, Fraction(reading.energy_wh), reading.at, now,
                                 self.settings.usage_entry_s, flush_all)
                     self._persist(s, step, reading, now, tx)
                     updates.append((s, reading, step))
             # Committed: only now does the in-memory state follow.
+            self._standing_through.update(standing)
             for s, reading, step in updates:
                 s.reading = reading
                 s.suspect = step.suspect
@@ -170,6 +189,28 @@ class Metering:
                     s.estimator.observe(float(reading.energy_wh), reading.power_w, float(reading.resolution_wh),
                                         reading.at)
 
+    def _standing(self, socket_id: str, now: float, tx: BillingTx) -> date | None:
+        """Book the standing charge of each local day up to today not booked yet (a first day: today only), once
+        each (its key: the socket and the day); the charge makes debt when there is no credit. Returns the last
+        day booked, None when there was nothing to book."""
+        schedule = self.schedules[socket_id]
+        if not schedule.has_standing_charge:
+            return None
+        today = schedule.local_day(now)
+        through = self._standing_through.get(socket_id)
+        if through is not None and through >= today:
+            return None
+        day = today if through is None else through + timedelta(days=1)
+        while day <= today:
+            charge = schedule.standing(day)
+            if charge.units:
+                rate = Rate.of(STANDING, charge.gross_units, charge.vat_percent)
+                tx.debit(socket_id, charge.units, "standing", now, idem_key=f"standing:{socket_id}:{day.isoformat()}",
+                         memo=day.isoformat(), rate=rate)
+            day += timedelta(days=1)
+        tx.set_cursor(standing_cursor(socket_id), today.isoformat())
+        return today
+
     def _persist(self, s: SocketState, step: BillStep, reading: MeterReading, now: float, tx: BillingTx) -> None:
         if step.anomaly is not None:
             a = step.anomaly
@@ -180,15 +221,15 @@ class Metering:
             else:
                 log.warning("socket %s: meter counter went backwards (%s); baseline restarted", s.id, detail)
             tx.event(s.id, a.kind, detail, now)
-        if step.usage is not None:
-            tx.debit(s.id, step.usage.units, "usage", now, energy_wh=step.usage.energy_wh)
+        for usage in step.usages:
+            tx.debit(s.id, usage.units, "usage", now, energy_wh=usage.energy_wh, rate=usage.rate)
         if step.write and step.state is not None:
             tx.save_state(s.id, step.state, s.state.pending_units if s.state else 0)
 
     @staticmethod
     def _close_usage(s: SocketState, state: MeterState, now: float, tx: BillingTx) -> MeterState:
         closed, usage = close_usage(state)
-        tx.debit(s.id, usage.units, "usage", now, energy_wh=usage.energy_wh)
+        tx.debit(s.id, usage.units, "usage", now, energy_wh=usage.energy_wh, rate=usage.rate)
         return closed
 
     def _unavailable(self, s: SocketState, why: str) -> None:
@@ -217,14 +258,18 @@ class Metering:
         carry = s.state.baseline.carry if s.state else ZERO
         hidden_wh = s.estimator.hidden_wh(now) if self.settings.predictive_cutoff else 0.0
         usable = self.journal.balance(s.id) + self.journal.deferred_debt(s.id)  # a repayment plan's debt set aside
-        return Credit(usable, carry, hidden_wh * float(self.tariff.units_per_wh))
+        rate = self.schedules[s.id].segment_at(now).rate
+        return Credit(usable, carry, hidden_wh * float(rate.units_per_wh))
 
     def _decide(self, s: SocketState, now: float) -> None:
         credit = self.credit_of(s, now)
+        schedule = self.schedules[s.id]
         d = decide(credit, healthy=self.healthy(s, now), override=s.override,
                    stopped=self._stopped, exhausted_at_balance=s.exhausted_at_balance,
                    power_w=s.reading.power_w if s.reading is not None else None,
-                   units_per_wh=self.tariff.units_per_wh, now=now, poll_interval_s=self.settings.poll_interval_s,
+                   units_per_wh=schedule.segment_at(now).rate.units_per_wh, now=now,
+                   spend=None if schedule.is_flat else schedule.time_to_spend,
+                   poll_interval_s=self.settings.poll_interval_s,
                    predictive=self.settings.predictive_cutoff, relay_on=s.relay_closed,
                    friendly_end=self._friendly_end if s.id not in self.settings.friendly_off else None)
         s.exhausted_at_balance = d.exhausted_at_balance
@@ -237,7 +282,8 @@ class Metering:
     def _notice(self, s: SocketState, off_for_credit: bool, credit: Credit, now: float) -> None:
         if not self._stopped:
             self.notices.observe(s, off_for_credit=off_for_credit, balance=credit.balance,
-                                 available_units=credit.available, units_per_wh=float(self.tariff.units_per_wh),
+                                 available_units=credit.available,
+                                 units_per_wh=float(self.schedules[s.id].segment_at(now).rate.units_per_wh),
                                  power_w=s.reading.power_w if s.reading is not None else None, now=now)
 
     def _friendly_end(self, t: float) -> float | None:

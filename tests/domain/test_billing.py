@@ -2,7 +2,8 @@ from fractions import Fraction
 
 import pytest
 
-from payg.domain.billing import Baseline, CounterTracker, HiddenEnergyEstimator, Tariff
+from payg.domain.billing import Baseline, CounterTracker, HiddenEnergyEstimator
+from payg.domain.money import Tariff
 
 
 def test_cost_carries_the_remainder_below_one_unit():

@@ -15,7 +15,8 @@ import payg.adapters.config.protections as protection_tables
 from payg.adapters.config import sockets as socket_tables
 from payg.adapters.config.mqtt import mqtt as mqtt_table
 from payg.adapters.config.server import server_table
-from payg.adapters.config.tables import ENV_NAME, EVM_ADDRESS, Table, exact, fill, read_toml, secret, units, url
+from payg.adapters.config.tables import ENV_NAME, EVM_ADDRESS, Table, fill, read_toml, secret, units, url
+from payg.adapters.config.tariff import tariff as tariff_table
 from payg.domain.settings import (
     CodesConfig,
     Config,
@@ -28,7 +29,6 @@ from payg.domain.settings import (
     ModbusMeterConfig,
     SecretRef,
     SocketConfig,
-    TariffConfig,
     TradeConfig,
     WebConfig,
 )
@@ -156,7 +156,7 @@ def parse(data: dict, file: str, base_dir: Path | None = None, profile_dirs: tup
     lt.finish()
 
     tt = root.table("tariff", {})
-    tariff = fill(tt, TariffConfig, tokens_per_wh=exact(tt, "tokens_per_wh", TariffConfig.tokens_per_wh))
+    tariff = tariff_table(tt)
     tt.finish()
 
     raw_sockets = root.raw("sockets")
