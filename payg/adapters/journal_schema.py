@@ -162,7 +162,7 @@ V9 = (  # 030264e: which code a landlord's request made
 )
 
 def v10(conn: sqlite3.Connection) -> None:
-    """Money at rates: each usage entry keeps its band, its rate (journal units per kWh, VAT in) and its VAT
+    """a528741: money at rates. Each usage entry keeps its band, its rate (journal units per kWh, VAT in) and its VAT
     percent; a day's standing charge is an entry of its own kind (`standing`, its key once per socket and day);
     the pending usage of a meter state keeps its rate too. Older rows have no rate (NULL)."""
     _rebuild_entries(conn, ("deposit", "credit", "trade_in", "emergency"),
