@@ -44,7 +44,9 @@ import statistics
 import sys
 import tempfile
 import time
+import zoneinfo
 from dataclasses import dataclass, replace
+from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
 
@@ -65,14 +67,14 @@ OVERSHOOT_GOAL_WH = 0.1
 
 
 def make_config(data_dir: Path, loads_w, *, predictive: bool = True, tokens_per_wh: str = "1",
-                poll_s: float = 1.0, deposit_poll_s: float = 1.0):
+                poll_s: float = 1.0, deposit_poll_s: float = 1.0, tariff: dict | None = None):
     data = {
         "controller": {"data_dir": str(data_dir), "poll_interval_s": poll_s,
                        "deposit_poll_interval_s": deposit_poll_s, "predictive_cutoff": predictive,
                        "log_level": "warning"},
-        "web": {"enabled": False},
+        "web": {"enabled": False, "timezone": "Europe/London"},
         "ledger": {"backend": "mock"},
-        "tariff": {"tokens_per_wh": tokens_per_wh},
+        "tariff": tariff or {"tokens_per_wh": tokens_per_wh},
         "sockets": [{"id": f"s{i}", "meter": {"kind": "simulated", "load_w": w}, "relay": {"kind": "simulated"}}
                     for i, w in enumerate(loads_w)],
     }
@@ -89,6 +91,7 @@ class Loop(VirtualDriver):
         self.tick_cpu_s: list[float] = []
         if time_ticks:
             self.jobs = [replace(job, run=self._timed(job.run)) if job.name == "tick" else job for job in self.jobs]
+            self._by_name = {job.name: job for job in self.jobs}  # what the driver runs by name
 
     def _timed(self, tick):
         def timed() -> None:
@@ -136,6 +139,31 @@ def scenario_ratio(tmp: Path, hours: float, tokens_per_wh: str, label: str, time
         ok = ok and exact and consistent and metered > 0
     rt.close()
     return rows, ok, loop
+
+
+FLAT = {"currency": "GBP", "unit_rate": "0.2450"}
+FOUR_BANDS = {"currency": "GBP", "unit_rate": "0.2450", "standing_charge": "0.5324", "vat_percent": "5",
+              "vat_included": False,
+              "bands": [{"name": "night", "hours": "00:30-07:30", "unit_rate": "0.1200"},
+                        {"name": "peak", "hours": "16:00-19:00", "unit_rate": "0.3500"},
+                        {"name": "weekend", "hours": "07:30-00:30", "unit_rate": "0.2000",
+                         "days": ["saturday", "sunday"]},
+                        {"name": "evening", "hours": "19:00-23:00", "unit_rate": "0.2800"}]}
+
+
+def tariff_tick_cost(tmp: Path, tariff: dict, start: float, seconds: float) -> tuple[list[float], int]:
+    """CPU s of each Site.tick() for 3 loaded sockets under `tariff`, and how many usage entries were booked."""
+    rt = app.build(make_config(Path(tempfile.mkdtemp(prefix="tariff-", dir=tmp)), LOADS_W, tariff=tariff),
+                   ManualClock(start))
+    rt.site.start()
+    for i in rt.metering.sockets:
+        rt.ledger.pay(i, 10**12)
+    loop = Loop(rt, time_ticks=True)
+    loop.run_until(start + seconds)
+    rt.site.shutdown()
+    entries = sum(1 for i in rt.metering.sockets for e in rt.journal.all_entries(i) if e.kind == "usage")
+    rt.close()
+    return loop.tick_cpu_s, entries
 
 
 def print_ratio(rows) -> None:
@@ -273,6 +301,7 @@ def main(argv=None) -> int:
     parser.add_argument("--trials", type=int, default=20, help="cut-off trials per load and mode for (b)")
     parser.add_argument("--latency-trials", type=int, default=50, help="trials for (c)")
     parser.add_argument("--seed", type=int, default=2024)
+    parser.add_argument("--tariff-minutes", type=float, default=60.0, help="simulated minutes per run of (d)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     failures: list[str] = []
@@ -329,6 +358,26 @@ def main(argv=None) -> int:
               f"p99 {percentile(wall, 99):.3f}  max {max(wall):.3f}")
         print(f"      CPU  ms: mean {statistics.mean(cpu):.3f}  (process_time, includes SQLite commit; "
               f"= {statistics.mean(cpu) / 1e3 * 60:.3f} CPU s per minute at 1 Hz)")
+        print()
+
+        print("(d) tick cost with a four-band tariff (night, peak, evening, weekend; standing charge, VAT added) "
+              "beside a flat one, GBP, 3 loaded sockets, from 07:00 local (the 07:30 edge is crossed)")
+        start = datetime(2027, 1, 12, 7, 0, tzinfo=zoneinfo.ZoneInfo("Europe/London")).timestamp()
+        runs: dict[str, list[float]] = {"flat": [], "four bands": []}
+        booked: dict[str, int] = {}
+        for _ in range(2):  # interleaved, so that a busy machine weighs on both alike
+            for name, tariff in (("flat", FLAT), ("four bands", FOUR_BANDS)):
+                cpu_s, booked[name] = tariff_tick_cost(tmp, tariff, start, args.tariff_minutes * 60)
+                runs[name] += cpu_s
+        medians = {name: statistics.median(v) * 1e3 for name, v in runs.items()}
+        for name, v in runs.items():
+            ms = [x * 1e3 for x in v]
+            print(f"    {name:<11} CPU ms per tick: median {medians[name]:.3f}  mean {statistics.mean(ms):.3f}  "
+                  f"p99 {percentile(ms, 99):.3f}  over {len(ms)} ticks; {booked[name]} usage entries per run")
+        ratio = medians["four bands"] / medians["flat"]
+        print(f"    four bands / flat (median CPU per tick): {ratio:.3f}  (goal: at most 1.2)")
+        if ratio > 1.5:
+            failures.append(f"(d) a four-band tick costs {ratio:.2f}x a flat one")
     print()
     return finish(started, failures, "all goals met")
 

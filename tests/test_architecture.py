@@ -181,7 +181,7 @@ def test_the_tree_has_no_import_cycle():
 @pytest.mark.parametrize("where, planted, cycle", [
     ("payg/wiring/hub.py", "from payg.bootstrap import web_dirs", ["payg.bootstrap", "payg.wiring.hub"]),
     ("ledgers/iota/wallet.py", "from ledgers.iota import IotaLedger", ["ledgers.iota", "ledgers.iota.wallet"]),
-    ("payg/domain/money.py", "from payg.domain.billing import bill", ["payg.domain.billing", "payg.domain.money"]),
+    ("payg/domain/tariff.py", "from payg.domain.billing import bill", ["payg.domain.billing", "payg.domain.tariff"]),
 ])
 def test_the_cycle_check_finds_a_planted_cycle(tmp_path, where, planted, cycle):
     copy_source_tree(tmp_path)

@@ -56,11 +56,11 @@ def decide(credit: Credit, *, healthy: bool, override: OverrideMode | None, stop
            exhausted_at_balance: int | None, power_w: float | None, units_per_wh: Fraction, now: float,
            poll_interval_s: float, predictive: bool, relay_on: bool = False,
            friendly_end: Callable[[float], float | None] | None = None,
-           spend: Callable[[float, float | None, float], float | None] | None = None) -> RelayDecision:
+           spend: Callable[[float, float | None, float, float], float | None] | None = None) -> RelayDecision:
     """`friendly_end(t)`: when the friendly-credit period around `t` ends, None outside one
     (payg/domain/friendly.py); a socket on when its credit runs out stays on until then. `spend(units, power_w,
-    now)`: the seconds `units` last at that power with the rates and standing charges ahead
-    (payg/domain/tariff.py `time_to_spend`); None: at `units_per_wh` throughout."""
+    now, horizon_s)`: the seconds `units` last at that power with the rates and standing charges ahead, None
+    beyond `horizon_s` (payg/domain/tariff.py `time_to_spend`); no `spend`: at `units_per_wh` throughout."""
     exhausted = exhausted_at_balance
     if exhausted is not None:
         # Usage billed after the cut lowers the mark; only a new credit lifts the balance above it.
@@ -88,7 +88,8 @@ def decide(credit: Credit, *, healthy: bool, override: OverrideMode | None, stop
                              friendly=True)
     cut_at = None
     if predictive:
-        seconds_left = (spend(available, power_w, now) if spend is not None
+        # only a cut within two ticks is scheduled: the forecast need not look further
+        seconds_left = (spend(available, power_w, now, 2 * poll_interval_s) if spend is not None
                         else time_left_s(available / float(units_per_wh), power_w))
         if seconds_left is not None:
             runs_out = now + seconds_left

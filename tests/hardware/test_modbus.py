@@ -24,7 +24,7 @@ from payg import serialize
 from payg.adapters.clocks import ManualClock
 from payg.adapters.config.profiles import load_profile
 from payg.adapters.journal import SqliteJournal
-from payg.domain.billing import Tariff
+from payg.domain.money import Tariff
 from payg.errors import MeterTimeout, MeterUnavailable, PortUnavailable
 from tests.support import ROOT, launcher, wait_until
 from tests.support.modbus_emulator import ModbusEmulator, f32, f32_registers

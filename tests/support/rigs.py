@@ -27,12 +27,14 @@ from tests.fakes import FakeDepositSource, FakeMeter, FakePublisher, FakeRelay
 
 
 def metering_for(meters: dict, relays: dict, journal, clock, *, tokens_per_wh=Fraction(1), buses=None, waiter=None,
-                 max_power_w=3680.0, publisher=None, names=None, **settings) -> Metering:
-    """Metering over these meters and relays (socket id -> each); `buses`: bus id -> the sockets on it."""
+                 max_power_w=3680.0, publisher=None, names=None, schedule=None, **settings) -> Metering:
+    """Metering over these meters and relays (socket id -> each); `buses`: bus id -> the sockets on it;
+    `schedule`: every socket's tariff schedule (payg/domain/tariff.py), else `tokens_per_wh` flat."""
     ms = MeteringSettings(**settings)
     sockets = [SocketState(i, (names or {}).get(i, i), max_power_w, ms.counter_confirmations) for i in meters]
     reader = BusPool(meters, buses or {}, 0.8 * ms.poll_interval_s, waiter)
-    return Metering(sockets, relays, reader, journal, clock, Tariff(tokens_per_wh), ms, publisher=publisher)
+    return Metering(sockets, relays, reader, journal, clock, Tariff(tokens_per_wh), ms, publisher=publisher,
+                    schedules=None if schedule is None else dict.fromkeys(meters, schedule))
 
 
 RAM_DIR = "/dev/shm"  # tmpfs on Linux
@@ -60,7 +62,8 @@ class Rig:
     """The metering loop with fake meters and relays, a real journal file (or the given one) and a fake ledger."""
 
     def __init__(self, tmp_path, ids=("a",), *, tokens_per_wh=Fraction(1), predictive=True, grace_s=10.0,
-                 usage_entry_s=60.0, source=None, clock=None, journal=None, tick_s=1.0, deposit_poll_s=1.0):
+                 usage_entry_s=60.0, source=None, clock=None, journal=None, tick_s=1.0, deposit_poll_s=1.0,
+                 schedule=None):
         self.tmp_path = tmp_path
         self.ids = ids
         self.clock = clock or ManualClock()
@@ -71,7 +74,7 @@ class Rig:
         self.fixed_journal = journal
         self.journal_dir = tmp_path if journal is not None else journal_dir(tmp_path, self)
         self.kwargs = dict(tokens_per_wh=tokens_per_wh, predictive=predictive, grace_s=grace_s,
-                           usage_entry_s=usage_entry_s, tick_s=tick_s, deposit_poll_s=deposit_poll_s)
+                           usage_entry_s=usage_entry_s, tick_s=tick_s, deposit_poll_s=deposit_poll_s, schedule=schedule)
         self.open()
 
     def open(self):
@@ -79,6 +82,7 @@ class Rig:
         self.journal = self.fixed_journal or SqliteJournal(self.journal_dir / "journal.sqlite")
         self.metering = metering_for(self.meters, self.relays, self.journal, self.clock,
                                      tokens_per_wh=k["tokens_per_wh"], names={i: i.upper() for i in self.ids},
+                                     schedule=k["schedule"],
                                      poll_interval_s=k["tick_s"], meter_offline_grace_s=k["grace_s"],
                                      usage_entry_s=k["usage_entry_s"],
                                      predictive_cutoff=k["predictive"], publisher=self.publisher)
