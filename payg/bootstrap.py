@@ -30,11 +30,14 @@ from payg.wiring import hub as hub_wiring
 from payg.wiring import mqtt as mqtt_wiring
 from payg.wiring import xpub as xpub_wiring
 from payg.wiring.runtime import Runtime, close_all, profile_dirs, web_dirs
+from payg.wiring.tariffs import keep_money_unit, resale_check, socket_schedules
 
 if TYPE_CHECKING:
     from payg.adapters.journal import SqliteJournal
     from payg.ports import Clock, DepositSource, Notifier, PeerLink
+    from payg.ports.journal import StatementJournal
     from payg.services.metering import Metering
+    from payg.services.statements import StatementDesk
     from payg.web import WebServices
     from payg.web.trade import Trade
     from payg.webkit.security import WebSecrets
@@ -79,6 +82,7 @@ def build(config: Config, clock: Clock | None = None, notifier: Notifier | None 
     try:
         journal = open_journal(config)
         made("journal", journal.close)
+        keep_money_unit(journal, config)
         ledger = build_ledger(config, journal, clock)
         made("ledger", ledger.close)
         hw = hardware.build(config, clock, made)
@@ -89,11 +93,10 @@ def build(config: Config, clock: Clock | None = None, notifier: Notifier | None 
                              notices=replace(p.notices, per_socket=tuple(p.per(ids, "warn_hours").items())),
                              friendly_off=frozenset(s.id for s in config.sockets if not s.friendly_credit))
         publishers = Publishers()
-        tz = zoneinfo.ZoneInfo(config.web.timezone) if config.web.timezone else None
-        schedule = config.tariff.schedule(tz)
         metering = Metering(sockets, hw.relays, hw.reader, journal, clock, Tariff(config.tariff.units_per_wh, 1),
                             settings, lock=threading.RLock(), publisher=publishers,
-                            schedules=dict.fromkeys(ids, schedule))
+                            schedules=socket_schedules(config))
+        resale_warnings = resale_check(config)
         plan = p.per(ids, "debt_recovery_percent")
         watcher = DepositWatcher(ledger, journal, clock, on_credit=metering.credits_arrived, recovery_percent=plan)
         codes = CodeDesk(metering, journal, OpenPaygoCodec(), load_code_keys(c.data_dir, [s.id for s in sockets]),
@@ -113,7 +116,8 @@ def build(config: Config, clock: Clock | None = None, notifier: Notifier | None 
         close_all(closers)  # what was made so far
         raise
     return Runtime(config, clock, journal, ledger, hw.meters, hw.relays, publishers, metering,
-                   LandlordDesk(metering, journal), watcher, site, codes, trade, book, supply, closers)
+                   LandlordDesk(metering, journal), watcher, site, codes, trade, book, supply, closers,
+                   resale_warnings=tuple(resale_warnings))
 
 
 def build_ledger(config: Config, journal: SqliteJournal, clock: Clock) -> DepositSource:
@@ -152,6 +156,7 @@ def web_services(rt: Runtime, secrets: WebSecrets) -> WebServices:
     """What the web entry point is given of a runtime."""
     from payg.adapters import web_sessions
     from payg.adapters.secrets import LandlordPasswordHash
+    from payg.domain.money import MoneyUnit
     from payg.web import WebServices
     from payg.web.trade import TradeServices
 
@@ -167,6 +172,8 @@ def web_services(rt: Runtime, secrets: WebSecrets) -> WebServices:
                        protections=rt.config.protections,
                        mqtt_status=lambda: rt.mqtt_status() if rt.mqtt_status is not None else None,
                        server_status=lambda: rt.server_status() if rt.server_status is not None else None,
+                       resale_warnings=rt.resale_warnings,
+                       money=MoneyUnit.of(rt.config.tariff),
                        password_hash=LandlordPasswordHash(rt.config.web.landlord_password, rt.config.path,
                                                           secrets.password_hash))
 
@@ -281,6 +288,14 @@ class CliWiring:
 
         path = config.controller.data_dir / "journal.sqlite"
         return SqliteJournal(path) if path.exists() else None
+
+    @staticmethod
+    def statement_desk(config: Config, journal: StatementJournal) -> StatementDesk:
+        from payg.domain.money import MoneyUnit
+        from payg.services.statements import StatementDesk
+
+        tz = zoneinfo.ZoneInfo(config.web.timezone) if config.web.timezone else None
+        return StatementDesk(journal, SystemClock(), tz, MoneyUnit.of(config.tariff))
 
     @staticmethod
     @contextmanager

@@ -3,10 +3,12 @@ and pages, MQTT payloads. It imports the domain and the services' value types; n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
 from payg.domain.accounts import Entry
+from payg.domain.money import MoneyUnit
 from payg.domain.socket import Balance, SocketSnapshot
 from payg.services.dashboard import SocketView
 
@@ -32,8 +34,15 @@ def balance(b: Balance) -> dict[str, Any]:
     return {"balance": b.units, "balance_tokens": b.tokens, "debt": b.debt, "debt_tokens": b.debt_tokens}
 
 
+def money(b: Balance, unit: MoneyUnit, write: Callable[[int | float], str]) -> dict[str, Any]:
+    """What a balance is counted in and how it reads: the currency's code (None: tokens) and the balance written
+    by `write` (the edge's formatter, payg/webkit/money.py `text`: "£12.34", "1,234 tokens")."""
+    return {"currency": unit.currency, "balance_text": write(b.tokens)}
+
+
 def socket_state(s: SocketSnapshot) -> dict[str, Any]:
-    """A socket's state with the JSON API's keys (the README's "JSON API": a socket state, without `topup`)."""
+    """A socket's state with the JSON API's keys (the README's "JSON API": a socket state, without `topup` and
+    the `money` keys, which the API adds)."""
     r = s.reading
     return {
         "id": s.id,

@@ -15,6 +15,47 @@ window.payg = (function () {
   }
   const tok = (x) => num(x, 2, !Number.isInteger(x));   /* 1,234 or 1,234.50 */
 
+  /* Money: a journal amount is tokens, or with [tariff] currency the currency's minor unit; the page's boot data
+     says which (page.money: {currency, minor, locale}, payg/webkit/money.py `page`), and the server writes the
+     same with Babel. m: another unit than the page's (the hub's rows: {currency, locale}, the digits from Intl). */
+  let unit = null;
+  function useMoney(m) { unit = m && m.currency ? m : null; }
+  const cur = (m) => (m === undefined ? unit : m && m.currency ? m : null);
+  function currencyFormat(m) {
+    const key = m.locale + " " + m.currency + " " + m.minor;
+    if (!nfs[key]) {
+      const o = { style: "currency", currency: m.currency };
+      if (m.minor !== undefined && m.minor !== null) { o.minimumFractionDigits = m.minor; o.maximumFractionDigits = m.minor; }
+      nfs[key] = new Intl.NumberFormat(m.locale || "en-GB", o);
+    }
+    return nfs[key];
+  }
+  const digits = (m) => (m.minor !== undefined && m.minor !== null ? m.minor
+    : currencyFormat(m).resolvedOptions().maximumFractionDigits);
+  /* the amount without its unit in tokens (1,234), with its sign in a currency (£12.34) */
+  function figure(x, m) {
+    m = cur(m);
+    if (x === null || x === undefined || !isFinite(x)) return DASH;
+    return m ? currencyFormat(m).format(x / Math.pow(10, digits(m))) : tok(x);
+  }
+  /* the amount with its unit: "1,234 tokens", "1 token", "£12.34" */
+  const money = (x, m) => (cur(m) || x === null || x === undefined || !isFinite(x) ? figure(x, m)
+    : figure(x, m) + (x === 1 ? " token" : " tokens"));
+  /* what amounts are counted in, for a label: "tokens" or the currency's code */
+  const moneyWord = (m) => (cur(m) ? cur(m).currency : "tokens");
+  /* what a person types (major unit in a currency: "12.34"; whole tokens) as a journal amount, exactly; NaN if it
+     is not one */
+  function toUnits(text, m) {
+    m = cur(m);
+    const t = String(text).trim(), d = m ? digits(m) : 0;
+    const f = new RegExp("^([-\u2212]?)(\\d+)(?:\\.(\\d{0," + d + "}))?$").exec(t);
+    if (!f || (!d && f[3] !== undefined)) return NaN;
+    const n = Number(f[2]) * Math.pow(10, d) + Number((f[3] || "").padEnd(d, "0") || 0);
+    return Number.isSafeInteger(n) ? (f[1] ? -n : n) : NaN;
+  }
+  /* a journal amount as the figure a person types back (1234 pence: "12.34") */
+  const toMajor = (x, m) => (cur(m) ? (x / Math.pow(10, digits(cur(m)))).toFixed(digits(cur(m))) : String(x));
+
   function wh(x) {
     if (x === null || x === undefined || !isFinite(x)) return DASH;
     if (Math.abs(x) < 1000) return num(x, 0) + " Wh";
@@ -135,6 +176,6 @@ window.payg = (function () {
     return sock;
   }
 
-  return { num, tok, wh, dur, ago, clock, requestId, setText, boot, csrf, copyText, announce, indicator,
+  return { num, tok, useMoney, figure, money, moneyWord, toUnits, toMajor, wh, dur, ago, clock, requestId, setText, boot, csrf, copyText, announce, indicator,
     watchConnection, landlordSocket, DASH };
 })();

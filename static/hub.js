@@ -10,6 +10,13 @@
   let events = [], fCtl = "", fRelay = "", fText = "";
   const AVAIL = { online: "Online", offline: "Offline" };
   const ACTION = { force_off: "Force off", automatic: "Automatic", credit: "Credit" };
+  /* a row's money: its controller's currency (the state's "currency"; none: tokens), written for the hub's locale */
+  const unitOf = (code) => (code ? { currency: code, locale: boot.locale } : null);
+  /* a total over rows of one currency; "—" over several */
+  function total(list, x) {
+    const codes = new Set(list.map((r) => r.currency || null));
+    return codes.size > 1 ? P.DASH : P.figure(x, unitOf(codes.size ? codes.values().next().value : null));
+  }
 
   function h(parent, tag, cls, text) {
     const e = parent.appendChild(document.createElement(tag));
@@ -64,8 +71,8 @@
     P.setText(el.ctl, r.controller);
     pill(el.relay, "st-" + (r.relay || "off"), r.relay === "on" ? "On" : r.relay === "off" ? "Off" : P.DASH);
     P.setText(el.override, r.override === "off" ? "forced off" : "");
-    P.setText(el.bal, P.tok(r.balance_tokens));
-    P.setText(el.debt, r.debt ? "debt " + P.tok(r.debt_tokens) : r.credit_exhausted ? "used up" : "");
+    P.setText(el.bal, P.figure(r.balance_tokens, unitOf(r.currency)));
+    P.setText(el.debt, r.debt ? "debt " + P.figure(r.debt_tokens, unitOf(r.currency)) : r.credit_exhausted ? "used up" : "");
     P.setText(el.power, r.power_w === null || r.power_w === undefined ? P.DASH : P.num(r.power_w) + " W");
     P.setText(el.meter, r.meter || P.DASH);
     P.setText(el.at, r.at ? P.clock(r.at) : P.DASH);
@@ -108,7 +115,7 @@
       if (shown(rec.r)) { tbody.appendChild(rec.tr); list.push(rec.r); }
     }
     const t = totals(list);
-    cells($("tot"), [plural(t.sockets, "socket"), t.on + " on, " + t.off + " off", P.tok(t.bal), P.num(t.power) + " W",
+    cells($("tot"), [plural(t.sockets, "socket"), t.on + " on, " + t.off + " off", total(list, t.bal), P.num(t.power) + " W",
       "", "", ""]);
     P.setText($("count"), list.length === rows.size ? plural(rows.size, "socket")
       : list.length + " of " + rows.size + " sockets");
@@ -116,15 +123,15 @@
     const cb = $("ctl-rows"), names = Array.from(ctls.keys()).sort();
     cb.textContent = "";
     for (const name of names) {
-      const c = ctls.get(name), ct = totals(list.filter((r) => r.controller === name));
+      const mine = list.filter((r) => r.controller === name), c = ctls.get(name), ct = totals(mine);
       const tr = h(cb, "tr");
       tr.dataset.name = name;
       cells(tr, [name, { pill: "av-" + (c.status || "unknown"), text: AVAIL[c.status] || "Unknown" },
-        String(ct.sockets), String(ct.on), String(ct.off), P.num(ct.power) + " W", P.tok(ct.bal)]);
+        String(ct.sockets), String(ct.on), String(ct.off), P.num(ct.power) + " W", total(mine, ct.bal)]);
       labelled(tr, "ctls");
     }
     cells($("ctl-tot"), [plural(names.length, "controller"), "", String(t.sockets), String(t.on), String(t.off),
-      P.num(t.power) + " W", P.tok(t.bal)]);
+      P.num(t.power) + " W", total(list, t.bal)]);
     const sel = $("fc"), want = ["", ...names];
     if (Array.from(sel.options, (o) => o.value).join("\n") !== want.join("\n")) {
       sel.textContent = "";
@@ -219,7 +226,11 @@
     if (b.dataset.act === "credit") {
       target = rec.r;
       opener = b;
-      P.setText($("credit-who"), rec.r.key + " \u00b7 balance " + P.tok(rec.r.balance_tokens));
+      P.setText($("credit-who"), rec.r.key + " \u00b7 balance " + P.money(rec.r.balance_tokens, unitOf(rec.r.currency)));
+      /* typed in tokens, or in the controller's currency's major unit (12.34); sent as its minor unit */
+      const u = unitOf(rec.r.currency);
+      P.setText(document.querySelector('label[for="credit-tok"]'), u ? "Amount in " + u.currency : "Tokens");
+      $("credit-tok").step = u ? P.toMajor(1, u) : "1";
       $("credit-err").hidden = true;
       $("credit-f").reset();
       $("credit").showModal();
@@ -229,10 +240,12 @@
   });
   $("credit-f").addEventListener("submit", async (e) => {
     e.preventDefault();
-    const tokens = Number($("credit-tok").value), reason = $("credit-why").value.trim();
+    const u = unitOf(target.currency), tokens = P.toUnits($("credit-tok").value, u),
+      reason = $("credit-why").value.trim();
     if (!Number.isInteger(tokens) || tokens === 0 || !reason) {
       $("credit-err").hidden = false;
-      P.setText($("credit-err"), "A whole number of tokens (not 0) and a reason, please.");
+      P.setText($("credit-err"), u ? "An amount in " + u.currency + " (not 0) and a reason, please."
+        : "A whole number of tokens (not 0) and a reason, please.");
       return;
     }
     const go = $("credit-go");

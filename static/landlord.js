@@ -3,6 +3,7 @@
 (function () {
   const P = window.payg, $ = (id) => document.getElementById(id);
   const boot = P.boot(), tbody = $("rows");
+  P.useMoney(boot.page && boot.page.money);
   const recs = new Map();   // id -> {id, v: view, tr, el: {key: element}, t: {key: text shown}}
   let order = [], sortKey = "name", sortDir = 1, fText = "", fStatus = "", sortDirty = false, filterDirty = false;
   let now = Date.now() / 1000;
@@ -79,15 +80,15 @@
       st: STATUS[v.status] || String(v.status),
       help: v.needs_help ? "Off " + offH(v.off_for_credit_h_7d) + " in 7 days" : "",
       stx: d.join(" \u00b7 "),
-      bal: P.tok(v.balance_tokens),
-      balx: v.debt > 0 ? "debt " + P.tok(v.debt) : v.balance_tokens <= 0 ? "no credit" : v.credit_exhausted ? "used up"
+      bal: P.figure(v.balance_tokens),
+      balx: v.debt > 0 ? "debt " + P.figure(v.debt) : v.balance_tokens <= 0 ? "no credit" : v.credit_exhausted ? "used up"
         : v.low_credit ? "low credit" : "",
       pw: v.power_w == null ? P.DASH : P.num(v.power_w) + " W",
       today: P.wh(v.energy_today_wh),
       month: P.wh(v.energy_month_wh),
-      rev: P.tok(v.revenue_month_tokens),
+      rev: P.figure(v.revenue_month_tokens),
       tu: P.ago(v.last_topup_at, now),
-      tux: v.last_topup_at && v.last_topup_tokens ? "+" + P.tok(v.last_topup_tokens) + " tokens" : "",
+      tux: v.last_topup_at && v.last_topup_tokens ? "+" + P.money(v.last_topup_tokens) : "",
       ov: v.override === "off" ? "Automatic" : "Force off",
       ack: v.alarms > 0 ? "1" : "",
     };
@@ -156,7 +157,7 @@
       ["balance_tokens", "power_w", "energy_today_wh", "energy_month_wh", "revenue_month_tokens"].forEach((f, i) => { s[i] += v[f] || 0; });
     }
     [n + (n === 1 ? " socket" : " sockets"), Object.keys(STATUS).filter((k) => c[k]).map((k) => c[k] + " " + k).join(" \u00b7 "),
-      P.tok(s[0]), P.num(s[1]) + " W", P.wh(s[2]), P.wh(s[3]), P.tok(s[4])].forEach((t, i) => P.setText(tot[i], t));
+      P.figure(s[0]), P.num(s[1]) + " W", P.wh(s[2]), P.wh(s[3]), P.figure(s[4])].forEach((t, i) => P.setText(tot[i], t));
     if (helpNote.hidden === help) helpNote.hidden = !help;
     P.setText($("count"), n === recs.size ? n + " sockets" : "Showing " + n + " of " + recs.size + " sockets");
   }
@@ -238,15 +239,16 @@
     form.reset();
     aerr.hidden = true;
     check();
-    P.setText($("adj-who"), label(r) + " (" + r.id + ") \u00b7 balance " + P.tok(r.v.balance_tokens) + " tokens");
+    P.setText($("adj-who"), label(r) + " (" + r.id + ") \u00b7 balance " + P.money(r.v.balance_tokens));
     adj.showModal();
     amt.focus();
   }
   function check() {
-    const n = amt.valueAsNumber, int = Number.isInteger(n);
+    /* typed in tokens, or in the currency's major unit (12.34); booked in journal units (pence) */
+    const n = P.toUnits(amt.value), int = Number.isInteger(n);
     amt.setCustomValidity(n === 0 ? "Enter an amount other than 0." : "");
     why.setCustomValidity(why.value && !why.value.trim() ? "Enter a reason." : "");
-    P.setText(go, int && n > 0 ? "Credit " + P.num(n) + " tokens" : int && n < 0 ? "Debit " + P.num(-n) + " tokens" : "Book");
+    P.setText(go, int && n > 0 ? "Credit " + P.money(n) : int && n < 0 ? "Debit " + P.money(-n) : "Book");
   }
   amt.addEventListener("input", check);
   why.addEventListener("input", check);
@@ -256,11 +258,11 @@
     if (adjBusy || !form.reportValidity()) return;
     adjBusy = true;
     go.setAttribute("aria-busy", "true");
-    const n = amt.valueAsNumber, r = adjRec;
+    const n = P.toUnits(amt.value), r = adjRec;
     try {
       const j = await post(r, "adjust", { amount_tokens: n, reason: why.value.trim(), request_id: adjReq });
       adj.close();
-      say(r, j && j.booked === false ? "already booked (an earlier attempt went through)." : (n > 0 ? "credited " : "debited ") + P.num(Math.abs(n)) + " tokens.");
+      say(r, j && j.booked === false ? "already booked (an earlier attempt went through)." : (n > 0 ? "credited " : "debited ") + P.money(Math.abs(n)) + ".");
     } catch (err) {
       P.setText(aerr, err.message.charAt(0).toUpperCase() + err.message.slice(1));
       aerr.hidden = false;
@@ -302,13 +304,13 @@
     mkGo.setAttribute("aria-busy", "true");
     const r = mkRec;
     try {
-      const j = await post(r, "codes", { tokens: mkTok.valueAsNumber, request_id: mkReq });
+      const j = await post(r, "codes", { tokens: P.toUnits(mkTok.value), request_id: mkReq });
       P.setText(mkCode, j.spaced || j.code);
-      P.setText($("mk-for"), P.num(j.tokens) + " tokens for " + label(r) + " (" + r.id + "), code #" + j.count + ":");
+      P.setText($("mk-for"), P.money(j.tokens) + " for " + label(r) + " (" + r.id + "), code #" + j.count + ":");
       mkForm.hidden = true;
       mkDone.hidden = false;
       $("mk-copy").focus();
-      P.announce($("mk-said"), "Code for " + P.num(j.tokens) + " tokens: " + (j.spaced || j.code));
+      P.announce($("mk-said"), "Code for " + P.money(j.tokens) + ": " + (j.spaced || j.code));
     } catch (err) {
       P.setText(mkErr, err.message.charAt(0).toUpperCase() + err.message.slice(1));
       mkErr.hidden = false;

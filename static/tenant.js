@@ -7,6 +7,7 @@
   const boot = P.boot();
   const id = boot.socket, topup = boot.topup;
   const histS = (boot.page && boot.page.history_s) || 3600;
+  P.useMoney(boot.page && boot.page.money);
 
   // the socket's state
   let lastBal = null;
@@ -14,14 +15,14 @@
   const hoursLeft = (h) => (h === null || h === undefined ? ""
     : "Less than " + P.num(h, 2) + (h === 1 ? " hour" : " hours") + " of credit left at the present power. ");
   function render(v) {
-    P.setText($("bal"), P.tok(v.balance_tokens));
+    P.setText($("bal"), P.figure(v.balance_tokens));
     /* announce top-ups to screen readers, not every tick's small decrease */
-    if (lastBal !== null && v.balance_tokens > lastBal + 0.5) P.setText($("bal-sr"), "Credit received. Balance " + P.tok(v.balance_tokens) + " tokens.");
+    if (lastBal !== null && v.balance_tokens > lastBal + 0.5) P.setText($("bal-sr"), "Credit received. Balance " + P.money(v.balance_tokens) + ".");
     lastBal = v.balance_tokens;
     /* what is owed; with a repayment plan a top-up repays only part of it, so credit and debt can both be there */
     $("debt").hidden = !(v.debt > 0);
-    P.setText($("debt-v"), P.tok(v.debt));
-    P.setText($("debt-u"), v.debt === 1 ? "token" : "tokens");
+    P.setText($("debt-v"), P.figure(v.debt));
+    if ($("debt-u")) P.setText($("debt-u"), v.debt === 1 ? "token" : "tokens");
     P.setText($("debt-t"), v.balance > 0
       ? "With your repayment plan, part of each top-up repays it; the rest is credit you can use at once."
       : "Your next top-ups repay it.");
@@ -73,7 +74,7 @@
     for (const o of presets.querySelectorAll("button")) o.setAttribute("aria-pressed", o === b ? "true" : "false");
     const u = n ? (topup.uris[n] || topup.uri) : topup.uri;
     qr.src = topup.qr_url + (n ? "?amount=" + encodeURIComponent(n) : "");
-    qr.alt = n ? "QR code to pay " + P.num(+n) + " tokens to this socket" : "QR code to pay this socket";
+    qr.alt = n ? "QR code to pay " + P.money(+n) + " to this socket" : "QR code to pay this socket";
     uri.href = u;
     P.setText(uriT, u);
   });
@@ -128,9 +129,9 @@
         render(j.view);
         addPoint(j.view);
         codeIn.value = "";
-        const bal = " Balance " + P.tok(j.view.balance_tokens) + " tokens.";
-        codeSay(j.booked === false ? "This code's " + P.tok(j.tokens) + " tokens were added already." + bal
-          : "+" + P.tok(j.tokens) + " tokens added." + bal, "ok");
+        const bal = " Balance " + P.money(j.view.balance_tokens) + ".";
+        codeSay(j.booked === false ? "This code's " + P.money(j.tokens) + " were added already." + bal
+          : "+" + P.money(j.tokens) + " added." + bal, "ok");
       } else {
         if (res.status === 429) {
           const s = (j && j.retry_after_s) || parseInt(res.headers.get("Retry-After"), 10) || 1;
@@ -155,10 +156,10 @@
     const offered = !emOwed && view.balance_tokens < em.below_tokens;
     emBox.hidden = !(offered || emOwed);
     emGo.hidden = !offered;
-    emGo.textContent = "Take " + P.tok(em.tokens) + " tokens of emergency credit";
-    P.setText(emText, emOwed ? "You have " + P.tok(emOwed) + " tokens of emergency credit to repay: your next top-up "
-      + "repays it first." : offered ? "Below " + P.tok(em.below_tokens) + " tokens you may take " + P.tok(em.tokens)
-      + " tokens now, once; your next top-up repays it first." : "");
+    emGo.textContent = "Take " + P.money(em.tokens) + " of emergency credit";
+    P.setText(emText, emOwed ? "You have " + P.money(emOwed) + " of emergency credit to repay: your next top-up "
+      + "repays it first." : offered ? "Below " + P.money(em.below_tokens) + " you may take " + P.money(em.tokens)
+      + " now, once; your next top-up repays it first." : "");
   }
   emergencyShow(boot.view);
   emGo.addEventListener("click", async () => {
@@ -174,7 +175,7 @@
         lastBal = j.view.balance_tokens;
         render(j.view);
         addPoint(j.view);
-        P.announce(emOut, "+" + P.tok(j.tokens) + " tokens of emergency credit added.");
+        P.announce(emOut, "+" + P.money(j.tokens) + " of emergency credit added.");
         emergencyShow(j.view);
       } else {
         P.announce(emOut, sentence(j && j.message) || "The controller answered " + res.status + ".");
@@ -248,14 +249,14 @@
           value: legend(1, (v) => P.num(v, 0) + " W") },
         { label: "Balance", scale: "tok", stroke: "#a14000", width: 2,
           points: Object.assign({ fill: "#a14000" }, points),
-          value: legend(2, (v) => P.tok(v) + " tokens") },
+          value: legend(2, (v) => P.money(v)) },
       ],
       axes: [
         Object.assign({}, axis, { space: 70, values: (u, ts) => ts.map(hhmm) }),
         Object.assign({}, axis, yAxis, { scale: "W", label: "W", size: 44,
           values: (u, vs) => vs.map((v) => P.num(v, 0)) }),
-        Object.assign({}, axis, yAxis, { scale: "tok", side: 1, label: "tokens", size: 52, grid: { show: false },
-          values: (u, vs) => vs.map((v) => P.tok(v)) }),
+        Object.assign({}, axis, yAxis, { scale: "tok", side: 1, label: P.moneyWord(), size: 52, grid: { show: false },
+          values: (u, vs) => vs.map((v) => P.figure(v)) }),
       ],
     }, data, box);
     if (window.ResizeObserver) {
@@ -291,8 +292,8 @@
     /* right after a restart the readings fill only the right end of the hour: say where they start */
     P.setText(since, j !== null && first - x[0] > 300 ? "Readings since " + hhmm(first) + "." : "");
     const last = j === null ? "No readings yet."
-      : "Latest reading: " + P.num(data[1][j], 0) + " W" + (k === null ? "" : ", " + P.tok(data[2][k]) + " tokens") + ".";
-    const said = "Chart of power in watts and balance in tokens over the last hour, from " + hhmm(x[0]) + " to "
+      : "Latest reading: " + P.num(data[1][j], 0) + " W" + (k === null ? "" : ", " + P.money(data[2][k])) + ".";
+    const said = "Chart of power in watts and balance in " + P.moneyWord() + " over the last hour, from " + hhmm(x[0]) + " to "
       + hhmm(now()) + ". " + last;
     if (box.getAttribute("aria-label") !== said) box.setAttribute("aria-label", said);
   }

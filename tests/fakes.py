@@ -289,6 +289,21 @@ class FakeJournal:
     def entries_after(self, after_id: int, limit: int = 1000) -> list[Entry]:
         return [e for e in self.entries_ if e.id > after_id][:limit]
 
+    def entries_between(self, socket_id: str, start: float, end: float) -> list[Entry]:
+        return [e for e in self.entries_ if e.socket_id == socket_id and start <= e.at < end]
+
+    def sum_before(self, socket_id: str, at: float) -> int:
+        return sum(e.amount for e in self.entries_ if e.socket_id == socket_id and e.at < at)
+
+    def credits_through(self, socket_id: str, limit: int, through_id: int | None = None) -> list[tuple[Entry, int]]:
+        out, running = [], 0
+        for e in self.entries_:
+            if e.socket_id == socket_id and (through_id is None or e.id <= through_id):
+                running += e.amount
+                if e.kind in CREDIT_KINDS:
+                    out.append((e, running))
+        return out[::-1][:limit]
+
     def last_entries(self, kind: str) -> list[tuple[str, float, int]]:
         last = {e.socket_id: e for e in self.entries_ if e.kind == kind}
         return [(e.socket_id, e.at, e.amount) for e in last.values()]

@@ -27,7 +27,7 @@ from pathlib import Path
 from payg.adapters.journal_schema import JOURNAL
 from payg.adapters.journal_writer import ALARM_KINDS, CHANNEL_COLUMNS, ENTRY_COLUMNS, JournalWriter, entry_of, rate_of
 from payg.adapters.sqlite import connect, transaction
-from payg.domain.accounts import Entry
+from payg.domain.accounts import CREDIT_KINDS, Entry
 from payg.domain.billing import Baseline, MeterState
 from payg.domain.codes import CodeCounts
 from payg.domain.market import ChannelRow
@@ -236,6 +236,31 @@ class SqliteJournal:
             for r in rows:
                 yield entry_of(r)
             last = rows[-1][0]
+
+    def entries_between(self, socket_id: str, start: float, end: float) -> list[Entry]:
+        """The socket's entries booked at `start` <= at < `end`, in the order booked (found by `entries_at`)."""
+        with self._lock:
+            rows = self._conn.execute(f"SELECT {ENTRY_COLUMNS} FROM entries INDEXED BY entries_at WHERE at >= ?"
+                                      " AND at < ? AND socket_id = ? ORDER BY id", (start, end, socket_id)).fetchall()
+        return [entry_of(r) for r in rows]
+
+    def sum_before(self, socket_id: str, at: float) -> int:
+        """The sum of the socket's entries booked before `at` (no pending usage taken off)."""
+        with self._lock:
+            (total,) = self._conn.execute("SELECT COALESCE(SUM(amount), 0) FROM entries WHERE socket_id = ?"
+                                          " AND at < ?", (socket_id, at)).fetchone()
+        return int(total)
+
+    def credits_through(self, socket_id: str, limit: int, through_id: int | None = None) -> list[tuple[Entry, int]]:
+        """The socket's credits with ids up to `through_id`, newest first, each with the sum of the socket's entries
+        up to and including it (one pass over the socket's entries)."""
+        kinds = ", ".join(f"'{k}'" for k in CREDIT_KINDS)
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT * FROM (SELECT {ENTRY_COLUMNS}, SUM(amount) OVER (ORDER BY id) FROM entries"
+                f" WHERE socket_id = ? AND id <= ?) WHERE kind IN ({kinds}) ORDER BY id DESC LIMIT ?",
+                (socket_id, through_id if through_id is not None else 2**63 - 1, limit)).fetchall()
+        return [(entry_of(r[:-1]), int(r[-1])) for r in rows]
 
     def entry_by_key(self, idem_key: str) -> Entry | None:
         with self._lock:

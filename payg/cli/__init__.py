@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from payg.cli import installer, trade
     from payg.domain.codes import CodeKey
     from payg.domain.meter_profile import MeterProfile
+    from payg.services.statements import StatementDesk
 
 
 class ClosingJournal(Journal, Protocol):
@@ -54,6 +55,9 @@ class Wiring(Protocol):
 
     def open_journal(self, config: Config) -> ClosingJournal | None:
         """The data directory's journal, or None before any controller ran."""
+
+    def statement_desk(self, config: Config, journal: Journal) -> StatementDesk:
+        """Receipts and statements over that journal, in the controller's time zone and money."""
 
     def ledger(self, config: Config) -> AbstractContextManager[DepositSource]:
         """The configured ledger, open while the block runs; raises ConfigError."""
@@ -188,6 +192,10 @@ def _command(args: Namespace, config: Config, wiring: Wiring) -> int:
             except DataDirBusy as exc:
                 print(f"payg: {exc} -- stop it before moving the cursor", file=sys.stderr)
                 return 1
+        if args.command == "statement":
+            from payg.cli import statements
+
+            return statements.cmd_statement(args, config, journal, wiring.statement_desk(config, journal))
         return accounts.cmd_journal(args, config, journal)
     finally:
         if journal is not None:

@@ -13,9 +13,11 @@ from typing import TextIO
 from zoneinfo import ZoneInfo
 
 from payg import serialize
+from payg.domain.money import MoneyUnit
 from payg.domain.settings import Config, IotaLedgerConfig, MockLedgerConfig
 from payg.errors import ConfigError, InvalidAmount, UnknownSocket
 from payg.ports import DepositPayer, DepositSource, Journal
+from payg.webkit import money
 
 
 def unknown_socket(socket_id: str, config: Config) -> int:
@@ -80,12 +82,19 @@ def cmd_address(args: argparse.Namespace, source: DepositSource, out: TextIO = s
     return 0
 
 
+def amount(x: int | float, config: Config) -> str:
+    """A journal amount as the commands print it: the number of tokens as it is, or with `[tariff] currency` money
+    written for its locale ("£12.34")."""
+    unit = MoneyUnit.of(config.tariff)
+    return str(x) if unit.currency is None else money.text(x, unit)
+
+
 def cmd_status(config: Config, journal: Journal | None, live: list[dict] | None,
                out: TextIO = sys.stdout) -> int:
     rows = []
     if live is not None:
         for st in live:
-            rows.append([st["id"], st["name"], st["relay"], st["meter"], str(st["balance_tokens"]),
+            rows.append([st["id"], st["name"], st["relay"], st["meter"], amount(st["balance_tokens"], config),
                          _fmt(st.get("power_w")), _fmt(st.get("energy_wh"))])
     else:
         print("controller not answering on the web port: balances from the journal only", file=out)
@@ -93,7 +102,7 @@ def cmd_status(config: Config, journal: Journal | None, live: list[dict] | None,
             balance = journal.balance(s.id) if journal is not None else 0
             state = journal.meter_state(s.id) if journal is not None else None
             energy = _fmt(float(state.baseline.counter_wh)) if state else "-"
-            rows.append([s.id, s.name, "-", "-", str(balance), "-", energy])
+            rows.append([s.id, s.name, "-", "-", amount(balance, config), "-", energy])
     _table(["socket", "name", "relay", "meter", "balance", "power_w", "energy_wh"], rows, out)
     return 0
 
@@ -152,7 +161,7 @@ def cmd_journal(args: argparse.Namespace, config: Config, journal: Journal, out:
         return 0
     zone = ZoneInfo(config.web.timezone) if config.web.timezone else None
     entries = journal.entries(args.socket, args.limit)
-    print(f"{args.socket}: balance {journal.balance(args.socket)}", file=out)
+    print(f"{args.socket}: balance {amount(journal.balance(args.socket), config)}", file=out)
     _table(fields, [[_fmt(d[f]) for f in fields] for d in (dict(serialize.entry(e), at=iso_time(e.at, zone))
                                                             for e in entries)], out)
     return 0

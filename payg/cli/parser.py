@@ -42,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--socket", required=True, metavar="ID", help="socket id")
     p.add_argument("--csv", action="store_true", help="every entry, oldest first, as CSV")
     p.add_argument("--limit", type=_positive_int, default=50, metavar="N", help="entries to show (default 50)")
+    p = command("statement", "print a socket's statement for a month or a range of local days ([web] timezone)")
+    p.add_argument("--socket", required=True, metavar="ID", help="socket id")
+    p.add_argument("--month", metavar="YYYY-MM", help="a calendar month, such as 2027-01")
+    p.add_argument("--from", dest="first", metavar="YYYY-MM-DD", help="the first day (instead of --month)")
+    p.add_argument("--to", dest="last", metavar="YYYY-MM-DD", help="the last day, included (default: --from)")
+    p.add_argument("--csv", action="store_true", help="as CSV, as the landlord view's download")
 
     command("login-link", "print a one-time link that logs in as the landlord (through the running controller)")
     p = command("code", "make a top-up code for a socket (through the running controller)")

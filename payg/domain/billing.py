@@ -183,11 +183,12 @@ def bill(tracker: CounterTracker, tariff: TariffSchedule, old: MeterState | None
     flush_due = old is not None and bool(old.pending_wh) and (
         flush_all or (old.pending_since is not None and now - old.pending_since >= usage_entry_s))
     if old is not None and step.anomaly is None and step.billable_wh == 0 and not flush_due:
-        # Nothing changed: keep the baseline's time fresh in memory only (an idle socket
-        # writes nothing, which spares an SD card); a restart measures from the last change.
+        # Nothing changed: keep the baseline's time fresh in memory only (an idle socket writes nothing, which
+        # spares an SD card), except at shutdown (`flush_all`): the next start then spreads what the counter
+        # shows from this reading's time, at the rates of that interval, not from the last change hours before.
         base = old.baseline
         return BillStep(MeterState(Baseline(base.counter_wh, at, base.carry), old.pending_units, old.pending_wh,
-                                   old.pending_since, old.pending_rate), False)
+                                   old.pending_since, old.pending_rate), flush_all)
     carry = old.baseline.carry if old else ZERO
     units = old.pending_units if old else 0
     energy = old.pending_wh if old else ZERO

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from decimal import Decimal
 from fractions import Fraction
 from functools import cached_property
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,38 @@ class Tariff:
     def energy_wh(self, units: int | float) -> float:
         """The energy `units` pays for (0 for a balance at or below zero)."""
         return float(max(units, 0) / self.units_per_wh)
+
+
+class Priced(Protocol):
+    @property
+    def currency(self) -> str | None: ...
+    @property
+    def minor(self) -> int: ...
+    @property
+    def locale(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class MoneyUnit:
+    """What a journal amount is, for the edges that show it: tokens (`currency` None), or the minor unit of an ISO
+    4217 currency with `minor` decimal places (`[tariff] currency`, its digits from the config loader), written for
+    `locale`. Built once by the composition root from `[tariff]`; the formatting (Babel, Intl) is the edges'."""
+
+    currency: str | None = None
+    minor: int = 0
+    locale: str = "en_GB"
+
+    @classmethod
+    def of(cls, tariff: Priced) -> MoneyUnit:
+        """`[tariff]`'s unit (a TariffConfig)."""
+        return cls(tariff.currency, tariff.minor, tariff.locale)
+
+    def major(self, units: int) -> Decimal:
+        """A journal amount in the currency's major unit, exactly (1234 pence: Decimal("12.34"))."""
+        return Decimal(units).scaleb(-self.minor)
+
+
+TOKENS = MoneyUnit()  # no [tariff] currency: amounts are tokens
 
 
 MAX_TOKENS = 2**62  # what one journal entry can hold (SQLite integers are 64-bit)

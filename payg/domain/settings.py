@@ -282,6 +282,9 @@ class SocketConfig:
         (), "this socket's own `debt_recovery_percent`, `emergency_credit_tokens`, `emergency_below_tokens` or "
         "`warn_hours` over the controller's `[protections]`, e.g. `protections = { emergency_credit_tokens = 0 }`",
         kind="table", shown="none")
+    tariff: str | None = setting(None, "the name of a `[tariffs.NAME]` table: this socket is billed at that tariff "
+                                 "instead of `[tariff]`'s (see [Tariffs](tenants/tariffs.md#a-tariff-per-socket))",
+                                 shown="`[tariff]`'s")
 
 
 @dataclass(frozen=True)
@@ -330,9 +333,14 @@ class Config:
     codes: CodesConfig = field(default_factory=lambda: CodesConfig())
     protections: ProtectionsConfig = field(default_factory=ProtectionsConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    tariffs: tuple[tuple[str, TariffConfig], ...] = ()   # [tariffs.NAME]: the tariffs sockets name
 
     def socket(self, socket_id: str) -> SocketConfig | None:
         return next((s for s in self.sockets if s.id == socket_id), None)
+
+    def tariff_of(self, socket: SocketConfig) -> TariffConfig:
+        """The tariff a socket is billed at: its own `[tariffs.NAME]`, else `[tariff]`."""
+        return dict(self.tariffs)[socket.tariff] if socket.tariff is not None else self.tariff
 
 
 @dataclass(frozen=True)
@@ -355,5 +363,7 @@ class HubConfig:
     session_idle_minutes: float = setting(60.0, SESSION_IDLE, ge=1)
     secure_cookies: bool = setting(False, "`true` behind an HTTPS proxy: cookies are sent over HTTPS only")
     log_level: str = setting("info", "log verbosity (to standard error)", choices=LOG_LEVELS)
+    locale: str = setting("en_GB", "how the fleet page writes the money of a controller with a `[tariff] "
+                          "currency` (its code comes with its states)", kind="locale name")
     server: ServerConfig = setting(doc="`[hub.server]`: the same keys and defaults as `[web.server]`",
                                    factory=ServerConfig, shown="as `[web.server]`", by_hand=True)

@@ -57,6 +57,11 @@ class TariffConfig:
                                                 "`vat_included`, in force from local midnight of that date; the "
                                                 "keys not set carry on", kind="list of tables", shown="`[]`",
                                                 by_hand=True)
+    supply: TariffPeriod | None = setting(None, "`[tariff.supply]`: what the landlord pays for the energy "
+                                          "(`unit_rate`, `bands`, `standing_charge`, `vat_percent`, `vat_included`, "
+                                          "as above). payg warns at start, and the landlord view says, wherever a "
+                                          "resale price is above it, band by band (see [Tariffs](tenants/tariffs.md"
+                                          "#the-resale-check))", kind="table", shown="none (no check)", by_hand=True)
     minor: int = not_a_key(0)   # the currency's decimal places (0: tokens), looked up by the loader
 
     @property

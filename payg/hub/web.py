@@ -28,10 +28,12 @@ from flask import Flask, Response, abort, jsonify, redirect, render_template, re
 from flask.typing import ResponseReturnValue
 from flask_socketio import SocketIO
 
+from payg.domain.money import MoneyUnit
 from payg.domain.settings import HubConfig
 from payg.hub.fleet import COMMANDS, RELAYS, Fleet, Refused, UnknownTarget
 from payg.hub.live import FleetPusher
 from payg.ports import Clock, SessionStore
+from payg.webkit import money
 from payg.webkit.app import STATE_CHANGING, WebSite, make_app
 from payg.webkit.pages import csv_cell, login_pages
 from payg.webkit.security import Guard, Limiter, WebSecrets
@@ -49,7 +51,8 @@ SITE = WebSite(name="payg hub", cookie=COOKIE, home="/", login="/login", logout=
                stylesheets=("/static/hub.css",), libraries=("socket.io.min.js",))
 ROW_FIELDS = ["controller", "socket", "controller_status", "relay", "balance", "balance_tokens", "debt",
               "debt_tokens", "power_w", "voltage_v", "current_a", "energy_wh", "meter", "override",
-              "credit_exhausted", "at_utc", "received_at_utc"]
+              "credit_exhausted", "at_utc", "received_at_utc", "currency"]  # added last: the columns before keep
+#                                                                   their places; balance and debt are its minor unit
 EVENT_FIELDS = ["id", "seq", "controller", "socket", "kind", "at_utc", "received_at_utc", "details"]
 TOKENS_MAX = 10**9  # the contract's CREDIT_MAX_TOKENS; the link's check says so in its own words too
 
@@ -78,6 +81,7 @@ class HubServices:
     session_idle_minutes: float = HubConfig.session_idle_minutes
     secure_cookies: bool = False
     max_body_bytes: int = 64 * 1024
+    locale: str = HubConfig.locale  # how money is written (each controller's currency comes with its states)
 
 
 @dataclass
@@ -124,6 +128,7 @@ def create_hub_web(services: HubServices, *, templates: Path = ROOT / "templates
                    session_idle_minutes=services.session_idle_minutes, secure_cookies=services.secure_cookies,
                    max_body_bytes=services.max_body_bytes, templates=templates, static=static, assets=assets)
     app, guard = kit.app, kit.guard
+    app.jinja_env.globals.update(money.template_globals(MoneyUnit(locale=services.locale)))
     pusher = FleetPusher(kit, fleet)
     web = HubWeb(app, kit.socketio, pusher, guard, kit.sessions, kit.throttle)
 
@@ -158,7 +163,7 @@ def create_hub_web(services: HubServices, *, templates: Path = ROOT / "templates
         snapshot = fleet.snapshot()
         return render_template("hub/fleet.html", snapshot=snapshot,
                                boot={"snapshot": snapshot, "timeout_s": fleet.command_timeout_s,
-                                     "commands": list(COMMANDS)})
+                                     "commands": list(COMMANDS), "locale": services.locale.replace("_", "-")})
 
     @app.get("/api/fleet")
     def api_fleet():

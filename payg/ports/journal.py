@@ -197,8 +197,24 @@ class Reports(EventLog, Protocol):
         """Per socket with alarms not yet acknowledged: (how many, the latest's id, the latest's detail)."""
 
 
+class StatementJournal(Protocol):
+    """What receipts and statements read (payg/services/statements.py): sums of a socket's entries, exact."""
+
+    def entries_between(self, socket_id: str, start: float, end: float) -> list[Entry]:
+        """The socket's entries booked at `start` <= at < `end`, in the order booked."""
+
+    def sum_before(self, socket_id: str, at: float) -> int:
+        """The sum of the socket's entries booked before `at` (pending usage not taken off)."""
+
+    def credits_through(self, socket_id: str, limit: int, through_id: int | None = None) -> list[tuple[Entry, int]]:
+        """The socket's credit entries with ids up to `through_id` (None: all), newest first, at most `limit`, each
+        with the sum of the socket's entries up to and including it."""
+
+    def deferred_debt(self, socket_id: str) -> int: ...
+
+
 class Journal(MeteringJournal, AccountJournal, DepositJournal, LandlordJournal, CodeJournal, ChannelJournal, Reports,
-              Protocol):
+              StatementJournal, Protocol):
     """Every socket's account, append-only: the union of the roles above (payg/adapters/journal.py SqliteJournal;
     tests.fakes.FakeJournal). Each service takes only the role it needs."""
 

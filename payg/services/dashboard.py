@@ -12,8 +12,9 @@ closed into an entry is added by the caller from the live state (`pending_wh`).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from fractions import Fraction
 from typing import Literal
@@ -22,11 +23,13 @@ from payg.domain.accounts import Entry
 from payg.domain.money import Tariff, time_left_s, tokens_shown
 from payg.domain.notices import NoticeSettings, credit_off_intervals, off_hours
 from payg.domain.socket import SocketSnapshot, credit_used_up
+from payg.domain.tariff import DAY_S, TariffSchedule
 from payg.ports import Clock, Lock
 from payg.ports.journal import Reports
 
 CHUNK = 5000
 LOW_TIME_S = 1800  # a page warns when less than this is left at the present power
+WEEK_S = 7 * DAY_S  # how far ahead "time left" looks with a tariff that changes
 OFF_EVERY_S = 60.0
 
 
@@ -128,6 +131,7 @@ class ViewSettings:
     tariff: Tariff
     low_credit_tokens: int  # a page warns at or below this balance
     flag_off_hours: float = NoticeSettings.flag_off_hours  # off for lack of credit longer than this in 7 days: flagged
+    schedules: Mapping[str, TariffSchedule] = field(default_factory=dict)  # each socket's (none: `tariff`, flat)
 
 
 ViewStatus = Literal["alarm", "offline", "on", "off"]  # what the landlord view's status column says
@@ -167,9 +171,16 @@ def socket_view(state: SocketSnapshot, dashboard: Dashboard, vs: ViewSettings) -
     else:
         status = relay
     balance = state.balance.units
-    energy_left_wh = vs.tariff.energy_wh(balance)
     power = state.reading.power_w if state.reading else None
-    time_left = time_left_s(energy_left_wh, power) if state.relay_on else None
+    schedule = vs.schedules.get(state.id)
+    if schedule is None or schedule.is_flat:
+        energy_left_wh = vs.tariff.energy_wh(balance)
+        time_left = time_left_s(energy_left_wh, power) if state.relay_on else None
+    else:  # the rates ahead and the standing charges at local midnights, for up to a week
+        now = state.updated_at
+        per_wh = schedule.segment_at(now).rate.units_per_wh  # the energy left at the rate of the moment
+        energy_left_wh = float(max(balance, 0) / per_wh) if per_wh else 0.0
+        time_left = schedule.time_to_spend(balance, power, now, WEEK_S) if state.relay_on else None
     pending = state.pending_wh
     upt = vs.tariff.units_per_token
     off_h = dashboard.off_for_credit_h(state.id)

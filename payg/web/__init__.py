@@ -18,6 +18,7 @@ from flask import Flask, abort, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_socketio import SocketIO
 
+from payg.domain.money import MoneyUnit
 from payg.domain.settings import ProtectionsConfig, WebConfig
 from payg.errors import InvalidAmount, LedgerUnavailable, UnknownSocket
 from payg.ports import DepositPayer, DepositSource, Journal, SessionStore
@@ -27,10 +28,12 @@ from payg.services.emergency import EmergencyDesk
 from payg.services.landlord import LandlordDesk
 from payg.services.metering import Metering
 from payg.services.site import Site
-from payg.web import api, landlord, metrics, tenant
+from payg.services.statements import StatementDesk
+from payg.web import api, landlord, metrics, statements, tenant
 from payg.web import trade as trade_routes
 from payg.web.live import LANDLORD_NS, LiveHub
 from payg.web.trade import TradeServices
+from payg.webkit import money
 from payg.webkit.app import STATE_CHANGING, Kit, WebSite, make_app
 from payg.webkit.proxies import networks
 from payg.webkit.security import Guard, Limiter, WebSecrets
@@ -38,7 +41,7 @@ from payg.webkit.sessions import Sessions
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SESSION_COOKIE = "payg_session"
-PUBLIC_API = re.compile(r"^/api/sockets/[^/]+$")  # one socket's state, which its tenant page shows anyway
+PUBLIC_API = re.compile(r"^/api/sockets/[^/]+(/receipts)?$")  # one socket's state and receipts: its tenant page's
 TENANT_ACTION = re.compile(r"^/api/sockets/[^/]+/(redeem|emergency)$")  # a code, emergency credit: anyone there may
 SITE = WebSite(name="payg", cookie=SESSION_COOKIE, home="/landlord", login="/landlord/login",
                logout="/landlord/logout", anonymous_under="/landlord", csrf_under="/landlord",
@@ -67,6 +70,9 @@ class WebServices:
     site: Site | None = None  # the loop: GET /metrics (None: none), and /healthz when `health` is None
     mqtt_status: Callable[[], dict | None] | None = None  # the MQTT bridge's status for /metrics (None: MQTT off)
     server_status: Callable[[], dict | None] | None = None  # the HTTP server's status for /metrics (None: not served)
+    statements: StatementDesk | None = None  # receipts and statements (None: made from the journal, `money`, timezone)
+    money: MoneyUnit = field(default_factory=MoneyUnit)  # what amounts are: tokens, or [tariff] currency's minor unit
+    resale_warnings: tuple[str, ...] = ()  # resale prices above [tariff.supply] (payg/domain/resale.py)
 
     def __post_init__(self) -> None:
         if self.health is None and self.site is not None:
@@ -123,12 +129,13 @@ def create_web(services: WebServices, *, templates: Path = ROOT / "templates", s
                    templates=templates, static=static, assets=assets,
                    trusted_proxies=networks(settings.trusted_proxies))
     app, guard, csrf = kit.app, kit.guard, kit.csrf
+    app.jinja_env.globals.update(money.template_globals(services.money))
     dashboard = services.dashboard or Dashboard(services.journal, clock,
                                                 ZoneInfo(settings.timezone) if settings.timezone else None,
                                                 lock=threading.Lock())
     addresses = {sid: services.deposits.address_for(sid) for sid in ctl.sockets}
     hub = LiveHub(kit, ctl, dashboard, ViewSettings(ctl.tariff, settings.low_credit_tokens,
-                                                    ctl.settings.notices.flag_off_hours), addresses)
+                                                    ctl.settings.notices.flag_off_hours, ctl.schedules), addresses)
     p, ids = services.protections, list(ctl.sockets)
     web = Web(app, kit.socketio, hub, guard, kit.throttle, kit.sessions, Limiter(clock),
               EmergencyDesk(ctl, services.journal, p.per(ids, "emergency_credit_tokens"),
@@ -174,6 +181,10 @@ def create_web(services: WebServices, *, templates: Path = ROOT / "templates", s
     app.register_blueprint(api.blueprint(services, json_body))
     app.register_blueprint(tenant.blueprint(web, services, json_body))
     app.register_blueprint(landlord.blueprint(web, services, json_body))
+    if services.statements is None:
+        services.statements = StatementDesk(services.journal, clock, ZoneInfo(settings.timezone) if settings.timezone
+                                            else None, services.money)
+    app.register_blueprint(statements.blueprint(web, services))
     if services.site is not None:
         app.register_blueprint(metrics.blueprint(metrics.ControllerMetrics(services.site, services.journal,
                                                                           services.mqtt_status,

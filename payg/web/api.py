@@ -12,7 +12,7 @@ from flask import Blueprint, abort, jsonify, request
 
 from payg import serialize
 from payg.domain.money import MAX_TOKENS
-from payg.web.views import with_topup
+from payg.web.views import with_money, with_topup
 
 MAX_PAGE = 500
 MAX_DEPOSIT_TOKENS = MAX_TOKENS - 1  # a deposit of MAX_TOKENS or more is never credited (domain/money.py)
@@ -33,11 +33,13 @@ def blueprint(services, json_body: Callable[[], dict]) -> Blueprint:
 
     @bp.get("/api/sockets")
     def sockets():
-        return jsonify([with_topup(serialize.socket_state(st), services.deposits) for st in ctl.states()])
+        return jsonify([with_money(with_topup(serialize.socket_state(st), services.deposits), st, services.money)
+                        for st in ctl.states()])
 
     @bp.get("/api/sockets/<socket_id>")
     def socket(socket_id: str):
-        return jsonify(with_topup(serialize.socket_state(ctl.state(socket_id)), services.deposits))
+        st = ctl.state(socket_id)
+        return jsonify(with_money(with_topup(serialize.socket_state(st), services.deposits), st, services.money))
 
     @bp.get("/api/sockets/<socket_id>/events")
     def events(socket_id: str):

@@ -40,10 +40,12 @@ def blueprint(web, services, json_body: Callable[[], dict]) -> Blueprint:
             return redirect("/landlord/login?next=/landlord")
         hub.dashboard.refresh()
         views = hub.views()
-        page = page_settings(ctl, settings, services.codes.tokens_per_unit if services.codes else None)
+        page = page_settings(ctl, settings, services.codes.tokens_per_unit if services.codes else None,
+                             services.money)
         # The rows are rendered here for a first look; the script builds its table from the full
         # push that follows its connection, so the views are not sent twice.
-        return render_template("landlord.html", views=views, page=page, boot={"page": page})
+        return render_template("landlord.html", views=views, page=page, boot={"page": page},
+                               resale_warnings=services.resale_warnings)
 
     def landlord_off() -> ResponseReturnValue:
         ref = settings.landlord_password

@@ -47,7 +47,8 @@ def blueprint(web, services, json_body: Callable[[], dict]) -> Blueprint:
     def tenant(socket_id: str):
         view = fresh_view(hub, socket_id)
         topup = topup_of(services.deposits, settings, socket_id)
-        page = page_settings(ctl, settings, services.codes.tokens_per_unit if services.codes else None)
+        page = page_settings(ctl, settings, services.codes.tokens_per_unit if services.codes else None,
+                             services.money)
         return render_template("tenant.html", view=view, topup=topup, page=page,
                                boot={"socket": socket_id, "view": view, "topup": topup, "page": page,
                                      "emergency": emergency_of(socket_id)})

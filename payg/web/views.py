@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from payg import serialize
 from payg.domain.codes import MAX_CODE_UNITS
+from payg.domain.money import MoneyUnit
 from payg.domain.settings import WebConfig
+from payg.domain.socket import SocketSnapshot
 from payg.ports import DepositSource
 from payg.services.metering import Metering
 from payg.web.live import LiveHub
+from payg.webkit import money
 
 BACKEND_NAMES = {"mock": "mock ledger", "ethereum": "Ethereum", "iota": "IOTA"}
 
 
-def page_settings(metering: Metering, settings: WebConfig, code_tokens_per_unit: int | None = None) -> dict:
-    """What every page's script is told; `code_tokens_per_unit` when top-up codes are on."""
+def page_settings(metering: Metering, settings: WebConfig, code_tokens_per_unit: int | None = None,
+                  unit: MoneyUnit = money.TOKENS) -> dict:
+    """What every page's script is told; `code_tokens_per_unit` when top-up codes are on; `money`: how amounts
+    are written (static/common.js `useMoney`)."""
     page = {"tokens_per_wh": float(metering.tariff.tokens_per_wh), "low_credit_tokens": settings.low_credit_tokens,
-            "history_s": 3600}
+            "history_s": 3600, "money": money.page(unit)}
     if code_tokens_per_unit is not None:  # top-up codes: the step and the most one code adds
         page["code_step_tokens"] = code_tokens_per_unit
         page["code_max_tokens"] = MAX_CODE_UNITS * code_tokens_per_unit
@@ -35,6 +41,11 @@ def with_topup(state: dict, deposits: DepositSource) -> dict:
                               "uri": deposits.payment_uri(state["id"], None),
                               "backend": deposits.name,
                               "units_per_token": deposits.units_per_token})
+
+
+def with_money(state: dict, snapshot: SocketSnapshot, unit: MoneyUnit) -> dict:
+    """A socket's state as the JSON API gives it: with its currency and its balance written for the locale."""
+    return dict(state, **serialize.money(snapshot.balance, unit, lambda x: money.text(x, unit)))
 
 
 def fresh_view(hub: LiveHub, socket_id: str) -> dict:

@@ -43,12 +43,13 @@ def start_bridge(rt: Runtime) -> MqttBridge | None:
         raise ConfigError(str(config.path), "mqtt.enabled", f"the mqtt extra installed (pip install 'payg[mqtt]'): "
                           f"{exc}", True, has_got=True) from None
     from payg import __version__
+    from payg.domain.money import MoneyUnit
 
     m = config.mqtt
     bridge = MqttBridge(connection(m, str(config.path)), Topics(m.topic_prefix, m.controller),
                         {s.id: s.name for s in config.sockets}, rt.landlord, Outbox(rt.journal.path),
                         discovery_prefix=m.discovery_prefix if m.discovery else None, version=__version__,
-                        min_interval_s=0.8 * config.controller.poll_interval_s)
+                        min_interval_s=0.8 * config.controller.poll_interval_s, money=MoneyUnit.of(config.tariff))
     rt.publishers.subscribe(bridge)
     bridge.start()
     rt.mqtt_status = bridge.status  # /metrics reads it

@@ -50,6 +50,7 @@ class Runtime:
     closers: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
     mqtt_status: Callable[[], dict] | None = None  # the MQTT bridge's, once it has started (payg/wiring/mqtt.py)
     server_status: Callable[[], dict] | None = None  # the web server's, once serve_web has made it
+    resale_warnings: tuple[str, ...] = ()  # resale prices above [tariff.supply], logged at start
 
     def close(self) -> None:
         close_all(self.closers)

@@ -64,3 +64,39 @@ def test_mistakes_name_their_key(tmp_path, tariff, key, expected):
     with pytest.raises(ConfigError) as err:
         load_text(tmp_path, MINIMAL + "\n[tariff]\n" + tariff + "\n")
     assert key in str(err.value) and expected in str(err.value), str(err.value)
+
+
+PER_SOCKET = '''
+[tariff]
+currency = "GBP"
+unit_rate = "0.2450"
+
+[tariff.supply]
+unit_rate = "0.2400"
+
+[tariffs.ev]
+unit_rate = "0.2000"
+bands = [{ name = "night", hours = "00:30-04:30", unit_rate = "0.0800" }]
+'''
+
+
+def test_a_socket_names_a_tariff_of_its_own_in_the_controllers_currency(tmp_path):
+    text = MINIMAL.replace('id = "kitchen"', 'id = "kitchen"\ntariff = "ev"') + PER_SOCKET
+    c = load_text(tmp_path, text)
+    ev = c.tariff_of(c.sockets[0])
+    assert (ev.currency, ev.minor, ev.periods[0].unit_rate, ev.periods[0].bands[0].name) == ("GBP", 2,
+                                                                                              Decimal("0.2"), "night")
+    assert c.tariff.supply.unit_rate == Decimal("0.2400") and dict(c.tariffs) == {"ev": ev}
+
+
+@pytest.mark.parametrize("edit, key, expected", [
+    (lambda t: t.replace('id = "kitchen"', 'id = "kitchen"\ntariff = "evv"') + PER_SOCKET, "sockets[0].tariff",
+     "(ev)"),
+    (lambda t: t + PER_SOCKET + 'currency = "EUR"\n', "tariffs.ev.currency", "the controller's"),
+    (lambda t: t + PER_SOCKET.replace('[tariff.supply]\nunit_rate = "0.2400"', "[tariff.supply]\nvat = 5"),
+     "tariff.supply", "unit_rate"),
+])
+def test_per_socket_and_supply_mistakes_name_their_key(tmp_path, edit, key, expected):
+    with pytest.raises(ConfigError) as err:
+        load_text(tmp_path, edit(MINIMAL))
+    assert key in str(err.value) and expected in str(err.value), str(err.value)

@@ -98,6 +98,26 @@ def test_entries_are_followed_by_id_and_by_time(journal):
     assert sorted(journal.last_entries("deposit")) == [("a", AT + 20, 3), ("b", AT + 10, 2)]
 
 
+def test_statements_read_a_sockets_entries_by_time_and_credits_with_the_sum_through_them(journal):
+    with journal.transaction() as tx:
+        tx.credit("a", 100, "deposit", "k1", AT)
+        tx.credit("b", 1000, "deposit", "k2", AT + 5)
+        tx.debit("a", 30, "usage", AT + 10, energy_wh=Fraction(30))
+        tx.credit("a", 50, "credit", "code:a:1", AT + 20)
+        tx.debit("a", 7, "debit", AT + 30, idem_key="manual:x", memo="broken plug")
+        tx.credit("a", 9, "emergency", "emergency:a:1", AT + 40)
+    assert [e.amount for e in journal.entries_between("a", AT + 10, AT + 30)] == [-30, 50]   # the end is left out
+    assert journal.entries_between("a", AT + 41, AT + 99) == []
+    assert journal.sum_before("a", AT + 10) == 100 and journal.sum_before("a", AT + 30) == 120
+    assert journal.sum_before("a", AT) == 0 and journal.sum_before("b", AT + 99) == 1000
+    got = [(e.kind, e.amount, after) for e, after in journal.credits_through("a", 10)]
+    assert got == [("emergency", 9, 122), ("credit", 50, 120), ("deposit", 100, 100)]   # newest first
+    assert [after for _, after in journal.credits_through("a", 1)] == [122]
+    code = journal.entry_by_key("code:a:1")
+    assert [(e.id, after) for e, after in journal.credits_through("a", 1, code.id)] == [(code.id, 120)]
+    assert [after for _, after in journal.credits_through("a", 5, code.id - 1)] == [100]
+
+
 def test_top_up_code_counters_are_kept_apart_per_socket_and_only_with_their_transaction(journal):
     from payg.domain.codes import CodeCounts
 

@@ -95,8 +95,9 @@ def csrf_of(client) -> str:
 
 
 def make_web_bed(tmp_path: Path, *, password_hash: str | None = PASSWORD_HASH, payer: bool = True,
-                 start: float = 1_800_000_000.0, **web) -> WebBed:
-    config = embedded_config(tmp_path / "var", **web)
+                 start: float = 1_800_000_000.0, config: settings.Config | None = None, **web) -> WebBed:
+    """The embedded default (or `config`) built on a virtual clock, its web app in testing mode."""
+    config = config or embedded_config(tmp_path / "var", **web)
     clock = ManualClock(start)
     rt = composition.build(config, clock)
     rt.site.start()

@@ -99,15 +99,19 @@ class Controller:
             return json.load(resp)
 
 
-@pytest.fixture
-def controller(tmp_path: Path):
-    c = Controller(tmp_path)
+def running(c: Controller):
+    """A fixture's body: start `c`, hand it to the test, stop it (however the test ended)."""
     try:
         c.start()
         yield c
     finally:
         if c.proc is not None:
             terminate(c.proc, 10)
+
+
+@pytest.fixture
+def controller(tmp_path: Path):
+    yield from running(Controller(tmp_path))
 
 
 @pytest.fixture(scope="package")

@@ -10,7 +10,7 @@ SOCKET_STATE = {
     "relay": str, "power_w": OPT_NUMBER, "voltage_v": OPT_NUMBER, "current_a": OPT_NUMBER, "energy_wh": OPT_NUMBER,
     "meter": str, "meter_error": OPT_STR, "relay_error": OPT_STR, "override": OPT_STR, "credit_exhausted": bool,
     "pending_wh": float, "credit_warning_h": OPT_NUMBER, "reading_at": OPT_NUMBER, "updated_at": NUMBER,
-    "topup": dict,
+    "topup": dict, "currency": OPT_STR, "balance_text": str,  # issue 27: what the amounts are in, the balance written
 }
 TOPUP = {"address": str, "uri": str, "backend": str, "units_per_token": int}
 EVENT = {"id": int, "at": NUMBER, "kind": str, "detail": str}
@@ -47,6 +47,7 @@ def test_a_socket_state_before_any_reading_and_while_it_runs(bed):
         assert_state(st)
     kitchen = listed[0]
     assert (kitchen["relay"], kitchen["meter"], kitchen["balance"]) == ("on", "ok", 2)
+    assert (kitchen["currency"], kitchen["balance_text"]) == (None, "2 tokens")  # the embedded default: tokens
     assert isinstance(kitchen["power_w"], float) and isinstance(kitchen["reading_at"], float)
     assert client.get("/api/sockets/kitchen").get_json() == kitchen
 

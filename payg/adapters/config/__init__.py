@@ -16,6 +16,7 @@ from payg.adapters.config import sockets as socket_tables
 from payg.adapters.config.mqtt import mqtt as mqtt_table
 from payg.adapters.config.server import server_table
 from payg.adapters.config.tables import ENV_NAME, EVM_ADDRESS, Table, fill, read_toml, secret, units, url
+from payg.adapters.config.tariff import named_tables as named_tariffs
 from payg.adapters.config.tariff import tariff as tariff_table
 from payg.domain.settings import (
     CodesConfig,
@@ -158,6 +159,7 @@ def parse(data: dict, file: str, base_dir: Path | None = None, profile_dirs: tup
     tt = root.table("tariff", {})
     tariff = tariff_table(tt)
     tt.finish()
+    tariffs = named_tariffs(root, tariff)
 
     raw_sockets = root.raw("sockets")
     if not isinstance(raw_sockets, list) or not raw_sockets:
@@ -195,6 +197,10 @@ def parse(data: dict, file: str, base_dir: Path | None = None, profile_dirs: tup
             if other is not None:
                 raise ConfigError(file, f"sockets[{i}].account_index", f"an index not used by socket {other.id!r}",
                                   s.account_index, has_got=True)
+        if s.tariff is not None and s.tariff not in dict(tariffs):
+            raise ConfigError(file, f"sockets[{i}].tariff", "the name of a [tariffs.NAME] table"
+                              + (f" ({', '.join(n for n, _ in tariffs)})" if tariffs else " (there is none)"),
+                              s.tariff, has_got=True)
         sockets.append(s)
     for bus_key in buses:
         on_bus = [s.meter for s in sockets if isinstance(s.meter, ModbusMeterConfig) and s.meter.bus_key == bus_key]
@@ -220,7 +226,8 @@ def parse(data: dict, file: str, base_dir: Path | None = None, profile_dirs: tup
     mqtt = mqtt_table(mt, base_dir)
     mt.finish()
     root.finish()
-    return Config(Path(file), controller, web, ledger, tariff, tuple(sockets), trade, codes, protections, mqtt)
+    return Config(Path(file), controller, web, ledger, tariff, tuple(sockets), trade, codes, protections, mqtt,
+                  tariffs)
 
 
 def load(path: str | Path, profile_dirs: tuple[Path, ...] = ()) -> Config:

@@ -13,6 +13,8 @@ import ipaddress
 from dataclasses import replace
 from pathlib import Path
 
+import babel
+
 from payg.adapters.config.mqtt import PREFIX
 from payg.adapters.config.mqtt import mqtt as mqtt_table
 from payg.adapters.config.server import server_table
@@ -48,6 +50,10 @@ def parse(data: dict, file: str, base_dir: Path | None = None) -> HubConfig:
     if not PREFIX.match(hub["topic_prefix"]):
         raise h.error("topic_prefix", "the controllers' [mqtt] topic_prefix: letters, digits, '-' and '_', up to 4 "
                       "levels joined by '/'", hub["topic_prefix"])
+    try:
+        babel.Locale.parse(hub["locale"])
+    except (ValueError, babel.UnknownLocaleError):
+        raise h.error("locale", 'a locale such as "en_GB", "fr_FR" or "sw_KE"', hub["locale"]) from None
     h.finish()
     if "mqtt" not in data:
         raise ConfigError(file, "[mqtt]", "an [mqtt] section: the broker the controllers publish to (host, port, "

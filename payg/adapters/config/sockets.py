@@ -115,8 +115,9 @@ def socket(t: Table, profile_dirs: tuple[Path, ...]) -> SocketConfig:
         raise t.error("meter.load_w", f"at most max_power_w ({max_power_w})", meter.load.load_w)
     friendly = read_key(t, SocketConfig, "friendly_credit")
     own = protection_tables.socket(t.table("protections")) if t.has("protections") else ()
+    tariff = read_key(t, SocketConfig, "tariff")
     t.finish()
-    return SocketConfig(socket_id, name, meter, relay, max_power_w, account_index, sell, buy, friendly, own)
+    return SocketConfig(socket_id, name, meter, relay, max_power_w, account_index, sell, buy, friendly, own, tariff)
 
 
 def _socket_trade(t: Table) -> tuple[SellConfig | None, BuyConfig | None]:

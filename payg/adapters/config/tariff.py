@@ -14,7 +14,7 @@ import babel.numbers
 
 from payg.adapters.config.tables import Table, exact
 from payg.domain.friendly import WEEKDAYS, parse_window
-from payg.domain.tariff import STANDARD, STANDING, Band
+from payg.domain.tariff import STANDARD, STANDING, Band, TariffPeriod
 from payg.domain.tariff_settings import CHANGE_KEYS, TariffChange, TariffConfig
 
 DECIMAL = 'a decimal string such as "0.2450", or an integer'
@@ -124,5 +124,33 @@ def tariff(t: Table) -> TariffConfig:
         raise t.error("locale", 'a locale such as "en_GB", "fr_FR" or "sw_KE"', locale) from None
     tokens_per_wh = exact(t, "tokens_per_wh", TariffConfig.tokens_per_wh)
     values = _period_values(t, tuple(k for k in CHANGE_KEYS if k != "unit_rate" or t.has("unit_rate")))
+    supply = None
+    if t.has("supply"):
+        st = t.table("supply")
+        supply = TariffPeriod(**_period_values(st, CHANGE_KEYS))
+        st.finish()
     return TariffConfig(currency=currency, locale=locale, tokens_per_wh=tokens_per_wh, changes=_changes(t),
-                        minor=minor, **values)
+                        minor=minor, supply=supply, **values)
+
+
+SHARED = ("currency", "locale", "tokens_per_wh", "supply")  # the controller's, in [tariff] only
+
+
+def named(t: Table, base: TariffConfig) -> TariffConfig:
+    """A `[tariffs.NAME]` table: a tariff of its own for the sockets that name it, in [tariff]'s currency."""
+    for key in SHARED:
+        if t.has(key):
+            raise t.error(key, f"no {key} here: it is the controller's, set in [tariff]", t.raw(key))
+    values = _period_values(t, CHANGE_KEYS)
+    return TariffConfig(currency=base.currency, locale=base.locale, changes=_changes(t), minor=base.minor, **values)
+
+
+def named_tables(root: Table, base: TariffConfig) -> tuple[tuple[str, TariffConfig], ...]:
+    tables = root.table("tariffs", {})
+    found = []
+    for name in sorted(tables.data):
+        sub = tables.table(str(name))
+        found.append((str(name), named(sub, base)))
+        sub.finish()
+    tables.finish()
+    return tuple(found)

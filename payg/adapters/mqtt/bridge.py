@@ -36,6 +36,7 @@ from payg.adapters.mqtt.topics import (
     response_payload,
     state_payload,
 )
+from payg.domain.money import TOKENS, MoneyUnit
 from payg.domain.socket import SocketSnapshot
 from payg.errors import InvalidAmount, UnknownSocket
 
@@ -56,10 +57,11 @@ class Landlord(Protocol):
 class MqttBridge:
     def __init__(self, conn: Connection, topics: Topics, sockets: dict[str, str], landlord: Landlord,
                  outbox: Outbox, *, discovery_prefix: str | None, version: str, min_interval_s: float,
-                 window: int = 100, monotonic: Callable[[], float] = time.monotonic):
+                 window: int = 100, monotonic: Callable[[], float] = time.monotonic, money: MoneyUnit = TOKENS):
         self.conn, self.topics, self.sockets, self.landlord, self.outbox = conn, topics, dict(sockets), landlord, outbox
         self.discovery_prefix = discovery_prefix
         self.version = version
+        self.money = money  # [tariff] currency: the state payload's "currency", the balance sensor's unit
         self.min_interval_s = min_interval_s
         self.window = window
         self.monotonic = monotonic
@@ -91,7 +93,7 @@ class MqttBridge:
     def publish(self, states: list[SocketSnapshot]) -> None:
         with self._cond:
             for state in states:
-                body = state_payload(state)
+                body = state_payload(state, self.money.currency)
                 sid = state.id
                 if self._compared.get(sid) != body:
                     self._compared[sid] = body
@@ -262,7 +264,8 @@ class MqttBridge:
         self._send(self.topics.status, ONLINE.encode(), retain=True)
         if self.discovery_prefix:
             for sid, name in self.sockets.items():
-                for a in discovery.announcements(self.topics, self.discovery_prefix, sid, name, self.version):
+                for a in discovery.announcements(self.topics, self.discovery_prefix, sid, name, self.version,
+                                                 self.money):
                     self._send(a.topic, encode(a.payload), retain=True)
         with self._cond:
             self._dirty |= set(self._latest)

@@ -8,7 +8,8 @@ removed (an empty retained config) without a list kept anywhere but the broker.
 Keys are Home Assistant's documented full names (no abbreviations): see the MQTT integration's
 discovery docs and the sensor and select platforms. The energy sensor is device class energy with
 state class total_increasing in Wh, which the Energy dashboard accepts (a meter replaced or reset
-reads as a new cycle, not as negative energy).
+reads as a new cycle, not as negative energy). With `[tariff] currency` the balance is a monetary sensor in
+that currency (state class total, as Home Assistant requires for the class), in the major unit.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from payg.adapters.mqtt.topics import OFFLINE, ONLINE, Topics
+from payg.domain.money import TOKENS, MoneyUnit
 
 # entity -> (component, name, state key, unit, device class, state class)
 SENSORS = {
@@ -34,6 +36,13 @@ ENTITIES = (*SENSORS, MODE)
 class Announcement:
     topic: str
     payload: dict
+
+
+def major_template(minor: int) -> str:
+    """The balance in the currency's major unit from the state payload's minor units, rounded to its digits."""
+    if minor == 0:
+        return "{{ value_json.balance }}"
+    return f"{{{{ (value_json.balance / {10 ** minor}) | round({minor}) }}}}"
 
 
 def node_id(controller: str) -> str:
@@ -59,8 +68,9 @@ def socket_of(discovery_prefix: str, controller: str, topic: str) -> tuple[str, 
 
 
 def announcements(topics: Topics, discovery_prefix: str, socket_id: str, socket_name: str,
-                  version: str) -> list[Announcement]:
-    """The retained configs of one socket's entities."""
+                  version: str, money: MoneyUnit = TOKENS) -> list[Announcement]:
+    """The retained configs of one socket's entities. With a currency (`money`) the balance is a `monetary`
+    sensor in its code, its state the payload's balance (minor units) in the major unit (1234 pence: 12.34)."""
     c = topics.controller
     state = topics.state(socket_id)
     device = {"identifiers": [f"{node_id(c)}_{socket_id}"], "name": socket_name, "manufacturer": "payg",
@@ -82,6 +92,9 @@ def announcements(topics: Topics, discovery_prefix: str, socket_id: str, socket_
             payload["device_class"] = device_class
         if entity == "balance":
             payload["icon"] = "mdi:cash"
+            if money.currency is not None:  # Home Assistant's monetary class takes state class total, not measurement
+                payload.update(device_class="monetary", state_class="total", unit_of_measurement=money.currency,
+                               value_template=major_template(money.minor))
         out.append(Announcement(config_topic(discovery_prefix, "sensor", c, socket_id, entity), payload))
     out.append(Announcement(config_topic(discovery_prefix, "select", c, socket_id, MODE), {
         "name": "Mode", "unique_id": f"{node_id(c)}_{socket_id}_{MODE}",

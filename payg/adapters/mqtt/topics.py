@@ -3,8 +3,9 @@
 Topics under <prefix>/<controller>/ (prefix "payg" unless configured):
 
     status              "online" / "offline", retained; "offline" is the connection's last will
-    <socket>/state      the socket's state, JSON, retained (STATE_KEYS, "debt" when owed, and "at": the
-                        controller's time of that state); sent when something but "at" changed
+    <socket>/state      the socket's state, JSON, retained (STATE_KEYS, "currency": the code its amounts' minor
+                        unit is of, or null for tokens, "debt" when owed, and "at": the controller's time of that
+                        state); sent when something but "at" changed
     events              JSON, QoS 1, not retained: {"id", "seq", "controller", "socket", "kind", "at", ...}; "id" is
                         unique and the same on every redelivery, so a subscriber drops duplicates by it; "seq"
                         grows with every event of the controller (the order they happened in)
@@ -78,10 +79,12 @@ def parse_topic(prefix: str, topic: str) -> tuple[str, str, str | None] | None:
     return None
 
 
-def state_payload(state: SocketSnapshot) -> dict[str, Any]:
-    """What goes on a socket's state topic: the JSON API's keys that describe it now; debt only when owed."""
+def state_payload(state: SocketSnapshot, currency: str | None = None) -> dict[str, Any]:
+    """What goes on a socket's state topic: the JSON API's keys that describe it now, the currency its amounts are
+    in (`[tariff] currency`: balance and debt in its minor unit; None: tokens); debt only when owed."""
     api = serialize.socket_state(state)
     body = {key: api[key] for key in STATE_KEYS}
+    body["currency"] = currency
     if state.balance.debt:
         body["debt"] = api["debt"]
         body["debt_tokens"] = api["debt_tokens"]

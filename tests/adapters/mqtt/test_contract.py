@@ -13,6 +13,7 @@ from payg.adapters.mqtt import discovery
 from payg.adapters.mqtt.acl import mosquitto_acl
 from payg.adapters.mqtt.topics import BadCommand, Topics, parse_command, parse_topic, state_payload
 from payg.domain.billing import MeterReading
+from payg.domain.money import MoneyUnit
 from payg.domain.settings import MqttConfig
 from payg.domain.socket import Balance, SocketSnapshot
 from payg.errors import ConfigError
@@ -95,7 +96,9 @@ def test_state_payload_has_the_keys_and_debt_only_when_owed():
                            pending_wh=Fraction(1, 2), credit_warning_h=None, updated_at=5.0)
     body = state_payload(state)
     assert body == {"balance": 500, "balance_tokens": 500, "relay": "on", "power_w": 800.0, "voltage_v": 230.0,
-                    "current_a": 3.5, "energy_wh": 12, "meter": "ok", "override": None, "credit_exhausted": False}
+                    "current_a": 3.5, "energy_wh": 12, "meter": "ok", "override": None, "credit_exhausted": False,
+                    "currency": None}
+    assert state_payload(state, "GBP")["currency"] == "GBP"
     owed = state_payload(replace(state, balance=Balance.of(-40, 1)))
     assert (owed["debt"], owed["debt_tokens"], owed["balance"]) == (40, 40, -40)
     planned = state_payload(replace(state, balance=Balance.of(-10, 2, deferred=30)))  # 30 of debt set aside
@@ -156,6 +159,26 @@ def test_discovery_payloads_use_only_home_assistants_documented_keys():
         json.dumps(a.payload)  # it is JSON
     ids = [a.payload["unique_id"] for a in found]
     assert len(set(ids)) == len(ids)
+
+
+def test_with_a_currency_the_balance_is_a_monetary_sensor_in_the_major_unit():
+    from jinja2 import Template  # Home Assistant renders value templates with Jinja
+
+    def balance(money=None):
+        args = (TOPICS, "homeassistant", "kitchen", "Kitchen", "0.1.0") + ((money,) if money else ())
+        return next(a.payload for a in discovery.announcements(*args) if a.topic.endswith("kitchen_balance/config"))
+
+    tokens = balance()
+    assert (tokens["unit_of_measurement"], tokens["state_class"], "device_class" in tokens) == ("tokens",
+                                                                                                "measurement", False)
+    assert tokens["value_template"] == "{{ value_json.balance_tokens }}"
+    gbp = balance(MoneyUnit("GBP", 2, "en_GB"))
+    assert (gbp["device_class"], gbp["unit_of_measurement"], gbp["state_class"]) == ("monetary", "GBP", "total")
+    assert set(gbp) <= HA_SENSOR_KEYS
+    assert [Template(gbp["value_template"]).render(value_json={"balance": b}) for b in (1234, -5, 0)] == \
+        ["12.34", "-0.05", "0.0"]
+    jpy = balance(MoneyUnit("JPY", 0, "ja_JP"))
+    assert Template(jpy["value_template"]).render(value_json={"balance": 1234}) == "1234"
 
 
 def test_the_energy_sensor_is_one_the_energy_dashboard_accepts():
