@@ -31,10 +31,12 @@ from payg.adapters.openpaygo import OpenPaygoCodec, new_key
 from payg.domain.accounts import Entry
 from payg.domain.billing import MeterReading, MeterState
 from payg.domain.friendly import FriendlyCredit
+from payg.domain.money import MoneyUnit
 from payg.domain.tariff import Band, TariffPeriod, TariffSchedule
 from payg.services.codes import CodeDesk
 from payg.services.deposits import DepositWatcher
 from payg.services.emergency import EmergencyDesk
+from payg.services.statements import StatementDesk
 from tests.fakes import FakeMeter
 from tests.support.rigs import Rig
 
@@ -298,6 +300,22 @@ def test_billed_money_equals_an_independent_sum_over_100k_ticks_of_bands_clock_c
     # every top-up booked once, in full; the balance is the journal's sum
     assert sum(e.amount for e in entries if e.amount > 0) == paid + taken
     assert rig.journal.balance("a") == sum(e.amount for e in entries) - state.pending_units
+
+    # a statement for each month of the run: each reconciles, each opens where the last closed, and together they
+    # hold every entry: the energy, the standing days and the top-ups the journal has
+    desk = StatementDesk(rig.journal, rig.clock, LONDON, MoneyUnit("GBP", 2))
+    first_day, last_day = (datetime.fromtimestamp(t, LONDON).date() for t in (START, end))
+    months, month = [], first_day.replace(day=1)
+    while month <= last_day:
+        following = (month + timedelta(days=32)).replace(day=1)
+        months.append(desk.statement("a", month, following - timedelta(days=1)))
+        month = following
+    assert months[0].opening == 0 and months[-1].closing == sum(e.amount for e in entries)
+    assert all(a.closing == b.opening for a, b in pairwise(months))
+    assert sum(m.energy_units for m in months) == billed and sum(m.energy_wh for m in months) == sum(
+        e.energy_wh for e in usage)
+    assert sum(m.standing_days for m in months) == len(standing)
+    assert sum(m.credits for m in months) == paid + taken
 
     # what the run went through, so that the equalities above were tested on it
     priced = {gross(p[1], p[4], p[5]): (i, "standard") for i, p in enumerate(PRICES)}
