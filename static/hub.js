@@ -12,6 +12,12 @@
   const ACTION = { force_off: "Force off", automatic: "Automatic", credit: "Credit" };
   /* a row's money: its controller's currency (the state's "currency"; none: tokens), written for the hub's locale */
   const unitOf = (code) => (code ? { currency: code, locale: boot.locale } : null);
+  /* the unit of a command's or an event's amount: its socket's (or else its controller's) as its states say */
+  function unitAt(controller, socket) {
+    const rec = rows.get(controller + "/" + socket) ||
+      Array.from(rows.values()).find((x) => x.r.controller === controller);
+    return unitOf(rec && rec.r.currency);
+  }
   /* a total over rows of one currency; "—" over several */
   function total(list, x) {
     const codes = new Set(list.map((r) => r.currency || null));
@@ -155,7 +161,9 @@
       const tr = h(tb, "tr");
       h(tr, "td", "", P.clock(c.sent_at));
       h(tr, "td", "", c.controller + "/" + c.socket);
-      h(tr, "td", "", ACTION[c.command] + (c.command === "credit" ? " " + P.tok(c.tokens) + " (" + c.reason + ")" : ""));
+      const what = c.command === "credit" ? " " + P.figure(c.tokens, unitAt(c.controller, c.socket)) + " (" + c.reason + ")"
+        : "";
+      h(tr, "td", "", ACTION[c.command] + what);
       const td = h(tr, "td");
       const word = { pending: "Waiting\u2026", ok: c.booked === false ? "Done (booked before)" : "Done",
         refused: "Refused", timeout: "No answer" }[c.status] || c.status;
@@ -170,7 +178,7 @@
       const li = h(ul, "li");
       h(li, "time", "", P.clock(e.at || e.received_at));
       li.appendChild(document.createTextNode(e.controller + "/" + (e.socket || P.DASH) + ": " + e.kind +
-        (e.amount !== undefined ? " " + P.tok(e.amount) : "")));
+        (e.amount !== undefined ? " " + P.figure(e.amount, unitAt(e.controller, e.socket)) : "")));
     }
   }
 

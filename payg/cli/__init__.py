@@ -154,7 +154,9 @@ def _command(args: Namespace, config: Config, wiring: Wiring) -> int:
     if args.command == "login-link":
         return password.cmd_login_link(wiring.controller_api(config))
     if args.command in ("code", "redeem"):
-        return codes.cmd_code(args, wiring.controller_api(config))
+        from payg.domain.money import MoneyUnit
+
+        return codes.cmd_code(args, wiring.controller_api(config), unit=MoneyUnit.of(config.tariff))
     if args.command == "mqtt-acl":
         try:
             print(wiring.mqtt_acl(config))

@@ -14,11 +14,20 @@ from typing import TextIO
 
 from payg.cli.trade import ControllerApi, ask
 from payg.domain.codes import CodeKey
+from payg.domain.money import TOKENS, MoneyUnit
 from payg.domain.settings import Config
 from payg.ports import Journal
+from payg.webkit import money
 
 
-def cmd_code(args: argparse.Namespace, api: ControllerApi, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def value(units: int, unit: MoneyUnit) -> str:
+    """What a code is worth, as the commands print it: "50 tokens", or with `[tariff] currency` (its amounts in
+    the minor unit: `--tokens 500` is 500 pence) "£5.00"."""
+    return f"{units} tokens" if unit.currency is None else money.text(units, unit)
+
+
+def cmd_code(args: argparse.Namespace, api: ControllerApi, out: TextIO = sys.stdout, err: TextIO = sys.stderr,
+             unit: MoneyUnit = TOKENS) -> int:
     if args.command == "code":
         path, body = f"/api/sockets/{args.socket}/codes", {"tokens": args.tokens}
         if getattr(args, "request_id", None):
@@ -33,11 +42,11 @@ def cmd_code(args: argparse.Namespace, api: ControllerApi, out: TextIO = sys.std
         return 2 if answer.get("_status") == 400 and args.command == "code" else status
     if args.command == "code":
         print(answer["spaced"], file=out)
-        print(f"code #{answer['count']} for socket {args.socket}: {answer['tokens']} tokens, good once"
+        print(f"code #{answer['count']} for socket {args.socket}: {value(answer['tokens'], unit)}, good once"
               + (" (made before for this request id: the same code, not a new one)" if answer.get("repeated") else ""),
               file=err)
     else:
-        print(f"{answer['tokens']} tokens credited to {args.socket}" if answer.get("booked")
+        print(f"{value(answer['tokens'], unit)} credited to {args.socket}" if answer.get("booked")
               else f"this code was credited to {args.socket} before", file=out)
     return 0
 

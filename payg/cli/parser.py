@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("code", "make a top-up code for a socket (through the running controller)")
     p.add_argument("--socket", required=True, metavar="ID", help="socket id")
     p.add_argument("--tokens", required=True, type=_amount, metavar="N",
-                   help="tokens the code adds: a multiple of [codes] tokens_per_unit, at most 995 units")
+                   help="what the code adds, in tokens, or the currency's minor unit (pence) with a [tariff] "
+                        "currency: a multiple of [codes] tokens_per_unit, at most 995 units")
     p.add_argument("--request-id", metavar="ID", help="8 to 64 letters, digits, '-' or '_': running the command again"
                    " with the same id prints the same code instead of making another (for scripts that retry)")
     p = command("redeem", "enter a top-up code for a socket (through the running controller)")

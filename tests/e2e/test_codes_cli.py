@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from openpaygo import OpenPAYGOTokenEncoder, TokenType
@@ -50,4 +51,29 @@ def test_a_code_made_and_entered_from_the_command_line_credits_once(tmp_path: Pa
                                                         int(kitchen[2]))
     entered = payg("redeem", "--config", str(config), "--socket", "kitchen", elsewhere, cwd=tmp_path)
     assert entered.returncode == 0 and "30 tokens credited" in entered.stdout, entered.stderr
+    assert controller.stop() == 0, controller.output()
+
+
+def test_with_a_currency_a_code_is_made_in_pence_and_printed_in_pounds(tmp_path: Path, controllers):
+    """Issue 27: with `[tariff] currency = "GBP"` the journal counts pence; `--tokens` keeps its meaning (journal
+    units, pence here) and what the code is worth is printed as money. Standard output is still the code alone."""
+    port = free_port()
+    config = write_config(tmp_path / "payg.toml", tmp_path / "state", port=port, sockets=(("office", "Office", 0.0),))
+    config.write_text(config.read_text() + '\n[tariff]\ncurrency = "GBP"\nunit_rate = "0.25"\n')
+    helped = payg("code", "--help", cwd=tmp_path)
+    assert helped.returncode == 0 and "minor unit (pence)" in " ".join(helped.stdout.split())
+    controller = controllers(config, tmp_path, port)
+    controller.wait_ready()
+
+    made = payg("code", "--config", str(config), "--socket", "office", "--tokens", "500", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    code = made.stdout.strip()
+    assert len(code) == 11 and code.replace(" ", "").isdigit(), made.stdout
+    assert re.fullmatch(r"code #\d+ for socket office: £5\.00, good once\n", made.stderr), made.stderr
+
+    entered = payg("redeem", "--config", str(config), "--socket", "office", code, cwd=tmp_path)
+    assert entered.returncode == 0, entered.stderr
+    assert entered.stdout.strip() == "£5.00 credited to office"
+    state = socket_state(port, "office")  # drawing nothing: 500 pence, all of it
+    assert (state["balance"], state["currency"], state["balance_text"]) == (500, "GBP", "£5.00"), state
     assert controller.stop() == 0, controller.output()

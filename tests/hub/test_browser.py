@@ -1,7 +1,8 @@
 """The fleet page in a real browser (headless Debian Chromium, playwright): the hub in-process on the real
 server and a real Mosquitto, a stand-in controller publishing states and answering commands. The page must
 show a change through its live connection (never a reload), filter, and show an action's answer; any
-console error, uncaught exception or CSP violation fails the test."""
+console error, uncaught exception or CSP violation fails the test. Money (issue 27): two real controllers built
+in-process (a virtual clock), one priced in pounds and one in tokens, each row in its own unit."""
 
 from __future__ import annotations
 
@@ -9,23 +10,33 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from werkzeug.security import generate_password_hash
 
+from payg import bootstrap
+from payg.adapters import config as cfg
+from payg.adapters.clocks import ManualClock
 from payg.adapters.mqtt import client as mqtt_client
 from payg.adapters.mqtt.acl import mosquitto_acl
 from payg.adapters.mqtt.client import Connection
+from payg.adapters.virtual import VirtualDriver
 from payg.domain.settings import HubConfig, MqttConfig, SecretRef
 from payg.wiring.hub import build_hub
+from payg.wiring.mqtt import start_bridge
 from tests.conftest import CHROMIUM, TEST_OUTPUT
 from tests.support import wait_until
 from tests.support.mosquitto import Broker
+from tests.support.mqtt_beds import controller_toml
 from tests.support.web_beds import CHROMIUM_ARGS
 
 pytestmark = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason=f"no Chromium at {CHROMIUM}")
 
-USERS = {"ctl-home": "pw-home", "hub": "pw-hub"}
+USERS = {"ctl-home": "pw-home", "ctl-shop": "pw-shop", "hub": "pw-hub"}
 PASSWORD = "the fleet's landlord password"
 CSP_PROBE = ("document.addEventListener('securitypolicyviolation', (e) => console.error("
              "'CSP violation: ' + e.violatedDirective + ' blocked ' + e.blockedURI));")
@@ -62,7 +73,8 @@ class FakeController:
 
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
-    broker = Broker(tmp_path / "broker", USERS, mosquitto_acl("payg", {"home": "ctl-home"}, ["hub"])).start()
+    acl = mosquitto_acl("payg", {"home": "ctl-home", "shop": "ctl-shop"}, ["hub"])
+    broker = Broker(tmp_path / "broker", USERS, acl).start()
     monkeypatch.setenv("PAYG_TEST_HUB_HASH", generate_password_hash(PASSWORD, method="pbkdf2:sha256:1000"))
     monkeypatch.setenv("PAYG_TEST_HUB_MQTT", USERS["hub"])
     config = HubConfig(path=tmp_path / "hub.toml", data_dir=tmp_path / "hub-data",
@@ -80,8 +92,34 @@ def hub(tmp_path, monkeypatch):
         broker.stop()
 
 
-def test_the_fleet_page_is_live_filters_and_shows_an_actions_answer(hub):
+@contextmanager
+def fleet_page(hub) -> Iterator:
+    """A Chromium page logged in to the hub's fleet page, its live connection up; any console error, uncaught
+    exception or CSP violation while it was open fails the test."""
     from playwright.sync_api import expect, sync_playwright
+
+    problems: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.add_init_script(CSP_PROBE)
+            page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+            page.on("pageerror", lambda e: problems.append(f"uncaught: {e}"))
+            base = f"http://127.0.0.1:{hub.server.port}"
+            page.goto(base + "/")
+            assert page.url.startswith(base + "/login")
+            page.fill("#password", PASSWORD)
+            page.click("button[type=submit]")
+            expect(page.locator("#live .txt")).to_have_text("Live", timeout=10_000)
+            yield page
+        finally:
+            browser.close()
+    assert problems == []
+
+
+def test_the_fleet_page_is_live_filters_and_shows_an_actions_answer(hub):
+    from playwright.sync_api import expect
 
     ctl = FakeController(hub.config.mqtt.port)
     try:
@@ -89,51 +127,122 @@ def test_the_fleet_page_is_live_filters_and_shows_an_actions_answer(hub):
         ctl.state("kitchen", 120)
         ctl.state("hall", 0, "off")
         wait_until(lambda: len(hub.fleet.rows()) == 2, 10, "the states at the hub")
-        problems: list[str] = []
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1280, "height": 800})
-                page.add_init_script(CSP_PROBE)
-                page.on("console", lambda m: m.type == "error" and problems.append(m.text))
-                page.on("pageerror", lambda e: problems.append(f"uncaught: {e}"))
-                base = f"http://127.0.0.1:{hub.server.port}"
-                page.goto(base + "/")
-                assert page.url.startswith(base + "/login")
-                page.fill("#password", PASSWORD)
-                page.click("button[type=submit]")
-                expect(page.locator("#live .txt")).to_have_text("Live", timeout=10_000)
-                rows = page.locator("#rows tr")
-                expect(rows).to_have_count(2)
-                kitchen = page.locator('#rows tr[data-key="home/kitchen"]')
-                expect(kitchen.locator("td").nth(2)).to_contain_text("120")
-                expect(page.locator('#ctl-rows tr[data-name="home"]')).to_contain_text("Online")
+        with fleet_page(hub) as page:
+            rows = page.locator("#rows tr")
+            expect(rows).to_have_count(2)
+            kitchen = page.locator('#rows tr[data-key="home/kitchen"]')
+            expect(kitchen.locator("td").nth(2)).to_contain_text("120")
+            expect(page.locator('#ctl-rows tr[data-name="home"]')).to_contain_text("Online")
 
-                ctl.state("kitchen", 95)  # live, no reload
-                expect(kitchen.locator("td").nth(2)).to_contain_text("95", timeout=5_000)
-                expect(page.locator("#ctl-tot")).to_contain_text("95")
+            ctl.state("kitchen", 95)  # live, no reload
+            expect(kitchen.locator("td").nth(2)).to_contain_text("95", timeout=5_000)
+            expect(page.locator("#ctl-tot")).to_contain_text("95")
 
-                page.select_option("#fr", "off")
-                expect(rows).to_have_count(1)
-                expect(page.locator("#count")).to_have_text("1 of 2 sockets")
-                assert "relay=off" in page.get_attribute("#csv", "href")
-                page.select_option("#fr", "")
+            page.select_option("#fr", "off")
+            expect(rows).to_have_count(1)
+            expect(page.locator("#count")).to_have_text("1 of 2 sockets")
+            assert "relay=off" in page.get_attribute("#csv", "href")
+            page.select_option("#fr", "")
 
-                kitchen.locator("button[data-act=credit]").click()
-                page.fill("#credit-tok", "30")
-                page.fill("#credit-why", "browser test")
-                page.click("#credit-go")
-                expect(page.locator("#cmd-rows tr").first).to_contain_text("Done", timeout=10_000)
-                (TEST_OUTPUT / "hub").mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(TEST_OUTPUT / "hub" / "fleet.png"), full_page=True)  # for people to look at
-                assert [(c["command"], c["tokens"], c["reason"]) for c in ctl.commands] == [
-                    ("credit", 30, "browser test")]
-                page.set_viewport_size({"width": 390, "height": 844})  # a phone: the tables have no sort buttons
-                labels = page.evaluate("[...document.querySelectorAll('table.sockets thead tr')].map("
-                                       "(tr) => getComputedStyle(tr, '::before').content)")
-                assert labels == ["none"] * 3, f"a 'Sort by' label over a table that does not sort: {labels}"
-            finally:
-                browser.close()
-        assert problems == []
+            kitchen.locator("button[data-act=credit]").click()
+            page.fill("#credit-tok", "30")
+            page.fill("#credit-why", "browser test")
+            page.click("#credit-go")
+            expect(page.locator("#cmd-rows tr").first).to_contain_text("Done", timeout=10_000)
+            expect(page.locator("#cmd-rows tr").first).to_contain_text("Credit 30 (browser test)")  # tokens
+            (TEST_OUTPUT / "hub").mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(TEST_OUTPUT / "hub" / "fleet.png"), full_page=True)  # for people to look at
+            assert [(c["command"], c["tokens"], c["reason"]) for c in ctl.commands] == [
+                ("credit", 30, "browser test")]
+            page.set_viewport_size({"width": 390, "height": 844})  # a phone: the tables have no sort buttons
+            labels = page.evaluate("[...document.querySelectorAll('table.sockets thead tr')].map("
+                                   "(tr) => getComputedStyle(tr, '::before').content)")
+            assert labels == ["none"] * 3, f"a 'Sort by' label over a table that does not sort: {labels}"
     finally:
         mqtt_client.stop(ctl.client)
+
+
+@dataclass
+class RealController:
+    """A controller built by the composition root in-process, its bridge on the broker, its loop on a virtual
+    clock (nothing happens between the test's steps)."""
+
+    rt: bootstrap.Runtime
+    driver: VirtualDriver
+
+
+def real_controller(tmp_path: Path, port: int, name: str, socket: str, tariff: str, monkeypatch) -> RealController:
+    env = f"PAYG_TEST_MQTT_{name.upper()}"
+    monkeypatch.setenv(env, USERS[f"ctl-{name}"])
+    text = controller_toml(tmp_path / f"{name}-data", port, controller=name, sockets=(socket,), load_w=0,
+                           password_env=env, extra=tariff)  # drawing nothing: the balances hold still
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text.replace("[controller]\n", "[controller]\npoll_interval_s = 0.2\n", 1))
+    clock = ManualClock(time.time())
+    rt = bootstrap.build(cfg.load(path), clock)
+    try:
+        rt.site.start()
+        bridge = start_bridge(rt)
+        assert bridge is not None and bridge.online.wait(10), f"{name} did not come online"
+    except BaseException:
+        rt.close()
+        raise
+    return RealController(rt, VirtualDriver(rt.site, clock))
+
+
+def test_each_row_in_its_controller_s_money_the_totals_in_one_currency_or_none(hub, tmp_path, monkeypatch):
+    """Issue 27: a controller priced in pounds (its journal in pence) beside one in tokens. Each row is written in
+    its own unit; a total over both is "—", over the pounds alone pounds; the credit dialog takes pounds and
+    pence and the controller books pence."""
+    from playwright.sync_api import expect
+
+    port = hub.config.mqtt.port
+    home = real_controller(tmp_path, port, "home", "kitchen", '[tariff]\ncurrency = "GBP"\nunit_rate = "0.25"',
+                           monkeypatch)
+    try:
+        shop = real_controller(tmp_path, port, "shop", "till", "", monkeypatch)
+        try:
+            home.rt.ledger.pay("kitchen", 1234)  # 1,234 pence
+            shop.rt.ledger.pay("till", 40)  # 40 tokens
+            for c in (home, shop):
+                c.driver.run_for(2)  # the deposit watcher credits it, a tick publishes the state
+            wait_until(lambda: {r["key"]: (r["balance"], r["currency"]) for r in hub.fleet.rows()} ==
+                       {"home/kitchen": (1234, "GBP"), "shop/till": (40, None)}, 10, "both states at the hub")
+            with fleet_page(hub) as page:
+                kitchen, till = (page.locator(f'#rows tr[data-key="{k}"] td').nth(2) for k in ("home/kitchen",
+                                                                                               "shop/till"))
+                expect(kitchen).to_have_text("£12.34")
+                expect(till).to_have_text("40")
+                total = page.locator("#tot td").nth(1)  # the row's <th> is its first cell: balance is td 1
+                expect(total).to_have_text("—")  # pence and tokens are never added up
+                expect(page.locator("#ctl-tot td").last).to_have_text("—")
+                expect(page.locator('#ctl-rows tr[data-name="home"] td').last).to_have_text("£12.34")
+                expect(page.locator('#ctl-rows tr[data-name="shop"] td').last).to_have_text("40")
+                page.select_option("#fc", "home")  # the shown rows in one currency: their total is money
+                expect(total).to_have_text("£12.34")
+                expect(page.locator("#ctl-tot td").last).to_have_text("£12.34")
+
+                page.locator('#rows tr[data-key="home/kitchen"] button[data-act=credit]').click()
+                expect(page.locator("#credit-who")).to_have_text("home/kitchen · balance £12.34")
+                expect(page.locator('label[for="credit-tok"]')).to_have_text("Amount in GBP")
+                page.fill("#credit-tok", "1.50")
+                page.fill("#credit-why", "pounds from the hub")
+                page.click("#credit-go")
+                expect(page.locator("#cmd-rows tr").first).to_contain_text("Done", timeout=10_000)
+                expect(page.locator("#cmd-rows tr").first).to_contain_text("Credit £1.50 (pounds from the hub)")
+                events = page.locator("#events")
+                expect(events).to_contain_text("home/kitchen: credited £1.50", timeout=5_000)
+                expect(events).to_contain_text("home/kitchen: credited £12.34")
+                expect(events).to_contain_text("shop/till: credited 40")
+                manual = [(e.kind, e.amount) for e in home.rt.journal.all_entries("kitchen")
+                          if (e.idem_key or "").startswith("manual:")]
+                assert manual == [("credit", 150)]  # 150 pence, booked once
+                home.driver.run_for(1)  # a tick: the new state goes out
+                expect(kitchen).to_have_text("£13.84", timeout=5_000)
+                expect(total).to_have_text("£13.84")
+                (TEST_OUTPUT / "hub").mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(TEST_OUTPUT / "hub" / "fleet-money.png"), full_page=True)
+        finally:
+            shop.rt.close()
+    finally:
+        home.rt.close()
