@@ -10,7 +10,7 @@ NPM_FLAGS := --no-audit --no-fund --ignore-scripts
 CHROMIUM ?= /usr/bin/chromium
 MOSQUITTO ?= /usr/sbin/mosquitto
 
-.PHONY: run test lint bench assets clean mosquitto docs
+.PHONY: run test lint bench assets clean mosquitto docs hub-demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ assets: $(ASSETS)
 
 run: $(STAMP) $(ASSETS)
 	$(BIN)/python app.py --config $(CONFIG)
+
+# The fleet view on this machine: a local Mosquitto, two simulated controllers and `payg hub`, until Ctrl-C
+# (payg/wiring/hub_demo.py; docs/hub.md "Try it locally"). HUB_DEMO_ARGS="--port 5081" picks another port.
+hub-demo: $(STAMP) $(ASSETS)
+	PAYG_MOSQUITTO=$(MOSQUITTO) $(BIN)/python -m payg.wiring.hub_demo $(HUB_DEMO_ARGS)
 
 # The MQTT tests start Debian's Mosquitto themselves; installed here when it is missing and we may.
 mosquitto:

@@ -28,6 +28,7 @@ from payg.errors import ConfigError, DataDirBusy, RelayError
 from payg.ports import DepositPayer, EscrowWatch, PeerDirectory, PeerMessages
 from payg.wiring import hub as hub_wiring
 from payg.wiring import mqtt as mqtt_wiring
+from payg.wiring import notify as notify_wiring
 from payg.wiring import xpub as xpub_wiring
 from payg.wiring.runtime import Runtime, close_all, profile_dirs, web_dirs
 from payg.wiring.tariffs import keep_money_unit, resale_check, socket_schedules
@@ -55,7 +56,8 @@ def open_journal(config: Config) -> SqliteJournal:
     from payg.adapters.journal import SqliteJournal
 
     config.controller.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return SqliteJournal(config.controller.data_dir / "journal.sqlite", outbox=config.mqtt.enabled)
+    return SqliteJournal(config.controller.data_dir / "journal.sqlite", outbox=config.mqtt.enabled,
+                         notify=config.notify.contacts_file is not None)
 
 
 def build(config: Config, clock: Clock | None = None, notifier: Notifier | None = None) -> Runtime:
@@ -214,6 +216,7 @@ def serve(config: Config) -> int:
         atexit.register(rt.site.shutdown)
         server = serve_web(rt) if config.web.enabled else None
         mqtt_wiring.start_bridge(rt)  # MQTT, when [mqtt] is on
+        notify_wiring.start_notifications(rt)  # Apprise, when [notify] names a contacts file
         driver = SchedulerDriver(rt.site)
         rt.closers.append(("scheduler", driver.shutdown))
 

@@ -58,7 +58,12 @@ class LedgerReorganised(LedgerUnavailable):
 
 
 class Unreachable(PaygError):
-    """Nothing usable came back over HTTP: the host did not answer, timed out, or did not answer JSON."""
+    """Nothing usable came back over HTTP: the host did not answer, timed out, or did not answer JSON.
+    `refused`: the connection was refused, so nothing listens there (a controller that is not running)."""
+
+    def __init__(self, message: str, refused: bool = False):
+        super().__init__(message)
+        self.refused = refused
 
 
 class UnknownSocket(PaygError):

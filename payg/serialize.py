@@ -58,6 +58,7 @@ def socket_state(s: SocketSnapshot) -> dict[str, Any]:
         "relay_error": s.relay_error,
         "override": s.override,
         "credit_exhausted": s.credit_exhausted,
+        "vacant": s.vacant,
         "pending_wh": float(s.pending_wh),
         "credit_warning_h": s.credit_warning_h,
         "reading_at": s.reading_at,

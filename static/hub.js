@@ -44,15 +44,19 @@
   }
   const plural = (n, word) => n + " " + word + (n === 1 ? "" : "s");
   const shown = (r) => (!fCtl || r.controller === fCtl) && (!fRelay || r.relay === fRelay) &&
-    (!fText || r.key.toLowerCase().includes(fText));
+    (!fText || (r.key + "\n" + (r.name || "")).toLowerCase().includes(fText));
+  /* the actions that apply to a socket now: a socket held off can go back to automatic, any other can be forced
+     off; a credit always applies */
+  const applies = (r, act) => (act === "automatic" ? r.override === "off" : act === "force_off" ? r.override !== "off"
+    : true);
 
   /* one row per socket, built once and patched */
   function build(key) {
     const tr = document.createElement("tr"), el = {};
     tr.dataset.key = key;
     let td = h(tr, "td");
-    el.socket = h(td, "span");
-    el.ctl = h(td, "small", "id");
+    el.socket = h(td, "span", "name");   // the socket's name as its controller publishes it (its id when none)
+    el.ctl = h(td, "small", "id");       // controller/socket
     td = h(tr, "td");
     el.relay = h(td, "span");
     el.override = h(td, "small");
@@ -73,8 +77,8 @@
   }
   function patch(rec) {
     const r = rec.r, el = rec.el, c = ctls.get(r.controller) || {};
-    P.setText(el.socket, r.socket);
-    P.setText(el.ctl, r.controller);
+    P.setText(el.socket, r.name || r.socket);
+    P.setText(el.ctl, r.key);
     pill(el.relay, "st-" + (r.relay || "off"), r.relay === "on" ? "On" : r.relay === "off" ? "Off" : P.DASH);
     P.setText(el.override, r.override === "off" ? "forced off" : "");
     P.setText(el.bal, P.figure(r.balance_tokens, unitOf(r.currency)));
@@ -83,7 +87,10 @@
     P.setText(el.meter, r.meter || P.DASH);
     P.setText(el.at, r.at ? P.clock(r.at) : P.DASH);
     rec.tr.classList.toggle("ctl-offline", c.status === "offline");
-    for (const b of rec.tr.querySelectorAll("button")) b.disabled = c.status === "offline";
+    for (const b of rec.tr.querySelectorAll("button")) {
+      b.hidden = !applies(r, b.dataset.act);
+      b.disabled = c.status === "offline";
+    }
   }
   function upsert(r) {
     let rec = rows.get(r.key);
@@ -103,11 +110,13 @@
     }
     return t;
   }
-  function cells(tr, values) {
+  /* a totals or controller row; each cell but the first labelled with its column (the cards on a phone) */
+  function cells(tr, values, table) {
     tr.textContent = "";
     values.forEach((v, i) => {
       const td = h(tr, i === 0 ? "th" : "td", i > 1 ? "num" : "", typeof v === "string" ? v : null);
       if (i === 0) td.scope = "row";
+      else td.dataset.label = COLS[table][i];
       if (v && v.pill) pill(h(td, "span"), v.pill, v.text);
     });
   }
@@ -122,7 +131,7 @@
     }
     const t = totals(list);
     cells($("tot"), [plural(t.sockets, "socket"), t.on + " on, " + t.off + " off", total(list, t.bal), P.num(t.power) + " W",
-      "", "", ""]);
+      "", "", ""], "tbl");
     P.setText($("count"), list.length === rows.size ? plural(rows.size, "socket")
       : list.length + " of " + rows.size + " sockets");
     // controllers, with the totals of their shown sockets
@@ -133,11 +142,10 @@
       const tr = h(cb, "tr");
       tr.dataset.name = name;
       cells(tr, [name, { pill: "av-" + (c.status || "unknown"), text: AVAIL[c.status] || "Unknown" },
-        String(ct.sockets), String(ct.on), String(ct.off), P.num(ct.power) + " W", total(mine, ct.bal)]);
-      labelled(tr, "ctls");
+        String(ct.sockets), String(ct.on), String(ct.off), P.num(ct.power) + " W", total(mine, ct.bal)], "ctls");
     }
     cells($("ctl-tot"), [plural(names.length, "controller"), "", String(t.sockets), String(t.on), String(t.off),
-      P.num(t.power) + " W", total(list, t.bal)]);
+      P.num(t.power) + " W", total(list, t.bal)], "ctls");
     const sel = $("fc"), want = ["", ...names];
     if (Array.from(sel.options, (o) => o.value).join("\n") !== want.join("\n")) {
       sel.textContent = "";

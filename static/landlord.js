@@ -7,7 +7,7 @@
   const recs = new Map();   // id -> {id, v: view, tr, el: {key: element}, t: {key: text shown}}
   let order = [], sortKey = "name", sortDir = 1, fText = "", fStatus = "", sortDirty = false, filterDirty = false;
   let now = Date.now() / 1000;
-  const STATUS = { on: "On", off: "Off", offline: "Offline", alarm: "Alarm" };
+  const STATUS = { on: "On", off: "Off", offline: "Offline", alarm: "Alarm", vacant: "Vacant" };
   const RANK = { alarm: 0, offline: 1, off: 2, on: 3 };
   const FIELD = { name: "name", balance: "balance_tokens", power: "power_w", today: "energy_today_wh",
     month: "energy_month_wh", revenue: "revenue_month_tokens", topup: "last_topup_at" };

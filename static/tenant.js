@@ -33,8 +33,9 @@
     const out = v.balance_tokens <= 0 || v.credit_exhausted;
     $("low").hidden = !v.low_credit;
     $("low").className = "banner " + (out ? "bad" : "warn");
-    P.setText($("low-h"), out ? "Out of credit." : "Low credit.");
-    P.setText($("low-t"), !out ? hoursLeft(v.credit_warning_h) + "Top up soon to keep the power on."
+    P.setText($("low-h"), v.vacant ? "Not paid for yet." : out ? "Out of credit." : "Low credit.");
+    P.setText($("low-t"), v.vacant ? "Top up to turn the power on."
+      : !out ? hoursLeft(v.credit_warning_h) + "Top up soon to keep the power on."
       : v.override === "off" ? "Top up to add credit."
       /* on although out of credit: a friendly-credit period keeps it on, and the usage becomes debt */
       : v.relay === "on" ? "The power stays on for now (friendly-credit hours), and what it uses is owed: top up to keep it on."
@@ -47,7 +48,8 @@
     if (v.override === "off") why.push("held off by the landlord");
     if (v.status === "offline") why.push("meter offline");
     else if (v.status === "alarm") why.push("meter alarm");
-    if (!on && v.balance_tokens <= 0) why.push("out of credit");
+    if (!on && v.vacant) why.push("not paid for yet: a top-up turns it on");
+    else if (!on && v.balance_tokens <= 0) why.push("out of credit");
     else if (!on && v.credit_exhausted) why.push("credit used up (what is left is kept for the next top-up)");
     const w = why.join("; ");
     P.setText($("why"), w.charAt(0).toUpperCase() + w.slice(1));

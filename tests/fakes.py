@@ -270,6 +270,9 @@ class FakeJournal:
     def meter_state(self, socket_id: str) -> MeterState | None:
         return self.states.get(socket_id)
 
+    def ever_credited(self, socket_id: str) -> bool:
+        return any(e.socket_id == socket_id and e.kind in ("deposit", "credit", "trade_in") for e in self.entries_)
+
     def overrides(self) -> dict[str, str]:
         return dict(self.overrides_)
 

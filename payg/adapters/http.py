@@ -50,4 +50,20 @@ def request_json(method: str, url: str, body: Any = None, *, headers: dict[str, 
             answer = {}
         return Reply(exc.code, answer, str(exc.reason))
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise Unreachable(str(exc)) from exc
+        raise _unreachable(exc) from exc
+
+
+def _unreachable(exc: Exception) -> Unreachable:
+    """What went wrong in words, not urllib's `<urlopen error [Errno 111] Connection refused>`."""
+    import urllib.error
+
+    cause = exc.reason if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, Exception) else exc
+    if isinstance(cause, ConnectionRefusedError):
+        return Unreachable("connection refused", refused=True)
+    if isinstance(cause, TimeoutError):
+        return Unreachable("no answer in time")
+    if isinstance(cause, (json.JSONDecodeError, UnicodeDecodeError)):
+        return Unreachable("the answer is not JSON")
+    if isinstance(cause, OSError) and cause.strerror:
+        return Unreachable(cause.strerror.lower())
+    return Unreachable(str(cause))

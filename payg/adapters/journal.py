@@ -34,9 +34,10 @@ from payg.domain.market import ChannelRow
 
 
 class SqliteJournal:
-    def __init__(self, path: str | Path, *, outbox: bool = False):
+    def __init__(self, path: str | Path, *, outbox: bool = False, notify: bool = False):
         self.path = Path(path)
         self.outbox = outbox  # events and credits also queued in the outbox table, for MQTT
+        self.notify = notify  # and those people are told about, for the notifications ([notify])
         self._lock = threading.RLock()
         self._conn = connect(self.path, migrations=JOURNAL)  # an older journal is upgraded, a newer one refused
         self._balances: dict[str, int] = self._load_balances()
@@ -62,7 +63,7 @@ class SqliteJournal:
     def transaction(self) -> Iterator[JournalWriter]:
         """One atomic unit of work; the in-memory balances follow only a committed transaction."""
         with self._lock:
-            writer = JournalWriter(self._conn, self.outbox)
+            writer = JournalWriter(self._conn, self.outbox, self.notify)
             joined = self._conn.in_transaction  # inside another transaction: its end decides what is committed
             try:
                 with transaction(self._conn):
@@ -236,6 +237,14 @@ class SqliteJournal:
             for r in rows:
                 yield entry_of(r)
             last = rows[-1][0]
+
+    def ever_credited(self, socket_id: str) -> bool:
+        """Whether anyone ever paid for the socket: a deposit, a credit (manual or a code) or energy sold to it.
+        Emergency credit is a loan, not a payment."""
+        with self._lock:
+            row = self._conn.execute("SELECT 1 FROM entries WHERE socket_id = ? AND kind IN ('deposit', 'credit',"
+                                     " 'trade_in') LIMIT 1", (socket_id,)).fetchone()
+        return row is not None
 
     def entries_between(self, socket_id: str, start: float, end: float) -> list[Entry]:
         """The socket's entries booked at `start` <= at < `end`, in the order booked (found by `entries_at`)."""

@@ -16,6 +16,7 @@ from payg.domain.accounts import ALARM_KINDS, CREDIT_KINDS, DEBIT_KINDS, Entry
 from payg.domain.billing import MeterState
 from payg.domain.codes import CodeCounts
 from payg.domain.market import ChannelRow
+from payg.domain.messages import NOTIFY_EVENTS, PAID, PAYMENT_KINDS
 from payg.domain.tariff import Rate
 
 __all__ = ["ALARM_KINDS", "CHANNEL_COLUMNS", "ENTRY_COLUMNS", "JournalWriter", "entry_of"]
@@ -23,6 +24,8 @@ __all__ = ["ALARM_KINDS", "CHANNEL_COLUMNS", "ENTRY_COLUMNS", "JournalWriter", "
 CHANNEL_COLUMNS = ("domain, channel_id, socket_id, direction, price_per_wh, escrow, amount, signature, base_wh,"
                    " lead_wh, peer, state, opened_at, updated_at")
 
+
+NOTIFY_PREFIX = "notify:"  # the uid of an outbox row for notifications, not for MQTT
 
 ENTRY_COLUMNS = "id, socket_id, at, kind, amount, energy_wh, idem_key, memo, band, rate, vat"
 
@@ -55,9 +58,10 @@ def entry_of(row: tuple) -> Entry:
 class JournalWriter:
     """The operations allowed inside one journal transaction."""
 
-    def __init__(self, conn: sqlite3.Connection, outbox: bool = False):
+    def __init__(self, conn: sqlite3.Connection, outbox: bool = False, notify: bool = False):
         self._conn = conn
         self._outbox = outbox  # MQTT on: every event and credit also queued for the broker, in this transaction
+        self._notify = notify  # [notify] on: the events and payments people are told about, likewise
         self.balance_changes: dict[str, int] = {}
         self.deferred: dict[str, int] = {}  # debt plans written, for the journal's in-memory copy
         self.cursors: dict[str, str | None] = {}  # cursors written, likewise
@@ -79,6 +83,8 @@ class JournalWriter:
         if cur.rowcount == 1:
             self._changed(socket_id, amount)
             self._queue(socket_id, "credited", at, entry=kind, amount=amount, memo=memo, key=idem_key)
+            if self._notify and kind in PAYMENT_KINDS:
+                self._queue_notice(socket_id, PAID, at, amount=amount, entry=kind, entry_id=cur.lastrowid)
             return True
         return False
 
@@ -160,12 +166,21 @@ class JournalWriter:
         self._conn.execute("INSERT INTO events (socket_id, at, kind, detail) VALUES (?, ?, ?, ?)",
                            (socket_id, at, kind, detail))
         self._queue(socket_id, kind, at, detail=detail)
+        if self._notify and kind in NOTIFY_EVENTS:
+            self._queue_notice(socket_id, kind, at, detail=detail)
 
     def _queue(self, socket_id: str, kind: str, at: float, **fields: object) -> None:
         """One row of the outbox (payg/adapters/mqtt/outbox.py sends it and deletes it once the broker has it)."""
         if self._outbox:
             self._conn.execute("INSERT INTO outbox (uid, socket_id, at, kind, body) VALUES (?, ?, ?, ?, ?)",
                                (uuid.uuid4().hex, socket_id, at, kind, json.dumps(fields, sort_keys=True)))
+
+    def _queue_notice(self, socket_id: str, kind: str, at: float, **fields: object) -> None:
+        """A notification's row in the same outbox table, its uid marked `notify:` (the MQTT bridge leaves those to
+        payg/adapters/apprise_notify.py, which turns it into one message per contact URL)."""
+        self._conn.execute("INSERT INTO outbox (uid, socket_id, at, kind, body) VALUES (?, ?, ?, ?, ?)",
+                           (f"{NOTIFY_PREFIX}{uuid.uuid4().hex}", socket_id, at, kind,
+                            json.dumps(fields, sort_keys=True)))
 
     def set_cursor(self, name: str, value: str | None) -> None:
         self.cursors[name] = value

@@ -145,8 +145,11 @@ def _run(argv: list[str] | None, wiring: Wiring) -> int:
 
 def _command(args: Namespace, config: Config, wiring: Wiring) -> int:
     """The commands that read or change a controller's files or ask the running one."""
-    from payg.cli import accounts, codes, installer, password, trade
+    from payg.cli import accounts, codes, installer, password, trade, voice
 
+    socket_id = getattr(args, "socket", None)  # journal and statement also read a removed socket's entries, below
+    if socket_id is not None and config.socket(socket_id) is None and args.command not in ("journal", "statement"):
+        return voice.unknown_socket(socket_id, config)
     if args.command == "relay":
         return installer.relays_off(config, wiring.force_relay_off)
     if args.command in ("deposit", "address"):
@@ -177,10 +180,18 @@ def _command(args: Namespace, config: Config, wiring: Wiring) -> int:
         if args.action == "deploy":
             return trade.cmd_deploy(config, wiring.deploy_contracts)
         return trade.cmd_trade(args, wiring.controller_api(config))
+    if args.command == "statement":
+        from payg.cli import statements
+
+        if status := statements.bad_period(args):  # a bad argument is said first, with or without a journal
+            return status
     journal = wiring.open_journal(config)
     try:
         if args.command == "status":
             return accounts.cmd_status(config, journal, wiring.controller_api(config).states())
+        if socket_id is not None and config.socket(socket_id) is None and (
+                journal is None or not journal.entries(socket_id, 1)):
+            return voice.unknown_socket(socket_id, config)
         if journal is None:
             print(f"payg: no journal at {config.controller.data_dir / 'journal.sqlite'} yet (has the controller "
                   "run?)", file=sys.stderr)

@@ -6,6 +6,7 @@ import argparse
 import csv
 import re
 import sys
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, tzinfo
@@ -13,17 +14,13 @@ from typing import TextIO
 from zoneinfo import ZoneInfo
 
 from payg import serialize
+from payg.cli.voice import EXIT_USAGE, unknown_socket
 from payg.domain.money import MoneyUnit
 from payg.domain.settings import Config, IotaLedgerConfig, MockLedgerConfig
 from payg.errors import ConfigError, InvalidAmount, UnknownSocket
 from payg.ports import DepositPayer, DepositSource, Journal
+from payg.services.dashboard import Dashboard
 from payg.webkit import money
-
-
-def unknown_socket(socket_id: str, config: Config) -> int:
-    print(f"payg: unknown socket {socket_id!r} (configured: {', '.join(s.id for s in config.sockets)})",
-          file=sys.stderr)
-    return 1
 
 
 def ledger_command(args: argparse.Namespace, config: Config,
@@ -48,7 +45,7 @@ def ledger_command(args: argparse.Namespace, config: Config,
 def _not_a_payer(args: argparse.Namespace, config: Config) -> int:
     print(f"payg: deposit pays on the mock ledger only; with the {config.ledger.backend} backend pay from a "
           f"wallet to the address `payg address --socket {args.socket}` prints", file=sys.stderr)
-    return 1
+    return EXIT_USAGE
 
 
 def cmd_deposit(args: argparse.Namespace, config: Config, payer: DepositPayer, out: TextIO = sys.stdout) -> int:
@@ -58,7 +55,7 @@ def cmd_deposit(args: argparse.Namespace, config: Config, payer: DepositPayer, o
         deposit_id = payer.pay(args.socket, args.amount)
     except (InvalidAmount, UnknownSocket) as exc:
         print(f"payg: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_USAGE
     print(f"paid {args.amount} tokens to {args.socket}: deposit {deposit_id}", file=out)
     return 0
 
@@ -69,7 +66,7 @@ def cmd_address(args: argparse.Namespace, source: DepositSource, out: TextIO = s
         uri = source.payment_uri(args.socket, args.amount)
     except (InvalidAmount, UnknownSocket) as exc:
         print(f"payg: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_USAGE
     print(f"socket:  {args.socket}", file=out)
     print(f"ledger:  {source.name}", file=out)
     print(f"address: {address}", file=out)
@@ -91,20 +88,42 @@ def amount(x: int | float, config: Config) -> str:
 
 def cmd_status(config: Config, journal: Journal | None, live: list[dict] | None,
                out: TextIO = sys.stdout) -> int:
+    """Live from the running controller, or from the journal alone. Either way `energy_today_wh` is the energy used
+    since the local midnight ([web] timezone), read from the journal as the pages count it: one figure online and
+    offline. (Not the meter's counter: a meter's own total, which the journal knows only as of its last reading.)"""
+    today = energy_today(config, journal)
     rows = []
     if live is not None:
         for st in live:
             rows.append([st["id"], st["name"], st["relay"], st["meter"], amount(st["balance_tokens"], config),
-                         _fmt(st.get("power_w")), _fmt(st.get("energy_wh"))])
+                         _fmt(st.get("power_w")), today.get(st["id"], "-")])
     else:
         print("controller not answering on the web port: balances from the journal only", file=out)
         for s in config.sockets:
             balance = journal.balance(s.id) if journal is not None else 0
-            state = journal.meter_state(s.id) if journal is not None else None
-            energy = _fmt(float(state.baseline.counter_wh)) if state else "-"
-            rows.append([s.id, s.name, "-", "-", amount(balance, config), "-", energy])
-    _table(["socket", "name", "relay", "meter", "balance", "power_w", "energy_wh"], rows, out)
+            rows.append([s.id, s.name, "-", "-", amount(balance, config), "-", today.get(s.id, "-")])
+    _table(["socket", "name", "relay", "meter", "balance", "power_w", "energy_today_wh"], rows, out)
     return 0
+
+
+class _SystemClock:
+    def now(self) -> float:
+        return time.time()
+
+
+def energy_today(config: Config, journal: Journal | None) -> dict[str, str]:
+    """Each socket's energy used today, written as `payg status` prints it: the usage entries booked since the local
+    midnight and the usage not yet closed into an entry (the tenant page's "today"; services/dashboard.py)."""
+    if journal is None:
+        return {}
+    dashboard = Dashboard(journal, _SystemClock(), ZoneInfo(config.web.timezone) if config.web.timezone else None)
+    dashboard.refresh()
+    today = {}
+    for s in config.sockets:
+        state = journal.meter_state(s.id)
+        pending = state.pending_wh if state is not None else 0
+        today[s.id] = _fmt(float(dashboard.figures(s.id).energy_today_wh + pending))
+    return today
 
 
 def cmd_cursor(args: argparse.Namespace, config: Config, journal: Journal, out: TextIO = sys.stdout) -> int:
@@ -148,9 +167,8 @@ _IOTA_CURSOR_HELP = (
 def cmd_journal(args: argparse.Namespace, config: Config, journal: Journal, out: TextIO = sys.stdout) -> int:
     """The times are ISO 8601 with their offset: in UTC in the CSV (as the landlord's download has them),
     in the controller's time zone in the table ([web] timezone, else the system's, as the pages count days)."""
-    if config.socket(args.socket) is None and journal.balance(args.socket) == 0:
-        print(f"payg: unknown socket {args.socket!r}", file=sys.stderr)
-        return 1
+    if config.socket(args.socket) is None and not journal.entries(args.socket, 1):  # a removed socket's is kept
+        return unknown_socket(args.socket, config)
     fields = ["id", "at", "kind", "amount", "energy_wh", "key", "memo"]
     if args.csv:
         writer = csv.writer(out)

@@ -18,15 +18,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FILE", help=f"configuration file (default: {DEFAULT_CONFIG})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
-                       help=f"configuration file (default: {DEFAULT_CONFIG})")
+    def command(name: str, help_text: str, config_help: str = f"configuration file (default: {DEFAULT_CONFIG})",
+                epilog: str | None = None) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=epilog)
+        p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help=config_help)
         return p
 
     command("run", "run the controller (the default when no command is given)")
     command("hub", "run the fleet view over many controllers (its own --config: a hub file, README \"Many "
-            "buildings\")")
+            "buildings\")",
+            config_help="the hub's own file, [hub] and [mqtt] (required: the hub has no default and never reads a "
+                        "controller's file; start from config/hub.example.toml)",
+            epilog="To try it on one machine: make hub-demo (a local broker, two simulated controllers and the hub; "
+                   "docs/hub.md).")
     command("status", "show every socket: relay, meter, balance, power")
     p = command("deposit", "pay tokens into a socket's address on the mock ledger")
     p.add_argument("--socket", required=True, metavar="ID", help="socket id")

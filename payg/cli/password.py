@@ -53,7 +53,7 @@ def cmd_login_link(api, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> i
     password is lost, or when the login from one's address is held up by failed attempts."""
     from datetime import datetime
 
-    from payg.cli.trade import ask
+    from payg.cli.voice import ask
 
     body, status = ask(api, "POST", "/api/login-links", {}, err, timeout_s=10.0)
     if status:

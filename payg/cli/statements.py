@@ -11,6 +11,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import TextIO
 
+from payg.cli.voice import EXIT_USAGE, unknown_socket
 from payg.domain.money import MoneyUnit
 from payg.domain.settings import Config
 from payg.domain.statement import TABLE_FIELDS, Statement, period_of, plain, table
@@ -21,17 +22,25 @@ from payg.webkit import money
 ADJUSTMENT_NAMES = {"debit": "manual debit", "emergency_repaid": "emergency credit repaid", "trade_out": "energy sold"}
 
 
+def bad_period(args: argparse.Namespace) -> int:
+    """EXIT_USAGE once a period that is no period is said (before the journal is looked for), else 0."""
+    try:
+        period_of(args.month, args.first, args.last)
+    except ValueError as exc:
+        print(f"payg: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
 def cmd_statement(args: argparse.Namespace, config: Config, journal: Journal, desk: StatementDesk,
                   out: TextIO = sys.stdout) -> int:
     try:
         first, last = period_of(args.month, args.first, args.last)
     except ValueError as exc:
         print(f"payg: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     if config.socket(args.socket) is None and not journal.entries(args.socket, 1):  # a removed socket's is kept
-        print(f"payg: unknown socket {args.socket!r} (configured: {', '.join(s.id for s in config.sockets)})",
-              file=sys.stderr)
-        return 2
+        return unknown_socket(args.socket, config)
     s = desk.statement(args.socket, first, last)
     unit = desk.money
     if args.csv:

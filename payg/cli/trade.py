@@ -6,23 +6,14 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Protocol, TextIO
 
+from payg.cli.voice import EXIT_FAILED, EXIT_USAGE, ControllerApi, ask, say, unknown_socket
 from payg.domain.settings import Config, EthereumLedgerConfig, MockLedgerConfig
-from payg.errors import ConfigError, DeployFailed, Unreachable
+from payg.errors import ConfigError, DeployFailed
 
+__all__ = ["ControllerApi", "cmd_deploy", "cmd_fund", "cmd_trade", "trade_request"]
 
-class ControllerApi(Protocol):
-    """The running controller's API (payg/adapters/controller_api.py)."""
-
-    url: str
-    token_file: Path
-
-    def request(self, method: str, path: str, body: dict | None = None, timeout_s: float = 60.0,
-                headers: dict[str, str] | None = None): ...
-
-    def states(self, timeout_s: float = 2.0) -> list[dict] | None: ...
 
 def trade_request(args: argparse.Namespace) -> tuple[str, str, dict | None]:
     """(method, path, body) of the API request a `payg trade` action makes."""
@@ -59,32 +50,14 @@ def trade_request(args: argparse.Namespace) -> tuple[str, str, dict | None]:
     return "POST", f"/api/trade/channels/{args.channel}/{a}", {}
 
 
-def ask(api: ControllerApi, method: str, path: str, body: dict | None, err: TextIO, *, timeout_s: float = 60.0,
-        headers: dict[str, str] | None = None, why: str = "start it with `payg run`") -> tuple[dict, int]:
-    """The running controller's answer: (its JSON object, 0), or ({}, exit status 1) once what went wrong is said
-    (no controller, a refusal; for a 401, whose token is needed). A 400's status stays in the answer's "_status"."""
-    try:
-        reply = api.request(method, path, body, timeout_s=timeout_s, headers=headers)
-    except Unreachable as exc:
-        print(f"payg: no controller answers at {api.url} ({exc}); {why}", file=err)
-        return {}, 1
-    answer = reply.body if isinstance(reply.body, dict) else {}
-    if reply.ok:
-        return answer, 0
-    print(f"payg: refused: {answer.get('error', reply.status)}: {answer.get('message', reply.reason)}", file=err)
-    if reply.status == 401:
-        print(f"payg: run this as the user that runs the controller (it reads {api.token_file})", file=err)
-    return {"_status": reply.status}, 1
-
-
 def cmd_trade(args: argparse.Namespace, api: ControllerApi, out: TextIO = sys.stdout, err: TextIO = sys.stderr,
               timeout_s: float = 60.0) -> int:
     """Send a `payg trade` action to the running controller and print its JSON answer."""
     try:
         method, path, body = trade_request(args)
     except ValueError as exc:
-        print(f"payg: {exc}", file=err)
-        return 2
+        say(str(exc), err)
+        return EXIT_USAGE
     answer, status = ask(api, method, path, body, err, timeout_s=timeout_s)
     if status:
         return status
@@ -107,8 +80,7 @@ def cmd_fund(args: argparse.Namespace, config: Config, fund: Callable[[Config, s
               "socket's trade party (payg trade info shows it)", file=sys.stderr)
         return 2
     if config.socket(args.socket) is None:
-        print(f"payg: unknown socket {args.socket!r}", file=sys.stderr)
-        return 2
+        return unknown_socket(args.socket, config)
     party, balance = fund(config, args.socket, args.amount)
     print(f"{party}: {balance}")
     return 0
@@ -132,7 +104,7 @@ def cmd_deploy(config: Config, deploy: Callable[[Config], Deployment]) -> int:
         return 2
     except DeployFailed as exc:
         print(f"payg: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     print(f"# deployed by {done.deployer} (socket {tc.owner}), EVM {tc.evm_version}; add to [trade]:")
     print(f'market_contract = "{done.market}"')
     print(f'channels_contract = "{done.channels}"')

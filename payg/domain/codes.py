@@ -52,6 +52,13 @@ class Decoded:
         return self.units, self.count, self.counts
 
 
+def highest_count(issued: int, counts: CodeCounts) -> int:
+    """The highest count the controller has seen for a socket: of the codes it issued (`issued`) and of the codes
+    entered (`counts`, a back office's codes among them). The next code is made above it, so it is never at a count
+    already used, and `payg codes export` hands it to a back office as `last_count` to go on from."""
+    return max(issued, counts.last, *counts.used)
+
+
 def units_for(tokens: object, tokens_per_unit: int) -> int:
     """The value a code must carry for `tokens` tokens; InvalidAmount naming what is possible."""
     if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens <= 0:

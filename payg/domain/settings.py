@@ -180,6 +180,20 @@ class MqttConfig:
         return self.client_id or f"payg-{self.controller}"
 
 
+@dataclass(frozen=True)
+class NotifyConfig:
+    """Notifications to tenants and the landlord through Apprise ([notify]); off unless a contacts file is named."""
+
+    contacts_file: Path | None = setting(None, "an owner-only TOML file (`chmod 600`) mapping socket ids and "
+                                         "`landlord` to lists of Apprise URLs; never the URLs in this file. "
+                                         "Unset: no notifications (see [Notifications](operations/notifications.md))")
+    burst: int = setting(5, "messages a contact URL may get at once before the pace below applies", ge=1, le=100)
+    interval_s: float = setting(60.0, "after a burst, at most one message per this many seconds to each contact "
+                                "URL; the others wait their turn, none is dropped", ge=0, le=86400)
+    retry_max_s: float = setting(900.0, "the longest wait before another attempt at a message that failed (the "
+                                 "wait doubles from 5 s)", ge=1, le=86400)
+
+
 
 
 @dataclass(frozen=True)
@@ -334,6 +348,7 @@ class Config:
     protections: ProtectionsConfig = field(default_factory=ProtectionsConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     tariffs: tuple[tuple[str, TariffConfig], ...] = ()   # [tariffs.NAME]: the tariffs sockets name
+    notify: NotifyConfig = field(default_factory=NotifyConfig)  # [notify]: tenants' and the landlord's messages
 
     def socket(self, socket_id: str) -> SocketConfig | None:
         return next((s for s in self.sockets if s.id == socket_id), None)

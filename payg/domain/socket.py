@@ -46,6 +46,7 @@ class SocketState:
     warn_level: int = 0                      # low-credit thresholds crossed (0: none)
     warn_balance: int | None = None          # the balance when the level was last looked at
     warn_below_h: float | None = None        # the lowest threshold crossed, for the pages
+    paid: bool = True                        # ever credited (a deposit, a credit, a code, a trade); False: vacant
     tracker: CounterTracker = field(init=False)
     estimator: HiddenEnergyEstimator = field(init=False)
 
@@ -121,6 +122,7 @@ class SocketSnapshot:
     pending_wh: Fraction                # billed since the last usage entry closed
     credit_warning_h: float | None      # the credit lasts less than this many hours at the present power
     updated_at: float
+    vacant: bool = False                # never paid for: off because nobody has topped it up yet, not flagged
 
 
 def snapshot(s: SocketState, balance: int, units_per_token: int, now: float, grace_s: float,
@@ -132,4 +134,5 @@ def snapshot(s: SocketState, balance: int, units_per_token: int, now: float, gra
         meter=s.meter_status(now, grace_s), meter_error=s.error, relay_error=s.relay_error, override=s.override,
         # cut for lack of credit: a part of a Wh the meter has not counted yet is kept until a top-up
         credit_exhausted=credit_used_up(s.exhausted_at_balance is not None, balance + deferred),
-        pending_wh=s.state.pending_wh if s.state else Fraction(0), credit_warning_h=s.warn_below_h, updated_at=now)
+        pending_wh=s.state.pending_wh if s.state else Fraction(0), credit_warning_h=s.warn_below_h, updated_at=now,
+        vacant=not s.paid)

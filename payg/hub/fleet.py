@@ -137,12 +137,14 @@ def totals(rows: Iterable[dict]) -> dict:
 
 def matches(row: dict, controller: str | None = None, relay: str | None = None, text: str | None = None) -> bool:
     """The filters of the table, the API and the CSV: one controller, one relay state, a piece of text in
-    "controller/socket" (case does not matter)."""
+    "controller/socket" or in the socket's name (case does not matter)."""
     if controller and row["controller"] != controller:
         return False
     if relay and row.get("relay") != relay:
         return False
-    return not text or text.strip().lower() in row["key"].lower()
+    name = row.get("name")
+    where = row["key"] + ("\n" + name if isinstance(name, str) else "")
+    return not text or text.strip().lower() in where.lower()
 
 
 class Fleet:

@@ -51,8 +51,8 @@ SITE = WebSite(name="payg hub", cookie=COOKIE, home="/", login="/login", logout=
                stylesheets=("/static/hub.css",), libraries=("socket.io.min.js",))
 ROW_FIELDS = ["controller", "socket", "controller_status", "relay", "balance", "balance_tokens", "debt",
               "debt_tokens", "power_w", "voltage_v", "current_a", "energy_wh", "meter", "override",
-              "credit_exhausted", "at_utc", "received_at_utc", "currency"]  # added last: the columns before keep
-#                                                                   their places; balance and debt are its minor unit
+              "credit_exhausted", "at_utc", "received_at_utc", "currency", "name"]  # added last: the columns
+#                                               before keep their places; balance and debt are the currency's minor unit
 EVENT_FIELDS = ["id", "seq", "controller", "socket", "kind", "at_utc", "received_at_utc", "details"]
 TOKENS_MAX = 10**9  # the contract's CREDIT_MAX_TOKENS; the link's check says so in its own words too
 

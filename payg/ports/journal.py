@@ -134,6 +134,9 @@ class MeteringJournal(NoticeJournal, Protocol):
 
     def meter_state(self, socket_id: str) -> MeterState | None: ...
 
+    def ever_credited(self, socket_id: str) -> bool:
+        """Anyone ever paid for the socket (a deposit, a credit, a trade-in); emergency credit is a loan."""
+
     def overrides(self) -> dict[str, str]:
         """The stored override of each socket that has one (payg/domain/socket.py override_mode reads it)."""
 

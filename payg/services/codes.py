@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from payg.domain.codes import CodeKey, normalise, spaced, units_for
+from payg.domain.codes import CodeKey, highest_count, normalise, spaced, units_for
 from payg.errors import CodeRefused, InvalidAmount, UnknownSocket
 from payg.ports import CodeCodec
 from payg.ports.journal import CodeJournal
@@ -105,7 +105,8 @@ class CodeDesk:
                                         f" {made_units * self.tokens_per_unit} tokens, not {tokens}")
                 count, code = self.codec.encode(key, after, units)
                 return Issued(socket_id, code, count, units * self.tokens_per_unit, repeated=True)
-            after = self.journal.codes_issued(socket_id)
+            # above every count seen, issued here or entered (a back office's codes too): never a used one
+            after = highest_count(self.journal.codes_issued(socket_id), self.journal.code_counts(socket_id))
             count, code = self.codec.encode(key, after, units)
             now = self.clock.now()
             with self.journal.transaction() as tx:

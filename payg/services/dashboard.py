@@ -134,7 +134,8 @@ class ViewSettings:
     schedules: Mapping[str, TariffSchedule] = field(default_factory=dict)  # each socket's (none: `tariff`, flat)
 
 
-ViewStatus = Literal["alarm", "offline", "on", "off"]  # what the landlord view's status column says
+ViewStatus = Literal["alarm", "offline", "on", "off", "vacant"]  # the landlord view's status column (vacant: never
+# paid for, off because nobody has topped it up yet)
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ def socket_view(state: SocketSnapshot, dashboard: Dashboard, vs: ViewSettings) -
     elif state.meter == "offline":
         status = "offline"
     else:
-        status = relay
+        status = "vacant" if state.vacant and not state.relay_on else relay
     balance = state.balance.units
     power = state.reading.power_w if state.reading else None
     schedule = vs.schedules.get(state.id)
@@ -201,5 +202,5 @@ def socket_view(state: SocketSnapshot, dashboard: Dashboard, vs: ViewSettings) -
         low_credit=(balance <= vs.low_credit_tokens * upt or state.credit_exhausted
                     or (time_left is not None and time_left < LOW_TIME_S) or state.credit_warning_h is not None),
         off_for_credit_h_7d=round(off_h, 1),
-        needs_help=off_h > vs.flag_off_hours,
+        needs_help=off_h > vs.flag_off_hours and not state.vacant,
     )

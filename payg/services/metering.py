@@ -99,6 +99,7 @@ class Metering:
             now = self.clock.now()
             for s in self.sockets.values():
                 s.state = self.journal.meter_state(s.id)
+                s.paid = self.journal.ever_credited(s.id)
                 through = self.journal.cursor(standing_cursor(s.id))
                 self._standing_through[s.id] = date.fromisoformat(through) if through else None
                 s.override = override_mode(overrides.get(s.id))
@@ -277,7 +278,7 @@ class Metering:
             log.info("socket %s off: %s", s.id, d.reason)
         self._switch(s, d.closed, now)
         s.cut_at = d.cut_at
-        self._notice(s, d.reason == EXHAUSTED, credit, now)
+        self._notice(s, d.reason == EXHAUSTED and s.paid, credit, now)  # a vacant socket is not "off for credit"
 
     def _notice(self, s: SocketState, off_for_credit: bool, credit: Credit, now: float) -> None:
         if not self._stopped:
@@ -319,7 +320,7 @@ class Metering:
                         s.exhausted_at_balance = self.credit_of(s, now).balance
                         cut.append(s.id)
                         log.info("socket %s off: %s (predicted)", s.id, EXHAUSTED)
-                        self._notice(s, True, self.credit_of(s, now), now)
+                        self._notice(s, s.paid, self.credit_of(s, now), now)
             if cut:
                 self._publish(now)
         return cut
@@ -333,6 +334,8 @@ class Metering:
             for socket_id in socket_ids:
                 s = self.sockets.get(socket_id)
                 if s is not None:
+                    if not s.paid:  # a credit may be its first: vacant no more
+                        s.paid = self.journal.ever_credited(socket_id)
                     self._decide(s, now)
             self._publish(now)
 

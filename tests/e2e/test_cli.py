@@ -159,7 +159,7 @@ def test_journal_and_status_before_any_controller_ran(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     assert "controller not answering" in result.stdout
     header, rows = table(result.stdout)
-    assert header == ["socket", "name", "relay", "meter", "balance", "power_w", "energy_wh"]
+    assert header == ["socket", "name", "relay", "meter", "balance", "power_w", "energy_today_wh"]
     assert set(rows) == {"kitchen", "office"}
     assert rows["kitchen"][:5] == ["kitchen", "Kitchen", "-", "-", "0"]
     assert rows["office"][:5] == ["office", "Office", "-", "-", "0"]
@@ -255,7 +255,7 @@ def test_status_shows_the_running_controllers_view(tmp_path: Path, controllers):
     assert result.returncode == 0, result.stderr
     assert "not answering" not in result.stdout
     header, rows = table(result.stdout)
-    assert header == ["socket", "name", "relay", "meter", "balance", "power_w", "energy_wh"]
+    assert header == ["socket", "name", "relay", "meter", "balance", "power_w", "energy_today_wh"]
     assert set(rows) == {"kitchen", "office"}
     assert rows["office"][2:4] == ["on", "ok"]
     assert 990 <= int(rows["office"][4]) <= 1000

@@ -51,7 +51,19 @@ def test_a_code_made_and_entered_from_the_command_line_credits_once(tmp_path: Pa
                                                         int(kitchen[2]))
     entered = payg("redeem", "--config", str(config), "--socket", "kitchen", elsewhere, cwd=tmp_path)
     assert entered.returncode == 0 and "30 tokens credited" in entered.stdout, entered.stderr
+
+    # Issue 28: the controller has seen the back office's count (6): the export says so, so the back office is not
+    # handed 4 again, and the next code made here is above it, not at 6, which was refused as used when entered
+    exported = payg("codes", "--config", str(config), "export", cwd=tmp_path)
+    kitchen = next(r for r in (line.split("\t") for line in exported.stdout.splitlines()) if r[0] == "kitchen")
+    assert kitchen[3] == "6", kitchen
+    made = payg("code", "--config", str(config), "--socket", "kitchen", "--tokens", "40", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    entered = payg("redeem", "--config", str(config), "--socket", "kitchen", made.stdout.strip(), cwd=tmp_path)
+    assert entered.returncode == 0 and "40 tokens credited" in entered.stdout, entered.stderr
     assert controller.stop() == 0, controller.output()
+    exported = payg("codes", "--config", str(config), "export", cwd=tmp_path)  # it was made at 8, the next count
+    assert next(r for r in (line.split("\t") for line in exported.stdout.splitlines()) if r[0] == "kitchen")[3] == "8"
 
 
 def test_with_a_currency_a_code_is_made_in_pence_and_printed_in_pounds(tmp_path: Path, controllers):

@@ -179,7 +179,7 @@ def test_deposit_is_refused_on_a_real_ledger(tmp_path, monkeypatch):
     monkeypatch.setenv("PAYG_MNEMONIC", ETH_MNEMONIC)
     config = example("ethereum.example.toml", tmp_path)
     result = payg("deposit", "--socket", "kitchen", "--amount", "5", "--config", str(config), cwd=tmp_path)
-    assert result.returncode == 1 and "mock ledger only" in result.stderr and "payg address" in result.stderr
+    assert result.returncode == 2 and "mock ledger only" in result.stderr and "payg address" in result.stderr
 
 
 @pytest.mark.parametrize("backend", ["ethereum", "iota"])

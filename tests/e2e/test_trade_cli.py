@@ -121,7 +121,7 @@ def test_without_a_controller_the_cli_says_so(tmp_path):
     config = tmp_path / "payg.toml"
     config.write_text(CONFIG.format(port=free_port()))
     done = payg("--config", str(config), "trade", "adverts", cwd=tmp_path)
-    assert done.returncode == 1 and "no controller answers" in done.stderr
+    assert done.returncode == 1 and "is not running (connection refused)" in done.stderr
 
 
 def test_trade_actions_need_the_token_or_the_landlord_and_csrf(tmp_path):

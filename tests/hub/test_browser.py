@@ -43,10 +43,12 @@ CSP_PROBE = ("document.addEventListener('securitypolicyviolation', (e) => consol
 
 
 class FakeController:
-    """Publishes like a controller and answers every command with ok (what the bridge does)."""
+    """Publishes like a controller and answers every command with ok (what the bridge does); force_off and
+    automatic change the socket's published override, as a controller's next state would."""
 
     def __init__(self, port: int):
         self.commands: list[dict] = []
+        self.states: dict[str, dict] = {}
         self.conn = Connection("127.0.0.1", port, "fake-home", "ctl-home", USERS["ctl-home"], keepalive_s=5)
         self.ready = threading.Event()
         self.client = mqtt_client.make_client(self.conn, on_connect=self._connected, on_disconnect=lambda r: None,
@@ -63,12 +65,24 @@ class FakeController:
         self.commands.append(body)
         self.client.publish("payg/home/response", json.dumps({"request_id": body["request_id"], "ok": True,
                             "command": body["command"], "socket": body["socket"]}).encode(), qos=1)
+        last = self.states.get(body["socket"])
+        if last is not None and body["command"] in ("force_off", "automatic"):
+            self._publish(body["socket"], {**last, "override": "off" if body["command"] == "force_off" else None,
+                                           "relay": "off" if body["command"] == "force_off" else "on"}, wait=False)
 
-    def state(self, socket: str, balance: int, relay: str = "on") -> None:
+    def state(self, socket: str, balance: int, relay: str = "on", name: str | None = None,
+              override: str | None = None) -> None:
         body = {"balance": balance, "balance_tokens": balance, "relay": relay, "power_w": 42.0, "meter": "ok",
-                "override": None, "at": time.time()}
-        self.client.publish(f"payg/home/{socket}/state", json.dumps(body).encode(), qos=1,
-                            retain=True).wait_for_publish(5)
+                "override": override, "at": time.time()}
+        if name is not None:
+            body["name"] = name
+        self._publish(socket, body)
+
+    def _publish(self, socket: str, body: dict, wait: bool = True) -> None:
+        self.states[socket] = body
+        sent = self.client.publish(f"payg/home/{socket}/state", json.dumps(body).encode(), qos=1, retain=True)
+        if wait:  # (not from paho's own thread, where a wait would block the send)
+            sent.wait_for_publish(5)
 
 
 @pytest.fixture
@@ -246,3 +260,109 @@ def test_each_row_in_its_controller_s_money_the_totals_in_one_currency_or_none(h
             shop.rt.close()
     finally:
         home.rt.close()
+
+
+# Issue 28, the hub's defects, measured in the page as the browser laid it out.
+HEADERS_VS_CELLS = """(id) => {
+  const px = (el, side) => parseFloat(getComputedStyle(el).getPropertyValue('padding-' + side));
+  const heads = [...document.querySelectorAll('#' + id + ' thead th')];
+  const cells = [...document.querySelector('#' + id + ' tbody tr').children];
+  const textBottom = (el) => { const r = document.createRange(); r.selectNodeContents(el);
+                               return r.getBoundingClientRect().bottom; };
+  return heads.map((th, i) => ({text: th.textContent.trim(), left: px(th, 'left'), right: px(th, 'right'),
+    top: px(th, 'top'), cellLeft: px(cells[i], 'left'), cellRight: px(cells[i], 'right'),
+    cellTop: px(cells[i], 'top'), bottom: textBottom(th)}));
+}"""
+VISIBLE_ACTIONS = """(key) => [...document.querySelector('#rows tr[data-key="' + key + '"]').querySelectorAll('button')]
+  .filter((b) => b.offsetParent !== null).map((b) => b.textContent)"""
+CARD_LABELS = """(sel) => [...document.querySelectorAll(sel + ' td')].filter((td) => td.offsetParent !== null)
+  .map((td) => [getComputedStyle(td, '::before').content, td.textContent.trim()])"""
+
+
+def check_headers(page, table: str) -> None:
+    """Each header is padded as the cells under it, and every header's text ends on one line (a baseline)."""
+    found = page.evaluate(HEADERS_VS_CELLS, table)
+    assert found and all(h["left"] > 0 for h in found), f"{table}: unpadded headers {found}"
+    wrong = [h for h in found if (h["left"], h["right"], h["top"]) != (h["cellLeft"], h["cellRight"], h["cellTop"])]
+    assert wrong == [], f"{table}: headers padded unlike their column's cells: {wrong}"
+    bottoms = [h["bottom"] for h in found]
+    assert max(bottoms) - min(bottoms) < 0.5, f"{table}: headers not on one baseline: {found}"
+
+
+def test_headers_line_up_names_show_and_each_row_offers_only_the_actions_that_apply(hub):
+    from playwright.sync_api import expect
+
+    ctl = FakeController(hub.config.mqtt.port)
+    try:
+        ctl.client.publish("payg/home/status", b"online", qos=1, retain=True).wait_for_publish(5)
+        ctl.state("kitchen", 120, name="Kitchen")
+        ctl.state("hall", 0, "off", name="Hall and stairs", override="off")
+        ctl.state("attic", 5)  # a controller from before names were published: its id stands in
+        wait_until(lambda: len(hub.fleet.rows()) == 3, 10, "the states at the hub")
+        with fleet_page(hub) as page:
+            kitchen = page.locator('#rows tr[data-key="home/kitchen"]')
+            expect(kitchen.locator("td").first.locator(".name")).to_have_text("Kitchen")
+            expect(kitchen.locator("td").first.locator("small.id")).to_have_text("home/kitchen")
+            expect(page.locator('#rows tr[data-key="home/hall"] .name')).to_have_text("Hall and stairs")
+            expect(page.locator('#rows tr[data-key="home/attic"] .name')).to_have_text("attic")
+            name_box = kitchen.locator(".name").bounding_box()
+            id_box = kitchen.locator("small.id").bounding_box()
+            assert name_box["y"] + name_box["height"] <= id_box["y"] + 0.5, "the id is not beneath the name"
+            page.fill("#fq", "stairs")  # the text filter finds a name too
+            expect(page.locator("#rows tr")).to_have_count(1)
+            page.fill("#fq", "")
+
+            for table in ("ctls", "tbl"):
+                check_headers(page, table)
+
+            assert page.evaluate(VISIBLE_ACTIONS, "home/kitchen") == ["Force off", "Credit\u2026"]
+            assert page.evaluate(VISIBLE_ACTIONS, "home/hall") == ["Automatic", "Credit\u2026"]
+            kitchen.locator("button[data-act=force_off]").click()
+            expect(page.locator("#cmd-rows tr").first).to_contain_text("Done", timeout=10_000)
+            expect(kitchen.locator("button[data-act=automatic]")).to_be_visible(timeout=5_000)  # live, no reload
+            expect(kitchen.locator("button[data-act=force_off]")).to_be_hidden()
+            expect(kitchen.locator("td").nth(1)).to_contain_text("forced off")
+            assert page.evaluate(VISIBLE_ACTIONS, "home/kitchen") == ["Automatic", "Credit\u2026"]
+            kitchen.locator("button[data-act=automatic]").click()
+            expect(kitchen.locator("button[data-act=force_off]")).to_be_visible(timeout=5_000)
+            expect(kitchen.locator("button[data-act=automatic]")).to_be_hidden()
+            assert [(c["command"], c["socket"]) for c in ctl.commands] == [("force_off", "kitchen"),
+                                                                          ("automatic", "kitchen")]
+            check_headers(page, "cmds")  # the actions table, now that it has rows
+            (TEST_OUTPUT / "hub").mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(TEST_OUTPUT / "hub" / "fleet-names.png"), full_page=True)
+    finally:
+        mqtt_client.stop(ctl.client)
+
+
+def test_on_a_phone_the_cards_are_labelled_unindented_and_nothing_says_sort_by(hub):
+    ctl = FakeController(hub.config.mqtt.port)
+    try:
+        ctl.client.publish("payg/home/status", b"online", qos=1, retain=True).wait_for_publish(5)
+        ctl.state("kitchen", 120, name="Kitchen")
+        ctl.state("hall", 0, "off", name="Hall")
+        wait_until(lambda: len(hub.fleet.rows()) == 2, 10, "the states at the hub")
+        with fleet_page(hub) as page:
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.wait_for_function("matchMedia('(max-width: 640px)').matches")
+            pseudo = page.evaluate("[...document.querySelectorAll('*')].flatMap((el) => ['::before', '::after']"
+                                   ".map((p) => getComputedStyle(el, p).content)).filter((c) => /sort/i.test(c))")
+            assert "Sort by" not in page.inner_text("body") and pseudo == [], pseudo
+            assert page.evaluate(CARD_LABELS, "#ctl-tot") == [
+                ['"Sockets"', "2"], ['"On"', "1"], ['"Off"', "1"], ['"Power"', "84 W"], ['"Balance"', "120"]]
+            assert page.evaluate(CARD_LABELS, '#ctl-rows tr[data-name="home"]')[1:] == [
+                ['"Sockets"', "2"], ['"On"', "1"], ['"Off"', "1"], ['"Power"', "84 W"], ['"Balance"', "120"]]
+            assert page.evaluate(CARD_LABELS, "#tot") == [
+                ['"Relay"', "1 on, 1 off"], ['"Balance"', "120"], ['"Power"', "84 W"]]
+            card = page.locator('#rows tr[data-key="home/kitchen"]')
+            labels = page.evaluate(CARD_LABELS, '#rows tr[data-key="home/kitchen"]')
+            assert [label for label, _ in labels[1:5]] == ['"Relay"', '"Balance"', '"Power"', '"Meter"']
+            meter, balance = card.locator("td").nth(4), card.locator("td").nth(2)
+            pad = "(el) => getComputedStyle(el).paddingLeft"
+            assert meter.evaluate(pad) == balance.evaluate(pad) == "0px", "the Meter field is indented"
+            # the Meter card field starts where the one above it in its grid column starts
+            assert abs(meter.bounding_box()["x"] - balance.bounding_box()["x"]) < 0.5
+            (TEST_OUTPUT / "hub").mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(TEST_OUTPUT / "hub" / "fleet-phone.png"), full_page=True)
+    finally:
+        mqtt_client.stop(ctl.client)

@@ -6,7 +6,7 @@ import pytest
 from openpaygo import OpenPAYGOTokenDecoder, OpenPAYGOTokenEncoder, TokenType
 
 from payg.adapters.openpaygo import OpenPaygoCodec, new_key
-from payg.domain.codes import CodeCounts, CodeKey
+from payg.domain.codes import CodeCounts, CodeKey, highest_count
 from payg.errors import CodeRefused, InvalidAmount, UnknownSocket
 from payg.services.codes import CodeDesk
 from tests.fakes import FakeJournal
@@ -149,3 +149,51 @@ def test_codes_and_emergency_credit_work_with_the_ledger_node_down(rig):
     assert rig.relays["a"].closed and rig.balance("a") == 30
     emergency = EmergencyDesk(rig.metering, rig.journal, tokens=10, below_tokens=5)
     assert emergency.take("b") == 10 and rig.relays["b"].closed
+
+
+def test_after_a_back_office_code_is_entered_the_next_code_is_made_above_its_count(rig):
+    """Issue 28: a back office went on from the exported count with the OpenPAYGO library and its code was entered;
+    the controller's next code was made at that very count, and was refused as used when entered."""
+    ours = rig.codes.issue("a", 10)
+    assert rig.codes.redeem("a", ours.code).booked
+    exported = highest_count(rig.journal.codes_issued("a"), rig.journal.code_counts("a"))
+    assert exported == ours.count
+    count, elsewhere = back_office(exported, 3)         # the back office's next code: the count ours would take
+    assert count == ours.count + 2
+    assert rig.codes.redeem("a", elsewhere).count == count
+    assert highest_count(rig.journal.codes_issued("a"), rig.journal.code_counts("a")) == count
+
+    nxt = rig.codes.issue("a", 20)
+    assert nxt.count > count
+    redeemed = rig.codes.redeem("a", nxt.code)           # good: not at a count already used
+    assert (redeemed.booked, redeemed.tokens, redeemed.count) == (True, 20, nxt.count)
+    assert rig.balance("a") == 10 + 30 + 20
+    assert rig.journal.codes_issued("a") == nxt.count
+
+
+def test_codes_made_by_a_back_office_far_ahead_are_never_issued_again(rig):
+    """Codes the back office made and the tenant entered out of order, well above anything issued here: every count
+    the controller has seen is below the next code it makes, and that code still counts."""
+    made = [back_office(c, 1 + c) for c in (10, 20, 14)]    # counts 12, 22, 16, entered in that order
+    for count, code in made:
+        assert rig.codes.redeem("a", code).count == count
+    used = {count for count, _ in made}
+    assert max(used) == 22 == highest_count(0, rig.journal.code_counts("a"))
+    issued = [rig.codes.issue("b", 10), rig.codes.issue("a", 10), rig.codes.issue("a", 10)]
+    assert [i.count for i in issued] == [2, 24, 26]       # socket b has its own counts
+    assert all(rig.codes.redeem(i.socket_id, i.code).booked for i in issued)
+
+
+def test_a_repeated_request_is_still_its_own_code_after_a_back_office_redeem(rig):
+    first = rig.codes.issue("a", 10, request_id="desk-0001")
+    count, elsewhere = back_office(first.count, 5)
+    rig.codes.redeem("a", elsewhere)
+    again = rig.codes.issue("a", 10, request_id="desk-0001")
+    assert (again.code, again.count, again.repeated) == (first.code, first.count, True)   # the same code, not new
+    assert rig.codes.issue("a", 10).count == count + 2
+
+
+def test_the_highest_count_takes_what_was_issued_and_what_was_entered():
+    assert highest_count(0, CodeCounts()) == 0
+    assert highest_count(8, CodeCounts(4, (2, 4))) == 8
+    assert highest_count(2, CodeCounts(12, (10, 12))) == 12

@@ -11,6 +11,7 @@ SOCKET_STATE = {
     "meter": str, "meter_error": OPT_STR, "relay_error": OPT_STR, "override": OPT_STR, "credit_exhausted": bool,
     "pending_wh": float, "credit_warning_h": OPT_NUMBER, "reading_at": OPT_NUMBER, "updated_at": NUMBER,
     "topup": dict, "currency": OPT_STR, "balance_text": str,  # issue 27: what the amounts are in, the balance written
+    "vacant": bool,  # issue 28: never paid for
 }
 TOPUP = {"address": str, "uri": str, "backend": str, "units_per_token": int}
 EVENT = {"id": int, "at": NUMBER, "kind": str, "detail": str}
@@ -68,7 +69,7 @@ def test_a_state_used_up_and_held_off(bed):
 def test_events_journal_and_health(bed):
     client = bed.client(token=True)
     bed.rt.ledger.pay("kitchen", 3)
-    bed.loop.run_for(3)
+    bed.loop.run_for(30)            # the 3 tokens run out at 800 W: off for lack of credit, an event
     events = client.get("/api/sockets/kitchen/events").get_json()
     assert set(events) == {"socket", "events"} and events["socket"] == "kitchen" and events["events"]
     for e in events["events"]:

@@ -172,8 +172,8 @@ def test_landlord_logs_in_forces_a_socket_off_and_back_and_credits_it_once(chrom
         expect(page.locator("#rows tr")).to_have_count(3)
         assert page.locator("#rows tr").evaluate_all("rs => rs.map(r => r.dataset.id)") == \
             ["kitchen", "laundry", "office"]
-        for sid in ("kitchen", "laundry", "office"):
-            expect(status_of(page, sid)).to_have_text("Off")
+        for sid in ("kitchen", "laundry", "office"):   # nobody has paid for them yet
+            expect(status_of(page, sid)).to_have_text("Vacant")
         expect(page.locator("#tot th")).to_have_text("3 sockets")
         expect(row(page, "laundry").locator("td").nth(2).locator("small")).to_have_text("no credit")
 

@@ -5,10 +5,11 @@ The controller runs the embedded default (kitchen 800 W, laundry a washing machi
 
 - warn_hours = [744, 1]: office, paid 20,000 tokens before the start (80 h or more), lasts less than
   744 h; kitchen, paid 400 (half an hour at 800 W), less than 1 h;
-- flag_off_hours = 1e-9 (3.6 microseconds): a socket never paid is off for lack of credit from its first
-  tick, so the landlord view's first reading of its 7 days already exceeds it (the view reads those hours
-  at most once a minute per socket, payg/services/dashboard.py, hence the long timeout); sockets paid
-  before the controller's first start were never off for lack of credit;
+- flag_off_hours = 1e-9 (3.6 microseconds): a socket off for lack of credit at all is flagged, so the
+  landlord view's first reading of its 7 days already exceeds it (the view reads those hours at most once a
+  minute per socket, payg/services/dashboard.py, hence the long timeout); a socket never paid is vacant, not
+  off for lack of credit, and never flagged; sockets paid before the controller's first start were never off
+  for lack of credit;
 - every day a friendly-credit day, and debt_recovery_percent = 50: a heater added for the test (3,600 W:
   a token a second), paid 3 tokens, runs out within seconds and stays on, its usage owed; a top-up then
   repays at most half of what is owed.
@@ -64,6 +65,8 @@ name = "Heater"
 meter = { kind = "simulated", load_w = 3600 }
 relay = { kind = "simulated" }
 """
+UNFRIENDLY_HEATER = HEATER.replace('relay = { kind = "simulated" }',
+                                   'relay = { kind = "simulated" }\nfriendly_credit = false')
 OWED = re.compile(r"You owe (\d[\d,]*(\.\d+)?) tokens?\.")
 
 
@@ -210,37 +213,42 @@ def test_the_tenant_page_says_how_many_hours_of_credit_are_left_and_what_is_owed
     assert_accessible(chromium, c, "/s/heater", "#debt", tmp_path)
 
 
-def test_the_landlord_view_flags_a_socket_long_off_for_lack_of_credit_not_a_paid_one(chromium, start,
+def test_the_landlord_view_flags_a_socket_long_off_for_lack_of_credit_not_a_paid_or_vacant_one(chromium, start,
                                                                                     problems, tmp_path):
     from playwright.sync_api import expect
 
-    c = start({"office": 20_000, "kitchen": 400})   # laundry never paid
+    # the heater (no friendly credit) runs out of its one token at once; the laundry was never paid: vacant
+    c = start({"office": 20_000, "kitchen": 400, "heater": 1}, UNFRIENDLY_HEATER)
+    wait_until(lambda: credit_offs(c).get("heater", 0) >= 1, 20, "the heater to go off for lack of credit")
     offs = credit_offs(c)
-    assert offs.get("laundry", 0) >= 1 and "kitchen" not in offs and "office" not in offs, \
-        f"the premise: only laundry has been off for lack of credit; credit_off events: {offs}"
+    assert set(offs) == {"heater"}, f"the premise: only the heater has been off for lack of credit: {offs}"
 
     for viewport, name in ((DESKTOP, "desktop"), (PHONE, "phone")):
         context = chromium.new_context(viewport=viewport)
         page = problems.watch(context.new_page())
         try:
             log_in(page, c)
-            flag = page.locator('#rows tr[data-id="laundry"] .needs-help')
-            expect(flag, f"no flag on laundry ({name})").to_be_visible(timeout=FLAG_S)
+            flag = page.locator('#rows tr[data-id="heater"] .needs-help')
+            expect(flag, f"no flag on the heater ({name})").to_be_visible(timeout=FLAG_S)
             expect(flag).to_have_text(FLAG_TEXT)
             assert FLAG_TITLE.search(flag.get_attribute("title") or ""), flag.get_attribute("title")
-            for paid in ("kitchen", "office"):
-                expect(page.locator(f'#rows tr[data-id="{paid}"] .needs-help'), f"{paid} flagged").to_be_hidden()
+            for other in ("kitchen", "office", "laundry"):   # paid and on, or vacant: never flagged
+                expect(page.locator(f'#rows tr[data-id="{other}"] .needs-help'), f"{other} flagged").to_be_hidden()
+            expect(page.locator('#rows tr[data-id="laundry"] .pill.st-vacant')).to_have_text("Vacant")
             expect(page.locator("#help-note")).to_contain_text("in the last 7 days")
             shot = snap(page, tmp_path, f"landlord-flag-{name}.png")
             # the flag is beside the status, which it leaves alone: totals and the status filter as before
-            expect(page.locator('#rows tr[data-id="laundry"] .pill.st-off')).to_have_text("Off")
-            expect(page.locator("#tot th")).to_have_text("3 sockets")
+            expect(page.locator('#rows tr[data-id="heater"] .pill.st-off')).to_have_text("Off")
+            expect(page.locator("#tot th")).to_have_text("4 sockets")
             page.select_option("#st", "off")
-            expect(page.locator("#count")).to_have_text("Showing 1 of 3 sockets")
+            expect(page.locator("#count")).to_have_text("Showing 1 of 4 sockets")
+            expect(page.locator('#rows tr[data-id="heater"]')).to_be_visible()
+            page.select_option("#st", "vacant")
+            expect(page.locator("#count")).to_have_text("Showing 1 of 4 sockets")
             expect(page.locator('#rows tr[data-id="laundry"]')).to_be_visible()
             page.select_option("#st", "on")
-            expect(page.locator("#count")).to_have_text("Showing 2 of 3 sockets")
-            expect(page.locator('#rows tr[data-id="laundry"]')).to_be_hidden()
+            expect(page.locator("#count")).to_have_text("Showing 2 of 4 sockets")
+            expect(page.locator('#rows tr[data-id="heater"]')).to_be_hidden()
             page.select_option("#st", "")
             box = flag.bounding_box()
             assert box and 0 <= box["x"] and box["x"] + box["width"] <= viewport["width"], \
@@ -258,14 +266,14 @@ def test_the_landlord_view_flags_a_socket_long_off_for_lack_of_credit_not_a_paid
         page.fill("#password", PASSWORD)
         page.click("button[type=submit]")
         page.wait_for_url(c.base + "/landlord")
-        flag = page.locator('#rows tr[data-id="laundry"] .needs-help')
+        flag = page.locator('#rows tr[data-id="heater"] .needs-help')
         expect(flag).to_have_text(FLAG_TEXT)
         assert FLAG_TITLE.search(flag.get_attribute("title") or ""), flag.get_attribute("title")
-        expect(page.locator('#rows tr:not([data-id="laundry"]) .needs-help')).to_have_count(0)
+        expect(page.locator('#rows tr:not([data-id="heater"]) .needs-help')).to_have_count(0)
     finally:
         context.close()
     problems.check()
-    assert_accessible(chromium, c, "/landlord", '#rows tr[data-id="laundry"] .needs-help', tmp_path, log_in_first=True)
+    assert_accessible(chromium, c, "/landlord", '#rows tr[data-id="heater"] .needs-help', tmp_path, log_in_first=True)
 
 
 def test_the_make_a_code_dialog_uses_the_configured_step(chromium, start, problems, tmp_path):

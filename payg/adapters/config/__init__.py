@@ -28,6 +28,7 @@ from payg.domain.settings import (
     LedgerConfig,
     MockLedgerConfig,
     ModbusMeterConfig,
+    NotifyConfig,
     SecretRef,
     SocketConfig,
     TradeConfig,
@@ -225,9 +226,12 @@ def parse(data: dict, file: str, base_dir: Path | None = None, profile_dirs: tup
     mt = root.table("mqtt", {})
     mqtt = mqtt_table(mt, base_dir)
     mt.finish()
+    nt = root.table("notify", {})
+    notify = fill(nt, NotifyConfig, base_dir)  # the contacts file itself is read when the sender starts
+    nt.finish()
     root.finish()
     return Config(Path(file), controller, web, ledger, tariff, tuple(sockets), trade, codes, protections, mqtt,
-                  tariffs)
+                  tariffs, notify)
 
 
 def load(path: str | Path, profile_dirs: tuple[Path, ...] = ()) -> Config:

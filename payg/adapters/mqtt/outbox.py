@@ -1,6 +1,9 @@
 """The events outbox: rows the journal writes in the same transaction as the event or credit they
 report (payg/adapters/journal_writer.py), read and deleted here once the broker acknowledged them.
 
+Rows whose uid starts with `notify:` are the notifications' (payg/adapters/apprise_notify.py), not the broker's:
+they are neither read nor counted here.
+
 Its own connection to the journal's file: WAL readers never wait for the tick's writer, and a
 delivered batch is deleted in one short statement.
 """
@@ -12,7 +15,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from payg.adapters.journal_writer import NOTIFY_PREFIX
 from payg.adapters.sqlite import connect
+
+MQTT_ROWS = f"uid NOT LIKE '{NOTIFY_PREFIX}%'"  # the notifications' rows share the table
 
 
 @dataclass(frozen=True)
@@ -34,7 +40,7 @@ class Outbox:
     def after(self, row_id: int, limit: int) -> list[OutboxRow]:
         with self._lock:
             rows = self._conn.execute("SELECT id, uid, socket_id, at, kind, body FROM outbox WHERE id > ?"
-                                      " ORDER BY id LIMIT ?", (row_id, limit)).fetchall()
+                                      f" AND {MQTT_ROWS} ORDER BY id LIMIT ?", (row_id, limit)).fetchall()
         return [OutboxRow(i, uid, s, at, kind, json.loads(body)) for i, uid, s, at, kind, body in rows]
 
     def delivered(self, row_ids: list[int]) -> None:
@@ -50,7 +56,7 @@ class Outbox:
         with self._lock:
             if self._closed:
                 return None
-            return self._conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+            return self._conn.execute(f"SELECT COUNT(*) FROM outbox WHERE {MQTT_ROWS}").fetchone()[0]
 
     def close(self) -> None:
         with self._lock:

@@ -3,9 +3,9 @@
 Topics under <prefix>/<controller>/ (prefix "payg" unless configured):
 
     status              "online" / "offline", retained; "offline" is the connection's last will
-    <socket>/state      the socket's state, JSON, retained (STATE_KEYS, "currency": the code its amounts' minor
-                        unit is of, or null for tokens, "debt" when owed, and "at": the controller's time of that
-                        state); sent when something but "at" changed
+    <socket>/state      the socket's state, JSON, retained (STATE_KEYS, "name": the socket's name as configured,
+                        "currency": the code its amounts' minor unit is of, or null for tokens, "debt" when owed,
+                        and "at": the controller's time of that state); sent when something but "at" changed
     events              JSON, QoS 1, not retained: {"id", "seq", "controller", "socket", "kind", "at", ...}; "id" is
                         unique and the same on every redelivery, so a subscriber drops duplicates by it; "seq"
                         grows with every event of the controller (the order they happened in)
@@ -28,8 +28,8 @@ from typing import Any, Literal
 from payg import serialize
 from payg.domain.socket import SocketSnapshot
 
-STATE_KEYS = ("balance", "balance_tokens", "relay", "power_w", "voltage_v", "current_a", "energy_wh", "meter",
-              "override", "credit_exhausted")
+STATE_KEYS = ("name", "balance", "balance_tokens", "relay", "power_w", "voltage_v", "current_a", "energy_wh",
+              "meter", "override", "credit_exhausted")
 COMMANDS = ("force_off", "automatic", "credit")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 REASON_MAX = 200

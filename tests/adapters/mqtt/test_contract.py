@@ -95,9 +95,9 @@ def test_state_payload_has_the_keys_and_debt_only_when_owed():
                            meter_error=None, relay_error=None, override=None, credit_exhausted=False,
                            pending_wh=Fraction(1, 2), credit_warning_h=None, updated_at=5.0)
     body = state_payload(state)
-    assert body == {"balance": 500, "balance_tokens": 500, "relay": "on", "power_w": 800.0, "voltage_v": 230.0,
-                    "current_a": 3.5, "energy_wh": 12, "meter": "ok", "override": None, "credit_exhausted": False,
-                    "currency": None}
+    assert body == {"name": "Kitchen", "balance": 500, "balance_tokens": 500, "relay": "on", "power_w": 800.0,
+                    "voltage_v": 230.0, "current_a": 3.5, "energy_wh": 12, "meter": "ok", "override": None,
+                    "credit_exhausted": False, "currency": None}
     assert state_payload(state, "GBP")["currency"] == "GBP"
     owed = state_payload(replace(state, balance=Balance.of(-40, 1)))
     assert (owed["debt"], owed["debt_tokens"], owed["balance"]) == (40, 40, -40)

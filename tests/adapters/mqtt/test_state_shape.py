@@ -7,7 +7,7 @@ from tests.support import wait_until
 
 HOME = Topics("payg", "home")
 OPT_NUMBER = (int, float, type(None))
-PAYLOAD = {"balance": int, "balance_tokens": (int, float), "relay": str, "power_w": OPT_NUMBER,
+PAYLOAD = {"name": str, "balance": int, "balance_tokens": (int, float), "relay": str, "power_w": OPT_NUMBER,
            "voltage_v": OPT_NUMBER, "current_a": OPT_NUMBER, "energy_wh": OPT_NUMBER, "meter": str,
            "override": (str, type(None)), "credit_exhausted": bool, "at": (int, float),
            "currency": (str, type(None))}  # issue 27: [tariff] currency, None for tokens
