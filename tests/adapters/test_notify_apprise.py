@@ -145,11 +145,14 @@ def test_each_url_is_paced_and_nothing_over_the_limit_is_dropped(tmp_path, endpo
     finally:
         sender.stop()
     offsets = sorted(p["at"] - start for p in endpoint.posts)
-    assert offsets[1] < 0.9  # the burst at once
+    # the burst goes at once: its second message does not wait an interval (a busy machine only adds delay,
+    # so the gap is compared, not the time since the start)
+    assert offsets[1] - offsets[0] < 0.9, offsets
     for k in (2, 3, 4):  # then one a second
         assert offsets[k] >= k - 1 - 0.1, offsets
     landlord = sorted(m.at - start for m in smtp.mails)
-    assert landlord[1] < 0.9 and landlord[2] >= 0.9  # the landlord's own budget, not the tenant's
+    # the landlord's own budget, not the tenant's
+    assert landlord[1] - landlord[0] < 0.9 and landlord[2] >= 0.9, landlord
     assert [p["message"].split(": ", 1)[1] for p in sorted(endpoint.posts, key=lambda p: p["at"])] == \
         [f"low_credit detail {i}. Top up soon to keep the power on." for i in range(5)]  # in order
 

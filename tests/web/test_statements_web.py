@@ -8,7 +8,6 @@ import io
 import re
 from dataclasses import replace
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -20,8 +19,10 @@ POUNDS = TariffConfig(currency="GBP", minor=2, unit_rate=Decimal("0.2450"), stan
                       vat_percent=Decimal(5), vat_included=False)
 
 
-@pytest.fixture
-def bed(tmp_path: Path):
+@pytest.fixture(scope="module")
+def bed(tmp_path_factory):
+    """One controller for the module (its tests only read): a month's first fortnight of top-ups and usage."""
+    tmp_path = tmp_path_factory.mktemp("statements")
     config = replace(embedded_config(tmp_path / "var", timezone="Europe/London"), tariff=POUNDS)
     b = make_web_bed(tmp_path, start=START, config=config)
     b.loop.run_ticks(1)
