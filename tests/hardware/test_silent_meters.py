@@ -4,8 +4,9 @@ time by the bus pool, one or two of them falling silent.
 Before the bus pool backed silent meters off, each poll waited out the silent meters' timeouts (0.526 s
 each): at poll_interval_s = 0.5 with one silent meter of two, and at 1 s with two of three, the healthy meter
 was "bus busy" or "slow" at every tick and went offline. (At 0.25 s the healthy meter's read and a probe fit
-in the poll's 0.2 s on an idle machine, but not on one running the whole suite on two cores.) Now a silent meter costs its bus-mates one timeout,
-once, and is then probed every 2, 4, 8, ... polls with a short timeout, after the meters that answer.
+in the poll's 0.2 s on an idle machine, but not on one running the whole suite on two cores.) Now a silent
+meter costs its bus-mates one timeout, once, and is then probed every 2, 4, 8, ... polls with a short timeout,
+after the meters that answer.
 """
 
 from __future__ import annotations
