@@ -81,9 +81,10 @@ def test_the_healthy_meters_on_a_bus_with_silent_meters_are_read_every_tick(tmp_
                 assert (st["meter"], st["relay"]) == ("ok", "on"), (n, st)  # never offline, never switched off
                 if (st["meter_error"], st["power_w"]) != (None, 60.0) or st["reading_at"] != st["updated_at"]:
                     missed[i].append((n, st["meter_error"]))
-        # read in the very tick, every tick but (on a machine busy with other tests) one in ten at most: before the
-        # bus pool backed silent meters off, a healthy meter here missed every tick
-        allowed = (ticks - WARM_UP_TICKS) // 10
+        # read in the very tick, every tick but (on a machine starved by the rest of the suite: a healthy read has
+        # been seen to take over 0.4 s there) one in four at most: before the bus pool backed silent meters off, a
+        # healthy meter here missed every tick
+        allowed = (ticks - WARM_UP_TICKS) // 4
         assert all(len(m) <= allowed for m in missed.values()), (allowed, missed)
         last = seen[-1]
         for a in silent:
