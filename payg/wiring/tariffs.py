@@ -41,19 +41,15 @@ def keep_money_unit(journal: SqliteJournal, config: Config) -> None:
     """A journal counts one unit for ever. Tokens may become a currency's minor unit, one for one (the mapping
     docs/tenants/tariffs.md documents); a currency is never silently read as another, or as tokens."""
     unit = config.tariff.currency or "tokens"
-    stored = journal.cursor(MONEY_CURSOR)
-    if stored is None and journal.entries_after(0, 1):
-        stored = "tokens"  # a journal from before the unit was kept
-    if stored == unit:
-        if journal.cursor(MONEY_CURSOR) is None:
-            with journal.transaction() as tx:
-                tx.set_cursor(MONEY_CURSOR, unit)
+    kept = journal.cursor(MONEY_CURSOR)
+    if kept == unit:
         return
-    if stored is not None and stored != "tokens":
+    stored = kept if kept is not None or not journal.entries_after(0, 1) else "tokens"  # entries from before: tokens
+    if stored not in (None, "tokens", unit):
         raise ConfigError(str(config.path), "tariff.currency",
                           f"{stored!r}: this journal counts {stored} and payg does not convert it to another unit "
                           f"(start a new data_dir for a new currency)", config.tariff.currency, has_got=True)
-    if stored == "tokens":
+    if stored == "tokens" and unit != "tokens":
         log.warning("the journal counted tokens: from now on each token booked is one minor unit of %s "
                     "(docs/tenants/tariffs.md, From tokens to a currency)", unit)
     with journal.transaction() as tx:

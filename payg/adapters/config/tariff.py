@@ -44,14 +44,18 @@ def decimal(t: Table, name: str, default: Any = ..., *, positive: bool = False,
     return result
 
 
-def _bands(t: Table) -> tuple[Band, ...]:
-    expected = 'a list of tables such as { name = "night", hours = "00:30-07:30", unit_rate = "0.12" }'
-    raw = t.raw("bands", [], expected)
+def _tables(t: Table, name: str, example: str) -> list[Table]:
+    """The list of tables under `name` (none: empty), each a Table named `name[i]` for its errors."""
+    expected = f"a list of tables such as {example}"
+    raw = t.raw(name, [], expected)
     if not isinstance(raw, list):
-        raise t.error("bands", expected, raw)
+        raise t.error(name, expected, raw)
+    return [Table(t.file, f"{t.key(name)}[{i}]", item) for i, item in enumerate(raw)]
+
+
+def _bands(t: Table) -> tuple[Band, ...]:
     bands: list[Band] = []
-    for i, item in enumerate(raw):
-        b = Table(t.file, f"{t.key('bands')}[{i}]", item)
+    for b in _tables(t, "bands", '{ name = "night", hours = "00:30-07:30", unit_rate = "0.12" }'):
         name = b.string("name")
         if not name.strip() or name in (STANDARD, STANDING) or any(o.name == name for o in bands):
             raise b.error("name", f"a name of its own (not {STANDARD!r} or {STANDING!r}, not another band's)", name)
@@ -80,13 +84,8 @@ def _period_values(t: Table, keys: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _changes(t: Table) -> tuple[TariffChange, ...]:
-    expected = 'a list of tables such as { since = "2027-04-01", unit_rate = "0.2600" }'
-    raw = t.raw("changes", [], expected)
-    if not isinstance(raw, list):
-        raise t.error("changes", expected, raw)
     changes: list[TariffChange] = []
-    for i, item in enumerate(raw):
-        c = Table(t.file, f"{t.key('changes')}[{i}]", item)
+    for c in _tables(t, "changes", '{ since = "2027-04-01", unit_rate = "0.2600" }'):
         since_raw = c.raw("since", ..., 'a date "YYYY-MM-DD"')
         try:
             since = since_raw if isinstance(since_raw, date) else date.fromisoformat(str(since_raw))
