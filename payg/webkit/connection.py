@@ -106,9 +106,10 @@ def heap_trimmer() -> Callable[[], object]:
 
 
 def respond(conn: Conn, app: Callable, limits: ServerLimits, server: tuple[str, int], websocket: bool,
-            closing: bool) -> bool:
+            closing: bool, send: bool = True) -> bool:
     """Run the app on the connection's request; its answer goes to `conn.out`, as much as the socket takes at
-    once sent now. True: the connection may carry another request."""
+    once sent now unless `send` is false (then the event loop writes all of it). True: the connection may
+    carry another request."""
     request = conn.request
     assert request is not None
     env = wsgi.environ(request, b"".join(conn.body), server=server, client=conn.client)
@@ -127,7 +128,7 @@ def respond(conn: Conn, app: Callable, limits: ServerLimits, server: tuple[str, 
     exchange = wsgi.Exchange(conn.h11, request, emit, close=websocket or closing)
     try:
         exchange.run(app, env)
-        if not websocket:
+        if send and not websocket:
             send_now(conn)
     except OSError:  # the client went away or read nothing in time, or a WebSocket ended (simple-websocket's way)
         return False

@@ -371,19 +371,22 @@ class HttpServer(Intake):
 
     def _live_connection(self, conn: Conn) -> None:
         assert conn.request is not None
-        self._serve(conn, websocket=wsgi.is_websocket(conn.request))
+        # a long poll's answer is written by the loop once it has given the live slot back: sent from here,
+        # the client's next poll could arrive (on its other connection) while the slot still looked taken
+        self._serve(conn, websocket=wsgi.is_websocket(conn.request), send=False)
 
-    def _serve(self, conn: Conn, websocket: bool) -> None:
+    def _serve(self, conn: Conn, websocket: bool, send: bool = True) -> None:
         keep = False
         try:
-            keep = self._respond(conn, websocket)
+            keep = self._respond(conn, websocket, send)
         except Exception as exc:
             self._failed("respond", exc)
         finally:
             self._back.put((conn, keep))
             self._wake()
 
-    def _respond(self, conn: Conn, websocket: bool) -> bool:
+    def _respond(self, conn: Conn, websocket: bool, send: bool = True) -> bool:
         """Run the app on the request (a worker's or a live thread's step). True: the connection may carry
         another request."""
-        return respond(conn, self.app, self.limits, self.server_address, websocket, closing=self._stop.is_set())
+        return respond(conn, self.app, self.limits, self.server_address, websocket, closing=self._stop.is_set(),
+                       send=send)

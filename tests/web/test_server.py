@@ -9,6 +9,7 @@ import time
 import pytest
 import socketio
 
+from payg.webkit.server import HttpServer
 from tests.support import wait_until
 from tests.support.served import Served, read_all
 from tests.support.web_beds import make_web_bed
@@ -182,6 +183,33 @@ def test_socket_io_works_over_websocket_and_the_websocket_cap_holds(tmp_path):
     finally:
         for c in clients:
             c.disconnect()
+        served.close()
+        bed.close()
+
+
+class SlowToGiveBack(HttpServer):
+    """The server with a live thread that is slow to hand its connection back to the loop, as on a busy
+    machine."""
+
+    def _respond(self, conn, websocket, send=True):
+        keep = super()._respond(conn, websocket, send)
+        time.sleep(0.3)
+        return keep
+
+
+def test_a_long_poll_answered_frees_its_live_slot_before_the_client_can_poll_again(tmp_path):
+    # with room for one live connection, a polling client's next long poll follows each answer at once,
+    # on its other connection: it must never find the slot still taken by the poll just answered
+    bed = make_web_bed(tmp_path)
+    served = Served(bed.web.app, server_class=SlowToGiveBack, max_live_connections=1)
+    polling = socketio.Client(reconnection=False)
+    try:
+        polling.connect(f"http://127.0.0.1:{served.port}", transports=["polling"], wait_timeout=5)
+        for name in ("kitchen", "office", "kitchen"):
+            assert polling.call("watch", {"socket": name}, timeout=5)["view"]["id"] == name
+        assert served.server.status()["refused"].get(503, 0) == 0
+    finally:
+        polling.disconnect()
         served.close()
         bed.close()
 

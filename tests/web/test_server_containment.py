@@ -50,9 +50,9 @@ class Faulty(HttpServer):
         self._plant("dispatch")
         super()._dispatch(conn)
 
-    def _respond(self, conn, websocket):
+    def _respond(self, conn, websocket, send=True):
         self._plant("respond")
-        return super()._respond(conn, websocket)
+        return super()._respond(conn, websocket, send)
 
     def _write(self, conn):
         self._plant("write")
