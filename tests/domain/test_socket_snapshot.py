@@ -39,6 +39,19 @@ def test_the_balance_a_socket_may_use_and_what_it_owes(balance, deferred, upt, e
     assert Balance.of(balance, upt, deferred) == expected
 
 
+@pytest.mark.parametrize("journal", range(-60, 61, 7))
+@pytest.mark.parametrize("deferred", [0, 1, 25, 80])
+def test_the_rule_docs_tenants_protections_states_holds(journal, deferred):
+    # "while the usable balance is zero or more, usable credit less debt is the journal's balance; below zero,
+    # the debt is the journal's balance with its sign turned"
+    b = Balance.of(journal, 1, deferred)
+    assert b.units == journal + deferred
+    if b.units >= 0:
+        assert b.units - b.debt == journal
+    else:
+        assert b.debt == -journal
+
+
 def test_the_json_of_a_reading_is_exact_numbers_and_none_without_one():
     s = SocketState("kitchen", "Kitchen")
     s.reading = MeterReading(Fraction(5, 2), 800.0, 230.0, 3.5, at=99.0)
