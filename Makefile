@@ -10,7 +10,7 @@ NPM_FLAGS := --no-audit --no-fund --ignore-scripts
 CHROMIUM ?= /usr/bin/chromium
 MOSQUITTO ?= /usr/sbin/mosquitto
 
-.PHONY: run test lint bench assets clean mosquitto docs hub-demo
+.PHONY: run test lint bench assets clean mosquitto docs hub-demo messages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -91,3 +91,10 @@ docs: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache site node_modules
+
+# The languages' catalogues (docs/operations/languages.md): every text marked in payg/, templates/ and static/
+# (babel.cfg) into payg/locale/messages.pot, then each language's .po brought up to date: a new text comes in
+# untranslated, a changed one fuzzy, and tests/web/test_languages.py fails until a person translates them.
+messages: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k n_:1,2 --project=payg --version=0.1.0 --width=120 -o payg/locale/messages.pot .
+	$(BIN)/pybabel update -i payg/locale/messages.pot -d payg/locale --width=120 --ignore-obsolete

@@ -75,6 +75,9 @@ class _Tick:
             self.done.set()
 
 
+_NO_ROUNDS = _Tick(0)
+
+
 class BusPool:
     def __init__(self, meters: Mapping[str, EnergyMeter], buses: dict[str, list[str]], deadline_s: float,
                  waiter: Waiter | None = None, max_probe_every: int = 32):
@@ -104,7 +107,7 @@ class BusPool:
                     results[sid] = MeterUnavailable(f"bus {bus_id} busy: the previous poll has not finished")
             else:
                 idle.append(bus_id)
-        tick = _Tick(len(idle))
+        tick = _Tick(len(idle)) if idle else _NO_ROUNDS  # sockets with a meter of their own only: no Event a tick
         for bus_id in idle:
             with self._lock:
                 ids = self.buses[bus_id]

@@ -11,6 +11,7 @@ from payg.domain.accounts import Entry
 from payg.domain.money import MoneyUnit
 from payg.domain.socket import Balance, SocketSnapshot
 from payg.services.dashboard import SocketView
+from payg.services.history import Chart
 
 
 def number(value: int | Fraction) -> int | float:
@@ -83,6 +84,7 @@ def socket_view(v: SocketView) -> dict[str, Any]:
         "relay_error": s.relay_error,
         "override": s.override,
         "credit_exhausted": v.credit_exhausted,
+        "vacant": s.vacant,
         "energy_today_wh": v.energy_today_wh,
         "energy_month_wh": v.energy_month_wh,
         "revenue_month_tokens": v.revenue_month_tokens,
@@ -96,5 +98,16 @@ def socket_view(v: SocketView) -> dict[str, Any]:
         "credit_warning_h": s.credit_warning_h,
         "off_for_credit_h_7d": v.off_for_credit_h_7d,
         "needs_help": v.needs_help,
+        # the latest payment: a tenant page confirms one newer than it had ("payment received")
+        "last_credit": None if v.last_credit is None else {
+            "id": v.last_credit.id, "at": v.last_credit.at, "tokens": v.last_credit_tokens,
+            "method": v.last_credit.method},
         "updated_at": s.updated_at,
     }
+
+
+def chart(socket_id: str, c: Chart, now: float) -> dict[str, Any]:
+    """A socket's chart from the journal (GET /api/sockets/<id>/history): per bucket, its end, the average power and
+    the balance at its end (None before the socket's first entry); `now` is the controller's clock."""
+    return {"socket": socket_id, "span": c.span, "start": c.start, "end": c.end, "step_s": c.step_s, "now": now,
+            "t": c.series.t, "power_w": c.series.power_w, "balance_tokens": c.series.balance_tokens}

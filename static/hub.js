@@ -2,14 +2,14 @@
    /api/fleet every two seconds. Filters and totals are computed here over the rows the hub has seen. */
 "use strict";
 (function () {
-  const P = window.payg, $ = (id) => document.getElementById(id);
+  const P = window.payg, _ = P._, $ = (id) => document.getElementById(id);
   const boot = P.boot();
   const rows = new Map();      // "controller/socket" -> {r: row, tr, el}
   const ctls = new Map();      // name -> controller
   const cmds = new Map();      // request_id -> command
   let events = [], fCtl = "", fRelay = "", fText = "";
-  const AVAIL = { online: "Online", offline: "Offline" };
-  const ACTION = { force_off: "Force off", automatic: "Automatic", credit: "Credit" };
+  const AVAIL = { online: _("Online"), offline: _("Offline") };
+  const ACTION = { force_off: _("Force off"), automatic: _("Automatic"), credit: _("Credit") };
   /* a row's money: its controller's currency (the state's "currency"; none: tokens), written for the hub's locale */
   const unitOf = (code) => (code ? { currency: code, locale: boot.locale } : null);
   /* the unit of a command's or an event's amount: its socket's (or else its controller's) as its states say */
@@ -42,7 +42,6 @@
   function labelled(tr, table) {
     Array.from(tr.children).forEach((td, i) => { if (i > 0) td.dataset.label = COLS[table][i]; });
   }
-  const plural = (n, word) => n + " " + word + (n === 1 ? "" : "s");
   const shown = (r) => (!fCtl || r.controller === fCtl) && (!fRelay || r.relay === fRelay) &&
     (!fText || (r.key + "\n" + (r.name || "")).toLowerCase().includes(fText));
   /* the actions that apply to a socket now: a socket held off can go back to automatic, any other can be forced
@@ -79,10 +78,11 @@
     const r = rec.r, el = rec.el, c = ctls.get(r.controller) || {};
     P.setText(el.socket, r.name || r.socket);
     P.setText(el.ctl, r.key);
-    pill(el.relay, "st-" + (r.relay || "off"), r.relay === "on" ? "On" : r.relay === "off" ? "Off" : P.DASH);
-    P.setText(el.override, r.override === "off" ? "forced off" : "");
+    pill(el.relay, "st-" + (r.relay || "off"), r.relay === "on" ? _("On") : r.relay === "off" ? _("Off") : P.DASH);
+    P.setText(el.override, r.override === "off" ? _("forced off") : "");
     P.setText(el.bal, P.figure(r.balance_tokens, unitOf(r.currency)));
-    P.setText(el.debt, r.debt ? "debt " + P.figure(r.debt_tokens, unitOf(r.currency)) : r.credit_exhausted ? "used up" : "");
+    P.setText(el.debt, r.debt ? _("debt {amount}", { amount: P.figure(r.debt_tokens, unitOf(r.currency)) })
+      : r.credit_exhausted ? _("used up") : "");
     P.setText(el.power, r.power_w === null || r.power_w === undefined ? P.DASH : P.num(r.power_w) + " W");
     P.setText(el.meter, r.meter || P.DASH);
     P.setText(el.at, r.at ? P.clock(r.at) : P.DASH);
@@ -130,10 +130,10 @@
       if (shown(rec.r)) { tbody.appendChild(rec.tr); list.push(rec.r); }
     }
     const t = totals(list);
-    cells($("tot"), [plural(t.sockets, "socket"), t.on + " on, " + t.off + " off", total(list, t.bal), P.num(t.power) + " W",
-      "", "", ""], "tbl");
-    P.setText($("count"), list.length === rows.size ? plural(rows.size, "socket")
-      : list.length + " of " + rows.size + " sockets");
+    cells($("tot"), [P.n_("{n} socket", "{n} sockets", t.sockets, { n: t.sockets }), _("{on} on, {off} off", t),
+      total(list, t.bal), P.num(t.power) + " W", "", "", ""], "tbl");
+    P.setText($("count"), list.length === rows.size ? P.n_("{n} socket", "{n} sockets", rows.size, { n: rows.size })
+      : _("{shown} of {all} sockets", { shown: list.length, all: rows.size }));
     // controllers, with the totals of their shown sockets
     const cb = $("ctl-rows"), names = Array.from(ctls.keys()).sort();
     cb.textContent = "";
@@ -141,15 +141,15 @@
       const mine = list.filter((r) => r.controller === name), c = ctls.get(name), ct = totals(mine);
       const tr = h(cb, "tr");
       tr.dataset.name = name;
-      cells(tr, [name, { pill: "av-" + (c.status || "unknown"), text: AVAIL[c.status] || "Unknown" },
+      cells(tr, [name, { pill: "av-" + (c.status || "unknown"), text: AVAIL[c.status] || _("Unknown") },
         String(ct.sockets), String(ct.on), String(ct.off), P.num(ct.power) + " W", total(mine, ct.bal)], "ctls");
     }
-    cells($("ctl-tot"), [plural(names.length, "controller"), "", String(t.sockets), String(t.on), String(t.off),
+    cells($("ctl-tot"), [P.n_("{n} controller", "{n} controllers", names.length, { n: names.length }), "", String(t.sockets), String(t.on), String(t.off),
       P.num(t.power) + " W", total(list, t.bal)], "ctls");
     const sel = $("fc"), want = ["", ...names];
     if (Array.from(sel.options, (o) => o.value).join("\n") !== want.join("\n")) {
       sel.textContent = "";
-      for (const n of want) h(sel, "option", "", n || "All").value = n;
+      for (const n of want) h(sel, "option", "", n || _("All")).value = n;
       sel.value = names.includes(fCtl) ? fCtl : "";
     }
     const q = new URLSearchParams();
@@ -173,9 +173,9 @@
         : "";
       h(tr, "td", "", ACTION[c.command] + what);
       const td = h(tr, "td");
-      const word = { pending: "Waiting\u2026", ok: c.booked === false ? "Done (booked before)" : "Done",
-        refused: "Refused", timeout: "No answer" }[c.status] || c.status;
-      h(td, "span", "res-" + c.status, word + (c.late ? " (late)" : ""));
+      const word = { pending: _("Waiting\u2026"), ok: c.booked === false ? _("Done (booked before)") : _("Done"),
+        refused: _("Refused"), timeout: _("No answer") }[c.status] || c.status;
+      h(td, "span", "res-" + c.status, c.late ? _("{result} (late)", { result: word }) : word);
       if (c.error) h(td, "small", "", " " + c.error);
     }
   }
@@ -203,8 +203,9 @@
     for (const rec of rows.values()) patch(rec);
     $("broker").hidden = !m.broker || m.broker.connected;
     if (m.broker && !m.broker.connected) {
-      P.setText($("broker"), "The hub is not connected to the broker" + (m.broker.error ? " (" + m.broker.error + ")" : "") +
-        ": what is shown is what it saw last.");
+      P.setText($("broker"), m.broker.error
+        ? _("The hub is not connected to the broker (%(error)s): what is shown is what it saw last.").replace("%(error)s", m.broker.error)
+        : _("The hub is not connected to the broker: what is shown is what it saw last."));
     }
     render();
   }
@@ -226,13 +227,13 @@
     const res = await fetch("/api/commands", {
       method: "POST", credentials: "same-origin", body: JSON.stringify(body),
       headers: { "Content-Type": "application/json", "X-CSRFToken": P.csrf() },
-    }).catch(() => { throw new Error("the hub could not be reached; try again."); });
-    if (res.status === 401) { $("expired").hidden = false; throw new Error("you are logged out."); }
+    }).catch(() => { throw new Error(_("the hub could not be reached; try again.")); });
+    if (res.status === 401) { $("expired").hidden = false; throw new Error(_("you are logged out.")); }
     const j = await res.json().catch(() => null);
-    if (!res.ok) throw new Error((j && (j.message || j.error)) || "the hub answered " + res.status + ".");
+    if (!res.ok) throw new Error((j && (j.message || j.error)) || _("the hub answered {status}.", { status: res.status }));
     cmds.set(j.request_id, j);
     renderCommands();
-    say(r.key + ": " + ACTION[command] + " sent; the result shows under \u201cActions sent\u201d.");
+    say(_("{socket}: {action} sent; the result shows under \u201cActions sent\u201d.", { socket: r.key, action: ACTION[command] }));
     return j;
   }
   let target = null, opener = null;
@@ -242,10 +243,11 @@
     if (b.dataset.act === "credit") {
       target = rec.r;
       opener = b;
-      P.setText($("credit-who"), rec.r.key + " \u00b7 balance " + P.money(rec.r.balance_tokens, unitOf(rec.r.currency)));
+      P.setText($("credit-who"), _("{socket} \u00b7 balance {amount}", { socket: rec.r.key,
+        amount: P.money(rec.r.balance_tokens, unitOf(rec.r.currency)) }));
       /* typed in tokens, or in the controller's currency's major unit (12.34); sent as its minor unit */
       const u = unitOf(rec.r.currency);
-      P.setText(document.querySelector('label[for="credit-tok"]'), u ? "Amount in " + u.currency : "Tokens");
+      P.setText(document.querySelector('label[for="credit-tok"]'), u ? _("Amount in {currency}", { currency: u.currency }) : _("Tokens"));
       $("credit-tok").step = u ? P.toMajor(1, u) : "1";
       $("credit-err").hidden = true;
       $("credit-f").reset();
@@ -260,8 +262,8 @@
       reason = $("credit-why").value.trim();
     if (!Number.isInteger(tokens) || tokens === 0 || !reason) {
       $("credit-err").hidden = false;
-      P.setText($("credit-err"), u ? "An amount in " + u.currency + " (not 0) and a reason, please."
-        : "A whole number of tokens (not 0) and a reason, please.");
+      P.setText($("credit-err"), u ? _("An amount in {currency} (not 0) and a reason, please.", { currency: u.currency })
+        : _("A whole number of tokens (not 0) and a reason, please."));
       return;
     }
     const go = $("credit-go");

@@ -1,13 +1,33 @@
 /* payg landlord page: one live table of every socket, built once and patched cell by cell on each push. */
 "use strict";
 (function () {
-  const P = window.payg, $ = (id) => document.getElementById(id);
+  const P = window.payg, _ = P._, L = window.paygLandlord, $ = (id) => document.getElementById(id), fill = L.fill;
+  /* the words, in the page's language (static/common.js `_`, `n_`); each text is written out in its call, where
+     `make messages` finds it */
+  const T = {
+    status: { on: _("On"), off: _("Off"), offline: _("Offline"), alarm: _("Alarm"), vacant: _("Vacant") },
+    /* a footer's count of each status: "2 on · 1 off" */
+    count: {
+      on: (n) => P.n_("{n} on", "{n} on", n, { n }),
+      off: (n) => P.n_("{n} off", "{n} off", n, { n }),
+      offline: (n) => P.n_("{n} offline", "{n} offline", n, { n }),
+      alarm: (n) => P.n_("{n} in alarm", "{n} in alarm", n, { n }),
+      vacant: (n) => P.n_("{n} vacant", "{n} vacant", n, { n }),
+    },
+    /* a meter's suspect reading, as its status names it */
+    meterState: { implausible_jump: _("implausible jump"), counter_reset: _("counter reset"), relay_bypass: _("relay bypass") },
+    adjust: _("Credit/debit\u2026"), code: _("Make a code\u2026"), qr: "QR", ack: _("Acknowledge"), details: _("Details"),
+    forcedOff: _("forced off"), noCredit: _("no credit"), usedUp: _("used up"), low: _("low credit"),
+    forceOff: _("Force off"), automatic: _("Automatic"), didOff: _("forced off."), didAuto: _("back to automatic."),
+    didAck: _("alarms acknowledged."), loading: _("Loading\u2026"), onTenantPage: _("Shown on the tenant page."),
+    hours: "{n} h", minutes: "{n} min", under3: _("< 3 min"),
+  };
   const boot = P.boot(), tbody = $("rows");
   P.useMoney(boot.page && boot.page.money);
   const recs = new Map();   // id -> {id, v: view, tr, el: {key: element}, t: {key: text shown}}
   let order = [], sortKey = "name", sortDir = 1, fText = "", fStatus = "", sortDirty = false, filterDirty = false;
   let now = Date.now() / 1000;
-  const STATUS = { on: "On", off: "Off", offline: "Offline", alarm: "Alarm", vacant: "Vacant" };
+  const STATUS = T.status;
   const RANK = { alarm: 0, offline: 1, off: 2, on: 3 };
   const FIELD = { name: "name", balance: "balance_tokens", power: "power_w", today: "energy_today_wh",
     month: "energy_month_wh", revenue: "revenue_month_tokens", topup: "last_topup_at" };
@@ -16,7 +36,8 @@
   const label = (r) => r.v.name || r.id;
   /* the flag on a socket off for lack of credit longer than [protections] flag_off_hours in the last 7 days */
   const helpNote = $("help-note"), HELP_TITLE = helpNote.dataset.title;
-  const offH = (h) => (h >= 1 ? Math.floor(h) + " h" : h > 0 ? Math.round(h * 60) + " min" : "< 3 min");
+  const offH = (h) => (h >= 1 ? fill(T.hours, { n: Math.floor(h) }) : h > 0 ? fill(T.minutes, { n: Math.round(h * 60) })
+    : T.under3);
 
   function h(parent, tag, cls, text) {
     const e = parent.appendChild(document.createElement(tag));
@@ -53,8 +74,10 @@
     el.tu = h(td, "span");
     el.tux = h(td, "small");
     td = h(tr, "td", "actions");
-    for (const [act, text] of [["ov", ""], ["adj", "Credit/debit\u2026"], ["code", "Make a code\u2026"], ["qr", "QR"],
-      ["ack", "Acknowledge"]]) {
+    const page = h(td, "a", "btn small", T.details);   // the socket's own landlord page
+    page.href = "/landlord/sockets/" + encodeURIComponent(v.id);
+    h(page, "span", "sr-only", " " + name);
+    for (const [act, text] of [["ov", ""], ["adj", T.adjust], ["code", T.code], ["qr", T.qr], ["ack", T.ack]]) {
       const b = h(td, "button", "btn small");
       b.type = "button";
       b.dataset.act = act;
@@ -67,29 +90,32 @@
 
   function texts(v) {
     const d = [];
-    if (v.override === "off") d.push("forced off");
-    if (v.alarms > 0) d.push(v.alarms === 1 ? "1 alarm" : v.alarms + " alarms");
+    if (v.override === "off") d.push(T.forcedOff);
+    if (v.alarms > 0) d.push(P.n_("{n} alarm", "{n} alarms", v.alarms, { n: v.alarms }));
     if (v.alarm_detail) d.push(v.alarm_detail);
-    else if (v.meter && v.meter !== "ok" && v.meter !== "offline") d.push(String(v.meter).replace(/_/g, " "));
-    if (v.meter_error) d.push("meter: " + v.meter_error);
-    if (v.relay_error) d.push("relay: " + v.relay_error);
+    else if (v.meter && v.meter !== "ok" && v.meter !== "offline") {
+      d.push(T.meterState[v.meter] || String(v.meter).replace(/_/g, " "));
+    }
+    if (v.meter_error) d.push(_("meter: {error}", { error: v.meter_error }));
+    if (v.relay_error) d.push(_("relay: {error}", { error: v.relay_error }));
     return {
       row: "st-" + v.status + (v.low_credit ? " low" : ""),
       name: v.name || v.id,
       stc: "pill st-" + v.status,
       st: STATUS[v.status] || String(v.status),
-      help: v.needs_help ? "Off " + offH(v.off_for_credit_h_7d) + " in 7 days" : "",
+      help: v.needs_help ? _("Off {time} in 7 days", { time: offH(v.off_for_credit_h_7d) }) : "",
       stx: d.join(" \u00b7 "),
       bal: P.figure(v.balance_tokens),
-      balx: v.debt > 0 ? "debt " + P.figure(v.debt) : v.balance_tokens <= 0 ? "no credit" : v.credit_exhausted ? "used up"
-        : v.low_credit ? "low credit" : "",
+      balx: v.debt > 0 ? _("debt {amount}", { amount: P.figure(v.debt) }) : v.balance_tokens <= 0 ? T.noCredit
+        : v.credit_exhausted ? T.usedUp
+        : v.low_credit ? T.low : "",
       pw: v.power_w == null ? P.DASH : P.num(v.power_w) + " W",
       today: P.wh(v.energy_today_wh),
       month: P.wh(v.energy_month_wh),
       rev: P.figure(v.revenue_month_tokens),
       tu: P.ago(v.last_topup_at, now),
       tux: v.last_topup_at && v.last_topup_tokens ? "+" + P.money(v.last_topup_tokens) : "",
-      ov: v.override === "off" ? "Automatic" : "Force off",
+      ov: v.override === "off" ? T.automatic : T.forceOff,
       ack: v.alarms > 0 ? "1" : "",
     };
   }
@@ -156,175 +182,50 @@
       c[v.status] = (c[v.status] || 0) + 1;
       ["balance_tokens", "power_w", "energy_today_wh", "energy_month_wh", "revenue_month_tokens"].forEach((f, i) => { s[i] += v[f] || 0; });
     }
-    [n + (n === 1 ? " socket" : " sockets"), Object.keys(STATUS).filter((k) => c[k]).map((k) => c[k] + " " + k).join(" \u00b7 "),
+    [P.n_("{n} socket", "{n} sockets", n, { n }), Object.keys(STATUS).filter((k) => c[k]).map((k) => T.count[k](c[k])).join(" \u00b7 "),
       P.figure(s[0]), P.num(s[1]) + " W", P.wh(s[2]), P.wh(s[3]), P.figure(s[4])].forEach((t, i) => P.setText(tot[i], t));
     if (helpNote.hidden === help) helpNote.hidden = !help;
-    P.setText($("count"), n === recs.size ? n + " sockets" : "Showing " + n + " of " + recs.size + " sockets");
+    P.setText($("count"), n === recs.size ? P.n_("{n} socket", "{n} sockets", n, { n })
+      : _("Showing {n} of {all} sockets", { n, all: recs.size }));
   }
 
-  const heads = document.querySelectorAll("#tbl th[data-sort]");
+  /* two ways to sort: the column heads (wide screens), or on a phone one select and a direction button in the
+     toolbar, which take one line where the heads took three (the heads are hidden there) */
+  const heads = document.querySelectorAll("#tbl th[data-sort]"), sortSel = $("sort"), sortDirB = $("sort-dir");
   function showSort() {
     for (const th of heads) {
       if (th.dataset.sort === sortKey) th.setAttribute("aria-sort", sortDir > 0 ? "ascending" : "descending");
       else th.removeAttribute("aria-sort");
     }
+    sortSel.value = sortKey;
+    sortDirB.setAttribute("aria-pressed", sortDir < 0 ? "true" : "false");
+  }
+  function sortBy(k, dir) {
+    sortKey = k;
+    sortDir = dir;
+    showSort();
+    finish(true);
   }
   for (const th of heads) {
-    th.querySelector("button").addEventListener("click", () => {
-      if (th.dataset.sort === sortKey) sortDir = -sortDir;
-      else { sortKey = th.dataset.sort; sortDir = 1; }
-      showSort();
-      finish(true);
-    });
+    th.querySelector("button").addEventListener("click", () => sortBy(th.dataset.sort, th.dataset.sort === sortKey ? -sortDir : 1));
   }
+  sortSel.addEventListener("change", () => sortBy(sortSel.value, 1));
+  sortDirB.addEventListener("click", () => sortBy(sortKey, -sortDir));
   $("q").addEventListener("input", (e) => { fText = e.target.value.trim().toLowerCase(); finish(true); });
   $("st").addEventListener("change", (e) => { fStatus = e.target.value; finish(true); });
 
-  // actions
-  const msg = $("msg");
-  let msgTimer = 0;
-  function say(r, text, bad) {
-    msg.className = "banner " + (bad ? "bad" : "ok");
-    P.setText(msg, label(r) + ": " + text);
-    msg.hidden = false;
-    clearTimeout(msgTimer);
-    if (!bad) msgTimer = setTimeout(() => { msg.hidden = true; }, 8000);
-  }
-  async function post(r, path, body) {
-    const res = await fetch("/api/sockets/" + encodeURIComponent(r.id) + "/" + path, {
-      method: "POST", credentials: "same-origin", body: JSON.stringify(body),
-      headers: { "Content-Type": "application/json", "X-CSRFToken": P.csrf() },
-    }).catch(() => { throw new Error("the controller could not be reached; try again (nothing is booked twice)."); });
-    if (res.status === 401) {
-      location.href = "/landlord/login";
-      throw new Error("you are logged out.");
-    }
-    const j = await res.json().catch(() => null);
-    if (!res.ok) throw new Error((j && (j.message || j.error)) || "the controller answered " + res.status + ".");
-    const v = j && (j.view || j);
-    if (v && v.id) { upsert(v); finish(); }
-    return j;
-  }
-  const busy = new Set();
-  async function act(r, path, body, done) {
-    if (busy.has(r.id + path)) return;
-    busy.add(r.id + path);
-    try { await post(r, path, body); say(r, done + "."); } catch (err) { say(r, err.message, true); }
-    busy.delete(r.id + path);
-  }
-
-  let opener = null;
+  // actions (the requests and the dialogs: landlord_actions.js)
+  const A = L.actions((v) => { upsert(v); finish(); });
   tbody.addEventListener("click", (e) => {
     const b = e.target.closest("button[data-act]"), r = b && recs.get(b.closest("tr").dataset.id);
     if (!r) return;
     const a = b.dataset.act, off = r.v.override !== "off";
-    if (a === "ov") act(r, "override", { mode: off ? "off" : "auto" }, off ? "forced off" : "back to automatic");
-    else if (a === "ack") act(r, "alarms/ack", {}, "alarms acknowledged");
-    else { opener = b; ({ adj: openAdjust, code: openCode, qr: openQr }[a])(r); }
+    if (a === "ov") A.act(r, "override", { mode: off ? "off" : "auto" }, off ? T.didOff : T.didAuto);
+    else if (a === "ack") A.act(r, "alarms/ack", {}, T.didAck);
+    else if (a === "adj") A.openAdjust(r, b);
+    else if (a === "code") A.openCode(r, b);
+    else { A.setOpener(b); openQr(r); }
   });
-  document.addEventListener("click", (e) => {
-    const c = e.target.closest("[data-close]");
-    if (c) c.closest("dialog").close();
-  });
-  for (const d of document.querySelectorAll("dialog")) {
-    d.addEventListener("close", () => { if (opener && opener.isConnected) opener.focus(); opener = null; });
-  }
-
-  /* Credit/debit: one request id per opening, reused by every submit of it, so a double submit books once. */
-  const adj = $("adj"), form = $("adj-f"), amt = $("adj-amt"), why = $("adj-why"), aerr = $("adj-err"), go = $("adj-go");
-  let adjRec = null, adjReq = "", adjBusy = false;
-  function openAdjust(r) {
-    adjRec = r;
-    adjReq = P.requestId();
-    form.reset();
-    aerr.hidden = true;
-    check();
-    P.setText($("adj-who"), label(r) + " (" + r.id + ") \u00b7 balance " + P.money(r.v.balance_tokens));
-    adj.showModal();
-    amt.focus();
-  }
-  function check() {
-    /* typed in tokens, or in the currency's major unit (12.34); booked in journal units (pence) */
-    const n = P.toUnits(amt.value), int = Number.isInteger(n);
-    amt.setCustomValidity(n === 0 ? "Enter an amount other than 0." : "");
-    why.setCustomValidity(why.value && !why.value.trim() ? "Enter a reason." : "");
-    P.setText(go, int && n > 0 ? "Credit " + P.money(n) : int && n < 0 ? "Debit " + P.money(-n) : "Book");
-  }
-  amt.addEventListener("input", check);
-  why.addEventListener("input", check);
-  form.addEventListener("submit", async (e) => {
-    e.preventDefault();
-    check();
-    if (adjBusy || !form.reportValidity()) return;
-    adjBusy = true;
-    go.setAttribute("aria-busy", "true");
-    const n = P.toUnits(amt.value), r = adjRec;
-    try {
-      const j = await post(r, "adjust", { amount_tokens: n, reason: why.value.trim(), request_id: adjReq });
-      adj.close();
-      say(r, j && j.booked === false ? "already booked (an earlier attempt went through)." : (n > 0 ? "credited " : "debited ") + P.money(Math.abs(n)) + ".");
-    } catch (err) {
-      P.setText(aerr, err.message.charAt(0).toUpperCase() + err.message.slice(1));
-      aerr.hidden = false;
-    }
-    adjBusy = false;
-    go.removeAttribute("aria-busy");
-  });
-
-  /* A top-up code: each new request is a new code (the controller counts them), so one request at a time, with
-     one request id per showing of the form: a retry after a lost answer gets the same code back, not a second
-     one. Once made, the form gives way to the code until "Make another" is chosen (a new id). */
-  const mk = $("mk"), mkForm = $("mk-f"), mkTok = $("mk-tok"), mkErr = $("mk-err"), mkGo = $("mk-go"),
-    mkDone = $("mk-done"), mkCode = $("mk-code"), mkCopied = $("mk-copied");
-  let mkRec = null, mkBusy = false, mkReq = "";
-  function showCodeForm() {
-    mkReq = P.requestId();
-    mkForm.hidden = false;
-    mkDone.hidden = true;
-    mkErr.hidden = true;
-    P.setText(mkCode, "");
-    P.setText(mkCopied, "");
-    P.setText($("mk-said"), "");
-    mkTok.focus();
-    mkTok.select();
-  }
-  function openCode(r) {
-    mkRec = r;
-    mkForm.reset();
-    P.setText($("mk-who"), label(r) + " (" + r.id + ")");
-    mk.showModal();
-    showCodeForm();
-  }
-  mkForm.addEventListener("submit", async (e) => {
-    e.preventDefault();
-    if (mkBusy) return;
-    /* the form is novalidate: an amount off the step or above the most is the controller's to explain */
-    if (mkTok.validity.valueMissing || mkTok.validity.badInput) { mkForm.reportValidity(); return; }
-    mkBusy = true;
-    mkGo.setAttribute("aria-busy", "true");
-    const r = mkRec;
-    try {
-      const j = await post(r, "codes", { tokens: P.toUnits(mkTok.value), request_id: mkReq });
-      P.setText(mkCode, j.spaced || j.code);
-      P.setText($("mk-for"), P.money(j.tokens) + " for " + label(r) + " (" + r.id + "), code #" + j.count + ":");
-      mkForm.hidden = true;
-      mkDone.hidden = false;
-      $("mk-copy").focus();
-      P.announce($("mk-said"), "Code for " + P.money(j.tokens) + ": " + (j.spaced || j.code));
-    } catch (err) {
-      P.setText(mkErr, err.message.charAt(0).toUpperCase() + err.message.slice(1));
-      mkErr.hidden = false;
-      mkTok.focus();
-    }
-    mkBusy = false;
-    mkGo.removeAttribute("aria-busy");
-  });
-  $("mk-again").addEventListener("click", () => { mkForm.reset(); showCodeForm(); });
-  $("mk-copy").addEventListener("click", async () => {
-    const how = await P.copyText(mkCode);
-    P.announce(mkCopied, how === "copied" ? "Copied" : "Code selected: copy it with your device's copy command");
-  });
-  mk.addEventListener("close", () => { P.setText(mkCode, ""); P.setText($("mk-said"), ""); });
 
   /* QR: the socket view has no address; ask the socket's JSON API once and remember it. */
   const qaddr = $("qrd-addr"), addrs = {};
@@ -333,7 +234,7 @@
     $("qrd-img").src = path + "/qr.svg";
     $("qrd-link").href = path;
     P.setText($("qrd-name"), label(r));
-    P.setText(qaddr, known || "Loading\u2026");
+    P.setText(qaddr, known || T.loading);
     $("qrd").showModal();
     if (!known) {
       fetch("/api/sockets/" + encodeURIComponent(r.id), { credentials: "same-origin" })
@@ -341,7 +242,7 @@
         .then((j) => {
           const a = j && j.topup && j.topup.address;
           if (a) addrs[r.id] = a;
-          P.setText(qaddr, a || "Shown on the tenant page.");
+          P.setText(qaddr, a || T.onTenantPage);
         });
     }
   }
@@ -369,6 +270,6 @@
     } else {
       finish();
     }
-    P.setText($("at"), "updated " + P.clock(now));
+    P.setText($("at"), _("updated {time}", { time: P.clock(now) }));
   });
 })();

@@ -34,7 +34,7 @@ from typing import Any
 
 from payg.adapters.journal_writer import NOTIFY_PREFIX
 from payg.adapters.sqlite import connect, transaction
-from payg.domain.messages import FRIENDLY_ENDS, LANDLORD, METER_OFFLINE, Message
+from payg.domain.messages import FRIENDLY_ENDS, LANDLORD, METER_OFFLINE, Message, audience_of
 from payg.domain.socket import SocketSnapshot
 from payg.ports import Clock
 
@@ -42,7 +42,8 @@ log = logging.getLogger("payg.notify")
 
 MESSAGE = "message"  # the kind of a message row (one per contact URL)
 FIRST_RETRY_S = 5.0
-Compose = Callable[[str, str, Mapping[str, Any]], Message | None]  # (kind, socket id, fields) -> the words
+# (kind, socket id, fields, the recipient's language or None for the default) -> the words
+Compose = Callable[[str, str, Mapping[str, Any], str | None], Message | None]
 Send = Callable[[str, str, str], bool]  # (Apprise URL, title, body) -> Apprise reported success
 
 
@@ -88,9 +89,10 @@ class Pace:
 class NotificationSender:
     def __init__(self, journal_path: Path, contacts: Mapping[str, tuple[str, ...]], compose: Compose, clock: Clock,
                  *, burst: int = 5, interval_s: float = 60.0, retry_max_s: float = 900.0, poll_s: float = 1.0,
-                 send: Send | None = None):
+                 send: Send | None = None, languages: Mapping[str, str] | None = None):
         self._conn = connect(journal_path)
         self.contacts = {key: tuple(urls) for key, urls in contacts.items()}
+        self.languages = dict(languages or {})  # a recipient's language, when the contacts file names one
         self._urls = {digest(u): u for urls in self.contacts.values() for u in urls}
         self.compose, self.clock, self.poll_s, self.retry_max_s = compose, clock, poll_s, retry_max_s
         self.pace = Pace(burst, interval_s)
@@ -187,9 +189,9 @@ class NotificationSender:
             return
         with transaction(self._conn):
             for row_id, uid, socket_id, kind, body in events:
-                message = self.compose(kind, socket_id, json.loads(body))
+                to = LANDLORD if audience_of(kind) == LANDLORD else socket_id
+                message = self.compose(kind, socket_id, json.loads(body), self.languages.get(to))
                 if message is not None:
-                    to = LANDLORD if message.audience == LANDLORD else socket_id
                     for url in self.contacts.get(to, ()):
                         self._conn.execute(
                             "INSERT INTO outbox (uid, socket_id, at, kind, body) VALUES (?, ?, ?, ?, ?)"

@@ -5,6 +5,9 @@ TOML file readable by its owner only, like the other secrets (payg/adapters/secr
 
     landlord = ["mailto://landlord:app-password@example.com"]
     kitchen = ["ntfy://ntfy.sh/payg-kitchen-7f3a", "tgram://123456:ABC-token/987654"]
+    flat-2 = { urls = ["mailto://..."], language = "fr" }
+
+A recipient written as a table names the language its messages are written in (`[web] language` otherwise).
 
 A key that is neither a configured socket nor `landlord`, a value that is not a list of URLs, or a URL Apprise
 cannot read is a ConfigError naming the key (never the URL itself: it may hold a password).
@@ -18,6 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from payg.domain.messages import LANDLORD
+from payg.domain.settings import LANGUAGES
 from payg.errors import ConfigError
 
 KEY = "notify.contacts_file"
@@ -26,6 +30,12 @@ KEY = "notify.contacts_file"
 def read_contacts(path: Path, config_file: str | Path, socket_ids: Iterable[str]) -> dict[str, tuple[str, ...]]:
     """Each recipient's Apprise URLs (a socket id or `landlord`; one without any is left out). ConfigError when the
     file is missing, readable by others, owned by another user, or holds something else."""
+    return read_contact_book(path, config_file, socket_ids)[0]
+
+
+def read_contact_book(path: Path, config_file: str | Path,
+                      socket_ids: Iterable[str]) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
+    """`read_contacts`, and the language of each recipient that names one."""
     import apprise
 
     file = str(config_file)
@@ -44,11 +54,24 @@ def read_contacts(path: Path, config_file: str | Path, socket_ids: Iterable[str]
         raise ConfigError(file, KEY, f"a TOML file of contacts ({path}: {exc})") from None
     known = set(socket_ids) | {LANDLORD}
     contacts: dict[str, tuple[str, ...]] = {}
+    languages: dict[str, str] = {}
     for key, urls in data.items():
         where = f"{KEY} ({path}: {key})"
         if key not in known:
             raise ConfigError(file, where, f"`landlord` or a configured socket id ({', '.join(sorted(known))})",
                               key, has_got=True)
+        if isinstance(urls, dict):
+            extra = set(urls) - {"urls", "language"}
+            if extra:
+                raise ConfigError(file, where, "a table of `urls` and `language` only", ", ".join(sorted(extra)),
+                                  has_got=True)
+            language = urls.get("language")
+            if language is not None:
+                if language not in LANGUAGES:
+                    raise ConfigError(file, f"{KEY} ({path}: {key}.language)", f"one of {', '.join(LANGUAGES)}",
+                                      str(language), has_got=True)
+                languages[key] = language
+            urls = urls.get("urls", [])
         if isinstance(urls, str):
             urls = [urls]
         if not isinstance(urls, list) or not all(isinstance(u, str) and u.strip() for u in urls):
@@ -62,4 +85,4 @@ def read_contacts(path: Path, config_file: str | Path, socket_ids: Iterable[str]
                                   has_got=True)
         if urls:
             contacts[key] = tuple(dict.fromkeys(u.strip() for u in urls))
-    return contacts
+    return contacts, languages

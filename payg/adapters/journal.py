@@ -24,12 +24,14 @@ from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
+from payg.adapters import journal_history
 from payg.adapters.journal_schema import JOURNAL
 from payg.adapters.journal_writer import ALARM_KINDS, CHANNEL_COLUMNS, ENTRY_COLUMNS, JournalWriter, entry_of, rate_of
-from payg.adapters.sqlite import connect, transaction
+from payg.adapters.sqlite import connect, lazy_transaction, transaction
 from payg.domain.accounts import CREDIT_KINDS, Entry
 from payg.domain.billing import Baseline, MeterState
 from payg.domain.codes import CodeCounts
+from payg.domain.history import Bucket
 from payg.domain.market import ChannelRow
 
 
@@ -63,10 +65,10 @@ class SqliteJournal:
     def transaction(self) -> Iterator[JournalWriter]:
         """One atomic unit of work; the in-memory balances follow only a committed transaction."""
         with self._lock:
-            writer = JournalWriter(self._conn, self.outbox, self.notify)
             joined = self._conn.in_transaction  # inside another transaction: its end decides what is committed
             try:
-                with transaction(self._conn):
+                with lazy_transaction(self._conn) as tx:
+                    writer = JournalWriter(tx, self.outbox, self.notify)
                     yield writer
             finally:
                 if joined:
@@ -270,6 +272,12 @@ class SqliteJournal:
                 f" WHERE socket_id = ? AND id <= ?) WHERE kind IN ({kinds}) ORDER BY id DESC LIMIT ?",
                 (socket_id, through_id if through_id is not None else 2**63 - 1, limit)).fetchall()
         return [(entry_of(r[:-1]), int(r[-1])) for r in rows]
+
+    def history(self, socket_id: str, start: float, step_s: int, count: int) -> tuple[int, list[Bucket], float | None]:
+        """The socket's entries from `start` in buckets, for the charts (journal_history.py `buckets`)."""
+        with self._lock:
+            balance = self._balances.get(socket_id, 0)
+            return journal_history.buckets(self._conn, socket_id, start, step_s, count, balance)
 
     def entry_by_key(self, idem_key: str) -> Entry | None:
         with self._lock:

@@ -12,6 +12,7 @@ import uuid
 from decimal import Decimal
 from fractions import Fraction
 
+from payg.adapters.sqlite import LazyTransaction
 from payg.domain.accounts import ALARM_KINDS, CREDIT_KINDS, DEBIT_KINDS, Entry
 from payg.domain.billing import MeterState
 from payg.domain.codes import CodeCounts
@@ -58,7 +59,7 @@ def entry_of(row: tuple) -> Entry:
 class JournalWriter:
     """The operations allowed inside one journal transaction."""
 
-    def __init__(self, conn: sqlite3.Connection, outbox: bool = False, notify: bool = False):
+    def __init__(self, conn: LazyTransaction, outbox: bool = False, notify: bool = False):
         self._conn = conn
         self._outbox = outbox  # MQTT on: every event and credit also queued for the broker, in this transaction
         self._notify = notify  # [notify] on: the events and payments people are told about, likewise

@@ -12,7 +12,7 @@ makes version n from version n - 1 (step 1 makes the first layout from nothing).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +75,38 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+class LazyTransaction:
+    """A transaction that begins (BEGIN IMMEDIATE) at its first statement. The loop opens one every tick and
+    most ticks write nothing: those now take no write lock and cost no BEGIN and COMMIT."""
+
+    def __init__(self, conn: sqlite3.Connection, begun: bool = False):
+        self._conn = conn
+        self.begun = begun
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
+        if not self.begun:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self.begun = True
+        return self._conn.execute(sql, params)
+
+
+@contextmanager
+def lazy_transaction(conn: sqlite3.Connection) -> Iterator[LazyTransaction]:
+    """`transaction` begun only when a statement runs in it; inside another transaction it joins that one."""
+    if conn.in_transaction:
+        yield LazyTransaction(conn, begun=True)
+        return
+    tx = LazyTransaction(conn)
+    try:
+        yield tx
+    except BaseException:
+        if tx.begun:
+            conn.execute("ROLLBACK")
+        raise
+    if tx.begun:
+        conn.execute("COMMIT")
 
 
 def version(conn: sqlite3.Connection) -> int:

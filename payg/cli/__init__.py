@@ -158,8 +158,10 @@ def _command(args: Namespace, config: Config, wiring: Wiring) -> int:
         return password.cmd_login_link(wiring.controller_api(config))
     if args.command in ("code", "redeem"):
         from payg.domain.money import MoneyUnit
+        from payg.webkit import i18n
 
-        return codes.cmd_code(args, wiring.controller_api(config), unit=MoneyUnit.of(config.tariff))
+        return codes.cmd_code(args, wiring.controller_api(config), unit=MoneyUnit.of(config.tariff),
+                              lang=i18n.from_environment(os.environ, config.web.language))
     if args.command == "mqtt-acl":
         try:
             print(wiring.mqtt_acl(config))

@@ -14,6 +14,7 @@ codes are the table in docs/cli.md:
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, TextIO
 
@@ -53,12 +54,14 @@ def not_running(url: str) -> str:
 
 
 def ask(api: ControllerApi, method: str, path: str, body: dict | None, err: TextIO, *, timeout_s: float = 60.0,
-        headers: dict[str, str] | None = None, why: str = "start it with `payg run`") -> tuple[dict, int]:
+        headers: dict[str, str] | None = None, why: str = "start it with `payg run`",
+        refused: Callable[[int, dict], str | None] | None = None) -> tuple[dict, int]:
     """The running controller's answer: (its JSON object, 0), or ({}, the exit code) once what went wrong is said.
 
     A request the controller found malformed (HTTP 400, but for a refused code) or that names a socket it does not
     have is a usage error (2); anything else it refused (a used code, a trade rule, a missing API token), or no
-    controller answering, is 1. (A socket the configuration does not name was refused before: `unknown_socket`.)"""
+    controller answering, is 1. (A socket the configuration does not name was refused before: `unknown_socket`.)
+    `refused` may word a refusal itself, from its status and answer (a tenant's, in the tenant's language)."""
     try:
         reply = api.request(method, path, body, timeout_s=timeout_s, headers=headers)
     except Unreachable as exc:
@@ -81,6 +84,10 @@ def ask(api: ControllerApi, method: str, path: str, body: dict | None, err: Text
         return {}, EXIT_USAGE
     if reply.status >= 500:
         say(f"the controller failed (HTTP {reply.status}{': ' + message if message else ''})", err)
+        return {}, EXIT_FAILED
+    own = refused(reply.status, answer) if refused is not None and reply.status in (400, 423, 429) else None
+    if own is not None:
+        say(own, err)
         return {}, EXIT_FAILED
     rule = getattr(errors, name, None)
     named = f" ({name})" if isinstance(rule, type) and issubclass(rule, errors.TradeRefused) else ""

@@ -5,6 +5,9 @@ a count. payg books `units × tokens_per_unit` tokens for it, once: the count is
 identity, and the journal keeps, per socket, the highest count used and the older counts
 used within the format's window (less than 16 counts below it), as the format's decoder wants.
 The algorithm itself is the `openpaygo` package's (payg/adapters/openpaygo.py).
+
+People never see the count: a top-up (Add-Time) code always has an even count (2, 4, 6 ...; the odd ones
+are the format's other code types), so the n-th code of a socket is count 2n and is called "code n".
 """
 
 from __future__ import annotations
@@ -57,6 +60,21 @@ def highest_count(issued: int, counts: CodeCounts) -> int:
     entered (`counts`, a back office's codes among them). The next code is made above it, so it is never at a count
     already used, and `payg codes export` hands it to a back office as `last_count` to go on from."""
     return max(issued, counts.last, *counts.used)
+
+
+def number_of(count: int) -> int:
+    """The number a person reads for the top-up code with OpenPAYGO count `count`: 1, 2, 3 ... for 2, 4, 6 ..."""
+    return count // 2
+
+
+OLD_WORDS = re.compile(r"\bcode #(\d+)")
+
+
+def in_words(text: str) -> str:
+    """A code's journal memo or event detail as a person reads it (only a code's: a landlord's own reason may say
+    "#"). Texts written before codes were numbered for people name the count ("top-up code #4"); they are read as
+    the number ("top-up code 2"). Newer texts have no "#"."""
+    return OLD_WORDS.sub(lambda m: f"code {number_of(int(m.group(1)))}", text)
 
 
 def units_for(tokens: object, tokens_per_unit: int) -> int:

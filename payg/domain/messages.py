@@ -1,8 +1,9 @@
 """What the tenants and the landlord are told, in words (the notifications of payg/adapters/apprise_notify.py).
 
-Pure: which journal events and credits become a message, for whom, and its text: short, plain English, the
-socket's name first. Money and times are written by the callables the composition root hands in (money as the
-pages write it, payg/webkit/money.py; times in `[web] timezone`).
+Pure: which journal events and credits become a message, for whom, and its text: short and plain, the socket's name
+first, in the recipient's language (the `_` the composition root hands in: gettext's, payg/webkit/i18n.py). Money and
+times are written by the callables it hands in too (money as the pages write it, payg/webkit/money.py; times in
+`[web] timezone`).
 
 Tenants hear about low credit (`low_credit`), being out of credit (`credit_off`), a payment received (a credit
 of kind deposit or credit booked: `paid`, with the receipt's link), a friendly-credit period that will end while
@@ -41,39 +42,61 @@ def _text(value: object) -> str:
     return str(value).strip().rstrip(".") if value is not None else ""
 
 
+def _same(message: str) -> str:
+    return message
+
+
 def compose(kind: str, name: str, fields: Mapping[str, object], *, money: Callable[[int], str],
-            when: Callable[[float], str], receipt_url: str | None = None) -> Message | None:
+            when: Callable[[float], str], receipt_url: str | None = None,
+            _: Callable[[str], str] = _same) -> Message | None:
     """The message for one notification of socket `name` (None: a kind nobody is told about). `fields`: the
-    event's `detail`, a payment's `amount`, a derived notice's `ends_at` or `since`."""
+    event's `detail`, a payment's `amount`, a derived notice's `ends_at` or `since`. `_` translates a text into
+    the recipient's language (gettext's, handed in by the composition root; the same English without it), and
+    `money` and `when` write in it."""
     detail = _text(fields.get("detail"))
+    say = {"name": name, "detail": detail}
     if kind == "low_credit":
-        return Message("tenant", f"Low credit: {name}",
-                       f"{name}: {detail or 'credit is running low'}. Top up soon to keep the power on.")
+        return Message("tenant", _("Low credit: %(name)s") % say,
+                       (_("%(name)s: %(detail)s. Top up soon to keep the power on.") if detail else
+                        _("%(name)s: credit is running low. Top up soon to keep the power on.")) % say)
     if kind == "credit_off":
-        return Message("tenant", f"Out of credit: {name}",
-                       f"{name} is off: it is out of credit. Top up to switch it back on.")
+        return Message("tenant", _("Out of credit: %(name)s") % say,
+                       _("%(name)s is off: it is out of credit. Top up to switch it back on.") % say)
     if kind == "emergency":
-        return Message("tenant", f"Emergency credit: {name}",
-                       f"{name}: {detail or 'emergency credit taken'}. It is repaid from your next top-up.")
+        return Message("tenant", _("Emergency credit: %(name)s") % say,
+                       (_("%(name)s: %(detail)s. It is repaid from your next top-up.") if detail else
+                        _("%(name)s: emergency credit taken. It is repaid from your next top-up.")) % say)
     if kind == PAID:
         amount = fields.get("amount")
-        paid = money(amount) if isinstance(amount, int) else "a payment"
-        receipt = f" Receipt: {receipt_url}" if receipt_url else ""
-        return Message("tenant", f"Payment received: {name}", f"{name}: payment received, {paid}. Thank you.{receipt}")
+        paid = money(amount) if isinstance(amount, int) else _("a payment")
+        body = _("%(name)s: payment received, %(amount)s. Thank you.") % dict(say, amount=paid)
+        if receipt_url:
+            body += " " + _("Receipt: %(url)s") % {"url": receipt_url}
+        return Message("tenant", _("Payment received: %(name)s") % say, body)
     if kind == FRIENDLY_ENDS:
         ends = fields.get("ends_at")
-        until = when(float(ends)) if isinstance(ends, int | float) else "the end of the friendly period"
-        return Message("tenant", f"Friendly credit ends: {name}",
-                       f"{name} is out of credit and stays on until {until} (friendly credit). Top up before then "
-                       f"to keep the power on.")
-    alarm = {"relay_bypass": f"power flows through the open relay ({detail})",
-             "code_lockout": f"code entry is locked ({detail})",
-             "unexplained_funds": f"funds no payment explains ({detail})",
-             "uncreditable_deposit": f"a deposit could not be credited ({detail})",
-             METER_OFFLINE: "the meter does not answer; the socket is off until it does"}.get(kind)
+        until = when(float(ends)) if isinstance(ends, int | float) else _("the end of the friendly period")
+        return Message("tenant", _("Friendly credit ends: %(name)s") % say,
+                       _("%(name)s is out of credit and stays on until %(until)s (friendly credit). Top up before "
+                         "then to keep the power on.") % dict(say, until=until))
+    alarm = {"relay_bypass": _("power flows through the open relay (%(detail)s)"),
+             "code_lockout": _("code entry is locked (%(detail)s)"),
+             "unexplained_funds": _("funds no payment explains (%(detail)s)"),
+             "uncreditable_deposit": _("a deposit could not be credited (%(detail)s)"),
+             METER_OFFLINE: _("the meter does not answer; the socket is off until it does")}.get(kind)
     if alarm is None:
         return None
-    return Message("landlord", f"Alarm: {name}", f"Alarm on {name}: {alarm}. See the landlord view.")
+    return Message("landlord", _("Alarm: %(name)s") % say,
+                   _("Alarm on %(name)s: %(alarm)s. See the landlord view.") % dict(say, alarm=alarm % say))
+
+
+def audience_of(kind: str) -> Audience | None:
+    """Who is told about a kind of notification (None: nobody): whose language its words are composed in."""
+    if kind in TENANT_EVENTS or kind in (PAID, FRIENDLY_ENDS):
+        return "tenant"
+    if kind in LANDLORD_EVENTS or kind == METER_OFFLINE:
+        return "landlord"
+    return None
 
 
 def receipt_path(socket_id: str, entry_id: int, public_url: str | None) -> str:

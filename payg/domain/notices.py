@@ -5,6 +5,8 @@ times a socket was off for lack of credit. Pure rules; payg/services/notices.py 
   its present power crosses the first level, less than 2 h the second. Each crossing is recorded
   once. Levels only go up as the credit drains; a new credit (the balance rising) lets them
   fall again, so a power that wavers around a threshold makes no string of warnings.
+- **The pages' warning** (`low_credit`): shown when the credit crosses into low through use (at or under
+  `[web] low_credit_tokens`, or little time left at the present power), never right after a top-up.
 - **Off for lack of credit**: the start and the end of each such time are recorded; the landlord
   view flags a socket that was off this way for more than `flag_off_hours` in the last 7 days,
   a sign that a household is rationing itself and may need help.
@@ -46,6 +48,31 @@ def warning_level(left_h: float, warn_hours: tuple[float, ...]) -> int:
 def next_level(current: int, computed: int, credited: bool) -> int:
     """Levels rise with the drain and fall only after a credit."""
     return computed if credited or computed > current else current
+
+
+@dataclass(frozen=True)
+class LowCredit:
+    """The pages' low-credit warning for one socket, as last decided: whether it is shown, whether the credit was
+    low (`below`: at or under the balance threshold, or little time left), and the balance and time it was
+    decided at."""
+
+    warned: bool
+    below: bool
+    units: int
+    at: float
+
+
+def low_credit(previous: LowCredit | None, *, units: int, below: bool, at: float) -> LowCredit:
+    """The warning fires when the credit crosses into low through use, and holds while it stays low. A top-up (the
+    balance rising) silences it: a tenant who has just paid is not told to top up soon, even when what was paid
+    leaves the credit low; the next crossing warns again. An older observation than the last changes nothing, so
+    views made out of order cannot pass for a top-up. No previous decision (a start): low credit warns."""
+    if previous is not None and at < previous.at:
+        return previous
+    credited = previous is not None and units > previous.units
+    crossed = below and (previous is None or not previous.below)
+    warned = below and not credited and (crossed or (previous is not None and previous.warned))
+    return LowCredit(warned, below, units, at)
 
 
 def off_hours(intervals: list[tuple[float, float | None]], now: float, window_s: float = WEEK_S) -> float:

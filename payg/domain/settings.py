@@ -29,6 +29,7 @@ from payg.domain.trade_settings import SellConfig as SellConfig
 from payg.domain.trade_settings import TradeConfig as TradeConfig
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LANGUAGES = ("en", "fr")  # the catalogues in payg/locale/ (payg/webkit/i18n.py)
 SESSION_HOURS = "how long a landlord login lasts at most, in use or not"
 SESSION_IDLE = "a landlord session ends after this long without a request (an open landlord page does not count)"
 
@@ -72,8 +73,9 @@ class WebConfig:
         "the TOML file itself is refused. When the variable is unset the controller runs with the landlord view "
         "off and says so", key="landlord_password_hash_env` / `landlord_password_hash_file", kind="string",
         shown="none (the landlord view is off)", by_hand=True)
-    low_credit_tokens: int = setting(100, "the tenant page warns at or below this balance (it also warns when less "
-                                     "than 30 minutes are left at the present power)", ge=0)
+    low_credit_tokens: int = setting(100, "the tenant page warns when use takes the balance to or below this (or "
+                                     "leaves less than 30 minutes at the present power); never right after a top-up",
+                                     ge=0)
     topup_presets: tuple[int, ...] = setting((50, 100, 200, 500), "amounts (tokens) offered under the QR code; each "
                                              "changes the QR code to a payment request for that amount",
                                              kind="list of 1–8 positive integers", by_hand=True)
@@ -85,6 +87,10 @@ class WebConfig:
                                      "session cookie `Secure`", kind="`http://` or `https://` URL", by_hand=True)
     timezone: str | None = setting(None, "IANA zone name (`\"Europe/Berlin\"`) for \"today\" and \"this month\" on "
                                    "the pages", shown="the system's")
+    language: str = setting("en", "the pages' language when the tenant has not picked one with the switcher and "
+                            "the browser asks for none payg has (`Accept-Language`); also the notifications' language "
+                            "for a contact that names none, and the tenant commands' (see "
+                            "[Languages](operations/languages.md))", choices=LANGUAGES)
     trusted_proxies: tuple[str, ...] = setting((), "reverse proxies whose `X-Forwarded-For` names the client (see [On "
                                                "a network](operations/network.md)); from anyone else the header is "
                                                "ignored",
@@ -380,5 +386,7 @@ class HubConfig:
     log_level: str = setting("info", "log verbosity (to standard error)", choices=LOG_LEVELS)
     locale: str = setting("en_GB", "how the fleet page writes the money of a controller with a `[tariff] "
                           "currency` (its code comes with its states)", kind="locale name")
+    language: str = setting("en", "the pages' language when the switcher and the browser's `Accept-Language` name "
+                            "none payg has", choices=LANGUAGES)
     server: ServerConfig = setting(doc="`[hub.server]`: the same keys and defaults as `[web.server]`",
                                    factory=ServerConfig, shown="as `[web.server]`", by_hand=True)

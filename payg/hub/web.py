@@ -35,6 +35,8 @@ from payg.hub.live import FleetPusher
 from payg.ports import Clock, SessionStore
 from payg.webkit import money
 from payg.webkit.app import STATE_CHANGING, WebSite, make_app
+from payg.webkit.i18n import N_
+from payg.webkit.language import current as current_language
 from payg.webkit.pages import csv_cell, login_pages
 from payg.webkit.security import Guard, Limiter, WebSecrets
 from payg.webkit.sessions import Sessions
@@ -43,11 +45,11 @@ log = logging.getLogger("payg.hub")
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 COOKIE = "payg_hub_session"
-PUBLIC = ("/login", "/healthz", "/favicon.ico", "/static/", "/assets/")
+PUBLIC = ("/login", "/healthz", "/favicon.ico", "/static/", "/assets/", "/lang/")
 SITE = WebSite(name="payg hub", cookie=COOKIE, home="/", login="/login", logout="/logout", anonymous_under="/login",
                csrf_under="/", private=lambda path: not path.startswith(("/static/", "/assets/")),
                json=lambda path: path.startswith("/api/"), who="hub: landlord", wrong_password_status=401,
-               home_label="Back to the fleet", login_intro="The fleet view of every building's controller.",
+               home_label=N_("Back to the fleet"), login_intro=N_("The fleet view of every building's controller."),
                stylesheets=("/static/hub.css",), libraries=("socket.io.min.js",))
 ROW_FIELDS = ["controller", "socket", "controller_status", "relay", "balance", "balance_tokens", "debt",
               "debt_tokens", "power_w", "voltage_v", "current_a", "energy_wh", "meter", "override",
@@ -82,6 +84,7 @@ class HubServices:
     secure_cookies: bool = False
     max_body_bytes: int = 64 * 1024
     locale: str = HubConfig.locale  # how money is written (each controller's currency comes with its states)
+    language: str = HubConfig.language  # the pages' language when neither the switcher nor the browser names one
 
 
 @dataclass
@@ -126,9 +129,10 @@ def create_hub_web(services: HubServices, *, templates: Path = ROOT / "templates
     kit = make_app(__name__, SITE, services.secrets, services.sessions, services.clock,
                    password_hash=services.password_hash, session_hours=services.session_hours,
                    session_idle_minutes=services.session_idle_minutes, secure_cookies=services.secure_cookies,
-                   max_body_bytes=services.max_body_bytes, templates=templates, static=static, assets=assets)
+                   max_body_bytes=services.max_body_bytes, templates=templates, static=static, assets=assets,
+                   language=services.language)
     app, guard = kit.app, kit.guard
-    app.jinja_env.globals.update(money.template_globals(MoneyUnit(locale=services.locale)))
+    app.jinja_env.globals.update(money.template_globals(MoneyUnit(locale=services.locale), current_language))
     pusher = FleetPusher(kit, fleet)
     web = HubWeb(app, kit.socketio, pusher, guard, kit.sessions, kit.throttle)
 

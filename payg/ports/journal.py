@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from payg.domain.accounts import CreditKind, DebitKind, Entry, EntryKind, EventKind
 from payg.domain.billing import MeterState
 from payg.domain.codes import CodeCounts
+from payg.domain.history import Bucket
 from payg.domain.market import ChannelRow
 from payg.domain.socket import OverrideMode
 from payg.domain.tariff import Rate
@@ -216,8 +217,16 @@ class StatementJournal(Protocol):
     def deferred_debt(self, socket_id: str) -> int: ...
 
 
+class HistoryJournal(Protocol):
+    """What the charts and the tenant's history read (payg/services/history.py): entries summed into buckets."""
+
+    def history(self, socket_id: str, start: float, step_s: int, count: int) -> tuple[int, list[Bucket], float | None]:
+        """(the sum of the socket's entries before `start`, its non-empty buckets among `count` of `step_s` from
+        `start`, the time of its first entry or None)."""
+
+
 class Journal(MeteringJournal, AccountJournal, DepositJournal, LandlordJournal, CodeJournal, ChannelJournal, Reports,
-              StatementJournal, Protocol):
+              StatementJournal, HistoryJournal, Protocol):
     """Every socket's account, append-only: the union of the roles above (payg/adapters/journal.py SqliteJournal;
     tests.fakes.FakeJournal). Each service takes only the role it needs."""
 

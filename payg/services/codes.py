@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from payg.domain.codes import CodeKey, highest_count, normalise, spaced, units_for
+from payg.domain.codes import CodeKey, highest_count, normalise, number_of, spaced, units_for
 from payg.errors import CodeRefused, InvalidAmount, UnknownSocket
 from payg.ports import CodeCodec
 from payg.ports.journal import CodeJournal
@@ -24,12 +24,18 @@ from payg.services.topups import TopUps
 
 log = logging.getLogger("payg.controller")
 
+
+def N_(message: str) -> str:
+    """Marks a message for the catalogue (payg/locale/): the CLI and the pages translate it by its reason."""
+    return message
+
+
 REFUSALS = {
-    "used": "This code was used already, or an older code was entered after newer ones. Each code adds "
-            "credit once.",
-    "invalid": "This is not a code for this socket. Check the digits, and that the code is for this socket.",
-    "unsupported": "This code is not a top-up code. Ask your landlord for a top-up code.",
-    "locked": "Too many wrong codes were entered for this socket. Ask your landlord to unlock code entry.",
+    "used": N_("This code was used already, or an older code was entered after newer ones. Each code adds "
+               "credit once."),
+    "invalid": N_("This is not a code for this socket. Check the digits, and that the code is for this socket."),
+    "unsupported": N_("This code is not a top-up code. Ask your landlord for a top-up code."),
+    "locked": N_("Too many wrong codes were entered for this socket. Ask your landlord to unlock code entry."),
 }
 LOCKOUT: Final = "code_lockout"   # the event (an alarm in the landlord view) that stops code entry until acknowledged
 
@@ -53,6 +59,11 @@ class Issued:
     @property
     def spaced(self) -> str:
         return spaced(self.code)
+
+    @property
+    def number(self) -> int:
+        """What people call it: code 1, 2, 3 ... (the count is OpenPAYGO's, payg/domain/codes.py)."""
+        return number_of(self.count)
 
 
 class CodeDesk:
@@ -101,7 +112,7 @@ class CodeDesk:
             if request_id is not None and (made := self.journal.code_request(socket_id, request_id)) is not None:
                 after, made_units, made_count = made
                 if made_units != units:
-                    raise InvalidAmount(f"request {request_id} already made code #{made_count} for"
+                    raise InvalidAmount(f"request {request_id} already made code {number_of(made_count)} for"
                                         f" {made_units * self.tokens_per_unit} tokens, not {tokens}")
                 count, code = self.codec.encode(key, after, units)
                 return Issued(socket_id, code, count, units * self.tokens_per_unit, repeated=True)
@@ -113,7 +124,8 @@ class CodeDesk:
                 tx.set_codes_issued(socket_id, count)
                 if request_id is not None:
                     tx.record_code_request(socket_id, request_id, after, units, count, now)
-                tx.event(socket_id, "code_issued", f"code #{count} for {units * self.tokens_per_unit} tokens", now)
+                tx.event(socket_id, "code_issued", f"code {number_of(count)} for {units * self.tokens_per_unit} tokens",
+                         now)
         return Issued(socket_id, code, count, units * self.tokens_per_unit)
 
     def redeem(self, socket_id: str, code: str) -> Redeemed:
@@ -146,11 +158,12 @@ class CodeDesk:
             idem = f"code:{socket_id}:{count}"
             now = self.clock.now()
             with self.journal.transaction() as tx:
-                booked = self.top_ups.book(tx, socket_id, tokens * upt, "credit", idem, now, f"top-up code #{count}")
+                booked = self.top_ups.book(tx, socket_id, tokens * upt, "credit", idem, now,
+                                           f"top-up code {number_of(count)}")
                 tx.set_code_counts(socket_id, after)
                 if booked:
-                    tx.event(socket_id, "code", f"code #{count}: +{tokens} tokens", now)
+                    tx.event(socket_id, "code", f"code {number_of(count)}: +{tokens} tokens", now)
             if booked:
-                log.info("top-up code #%d on %s: %d tokens", count, socket_id, tokens)
+                log.info("top-up code %d (count %d) on %s: %d tokens", number_of(count), count, socket_id, tokens)
                 self.metering.redecide({socket_id})
         return Redeemed(socket_id, tokens, count, booked)

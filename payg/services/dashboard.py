@@ -21,8 +21,9 @@ from typing import Literal
 
 from payg.domain.accounts import Entry
 from payg.domain.money import Tariff, time_left_s, tokens_shown
-from payg.domain.notices import NoticeSettings, credit_off_intervals, off_hours
+from payg.domain.notices import LowCredit, NoticeSettings, credit_off_intervals, low_credit, off_hours
 from payg.domain.socket import SocketSnapshot, credit_used_up
+from payg.domain.statement import Method, method_of
 from payg.domain.tariff import DAY_S, TariffSchedule
 from payg.ports import Clock, Lock
 from payg.ports.journal import Reports
@@ -31,6 +32,7 @@ CHUNK = 5000
 LOW_TIME_S = 1800  # a page warns when less than this is left at the present power
 WEEK_S = 7 * DAY_S  # how far ahead "time left" looks with a tariff that changes
 OFF_EVERY_S = 60.0
+PAID: tuple[Method, ...] = ("deposit", "code", "manual credit")  # what the tenant page confirms as received
 
 
 @dataclass
@@ -40,6 +42,17 @@ class Figures:
     topups_month: int = 0          # deposits this month, in journal units
     last_topup_at: float | None = None
     last_topup: int | None = None  # journal units
+    last_credit: Credit | None = None  # the latest payment this month (PAID)
+
+
+@dataclass(frozen=True)
+class Credit:
+    """A payment into a socket's account: its journal entry (the receipt's number), when, how much, how."""
+
+    id: int
+    at: float
+    units: int
+    method: Method
 
 
 @dataclass(frozen=True)
@@ -60,7 +73,9 @@ class Dashboard:
         self._last_id = 0
         self._figures: dict[str, Figures] = {}
         self._alarms: dict[str, Alarm] = {}
-        self._off: dict[str, tuple[float, float]] = {}  # socket -> (when read, hours off for credit in 7 days)
+        # socket -> (when read, hours off for credit in 7 days, off for credit then)
+        self._off: dict[str, tuple[float, float, bool]] = {}
+        self._low: dict[str, LowCredit] = {}  # the pages' low-credit warning per socket, as last decided
 
     def period_starts(self, now: float) -> tuple[float, float]:
         """(start of today, start of this month) as epoch seconds, in the dashboard's time zone."""
@@ -93,6 +108,9 @@ class Dashboard:
     def _add(self, e: Entry) -> None:
         self._last_id = e.id
         f = self._figures.setdefault(e.socket_id, Figures())
+        method = method_of(e)
+        if method is not None and method in PAID:
+            f.last_credit = Credit(e.id, e.at, e.amount, method)
         if e.at < self._month_start:
             return
         if e.kind == "usage" and e.energy_wh is not None:
@@ -112,17 +130,25 @@ class Dashboard:
         with self._lock:
             return self._alarms.get(socket_id)
 
-    def off_for_credit_h(self, socket_id: str) -> float:
-        """Hours the socket was off for lack of credit in the last 7 days (read again at most once a minute)."""
+    def low_credit(self, socket_id: str, units: int, below: bool, at: float) -> bool:
+        """Whether the pages warn of low credit now (payg/domain/notices.py `low_credit`: a crossing, not a top-up
+        that leaves the credit low); each socket's last decision is kept here, where every view is made."""
+        with self._lock:
+            decided = self._low[socket_id] = low_credit(self._low.get(socket_id), units=units, below=below, at=at)
+            return decided.warned
+
+    def off_for_credit_h(self, socket_id: str, off_now: bool = False) -> float:
+        """Hours the socket was off for lack of credit in the last 7 days: read again at most once a minute, and at
+        once when it goes off for lack of credit or comes back (`off_now` differs from the last read)."""
         now = self.clock.now()
         with self._lock:
             cached = self._off.get(socket_id)
-            if cached is not None and now - cached[0] < OFF_EVERY_S:
+            if cached is not None and now - cached[0] < OFF_EVERY_S and cached[2] == off_now:
                 return cached[1]
         events = [e for e in self.journal.events(socket_id, 1000) if e["kind"] in ("credit_off", "credit_on")]
         hours = off_hours(credit_off_intervals(events), now)
         with self._lock:
-            self._off[socket_id] = (now, hours)
+            self._off[socket_id] = (now, hours, off_now)
         return hours
 
 
@@ -158,6 +184,8 @@ class SocketView:
     low_credit: bool
     off_for_credit_h_7d: float
     needs_help: bool
+    last_credit: Credit | None = None  # the latest payment (a page confirms a new one as it arrives)
+    last_credit_tokens: int | float | None = None  # its amount in tokens
 
 
 def socket_view(state: SocketSnapshot, dashboard: Dashboard, vs: ViewSettings) -> SocketView:
@@ -184,7 +212,10 @@ def socket_view(state: SocketSnapshot, dashboard: Dashboard, vs: ViewSettings) -
         time_left = schedule.time_to_spend(balance, power, now, WEEK_S) if state.relay_on else None
     pending = state.pending_wh
     upt = vs.tariff.units_per_token
-    off_h = dashboard.off_for_credit_h(state.id)
+    out = balance <= 0 or state.credit_exhausted  # out of credit is always said
+    off_h = dashboard.off_for_credit_h(state.id, off_now=out and not state.relay_on and not state.vacant)
+    below = (balance <= vs.low_credit_tokens * upt or (time_left is not None and time_left < LOW_TIME_S)
+             or state.credit_warning_h is not None)
     return SocketView(
         state=state,
         status=status,
@@ -199,8 +230,9 @@ def socket_view(state: SocketSnapshot, dashboard: Dashboard, vs: ViewSettings) -
         alarm_detail=alarm.detail if alarm else None,
         energy_left_wh=round(energy_left_wh, 3),
         time_left_s=round(time_left, 1) if time_left is not None else None,
-        low_credit=(balance <= vs.low_credit_tokens * upt or state.credit_exhausted
-                    or (time_left is not None and time_left < LOW_TIME_S) or state.credit_warning_h is not None),
+        low_credit=dashboard.low_credit(state.id, balance, below, state.updated_at) or out,
         off_for_credit_h_7d=round(off_h, 1),
         needs_help=off_h > vs.flag_off_hours and not state.vacant,
+        last_credit=f.last_credit,
+        last_credit_tokens=tokens_shown(f.last_credit.units, upt) if f.last_credit is not None else None,
     )

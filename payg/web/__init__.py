@@ -35,20 +35,23 @@ from payg.web.live import LANDLORD_NS, LiveHub
 from payg.web.trade import TradeServices
 from payg.webkit import money
 from payg.webkit.app import STATE_CHANGING, Kit, WebSite, make_app
+from payg.webkit.i18n import N_
+from payg.webkit.language import current as current_language
+from payg.webkit.language import gettext
 from payg.webkit.proxies import networks
 from payg.webkit.security import Guard, Limiter, WebSecrets
 from payg.webkit.sessions import Sessions
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SESSION_COOKIE = "payg_session"
-PUBLIC_API = re.compile(r"^/api/sockets/[^/]+(/receipts)?$")  # one socket's state and receipts: its tenant page's
+PUBLIC_API = re.compile(r"^/api/sockets/[^/]+(/receipts|/history)?$")  # a socket's state, receipts, chart: its page's
 TENANT_ACTION = re.compile(r"^/api/sockets/[^/]+/(redeem|emergency)$")  # a code, emergency credit: anyone there may
 SITE = WebSite(name="payg", cookie=SESSION_COOKIE, home="/landlord", login="/landlord/login",
                logout="/landlord/logout", anonymous_under="/landlord", csrf_under="/landlord",
                private=lambda path: path.startswith(("/landlord", "/api/")),
                json=lambda path: path.startswith("/api/") or path in ("/api", "/healthz"),
-               who="landlord", wrong_password_status=200, home_label="Back to the start page",
-               login_back="Back to the sockets")
+               who="landlord", wrong_password_status=200, home_label=N_("Back to the start page"),
+               login_back=N_("Back to the sockets"))
 
 
 @dataclass
@@ -127,9 +130,9 @@ def create_web(services: WebServices, *, templates: Path = ROOT / "templates", s
                    session_hours=settings.session_hours, session_idle_minutes=settings.session_idle_minutes,
                    secure_cookies=settings.https, max_body_bytes=settings.server.max_body_kib * 1024,
                    templates=templates, static=static, assets=assets,
-                   trusted_proxies=networks(settings.trusted_proxies))
+                   trusted_proxies=networks(settings.trusted_proxies), language=settings.language)
     app, guard, csrf = kit.app, kit.guard, kit.csrf
-    app.jinja_env.globals.update(money.template_globals(services.money))
+    app.jinja_env.globals.update(money.template_globals(services.money, current_language))
     dashboard = services.dashboard or Dashboard(services.journal, clock,
                                                 ZoneInfo(settings.timezone) if settings.timezone else None,
                                                 lock=threading.Lock())
@@ -159,7 +162,9 @@ def create_web(services: WebServices, *, templates: Path = ROOT / "templates", s
             if not guard.landlord():
                 return jsonify(error="Unauthorized", message="log in as the landlord (/landlord/login), or use "
                                "`payg` on the controller's machine"), 401
-        if request.method in STATE_CHANGING:
+        # With the landlord view off, every /landlord route answers 503 and changes nothing, and its pages keep no
+        # session (so no CSRF token) for a cookie-less visitor: there is nothing to protect there.
+        if request.method in STATE_CHANGING and (guard.landlord_enabled or not path.startswith("/landlord")):
             csrf.protect()
         return None
 
@@ -167,8 +172,8 @@ def create_web(services: WebServices, *, templates: Path = ROOT / "templates", s
     def unknown_socket(exc: UnknownSocket):
         if kit.wants_json():
             return jsonify(error="Not Found", message=str(exc)), 404
-        return render_template("error.html", code=404, title="No such socket",
-                               message=f"This controller has no socket {exc}."), 404
+        return render_template("error.html", code=404, title=gettext("No such socket"), socket_id=exc.socket_id,
+                               message=str(exc)), 404
 
     @app.errorhandler(InvalidAmount)
     def invalid_amount(exc: InvalidAmount):

@@ -1,4 +1,5 @@
-"""The landlord's view: login, the table of every socket, the journal as CSV, and the landlord's actions.
+"""The landlord's view: login, the table of every socket, and the landlord's actions (a socket's own page and the
+journal as CSV: payg/web/landlord_socket.py).
 
 The actions are JSON requests under /api/sockets/<id>/ (the guard in payg/web/__init__.py wants the
 landlord's session and a CSRF token for them, or the API token).
@@ -6,23 +7,20 @@ landlord's session and a CSRF token for them, or the API token).
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
 
-from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, stream_with_context
+from flask import Blueprint, abort, jsonify, redirect, render_template, request, session
 from flask.typing import ResponseReturnValue
 
+from payg.web.landlord_socket import routes as socket_routes
 from payg.web.views import fresh_view, page_settings
-from payg.webkit.pages import csv_cell, login_pages, too_many
+from payg.webkit.pages import login_pages, too_many
 
 log = logging.getLogger("payg.web")
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-CSV_FIELDS = ["id", "socket", "time_utc", "kind", "amount_tokens", "energy_wh", "key", "memo"]
 
 
 def blueprint(web, services, json_body: Callable[[], dict]) -> Blueprint:
@@ -49,10 +47,15 @@ def blueprint(web, services, json_body: Callable[[], dict]) -> Blueprint:
 
     def landlord_off() -> ResponseReturnValue:
         ref = settings.landlord_password
-        return render_template("landlord_off.html", env_name=ref.env if ref else None,
-                               file_path=str(ref.file) if ref and ref.file else None), 503
+        page = render_template("landlord_off.html", env_name=ref.env if ref else None,
+                               file_path=str(ref.file) if ref and ref.file else None)
+        # The page has no form, but rendered under /landlord it made a CSRF token (base.html), which would start an
+        # anonymous session and set its cookie for a view that is off: drop it.
+        session.clear()
+        return page, 503
 
     login_pages(web.kit, log, before=lambda: None if guard.landlord_enabled else landlord_off())
+    socket_routes(bp, web, services, landlord_off)
 
     @bp.post("/api/login-links")
     def make_login_link():
@@ -80,36 +83,6 @@ def blueprint(web, services, json_body: Callable[[], dict]) -> Blueprint:
             return redirect("/landlord")
         throttle.failed(address)
         return render_template("login_link.html", token=None, retry_after_s=None), 404
-
-    @bp.get("/landlord/journal.csv")
-    def journal_csv():
-        if not guard.landlord():
-            return redirect("/landlord/login?next=/landlord/journal.csv")
-        socket_id = request.args.get("socket")
-        ids = [ctl.socket(socket_id).id] if socket_id else list(ctl.sockets)
-        upt = ctl.tariff.units_per_token
-
-        def rows():
-            buf = io.StringIO()
-            out = csv.writer(buf)
-            out.writerow(CSV_FIELDS)
-            for sid in ids:
-                for e in services.journal.all_entries(sid):
-                    amount = e.amount // upt if e.amount % upt == 0 else e.amount / upt
-                    out.writerow([e.id, csv_cell(e.socket_id),
-                                  datetime.fromtimestamp(e.at, UTC).isoformat(timespec="seconds"),
-                                  e.kind, amount, "" if e.energy_wh is None else float(e.energy_wh),
-                                  csv_cell(e.idem_key), csv_cell(e.memo)])
-                    if buf.tell() > 64 * 1024:
-                        yield buf.getvalue()
-                        buf.seek(0)
-                        buf.truncate()
-            yield buf.getvalue()
-
-        stamp = datetime.fromtimestamp(ctl.clock.now(), UTC).strftime("%Y%m%d-%H%M%S")
-        name = f"payg-journal-{socket_id or 'all'}-{stamp}.csv"
-        return Response(stream_with_context(rows()), mimetype="text/csv",
-                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     @bp.post("/api/sockets/<socket_id>/override")
     def override(socket_id: str):
@@ -152,9 +125,12 @@ def blueprint(web, services, json_body: Callable[[], dict]) -> Blueprint:
             abort(400, description="request_id must be 8 to 64 letters, digits, '-' or '_'")
         issued = services.codes.issue(socket_id, body.get("tokens"), request_id)
         if not issued.repeated:
-            log.info("landlord made top-up code #%d for %s: %d tokens", issued.count, socket_id, issued.tokens)
-        return jsonify(code=issued.code, spaced=issued.spaced, count=issued.count, tokens=issued.tokens,
-                       socket=socket_id, repeated=issued.repeated), 200 if issued.repeated else 201
+            log.info("landlord made top-up code %d (count %d) for %s: %d tokens", issued.number, issued.count,
+                     socket_id, issued.tokens)
+        # `number` is what people call it (code 1, 2, 3 ...); `count` is OpenPAYGO's, for a back office
+        made = dict(code=issued.code, spaced=issued.spaced, number=issued.number, count=issued.count,
+                    tokens=issued.tokens, socket=socket_id, repeated=issued.repeated)
+        return jsonify(made), 200 if issued.repeated else 201
 
     @bp.post("/api/sockets/<socket_id>/alarms/ack")
     def acknowledge(socket_id: str):

@@ -1,6 +1,9 @@
-"""The tenant's pages: the socket list, and a page per socket with its QR code.
+"""The tenant's pages: the socket list, a page per socket with its QR code, its history (top-ups and daily use,
+GET /s/<id>/history) and its chart's data from the journal (GET /api/sockets/<id>/history?span=hour|day|month,
+public like the socket's state; static/chart.js draws it).
 
-They only read, but for one action: entering a top-up code (POST /api/sockets/<id>/redeem).
+They only read, but for the tenant's actions: entering a top-up code (POST /api/sockets/<id>/redeem) and taking
+emergency credit.
 """
 
 from __future__ import annotations
@@ -8,17 +11,26 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from typing import cast
+from zoneinfo import ZoneInfo
 
 import qrcode  # type: ignore[import-untyped]  # no type information shipped
 import qrcode.image.svg  # type: ignore[import-untyped]
 from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request
 
+from payg import serialize
+from payg.domain.history import SPANS, Span
+from payg.domain.money import tokens_shown
 from payg.errors import CodeRefused, InvalidAmount
+from payg.services.history import HistoryDesk
+from payg.services.statements import MAX_RECEIPTS, StatementDesk
+from payg.web.statements import Figures
 from payg.web.views import fresh_view, page_settings, topup_of
 
 log = logging.getLogger("payg.web")
 
 MAX_QR_TOKENS = 10**12
+HISTORY_DAYS = 30  # what the tenant's history page covers
 
 
 def qr_svg(data: str) -> bytes:
@@ -35,6 +47,8 @@ def blueprint(web, services, json_body: Callable[[], dict]) -> Blueprint:
     ctl = services.metering
     settings = services.settings
     guard, hub = web.guard, web.hub
+    upt = ctl.tariff.units_per_token
+    past = HistoryDesk(services.journal, ctl.clock, upt, ZoneInfo(settings.timezone) if settings.timezone else None)
 
     @bp.get("/")
     def index():
@@ -58,6 +72,29 @@ def blueprint(web, services, json_body: Callable[[], dict]) -> Blueprint:
         desk = web.emergency
         return {"offer_tokens": desk.offer(socket_id), "owed_tokens": desk.owed_tokens(socket_id),
                 "tokens": desk.tokens(socket_id), "below_tokens": desk.below_tokens(socket_id)}
+
+    @bp.get("/api/sockets/<socket_id>/history")
+    def history_json(socket_id: str):
+        ctl.socket(socket_id)
+        span = request.args.get("span", "hour")
+        if span not in SPANS:
+            abort(400, description=f"span must be one of {', '.join(SPANS)}")
+        return jsonify(serialize.chart(socket_id, past.chart(socket_id, cast(Span, span)), ctl.clock.now()))
+
+    @bp.get("/s/<socket_id>/history")
+    def history_page(socket_id: str):
+        """The last HISTORY_DAYS days: the top-ups with their receipts, and the energy and money used each day."""
+        socket = ctl.socket(socket_id)
+        desk: StatementDesk = services.statements  # made by create_web before any request
+        days = past.days(socket_id, HISTORY_DAYS)
+        since = days[-1].start
+        topups = [r for r in desk.receipts(socket_id, MAX_RECEIPTS) if r.at >= since]
+        rows = [{"day": desk.local_day(d.start), "energy_wh": d.energy_wh,
+                 "used_tokens": tokens_shown(d.used_units, upt)} for d in days]
+        return render_template("tenant_history.html", socket=socket, topups=topups, days=rows,
+                               fig=Figures(desk.money, desk.tz), since=desk.local_day(since),
+                               energy_wh=sum(d.energy_wh for d in days),
+                               used_tokens=tokens_shown(sum(d.used_units for d in days), upt))
 
     @bp.get("/s/<socket_id>/qr.svg")
     def qr(socket_id: str):

@@ -20,7 +20,7 @@ def page_settings(metering: Metering, settings: WebConfig, code_tokens_per_unit:
     """What every page's script is told; `code_tokens_per_unit` when top-up codes are on; `money`: how amounts
     are written (static/common.js `useMoney`)."""
     page = {"tokens_per_wh": float(metering.tariff.tokens_per_wh), "low_credit_tokens": settings.low_credit_tokens,
-            "history_s": 3600, "money": money.page(unit)}
+            "money": money.page(unit)}
     if code_tokens_per_unit is not None:  # top-up codes: the step and the most one code adds
         page["code_step_tokens"] = code_tokens_per_unit
         page["code_max_tokens"] = MAX_CODE_UNITS * code_tokens_per_unit

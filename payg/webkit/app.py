@@ -16,6 +16,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect  # type: ignore[import-untyped
 from werkzeug.exceptions import HTTPException
 
 from payg.ports import Clock, SessionStore
+from payg.webkit import language as languages
 from payg.webkit.proxies import Network, TrustedProxies
 from payg.webkit.security import Guard, Limiter, WebSecrets
 from payg.webkit.sessions import CookieSessions, Sessions
@@ -73,11 +74,12 @@ class Kit:
 def make_app(import_name: str, site: WebSite, secrets: WebSecrets, store: SessionStore, clock: Clock, *,
              password_hash: Callable[[], str | None] | None, session_hours: float, session_idle_minutes: float,
              secure_cookies: bool, max_body_bytes: int, templates: Path, static: Path, assets: Path,
-             trusted_proxies: tuple[Network, ...] = ()) -> Kit:
+             trusted_proxies: tuple[Network, ...] = (), language: str = "en") -> Kit:
     """A Flask app with the kit's sessions, CSRF, Socket.IO, guard, headers, error pages and /assets/.
     `password_hash` gives the landlord's hash as of now (None: `secrets.password_hash`); `assets` is
     node_modules in a source tree, or the flat folder pip installs them in; the client's address is the one
-    `trusted_proxies` forward (payg/webkit/proxies.py), for the pages, not for Socket.IO."""
+    `trusted_proxies` forward (payg/webkit/proxies.py), for the pages, not for Socket.IO; `language` is the pages'
+    language when neither the switcher nor the browser names one (payg/webkit/language.py)."""
     app = Flask(import_name, template_folder=str(templates), static_folder=str(static), static_url_path="/static")
     if trusted_proxies:  # Flask's documented way to add a WSGI middleware, which mypy cannot tell from a mistake
         app.wsgi_app = TrustedProxies(app.wsgi_app, trusted_proxies)  # type: ignore[method-assign]
@@ -95,6 +97,7 @@ def make_app(import_name: str, site: WebSite, secrets: WebSecrets, store: Sessio
     # Socket.IO's default allows the page's own origin only.
     socketio = SocketIO(app, async_mode="threading", logger=False, engineio_logger=False)
     kit = Kit(site, app, socketio, csrf, Guard(secrets, sessions, current_hash), sessions, Limiter(clock))
+    languages.install(app, language, secure_cookies=secure_cookies)
 
     @app.context_processor
     def _site() -> dict:
@@ -114,9 +117,10 @@ def make_app(import_name: str, site: WebSite, secrets: WebSecrets, store: Sessio
     def _csrf_error(exc: CSRFError) -> ResponseReturnValue:
         if kit.wants_json():
             return jsonify(error="Bad Request", message=f"CSRF check failed: {exc.description}"), 400
-        return render_template(ERROR_TEMPLATE, code=400, title="Form expired",
-                               message="This form was open too long or came from elsewhere. Reload the page "
-                                       "and try again."), 400
+        _ = languages.gettext
+        return render_template(ERROR_TEMPLATE, code=400, title=_("Form expired"),
+                               message=_("This form was open too long or came from elsewhere. Reload the page "
+                                         "and try again.")), 400
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> ResponseReturnValue:

@@ -11,16 +11,10 @@ from flask import Response, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 
 from payg.webkit.app import Kit
-from payg.webkit.security import Guard, Limiter
+from payg.webkit.language import gettext as _
+from payg.webkit.security import Guard, Limiter, safe_next
 
 LOGIN_TEMPLATE = "login.html"
-
-
-def safe_next(target: str | None, default: str) -> str:
-    """Only a path on this site (never //host or a scheme) may be the page after the login."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return default
 
 
 def csv_cell(value: object) -> str:
@@ -51,7 +45,7 @@ def password_login(guard: Guard, throttle: Limiter, next_page: str, log: logging
     address = request.remote_addr or "?"
     wait = throttle.retry_after(address)
     if wait is not None:
-        return too_many(LOGIN_TEMPLATE, wait, error="Too many attempts.", next=next_page)
+        return too_many(LOGIN_TEMPLATE, wait, error=_("Too many attempts."), next=next_page)
     if guard.check_password(request.form.get("password", "")):
         throttle.succeeded(address)
         guard.log_in()
@@ -59,7 +53,7 @@ def password_login(guard: Guard, throttle: Limiter, next_page: str, log: logging
         return redirect(next_page)
     throttle.failed(address)
     log.warning("failed %s login from %s", who, address)
-    return render_template(LOGIN_TEMPLATE, error="Wrong password.", retry_after_s=None, next=next_page), wrong_status
+    return render_template(LOGIN_TEMPLATE, error=_("Wrong password."), retry_after_s=None, next=next_page), wrong_status
 
 
 def login_pages(kit: Kit, log: logging.Logger, *, before: Callable[[], ResponseReturnValue | None] | None = None,

@@ -37,6 +37,14 @@ from payg.webkit.sessions import Sessions, current
 
 log = logging.getLogger("payg.web")
 
+
+def safe_next(target: str | None, default: str) -> str:
+    """Only a path on this site (never //host or a scheme) may be the page after a login or a language switch."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return default
+
+
 HASH_CHECKS_AT_ONCE = 2
 
 

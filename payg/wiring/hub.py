@@ -112,7 +112,8 @@ def build_hub(config: HubConfig, clock: Clock | None = None, *, web: bool = True
             fleet, link, secrets, store, clock,
             password_hash=LandlordPasswordHash(config.landlord_password, config.path, password),
             session_hours=config.session_hours, session_idle_minutes=config.session_idle_minutes,
-            secure_cookies=config.secure_cookies, locale=config.locale), **_web_dirs())
+            secure_cookies=config.secure_cookies, locale=config.locale,
+            language=config.language), **_web_dirs())
         hub.web.pusher.start()
         hub.closers.append(("live pushes", hub.web.pusher.stop))
         hub.server = HttpServer(hub.web.app, config.host, config.port if port is None else port,

@@ -21,7 +21,7 @@ from tests.support.notify_beds import JsonEndpoint, SmtpServer, wait_for
 TENANT, LANDLORD = "tenant@example.com", "landlord@example.com"
 
 
-def compose(kind, socket_id, fields):
+def compose(kind, socket_id, fields, language=None):
     entry_id = fields.get("entry_id")
     return messages.compose(kind, socket_id.capitalize(), fields, money=lambda x: f"{x} tokens",
                             when=lambda t: f"@{t:.0f}",

@@ -366,3 +366,26 @@ def test_on_a_phone_the_cards_are_labelled_unindented_and_nothing_says_sort_by(h
             page.screenshot(path=str(TEST_OUTPUT / "hub" / "fleet-phone.png"), full_page=True)
     finally:
         mqtt_client.stop(ctl.client)
+
+
+def test_in_french_the_fleet_page_and_its_script_speak_french_and_fit_a_phone(hub):
+    ctl = FakeController(hub.config.mqtt.port)
+    try:
+        ctl.client.publish("payg/home/status", b"online", qos=1, retain=True).wait_for_publish(5)
+        ctl.state("kitchen", 120, name="Kitchen")
+        ctl.state("hall", 0, "off", name="Hall")
+        wait_until(lambda: len(hub.fleet.rows()) == 2, 10, "the states at the hub")
+        with fleet_page(hub) as page:
+            from playwright.sync_api import expect
+
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.click(".langs a[hreflang=fr]")                      # the switcher: a link, back to this page
+            expect(page.locator("h1")).to_have_text("Parc")
+            assert page.locator("html").get_attribute("lang") == "fr"
+            expect(page.locator("#live .txt")).to_have_text("En direct", timeout=10_000)
+            expect(page.locator("#count")).to_have_text("2 prises")  # written by hub.js from the page's strings
+            expect(page.locator("#tot td").first).to_have_text("1 en marche, 1 à l’arrêt")
+            assert page.locator('#rows tr[data-key="home/hall"] .pill').inner_text() == "Coupée"
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    finally:
+        mqtt_client.stop(ctl.client)

@@ -109,6 +109,26 @@ def test_the_landlord_view_flags_a_socket_off_for_lack_of_credit_for_long_this_w
     assert socket_view(rig.metering.state("a"), dash, vs).off_for_credit_h_7d == pytest.approx(168.0, abs=0.1)
 
 
+def test_the_flag_follows_a_socket_going_off_for_lack_of_credit_within_the_minute(tmp_path):
+    # the hours off are read again at most once a minute, but at once when the socket goes off for lack of credit
+    rig = rig_with(tmp_path, warn_hours=())
+    dash = Dashboard(rig.journal, rig.clock)
+    vs = ViewSettings(rig.metering.tariff, 100, flag_off_hours=1e-9)
+    rig.deposit("a", 2)
+    rig.loop.run_for(2)
+    view = socket_view(rig.metering.state("a"), dash, vs)
+    assert view.status == "on" and not view.needs_help
+    rig.draw("a", 3600.0, 3)                       # 2 tokens gone in 2 s: off for lack of credit
+    rig.loop.run_for(5)
+    assert rig.clock.now() - dash._off["a"][0] < 60
+    view = socket_view(rig.metering.state("a"), dash, vs)
+    assert view.status == "off" and view.needs_help and view.off_for_credit_h_7d >= 0
+    rig.deposit("a", 50)                           # back on: no longer read as off, within the same minute
+    rig.loop.run_for(2)
+    view = socket_view(rig.metering.state("a"), dash, vs)
+    assert view.status == "on" and view.needs_help  # the seconds it was off still count this week
+
+
 def test_hours_left_and_levels():
     assert hours_left(0, 600, 1) == 0 and hours_left(600, None, 1) == float("inf")
     assert hours_left(600, 600, 1) == 1.0

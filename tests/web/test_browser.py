@@ -82,8 +82,8 @@ def test_tenant_page_follows_a_deposit_to_on_and_back_to_off_without_reloading(c
         expect(page.locator("h1#name")).to_have_text("Kitchen")
         expect(page.locator("#bal")).to_have_text("0")
         expect(page.locator("#relay-t")).to_have_text("Off")
-        expect(page.locator("#why")).to_have_text("Out of credit")
-        expect(page.locator("#low")).to_have_text("Out of credit. Top up to turn the power back on.")
+        expect(page.locator("#why")).to_have_text("Not paid for yet: a top-up turns it on")   # never paid: vacant
+        expect(page.locator("#low")).to_have_text("Not paid for yet. Top up to turn the power on.")
         expect(page.locator("#live .txt")).to_have_text("Live", timeout=LIVE_S)
         expect(page.locator("#live")).to_have_attribute("data-state", "on")
 
@@ -111,7 +111,8 @@ def test_tenant_page_follows_a_deposit_to_on_and_back_to_off_without_reloading(c
         expect(page.locator("#relay-t")).to_have_text("On", timeout=PUSH_S)
         expect(page.locator("#bal")).to_have_text(POSITIVE)
         expect(page.locator("#why")).to_be_hidden()
-        expect(page.locator("#low")).to_have_text("Low credit. Top up soon to keep the power on.")
+        expect(page.locator("#low")).to_be_hidden()   # just paid: no "top up soon", though 1 token is little
+        expect(page.locator("#paid-t")).to_contain_text("+1 token.")
         expect(page.locator("#pw")).to_have_text("800")
         assert_not_reloaded(page)
         assert_fits_width(page)

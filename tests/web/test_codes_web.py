@@ -67,7 +67,7 @@ def test_a_retried_request_gets_the_same_code_so_a_lost_answer_never_makes_two(b
     again = client.post(path, json={"tokens": 50, "request_id": "retry-0001"})
     assert again.get_json()["code"] == first.get_json()["code"], "still the same code after a later one"
     wrong = client.post(path, json={"tokens": 60, "request_id": "retry-0001"})
-    assert wrong.status_code == 400 and "already made code #" in wrong.get_json()["message"]
+    assert wrong.status_code == 400 and "already made code 1 for" in wrong.get_json()["message"]
     for bad in ("short", "has spaces in it", 12345678):
         assert client.post(path, json={"tokens": 50, "request_id": bad}).status_code == 400
     tenant = bed.client()

@@ -41,7 +41,7 @@ PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
 LIVE_S = 10_000    # ms: the page connects its live updates
 PUSH_S = 8_000     # ms: a change reaches the page
-FLAG_S = 75_000    # ms: the landlord view's hours off are read again at most once a minute
+FLAG_S = 20_000    # ms: the view reads the hours off again as soon as a socket goes off for lack of credit
 
 PROTECTIONS = """
 [protections]

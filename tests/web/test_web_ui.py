@@ -111,7 +111,7 @@ def test_the_credit_banner_says_out_of_credit_once_the_power_is_off(bed, landlor
         return bed.client().get(f"/s/{sid}").get_data(as_text=True)
 
     bed.loop.run_for(2)
-    assert credit_banner(page("laundry")) == ("bad", "Out of credit. Top up to turn the power back on.")
+    assert credit_banner(page("laundry")) == ("bad", "Not paid for yet. Top up to turn the power on.")   # vacant
     credit(bed, "office", 50)
     bed.loop.run_for(2)
     assert credit_banner(page("office")) == ("warn", "Low credit. Top up soon to keep the power on.")
@@ -119,7 +119,7 @@ def test_the_credit_banner_says_out_of_credit_once_the_power_is_off(bed, landlor
     bed.loop.run_for(2)
     assert credit_banner(page("kitchen")) is None
     assert post("/api/sockets/laundry/override", {"mode": "off"}).status_code == 200
-    assert credit_banner(page("laundry")) == ("bad", "Out of credit. Top up to add credit.")
+    assert credit_banner(page("laundry")) == ("bad", "Not paid for yet. Top up to add credit.")
 
 
 def test_an_unknown_socket_is_a_404_page(bed):
