@@ -231,7 +231,7 @@ def test_the_tenant_pages_and_the_unknown_socket_s_page_are_in_french(bed):
     page = c.get("/s/kitchen", headers=fr).get_data(as_text=True)
     assert lang_of(page) == "fr"
     assert _text_of(page, "relay-t") == "Allumée" and '<span class="unit">jetons</span>' in page
-    assert re.fullmatch(r"≈ 10 j \d+ h", _text_of(page, "tleft")), _text_of(page, "tleft")
+    assert re.fullmatch(r"≈ 10\u00a0j \d+ h", _text_of(page, "tleft")), _text_of(page, "tleft")
     assert '<h2 id="top-h">Recharger</h2>' in page and "Temps restant à la puissance actuelle" in page
     assert "Vous avez un code de recharge\u202f?" in page and 'aria-label="Montant en jetons"' in page
     english = c.get("/s/kitchen", headers={"Accept-Language": "en"}).get_data(as_text=True)
