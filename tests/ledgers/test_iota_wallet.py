@@ -298,7 +298,10 @@ def test_send_waits_for_the_checkpoint(node, open_wallet):
     wait_until(lambda: executes(node), 20, "the transfer to be executed")
     time.sleep(0.4)
     assert done == [] and thread.is_alive()  # executed, not final: not reported done
-    checkpoint = node.checkpoint()
+    # the request has arrived; on a loaded machine the node may take a while to execute it: a checkpoint made
+    # before that would be empty and leave the transfer out of every later one (auto checkpoints are off)
+    checkpoint = wait_until(lambda: (c := node.checkpoint())["transactions"] and c, 20,
+                            "a checkpoint with the transfer")
     thread.join(30)
     assert done and wallet.transaction(done[0])["checkpoint"] == checkpoint["sequenceNumber"]
 
