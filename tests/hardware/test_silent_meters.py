@@ -57,7 +57,7 @@ def test_the_healthy_meters_on_a_bus_with_silent_meters_are_read_every_tick(tmp_
         meters = {f"m{a}": ModbusMeter(bus, a, PZEM, clock) for a in addresses}
         journal = SqliteJournal(tmp_path / "journal.sqlite")
         metering = metering_for(meters, {i: FakeRelay(clock) for i in ids}, journal, clock, buses={emu.port: ids},
-                                poll_interval_s=poll_s, meter_offline_grace_s=2.0)
+                                poll_interval_s=poll_s, meter_offline_grace_s=5.0)
         metering.start()
         with journal.transaction() as tx:
             for i in ids:
@@ -78,7 +78,10 @@ def test_the_healthy_meters_on_a_bus_with_silent_meters_are_read_every_tick(tmp_
         for n, states in enumerate(seen[WARM_UP_TICKS:], WARM_UP_TICKS):
             for i in healthy:
                 st = states[i]
-                assert (st["meter"], st["relay"]) == ("ok", "on"), (n, st)  # never offline, never switched off
+                # never offline, never switched off: a grace of 5 s (5 to 10 ticks) rides out a CI machine's stall
+                # of a few reads in a row (one at 2 s, 4 ticks, did); missing every tick, as before the bus pool,
+                # fails the count below
+                assert (st["meter"], st["relay"]) == ("ok", "on"), (n, st)
                 if (st["meter_error"], st["power_w"]) != (None, 60.0) or st["reading_at"] != st["updated_at"]:
                     missed[i].append((n, st["meter_error"]))
         # read in the very tick, every tick but (on a machine starved by the rest of the suite: a healthy read has
