@@ -335,13 +335,19 @@ def test_headers_line_up_names_show_and_each_row_offers_only_the_actions_that_ap
         mqtt_client.stop(ctl.client)
 
 
-def test_on_a_phone_the_cards_are_labelled_unindented_and_nothing_says_sort_by(hub):
+def kitchen_on_and_hall_off(hub) -> FakeController:
+    """A controller "home" online with two named sockets, Kitchen on at 120 and Hall off at 0, seen by the hub."""
     ctl = FakeController(hub.config.mqtt.port)
+    ctl.client.publish("payg/home/status", b"online", qos=1, retain=True).wait_for_publish(5)
+    ctl.state("kitchen", 120, name="Kitchen")
+    ctl.state("hall", 0, "off", name="Hall")
+    wait_until(lambda: len(hub.fleet.rows()) == 2, 10, "the states at the hub")
+    return ctl
+
+
+def test_on_a_phone_the_cards_are_labelled_unindented_and_nothing_says_sort_by(hub):
+    ctl = kitchen_on_and_hall_off(hub)
     try:
-        ctl.client.publish("payg/home/status", b"online", qos=1, retain=True).wait_for_publish(5)
-        ctl.state("kitchen", 120, name="Kitchen")
-        ctl.state("hall", 0, "off", name="Hall")
-        wait_until(lambda: len(hub.fleet.rows()) == 2, 10, "the states at the hub")
         with fleet_page(hub) as page:
             page.set_viewport_size({"width": 390, "height": 844})
             page.wait_for_function("matchMedia('(max-width: 640px)').matches")
@@ -369,12 +375,8 @@ def test_on_a_phone_the_cards_are_labelled_unindented_and_nothing_says_sort_by(h
 
 
 def test_in_french_the_fleet_page_and_its_script_speak_french_and_fit_a_phone(hub):
-    ctl = FakeController(hub.config.mqtt.port)
+    ctl = kitchen_on_and_hall_off(hub)
     try:
-        ctl.client.publish("payg/home/status", b"online", qos=1, retain=True).wait_for_publish(5)
-        ctl.state("kitchen", 120, name="Kitchen")
-        ctl.state("hall", 0, "off", name="Hall")
-        wait_until(lambda: len(hub.fleet.rows()) == 2, 10, "the states at the hub")
         with fleet_page(hub) as page:
             from playwright.sync_api import expect
 
