@@ -128,6 +128,34 @@ def test_predictive_cutoff_opens_the_relay_before_the_next_tick(tmp_path):
     assert rig.relays["a"].closed
 
 
+def test_a_socket_cut_ahead_with_part_of_a_token_left_stays_off_across_a_restart(tmp_path):
+    """The mark of a predicted cut lived in memory only: restarted, the socket came on again for the
+    token it still showed, although that token was already owed for energy the meter had not counted."""
+    rig = Rig(tmp_path)
+    rig.deposit("a", 3)
+    rig.loop.run_for(1)
+    rig.draw("a", 3000.0, 3.0)
+    rig.loop.run_for(1.0)
+    rig.meters["a"].power_w = 0.0
+    assert not rig.relays["a"].closed and rig.balance() > 0
+    assert rig.metering.state("a").credit_exhausted
+    switched = len(rig.relays["a"].history)
+    rig.restart()
+    rig.loop.run_for(5)
+    assert not any(closed for _, closed in rig.relays["a"].history[switched:])  # not on for a moment either
+    assert rig.metering.state("a").credit_exhausted
+    rig.meters["a"].energy_wh += 1  # the meter counts the Wh it owed: the mark follows the balance down
+    rig.loop.run_for(2)
+    assert rig.balance() == 0 and not rig.relays["a"].closed
+    rig.restart()
+    rig.deposit("a", 1)  # any new credit switches it on again, after a restart too
+    rig.loop.run_for(0.5)
+    assert rig.relays["a"].closed and not rig.metering.state("a").credit_exhausted
+    rig.restart()  # on again: the mark of the old cut no longer holds it off
+    rig.loop.run_for(2)
+    assert rig.relays["a"].closed
+
+
 def test_overshoot_is_debt_and_the_next_top_up_repays_it(tmp_path):
     rig = Rig(tmp_path, predictive=False, usage_entry_s=0)
     rig.deposit("a", 2)
