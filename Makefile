@@ -10,7 +10,7 @@ NPM_FLAGS := --no-audit --no-fund --ignore-scripts
 CHROMIUM ?= /usr/bin/chromium
 MOSQUITTO ?= /usr/sbin/mosquitto
 
-.PHONY: run test lint bench assets clean mosquitto docs hub-demo messages
+.PHONY: run test lint bench assets clean mosquitto docs hub-demo messages dist dist-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -89,8 +89,20 @@ bench: $(STAMP) $(ASSETS)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
 
+# The wheel and the sdist in dist/, both carrying the browser libraries: what a Pi installs, with no Node.js and
+# no source tree there (`uv build`: the sdist first, then the wheel from it, as pip would build it).
+dist: $(STAMP) $(ASSETS)
+	rm -f dist/payg-*.whl dist/payg-*.tar.gz
+	$(BIN)/uv build --quiet --out-dir dist
+
+# The wheel installed into a fresh venv and run away from the source tree (tools/smoke_installed.py).
+dist-test: dist
+	rm -rf build/dist-test && python3 -m venv build/dist-test
+	$(BIN)/uv pip install --quiet --python build/dist-test/bin/python dist/payg-*.whl
+	python3 tools/smoke_installed.py --bin build/dist-test/bin
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache site node_modules
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache site node_modules
 
 # The languages' catalogues (docs/operations/languages.md): every text marked in payg/, templates/ and static/
 # (babel.cfg) into payg/locale/messages.pot, then each language's .po brought up to date: a new text comes in

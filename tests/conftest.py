@@ -1,5 +1,6 @@
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -8,6 +9,8 @@ if str(ROOT) not in sys.path:
 
 # Debian's Chromium, driven by playwright (no browser download). `make test` passes PAYG_CHROMIUM.
 CHROMIUM = Path(os.environ.get("PAYG_CHROMIUM", "/usr/bin/chromium"))
+# Each contract compiled once for all the test workers (and kept for the next run: keyed by compiler and source).
+os.environ.setdefault("PAYG_CONTRACT_CACHE", str(Path(tempfile.gettempdir()) / "payg-contract-cache"))
 # Screenshots and other files the tests leave for people to look at.
 TEST_OUTPUT = Path(os.environ.get("PAYG_TEST_OUTPUT", ROOT / "test-output"))
 

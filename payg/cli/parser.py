@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from payg.domain.money import MAX_TOKENS
 
 DEFAULT_CONFIG = "config/default.toml"
+# Installed from a wheel, away from a source tree: the same embedded default, shipped as a data file.
+INSTALLED_DEFAULT = Path(sys.prefix) / "share" / "payg" / "config" / "default.toml"
 # The largest amount (tokens or ledger units) a command takes: a deposit of MAX_TOKENS tokens or more
 # is never credited (payg/domain/money.py), and the journal and the mock ledger keep 64-bit integers.
 MAX_AMOUNT = MAX_TOKENS - 1
@@ -187,6 +191,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     args.command = args.command or "run"
     given = getattr(args, "config", None)
-    args.config = given if given or args.command == "hub" else DEFAULT_CONFIG  # the hub has no default file
+    args.config = given if given or args.command == "hub" else default_config()  # the hub has no default file
     args.action = getattr(args, "action", None)
     return args
+
+
+def default_config(installed: Path = INSTALLED_DEFAULT) -> str:
+    """config/default.toml in the working directory (a source tree), else the copy a wheel installed."""
+    if Path(DEFAULT_CONFIG).is_file() or not installed.is_file():
+        return DEFAULT_CONFIG
+    return str(installed)

@@ -9,7 +9,11 @@ voucher checks, keys, and node failures. Part 3: compilation and the paris build
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,6 +63,7 @@ from payg.errors import (
     WrongChannel,
     WrongDomain,
 )
+from tests.support import ROOT
 from tests.support.evm_node import EvmNode
 from tests.support.ledger_beds_ethereum import TEST_MNEMONIC
 from tests.support.trade_beds_ethereum import trade_key, travel
@@ -825,3 +830,30 @@ def test_construction_is_validated_without_the_node():
 def test_the_contracts_are_where_the_package_finds_them():
     assert {p.name for p in Path(CONTRACTS_DIR).glob("*.vy")} >= {"market.vy", "channels.vy"}
     assert keccak(text="Voucher(uint256 channelId,uint256 amount)")  # the type the contract hashes
+
+
+
+SHARED_COMPILE = """import json, sys
+if sys.argv[2] == "no-compiler":
+    sys.modules["vyper"] = None  # this process cannot compile: what it gets comes from the cache
+from ledgers.ethereum.contracts import compile_source
+abi, bytecode = compile_source(sys.argv[1], "tiny.vy")
+print(json.dumps([abi, bytecode]))"""
+
+
+def test_a_contract_compiled_by_one_process_is_read_by_the_others_from_the_shared_cache(tmp_path):
+    source = "@external\ndef answer() -> uint256:\n    return 42\n"
+    env = dict(os.environ, PAYG_CONTRACT_CACHE=str(tmp_path / "cache"))
+
+    def run(*modes: str) -> list:
+        runs = [subprocess.Popen([sys.executable, "-c", SHARED_COMPILE, source, mode], cwd=ROOT, env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for mode in modes]
+        return [run.communicate(timeout=120) for run in runs]
+
+    [(_, refused)] = run("no-compiler")
+    assert "needs the `vyper` package" in refused  # nothing kept yet, and no compiler
+    direct = compile_code(source, output_formats=["abi", "bytecode"])
+    first = run("compiler")
+    others = run("no-compiler", "no-compiler")
+    assert [json.loads(out) for out, _ in first + others] == [[direct["abi"], direct["bytecode"]]] * 3
+    assert sorted(p.suffix for p in (tmp_path / "cache").iterdir()) == [".json", ".lock"]

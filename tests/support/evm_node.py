@@ -25,10 +25,10 @@ from typing import Any
 from eth_account import Account
 from eth_tester import EthereumTester, PyEVMBackend
 from eth_tester.exceptions import TransactionFailed
-from vyper.compiler import compile_code
 from web3 import EthereumTesterProvider, Web3
 from web3.contract import Contract
 
+from ledgers.ethereum.contracts import compile_source
 from tests.support import free_port
 
 CONTRACTS = Path(__file__).resolve().parent / "contracts"
@@ -38,8 +38,7 @@ LOGS_RANGE_ERROR = -32005  # what several providers answer for too wide a log qu
 @functools.cache
 def compiled(name: str) -> tuple[list[dict], str]:
     """ABI and deployment bytecode of tests/support/contracts/<name>.vy, compiled once per test session."""
-    out = compile_code((CONTRACTS / f"{name}.vy").read_text(), output_formats=["abi", "bytecode"])
-    return out["abi"], out["bytecode"]
+    return compile_source((CONTRACTS / f"{name}.vy").read_text(), f"{name}.vy")
 
 
 # eth-tester leaves the transactions inside a block and a few other fields in its own
