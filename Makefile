@@ -95,11 +95,36 @@ dist: $(STAMP) $(ASSETS)
 	rm -f dist/payg-*.whl dist/payg-*.tar.gz
 	$(BIN)/uv build --quiet --out-dir dist
 
-# The wheel installed into a fresh venv and run away from the source tree (tools/smoke_installed.py).
+# The wheel installed into a fresh venv and run away from the source tree: it finds the embedded default it carries
+# by itself, then the smoke test (packaging/smoke.py) on that default: /healthz, pages and assets, a mock deposit,
+# SIGTERM with exit status 0.
 dist-test: dist
 	rm -rf build/dist-test && python3 -m venv build/dist-test
 	$(BIN)/uv pip install --quiet --python build/dist-test/bin/python dist/payg-*.whl
-	python3 tools/smoke_installed.py --bin build/dist-test/bin
+	cd build && dist-test/bin/python -c 'from payg.cli.parser import INSTALLED_DEFAULT, default_config; \
+		assert default_config() == str(INSTALLED_DEFAULT), default_config(); print("ok   finds", default_config())'
+	python3 packaging/smoke.py --payg build/dist-test/bin/payg --config build/dist-test/share/payg/config/default.toml \
+		--socket kitchen --name Kitchen
+
+# The Debian package (packaging/, docs/operations/debian-package.md): the wheel from `make dist` and a wheelhouse of
+# every dependency for the target, installed offline into /opt/payg by its postinst. payg is pure Python, so
+# `make deb ARCH=arm64` builds a Raspberry Pi's package on any machine. DEB_EXTRAS (comma-separated) sets payg's extras:
+# `pi` by default, gpiod for the GPIO relays (wheels for amd64 and arm64); DEB_EXTRAS=pi,mqtt adds MQTT.
+ARCH ?= $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+PAYG_VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
+DEB_VERSION ?= $(PAYG_VERSION)
+DEB_EXTRAS ?= pi
+DEB := dist/payg_$(DEB_VERSION)_$(ARCH).deb
+.PHONY: deb deb-test
+
+deb: dist
+	ARCH=$(ARCH) DEB_VERSION=$(DEB_VERSION) DEB_EXTRAS=$(DEB_EXTRAS) PYTHON=$(BIN)/python \
+		WHEEL=dist/payg-$(PAYG_VERSION)-py3-none-any.whl bash packaging/build-deb.sh
+
+# As root: install, upgrade, remove and purge in a fresh Debian Bookworm root (debootstrap, cached in
+# /var/cache/payg-deb-test), with systemd-analyze verify and the smoke test as the payg user.
+deb-test: deb
+	bash packaging/test-deb.sh $(DEB)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache site node_modules

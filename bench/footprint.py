@@ -11,9 +11,16 @@ VmRSS once a second. At the end it reads peak RSS (VmHWM in
 consumed during the window (utime + stime from /proc/<pid>/stat, divided by
 SC_CLK_TCK), then sends SIGTERM and checks that the process exits 0.
 
+Then the disk (bench/disk.py): the same 16 sockets, all paid for and drawing,
+each phase a controller under strace for `--disk-seconds` (default 120; 0
+skips them): `persist_interval_s = 0` (the billing state written every tick,
+as before) and the default, with the journal's bytes and fsyncs per hour, the
+simulated meters' files apart, and the process's write_bytes.
+
 Prints figures; exits 1 if the controller is clearly broken (does not start,
-dies, misses ticks, loses a deposit, or does not exit 0 on SIGTERM).
-Run from the repository root: `.venv/bin/python bench/footprint.py [--seconds N]`.
+dies, misses ticks, loses a deposit, or does not exit 0 on SIGTERM) or the disk
+goals are missed (30x fewer journal fsyncs, at most 10 MB a day of journal writes).
+Run from the repository root: `.venv/bin/python bench/footprint.py [--seconds N] [--disk-seconds N]`.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import disk  # noqa: E402  (bench/disk.py, next to this script)
 from report import CLK_TCK, proc_cpu_s, verdict  # noqa: E402  (bench/report.py, next to this script)
 
 from tests.support import free_port  # noqa: E402
@@ -58,9 +66,12 @@ def socket_tables() -> list[str]:
     return [t + '\nrelay = { kind = "simulated" }' for t in tables]
 
 
-def write_config(path: Path, data_dir: Path, port: int) -> list[str]:
+def write_config(path: Path, data_dir: Path, port: int, persist_interval_s: float | None = None,
+                 usage_entry_s: float | None = None) -> list[str]:
     tables = socket_tables()
-    text = (f'[controller]\ndata_dir = "{data_dir}"\npoll_interval_s = 1.0\nmeter_offline_grace_s = 10\n'
+    persist = "" if persist_interval_s is None else f"persist_interval_s = {persist_interval_s}\n"
+    persist += "" if usage_entry_s is None else f"usage_entry_s = {usage_entry_s}\n"
+    text = (f'[controller]\ndata_dir = "{data_dir}"\npoll_interval_s = 1.0\nmeter_offline_grace_s = 10\n{persist}'
             f'log_level = "warning"\n\n[web]\nhost = "127.0.0.1"\nport = {port}\n\n[ledger]\nbackend = "mock"\n\n'
             f'[tariff]\ntokens_per_wh = 1\n\n' + "\n\n".join(f"[[sockets]]\n{t}" for t in tables) + "\n")
     path.write_text(text)
@@ -111,6 +122,8 @@ class Api:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=65.0, help="measured window in wall seconds (default 65)")
+    parser.add_argument("--disk-seconds", type=float, default=120.0,
+                        help="each disk phase's window in wall seconds (default 120; 0 skips them)")
     args = parser.parse_args(argv)
     problems: list[str] = []
 
@@ -140,6 +153,16 @@ def main(argv=None) -> int:
             lines = log_path.read_text(errors="replace").splitlines()
             for line in lines[-30:]:
                 print(f"    {line}")
+    if args.disk_seconds > 0 and rc == 0:
+        print()
+        print(f"disk: 16 sockets all drawing, {args.disk_seconds:g} s per phase under strace")
+        phases = [("every tick (0)", disk.phase(ROOT, write_config, Api, ids, 0, args.disk_seconds, problems)),
+                  ("default (60 s)", disk.phase(ROOT, write_config, Api, ids, None, args.disk_seconds, problems)),
+                  ("60 s, entries 900", disk.phase(ROOT, write_config, Api, ids, None, args.disk_seconds, problems,
+                                                   usage_entry_s=900))]
+        measured = [(name, f) for name, f in phases if f is not None]
+        if len(measured) == len(phases):
+            disk.report(measured, problems)
     return verdict(problems, "controller healthy throughout; exited 0 on SIGTERM")
 
 

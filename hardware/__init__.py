@@ -15,6 +15,8 @@ from payg.domain.settings import Config, GpioRelayConfig, ModbusMeterConfig, Soc
 from payg.ports import Clock, EnergyMeter, MeterReader, Relay
 
 if TYPE_CHECKING:
+    from hardware.gpio_relay import GpioRelay
+    from hardware.gpiod_relay import GpiodRelay
     from hardware.modbus import ModbusBus
 
 Made = Callable[[str, Callable[[], None]], None]  # told of each thing made that must be closed: (its name, close)
@@ -50,14 +52,35 @@ def build(config: Config, clock: Clock, made: Made) -> Hardware:
 
 def _relay(sc: SocketConfig, clock: Clock, made: Made) -> Relay:
     if isinstance(sc.relay, GpioRelayConfig):
-        from hardware.gpio_relay import GpioRelay
-
-        relay = GpioRelay(sc.relay.pin, sc.relay.active_low)
+        relay = make_gpio_relay(sc.relay)
         made(f"relay of {sc.id}", relay.close)  # the pin is left driven at its off level
         return relay
     from hardware.simulated import SimulatedRelay
 
     return SimulatedRelay(clock)
+
+
+def make_gpio_relay(rc: GpioRelayConfig) -> GpiodRelay | GpioRelay:
+    """The relay on a GPIO pin, by its driver, claimed at its off level. Raises RelayError or ValueError."""
+    if rc.driver == "rpi-gpio":
+        from hardware.gpio_relay import GpioRelay
+
+        return GpioRelay(rc.pin, rc.active_low)
+    from hardware.gpiod_relay import GpiodRelay
+
+    return GpiodRelay(rc.pin, rc.active_low, rc.chip)
+
+
+def gpio_relay_off(rc: GpioRelayConfig) -> None:
+    """`payg relay off`: the pin claimed at its off level and left driven there. Raises RelayError or ValueError."""
+    if rc.driver == "rpi-gpio":
+        from hardware.gpio_relay import force_off
+
+        force_off(rc.pin, rc.active_low)
+        return
+    from hardware.gpiod_relay import force_off as hold_off
+
+    hold_off(rc.pin, rc.active_low, rc.chip)
 
 
 def _meter(sc: SocketConfig, relay: Relay, clock: Clock, data_dir: Path, buses: dict[str, ModbusBus],

@@ -1,5 +1,8 @@
 """A relay (or the coil driver of a contactor) on one Raspberry Pi GPIO pin, through RPi.GPIO.
 
+The opt-in driver (`driver = "rpi-gpio"`), kept for installations built on it; the default is
+hardware/gpiod_relay.py, whose module doc says why.
+
 Works with the classic RPi.GPIO (Pi 1-4) and with rpi-lgpio, its drop-in for
 the Pi 5 (same import name; the two cannot be installed together). Pins are
 BCM numbers. `active_low` is for relay boards that switch on when their input
@@ -21,15 +24,16 @@ Safety rules this module keeps:
 from __future__ import annotations
 
 import importlib
-import threading
 from types import ModuleType
 
+from hardware.output_relay import DrivenOutputRelay
 from payg.errors import RelayError
 
 BCM_PINS = range(0, 28)  # the GPIO0..GPIO27 on the 40-pin header
 
-_INSTALL_HINT = ("install payg with the [pi] extra (pip install 'payg[pi]'), or, on a Raspberry Pi 5, "
-                 "rpi-lgpio instead (pip install rpi-lgpio; RPi.GPIO and rpi-lgpio cannot be installed together)")
+_INSTALL_HINT = ("for driver = \"rpi-gpio\" install RPi.GPIO (pip install RPi.GPIO; it compiles: gcc, "
+                 "python3-dev), or, on a Raspberry Pi 5, rpi-lgpio instead (pip install rpi-lgpio; the two cannot "
+                 "be installed together); or use the default driver = \"gpiod\", which payg's [pi] extra installs")
 _PI5_MARKER = "SOC peripheral base address"  # what RPi.GPIO says when it meets a Pi 5
 
 
@@ -86,42 +90,23 @@ def _claim_off(gpio, pin: int, off_level: int) -> None:
         raise RelayError(f"GPIO{pin}: cannot claim the pin: {_explain(exc)}") from exc
 
 
-class GpioRelay:
+class GpioRelay(DrivenOutputRelay):
     """One relay on one BCM pin. Matches payg.ports.Relay."""
 
     def __init__(self, pin: int, active_low: bool = False, gpio=None):
+        super().__init__()
         self.pin = _check_pin(pin)
         self.active_low = bool(active_low)
         self._gpio = gpio if gpio is not None else load_gpio()
         self._on, self._off = _levels(self._gpio, self.active_low)
         self._errors = _library_errors(self._gpio)
-        self._lock = threading.Lock()
-        self._closed_state = False
-        self._released = False
         _claim_off(self._gpio, self.pin, self._off)
 
     def __repr__(self) -> str:
         return f"GpioRelay(pin={self.pin}, active_low={self.active_low})"
 
-    def set_closed(self, closed: bool) -> None:
-        with self._lock:
-            if self._released:
-                raise RelayError(f"GPIO{self.pin}: relay already released (close() was called)")
-            self._write(self._on if closed else self._off)
-            self._closed_state = bool(closed)
-
-    def is_closed(self) -> bool:
-        """The last state commanded successfully (the pin is not read back)."""
-        return self._closed_state
-
-    def close(self) -> None:
-        """Drive the pin off and stop using it. The pin stays an output at the off level (see the module doc)."""
-        with self._lock:
-            if self._released:
-                return
-            self._write(self._off)  # on failure the relay stays usable, so the caller can retry
-            self._closed_state = False
-            self._released = True
+    def _where(self) -> str:
+        return f"GPIO{self.pin}"
 
     def _write(self, level: int) -> None:
         try:

@@ -4,7 +4,10 @@ The meter integrates its load exactly over the times its relay was closed
 (the relay keeps its switching history), and shows the result the way a
 PZEM-004T does: a cumulative counter in whole Wh. It can persist its counter
 in the data directory so that, like a real meter, it keeps counting across
-controller restarts.
+controller restarts. Like a real meter's non-volatile register it writes the
+file when the counter it shows steps, before showing it, not on every read: a
+restart loses the energy below the next Wh (never shown, so never billed), and
+the counter never goes back.
 """
 
 from __future__ import annotations
@@ -144,11 +147,12 @@ class SimulatedMeter:
         self.offline = False
         self._at = clock.now()
         self._energy_wh = 0.0  # true energy, finer than the counter shows
-        self._saved: str | None = None  # what the state file holds, as this meter last wrote it
+        self._saved: int | None = None  # the counter the state file holds, as this meter last wrote it
         if state_path is not None and state_path.exists():
             try:
                 saved = json.loads(state_path.read_text())
                 self._energy_wh = float(saved["energy_wh"])
+                self._saved = int(saved["counter_wh"])
             except (ValueError, KeyError, TypeError) as exc:
                 raise MeterUnavailable(f"simulated meter state {state_path} is unreadable: {exc}") from exc
 
@@ -198,10 +202,10 @@ class SimulatedMeter:
     def _save(self) -> None:
         if self._state_path is None:
             return
-        state = json.dumps({"energy_wh": self._energy_wh, "counter_wh": self._counter()})
-        if state == self._saved:  # nothing drawn since (the relay open): the file has it already
+        counter = self._counter()
+        if counter == self._saved:  # the counter shown has not stepped: the file has it already
             return
         tmp = self._state_path.with_suffix(".tmp")
-        tmp.write_text(state)
+        tmp.write_text(json.dumps({"energy_wh": self._energy_wh, "counter_wh": counter}))
         os.replace(tmp, self._state_path)
-        self._saved = state
+        self._saved = counter

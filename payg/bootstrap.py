@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING
 
 from payg.adapters.clocks import SystemClock
 from payg.domain.config_keys import made_from
-from payg.domain.settings import Config
+from payg.domain.settings import Config, GpioRelayConfig
 from payg.errors import ConfigError, DataDirBusy, RelayError
 from payg.ports import DepositPayer, EscrowWatch, PeerDirectory, PeerMessages
 from payg.wiring import hub as hub_wiring
 from payg.wiring import mqtt as mqtt_wiring
 from payg.wiring import notify as notify_wiring
+from payg.wiring import scan as scan_wiring
 from payg.wiring import xpub as xpub_wiring
 from payg.wiring.runtime import Runtime, close_all, profile_dirs, web_dirs
 from payg.wiring.tariffs import keep_money_unit, resale_check, socket_schedules
@@ -177,7 +178,8 @@ def web_services(rt: Runtime, secrets: WebSecrets) -> WebServices:
                        resale_warnings=rt.resale_warnings,
                        money=MoneyUnit.of(rt.config.tariff),
                        password_hash=LandlordPasswordHash(rt.config.web.landlord_password, rt.config.path,
-                                                          secrets.password_hash))
+                                                          secrets.password_hash),
+                       setup=scan_wiring.setup_services(rt.config))
 
 
 def serve(config: Config) -> int:
@@ -283,6 +285,7 @@ class CliWiring:
 
     serve_hub = staticmethod(hub_wiring.serve_hub)
     mqtt_acl = staticmethod(mqtt_wiring.acl)
+    meter_scanner = staticmethod(scan_wiring.meter_scanner)  # `payg scan`
     account_xpub = staticmethod(xpub_wiring.account_xpub)  # `payg xpub`, on a machine trusted with the phrase
 
     @staticmethod
@@ -344,16 +347,16 @@ class CliWiring:
             return deploy_contracts(config, ledger_accounts(config, journal, SystemClock())[owner])
 
     @staticmethod
-    def gpio_relay(pin: int, active_low: bool):
-        from hardware.gpio_relay import GpioRelay
+    def gpio_relay(relay: GpioRelayConfig):
+        from hardware import make_gpio_relay
 
-        return GpioRelay(pin, active_low)
+        return make_gpio_relay(relay)
 
     @staticmethod
-    def force_relay_off(pin: int, active_low: bool) -> None:
-        from hardware.gpio_relay import force_off
+    def force_relay_off(relay: GpioRelayConfig) -> None:
+        from hardware import gpio_relay_off
 
-        force_off(pin, active_low)
+        gpio_relay_off(relay)
 
     @staticmethod
     def meter_profile(name: str):

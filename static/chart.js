@@ -183,9 +183,11 @@ window.paygChart = (function () {
         stored = h;
         fetched = Date.now() / 1000;
       } catch (e) {
+        if (n !== asked) return;
         if (o.since) P.setText(o.since, T.failed);
       }
       redraw();
+      box.setAttribute("aria-busy", "false");
     }
 
     function setSpan(s) {
@@ -194,6 +196,7 @@ window.paygChart = (function () {
       stored = { t: [], power_w: [], balance_tokens: [] };
       if (o.spans) for (const b of o.spans.querySelectorAll("button[data-span]")) b.setAttribute("aria-pressed", b.dataset.span === s ? "true" : "false");
       if (plot) plot.redraw(false, true);
+      box.setAttribute("aria-busy", "true"); /* until the span's history has come: live readings alone until then */
       redraw();
       load();
     }

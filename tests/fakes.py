@@ -392,6 +392,8 @@ class _FakeTx:
     def save_state(self, socket_id, state, previous_pending):
         self.ops.append(("state", (socket_id, state)))
 
+    keep_state = save_state  # the fake keeps everything in memory
+
     def deposit_carry(self, source, socket_id):
         carried = self.j.carries.get((source, socket_id), 0)
         for op, args in self.ops:

@@ -15,6 +15,7 @@ import pytest
 
 from hardware.bus_pool import BusMeter, BusPool, RealTime, Waiter
 from hardware.gpio_relay import GpioRelay
+from hardware.gpiod_relay import GpiodRelay
 from hardware.modbus import ModbusMeter
 from hardware.simulated import SimulatedMeter, SimulatedRelay
 from ledgers.ethereum import EthereumLedger, EthereumTrade
@@ -56,7 +57,7 @@ def conforms(
     mock: MockLedger, ethereum: EthereumLedger, iota: IotaLedger,
     mock_trade: MockTrade, ethereum_trade: EthereumTrade, iota_trade: IotaTrade,
     simulated_meter: SimulatedMeter, modbus_meter: ModbusMeter, bus_pool: BusPool,
-    simulated_relay: SimulatedRelay, gpio_relay: GpioRelay,
+    simulated_relay: SimulatedRelay, gpio_relay: GpioRelay, gpiod_relay: GpiodRelay,
     journal: SqliteJournal, writer: JournalWriter, system_clock: SystemClock, manual_clock: ManualClock,
     notifier: SystemdNotifier, codec: OpenPaygoCodec, peer_link: HttpPeerLink, sessions: SqliteSessionStore,
     bridge: MqttBridge, landlord: LandlordDesk,
@@ -73,7 +74,7 @@ def conforms(
     on_a_bus: BusMeter = modbus_meter
     reader: MeterReader = bus_pool
     waiter: Waiter = RealTime()
-    relays: list[Relay] = [simulated_relay, gpio_relay]
+    relays: list[Relay] = [simulated_relay, gpio_relay, gpiod_relay]
     book: Journal = journal
     tx: JournalTx = writer
     clocks: list[Clock] = [system_clock, manual_clock]
@@ -95,7 +96,7 @@ PAIRS: list[tuple[type, type]] = [
     *((port, IotaTrade) for port in (EscrowWatch, PeerDirectory, PeerMessages)),
     *((EnergyMeter, c) for c in (SimulatedMeter, ModbusMeter)),
     (BusMeter, ModbusMeter), (MeterReader, BusPool), (Waiter, RealTime),
-    *((Relay, c) for c in (SimulatedRelay, GpioRelay)),
+    *((Relay, c) for c in (SimulatedRelay, GpioRelay, GpiodRelay)),
     (Journal, SqliteJournal), (JournalTx, JournalWriter),
     *((Clock, c) for c in (SystemClock, ManualClock)),
     (Lock, type(threading.RLock())),

@@ -1,17 +1,23 @@
 """SqliteJournal: every socket's account, append-only, crash-safe.
 
-One SQLite file in WAL mode with synchronous=FULL. Entries are never updated
-or deleted (triggers refuse it). Credits carry an idempotency key under a
-UNIQUE constraint, so a deposit seen twice is booked once. Each metering tick
-is one transaction that stores every socket's billing state (last billed
-counter value, carry, and the usage not yet closed into an entry) together
-with the entries it appends, so a crash at any moment leaves either all of a
-tick or none of it.
+One SQLite file in WAL mode with synchronous=NORMAL: a commit is synced at the
+next checkpoint, except those that are money or a person's decision, synced at
+once (journal_writer.py `durable`). Entries are never updated or deleted
+(triggers refuse it). Credits carry an idempotency key under a UNIQUE
+constraint, so a deposit seen twice is booked once. A metering tick is one
+transaction: the entries it appends and the billing states it writes (last
+billed counter value, carry, and the usage not yet closed into an entry) commit
+together, so a crash at any moment leaves either all of a tick or none of it.
 
 Usage is closed into one `usage` entry per socket per `usage_entry_s` of
-consumption (a row per tick would fill an SD card); until then it is held
-as `pending` in the socket's state row, written in every tick's
-transaction. The balance is the sum of the entries minus that pending usage.
+consumption (a row per tick would fill an SD card); until then it is
+`pending` in the socket's state. The balance is the sum of the entries minus
+that pending usage. A state the loop keeps (`keep_state`, between its writes
+every `persist_interval_s`) is held here in memory and written by the next
+transaction that writes anything; every reader (balance, meter_state, totals,
+recomputed_balance, history) sees the held state, so the balance moves with the
+usage, never backwards or by leaps. A crash loses the held states: the
+restarted loop bills the meter's counter from the last written one.
 
 The tables and their versions are in journal_schema.py; opening upgrades an older journal.
 """
@@ -27,7 +33,7 @@ from pathlib import Path
 from payg.adapters import journal_history
 from payg.adapters.journal_schema import JOURNAL
 from payg.adapters.journal_writer import ALARM_KINDS, CHANNEL_COLUMNS, ENTRY_COLUMNS, JournalWriter, entry_of, rate_of
-from payg.adapters.sqlite import connect, lazy_transaction, transaction
+from payg.adapters.sqlite import connect, lazy_transaction, sync_wal, transaction
 from payg.domain.accounts import CREDIT_KINDS, Entry
 from payg.domain.billing import Baseline, MeterState
 from payg.domain.codes import CodeCounts
@@ -41,7 +47,9 @@ class SqliteJournal:
         self.outbox = outbox  # events and credits also queued in the outbox table, for MQTT
         self.notify = notify  # and those people are told about, for the notifications ([notify])
         self._lock = threading.RLock()
-        self._conn = connect(self.path, migrations=JOURNAL)  # an older journal is upgraded, a newer one refused
+        # an older journal is upgraded, a newer one refused
+        self._conn = connect(self.path, migrations=JOURNAL, synchronous="NORMAL")
+        self._held: dict[str, MeterState] = {}  # billing states kept, not written yet (newer than their rows)
         self._balances: dict[str, int] = self._load_balances()
         # debt set aside by repayment plans, read every tick: kept in memory like the balances
         self._deferred: dict[str, int] = dict(self._conn.execute("SELECT socket_id, deferred_units FROM debt_plans"))
@@ -70,10 +78,21 @@ class SqliteJournal:
                 with lazy_transaction(self._conn) as tx:
                     writer = JournalWriter(tx, self.outbox, self.notify)
                     yield writer
+                    wrote = tx.begun and not joined
+                    if wrote:
+                        writer.write_held(self._held)
             finally:
                 if joined:
                     for name in writer.cursors:
                         self._cursors.pop(name, None)
+            if wrote and writer.durable:
+                sync_wal(self.path)
+            if wrote:
+                self._held.clear()
+            else:
+                for socket_id in writer.saved:
+                    self._held.pop(socket_id, None)
+                self._held.update(writer.kept)
             if not joined:
                 self._cursors.update(writer.cursors)
             self._deferred.update(writer.deferred)
@@ -89,12 +108,22 @@ class SqliteJournal:
         with self._lock:
             (total,) = self._conn.execute("SELECT COALESCE(SUM(amount), 0) FROM entries WHERE socket_id = ?",
                                           (socket_id,)).fetchone()
-            row = self._conn.execute("SELECT pending_units FROM meter_state WHERE socket_id = ?",
-                                     (socket_id,)).fetchone()
-            return int(total) - (int(row[0]) if row else 0)
+            return int(total) - self._pending(socket_id)
+
+    def _pending(self, socket_id: str) -> int:
+        held = self._held.get(socket_id)
+        return held.pending_units if held is not None else self._stored_pending(socket_id)
+
+    def _stored_pending(self, socket_id: str) -> int:
+        row = self._conn.execute("SELECT pending_units FROM meter_state WHERE socket_id = ?", (socket_id,)).fetchone()
+        return int(row[0]) if row else 0
 
     def meter_state(self, socket_id: str) -> MeterState | None:
+        """The socket's billing state as of the loop's last tick (held in memory, or as written)."""
         with self._lock:
+            held = self._held.get(socket_id)
+            if held is not None:
+                return held
             row = self._conn.execute(
                 "SELECT counter_wh, read_at, carry, pending_units, pending_wh, pending_since, pending_band,"
                 " pending_rate, pending_vat FROM meter_state WHERE socket_id = ?", (socket_id,)).fetchone()
@@ -277,6 +306,8 @@ class SqliteJournal:
         """The socket's entries from `start` in buckets, for the charts (journal_history.py `buckets`)."""
         with self._lock:
             balance = self._balances.get(socket_id, 0)
+            if socket_id in self._held:  # buckets() adds back the pending usage as written; the held one is newer
+                balance += self._held[socket_id].pending_units - self._stored_pending(socket_id)
             return journal_history.buckets(self._conn, socket_id, start, step_s, count, balance)
 
     def entry_by_key(self, idem_key: str) -> Entry | None:
@@ -335,9 +366,8 @@ class SqliteJournal:
                 "SELECT COALESCE(SUM(CASE WHEN amount > 0 THEN amount END), 0),"
                 " COALESCE(-SUM(CASE WHEN amount <= 0 THEN amount END), 0) FROM entries WHERE socket_id = ?",
                 (socket_id,)).fetchone()
-            row = self._conn.execute("SELECT pending_units FROM meter_state WHERE socket_id = ?",
-                                     (socket_id,)).fetchone()
-        return {"credits": int(credits), "debits": int(debits), "pending": int(row[0]) if row else 0}
+            pending = self._pending(socket_id)
+        return {"credits": int(credits), "debits": int(debits), "pending": pending}
 
     def integrity_ok(self) -> bool:
         with self._lock:

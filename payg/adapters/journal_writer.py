@@ -2,6 +2,11 @@
 
 Entries are append-only (triggers refuse updates and deletes); credits carry an
 idempotency key under a UNIQUE constraint. See payg/adapters/journal.py.
+
+A write is `durable` (synced to the disk at commit, not at the next checkpoint) when it is money or a
+person's decision: every write but the metering loop's routine ones (billing state, usage and standing
+debits, events, cursors), which a crash or a power cut cannot lose (the meter's counter is cumulative, and
+a deposit whose credit is lost is read again from the ledger after the cursor, lost with it).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ CHANNEL_COLUMNS = ("domain, channel_id, socket_id, direction, price_per_wh, escr
 
 
 NOTIFY_PREFIX = "notify:"  # the uid of an outbox row for notifications, not for MQTT
+
+ROUTINE_DEBITS = ("usage", "standing")  # the metering loop's own debits (not durable writes)
 
 ENTRY_COLUMNS = "id, socket_id, at, kind, amount, energy_wh, idem_key, memo, band, rate, vat"
 
@@ -66,6 +73,9 @@ class JournalWriter:
         self.balance_changes: dict[str, int] = {}
         self.deferred: dict[str, int] = {}  # debt plans written, for the journal's in-memory copy
         self.cursors: dict[str, str | None] = {}  # cursors written, likewise
+        self.kept: dict[str, MeterState] = {}  # billing states kept in memory (keep_state), for the journal
+        self.saved: set[str] = set()  # sockets whose billing state this transaction wrote
+        self.durable = False  # the commit must reach the disk at once (see the module's docstring)
 
     def _changed(self, socket_id: str, amount: int) -> None:
         self.balance_changes[socket_id] = self.balance_changes.get(socket_id, 0) + amount
@@ -74,6 +84,7 @@ class JournalWriter:
         """Append a credit; False (and nothing written) if its key was booked before."""
         if kind not in CREDIT_KINDS:
             raise ValueError(f"not a credit kind: {kind}")
+        self.durable = True
         if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
             raise ValueError(f"a credit is a positive integer, got {amount!r}")
         cur = self._conn.execute(
@@ -93,6 +104,8 @@ class JournalWriter:
               idem_key: str | None = None, memo: str = "", rate: Rate | None = None) -> bool:
         if kind not in DEBIT_KINDS:
             raise ValueError(f"not a debit kind: {kind}")
+        if kind not in ROUTINE_DEBITS:
+            self.durable = True
         if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
             raise ValueError(f"a debit amount is a non-negative integer, got {amount!r}")
         cur = self._conn.execute(
@@ -107,6 +120,25 @@ class JournalWriter:
         return False
 
     def save_state(self, socket_id: str, state: MeterState, previous_pending: int) -> None:
+        self._write_state(socket_id, state)
+        self.kept.pop(socket_id, None)
+        self.saved.add(socket_id)
+        self._changed(socket_id, previous_pending - state.pending_units)
+
+    def keep_state(self, socket_id: str, state: MeterState, previous_pending: int) -> None:
+        """The state as of now, not written by itself: the journal holds it until a transaction writes."""
+        self.kept[socket_id] = state
+        self.saved.discard(socket_id)
+        self._changed(socket_id, previous_pending - state.pending_units)
+
+    def write_held(self, held: dict[str, MeterState]) -> None:
+        """Write the states the journal holds and those kept in this transaction, but not those it saved: the
+        transaction commits anyway, and the rows share the table's page or two."""
+        for socket_id, state in {**held, **self.kept}.items():
+            if socket_id in self.kept or socket_id not in self.saved:
+                self._write_state(socket_id, state)
+
+    def _write_state(self, socket_id: str, state: MeterState) -> None:
         b = state.baseline
         self._conn.execute(
             "INSERT INTO meter_state (socket_id, counter_wh, read_at, carry, pending_units, pending_wh, pending_since,"
@@ -119,7 +151,6 @@ class JournalWriter:
             (socket_id, str(b.counter_wh), b.at, str(b.carry), state.pending_units, str(state.pending_wh),
              state.pending_since, *rate_columns(state.pending_rate)),
         )
-        self._changed(socket_id, previous_pending - state.pending_units)
 
     def deposit_carry(self, source: str, socket_id: str) -> int:
         row = self._conn.execute("SELECT units FROM deposit_carry WHERE source = ? AND socket_id = ?",
@@ -130,6 +161,7 @@ class JournalWriter:
                        at: float) -> bool:
         """The raw amount is kept in received_deposits: ledger units can exceed SQLite's 64-bit integers
         (wei), tokens cannot."""
+        self.durable = True
         cur = self._conn.execute(
             "INSERT INTO received_deposits (idem_key, socket_id, at, units, tokens) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT (idem_key) DO NOTHING", (idem_key, socket_id, at, str(units), tokens))
@@ -142,6 +174,7 @@ class JournalWriter:
 
     def add_channel(self, row: ChannelRow) -> None:
         """Remember a payment channel this controller sends on ('out') or is paid on ('in')."""
+        self.durable = True
         cur = self._conn.execute(
             "INSERT INTO channels (domain, channel_id, socket_id, direction, price_per_wh, escrow, base_wh, lead_wh,"
             " peer, opened_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -153,6 +186,7 @@ class JournalWriter:
     def advance_channel(self, domain: str, channel_id: str, previous: int, amount: int, signature: str,
                         at: float) -> None:
         """Move a channel's latest voucher from `previous` to `amount`; refuses if another writer moved it."""
+        self.durable = True
         cur = self._conn.execute(
             "UPDATE channels SET amount = ?, signature = ?, updated_at = ? WHERE domain = ? AND channel_id = ?"
             " AND amount = ? AND state = 'open'", (str(amount), signature, at, domain, channel_id, str(previous)))
@@ -160,6 +194,7 @@ class JournalWriter:
             raise sqlite3.IntegrityError(f"channel {channel_id}: its latest voucher changed underneath")
 
     def set_channel_state(self, domain: str, channel_id: str, state: str, escrow: int, at: float) -> None:
+        self.durable = True
         self._conn.execute("UPDATE channels SET state = ?, escrow = ?, updated_at = ? WHERE domain = ?"
                            " AND channel_id = ?", (state, str(escrow), at, domain, channel_id))
 
@@ -194,6 +229,7 @@ class JournalWriter:
         self.event(socket_id, "alarm_ack", f"alarms up to event {upto_event_id} acknowledged", at)
 
     def set_override(self, socket_id: str, mode: str | None, at: float) -> None:
+        self.durable = True
         if mode is None:
             self._conn.execute("DELETE FROM overrides WHERE socket_id = ?", (socket_id,))
         else:
@@ -202,12 +238,14 @@ class JournalWriter:
                                (socket_id, mode, at))
 
     def set_code_counts(self, socket_id: str, counts: CodeCounts) -> None:
+        self.durable = True
         self._conn.execute("INSERT INTO code_counters (socket_id, last_count, used_counts) VALUES (?, ?, ?)"
                            " ON CONFLICT (socket_id) DO UPDATE SET last_count = excluded.last_count,"
                            " used_counts = excluded.used_counts",
                            (socket_id, counts.last, ",".join(str(c) for c in counts.used)))
 
     def set_codes_issued(self, socket_id: str, count: int) -> None:
+        self.durable = True
         self._conn.execute("INSERT INTO code_counters (socket_id, issued_count) VALUES (?, ?)"
                            " ON CONFLICT (socket_id) DO UPDATE SET issued_count = excluded.issued_count",
                            (socket_id, count))
@@ -216,12 +254,14 @@ class JournalWriter:
                             at: float) -> bool:
         """Remember which code a landlord's request made (made after `after_count`: the code can be made again from
         it, so the code itself is not stored); False if the request id was used for this socket before."""
+        self.durable = True
         cur = self._conn.execute("INSERT INTO code_requests (socket_id, request_id, after_count, units, count, at)"
                                  " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                                  (socket_id, request_id, after_count, units, count, at))
         return cur.rowcount == 1
 
     def set_deferred_debt(self, socket_id: str, units: int) -> None:
+        self.durable = True
         self.deferred[socket_id] = units
         self._conn.execute("INSERT INTO debt_plans (socket_id, deferred_units) VALUES (?, ?)"
                            " ON CONFLICT (socket_id) DO UPDATE SET deferred_units = excluded.deferred_units",

@@ -1,8 +1,11 @@
 """The one way payg opens a SQLite file, writes a transaction, and upgrades a file's schema.
 
-Every file (the journal, the mock ledger, the IOTA trade store) is opened in WAL mode
-with synchronous=FULL: a committed transaction survives a power cut, and readers never
-block the writer. Connections are shared between threads (check_same_thread off) and
+Every file (the journal, the mock ledger, the IOTA trade store) is opened in WAL mode, and
+readers never block the writer. With synchronous=FULL (the default) each commit syncs the WAL: a
+committed transaction survives a power cut. The journal opens with NORMAL, which syncs only at a
+checkpoint (a commit survives a crash of the process, not always a power cut: it is still atomic),
+and syncs the commits that must survive one with `sync_wal` (see payg/adapters/journal_writer.py).
+Connections are shared between threads (check_same_thread off) and
 each owner serialises its own use with a lock.
 
 A file whose schema is a `Migrations` keeps its version in `PRAGMA user_version`: step n
@@ -11,11 +14,13 @@ makes version n from version n - 1 (step 1 makes the first layout from nothing).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from payg.errors import PaygError
 
@@ -39,8 +44,8 @@ class Migrations:
         return len(self.steps)
 
 
-def connect(path: str | Path, *, schema: str | None = None,
-            migrations: Migrations | None = None) -> sqlite3.Connection:
+def connect(path: str | Path, *, schema: str | None = None, migrations: Migrations | None = None,
+            synchronous: Literal["FULL", "NORMAL"] = "FULL") -> sqlite3.Connection:
     """Open (or create) `path` in autocommit mode with payg's PRAGMAs; then run `schema`, or bring the
     file to the latest version of `migrations` (SchemaRefused, the file untouched, if it cannot)."""
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
@@ -50,7 +55,7 @@ def connect(path: str | Path, *, schema: str | None = None,
             if not version(conn):
                 identify(conn, migrations, path)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
         conn.execute("PRAGMA foreign_keys=ON")
         if schema is not None:
             conn.executescript(schema)
@@ -75,6 +80,20 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def sync_wal(path: str | Path) -> None:
+    """Sync what is committed to a WAL-mode file opened with synchronous=NORMAL: one fsync of its -wal file
+    (SQLite refuses to change the level inside a transaction, and fsync applies to the file, whichever
+    descriptor asks)."""
+    try:
+        fd = os.open(f"{path}-wal", os.O_RDONLY)
+    except FileNotFoundError:  # checkpointed and removed: the commit is in the database file
+        fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class LazyTransaction:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from payg.cli.parser import parse_args
-from payg.domain.settings import Config, SecretRef
+from payg.domain.settings import Config, GpioRelayConfig, SecretRef
 from payg.errors import ConfigError, DataDirBusy
 from payg.ports import DepositSource, Journal, Relay
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from payg.cli import installer, trade
     from payg.domain.codes import CodeKey
     from payg.domain.meter_profile import MeterProfile
+    from payg.domain.meter_scan import MeterScanner
     from payg.services.statements import StatementDesk
 
 
@@ -76,14 +77,17 @@ class Wiring(Protocol):
     def deploy_contracts(self, config: Config) -> trade.Deployment:
         """Raises ConfigError or DeployFailed."""
 
-    def gpio_relay(self, pin: int, active_low: bool) -> ClosingRelay:
-        """Raises RelayError or ValueError."""
+    def gpio_relay(self, relay: GpioRelayConfig) -> ClosingRelay:
+        """The relay, claimed at its off level by its driver; raises RelayError or ValueError."""
 
-    def force_relay_off(self, pin: int, active_low: bool) -> None:
-        """Raises RelayError."""
+    def force_relay_off(self, relay: GpioRelayConfig) -> None:
+        """Drive the relay off and leave it driven off; raises RelayError or ValueError."""
 
     def meter_profile(self, name: str) -> MeterProfile:
         """Raises ConfigError."""
+
+    def meter_scanner(self, local_echo: bool) -> MeterScanner:
+        """Finds meters on a port with every shipped profile (`payg scan`)."""
 
     def account_xpub(self, ref: SecretRef) -> str:
         """`payg xpub`: the Ethereum account's xpub from the mnemonic ref names; raises ConfigError."""
@@ -118,6 +122,10 @@ def _run(argv: list[str] | None, wiring: Wiring) -> int:
         from payg.cli import password
 
         return password.cmd_password(args)
+    if args.command == "scan":  # no config: run before there is one for these meters
+        from payg.cli import scan
+
+        return scan.run(args, wiring.meter_scanner(args.local_echo))
     if args.command in ("meters", "relay") and args.action != "off":
         from payg.cli import installer
 

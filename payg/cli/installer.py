@@ -24,8 +24,12 @@ class Probe(Protocol):
 def run(args: argparse.Namespace, wiring, sleep: Callable[[float], None]) -> int:
     """`payg meters scan|read` and `payg relay test`: hardware at hand, no configuration needed."""
     if args.command == "relay":
+        if args.chip is not None and args.driver != "gpiod":
+            print('payg: --chip is for --driver gpiod (RPi.GPIO always drives the Raspberry Pi\'s header)',
+                  file=sys.stderr)
+            return 2
         try:
-            relay = wiring.gpio_relay(args.pin, args.active_low)
+            relay = wiring.gpio_relay(GpioRelayConfig(args.pin, args.active_low, args.driver, args.chip))
         except (RelayError, ValueError) as exc:
             print(f"payg: {exc}", file=sys.stderr)
             return 1
@@ -51,15 +55,17 @@ def run(args: argparse.Namespace, wiring, sleep: Callable[[float], None]) -> int
         probe.close()
 
 
-def relays_off(config: Config, force_off: Callable[[int, bool], None]) -> int:
-    """`payg relay off`: drive every configured GPIO relay to 'off' (systemd's ExecStopPost)."""
+def relays_off(config: Config, force_off: Callable[[GpioRelayConfig], None]) -> int:
+    """`payg relay off`: drive every configured GPIO relay to 'off' (systemd's ExecStopPost); one that fails
+    does not stop the others."""
     failed = 0
     for sc in config.sockets:
         if isinstance(sc.relay, GpioRelayConfig):
+            where = f"{sc.relay.chip} line {sc.relay.pin}" if sc.relay.chip else f"GPIO{sc.relay.pin}"
             try:
-                force_off(sc.relay.pin, sc.relay.active_low)
-                print(f"{sc.id}: relay on GPIO{sc.relay.pin} off")
-            except RelayError as exc:
+                force_off(sc.relay)
+                print(f"{sc.id}: relay on {where} off")
+            except (RelayError, ValueError) as exc:
                 failed += 1
                 print(f"payg: {sc.id}: {exc}", file=sys.stderr)
     return 1 if failed else 0
@@ -130,7 +136,8 @@ def _progress_bar(stream: TextIO, done: int, total: int, text: str, width: int =
 
 
 def cmd_relay_test(args: argparse.Namespace, relay: Relay, sleep: Callable[[float], None],
-                   ask: Callable[[str], str] = input, out: TextIO = sys.stdout) -> int:
+                   ask: Callable[[str], str] = input, out: TextIO | None = None) -> int:
+    out = out or sys.stdout  # looked up now: whoever ran the command may have replaced it
     polarity = "active-low" if args.active_low else "active-high"
     if not args.yes:
         answer = ask(f"This switches the relay on GPIO{args.pin} ({polarity}) ON for {args.seconds:g} s: whatever "

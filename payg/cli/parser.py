@@ -147,12 +147,28 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             m.add_argument("--address", type=_address, required=True, help="slave address, 1-247")
 
+    s = sub.add_parser("scan", help="find the meters on a Modbus port and print them as [[sockets]] entries",
+                       description="Ask every address 1-247 at each baud rate which meter it is (by the shipped "
+                                   "profiles); print what answered as ready-to-paste [[sockets]] entries "
+                                   "(docs/hardware/meters.md). Only reads are sent.")
+    s.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0")
+    s.add_argument("--baud", type=_positive_int, nargs="+", metavar="N",
+                   help="baud rates to try (default: the profiles' own, 9600 and 2400)")
+    s.add_argument("--timeout-ms", type=_positive_int, metavar="N",
+                   help="wait per address (default: the wire time of the request and reply + 100 ms)")
+    s.add_argument("--expect", type=_positive_int, metavar="N", help="stop once N meters are found")
+    s.add_argument("--local-echo", action="store_true", help="the RS485 adapter echoes what it sends")
+
     relay = sub.add_parser("relay", help="test a GPIO relay, or force the configured ones off")
     relay_actions = relay.add_subparsers(dest="action", metavar="ACTION", required=True)
     t = relay_actions.add_parser("test", help="switch a relay on for a moment, after a confirmation",
                                  description="switch a relay on for a moment, after a confirmation")
     t.add_argument("--pin", type=int, required=True, help="BCM GPIO number, 0-27")
     t.add_argument("--active-low", action="store_true", help="the relay board switches on a low level")
+    t.add_argument("--driver", choices=("gpiod", "rpi-gpio"), default="gpiod",
+                   help="gpiod: the GPIO character device, any Pi (default); rpi-gpio: RPi.GPIO or rpi-lgpio")
+    t.add_argument("--chip", metavar="DEVICE", help="with gpiod: the GPIO chip, e.g. /dev/gpiochip0 (default: the "
+                   "Raspberry Pi header's, found by its label)")
     t.add_argument("--seconds", type=float, default=2.0, help="how long to keep it on (default 2)")
     t.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     o = relay_actions.add_parser("off", help="drive every configured GPIO relay off (systemd ExecStopPost)",

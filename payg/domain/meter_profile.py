@@ -49,6 +49,16 @@ class SerialDefaults:
 
 
 @dataclass(frozen=True)
+class IdentifyRead:
+    """What tells a meter from others that answer its block read alike (`payg scan`): these registers are read and
+    are not all zero."""
+
+    function_code: int
+    start: int
+    count: int
+
+
+@dataclass(frozen=True)
 class MeterProfile:
     name: str
     model: str
@@ -58,6 +68,7 @@ class MeterProfile:
     fields: tuple[FieldSpec, ...]
     serial: SerialDefaults
     source: str = ""
+    identify: IdentifyRead | None = None
 
     def field(self, name: str) -> FieldSpec | None:
         return next((f for f in self.fields if f.name == name), None)

@@ -23,6 +23,7 @@ from payg.domain.ledger_settings import LedgerConfig as LedgerConfig
 from payg.domain.ledger_settings import MockLedgerConfig as MockLedgerConfig
 from payg.domain.meter_profile import MeterProfile, reading_time_s
 from payg.domain.notices import NoticeSettings
+from payg.domain.relay_settings import GpioRelayConfig as GpioRelayConfig
 from payg.domain.tariff_settings import TariffConfig as TariffConfig
 from payg.domain.trade_settings import BuyConfig as BuyConfig
 from payg.domain.trade_settings import SellConfig as SellConfig
@@ -43,6 +44,12 @@ class MeteringConfig:
                                            "is switched off", gt=0, kind="number ≥ `poll_interval_s`")
     usage_entry_s: float = setting(60.0, "usage is closed into one journal entry per this many seconds of "
                                    "consumption; `0` writes an entry every tick that bills energy", ge=0)
+    persist_interval_s: float = setting(60.0, "each socket's billing state (its last billed counter and the usage "
+                                        "not yet in an entry) is written at most once per this many seconds while "
+                                        "nothing happens; a credit, a relay switch, an event, a usage entry and a "
+                                        "shutdown write it at once. A crash loses none of it: the meter's counter is "
+                                        "cumulative (see [Data](operations/data.md#the-sd-card-and-persistence)). "
+                                        "`0` writes it every tick the counter moves", ge=0)
     counter_confirmations: int = setting(3, "readings in a row that must agree before a counter reset or jump "
                                          "restarts the baseline", ge=1, le=100)
     predictive_cutoff: bool = setting(True, "open the relay at the predicted moment the credit runs out, between "
@@ -265,13 +272,6 @@ class ModbusMeterConfig:
 @dataclass(frozen=True)
 class SimulatedRelayConfig:
     kind: Literal["simulated"] = field(default="simulated", init=False)
-
-
-@dataclass(frozen=True)
-class GpioRelayConfig:
-    pin: int = setting(doc="BCM GPIO number, one relay per pin", ge=0, le=27)
-    active_low: bool = setting(False, "the relay pulls in when the pin is low")
-    kind: Literal["gpio"] = field(default="gpio", init=False)
 
 
 MeterConfig: TypeAlias = SimulatedMeterConfig | ModbusMeterConfig  # a socket's meter, by its kind

@@ -49,7 +49,12 @@ class BillingTx(EventTx, Protocol):
               idem_key: str | None = None, memo: str = "", rate: Rate | None = None) -> bool: ...
 
     def save_state(self, socket_id: str, state: MeterState, previous_pending: int) -> None:
-        """A socket's billing state; its pending usage counts in the balance (previous_pending: as last saved)."""
+        """A socket's billing state, written now; its pending usage counts in the balance (previous_pending: as
+        last saved or kept)."""
+
+    def keep_state(self, socket_id: str, state: MeterState, previous_pending: int) -> None:
+        """The same state, held in memory (and shown by every reader) until a transaction writes anything or
+        save_state writes it: a crash loses it, and the meter's cumulative counter bills it again."""
 
 
 class DepositTx(AccountTx, Protocol):

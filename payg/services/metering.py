@@ -4,6 +4,8 @@
 payg/domain/billing.py, the relay decision payg/domain/relay.py; this service reads the
 meters through a MeterReader, writes each tick as ONE journal transaction and switches
 the relays the decisions ask for.
+The billing states are written when something happens, else once per `persist_interval_s`
+(payg/services/persistence.py).
 
 Fail-safe off: every relay is opened at start until its meter gives a healthy reading,
 after `meter_offline_grace_s` without one, when a tick fails (`trip`), and at shutdown.
@@ -30,6 +32,7 @@ from payg.errors import RelayError, UnknownSocket
 from payg.ports import Clock, Lock, MeterReader, Relay, StatePublisher
 from payg.ports.journal import BillingTx, MeteringJournal
 from payg.services.notices import TenantNotices
+from payg.services.persistence import StateWrites
 
 log = logging.getLogger("payg.controller")
 
@@ -91,6 +94,7 @@ class Metering:
         self._started = False
         self._stopped = False
         self._states: list[SocketSnapshot] = []
+        self.writes = StateWrites(journal, settings.persist_interval_s, lambda sid: self.sockets[sid].state)
 
     def start(self) -> None:
         """Load the persisted state and open every relay (fail-safe until a healthy reading)."""
@@ -106,6 +110,7 @@ class Metering:
                 self.notices.load(s)
                 self._switch(s, False, now)
             self._started = True
+            self.writes.loaded(now)
             self._states = [self._project(s, now) for s in self.sockets.values()]
 
     def shutdown(self) -> None:
@@ -148,6 +153,7 @@ class Metering:
             now = self.clock.now()
             for s in self.sockets.values():
                 self._decide(s, now)
+            self.writes.write_if_moved(now)
             self.ticks += 1
             self._publish(now)
 
@@ -157,6 +163,7 @@ class Metering:
             now = self.clock.now()
             updates: list[tuple[SocketState, MeterReading, BillStep]] = []
             standing: list[tuple[str, date]] = []
+            closed: dict[str, MeterState] = {}  # unavailable at shutdown: pending usage closed
             with self.journal.transaction() as tx:
                 for s in self.sockets.values():
                     day = self._standing(s.id, now, tx)
@@ -166,18 +173,24 @@ class Metering:
                     if not isinstance(reading, MeterReading):
                         self._unavailable(s, str(reading) if reading is not None else "no reading")
                         if flush_all and s.state is not None and s.state.pending_units:
-                            previous = s.state.pending_units
-                            s.state = self._close_usage(s, s.state, now, tx)
-                            tx.save_state(s.id, s.state, previous)
+                            closed[s.id] = self._close_usage(s, s.state, now, tx)
+                            tx.save_state(s.id, closed[s.id], s.state.pending_units)
                         continue
                     s.error = None
                     self._check_relay(s, reading, now, tx)
                     step = bill(s.tracker, self.schedules[s.id], s.state, Fraction(reading.energy_wh), reading.at, now,
                                 self.settings.usage_entry_s, flush_all)
-                    self._persist(s, step, reading, now, tx)
+                    self._book(s, step, now, tx)
                     updates.append((s, reading, step))
+                write = self.writes.due(now, (step for _, _, step in updates), flush_all)
+                kept = self.writes.persist(((s.id, step.state, s.state.pending_units if s.state else 0)
+                                            for s, _, step in updates if step.write and step.state is not None),
+                                           set(closed), write, tx)
             # Committed: only now does the in-memory state follow.
+            self.writes.committed(now, write, kept)
             self._standing_through.update(standing)
+            for socket_id, state in closed.items():
+                self.sockets[socket_id].state = state
             for s, reading, step in updates:
                 s.reading = reading
                 s.suspect = step.suspect
@@ -212,7 +225,8 @@ class Metering:
         tx.set_cursor(standing_cursor(socket_id), today.isoformat())
         return today
 
-    def _persist(self, s: SocketState, step: BillStep, reading: MeterReading, now: float, tx: BillingTx) -> None:
+    def _book(self, s: SocketState, step: BillStep, now: float, tx: BillingTx) -> None:
+        """A reading's anomaly event and usage entries."""
         if step.anomaly is not None:
             a = step.anomaly
             detail = f"counter {a.from_wh} Wh -> {a.to_wh} Wh"
@@ -224,8 +238,6 @@ class Metering:
             tx.event(s.id, a.kind, detail, now)
         for usage in step.usages:
             tx.debit(s.id, usage.units, "usage", now, energy_wh=usage.energy_wh, rate=usage.rate)
-        if step.write and step.state is not None:
-            tx.save_state(s.id, step.state, s.state.pending_units if s.state else 0)
 
     @staticmethod
     def _close_usage(s: SocketState, state: MeterState, now: float, tx: BillingTx) -> MeterState:
@@ -300,6 +312,8 @@ class Metering:
             s.relay_error = str(exc)
             log.error("relay of %s failed: %s", s.id, exc)
             return
+        if closed != s.relay_closed:
+            self.writes.relay_moved = True
         s.relay_switched(closed, now)
 
     def next_cutoff(self) -> float | None:
@@ -322,6 +336,7 @@ class Metering:
                         log.info("socket %s off: %s (predicted)", s.id, EXHAUSTED)
                         self._notice(s, s.paid, self.credit_of(s, now), now)
             if cut:
+                self.writes.write_if_moved(now)
                 self._publish(now)
         return cut
 
@@ -337,6 +352,7 @@ class Metering:
                     if not s.paid:  # a credit may be its first: vacant no more
                         s.paid = self.journal.ever_credited(socket_id)
                     self._decide(s, now)
+            self.writes.write_if_moved(now)
             self._publish(now)
 
     credits_arrived = redecide  # what the deposit watcher and the channel book call

@@ -32,6 +32,7 @@ from payg.services.statements import StatementDesk
 from payg.web import api, landlord, metrics, statements, tenant
 from payg.web import trade as trade_routes
 from payg.web.live import LANDLORD_NS, LiveHub
+from payg.web.setup import SetupServices
 from payg.web.trade import TradeServices
 from payg.webkit import money
 from payg.webkit.app import STATE_CHANGING, Kit, WebSite, make_app
@@ -76,6 +77,7 @@ class WebServices:
     statements: StatementDesk | None = None  # receipts and statements (None: made from the journal, `money`, timezone)
     money: MoneyUnit = field(default_factory=MoneyUnit)  # what amounts are: tokens, or [tariff] currency's minor unit
     resale_warnings: tuple[str, ...] = ()  # resale prices above [tariff.supply] (payg/domain/resale.py)
+    setup: SetupServices | None = None  # the first-run setup page: scan for meters, add them (None: no page)
 
     def __post_init__(self) -> None:
         if self.health is None and self.site is not None:

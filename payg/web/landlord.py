@@ -15,6 +15,7 @@ from flask import Blueprint, abort, jsonify, redirect, render_template, request,
 from flask.typing import ResponseReturnValue
 
 from payg.web.landlord_socket import routes as socket_routes
+from payg.web.setup import routes as setup_routes
 from payg.web.views import fresh_view, page_settings
 from payg.webkit.pages import login_pages, too_many
 
@@ -56,6 +57,8 @@ def blueprint(web, services, json_body: Callable[[], dict]) -> Blueprint:
 
     login_pages(web.kit, log, before=lambda: None if guard.landlord_enabled else landlord_off())
     socket_routes(bp, web, services, landlord_off)
+    if services.setup is not None:
+        setup_routes(bp, web, services.setup, json_body, landlord_off)
 
     @bp.post("/api/login-links")
     def make_login_link():

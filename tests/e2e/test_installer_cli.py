@@ -66,7 +66,7 @@ backend = "mock"
 [[sockets]]
 id = "a"
 meter = {{ kind = "simulated", load_w = 100 }}
-relay = {{ kind = "gpio", pin = 17, active_low = true }}
+relay = {{ kind = "gpio", pin = 17, active_low = true, driver = "rpi-gpio" }}
 """)
     result = launcher.run("relay", "off", "--config", str(config), cwd=ROOT)
     assert result.returncode == 1

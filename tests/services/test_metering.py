@@ -362,7 +362,7 @@ def test_state_is_published_once_per_tick_with_every_socket(tmp_path):
 
 
 def test_a_failing_journal_makes_the_tick_fail_and_trip_opens_every_relay(tmp_path):
-    rig = Rig(tmp_path, ids=("a", "b"))
+    rig = Rig(tmp_path, ids=("a", "b"), persist_interval_s=0)  # every tick that bills writes
     rig.deposit("a", 100)
     rig.deposit("b", 100)
     rig.loop.run_for(2)

@@ -63,7 +63,7 @@ class Rig:
 
     def __init__(self, tmp_path, ids=("a",), *, tokens_per_wh=Fraction(1), predictive=True, grace_s=10.0,
                  usage_entry_s=60.0, source=None, clock=None, journal=None, tick_s=1.0, deposit_poll_s=1.0,
-                 schedule=None):
+                 schedule=None, persist_interval_s=60.0):
         self.tmp_path = tmp_path
         self.ids = ids
         self.clock = clock or ManualClock()
@@ -74,7 +74,8 @@ class Rig:
         self.fixed_journal = journal
         self.journal_dir = tmp_path if journal is not None else journal_dir(tmp_path, self)
         self.kwargs = dict(tokens_per_wh=tokens_per_wh, predictive=predictive, grace_s=grace_s,
-                           usage_entry_s=usage_entry_s, tick_s=tick_s, deposit_poll_s=deposit_poll_s, schedule=schedule)
+                           usage_entry_s=usage_entry_s, tick_s=tick_s, deposit_poll_s=deposit_poll_s, schedule=schedule,
+                           persist_interval_s=persist_interval_s)
         self.open()
 
     def open(self):
@@ -84,7 +85,7 @@ class Rig:
                                      tokens_per_wh=k["tokens_per_wh"], names={i: i.upper() for i in self.ids},
                                      schedule=k["schedule"],
                                      poll_interval_s=k["tick_s"], meter_offline_grace_s=k["grace_s"],
-                                     usage_entry_s=k["usage_entry_s"],
+                                     usage_entry_s=k["usage_entry_s"], persist_interval_s=k["persist_interval_s"],
                                      predictive_cutoff=k["predictive"], publisher=self.publisher)
         self.landlord = LandlordDesk(self.metering, self.journal)
         self.watcher = DepositWatcher(self.source, self.journal, self.clock, on_credit=self.metering.credits_arrived)

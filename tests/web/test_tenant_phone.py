@@ -335,6 +335,7 @@ def power_span(page, span: str) -> dict:
     expect(page.locator(f"#spans button[data-span={span}]")).to_have_attribute("aria-pressed", "true")
     words = {"day": "the last day", "month": "the last 30 days"}[span]
     expect(page.locator("#chart")).to_have_attribute("aria-label", re.compile(words))
+    expect(page.locator("#chart")).to_have_attribute("aria-busy", "false")  # the span's history is in
     page.wait_for_function("() => !document.querySelector('#chart-empty') || document.querySelector('#chart-empty')"
                            ".hidden")
     page.evaluate(FRAMES)

@@ -13,6 +13,7 @@ from payg.domain.meter_profile import (
     MAX_REGISTERS,
     REQUIRED_FIELDS,
     FieldSpec,
+    IdentifyRead,
     MeterProfile,
     SerialDefaults,
 )
@@ -37,7 +38,7 @@ def parse_profile(name: str, data: dict, where: str) -> MeterProfile:
             raise ConfigError(where, prefix + key, f"a {kind.__name__}", value, has_got=True)
         return value
 
-    unknown = set(data) - {"model", "function_code", "start", "count", "serial", "fields"}
+    unknown = set(data) - {"model", "function_code", "start", "count", "serial", "fields", "identify"}
     if unknown:
         raise ConfigError(where, sorted(unknown)[0], "no such key in a meter profile")
     model = need(data, "model", str)
@@ -80,7 +81,22 @@ def parse_profile(name: str, data: dict, where: str) -> MeterProfile:
     for required in REQUIRED_FIELDS:
         if required not in fields_table:
             raise ConfigError(where, f"fields.{required}", "a field (every profile needs energy_wh and power_w)")
-    return MeterProfile(name, model, function_code, start, count, tuple(fields), serial, where)
+    return MeterProfile(name, model, function_code, start, count, tuple(fields), serial, where,
+                        _identify(data.get("identify"), where))
+
+
+def _identify(table: object, where: str) -> IdentifyRead | None:
+    if table is None:
+        return None
+    expected = "a table with function_code (3 or 4), start and count: registers that are not all zero on this meter"
+    if not isinstance(table, dict) or set(table) != {"function_code", "start", "count"} or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in table.values()):
+        raise ConfigError(where, "identify", expected)
+    read = IdentifyRead(table["function_code"], table["start"], table["count"])
+    if read.function_code not in (3, 4) or not 0 <= read.start <= 0xFFFF or not 1 <= read.count <= MAX_REGISTERS \
+            or read.start + read.count > 0x10000:
+        raise ConfigError(where, "identify", expected, (read.function_code, read.start, read.count), has_got=True)
+    return read
 
 
 def load_profile(name_or_path: str, search_dirs: list[Path]) -> MeterProfile:

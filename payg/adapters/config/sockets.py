@@ -9,6 +9,7 @@ import payg.adapters.config.protections as protection_tables
 from payg.adapters.config.profiles import load_profile
 from payg.adapters.config.tables import Table, fill, read_key, units, url
 from payg.domain.meter_profile import default_timeout_s
+from payg.domain.relay_settings import HEADER_PINS
 from payg.domain.settings import (
     BuyConfig,
     ConstantLoad,
@@ -96,6 +97,15 @@ def _relay(t: Table) -> RelayConfig:
         t.finish()
         return SimulatedRelayConfig()
     relay = fill(t, GpioRelayConfig)
+    if relay.chip is not None:
+        if relay.driver != "gpiod":
+            raise t.error("chip", 'no chip with driver = "rpi-gpio" (it always drives the Raspberry Pi\'s header); '
+                          'a chip is for driver = "gpiod"', relay.chip)
+        if not Path(relay.chip).is_absolute():
+            raise t.error("chip", 'a GPIO chip\'s device path such as "/dev/gpiochip0"', relay.chip)
+    elif relay.pin >= HEADER_PINS:
+        raise t.error("pin", f"a BCM GPIO number from 0 to {HEADER_PINS - 1} (the Raspberry Pi's 40-pin header); a "
+                      'line above that needs chip = "/dev/gpiochipN"', relay.pin)
     t.finish()
     return relay
 

@@ -173,7 +173,9 @@ class MqttBridge:
             return
         if topic.endswith("/state"):
             parsed = parse_topic(self.topics.prefix, topic)
-            if retained and parsed is not None and parsed[2] not in self.sockets:
+            # retained, or live: the last state the controller before this one published as it stopped can reach
+            # the broker after this one's clear, and would then stay retained
+            if parsed is not None and parsed[2] not in self.sockets:
                 with self._cond:
                     self._clears.add(topic)
                     self._cond.notify()
