@@ -66,14 +66,18 @@ def test_the_loop_tells_the_tenant_and_the_landlord_and_never_waits_for_them(tmp
         ticks = timed_ticks(rig)
         rig.deposit("a", 1000)          # 1000 Wh at 600 W: 100 minutes
         rig.loop.run_for(2)
+        assert wait_for(lambda: slow.arrived, 10)  # the endpoint holds "payment received" for 1.5 s from now
+        loop_start = time.monotonic()
         rig.draw("a", 600, 105 * 60)    # through both thresholds, then off for lack of credit
         rig.meters["a"].offline = True  # then the meter stops answering
         rig.loop.run_for(30)
-        loop_end = time.monotonic()
-        assert len(ticks) > 6000 and max(ticks) < 1.0, f"a tick took {max(ticks):.2f} s"  # an answer takes 1.5 s
+        # a loop that waited for the answers would stall a tick at each of the 4 slow ones; a loaded CI machine
+        # stalled one tick for 1.05 s on its own
+        slowest = sorted(ticks)[-2:]
+        assert len(ticks) > 6000 and slowest[0] < 0.5 and slowest[1] < 1.5, f"the slowest ticks took {slowest} s"
         assert wait_for(lambda: len(smtp.to(TENANT)) == 4 and len(smtp.to(LANDLORD)) == 1, 30)
         assert wait_for(lambda: len(slow.posts) == 4, 30)
-        assert slow.posts[0]["at"] - slow.delay_s < loop_end  # the endpoint held a message while the loop ran
+        assert loop_start < slow.arrived[0] + slow.delay_s  # the loop ran while the endpoint held a message
     finally:
         sender.stop()
         slow.close()

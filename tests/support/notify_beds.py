@@ -68,6 +68,7 @@ class JsonEndpoint:
 
     delay_s: float = 0.0
     posts: list[dict] = field(default_factory=list)
+    arrived: list[float] = field(default_factory=list)  # when each POST came in, before its slow answer
 
     def __post_init__(self) -> None:
         bed = self
@@ -75,6 +76,7 @@ class JsonEndpoint:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                bed.arrived.append(time.monotonic())
                 time.sleep(bed.delay_s)
                 bed.posts.append({**json.loads(body), "at": time.monotonic()})
                 self.send_response(200)
