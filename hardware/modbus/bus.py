@@ -60,8 +60,10 @@ class ModbusBus:
 
     def _open_serial(self) -> serial.Serial:
         s = self.settings
+        # exclusive: a second opener (a `payg scan`, another controller) is refused instead of mixing its
+        # frames with this bus's on the wire
         return serial.Serial(s.port, baudrate=s.baud, bytesize=8, parity=s.parity, stopbits=s.stopbits,
-                             timeout=s.timeout_s, write_timeout=s.timeout_s)
+                             timeout=s.timeout_s, write_timeout=s.timeout_s, exclusive=True)
 
     def read_registers(self, address: int, start: int, count: int, function_code: int,
                        timeout_s: float | None = None) -> list[int]:

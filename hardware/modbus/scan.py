@@ -191,10 +191,14 @@ class _Session:
 
 def _open_serial(port: str, baud: int, parity: str, stopbits: int) -> serial.Serial:
     try:
+        # exclusive, as the controller's own bus opens it: a scan never talks over a running controller's reads
         return serial.Serial(port, baudrate=baud, bytesize=8, parity=parity, stopbits=stopbits, timeout=0.5,
-                             write_timeout=1.0)
+                             write_timeout=1.0, exclusive=True)
     except (serial.SerialException, OSError, ValueError) as exc:
-        raise PortUnavailable(f"cannot open the serial port {port} ({exc})") from exc
+        busy = "lock" in str(exc).lower()
+        raise PortUnavailable(f"cannot open the serial port {port} ({exc})" + (
+            "; a running controller reads its meters on it: stop it first (sudo systemctl stop payg)"
+            if busy else "")) from exc
 
 
 def _registers(session: _Session, address: int, function_code: int, start: int, count: int,

@@ -11,6 +11,7 @@ from fractions import Fraction
 
 import pytest
 
+from hardware.modbus import BusSettings, ModbusBus
 from hardware.modbus.scan import ModbusScanner
 from payg.domain.meter_scan import budget_s, presence_timeout_s
 from payg.errors import PortUnavailable
@@ -103,3 +104,17 @@ def test_the_timeout_and_the_budget_follow_the_wire_time():
 def test_a_port_that_cannot_be_opened_names_the_port(profiles):
     with pytest.raises(PortUnavailable, match="/dev/ttyNOPE9"):
         ModbusScanner(profiles).scan("/dev/ttyNOPE9", (9600,))
+
+
+def test_a_scan_is_refused_on_a_port_a_running_controllers_bus_holds(profiles):
+    """Both open the port exclusively: a scan never talks over the controller's reads, nor the controller over it."""
+    with ModbusEmulator({4: "pzem004t"}) as emu:
+        bus = ModbusBus(BusSettings(emu.port, timeout_s=0.5))
+        try:
+            bus.read_registers(4, 0, 1, 4)  # the controller's bus has the port open, as after its first tick
+            with pytest.raises(PortUnavailable, match="stop it first"):
+                ModbusScanner(profiles).scan(emu.port, (9600,), first=1, last=5)
+        finally:
+            bus.close()
+        report = ModbusScanner(profiles).scan(emu.port, (9600,), first=1, last=5)  # closed: the scan may go on
+    assert [m.address for m in report.found] == [4]
