@@ -239,21 +239,26 @@ def test_a_chunked_oversize_voucher_post_is_413_from_the_real_app(tmp_path):
 
 
 def test_socket_io_long_polls_wait_outside_the_worker_pool(tmp_path):
-    """Long-polls held open by the server (up to 25 s each) must not starve the pool that serves pages."""
+    """Long-polls held open by the server (up to 25 s each, until the next ping) must not starve the pool that
+    serves pages: a page that waited for a worker would answer about 24 s later. Well under that passes; a loaded
+    CI machine took 4.9 s for this page once, so the bound is not the 2 s it was."""
     bed = make_web_bed(tmp_path)
     served = Served(bed.web.app, workers=2, max_live_connections=8)
     clients = []
     try:
+        first = http.client.HTTPConnection("127.0.0.1", served.port, timeout=30)
+        first.request("GET", "/s/kitchen")  # the templates compiled before the clock starts
+        assert first.getresponse().status == 200
         for _ in range(4):  # twice as many waiting polls as workers
             c = socketio.Client(reconnection=False)
             clients.append(c)
             c.connect(f"http://127.0.0.1:{served.port}", transports=["polling"], wait_timeout=5)
         time.sleep(0.5)   # each now has a GET waiting for something to send
         started = time.monotonic()
-        conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=5)
+        conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=30)
         conn.request("GET", "/s/kitchen")
         assert conn.getresponse().status == 200
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 10
     finally:
         for c in clients:
             c.disconnect()
