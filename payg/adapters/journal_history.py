@@ -19,12 +19,9 @@ ENERGY = ("CASE WHEN instr(energy_wh, '/') > 0 THEN CAST(substr(energy_wh, 1, in
 
 
 def buckets(conn: sqlite3.Connection, socket_id: str, start: float, step_s: int, count: int,
-            balance_units: int) -> tuple[int, list[Bucket], float | None]:
+            total: int) -> tuple[int, list[Bucket], float | None]:
     """(the sum of the socket's entries before `start`, the non-empty buckets among `count` of `step_s` from
-    `start`, the time of the socket's first entry or None). `balance_units`: the journal's balance of the socket
-    (its entries' sum less its pending usage)."""
-    row = conn.execute("SELECT pending_units FROM meter_state WHERE socket_id = ?", (socket_id,)).fetchone()
-    total = balance_units + (int(row[0]) if row else 0)
+    `start`, the time of the socket's first entry or None). `total`: the sum of all the socket's entries."""
     first = conn.execute("SELECT at FROM entries WHERE socket_id = ? ORDER BY id LIMIT 1", (socket_id,)).fetchone()
     if first is None:
         return 0, [], None
