@@ -305,7 +305,8 @@ class SqliteJournal:
     def history(self, socket_id: str, start: float, step_s: int, count: int) -> tuple[int, list[Bucket], float | None]:
         """The socket's entries from `start` in buckets, for the charts (journal_history.py `buckets`)."""
         with self._lock:
-            entries_total = self._balances.get(socket_id, 0) + self._pending(socket_id)  # the entries' sum: balance + pending
+            # the entries' sum: the balance and the pending usage (held or written)
+            entries_total = self._balances.get(socket_id, 0) + self._pending(socket_id)
             return journal_history.buckets(self._conn, socket_id, start, step_s, count, entries_total)
 
     def entry_by_key(self, idem_key: str) -> Entry | None:
