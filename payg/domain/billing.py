@@ -171,17 +171,31 @@ def close_usage(state: MeterState) -> tuple[MeterState, Usage]:
             Usage(state.pending_units, state.pending_wh, state.pending_rate))
 
 
+def entry_due(since: float | None, now: float, usage_entry_s: float, lead_s: float) -> bool:
+    """Pending usage that began at `since` closes into an entry at the last tick of its period: the periods are
+    `usage_entry_s` long, aligned on multiples of it in epoch time (on quarter hours, every time zone's midnight
+    is on one), and the tick `now` is the last when the next, `lead_s` later, would fall in a later period. Every
+    socket closes in the same tick, so their entries share one commit, and an entry's time falls in the period
+    of the energy it holds. `0`: every tick."""
+    if since is None:
+        return False
+    if usage_entry_s <= 0:
+        return True
+    return (now + lead_s) // usage_entry_s > since // usage_entry_s
+
+
 def bill(tracker: CounterTracker, tariff: TariffSchedule, old: MeterState | None, counter_wh: Fraction, at: float,
-         now: float, usage_entry_s: float, flush_all: bool = False) -> BillStep:
+         now: float, usage_entry_s: float, flush_all: bool = False, lead_s: float = 0.0) -> BillStep:
     """Bill one counter reading taken at `at`: the delta since the baseline at the rates in force over the time
     between the two readings (split by time at each rate change: the power is taken as even in between), the
     sub-unit carry kept across rates. Pending usage is all at one rate: a new rate closes it into an entry, as
-    does `usage_entry_s` of pending (or `flush_all`)."""
+    does the end of its `usage_entry_s` period (`entry_due`; `lead_s`: the time to the next tick), or
+    `flush_all`."""
     step = tracker.step(old.baseline if old else None, counter_wh, at)
     if step.new_counter_wh is None:
         return BillStep(None, False, suspect=step.suspect)
     flush_due = old is not None and bool(old.pending_wh) and (
-        flush_all or (old.pending_since is not None and now - old.pending_since >= usage_entry_s))
+        flush_all or entry_due(old.pending_since, now, usage_entry_s, lead_s))
     if old is not None and step.anomaly is None and step.billable_wh == 0 and not flush_due:
         # Nothing changed: keep the baseline's time fresh in memory only (an idle socket writes nothing, which
         # spares an SD card), except at shutdown (`flush_all`): the next start then spreads what the counter
@@ -213,7 +227,7 @@ def bill(tracker: CounterTracker, tariff: TariffSchedule, old: MeterState | None
     if not energy:
         rate = None
     new = MeterState(Baseline(step.new_counter_wh, at, carry), units, energy, since, rate)
-    if energy and (flush_all or (since is not None and now - since >= usage_entry_s)):
+    if energy and (flush_all or entry_due(since, now, usage_entry_s, lead_s)):
         new, usage = close_usage(new)
         usages.append(usage)
     return BillStep(new, True, tuple(usages), step.anomaly)

@@ -1,10 +1,11 @@
 """A socket's history as the charts and the tenant's history page show it, made from the journal's entries.
 
-The journal keeps no readings, only what was billed: a usage entry per `usage_entry_s` of consumption, standing
-charges, credits. So a chart's power is the energy billed in a bucket over the bucket's length (its average power),
-and its balance the sum of every entry up to the bucket's end. Buckets are fixed steps of epoch time, few enough
-to draw on a phone (at most MAX_BUCKETS), and the bucket still running ends the series at `now` (its power over
-the time it has run, once it holds a usage entry: the last minute's use is not billed yet).
+The journal keeps no readings, only what was billed: a usage entry per socket per `usage_entry_s` period (a
+quarter hour by default), standing charges, credits. So a chart's power is the energy billed in a bucket over the
+bucket's length (its average power), and its balance the sum of every entry up to the bucket's end. Buckets are
+fixed steps of epoch time, few enough to draw on a phone (at most MAX_BUCKETS), and the bucket still running ends
+the series at `now` (its power over the time it has run, once it holds a usage entry: the use since the last
+entry is not in one yet).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from payg.domain.money import tokens_shown
 Span = Literal["hour", "day", "month"]
 SPANS: tuple[Span, ...] = get_args(Span)
 MAX_BUCKETS = 120
-# span -> (its length, one bucket): an hour of minutes (the default usage entry is a minute of use, so a finer
-# bucket would hold an entry or none), a day of quarter hours, 30 days of 6 hours
+# span -> (its length, one bucket): an hour of minutes (no finer: a usage entry holds at least a tick's use, and
+# entries longer than a bucket widen it, see `window`), a day of quarter hours, 30 days of 6 hours
 STEPS: dict[Span, tuple[int, int]] = {"hour": (3600, 60), "day": (86_400, 900), "month": (30 * 86_400, 21_600)}
 DAY_BUCKET_S = 900  # every time zone's midnight falls on a quarter hour of epoch time
 
@@ -54,9 +55,14 @@ class Window:
         return self.count + (1 if self.now > self.end else 0)
 
 
-def window(now: float, span: Span) -> Window:
-    """The span's buckets that have ended by `now`, aligned on multiples of the step, and the one running."""
+def window(now: float, span: Span, entry_s: float = 0.0) -> Window:
+    """The span's buckets that have ended by `now`, aligned on multiples of the step, and the one running. A step
+    shorter than a usage entry (`entry_s`, the controller's `usage_entry_s`) would hold a whole entry in one bucket
+    and none in the next: it is widened to a multiple of itself that holds one (an hour of 900 s entries is four
+    quarter hours; the live readings draw the minutes since the controller started)."""
     length, step = STEPS[span]
+    if entry_s > step:
+        step *= -(-int(entry_s) // step)
     count = length // step
     end = (now // step) * step
     return Window(end - count * step, step, count, now)

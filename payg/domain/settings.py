@@ -42,8 +42,12 @@ class MeteringConfig:
     poll_interval_s: float = setting(1.0, "seconds between metering ticks", gt=0)
     meter_offline_grace_s: float = setting(10.0, "a socket whose meter has given no healthy reading for this long "
                                            "is switched off", gt=0, kind="number ≥ `poll_interval_s`")
-    usage_entry_s: float = setting(60.0, "usage is closed into one journal entry per this many seconds of "
-                                   "consumption; `0` writes an entry every tick that bills energy", ge=0)
+    usage_entry_s: float = setting(900.0, "usage is closed into one journal entry per socket per period of this "
+                                   "many seconds, aligned on multiples of it (the default: quarter hours, like a "
+                                   "smart meter's intervals), every socket in the same commit at the period's last "
+                                   "tick; a rate change also closes one. Shorter periods write more to an SD card "
+                                   "(see [Data](operations/data.md#the-sd-card-and-persistence)); `0` writes an "
+                                   "entry every tick that bills energy", ge=0)
     persist_interval_s: float = setting(60.0, "each socket's billing state (its last billed counter and the usage "
                                         "not yet in an entry) is written at most once per this many seconds while "
                                         "nothing happens; a credit, a relay switch, an event, a usage entry and a "

@@ -29,9 +29,10 @@ class HistoryDesk:
     clock: Clock
     units_per_token: int
     tz: tzinfo | None  # the controller's time zone (None: the system's)
+    entry_s: float = 0.0  # the controller's `usage_entry_s`: no bucket shorter than an entry
 
     def chart(self, socket_id: str, span: Span) -> Chart:
-        w = history.window(self.clock.now(), span)
+        w = history.window(self.clock.now(), span, self.entry_s)
         opening, buckets, first_at = self.journal.history(socket_id, w.start, w.step_s, w.buckets)
         return Chart(span, w.start, w.end, w.step_s,
                      history.series(w, opening, buckets, first_at, self.units_per_token))

@@ -179,7 +179,7 @@ class Metering:
                     s.error = None
                     self._check_relay(s, reading, now, tx)
                     step = bill(s.tracker, self.schedules[s.id], s.state, Fraction(reading.energy_wh), reading.at, now,
-                                self.settings.usage_entry_s, flush_all)
+                                self.settings.usage_entry_s, flush_all, self.settings.poll_interval_s)
                     self._book(s, step, now, tx)
                     updates.append((s, reading, step))
                 write = self.writes.due(now, (step for _, _, step in updates), flush_all)

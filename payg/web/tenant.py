@@ -48,7 +48,8 @@ def blueprint(web, services, json_body: Callable[[], dict]) -> Blueprint:
     settings = services.settings
     guard, hub = web.guard, web.hub
     upt = ctl.tariff.units_per_token
-    past = HistoryDesk(services.journal, ctl.clock, upt, ZoneInfo(settings.timezone) if settings.timezone else None)
+    past = HistoryDesk(services.journal, ctl.clock, upt, ZoneInfo(settings.timezone) if settings.timezone else None,
+                       ctl.settings.usage_entry_s)
 
     @bp.get("/")
     def index():

@@ -416,7 +416,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path, 
     rng.shuffle(schedule)
     try:
         for trial in range(TRIALS_PER_CAMPAIGN):
-            usage_entry_s = rng.choice([0, None])  # None: the default (60 s)
+            usage_entry_s = rng.choice([0, None])  # None: the default (900 s, aligned)
             write_config(config, data_dir, tokens_per_wh, usage_entry_s)
             log = tmp_path / f"trial-{trial:03d}.log"
             mode = schedule[trial]

@@ -120,3 +120,14 @@ def test_a_page_warns_of_low_credit_when_use_crosses_the_threshold_not_right_aft
     rig.deposit("a", 500)
     rig.loop.run_for(2)
     assert not low()
+
+
+def test_an_hour_of_quarter_hour_entries_is_four_quarter_hour_buckets_not_a_spike_a_quarter(journal):
+    book(journal, MIDNIGHT - 86_400, deposit=1000)
+    for q in range(4):  # 100 Wh a quarter hour, each booked at its quarter's last tick
+        book(journal, MIDNIGHT - 3600 + 900 * (q + 1) - 1, used=100)
+    quarters = HistoryDesk(journal, ManualClock(MIDNIGHT), 1, UTC, 900.0).chart("a", "hour")
+    assert quarters.step_s == 900 and quarters.series.t == [MIDNIGHT - 2700, MIDNIGHT - 1800, MIDNIGHT - 900, MIDNIGHT]
+    assert quarters.series.power_w == [400.0] * 4 and quarters.series.balance_tokens == [900, 800, 700, 600]
+    minutes = HistoryDesk(journal, ManualClock(MIDNIGHT), 1, UTC, 60.0).chart("a", "hour")
+    assert minutes.step_s == 60 and max(p or 0 for p in minutes.series.power_w) == 6000.0  # 100 Wh in one minute

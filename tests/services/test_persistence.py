@@ -86,12 +86,34 @@ def test_a_usage_entry_writes_the_state_with_it(tmp_path):
     rig = Rig(tmp_path, usage_entry_s=10, predictive=False)
     rig.deposit("a", 10_000)
     rig.loop.run_ticks(2)
-    for _ in range(11):
+    entries: list = []
+    while not entries:
         step(rig)
-    entries = [e for e in rig.journal.all_entries("a") if e.kind == "usage"]
-    assert len(entries) == 1 and stored(rig) == (11, 11 + entries[0].amount)
+        entries = [e for e in rig.journal.all_entries("a") if e.kind == "usage"]
+    counter = rig.meters["a"].energy_wh
+    assert len(entries) == 1 and stored(rig) == (counter, 0)
     step(rig)
-    assert stored(rig) == (11, 11 + entries[0].amount)  # the next quiet tick keeps its state
+    assert stored(rig) == (counter, 0)  # the next quiet tick keeps its state
+
+
+def test_every_socket_closes_its_usage_at_the_last_tick_of_each_aligned_period(tmp_path):
+    """One commit a period for all sockets, however their use began, each entry's time inside its period."""
+    rig = Rig(tmp_path, ids=("a", "b"), usage_entry_s=900, predictive=False)
+    for socket_id in ("a", "b"):
+        rig.deposit(socket_id, 100_000)
+    rig.loop.run_ticks(2)
+    ends: dict[str, list[float]] = {}
+    for n in range(3600):
+        if n % 7 == 3:  # b draws now and then: its use begins at other times than a's
+            rig.meters["b"].energy_wh += 2
+        step(rig, socket_id="a")
+    for socket_id in ("a", "b"):
+        usage = [e for e in rig.journal.all_entries(socket_id) if e.kind == "usage"]
+        ends[socket_id] = [e.at for e in usage]
+        assert all(e.at % 900 == 899 for e in usage), [e.at for e in usage]
+        assert sum(e.energy_wh for e in usage) + rig.journal.meter_state(socket_id).pending_wh == (
+            rig.meters[socket_id].energy_wh)
+    assert ends["a"] == ends["b"] and len(ends["a"]) >= 4
 
 
 def test_a_relay_cut_for_lack_of_credit_writes_the_state_at_once(tmp_path):

@@ -31,7 +31,7 @@ def bed(tmp_path_factory):
     b.rt.landlord.adjust("kitchen", 150, "goodwill", "req-credit-1")
     b.rt.landlord.adjust("kitchen", -20, "broken plug", "req-debit-1")
     b.rt.ledger.pay("office", 300)
-    b.loop.run_for(600)
+    b.loop.run_for(900)                                      # past the first quarter hour: a usage entry each
     yield b
     b.close()
 
