@@ -126,6 +126,16 @@ deb: dist
 deb-test: deb
 	bash packaging/test-deb.sh $(DEB)
 
+# The same for a Raspberry Pi's package, in an arm64 root under qemu-user (not in CI: about ten times slower).
+# Installs Debian's qemu-user-static and registers its aarch64 handler with the kernel's binfmt_misc if need be.
+.PHONY: deb-test-arm64
+deb-test-arm64:
+	command -v qemu-aarch64-static >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static >/dev/null; }
+	[ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+	[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || cat /usr/lib/binfmt.d/qemu-aarch64.conf > /proc/sys/fs/binfmt_misc/register
+	$(MAKE) deb-test ARCH=arm64
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache site node_modules
 

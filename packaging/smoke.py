@@ -51,9 +51,9 @@ def with_port(config_text: str, port: int) -> str:
     return config_text[:web.start(1)] + body + config_text[web.end(1):]
 
 
-def get(port: int, path: str) -> tuple[int, bytes]:
+def get(port: int, path: str, timeout_s: float = 5.0) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout_s) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -74,7 +74,8 @@ def wait_for(what: str, check, timeout_s: float, proc: subprocess.Popen):
     raise SmokeFailed(f"no {what} within {timeout_s} s")
 
 
-def run(payg: str, config: Path, socket_id: str, amount: int, name: str | None) -> None:
+def run(payg: str, config: Path, socket_id: str, amount: int, name: str | None, patience: float = 1.0) -> None:
+    """`patience` multiplies every wait (an emulated CPU is some ten times slower)."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="payg-smoke-") as tmp:
         smoke_config = Path(tmp) / "payg.toml"
@@ -87,22 +88,22 @@ def run(payg: str, config: Path, socket_id: str, amount: int, name: str | None) 
             started = time.monotonic()
 
             def healthy():
-                status, body = get(port, "/healthz")
+                status, body = get(port, "/healthz", 5 * patience)
                 return status == 200 and json.loads(body).get("status") == "ok"
 
-            wait_for("/healthz answering ok", healthy, START_TIMEOUT_S, proc)
+            wait_for("/healthz answering ok", healthy, START_TIMEOUT_S * patience, proc)
             print(f"ok   /healthz answers ok on 127.0.0.1:{port} ({time.monotonic() - started:.1f} s after start)")
 
-            status, body = get(port, "/")
+            status, body = get(port, "/", 5 * patience)
             if status != 200 or b"<html" not in body.lower():
                 raise SmokeFailed(f"GET / answered {status}: the templates were not found")
-            status, body = get(port, "/assets/socket.io.min.js")
+            status, body = get(port, "/assets/socket.io.min.js", 5 * patience)
             if status != 200 or len(body) < 1000:
                 raise SmokeFailed(f"GET /assets/socket.io.min.js answered {status}: the browser libraries are missing")
             print("ok   the tenant page and the browser libraries are served")
 
             def socket_state() -> dict:
-                status, body = get(port, f"/api/sockets/{socket_id}")
+                status, body = get(port, f"/api/sockets/{socket_id}", 5 * patience)
                 if status != 200:
                     raise SmokeFailed(f"GET /api/sockets/{socket_id} answered {status}")
                 return json.loads(body)
@@ -111,7 +112,8 @@ def run(payg: str, config: Path, socket_id: str, amount: int, name: str | None) 
             if name is not None and before["name"] != name:
                 raise SmokeFailed(f"{socket_id} is named {before['name']!r}, not {name!r}: another configuration?")
             deposit = subprocess.run([payg, "deposit", "--config", str(smoke_config), "--socket", socket_id,
-                                      "--amount", str(amount)], cwd=tmp, capture_output=True, text=True, timeout=60)
+                                      "--amount", str(amount)], cwd=tmp, capture_output=True, text=True,
+                                     timeout=60 * patience)
             if deposit.returncode != 0 or "deposit mock-" not in deposit.stdout:
                 raise SmokeFailed(f"payg deposit failed ({deposit.returncode}): {deposit.stdout}{deposit.stderr}")
 
@@ -121,12 +123,12 @@ def run(payg: str, config: Path, socket_id: str, amount: int, name: str | None) 
                 return state if state["balance_tokens"] >= before["balance_tokens"] + amount - 1 \
                     and state["relay"] == "on" else None
 
-            state = wait_for(f"the deposit credited to {socket_id}", credited, CREDIT_TIMEOUT_S, proc)
+            state = wait_for(f"the deposit credited to {socket_id}", credited, CREDIT_TIMEOUT_S * patience, proc)
             print(f"ok   a mock deposit of {amount} tokens was credited: {before['name']} ({socket_id}) went from "
                   f"{before['balance_tokens']} to {state['balance_tokens']} tokens, relay {state['relay']}")
 
             proc.send_signal(signal.SIGTERM)
-            code = proc.wait(timeout=30)
+            code = proc.wait(timeout=30 * patience)
             if code != 0:
                 raise SmokeFailed(f"SIGTERM: the controller exited with code {code}, not 0")
             print("ok   SIGTERM: the controller stopped with exit code 0")
@@ -148,12 +150,14 @@ def main() -> int:
     parser.add_argument("--socket", default="socket1", help="the socket to pay into")
     parser.add_argument("--amount", type=int, default=5)
     parser.add_argument("--name", help="the name the socket must have (checks which configuration was read)")
+    parser.add_argument("--patience", type=float, default=1.0,
+                        help="multiply every wait by this (10 for a root of another architecture under qemu-user)")
     args = parser.parse_args()
     try:
         payg = shutil.which(args.payg)  # a path or a command name, as the controller's cwd is not ours
         if payg is None:
             raise SmokeFailed(f"no {args.payg} to run")
-        run(str(Path(payg).resolve()), args.config.resolve(), args.socket, args.amount, args.name)
+        run(str(Path(payg).resolve()), args.config.resolve(), args.socket, args.amount, args.name, args.patience)
     except SmokeFailed as e:
         print(f"FAIL {e}", file=sys.stderr)
         return 1

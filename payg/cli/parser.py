@@ -148,15 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
             m.add_argument("--address", type=_address, required=True, help="slave address, 1-247")
 
     s = sub.add_parser("scan", help="find the meters on a Modbus port and print them as [[sockets]] entries",
-                       description="Ask every address 1-247 at each baud rate which meter it is (by the shipped "
-                                   "profiles); print what answered as ready-to-paste [[sockets]] entries "
-                                   "(docs/hardware/meters.md). Only reads are sent.")
+                       description="Ask every address 1-247 (or --first to --last) at each baud rate which meter "
+                                   "it is (by the shipped profiles); print what answered as ready-to-paste "
+                                   "[[sockets]] entries (docs/hardware/meters.md). Only reads are sent.")
     s.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0")
     s.add_argument("--baud", type=_positive_int, nargs="+", metavar="N",
                    help="baud rates to try (default: the profiles' own, 9600 and 2400)")
     s.add_argument("--timeout-ms", type=_positive_int, metavar="N",
                    help="wait per address (default: the wire time of the request and reply + 100 ms)")
     s.add_argument("--expect", type=_positive_int, metavar="N", help="stop once N meters are found")
+    s.add_argument("--first", type=_address, default=1, metavar="ADDRESS", help="first address to try (default 1)")
+    s.add_argument("--last", type=_address, default=247, metavar="ADDRESS", help="last address to try (default 247)")
     s.add_argument("--local-echo", action="store_true", help="the RS485 adapter echoes what it sends")
 
     relay = sub.add_parser("relay", help="test a GPIO relay, or force the configured ones off")

@@ -21,16 +21,22 @@ def run(args: argparse.Namespace, scanner: MeterScanner, out: TextIO | None = No
     out, err = out or sys.stdout, err or sys.stderr
     bauds = tuple(dict.fromkeys(args.baud)) if args.baud else scanner.default_bauds()
     timeout_s = args.timeout_ms / 1000 if args.timeout_ms else None
+    first, last = args.first, args.last
+    if first > last:
+        say(f"--first {first} is above --last {last}: nothing to scan", err)
+        return EXIT_USAGE
     rates = ", ".join(str(b) for b in bauds)
-    say(f"scanning {args.port} at {rates} baud, addresses 1-247: at most {budget_s(bauds, 247, timeout_s):.0f} s "
-        "on an empty bus, about a second more per meter", err)
+    count = last - first + 1
+    say(f"scanning {args.port} at {rates} baud, addresses {first}-{last}: at most "
+        f"{budget_s(bauds, count, timeout_s):.0f} s on an empty bus, about a second more per meter", err)
 
     def progress(step: ScanProgress) -> None:
         if step.address % PROGRESS_EVERY == 0 or step.address == step.last:
             say(f"{step.baud} baud: address {step.address}/{step.last}, {step.found} meter(s) found so far", err)
 
     try:
-        report = scanner.scan(args.port, bauds, timeout_s=timeout_s, expect=args.expect, progress=progress)
+        report = scanner.scan(args.port, bauds, first=first, last=last, timeout_s=timeout_s, expect=args.expect,
+                              progress=progress)
     except PortUnavailable as exc:
         say(f"{exc}: is {args.port} the RS485 adapter, and may this user open it (group dialout)?", err)
         return EXIT_USAGE

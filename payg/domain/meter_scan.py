@@ -135,7 +135,8 @@ class MeterScanner(Protocol):
 
     def default_bauds(self) -> tuple[int, ...]: ...
 
-    def scan(self, port: str, bauds: tuple[int, ...], *, timeout_s: float | None = None, expect: int | None = None,
+    def scan(self, port: str, bauds: tuple[int, ...], *, first: int = 1, last: int = 247,
+             timeout_s: float | None = None, expect: int | None = None,
              progress: Callable[[ScanProgress], None] | None = None,
              cancelled: Callable[[], bool] = ...) -> ScanReport:
         """Raises PortUnavailable when the port cannot be opened."""

@@ -39,6 +39,7 @@ class SetupServices:
     add_sockets: Callable[[str], tuple[Path, Config]]  # entries -> (the backup, the new config); raises ConfigError
     timeout_s: float | None = None  # the wait per address (None: the wire time + the turnaround)
     bauds: tuple[int, ...] | None = None  # the baud rates to scan (None: the shipped profiles')
+    addresses: tuple[int, int] = (1, 247)  # the first and the last address to ask
 
 
 @dataclass
@@ -108,8 +109,9 @@ def routes(bp: Blueprint, web, setup: SetupServices, json_body: Callable[[], dic
                 job.progress = step
 
         try:
-            report = setup.scanner.scan(port, setup.bauds or setup.scanner.default_bauds(), timeout_s=setup.timeout_s,
-                                        progress=progress)
+            first, last = setup.addresses
+            report = setup.scanner.scan(port, setup.bauds or setup.scanner.default_bauds(), first=first, last=last,
+                                        timeout_s=setup.timeout_s, progress=progress)
             with job.lock:
                 job.report = report
         except (PortUnavailable, OSError) as exc:

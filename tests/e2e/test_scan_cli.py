@@ -22,17 +22,17 @@ METERS = ROOT / "config" / "meters"
 @pytest.mark.parametrize("seed", [SEED], ids=[f"seed={SEED}"])
 def test_scan_prints_sockets_the_loader_accepts(tmp_path: Path, seed: int):
     rng = random.Random(seed)
-    a, b, c, silent = rng.sample(range(1, 248), 4)
+    a, b, c, silent = rng.sample(range(1, 61), 4)  # the bus's first 60 addresses are scanned (--last)
     slaves = {a: "pzem004t", b: "sdm120", c: "sdm630"}
     with ModbusEmulator(slaves) as emu:
         port = emu.port
         emu.set_pzem(a, energy_wh=4321)
         # the emulated slaves answer within a millisecond, unless a loaded test machine starves their thread
-        done = launcher.run("scan", "--port", emu.port, "--baud", "9600", "--timeout-ms", "150", cwd=tmp_path,
-                            timeout=120)
+        done = launcher.run("scan", "--port", emu.port, "--baud", "9600", "--timeout-ms", "150", "--last", "60",
+                            cwd=tmp_path, timeout=120)
         assert emu.requests(silent) == 1  # the silent address was asked once, and only once
     assert done.returncode == 0, done.stderr
-    assert "address 247/247" in done.stderr and "scanning" in done.stderr  # the progress, on stderr
+    assert "address 60/60" in done.stderr and "addresses 1-60" in done.stderr  # the progress, on stderr
     out = done.stdout
     assert "pzem004t" in out and "4321 Wh" in out
     data = tomllib.loads(out)
@@ -60,3 +60,7 @@ def test_scan_of_a_port_that_cannot_be_opened_names_it_and_exits_2(tmp_path: Pat
     assert done.returncode == 2 and "/dev/ttyNOPE7" in done.stderr and "dialout" in done.stderr
     bad = launcher.run("scan", "--port", "/dev/ttyUSB0", "--baud", "fast", cwd=tmp_path)
     assert bad.returncode == 2 and "--baud" in bad.stderr
+    backwards = launcher.run("scan", "--port", "/dev/ttyUSB0", "--first", "50", "--last", "10", cwd=tmp_path)
+    assert backwards.returncode == 2 and "--first 50 is above --last 10" in backwards.stderr
+    outside = launcher.run("scan", "--port", "/dev/ttyUSB0", "--last", "248", cwd=tmp_path)
+    assert outside.returncode == 2 and "--last" in outside.stderr
