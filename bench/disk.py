@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -106,6 +107,21 @@ def write_bytes(pid: int) -> int:
     return 0
 
 
+def stop(pid: int | None, timeout_s: float = 30.0) -> None:
+    """SIGTERM to a process that is not our child, then SIGKILL if it is still there after `timeout_s`."""
+    if pid is None:
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            os.kill(pid, 0)
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def child_of(pid: int, timeout_s: float = 10.0) -> int:
     """The controller's pid under strace."""
     deadline = time.monotonic() + timeout_s
@@ -136,6 +152,7 @@ def phase(root: Path, write_config, api_for, ids: list[str], persist_interval_s:
                                  "trace=" + ",".join(sorted(WRITES | SYNCS | {"fcntl"})),
                                  sys.executable, "app.py", "--config", str(config)],
                                 cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        pid = None
         try:
             pid = child_of(proc.pid)
             if not wait_healthy(api, proc):
@@ -155,6 +172,8 @@ def phase(root: Path, write_config, api_for, ids: list[str], persist_interval_s:
             if off:
                 problems.append(f"persist_interval_s = {persist_interval_s}: relays off: {', '.join(off)}")
         finally:
+            # the controller itself: SIGTERM to strace only detaches it, and the controller ran on
+            stop(pid)
             proc.terminate()
             try:
                 proc.wait(timeout=30)
