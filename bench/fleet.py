@@ -252,7 +252,8 @@ class RealControllers:
         total = 0
         for data in self.data:
             with sqlite3.connect(data / "journal.sqlite") as db:
-                total += db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+                total += db.execute("SELECT COUNT(*) FROM outbox WHERE seq IS NOT NULL AND delivered_at IS NULL"
+                                    ).fetchone()[0]
         return total
 
     def stop(self) -> None:

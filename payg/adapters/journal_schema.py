@@ -171,4 +171,22 @@ def v10(conn: sqlite3.Connection) -> None:
         conn.execute(f"ALTER TABLE meter_state ADD COLUMN {column} TEXT")
 
 
-JOURNAL = Migrations("journal", (V1, V2, V3, V4, V5, V6, v7, V8, V9, v10))
+SEQ_CURSOR = "outbox-seq"  # the cursor that keeps the last seq given to an MQTT event
+
+
+def v11(conn: sqlite3.Connection) -> None:
+    """(issue 30, commit to be named): every MQTT event's seq, 1, 2, 3, ... per controller, never reused (NULL for
+    the notifications' rows, uid `notify:...`), and when the broker acknowledged it (`delivered_at`, NULL until
+    then): a delivered row is kept for [mqtt] event_retention_h, to be replayed. The rows waiting get their seq in
+    id order; the last seq given is the cursor `outbox-seq`, so pruning every row never takes a seq back."""
+    conn.execute("ALTER TABLE outbox ADD COLUMN seq INTEGER")
+    conn.execute("ALTER TABLE outbox ADD COLUMN delivered_at REAL")
+    waiting = [row[0] for row in conn.execute("SELECT id FROM outbox WHERE uid NOT LIKE 'notify:%' ORDER BY id")]
+    conn.executemany("UPDATE outbox SET seq = ? WHERE id = ?", list(enumerate(waiting, start=1)))
+    conn.execute("CREATE UNIQUE INDEX outbox_seq ON outbox (seq)")
+    conn.execute("CREATE INDEX outbox_undelivered ON outbox (seq) WHERE seq IS NOT NULL AND delivered_at IS NULL")
+    conn.execute("INSERT INTO cursors (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value ="
+                 " excluded.value", (SEQ_CURSOR, str(len(waiting))))
+
+
+JOURNAL = Migrations("journal", (V1, V2, V3, V4, V5, V6, v7, V8, V9, v10, v11))

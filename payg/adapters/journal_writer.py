@@ -17,6 +17,7 @@ import uuid
 from decimal import Decimal
 from fractions import Fraction
 
+from payg.adapters.journal_schema import SEQ_CURSOR
 from payg.adapters.sqlite import LazyTransaction
 from payg.domain.accounts import ALARM_KINDS, CREDIT_KINDS, DEBIT_KINDS, Entry
 from payg.domain.billing import MeterState
@@ -32,6 +33,12 @@ CHANNEL_COLUMNS = ("domain, channel_id, socket_id, direction, price_per_wh, escr
 
 
 NOTIFY_PREFIX = "notify:"  # the uid of an outbox row for notifications, not for MQTT
+
+# The last seq given, plus one: never below the highest kept (a cursor lost or set by hand cannot give a seq twice).
+# Written straight to the file, not through `set_cursor`: the journal's cache of cursors never holds this one.
+NEXT_SEQ = ("INSERT INTO cursors (name, value) VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox))"
+            " ON CONFLICT (name) DO UPDATE SET value = MAX(COALESCE(CAST(value AS INTEGER), 0),"
+            " (SELECT COALESCE(MAX(seq), 0) FROM outbox)) + 1")
 
 ROUTINE_DEBITS = ("usage", "standing")  # the metering loop's own debits (not durable writes)
 
@@ -206,10 +213,14 @@ class JournalWriter:
             self._queue_notice(socket_id, kind, at, detail=detail)
 
     def _queue(self, socket_id: str, kind: str, at: float, **fields: object) -> None:
-        """One row of the outbox (payg/adapters/mqtt/outbox.py sends it and deletes it once the broker has it)."""
+        """One row of the outbox with the next seq, given in this transaction: a rollback gives it back, so the seqs
+        have no gaps (payg/adapters/mqtt/outbox.py sends the row, marks it delivered once the broker has it and
+        prunes it after the retention)."""
         if self._outbox:
-            self._conn.execute("INSERT INTO outbox (uid, socket_id, at, kind, body) VALUES (?, ?, ?, ?, ?)",
-                               (uuid.uuid4().hex, socket_id, at, kind, json.dumps(fields, sort_keys=True)))
+            self._conn.execute(NEXT_SEQ, (SEQ_CURSOR,))
+            self._conn.execute("INSERT INTO outbox (uid, socket_id, at, kind, body, seq) VALUES (?, ?, ?, ?, ?,"
+                               " (SELECT CAST(value AS INTEGER) FROM cursors WHERE name = ?))",
+                               (uuid.uuid4().hex, socket_id, at, kind, json.dumps(fields, sort_keys=True), SEQ_CURSOR))
 
     def _queue_notice(self, socket_id: str, kind: str, at: float, **fields: object) -> None:
         """A notification's row in the same outbox table, its uid marked `notify:` (the MQTT bridge leaves those to

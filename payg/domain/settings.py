@@ -191,6 +191,9 @@ class MqttConfig:
                                              by_hand=True)
     discovery: bool = setting(True, "announce every socket to Home Assistant (MQTT discovery)")
     discovery_prefix: str = setting("homeassistant", "Home Assistant's discovery prefix", kind=LEVELS)
+    event_retention_h: float = setting(168.0, "hours an event stays in the journal once the broker acknowledged it, "
+                                       "for a subscriber that missed it to ask for it again (the `replay` command, "
+                                       "see [Topics](mqtt.md#topics)); deleted within the next hour", gt=0)
 
     @property
     def client(self) -> str:

@@ -1,5 +1,6 @@
 """The fleet as the hub has seen it: every controller, every socket's last published state, who is online,
-the recent events and the commands sent from here with their answers.
+the recent events and the commands sent from here with their answers, and per controller how complete its
+events are here (sequence.py: the gaps in their "seq" and the replays that fill them).
 
 The hub keeps no money of its own. A balance here is the integer a controller last published on its state
 topic, nothing added, nothing inferred: a controller's journal stays the only record. So this model is
@@ -19,6 +20,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
+from payg.hub.sequence import Sequences
 from payg.ports import Clock
 
 COMMANDS = ("force_off", "automatic", "credit")
@@ -163,6 +165,7 @@ class Fleet:
         self._commands: OrderedDict[str, CommandSent] = OrderedDict()
         self._commands_max = commands_max
         self._receipts: deque[StateReceipt] = deque(maxlen=receipts_max)
+        self._sequences = Sequences(command_timeout_s)
         self.broker_connected = False
         self.broker_error: str | None = None
         self.counts = {"states": 0, "events": 0, "duplicate_events": 0, "responses": 0, "unmatched_responses": 0}
@@ -224,6 +227,7 @@ class Fleet:
             while len(self._event_ids) > self._event_ids_max:
                 self._event_ids.popitem(last=False)
             self.counts["events"] += 1
+            self._sequences.seen(controller, body.get("seq"), now)
             version = self._bump()
             self._events.append(_Event({**_scalars(body), "controller": controller}, now, version))
             c.version = version
@@ -233,8 +237,11 @@ class Fleet:
         rid = body.get("request_id")
         now = self.clock.now()
         with self._cond:
-            self._seen(controller, now)
+            c = self._seen(controller, now)
             self.counts["responses"] += 1
+            if self._sequences.answered(controller, body):  # a replay's answer: what the controller still keeps
+                c.version = self._bump()
+                return
             cmd = self._commands.get(rid) if isinstance(rid, str) else None
             if cmd is None or cmd.controller != controller or cmd.status not in ("pending", "timeout"):
                 self.counts["unmatched_responses"] += cmd is None
@@ -280,6 +287,19 @@ class Fleet:
             while len(self._commands) > self._commands_max:
                 self._commands.popitem(last=False)
             return cmd
+
+    def replays_due(self) -> list[tuple[str, int, str]]:
+        """(controller, from_seq, request_id) for each replay to ask now, noted as asked: the link sends them."""
+        now = self.clock.now()
+        with self._cond:
+            due = [(name, first, f"replay-{secrets.token_hex(8)}") for name, first in self._sequences.due(now)]
+            for name, _, rid in due:
+                self._sequences.asked(name, rid, now)
+            return due
+
+    def replay_unsent(self, controller: str, request_id: str) -> None:
+        with self._cond:
+            self._sequences.unsent(controller, request_id)
 
     def forget(self, request_id: str) -> None:
         """A command that could not be sent after all."""
@@ -328,7 +348,7 @@ class Fleet:
 
     def controllers(self) -> list[dict]:
         with self._cond:
-            return [asdict(c) for _, c in sorted(self._controllers.items())]
+            return [{**asdict(c), **self._sequences.of(n)} for n, c in sorted(self._controllers.items())]
 
     def events(self, limit: int | None = None) -> list[dict]:
         """The recent events, newest first, each once."""
@@ -353,8 +373,10 @@ class Fleet:
         rows = self.rows(controller, relay, text)
         with self._cond:
             version, broker = self._version, {"connected": self.broker_connected, "error": self.broker_error}
+            complete = self._sequences.summary()
         return {"version": version, "at": self.clock.now(), "broker": broker, "controllers": self.controllers(),
-                "rows": rows, "totals": totals(rows), "events": self.events(50), "commands": self.commands()[:50]}
+                "events_complete": complete, "rows": rows, "totals": totals(rows), "events": self.events(50),
+                "commands": self.commands()[:50]}
 
     def changes(self, since: int) -> dict:
         """What changed after version `since`, for a live push: the rows and commands with a newer version, the
@@ -367,6 +389,7 @@ class Fleet:
             events = [{**e.body, "received_at": e.received_at} for e in reversed(self._events) if e.version > since]
             commands = [asdict(c) for c in reversed(self._commands.values()) if c.version > since]
             broker = {"connected": self.broker_connected, "error": self.broker_error}
+            complete = self._sequences.summary()
         return {"version": version, "since": since, "at": self.clock.now(), "broker": broker,
-                "controllers": self.controllers(), "rows": rows, "removed": removed, "events": events,
-                "commands": commands}
+                "controllers": self.controllers(), "events_complete": complete, "rows": rows, "removed": removed,
+                "events": events, "commands": commands}

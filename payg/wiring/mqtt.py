@@ -49,7 +49,8 @@ def start_bridge(rt: Runtime) -> MqttBridge | None:
     bridge = MqttBridge(connection(m, str(config.path)), Topics(m.topic_prefix, m.controller),
                         {s.id: s.name for s in config.sockets}, rt.landlord, Outbox(rt.journal.path),
                         discovery_prefix=m.discovery_prefix if m.discovery else None, version=__version__,
-                        min_interval_s=0.8 * config.controller.poll_interval_s, money=MoneyUnit.of(config.tariff))
+                        min_interval_s=0.8 * config.controller.poll_interval_s, money=MoneyUnit.of(config.tariff),
+                        clock=rt.clock.now, retention_s=m.event_retention_h * 3600)
     rt.publishers.subscribe(bridge)
     bridge.start()
     rt.mqtt_status = bridge.status  # /metrics reads it

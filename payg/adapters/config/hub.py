@@ -31,6 +31,7 @@ CONTROLLER_ONLY = {
     "discovery": "Home Assistant discovery is a controller's; leave it out",
     "discovery_prefix": "Home Assistant discovery is a controller's; leave it out",
     "topic_prefix": "the hub's topic prefix is hub.topic_prefix",
+    "event_retention_h": "a controller keeps its events for replays; the hub keeps none",
 }
 
 

@@ -3,11 +3,14 @@
 The metering tick only calls `publish(states)`, which compares each socket's payload with the last
 one and notes what changed: no I/O, no waiting. One worker thread of the bridge does the rest:
 sends the changed states (at most one per socket per poll interval), hands the outbox's events to
-paho in order (QoS 1; a row is deleted once the broker acknowledged it, so a broker that is down,
-slow or refusing the login keeps them, and a controller killed before the acknowledgement sends
-them again: at least once, and in order), announces the sockets to Home Assistant, and runs the
+paho in seq order (QoS 1; a row is marked delivered once the broker acknowledged it, so a broker that
+is down, slow or refusing the login keeps them, and a controller killed before the acknowledgement
+sends them again: at least once, and in order), announces the sockets to Home Assistant, and runs the
 commands that arrive. At most `window` messages wait for an acknowledgement at a time: a stalled
 broker holds the states (one per socket, the newest) and the outbox rows where they are.
+
+Delivered events are kept for `retention_s` ([mqtt] event_retention_h; pruned at most once an hour) so
+that a `replay` command can send them again (replay.py), through the same window as the new ones.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ from payg.adapters.mqtt import client as mqtt_client
 from payg.adapters.mqtt import discovery
 from payg.adapters.mqtt.client import MQTT_ERR_NO_CONN, MQTT_ERR_SUCCESS, Connection
 from payg.adapters.mqtt.outbox import Outbox, OutboxRow
+from payg.adapters.mqtt.replay import Replays
 from payg.adapters.mqtt.topics import (
     OFFLINE,
     ONLINE,
     BadCommand,
     Credit,
+    Replay,
     Topics,
     encode,
     event_id,
@@ -44,6 +49,8 @@ log = logging.getLogger("payg.mqtt")
 
 COMMAND_QUEUE_MAX = 1000
 STATES_SUBSCRIPTION_S = 5.0  # how long after connecting the bridge listens for stale retained states
+PRUNE_EVERY_S = 3600.0  # delivered events older than the retention are deleted at most this often
+RETENTION_S = 168 * 3600.0  # [mqtt] event_retention_h's default
 
 
 class Landlord(Protocol):
@@ -57,7 +64,8 @@ class Landlord(Protocol):
 class MqttBridge:
     def __init__(self, conn: Connection, topics: Topics, sockets: dict[str, str], landlord: Landlord,
                  outbox: Outbox, *, discovery_prefix: str | None, version: str, min_interval_s: float,
-                 window: int = 100, monotonic: Callable[[], float] = time.monotonic, money: MoneyUnit = TOKENS):
+                 window: int = 100, monotonic: Callable[[], float] = time.monotonic, money: MoneyUnit = TOKENS,
+                 clock: Callable[[], float] = time.time, retention_s: float = RETENTION_S):
         self.conn, self.topics, self.sockets, self.landlord, self.outbox = conn, topics, dict(sockets), landlord, outbox
         self.discovery_prefix = discovery_prefix
         self.version = version
@@ -65,6 +73,10 @@ class MqttBridge:
         self.min_interval_s = min_interval_s
         self.window = window
         self.monotonic = monotonic
+        self.clock = clock  # the controller's time: when an event was delivered, and which ones are old enough
+        self.retention_s = retention_s
+        self._replays = Replays(outbox)          # the worker thread's
+        self._pruned_at: float | None = None     # monotonic
         self._cond = threading.Condition()
         self._compared: dict[str, dict] = {}     # the newest payload per socket, without its time
         self._latest: dict[str, dict] = {}       # the same with "at": what is sent
@@ -78,13 +90,13 @@ class MqttBridge:
         self._stopping = False
         self._inflight: dict[int, int | None] = {}   # mid -> outbox row id (None: a state or a reply)
         self._early: set[int] = set()            # acknowledged before publish() returned its mid
-        self._acked: list[int] = []              # outbox rows to delete
-        self._handed = 0                         # the last outbox row handed to paho
+        self._acked: list[int] = []              # outbox rows (ids) to mark delivered
+        self._handed = 0                         # the seq of the last new outbox row handed to paho
         self._states_sub_until: float | None = None
         self.online = threading.Event()          # the broker has our "online" (so our subscriptions are in place)
         self._online_mid: int | None = None
         self.last_error: str | None = None
-        self.counts = {"states": 0, "events": 0, "commands": 0, "refused": 0}
+        self.counts = {"states": 0, "events": 0, "commands": 0, "refused": 0, "replayed": 0}
         self._client = mqtt_client.make_client(conn, on_connect=self._on_connect, on_disconnect=self._on_disconnect,
                                                on_message=self._on_message, on_publish=self._on_publish,
                                                will=(topics.status, OFFLINE.encode()))
@@ -214,6 +226,9 @@ class MqttBridge:
             try:
                 for _topic, payload in commands:
                     self._command(payload)
+                if not self._replays and (self._pruned_at is None
+                                          or self.monotonic() - self._pruned_at >= PRUNE_EVERY_S):
+                    self._prune()
                 if not connected:
                     continue
                 if fresh:
@@ -289,35 +304,61 @@ class MqttBridge:
                     self.counts["states"] += 1
 
     def _send_events(self) -> None:
+        """The new events, then a replay's in the room left; while a replay is under way the new ones take at most
+        half the room (at least one message), so neither waits for the other to end."""
         room = self._room()
         if room <= 0:
             return
-        for row in self.outbox.after(self._handed, room):
+        for row in self.outbox.after(self._handed, max(1, room // 2) if self._replays else room):
             if not self._send(self.topics.events, encode(self._event(row)), row=row.id):
                 return
-            self._handed = row.id
+            self._handed, room = row.seq, room - 1
             with self._cond:
                 self.counts["events"] += 1
+        for row in self._replays.due(room):
+            if not self._send(self.topics.events, encode(self._event(row))):  # delivered before: nothing to mark
+                return
+            self._replays.sent(row)
+            with self._cond:
+                self.counts["replayed"] += 1
 
     def _event(self, row: OutboxRow) -> dict:
-        return {**row.body, "id": event_id(self.topics.controller, row.uid), "seq": row.id,
+        return {**row.body, "id": event_id(self.topics.controller, row.uid), "seq": row.seq,
                 "controller": self.topics.controller, "socket": row.socket_id, "kind": row.kind, "at": row.at}
 
     def _flush_acks(self) -> None:
         with self._cond:
             acked, self._acked = self._acked, []
         try:
-            self.outbox.delivered(acked)
+            self.outbox.delivered(acked, self.clock())
         except Exception:
-            log.exception("MQTT: could not delete delivered events (they will be sent again)")
+            log.exception("MQTT: could not mark delivered events (they will be sent again)")
+
+    def _prune(self) -> None:
+        self._pruned_at = self.monotonic()
+        try:
+            pruned = self.outbox.prune(self.clock() - self.retention_s)
+        except Exception:
+            log.exception("MQTT: could not prune delivered events (tried again in an hour)")
+            return
+        if pruned:
+            log.info("MQTT: %d delivered events older than %g h pruned", pruned, self.retention_s / 3600)
 
     def _command(self, payload: bytes) -> None:
         try:
             cmd = parse_command(payload, frozenset(self.sockets))
+            replay = self._replays.plan(cmd) if isinstance(cmd, Replay) else {}  # its response
         except BadCommand as exc:
             self._reply(response_payload(exc.request_id, False, exc.command, exc.socket, exc.reason))
             with self._cond:
                 self.counts["refused"] += 1
+            return
+        if isinstance(cmd, Replay):
+            log.info("MQTT: replay from seq %d (request %s): %d events", cmd.from_seq, cmd.request_id,
+                     replay["replayed"])
+            with self._cond:
+                self.counts["commands"] += 1
+            self._reply(replay)
             return
         booked = None
         try:

@@ -6,12 +6,17 @@ handed to a `FleetSink` as plain values, so the fleet model (payg/hub, an entry 
 or bytes, and this adapter never imports it. A command is checked with the controllers' own parser
 (`parse_command`) before it goes out, so a command the controller would refuse is refused here, at once,
 with the same words. Commands are QoS 1 and never retained (a controller ignores a retained one).
+
+The link also asks for missing events: after an event, and every `replay_check_s` on a thread of its own, it
+sends the replays the sink says are due (`replays_due`: a gap in a controller's "seq", payg/hub/sequence.py)
+with `send_replay`, and tells the sink of one that could not go out.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 import threading
 from typing import Protocol
 
@@ -37,6 +42,12 @@ class FleetSink(Protocol):
 
     def link(self, connected: bool, error: str | None = None) -> None: ...
 
+    def replays_due(self) -> list[tuple[str, int, str]]:
+        """(controller, from_seq, request_id) for each replay to send now, already noted as asked."""
+        ...
+
+    def replay_unsent(self, controller: str, request_id: str) -> None: ...
+
 
 class NotConnected(ConnectionError):
     """The hub is not connected to the broker: a command sent now would wait in paho's queue for who knows
@@ -45,6 +56,12 @@ class NotConnected(ConnectionError):
 
 def subscriptions(prefix: str) -> list[str]:
     return [f"{prefix}/+/status", f"{prefix}/+/+/state", f"{prefix}/+/events", f"{prefix}/+/response"]
+
+
+def replay_body(from_seq: int, request_id: str) -> dict:
+    """The controller re-publishes the events it keeps with seq >= from_seq (no "socket": it is the whole
+    controller's)."""
+    return {"command": "replay", "from_seq": from_seq, "request_id": request_id}
 
 
 def command_body(command: str, socket: str, request_id: str, tokens: int | None = None,
@@ -58,8 +75,11 @@ def command_body(command: str, socket: str, request_id: str, tokens: int | None 
 
 
 class HubLink:
-    def __init__(self, conn: Connection, prefix: str, sink: FleetSink):
+    def __init__(self, conn: Connection, prefix: str, sink: FleetSink, replay_check_s: float = 1.0):
         self.conn, self.prefix, self.sink = conn, prefix, sink
+        self.replay_check_s = replay_check_s
+        self._stopped = threading.Event()
+        self._checker: threading.Thread | None = None
         self._lock = threading.Lock()
         self._connected = False
         self._stopping = False
@@ -80,11 +100,50 @@ class HubLink:
     def start(self) -> None:
         """Connect in the background; a broker that is down is retried until it is up."""
         mqtt_client.start(self._client, self.conn)
+        self._checker = threading.Thread(target=self._check_replays, name="payg-hub-replays", daemon=True)
+        self._checker.start()
 
     def stop(self) -> None:
         with self._lock:
             self._stopping = True
+        self._stopped.set()
+        if self._checker is not None:
+            self._checker.join(5)
         mqtt_client.stop(self._client)
+
+    def send_replay(self, controller: str, from_seq: int, request_id: str | None = None) -> str:
+        """Ask a controller to replay its events from `from_seq`; the request id (a fresh one unless given).
+        NotConnected: the hub has no broker now."""
+        rid = request_id or f"replay-{secrets.token_hex(8)}"
+        if not self.connected:
+            raise NotConnected("the hub is not connected to the broker")
+        info = self._client.publish(Topics(self.prefix, controller).command, encode(replay_body(from_seq, rid)),
+                                    qos=1, retain=False)
+        if info.rc != MQTT_ERR_SUCCESS:
+            raise NotConnected(f"the broker did not take the replay ({info.rc})")
+        log.info("hub: asked %s to replay its events from seq %d (request %s)", controller, from_seq, rid)
+        return rid
+
+    def ask_replays(self) -> int:
+        """Send the replays due now; how many went out."""
+        if not self.connected:
+            return 0
+        sent = 0
+        for controller, from_seq, rid in self.sink.replays_due():
+            try:
+                self.send_replay(controller, from_seq, rid)
+                sent += 1
+            except NotConnected as exc:
+                log.warning("hub: the replay for %s was not sent (%s)", controller, exc)
+                self.sink.replay_unsent(controller, rid)
+        return sent
+
+    def _check_replays(self) -> None:
+        while not self._stopped.wait(self.replay_check_s):
+            try:
+                self.ask_replays()
+            except Exception:  # the check runs again in a second; it must not die
+                log.exception("hub: the replay check failed")
 
     def send_command(self, controller: str, command: str, socket: str, request_id: str, tokens: int | None = None,
                      reason: str | None = None) -> None:
@@ -173,6 +232,7 @@ class HubLink:
             self.sink.state(controller, socket, body)
         elif what == "events":
             self.sink.event(controller, body)
+            self.ask_replays()
         elif what == "response":
             self.sink.response(controller, body)
 

@@ -1,0 +1,166 @@
+"""The hub's view of each controller's event sequence: what it holds, the gaps, the replays it asks for and
+when, and the events it gives up as lost. Pure: the time is passed in."""
+
+from __future__ import annotations
+
+from payg.hub.sequence import RETRY_MAX_S, Sequence, Sequences
+
+TIMEOUT = 10.0
+
+
+def feed(s: Sequence, *seqs: int, now: float = 0.0) -> list[bool]:
+    return [s.seen(n, now) for n in seqs]
+
+
+def test_events_in_order_are_complete_and_ask_nothing():
+    s = Sequence()
+    assert feed(s, 1, 2, 3) == [True, True, True]
+    assert (s.complete_through, s.missing, s.lost, s.baseline) == (3, 0, 0, 1)
+    assert s.due(0.0, TIMEOUT) is None
+
+
+def test_a_gap_asks_once_from_its_first_seq_and_its_fill_closes_it():
+    s = Sequence()
+    feed(s, 1, 2, 5, 6)
+    assert (s.complete_through, s.missing, s.first_missing) == (2, 2, 3)
+    assert s.due(1.0, TIMEOUT) == 3
+    s.asked("r1", 1.0)
+    assert s.due(2.0, TIMEOUT) is None and s.due(10.9, TIMEOUT) is None  # one request at a time
+    feed(s, 3, now=3.0)
+    assert (s.complete_through, s.missing) == (3, 1) and s.request_id == "r1"
+    feed(s, 4, now=3.5)
+    assert (s.complete_through, s.missing, s.request_id, s.replays) == (6, 0, None, 1)
+    assert s.due(100.0, TIMEOUT) is None
+
+
+def test_fills_out_of_order_and_a_second_gap_above_the_first():
+    s = Sequence()
+    feed(s, 10, 14, 12, 17)
+    assert (s.complete_through, s.missing, s.first_missing) == (10, 4, 11)  # 11, 13, 15, 16
+    feed(s, 13, 16)
+    assert (s.complete_through, s.missing) == (10, 2)
+    feed(s, 11)
+    assert (s.complete_through, s.missing, s.first_missing) == (14, 1, 15)
+    feed(s, 15)
+    assert (s.complete_through, s.missing, s.held) == (17, 0, set())
+
+
+def test_a_seq_held_or_already_passed_is_not_new():
+    s = Sequence()
+    feed(s, 1, 2, 4)
+    assert feed(s, 4, 2, 1) == [False, False, False]
+    assert (s.complete_through, s.missing) == (2, 1)
+    assert feed(s, None, "3", True, 0, -1) == [False] * 5  # no usable seq: not tracked
+    assert s.missing == 1
+
+
+def test_a_replay_that_cannot_reach_past_the_oldest_kept_event_makes_the_rest_lost():
+    s = Sequence()
+    feed(s, 1, 2, 9)
+    s.asked("r1", 0.0)
+    assert s.answered("r1", {"request_id": "r1", "ok": True, "command": "replay", "from_seq": 3,
+                             "oldest_seq": 6, "last_seq": 9, "replayed": 4})
+    assert (s.complete_through, s.missing, s.lost, s.first_missing) == (5, 3, 3, 6)  # 3, 4, 5 lost for good
+    feed(s, 6, 7, 8)
+    assert (s.complete_through, s.missing, s.lost, s.request_id) == (9, 0, 3, None)
+    assert s.due(1000.0, TIMEOUT) is None  # never asked for again
+
+
+def test_lost_counts_only_what_was_not_held_and_may_pass_the_top():
+    s = Sequence()
+    feed(s, 1, 3, 5)
+    s.asked("r1", 0.0)
+    s.answered("r1", {"request_id": "r1", "ok": True, "oldest_seq": 8, "last_seq": 9})
+    assert (s.complete_through, s.lost, s.missing) == (7, 4, 0)  # 2, 4, 6, 7: 6 and 7 were never seen at all
+
+
+def test_a_controller_that_keeps_no_events_loses_everything_missing_up_to_its_last():
+    s = Sequence()
+    feed(s, 1, 4)
+    s.asked("r1", 0.0)
+    s.answered("r1", {"request_id": "r1", "ok": True, "oldest_seq": None, "last_seq": 4, "replayed": 0})
+    assert (s.complete_through, s.lost, s.missing) == (4, 2, 0)
+
+
+def test_responses_to_other_requests_or_refusals_change_nothing():
+    s = Sequence()
+    feed(s, 1, 4)
+    s.asked("r1", 0.0)
+    assert not s.answered("someone-else", {"ok": True, "oldest_seq": 4})
+    assert not s.answered(None, {"ok": True, "oldest_seq": 4})
+    assert s.answered("r1", {"request_id": "r1", "ok": False, "error": "unknown command", "oldest_seq": 4})
+    assert (s.complete_through, s.lost, s.missing) == (1, 0, 2)
+
+
+def test_no_event_of_the_replay_within_the_timeout_asks_again_from_the_first_still_missing():
+    s = Sequence()
+    feed(s, 1, 2, 6)
+    assert s.due(0.0, TIMEOUT) == 3
+    s.asked("r1", 0.0)
+    assert s.due(9.9, TIMEOUT) is None
+    feed(s, 3, now=8.0)  # progress: the wait starts again from here
+    assert s.due(17.9, TIMEOUT) is None
+    assert s.due(18.0, TIMEOUT) == 4
+    s.asked("r2", 18.0)
+    assert s.due(18.0 + TIMEOUT, TIMEOUT) is None  # a fruitless request: the next waits twice as long
+    assert s.due(18.0 + 2 * TIMEOUT, TIMEOUT) == 4
+    s.asked("r3", 38.0)
+    assert s.due(38.0 + 4 * TIMEOUT, TIMEOUT) == 4
+    s.asked("r4", 78.0)
+    feed(s, 4, now=80.0)  # progress again: back to the plain timeout
+    assert s.due(89.9, TIMEOUT) is None and s.due(90.0, TIMEOUT) == 5
+    assert s.replays == 4 and list(s.requests) == ["r1", "r2", "r3", "r4"]
+
+
+def test_the_wait_between_fruitless_requests_has_a_ceiling():
+    s = Sequence()
+    feed(s, 1, 3)
+    now = 0.0
+    for _ in range(12):
+        assert s.due(now, TIMEOUT) == 2
+        s.asked("r", now)
+        now += RETRY_MAX_S
+    assert s.due(now - 1, TIMEOUT) is None
+
+
+def test_an_answer_to_an_earlier_request_still_counts():
+    s = Sequence()
+    feed(s, 1, 5)
+    s.asked("r1", 0.0)
+    s.asked("r2", 20.0)
+    assert s.answered("r1", {"request_id": "r1", "ok": True, "oldest_seq": 3, "last_seq": 5})
+    assert (s.complete_through, s.lost, s.missing) == (2, 1, 2)
+
+
+def test_a_hub_restart_takes_the_first_seq_it_sees_as_its_baseline():
+    before = Sequence()
+    feed(before, 1, 2, 3)
+    after = Sequence()  # the hub restarted: nothing is remembered, and the history before is not asked for
+    assert feed(after, 250, 251) == [True, True]
+    assert (after.baseline, after.complete_through, after.missing) == (250, 251, 0)
+    assert after.due(0.0, TIMEOUT) is None
+    feed(after, 253)
+    assert after.due(0.0, TIMEOUT) == 252
+
+
+def test_the_fleet_figure_over_every_controller():
+    seqs = Sequences(TIMEOUT)
+    for n in (1, 2, 3):
+        seqs.seen("home", n, 0.0)
+    for n in (7, 9, 12):
+        seqs.seen("shop", n, 0.0)
+    assert seqs.due(0.0) == [("shop", 8)]
+    seqs.asked("shop", "r1", 0.0)
+    assert seqs.due(1.0) == []
+    assert seqs.answered("shop", {"request_id": "r1", "ok": True, "oldest_seq": 9, "last_seq": 12})
+    assert not seqs.answered("home", {"request_id": "r1", "ok": True})  # another controller's request
+    assert seqs.of("shop") == {"complete_through": 9, "missing": 2, "lost": 1, "baseline_seq": 7, "replays": 1,
+                               "replaying": True}
+    assert seqs.of("nobody")["complete_through"] is None
+    assert seqs.summary() == {"complete": False, "controllers": 2, "controllers_complete": 1, "missing": 2,
+                              "lost": 1}
+    seqs.unsent("shop", "r1")
+    assert seqs.due(1.0) == [("shop", 10)]
+    for n in (10, 11):
+        seqs.seen("shop", n, 2.0)
+    assert seqs.summary()["complete"] is True
