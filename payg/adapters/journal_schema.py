@@ -175,7 +175,7 @@ SEQ_CURSOR = "outbox-seq"  # the cursor that keeps the last seq given to an MQTT
 
 
 def v11(conn: sqlite3.Connection) -> None:
-    """(issue 30, commit to be named): every MQTT event's seq, 1, 2, 3, ... per controller, never reused (NULL for
+    """cbd3012: every MQTT event's seq, 1, 2, 3, ... per controller, never reused (NULL for
     the notifications' rows, uid `notify:...`), and when the broker acknowledged it (`delivered_at`, NULL until
     then): a delivered row is kept for [mqtt] event_retention_h, to be replayed. The rows waiting get their seq in
     id order; the last seq given is the cursor `outbox-seq`, so pruning every row never takes a seq back."""
