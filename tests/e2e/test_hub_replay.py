@@ -1,0 +1,112 @@
+"""The hub fills a gap in a real controller's events: a real Mosquitto with the fleet's users and ACL, the
+controller as a process of its own (`app.py --config`, MQTT on, the mock ledger), and the hub's Fleet and
+HubLink in this process. Credits booked while the hub was away, and dropped by the broker, come back through
+one replay from the controller's journal with their original id and seq, and the hub ends complete."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+from ledgers.mock import MockLedger
+from payg.adapters.clocks import SystemClock
+from payg.adapters.mqtt.acl import mosquitto_acl
+from payg.adapters.mqtt.client import Connection
+from payg.adapters.mqtt.hub_link import HubLink
+from payg.hub.fleet import Fleet
+from tests.support import launcher, terminate, wait_until
+from tests.support.mosquitto import Broker
+from tests.support.mqtt_beds import PASSWORDS, controller_toml
+
+SOCKETS = ("kitchen", "hall")
+
+
+def journal_events(data_dir: Path) -> list[tuple[int, str, str, bool]]:
+    """The controller's numbered events as its journal keeps them: (seq, id on the wire, kind, delivered)."""
+    with sqlite3.connect(data_dir / "journal.sqlite") as db:
+        rows = db.execute("SELECT seq, uid, kind, delivered_at IS NOT NULL FROM outbox WHERE seq IS NOT NULL"
+                          " ORDER BY seq").fetchall()
+    return [(seq, f"home:{uid}", kind, bool(delivered)) for seq, uid, kind, delivered in rows]
+
+
+def start_link(port: int, fleet: Fleet) -> HubLink:
+    """The hub's link as `payg hub` makes it (a persistent session under a fixed client id), feeding `fleet`."""
+    conn = Connection("127.0.0.1", port, "hub-e2e", "landlord", PASSWORDS["landlord"], keepalive_s=5)
+    link = HubLink(conn, "payg", fleet, replay_check_s=0.2)
+    link.start()
+    wait_until(link.ready.is_set, 10, "the hub subscribed")
+    return link
+
+
+def home(fleet: Fleet) -> dict:
+    return next(c for c in fleet.controllers() if c["name"] == "home")
+
+
+def credits_at_hub(fleet: Fleet) -> list[dict]:
+    return [e for e in fleet.events() if e.get("kind") == "credited"]
+
+
+def test_events_the_broker_dropped_while_the_hub_was_away_come_back_by_one_replay(tmp_path):
+    # The hub's session is persistent: after a plain disconnect the broker would queue its QoS 1 events and hand
+    # them over on its return, and no gap would open. The outage played here is one where the broker drops them:
+    # a broker without persistence restarted while the hub is away loses the hub's session and its queue (the
+    # hub then reconnects under its own client id and finds no session).
+    broker = Broker(tmp_path / "broker", PASSWORDS, mosquitto_acl("payg", {"home": "ctl-home"}, ["landlord"]),
+                    extra_conf=("persistence false",)).start()
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    config = tmp_path / "payg.toml"
+    config.write_text(controller_toml(data, broker.port, sockets=SOCKETS, load_w=0).replace(
+        "[controller]\n", "[controller]\npoll_interval_s = 0.1\ndeposit_poll_interval_s = 0.1\n", 1))
+    ledger = MockLedger(data / "mock-ledger.sqlite", SystemClock(), list(SOCKETS))
+    fleet = Fleet(SystemClock(), command_timeout_s=30)  # no second request within the test unless one is lost
+    link = start_link(broker.port, fleet)
+    log = tmp_path / "controller.log"
+    proc = launcher.start(["--config", str(config)], cwd=tmp_path, stdout=log, append=True,
+                          env=dict(os.environ, PAYG_TEST_MQTT_PASSWORD=PASSWORDS["ctl-home"]))
+    try:
+        ledger.pay("kitchen", 50)
+        wait_until(lambda: len(credits_at_hub(fleet)) == 1, 30, "the first credit at the hub")
+        seen = {e["seq"] for e in fleet.events()}
+        assert home(fleet)["baseline_seq"] == 1 and home(fleet)["missing"] == 0  # from the controller's first event
+        link.stop()
+
+        ledger.pay("hall", 20)
+        ledger.pay("kitchen", 30)
+        wait_until(lambda: sum(k == "credited" and d for _, _, k, d in journal_events(data)) == 3, 30,
+                   "the two credits booked while the hub was away, taken by the broker")
+        away = [seq for seq, *_ in journal_events(data) if seq > max(seen)]
+        broker.restart()
+
+        link = start_link(broker.port, fleet)  # the same Fleet: what it held before, it holds still
+        assert home(fleet)["missing"] == 0 and not any(e["seq"] in away for e in fleet.events())  # nothing came
+        ledger.pay("kitchen", 40)
+        wait_until(lambda: len(credits_at_hub(fleet)) == 4 and home(fleet)["missing"] == 0
+                   and home(fleet)["complete_through"] == journal_events(data)[-1][0], 30,
+                   "the gap seen, replayed and closed")
+
+        journal = journal_events(data)
+        last = journal[-1][0]
+        assert [seq for seq, *_ in journal] == list(range(1, last + 1))  # the controller's seqs: no gap
+        at_hub = fleet.events()
+        assert sorted((e["seq"], e["id"], e["kind"]) for e in at_hub) == [(s, i, k) for s, i, k, _ in journal]
+        credited = [i for _, i, k, _ in journal if k == "credited"]
+        assert len(credited) == 4 and all([e["id"] for e in at_hub].count(i) == 1 for i in credited)
+        assert sorted((e["socket"], e["amount"]) for e in credits_at_hub(fleet)) == [
+            ("hall", 20), ("kitchen", 30), ("kitchen", 40), ("kitchen", 50)]
+        ctl = home(fleet)
+        assert (ctl["complete_through"], ctl["missing"], ctl["lost"], ctl["replaying"]) == (last, 0, 0, False)
+        assert fleet.snapshot()["events_complete"] == {"complete": True, "controllers": 1, "controllers_complete": 1,
+                                                       "missing": 0, "lost": 0}
+        # one request for the gap, from its first seq, which the controller answered (the answer matched the
+        # hub's own request); the replay sent the last credit again, and the hub dropped it by its id
+        assert ctl["replays"] == 1
+        asked = [line for line in log.read_text().splitlines() if "MQTT: replay from seq" in line]
+        assert len(asked) == 1 and f"replay from seq {away[0]} " in asked[0], asked
+        assert fleet.counts["unmatched_responses"] == 0 and fleet.counts["duplicate_events"] >= 1
+    finally:
+        link.stop()
+        terminate(proc)
+        broker.stop()
+    assert "Traceback" not in log.read_text()
