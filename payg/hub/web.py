@@ -28,8 +28,8 @@ from flask import Flask, Response, abort, jsonify, redirect, render_template, re
 from flask.typing import ResponseReturnValue
 from flask_socketio import SocketIO
 
+from payg.domain.hub_settings import HubConfig
 from payg.domain.money import MoneyUnit
-from payg.domain.settings import HubConfig
 from payg.hub.fleet import COMMANDS, RELAYS, Fleet, Refused, UnknownTarget
 from payg.hub.live import FleetPusher
 from payg.ports import Clock, SessionStore
@@ -38,6 +38,7 @@ from payg.webkit.app import STATE_CHANGING, WebSite, make_app
 from payg.webkit.i18n import N_
 from payg.webkit.language import current as current_language
 from payg.webkit.pages import csv_cell, login_pages
+from payg.webkit.proxies import networks
 from payg.webkit.security import Guard, Limiter, WebSecrets
 from payg.webkit.sessions import Sessions
 
@@ -85,6 +86,7 @@ class HubServices:
     max_body_bytes: int = 64 * 1024
     locale: str = HubConfig.locale  # how money is written (each controller's currency comes with its states)
     language: str = HubConfig.language  # the pages' language when neither the switcher nor the browser names one
+    trusted_proxies: tuple[str, ...] = HubConfig.trusted_proxies  # whose X-Forwarded-For names the client
 
 
 @dataclass
@@ -130,7 +132,7 @@ def create_hub_web(services: HubServices, *, templates: Path = ROOT / "templates
                    password_hash=services.password_hash, session_hours=services.session_hours,
                    session_idle_minutes=services.session_idle_minutes, secure_cookies=services.secure_cookies,
                    max_body_bytes=services.max_body_bytes, templates=templates, static=static, assets=assets,
-                   language=services.language)
+                   trusted_proxies=networks(services.trusted_proxies), language=services.language)
     app, guard = kit.app, kit.guard
     app.jinja_env.globals.update(money.template_globals(MoneyUnit(locale=services.locale), current_language))
     pusher = FleetPusher(kit, fleet)

@@ -22,7 +22,7 @@ from payg.ports import Clock
 
 if TYPE_CHECKING:
     from payg.adapters.mqtt.hub_link import HubLink
-    from payg.domain.settings import HubConfig
+    from payg.domain.hub_settings import HubConfig
     from payg.hub.fleet import Fleet
     from payg.hub.web import HubWeb
     from payg.webkit.server import HttpServer
@@ -85,6 +85,7 @@ def build_hub(config: HubConfig, clock: Clock | None = None, *, web: bool = True
         hub.closers.append(("mqtt", link.stop))
         return hub
     from payg.hub.web import HubServices, create_hub_web
+    from payg.webkit.proxies import client_resolver, networks
     from payg.webkit.security import WebSecrets
     from payg.webkit.server import HttpServer, ServerLimits
 
@@ -113,11 +114,12 @@ def build_hub(config: HubConfig, clock: Clock | None = None, *, web: bool = True
             password_hash=LandlordPasswordHash(config.landlord_password, config.path, password),
             session_hours=config.session_hours, session_idle_minutes=config.session_idle_minutes,
             secure_cookies=config.secure_cookies, locale=config.locale,
-            language=config.language), **_web_dirs())
+            language=config.language, trusted_proxies=config.trusted_proxies), **_web_dirs())
         hub.web.pusher.start()
         hub.closers.append(("live pushes", hub.web.pusher.stop))
         hub.server = HttpServer(hub.web.app, config.host, config.port if port is None else port,
-                                ServerLimits.of(config.server))
+                                ServerLimits.of(config.server),
+                                client_of=client_resolver(networks(config.trusted_proxies)))
         hub.closers.append(("web server", hub.server.server_close))
     except BaseException:
         hub.close()

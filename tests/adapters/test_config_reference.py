@@ -12,7 +12,7 @@ import pytest
 from payg.adapters.config import reference
 from payg.adapters.config.hub import parse as parse_hub
 from payg.adapters.config.tables import Table, fill, read_key
-from payg.domain import settings
+from payg.domain import hub_settings, settings
 from payg.domain.config_keys import setting, setting_of
 from payg.errors import ConfigError
 from tests.support.configs import MINIMAL, load_text
@@ -44,7 +44,8 @@ def _config_classes(cls: type, seen: set[type]) -> set[type]:
 
 def test_every_class_with_settings_is_in_the_reference():
     template = reference.TEMPLATE.read_text()
-    classes = _config_classes(settings.Config, set()) | _config_classes(settings.HubConfig, {settings.HubConfig})
+    hub = hub_settings.HubConfig
+    classes = _config_classes(settings.Config, set()) | _config_classes(hub, {hub})
     with_settings = {c.__name__ for c in classes if any(setting_of(f) for f in dataclasses.fields(c))}
     assert with_settings >= {"ControllerConfig", "WebConfig", "ServerConfig", "MqttConfig", "HubConfig"}
     missing = sorted(n for n in with_settings if "{{ " + n not in template)
@@ -100,7 +101,7 @@ def _bounded(cls: type) -> list[tuple[str, object]]:
 
 @pytest.mark.parametrize("cls", [settings.ControllerConfig, settings.WebConfig, settings.ServerConfig,
                                  settings.MqttConfig, settings.TradeConfig, settings.CodesConfig,
-                                 settings.ProtectionsConfig, settings.HubConfig, settings.BuyConfig,
+                                 settings.ProtectionsConfig, hub_settings.HubConfig, settings.BuyConfig,
                                  settings.MockLedgerConfig, settings.EthereumLedgerConfig, settings.IotaLedgerConfig,
                                  settings.SimulatedMeterConfig, settings.ModbusMeterConfig, settings.GpioRelayConfig,
                                  settings.SocketConfig, settings.ConstantLoad, settings.ScheduleLoad,

@@ -25,7 +25,8 @@ from payg.adapters.mqtt import client as mqtt_client
 from payg.adapters.mqtt.acl import mosquitto_acl
 from payg.adapters.mqtt.client import Connection
 from payg.adapters.virtual import VirtualDriver
-from payg.domain.settings import HubConfig, MqttConfig, SecretRef
+from payg.domain.hub_settings import HubConfig
+from payg.domain.settings import MqttConfig, SecretRef
 from payg.wiring.hub import build_hub
 from payg.wiring.mqtt import start_bridge
 from tests.conftest import CHROMIUM, TEST_OUTPUT

@@ -11,7 +11,8 @@ import pytest
 from werkzeug.security import generate_password_hash
 
 from payg.adapters.mqtt.acl import mosquitto_acl
-from payg.domain.settings import HubConfig, MqttConfig, SecretRef, ServerConfig
+from payg.domain.hub_settings import HubConfig
+from payg.domain.settings import MqttConfig, SecretRef, ServerConfig
 from payg.wiring.hub import build_hub
 from tests.support.mosquitto import Broker
 

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import babel
 
+from payg.adapters.config import _proxies as trusted_proxies
 from payg.adapters.config.mqtt import PREFIX
 from payg.adapters.config.mqtt import mqtt as mqtt_table
 from payg.adapters.config.server import server_table
 from payg.adapters.config.tables import ENV_NAME, Table, read_toml, values
-from payg.domain.settings import HubConfig, SecretRef
+from payg.domain.hub_settings import HubConfig
+from payg.domain.settings import SecretRef
 from payg.errors import ConfigError
 
 DEFAULT_CLIENT_ID = "payg-hub"
@@ -42,6 +44,7 @@ def parse(data: dict, file: str, base_dir: Path | None = None) -> HubConfig:
                           "or landlord_password_hash_file)")
     h = root.table("hub")
     hub = values(h, HubConfig, base_dir, landlord_password=_password(h, base_dir),
+                 trusted_proxies=trusted_proxies(h),  # read and checked as a controller's [web] trusted_proxies
                  server=server_table(h.table("server", {})))
     try:
         ipaddress.ip_address(hub["host"])

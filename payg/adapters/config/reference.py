@@ -20,7 +20,7 @@ import typing
 from fractions import Fraction
 from pathlib import Path
 
-from payg.domain import settings
+from payg.domain import hub_settings, settings
 from payg.domain.config_keys import Setting, setting_of
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -41,9 +41,9 @@ def render(template: str | None = None) -> str:
 
 
 def table(name: str, only: str | None, notes_text: str) -> str:
-    cls = getattr(settings, name, None)
+    cls = getattr(settings, name, None) or getattr(hub_settings, name, None)
     if not dataclasses.is_dataclass(cls) or not isinstance(cls, type):
-        raise ValueError(f"{{{{ {name} }}}}: no such settings class in payg.domain.settings")
+        raise ValueError(f"{{{{ {name} }}}}: no such settings class in payg.domain.settings or hub_settings")
     hints = typing.get_type_hints(cls)
     wanted = [n.strip() for n in (only or "").split(",") if n.strip()]
     # a kind's tag (`backend`, `kind`: init=False) is shown where it is asked for, once
