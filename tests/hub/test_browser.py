@@ -32,7 +32,7 @@ from payg.wiring.mqtt import start_bridge
 from tests.conftest import CHROMIUM, TEST_OUTPUT
 from tests.support import wait_until
 from tests.support.mosquitto import Broker
-from tests.support.mqtt_beds import controller_toml
+from tests.support.mqtt_beds import controller_toml, served_hub
 from tests.support.web_beds import CHROMIUM_ARGS
 
 pytestmark = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason=f"no Chromium at {CHROMIUM}")
@@ -96,15 +96,8 @@ def hub(tmp_path, monkeypatch):
                        mqtt=MqttConfig(enabled=True, port=broker.port, username="hub", client_id="payg-hub",
                                        password=SecretRef(env="PAYG_TEST_HUB_MQTT", key="mqtt.password_env")),
                        landlord_password=SecretRef(env="PAYG_TEST_HUB_HASH", key="hub.landlord_password_hash_env"))
-    h = build_hub(config, port=0)
-    thread = threading.Thread(target=h.server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with served_hub(build_hub(config, port=0), broker) as (h, _):
         yield h
-    finally:
-        h.server.shutdown()
-        h.close()
-        broker.stop()
 
 
 @contextmanager

@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -28,6 +27,7 @@ from payg.domain.settings import MqttConfig, SecretRef, ServerConfig
 from payg.wiring.hub import build_hub
 from tests.support import ROOT, free_port, wait_until
 from tests.support.mosquitto import Broker
+from tests.support.mqtt_beds import served_hub
 
 USERS = {"hub": "pw-hub"}
 PASSWORD = "pw"
@@ -44,15 +44,9 @@ def hub(tmp_path, monkeypatch):
                                        password=SecretRef(env="PAYG_TEST_HUB_MQTT", key="mqtt.password_env")),
                        landlord_password=SecretRef(env="PAYG_TEST_HUB_HASH", key="hub.landlord_password_hash_env"),
                        trusted_proxies=(PROXY,), server=ServerConfig(workers=2, max_live_per_client=2))
-    h = build_hub(config, ManualClock(1_000_000.0), port=0)  # the clock stands still: a login wait never lapses
-    thread = threading.Thread(target=h.server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    # the clock stands still: a login wait never lapses
+    with served_hub(build_hub(config, ManualClock(1_000_000.0), port=0), broker) as (h, _):
         yield h
-    finally:
-        h.server.shutdown()
-        h.close()
-        broker.stop()
 
 
 def live_page(port: int, source: str, forwarded_for: str) -> tuple[socket.socket, bytes]:

@@ -5,7 +5,6 @@ on a real Mosquitto, raw sockets on 127.0.0.1."""
 from __future__ import annotations
 
 import socket
-import threading
 
 import pytest
 from werkzeug.security import generate_password_hash
@@ -15,6 +14,7 @@ from payg.domain.hub_settings import HubConfig
 from payg.domain.settings import MqttConfig, SecretRef, ServerConfig
 from payg.wiring.hub import build_hub
 from tests.support.mosquitto import Broker
+from tests.support.mqtt_beds import served_hub
 
 USERS = {"hub": "pw-hub"}
 
@@ -29,15 +29,8 @@ def hub(tmp_path, monkeypatch):
                                        password=SecretRef(env="PAYG_TEST_HUB_MQTT", key="mqtt.password_env")),
                        landlord_password=SecretRef(env="PAYG_TEST_HUB_HASH", key="hub.landlord_password_hash_env"),
                        server=ServerConfig(workers=2, max_live_per_client=2))
-    h = build_hub(config, port=0)
-    thread = threading.Thread(target=h.server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield h, thread
-    finally:
-        h.server.shutdown()
-        h.close()
-        broker.stop()
+    with served_hub(build_hub(config, port=0), broker) as served:
+        yield served
 
 
 def exchange(port: int, raw: bytes, source: str = "127.0.0.1") -> tuple[socket.socket, bytes]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from payg.adapters.mqtt import client as mqtt_client
@@ -116,3 +117,17 @@ class Listener:
 
     def close(self) -> None:
         mqtt_client.stop(self.client)
+
+
+@contextmanager
+def served_hub(hub, broker: Broker):
+    """A hub from `build_hub` served on a thread of its own (the hub and the thread), then its server, its link and
+    the broker stopped."""
+    thread = threading.Thread(target=hub.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield hub, thread
+    finally:
+        hub.server.shutdown()
+        hub.close()
+        broker.stop()
