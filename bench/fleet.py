@@ -13,7 +13,9 @@ a payer every 0.5 s so they book credits and send events through their outbox.
   state-to-hub      hub's receive time - the state's "at" (publishers and hub share the machine's clock)
   events lost       the broker is stopped for a few seconds and started again while the payer goes on;
                     then: credits booked in the real controllers' journals vs distinct credited events the
-                    hub saw (goal 0 lost), with the duplicates it dropped
+                    hub saw (goal 0 lost), with the duplicates it dropped; and the hub's own count by seq
+                    (events_complete): missing at the end, lost, the gaps it saw, the replays it asked for
+                    and how long until it was complete again
   tick on vs off    two in-process controllers of 16 sockets, Site.tick() timed in interleaved blocks, one
                     with its MQTT bridge (every changed state sent, no rate limit: more than at 1 Hz), while
                     the fleet runs (goal: within 10 %)
@@ -36,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -195,10 +198,12 @@ def tick_costs(tmp: Path, port: int, blocks: int, ticks: int) -> tuple[list[floa
     bridge = runtimes["on"][2]
     if bridge is not None:  # the tick's own share of MQTT: handing the states over (compared, no I/O)
         states = runtimes["on"][0].metering.states()
+        # each call with one socket's power changed, as a tick might: the snapshots made beforehand
+        changed = [[replace(s, reading=replace(s.reading, power_w=float(i))) if k == i % len(states)
+                    and s.reading is not None else s for k, s in enumerate(states)] for i in range(2000)]
         started = time.perf_counter()
-        for i in range(2000):
-            states[i % len(states)]["power_w"] = float(i)  # one socket changed per call, as a tick might
-            bridge.publish(states)
+        for each in changed:
+            bridge.publish(each)
         status["publish_us"] = (time.perf_counter() - started) / 2000 * 1e6
     for rt, _, _ in runtimes.values():
         rt.close()
@@ -272,6 +277,12 @@ class HubProcess:
                                       str(self.out), str(tmp)], stdout=self.log, stderr=subprocess.STDOUT,
                                      env=dict(os.environ, BENCH_MQTT_PASSWORD=PASSWORD))
 
+    def progress(self) -> dict:
+        try:
+            return json.loads((self.out.with_name("hub-progress.json")).read_text())
+        except (OSError, ValueError):
+            return {}
+
     def result(self) -> dict:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(60)
@@ -313,6 +324,24 @@ def hub_child(port: int, out: Path, tmp: Path) -> int:
 
     fleet.state, fleet.event = recording_state, recording_event
     stop = threading.Event()
+    gaps: list[list[float]] = []  # [opened, closed] of each time the fleet's events were not complete
+
+    progress = out.with_name("hub-progress.json")
+
+    def watch_completeness() -> None:
+        n = 0
+        while not stop.wait(0.05):
+            missing = fleet.events_complete()["missing"]
+            n += 1
+            if n % 5 == 0:  # what the hub holds so far, for the parent's wait for late events
+                progress.with_suffix(".tmp").write_text(json.dumps({"credited": len(credited), "missing": missing}))
+                progress.with_suffix(".tmp").replace(progress)
+            if missing and (not gaps or len(gaps[-1]) == 2):
+                gaps.append([time.monotonic()])
+            elif not missing and gaps and len(gaps[-1]) == 1:
+                gaps[-1].append(time.monotonic())
+
+    threading.Thread(target=watch_completeness, daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGUSR1, lambda *_: window.set())
     signal.signal(signal.SIGUSR2, lambda *_: window.clear())
@@ -322,9 +351,13 @@ def hub_child(port: int, out: Path, tmp: Path) -> int:
     snapshot = fleet.snapshot()
     hub.server.shutdown()
     hub.close()
+    complete = snapshot["events_complete"]
     out.write_text(json.dumps({"delays_s": delays, "real_delays_s": real_delays, "credited": len(credited),
                                "duplicates": fleet.counts["duplicate_events"], "states": fleet.counts["states"],
-                               "sockets": len(snapshot["rows"]), "controllers": len(snapshot["controllers"])}))
+                               "sockets": len(snapshot["rows"]), "controllers": len(snapshot["controllers"]),
+                               "missing": complete["missing"], "lost": complete["lost"],
+                               "replays": sum(c.get("replays", 0) for c in fleet.controllers()),
+                               "gaps_s": [g[1] - g[0] if len(g) == 2 else None for g in gaps]}))
     return 0
 
 
@@ -372,8 +405,13 @@ def main(argv=None) -> int:
             time.sleep(10)
             reals.stop_paying()
             wait_until(lambda: reals.outbox_pending() == 0, 60, "the controllers' outboxes to empty")
-            time.sleep(3)
             booked = reals.credits_booked()
+            # late, not lost: the hub may still be working through its backlog; wait for it, up to a minute
+            emptied = time.monotonic()
+            while time.monotonic() - emptied < 60 and hub.progress().get("credited", 0) < booked:
+                time.sleep(0.1)
+            late_s = time.monotonic() - emptied
+            time.sleep(1)
             sims.stop()
             result = hub.result()
         finally:
@@ -408,7 +446,15 @@ def main(argv=None) -> int:
           f"controllers p50 {percentile(real, 50) * 1e3:.1f} ms p95 {percentile(real, 95) * 1e3:.1f} ms ({len(real):,}"
           f" states; from the state's making in the tick, so with the bridge's wait of up to 0.8 s)")
     print(f"  broker restart (3 s down): {booked} credits booked, {result['credited']} distinct credited events "
-          f"at the hub, {lost} lost, {result['duplicates']} duplicates dropped by id")
+          f"at the hub, {lost} missing at the end, {result['duplicates']} duplicates dropped by id; the last of them "
+          f"reached the hub {late_s:.1f} s after the controllers' outboxes were empty"
+          + (" (gave up after 60 s)" if lost else ""))
+    gaps = result["gaps_s"]
+    closed = [g for g in gaps if g is not None]
+    print(f"  events' completeness at the hub (seq): {result['missing']} missing at the end, {result['lost']} lost "
+          f"past the controllers' retention; {len(gaps)} gap(s) seen, {result['replays']} replay(s) asked, "
+          + (f"complete again after {max(closed):.2f} s at the longest" if closed else "none closed")
+          + (f", {len(gaps) - len(closed)} still open" if len(closed) < len(gaps) else ""))
     print(f"  controller tick (16 sockets): MQTT off mean {mean_off:.3f} ms p95 {percentile(off_times, 95) * 1e3:.3f}"
           f" ms; on mean {mean_on:.3f} ms p95 {percentile(on_times, 95) * 1e3:.3f} ms; on/off {mean_on / mean_off:.3f}"
           f" (bridge: {bridge.get('states', 0)} states, {bridge.get('events', 0)} events sent); the tick's own share, "
@@ -417,6 +463,8 @@ def main(argv=None) -> int:
         problems.append(f"state-to-hub p95 {p95:.0f} ms >= 1 s")
     if lost != 0:
         problems.append(f"{lost} events lost")
+    if result["missing"] or result["lost"]:
+        problems.append(f"the hub's events not complete: {result['missing']} missing, {result['lost']} lost")
     if mean_on > 1.10 * mean_off:
         problems.append(f"tick with MQTT {mean_on / mean_off:.2f}x the tick without (goal within 10 %)")
     for p in problems:

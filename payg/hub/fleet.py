@@ -346,6 +346,10 @@ class Fleet:
             rows = [self._row(s) for _, s in sorted(self._sockets.items())]
         return [r for r in rows if matches(r, controller, relay, text)]
 
+    def events_complete(self) -> dict:
+        with self._cond:
+            return self._sequences.summary()
+
     def controllers(self) -> list[dict]:
         with self._cond:
             return [{**asdict(c), **self._sequences.of(n)} for n, c in sorted(self._controllers.items())]
