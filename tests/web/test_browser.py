@@ -72,6 +72,7 @@ def assert_not_reloaded(page) -> None:
     assert page.evaluate("window.__marker") == 1, "the page was reloaded or navigated away"
 
 
+@pytest.mark.slow
 def test_tenant_page_follows_a_deposit_to_on_and_back_to_off_without_reloading(chromium, controller, problems):
     from playwright.sync_api import expect
 
@@ -149,6 +150,7 @@ def override_button(page, socket_id: str):
     return row(page, socket_id).locator('button[data-act="ov"]')
 
 
+@pytest.mark.slow
 def test_landlord_logs_in_forces_a_socket_off_and_back_and_credits_it_once(chromium, controller, problems):
     from playwright.sync_api import expect
 
@@ -259,6 +261,7 @@ def test_landlord_logs_in_forces_a_socket_off_and_back_and_credits_it_once(chrom
     problems.check()
 
 
+@pytest.mark.slow
 def test_tenant_page_reconnects_after_a_controller_restart_and_shows_a_later_deposit(chromium, controller,
                                                                                      problems):
     from playwright.sync_api import expect
@@ -345,6 +348,7 @@ def login_page(context, base: str):
     return page
 
 
+@pytest.mark.slow
 def test_every_page_passes_wcag_aa_checks_with_aaa_contrast_on_a_small_phone_and_a_desktop(chromium, controller):
     """axe-core in the real pages, live and in every state a tenant or a landlord sees them in."""
     from playwright.sync_api import expect
@@ -429,6 +433,7 @@ def tab_to(page, selector: str, *, backwards: bool = False, limit: int = 60) -> 
     pytest.fail(f"{selector} not reached with {limit} presses of {'Shift+' if backwards else ''}Tab")
 
 
+@pytest.mark.slow
 def test_a_landlord_and_a_tenant_can_do_everything_with_the_keyboard_alone(chromium, controller, problems):
     from playwright.sync_api import expect
 

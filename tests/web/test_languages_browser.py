@@ -38,6 +38,7 @@ SORT_LABEL = """() => getComputedStyle(document.querySelector('#tbl thead tr'), 
 LANDLORD = ("/landlord", "/landlord/sockets/kitchen")
 
 
+@pytest.mark.slow
 def test_the_french_pages_fit_a_phone_and_the_switcher_goes_back_and_forth(chromium, controller, problems):
     from playwright.sync_api import expect
 
@@ -97,6 +98,7 @@ def fits(page, path: str) -> None:
     assert page.evaluate(CLIPPED_MAIN) == [], path
 
 
+@pytest.mark.slow
 def test_the_french_tenant_pages_fit_a_phone_and_their_scripts_write_french(chromium, problems, tmp_path):
     """The tenant's pages in French at 390 px: paid, out of credit with emergency credit offered, never paid, the
     history, a socket that does not exist. What tenant.js and chart.js write once live is French too: the payment

@@ -153,6 +153,7 @@ def assert_accessible(chromium, c: Controller, path: str, shown: str, tmp_path: 
     assert wide <= 320, f"{path} is {wide} px wide in a 320 px viewport ({shot})"
 
 
+@pytest.mark.slow
 def test_the_tenant_page_says_how_many_hours_of_credit_are_left_and_what_is_owed(chromium, start, problems,
                                                                                 tmp_path):
     from playwright.sync_api import expect
@@ -213,6 +214,7 @@ def test_the_tenant_page_says_how_many_hours_of_credit_are_left_and_what_is_owed
     assert_accessible(chromium, c, "/s/heater", "#debt", tmp_path)
 
 
+@pytest.mark.slow
 def test_the_landlord_view_flags_a_socket_long_off_for_lack_of_credit_not_a_paid_or_vacant_one(chromium, start,
                                                                                     problems, tmp_path):
     from playwright.sync_api import expect

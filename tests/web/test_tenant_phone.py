@@ -109,6 +109,7 @@ def first_screen(page, actions: list[str]) -> dict:
     return b
 
 
+@pytest.mark.slow
 def test_the_first_screen_in_order_when_paid_and_when_vacant_and_the_desktop_stays_clean(chromium, controller,
                                                                                           problems, tmp_path):
     from playwright.sync_api import expect
@@ -182,6 +183,7 @@ def test_the_first_screen_in_order_when_paid_and_when_vacant_and_the_desktop_sta
     assert b["now"]["bottom"] <= DESKTOP["height"] and b["topup"]["top"] < DESKTOP["height"] / 3, f"{b} ({s})"
 
 
+@pytest.mark.slow
 def test_out_of_credit_the_first_screen_offers_emergency_credit_then_top_up(chromium, problems, tmp_path):
     from playwright.sync_api import expect
 
@@ -259,6 +261,7 @@ def test_a_payment_is_confirmed_live_in_the_first_screen_with_its_amount_and_rec
     problems.check()
 
 
+@pytest.mark.slow
 def test_low_credit_is_said_when_use_crosses_the_threshold_and_not_after_a_top_up(chromium, problems, tmp_path):
     """A threshold of 1,000 tokens with the kitchen's 800 W (1 token a Wh; half an hour is 400 tokens, so it is the
     balance that counts). Paying 1,000 leaves the credit at the threshold: no warning, the tenant has just paid.
