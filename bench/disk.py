@@ -107,6 +107,19 @@ def write_bytes(pid: int) -> int:
     return 0
 
 
+def strace_or_none(problems: list[str]) -> str | None:
+    strace = shutil.which("strace")
+    if strace is None:
+        problems.append("strace is not installed (apt-get install strace): no disk figures")
+    return strace
+
+
+def traced(strace: str, trace: Path, *python_args: str) -> list[str]:
+    """This Python running `python_args` under strace: the writes, syncs and locks of every thread, with paths."""
+    return [strace, "-f", "-qq", "-y", "-o", str(trace), "-e", "trace=" + ",".join(sorted(WRITES | SYNCS | {"fcntl"})),
+            sys.executable, *python_args]
+
+
 def stop(pid: int | None, timeout_s: float = 30.0) -> None:
     """SIGTERM to a process that is not our child, then SIGKILL if it is still there after `timeout_s`."""
     if pid is None:
@@ -137,9 +150,8 @@ def child_of(pid: int, timeout_s: float = 10.0) -> int:
 def phase(root: Path, write_config, api_for, ids: list[str], persist_interval_s: float | None, seconds: float,
           problems: list[str], usage_entry_s: float | None = None) -> DiskFigures | None:
     """One controller under strace, every socket paid for; returns its figures over `seconds` of steady state."""
-    strace = shutil.which("strace")
+    strace = strace_or_none(problems)
     if strace is None:
-        problems.append("strace is not installed (apt-get install strace): no disk figures")
         return None
     with tempfile.TemporaryDirectory(prefix="payg-disk-") as tmp_name:
         tmp = Path(tmp_name)
@@ -148,9 +160,7 @@ def phase(root: Path, write_config, api_for, ids: list[str], persist_interval_s:
         port = free_port()
         write_config(config, data_dir, port, persist_interval_s, usage_entry_s)
         api = api_for(f"http://127.0.0.1:{port}", data_dir)
-        proc = subprocess.Popen([strace, "-f", "-qq", "-y", "-o", str(trace), "-e",
-                                 "trace=" + ",".join(sorted(WRITES | SYNCS | {"fcntl"})),
-                                 sys.executable, "app.py", "--config", str(config)],
+        proc = subprocess.Popen(traced(strace, trace, "app.py", "--config", str(config)),
                                 cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         pid = None
         try:
@@ -189,17 +199,14 @@ def virtual_phase(root: Path, write_config, persist_interval_s: float | None, us
     """The controller's own loop on a virtual clock (payg.adapters.virtual.VirtualDriver, as bench/billing.py),
     under strace: `hours` of simulated time in a few minutes, so that the quarter-hour usage entries (and any
     other period longer than a wall-clock window) are in the figures. The figures are per virtual hour."""
-    strace = shutil.which("strace")
+    strace = strace_or_none(problems)
     if strace is None:
-        problems.append("strace is not installed (apt-get install strace): no disk figures")
         return None
     with tempfile.TemporaryDirectory(prefix="payg-vdisk-") as tmp_name:
         tmp = Path(tmp_name)
         data_dir, config, trace = tmp / "data", tmp / "disk.toml", tmp / "strace.log"
         write_config(config, data_dir, 5000, persist_interval_s, usage_entry_s)
-        proc = subprocess.Popen([strace, "-f", "-qq", "-y", "-o", str(trace), "-e",
-                                 "trace=" + ",".join(sorted(WRITES | SYNCS | {"fcntl"})),
-                                 sys.executable, __file__, "--virtual", str(config), str(hours)],
+        proc = subprocess.Popen(traced(strace, trace, __file__, "--virtual", str(config), str(hours)),
                                 cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert proc.stdin is not None and proc.stdout is not None
         try:

@@ -7,6 +7,7 @@ from payg.cli.installer import cmd_relay_test
 from payg.cli.parser import parse_args
 from tests.fakes import FakeGPIO
 from tests.support import ROOT, launcher
+from tests.support.configs import gpio_sockets_toml
 
 
 def relay_test_args(*extra):
@@ -58,16 +59,7 @@ def test_relay_off_without_gpio_relays_does_nothing_and_succeeds():
 
 def test_relay_off_with_a_gpio_relay_and_no_gpio_library_says_what_to_install(tmp_path):
     config = tmp_path / "pi.toml"
-    config.write_text(f"""
-[controller]
-data_dir = "{tmp_path / 'var'}"
-[ledger]
-backend = "mock"
-[[sockets]]
-id = "a"
-meter = {{ kind = "simulated", load_w = 100 }}
-relay = {{ kind = "gpio", pin = 17, active_low = true, driver = "rpi-gpio" }}
-""")
+    config.write_text(gpio_sockets_toml(tmp_path / "var", 'pin = 17, active_low = true, driver = "rpi-gpio"'))
     result = launcher.run("relay", "off", "--config", str(config), cwd=ROOT)
     assert result.returncode == 1
     assert "[pi]" in result.stderr and not (tmp_path / "var").exists()

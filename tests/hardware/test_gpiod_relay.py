@@ -20,7 +20,7 @@ from payg.bootstrap import CliWiring
 from payg.domain.settings import GpioRelayConfig
 from payg.errors import ConfigError, RelayError
 from tests.fakes import FakeMeter
-from tests.support.configs import load_text
+from tests.support.configs import gpio_sockets_toml, load_text
 from tests.support.fake_gpiod import FakeGpiod
 from tests.support.rigs import metering_for
 
@@ -229,20 +229,8 @@ def test_the_controller_drives_a_gpiod_relay(tmp_path):
         journal.close()
 
 
-RELAY_CONFIG = """
-[controller]
-data_dir = "var"
-[ledger]
-backend = "mock"
-[[sockets]]
-id = "a"
-meter = {{ kind = "simulated", load_w = 100 }}
-relay = {{ kind = "gpio", pin = {pin}{more} }}
-"""
-
-
 def relay_config(tmp_path, pin=17, more=""):
-    return load_text(tmp_path, RELAY_CONFIG.format(pin=pin, more=more)).sockets[0].relay
+    return load_text(tmp_path, gpio_sockets_toml("var", f"pin = {pin}{more}")).sockets[0].relay
 
 
 def test_config_keys_and_their_defaults(tmp_path):
@@ -293,24 +281,8 @@ def run_cli(capfd, *argv: str, wiring: CliWiring) -> tuple[int, str, str]:
 
 def test_relay_off_drives_every_gpiod_relay_off_and_reports_one_that_fails(tmp_path, capfd):
     config = tmp_path / "pi.toml"
-    config.write_text(f"""
-[controller]
-data_dir = "{tmp_path / 'var'}"
-[ledger]
-backend = "mock"
-[[sockets]]
-id = "a"
-meter = {{ kind = "simulated", load_w = 100 }}
-relay = {{ kind = "gpio", pin = 4, active_low = true }}
-[[sockets]]
-id = "b"
-meter = {{ kind = "simulated", load_w = 100 }}
-relay = {{ kind = "gpio", pin = 17 }}
-[[sockets]]
-id = "c"
-meter = {{ kind = "simulated", load_w = 100 }}
-relay = {{ kind = "gpio", pin = 22, chip = "/dev/gpiochip0" }}
-""")
+    config.write_text(gpio_sockets_toml(tmp_path / "var", "pin = 4, active_low = true", "pin = 17",
+                                        'pin = 22, chip = "/dev/gpiochip0"'))
     wiring = PiWiring()
     wiring.gpiod = pi4(persist_outputs=False)
     left_on = GpiodRelay(4, active_low=True, chip=CHIP, gpiod=pi4())  # another "boot": not in the way

@@ -35,3 +35,11 @@ def load_text(tmp_path, text):
     path = tmp_path / "c.toml"
     path.write_text(text)
     return cfg.load(path)
+
+
+def gpio_sockets_toml(data_dir, *relays: str) -> str:
+    """A controller's file on the mock ledger with one simulated 100 W socket per GPIO relay, ids a, b, c, ...; each
+    relay given by the keys of its table after `kind` (`pin = 4, active_low = true`)."""
+    sockets = "".join(f'[[sockets]]\nid = "{chr(ord("a") + i)}"\nmeter = {{ kind = "simulated", load_w = 100 }}\n'
+                      f'relay = {{ kind = "gpio", {relay} }}\n' for i, relay in enumerate(relays))
+    return f'[controller]\ndata_dir = "{data_dir}"\n[ledger]\nbackend = "mock"\n' + sockets
