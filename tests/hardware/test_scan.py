@@ -22,6 +22,9 @@ SEEDS = (29,)
 # Longer than a real meter needs (presence_timeout_s: 116 ms at 9600 baud): the emulated meters answer from a thread
 # of this test process, which a loaded test machine starved for more than that (a meter was missed).
 TEST_WAIT_S = 0.2
+# The range scan asks a few dozen addresses, so it can afford to wait longer: at 0.2 s a loaded CI run (six workers)
+# missed a meter inside the range.
+RANGE_WAIT_S = 0.35
 
 
 def bus_layout(seed: int) -> tuple[dict[int, str], int, int, int, int]:
@@ -85,7 +88,7 @@ def test_a_range_scan_asks_only_its_addresses_and_finds_the_meters_in_it(profile
     first, last = meters[1], meters[3]  # three meters at least, some outside on both sides
     emu = start(slaves, exception, garbled, energy)
     try:
-        report = ModbusScanner(profiles).scan(emu.port, (9600,), first=first, last=last, timeout_s=TEST_WAIT_S)
+        report = ModbusScanner(profiles).scan(emu.port, (9600,), first=first, last=last, timeout_s=RANGE_WAIT_S)
         asked = {frame[0] for kind, frame, _ in emu.frames() if kind == "req"}
     finally:
         emu.stop()

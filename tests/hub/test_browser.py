@@ -7,7 +7,6 @@ in-process (a virtual clock), one priced in pounds and one in tokens, each row i
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -29,13 +28,13 @@ from payg.domain.hub_settings import HubConfig
 from payg.domain.settings import MqttConfig, SecretRef
 from payg.wiring.hub import build_hub
 from payg.wiring.mqtt import start_bridge
-from tests.conftest import CHROMIUM, TEST_OUTPUT
+from tests.conftest import CHROMIUM, NEEDS_CHROMIUM, TEST_OUTPUT
 from tests.support import wait_until
 from tests.support.mosquitto import Broker
 from tests.support.mqtt_beds import controller_toml, served_hub
 from tests.support.web_beds import CHROMIUM_ARGS
 
-pytestmark = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason=f"no Chromium at {CHROMIUM}")
+pytestmark = NEEDS_CHROMIUM
 
 USERS = {"ctl-home": "pw-home", "ctl-shop": "pw-shop", "hub": "pw-hub"}
 PASSWORD = "the fleet's landlord password"

@@ -71,10 +71,10 @@ def test_the_loop_tells_the_tenant_and_the_landlord_and_never_waits_for_them(tmp
         rig.draw("a", 600, 105 * 60)    # through both thresholds, then off for lack of credit
         rig.meters["a"].offline = True  # then the meter stops answering
         rig.loop.run_for(30)
-        # a loop that waited for the answers would stall a tick at each of the 4 slow ones; a loaded CI machine
-        # stalled one tick for 1.05 s on its own
+        # a loop that waited for the answers would stall a tick for 1.5 s at each of the 4 slow ones; a loaded CI
+        # machine stalled one tick on its own (1.05 s, then 1.56 s), never two
         slowest = sorted(ticks)[-2:]
-        assert len(ticks) > 6000 and slowest[0] < 0.5 and slowest[1] < 1.5, f"the slowest ticks took {slowest} s"
+        assert len(ticks) > 6000 and slowest[0] < 0.5, f"the slowest ticks took {slowest} s"
         assert wait_for(lambda: len(smtp.to(TENANT)) == 4 and len(smtp.to(LANDLORD)) == 1, 30)
         assert wait_for(lambda: len(slow.posts) == 4, 30)
         assert loop_start < slow.arrived[0] + slow.delay_s  # the loop ran while the endpoint held a message

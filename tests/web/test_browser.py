@@ -21,13 +21,12 @@ import time
 
 import pytest
 
-from tests.conftest import CHROMIUM, TEST_OUTPUT
+from tests.conftest import NEEDS_CHROMIUM, TEST_OUTPUT
 from tests.support import wait_until
 from tests.support.web_beds import PASSWORD
 from tests.web.conftest import AXE, Controller, checker
 
-pytestmark = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
-                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+pytestmark = NEEDS_CHROMIUM
 
 SHOTS = TEST_OUTPUT / "browser"
 PHONE = {"width": 390, "height": 844}

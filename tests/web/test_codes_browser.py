@@ -9,20 +9,16 @@ go to each test's tmp_path and are named in the assertion messages.
 from __future__ import annotations
 
 import json
-import os
 import re
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import CHROMIUM
+from tests.conftest import NEEDS_CHROMIUM
 from tests.support.web_beds import PASSWORD
 from tests.web.conftest import AXE, checker, violations
 
-pytestmark = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
-                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+pytestmark = NEEDS_CHROMIUM
 
 PHONE = {"width": 390, "height": 844}
 LIVE_S = 10_000   # ms: the page connects its live updates

@@ -4,18 +4,16 @@ to each test's tmp_path and are named in the assertion messages."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import CHROMIUM
+from tests.conftest import NEEDS_CHROMIUM
 from tests.support.served_bed import log_in, pay, served_bed
 from tests.web.conftest import checker, violations
 
-pytestmark = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
-                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+pytestmark = NEEDS_CHROMIUM
 
 PHONE = {"width": 390, "height": 844}
 PUSH_MS = 8_000

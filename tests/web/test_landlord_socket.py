@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import CHROMIUM
+from tests.conftest import NEEDS_CHROMIUM
 from tests.support.served_bed import log_in, pay, served_bed
 
-pytestmark = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
-                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+pytestmark = NEEDS_CHROMIUM
 
 DESKTOP = {"width": 1280, "height": 900}
 PUSH_MS = 8_000   # a change reaches the page

@@ -6,18 +6,16 @@ column head, and their scripts write French too."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import urllib.request
 
 import pytest
 
-from tests.conftest import CHROMIUM
+from tests.conftest import NEEDS_CHROMIUM
 from tests.support import wait_until
 from tests.support.web_beds import PASSWORD
 
-pytestmark = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
-                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium, or PAYG_CHROMIUM=...)")
+pytestmark = NEEDS_CHROMIUM
 
 PHONE = {"width": 390, "height": 844}
 # Elements of the header and the switcher whose text is cut (wider than their box) or that leave the screen.

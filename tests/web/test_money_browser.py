@@ -4,18 +4,16 @@ pounds and pence that are booked as pence."""
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
 
-from tests.conftest import CHROMIUM
+from tests.conftest import NEEDS_CHROMIUM
 from tests.support import wait_until
 from tests.support.web_beds import PASSWORD
 from tests.web.conftest import Controller, running
 
-pytestmark = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
-                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+pytestmark = NEEDS_CHROMIUM
 LIVE_S, PUSH_S = 10_000, 8_000
 
 

@@ -12,18 +12,14 @@ carries the history the test chose; everything else on the page is the real cont
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import CHROMIUM
+from tests.conftest import NEEDS_CHROMIUM
 from tests.support import wait_until
 from tests.support.web_beds import PASSWORD
 
-pytestmark = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
-                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+pytestmark = NEEDS_CHROMIUM
 
 PHONE = {"width": 390, "height": 844}
 LIVE_S = 10_000   # ms: the page connects its live updates

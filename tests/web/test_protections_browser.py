@@ -20,7 +20,6 @@ Screenshots go to each test's tmp_path and are named in the assertion messages.
 from __future__ import annotations
 
 import json
-import os
 import re
 import sqlite3
 import urllib.error
@@ -29,13 +28,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CHROMIUM
+from tests.conftest import NEEDS_CHROMIUM
 from tests.support import terminate, wait_until
 from tests.support.web_beds import PASSWORD
 from tests.web.conftest import AXE, Controller, checker, violations  # axe: WCAG 2.2 AA with AAA's contrast
 
-pytestmark = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
-                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+pytestmark = NEEDS_CHROMIUM
 
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}

@@ -4,18 +4,14 @@ PDF through Chromium's own printing (headless `page.pdf()`), one page per socket
 from __future__ import annotations
 
 import json
-import os
 import re
 import urllib.request
 
-import pytest
-
-from tests.conftest import CHROMIUM, TEST_OUTPUT
+from tests.conftest import NEEDS_CHROMIUM, TEST_OUTPUT
 from tests.support import wait_until
 from tests.support.web_beds import PASSWORD
 
-pytestmark = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
-                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium, or PAYG_CHROMIUM=...)")
+pytestmark = NEEDS_CHROMIUM
 
 
 def pdf_pages(pdf: bytes) -> int:

@@ -10,7 +10,6 @@ top-ups with their receipts and the use per day. Screenshots are saved under eac
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import urllib.request
@@ -21,12 +20,11 @@ from pathlib import Path
 import pytest
 
 from payg.adapters.journal import SqliteJournal
-from tests.conftest import CHROMIUM
+from tests.conftest import NEEDS_CHROMIUM
 from tests.support import terminate, wait_until
 from tests.web.conftest import Controller, checker, violations
 
-pytestmark = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
-                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+pytestmark = NEEDS_CHROMIUM
 
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
