@@ -110,3 +110,57 @@ def test_events_the_broker_dropped_while_the_hub_was_away_come_back_by_one_repla
         terminate(proc)
         broker.stop()
     assert "Traceback" not in log.read_text()
+
+
+def test_a_queue_limit_reached_while_the_hub_is_away_drops_events_and_the_replay_fills_them(tmp_path):
+    # The broker keeps the hub's persistent session but queues at most LIMIT messages for it: what the controller
+    # books beyond that while the hub is away is dropped by the broker (it says so in its log). States are not
+    # queued at all (the hub takes them at QoS 0, hub_link.subscriptions), so the queue holds events only: the
+    # first LIMIT events booked while away come from it, the rest from one replay.
+    limit = 5
+    broker = Broker(tmp_path / "broker", PASSWORDS, mosquitto_acl("payg", {"home": "ctl-home"}, ["landlord"]),
+                    extra_conf=(f"max_queued_messages {limit}",)).start()
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    config = tmp_path / "payg.toml"
+    config.write_text(controller_toml(data, broker.port, sockets=SOCKETS, load_w=0).replace(
+        "[controller]\n", "[controller]\npoll_interval_s = 0.1\ndeposit_poll_interval_s = 0.1\n", 1))
+    ledger = MockLedger(data / "mock-ledger.sqlite", SystemClock(), list(SOCKETS))
+    fleet = Fleet(SystemClock(), command_timeout_s=30)
+    link = start_link(broker.port, fleet)
+    log = tmp_path / "controller.log"
+    proc = launcher.start(["--config", str(config)], cwd=tmp_path, stdout=log, append=True,
+                          env=dict(os.environ, PAYG_TEST_MQTT_PASSWORD=PASSWORDS["ctl-home"]))
+    try:
+        ledger.pay("kitchen", 50)
+        wait_until(lambda: len(credits_at_hub(fleet)) == 1, 30, "the first credit at the hub")
+        before = max(e["seq"] for e in fleet.events())
+        link.stop()  # a plain disconnect: the broker keeps the session and queues for it
+
+        for tokens in range(1, 9):  # each its own credit (and a changed balance: a new state each)
+            ledger.pay("hall" if tokens % 2 else "kitchen", tokens)
+            wait_until(lambda n=tokens: sum(k == "credited" and d for _, _, k, d in journal_events(data)) == 1 + n,
+                       30, "the credit booked while the hub is away and taken by the broker")
+        away = [seq for seq, *_ in journal_events(data) if seq > before]
+        assert len(away) > limit
+        wait_until(lambda: "Outgoing messages are being dropped" in broker.log.read_text(), 10,
+                   "the broker saying it dropped messages for the hub")
+
+        link = start_link(broker.port, fleet)
+        wait_until(lambda: len([e for e in fleet.events() if e["seq"] > before]) == limit, 30,
+                   "the queued events, and only events, handed over")
+        assert sorted(e["seq"] for e in fleet.events() if e["seq"] > before) == away[:limit]
+        ledger.pay("kitchen", 9)  # the next event shows the gap
+        wait_until(lambda: len(credits_at_hub(fleet)) == 10 and home(fleet)["missing"] == 0
+                   and home(fleet)["complete_through"] == journal_events(data)[-1][0], 30,
+                   "the gap seen, replayed and closed")
+        journal = journal_events(data)
+        assert sorted((e["seq"], e["id"]) for e in fleet.events()) == [(s, i) for s, i, _, _ in journal]
+        assert sorted((e["socket"], e["amount"]) for e in credits_at_hub(fleet)) == sorted(
+            [("kitchen", 50), ("kitchen", 9)] + [("hall" if t % 2 else "kitchen", t) for t in range(1, 9)])
+        assert home(fleet)["replays"] >= 1 and home(fleet)["lost"] == 0
+    finally:
+        link.stop()
+        terminate(proc)
+        broker.stop()
+    assert "Traceback" not in log.read_text()

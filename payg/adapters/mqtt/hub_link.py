@@ -54,8 +54,14 @@ class NotConnected(ConnectionError):
     how long, so none is sent."""
 
 
-def subscriptions(prefix: str) -> list[str]:
-    return [f"{prefix}/+/status", f"{prefix}/+/+/state", f"{prefix}/+/events", f"{prefix}/+/response"]
+def subscriptions(prefix: str) -> list[tuple[str, int]]:
+    """The hub's topics with the QoS it asks for each. States are "latest value wins": QoS 0, so the broker does
+    not queue them in the hub's persistent session while the hub is away (at 1 Hz, 10,000 sockets would queue
+    10,000 a second and fill `max_queued_messages` with states that the next one supersedes, crowding out the
+    events); the retained state is what the hub gets on its return. Status, events and responses must all
+    arrive: QoS 1, queued for the hub while it is away (and past the queue's limit, replayed by seq)."""
+    return [(f"{prefix}/+/status", 1), (f"{prefix}/+/+/state", 0), (f"{prefix}/+/events", 1),
+            (f"{prefix}/+/response", 1)]
 
 
 def replay_body(from_seq: int, request_id: str) -> dict:
@@ -168,7 +174,7 @@ class HubLink:
             log.warning("hub: %s", self.last_error)
             self.sink.link(False, self.last_error)
             return
-        result, mid = self._client.subscribe([(topic, 1) for topic in subscriptions(self.prefix)])
+        result, mid = self._client.subscribe(subscriptions(self.prefix))
         with self._lock:
             self._connected, self.last_error = True, None
             if result == MQTT_ERR_SUCCESS and mid is not None:
