@@ -12,7 +12,7 @@ NPM_FLAGS := --no-audit --no-fund --ignore-scripts
 CHROMIUM ?= $(firstword $(wildcard /usr/bin/chromium-headless-shell) /usr/bin/chromium)
 MOSQUITTO ?= /usr/sbin/mosquitto
 
-.PHONY: run test lint bench assets clean mosquitto docs hub-demo messages dist dist-test
+.PHONY: run test lint bench assets clean mosquitto postgresql docs hub-demo messages dist dist-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,16 @@ mosquitto:
 	@if [ -x "$(MOSQUITTO)" ]; then echo "MQTT tests: real broker ($(MOSQUITTO))"; \
 	else echo "MQTT tests will FAIL: no mosquitto at $(MOSQUITTO) (apt-get install mosquitto mosquitto-clients)"; fi
 
+# The hub's history tests start Debian's PostgreSQL themselves (initdb in a temporary directory, on 127.0.0.1);
+# installed here when it is missing and we may. The system's own cluster is never used.
+postgresql:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's postgresql (the hub's history tests run a real PostgreSQL on 127.0.0.1)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	fi
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then echo "PostgreSQL tests: real server (initdb found)"; \
+	else echo "PostgreSQL tests will be SKIPPED: no initdb (apt-get install postgresql)"; fi
+
 # Lint and type checks (settings in pyproject.toml): ruff over the tree, mypy over the package
 # (strict for payg/domain, payg/services and payg/ports.py). `make test` runs them first.
 lint: $(STAMP)
@@ -71,7 +81,7 @@ TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) * 2 )))
 # of consecutive tests, so the long ones (marked slow, sorted first) all went to one worker, one after another,
 # and the suite ended on a 100 s tail of them; one at a time, four workers ended within 0.5 s of each other.
 PYTEST_ARGS ?= -n $(TEST_WORKERS) --maxschedchunk 1
-test: $(STAMP) $(ASSETS) mosquitto lint
+test: $(STAMP) $(ASSETS) mosquitto postgresql lint
 	@if [ -x "$(CHROMIUM)" ]; then echo "browser tests: on (Chromium at $(CHROMIUM))"; \
 	else echo "browser tests: SKIPPED: no Chromium at $(CHROMIUM) (apt-get install chromium-headless-shell, or CHROMIUM=/path)"; fi
 	PYTHONDONTWRITEBYTECODE= PAYG_CHROMIUM=$(CHROMIUM) PAYG_MOSQUITTO=$(MOSQUITTO) $(BIN)/python -m pytest $(PYTEST_ARGS)

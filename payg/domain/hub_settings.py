@@ -36,6 +36,11 @@ class HubConfig:
                                                "[Many buildings](hub.md#setting-it-up)); from anyone else "
                                                "the header is ignored",
                                                kind="list of addresses or CIDR blocks", by_hand=True)
+    database: str | None = setting(
+        None, "where the fleet's history is kept (events, and per socket per day the energy, top-ups and closing "
+        "balance): a `postgresql://user@host:port/dbname` URL, its password from libpq's `PGPASSWORD` or "
+        "`~/.pgpass`, never this file; unset: an SQLite file `hub-history.sqlite` in `data_dir`, enough for one "
+        "hub of a small landlord", kind="PostgreSQL URL", shown="unset (SQLite in data_dir)")
     log_level: str = setting("info", "log verbosity (to standard error)", choices=LOG_LEVELS)
     locale: str = setting("en_GB", "how the fleet page writes the money of a controller with a `[tariff] "
                           "currency` (its code comes with its states)", kind="locale name")

@@ -31,6 +31,7 @@ from flask_socketio import SocketIO
 from payg.domain.hub_settings import HubConfig
 from payg.domain.money import MoneyUnit
 from payg.hub.fleet import COMMANDS, RELAYS, Fleet, Refused, UnknownTarget
+from payg.hub.history_web import HistoryReader, register_history
 from payg.hub.live import FleetPusher
 from payg.ports import Clock, SessionStore
 from payg.webkit import money
@@ -87,6 +88,7 @@ class HubServices:
     locale: str = HubConfig.locale  # how money is written (each controller's currency comes with its states)
     language: str = HubConfig.language  # the pages' language when neither the switcher nor the browser names one
     trusted_proxies: tuple[str, ...] = HubConfig.trusted_proxies  # whose X-Forwarded-For names the client
+    history: HistoryReader | None = None  # the fleet's history (payg/hub/archive.py); None: no history routes
 
 
 @dataclass
@@ -240,4 +242,6 @@ def create_hub_web(services: HubServices, *, templates: Path = ROOT / "templates
                 for e in reversed(fleet.events())]
         return csv_response(EVENT_FIELDS, rows, "events")
 
+    if services.history is not None:
+        register_history(app, services.history, csv_response)
     return web

@@ -1,7 +1,7 @@
 """`payg hub --config FILE`: the fleet view, composed from its own file and run until SIGTERM or SIGINT.
 
-`build_hub` makes the parts in order (the fleet model, the MQTT link feeding it, the web app with its
-live pushes, the HTTP server) and returns them with `close()`, which stops them in reverse; `serve_hub`
+`build_hub` makes the parts in order (the fleet model, the history archive, the MQTT link feeding both, the
+web app with its live pushes, the HTTP server) and returns them with `close()`, which stops them in reverse; `serve_hub`
 starts them and waits for a signal. A benchmark or a test can call `build_hub` (or `start_link` alone)
 in-process. The hub keeps no money: nothing here opens a journal or a ledger.
 """
@@ -21,8 +21,9 @@ from payg.errors import ConfigError
 from payg.ports import Clock
 
 if TYPE_CHECKING:
-    from payg.adapters.mqtt.hub_link import HubLink
+    from payg.adapters.mqtt.hub_link import FleetSink, HubLink
     from payg.domain.hub_settings import HubConfig
+    from payg.hub.archive import FleetArchive
     from payg.hub.fleet import Fleet
     from payg.hub.web import HubWeb
     from payg.webkit.server import HttpServer
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("payg.hub")
 
 SESSIONS_FILE = "hub-sessions.sqlite"
+HISTORY_FILE = "hub-history.sqlite"  # the fleet's history when no [hub] database is configured
 
 
 @dataclass
@@ -37,6 +39,7 @@ class Hub:
     config: HubConfig
     fleet: Fleet
     link: HubLink | None
+    archive: FleetArchive | None = None
     web: HubWeb | None = None
     server: HttpServer | None = None
     closers: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
@@ -51,21 +54,28 @@ class Hub:
                 log.exception("hub: closing %s failed", name)
 
 
-def start_link(config: HubConfig, fleet: Fleet) -> HubLink:
-    """The MQTT link of a hub configuration feeding `fleet`, started (it connects in the background)."""
+def start_link(config: HubConfig, sink: FleetSink) -> HubLink:
+    """The MQTT link of a hub configuration feeding `sink` (the Fleet, or the Fleet and the archive), started (it
+    connects in the background)."""
     from payg.adapters.mqtt.hub_link import HubLink
     from payg.wiring.mqtt import connection
 
-    link = HubLink(connection(config.mqtt, str(config.path), config.mqtt.client), config.topic_prefix, fleet)
+    link = HubLink(connection(config.mqtt, str(config.path), config.mqtt.client), config.topic_prefix, sink)
     link.start()
     return link
+
+
+def history_url(config: HubConfig) -> str:
+    """The archive's database: the configured PostgreSQL, else the SQLite file in the data directory."""
+    return config.database or f"sqlite:///{(config.data_dir / HISTORY_FILE).resolve()}"
 
 
 def build_hub(config: HubConfig, clock: Clock | None = None, *, web: bool = True, port: int | None = None,
               receipts_max: int = 10_000) -> Hub:
     """Everything of a hub, started but for the server's loop (`hub.server.serve_forever()`). ConfigError when
     a secret is missing or unreadable; OSError when the port is taken. `port` overrides the configured one
-    (0: any free port, for tests); `web=False` makes only the fleet and its link; `receipts_max` is how many
+    (0: any free port, for tests); `web=False` makes only the fleet and its link (no archive, no pages: a
+    benchmark's hub); `receipts_max` is how many
     state messages' receive times `hub.fleet.receipts()` keeps (a benchmark's state-to-hub delays)."""
     from payg.adapters.secrets import (
         API_TOKEN_FILE,
@@ -75,7 +85,9 @@ def build_hub(config: HubConfig, clock: Clock | None = None, *, web: bool = True
         owner_only_secret,
     )
     from payg.adapters.web_sessions import SqliteSessionStore
+    from payg.hub.archive import ArchiveError, FleetArchive
     from payg.hub.fleet import Fleet
+    from payg.hub.recording import RecordingSink
 
     clock = clock or SystemClock()
     fleet = Fleet(clock, command_timeout_s=config.command_timeout_s, receipts_max=receipts_max)
@@ -107,14 +119,21 @@ def build_hub(config: HubConfig, clock: Clock | None = None, *, web: bool = True
     try:
         store = SqliteSessionStore(config.data_dir / SESSIONS_FILE)
         hub.closers.append(("sessions", store.close))
-        link = hub.link = start_link(config, fleet)
+        try:
+            archive = hub.archive = FleetArchive(history_url(config), clock)
+        except ArchiveError as exc:
+            raise ConfigError(str(config.path), "hub.database", "a database the hub can use", str(exc),
+                              has_got=True) from None
+        archive.start()  # it connects, migrates and writes on its own thread; a database away is retried
+        hub.closers.append(("history", archive.stop))
+        link = hub.link = start_link(config, RecordingSink(fleet, archive))
         hub.closers.append(("mqtt", link.stop))
         hub.web = create_hub_web(HubServices(
             fleet, link, secrets, store, clock,
             password_hash=LandlordPasswordHash(config.landlord_password, config.path, password),
             session_hours=config.session_hours, session_idle_minutes=config.session_idle_minutes,
             secure_cookies=config.secure_cookies, locale=config.locale,
-            language=config.language, trusted_proxies=config.trusted_proxies), **_web_dirs())
+            language=config.language, trusted_proxies=config.trusted_proxies, history=archive), **_web_dirs())
         hub.web.pusher.start()
         hub.closers.append(("live pushes", hub.web.pusher.stop))
         hub.server = HttpServer(hub.web.app, config.host, config.port if port is None else port,

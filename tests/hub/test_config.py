@@ -84,3 +84,17 @@ def test_payg_hub_exits_2_when_the_hash_variable_is_unset(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "HUB_HASH"} | {"HUB_MQTT": "pw"}
     result = launcher.run("hub", "--config", str(path), cwd=tmp_path, env=env)
     assert result.returncode == 2 and "hub.landlord_password_hash_env" in result.stderr and "HUB_HASH" in result.stderr
+
+
+def test_the_history_database_is_sqlite_in_the_data_dir_unless_a_postgresql_url_without_a_password(tmp_path):
+    from payg.wiring.hub import history_url
+
+    c = load(write(tmp_path, GOOD))
+    assert c.database is None and history_url(c) == f"sqlite:///{(tmp_path / 'var' / 'hub-history.sqlite').resolve()}"
+    url = "postgresql://payg_hub@127.0.0.1:5432/payg_hub"
+    c = load(write(tmp_path, GOOD.replace("[mqtt]", f'database = "{url}"\n[mqtt]')))
+    assert c.database == url and history_url(c) == url
+    for bad in ("mysql://x@h/db", "sqlite:///tmp/h.sqlite", "postgresql://payg:s3cret@db.example/payg"):
+        with pytest.raises(ConfigError) as err:
+            load(write(tmp_path, GOOD.replace("[mqtt]", f'database = "{bad}"\n[mqtt]')))
+        assert "hub.database" in str(err.value) and "s3cret" not in str(err.value), err.value

@@ -54,6 +54,12 @@ def parse(data: dict, file: str, base_dir: Path | None = None) -> HubConfig:
     if not PREFIX.match(hub["topic_prefix"]):
         raise h.error("topic_prefix", "the controllers' [mqtt] topic_prefix: letters, digits, '-' and '_', up to 4 "
                       "levels joined by '/'", hub["topic_prefix"])
+    database = hub["database"]
+    if database is not None and (not database.startswith("postgresql://") or "@" in database
+                                 and ":" in database.split("://", 1)[1].split("@", 1)[0]):
+        raise h.error("database", "a PostgreSQL URL such as \"postgresql://payg@127.0.0.1:5432/payg_hub\", with no "
+                      "password in it (libpq reads PGPASSWORD or ~/.pgpass); leave it out for the SQLite file in "
+                      "data_dir", database.split("@")[-1] if "@" in database else database)
     try:
         babel.Locale.parse(hub["locale"])
     except (ValueError, babel.UnknownLocaleError):

@@ -1,0 +1,71 @@
+"""The hub's history routes: the fleet's totals per day and one socket's days, as JSON and as CSV, from the
+archive (payg/hub/archive.py). Behind the hub's login like every other route (payg/hub/web.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Protocol
+
+from flask import Flask, abort, jsonify, request
+
+from payg.hub.archive import FleetDay, SocketDay
+
+DAYS_DEFAULT = 90
+DAYS_MAX = 366
+FLEET_DAY_FIELDS = [f.name for f in dataclasses.fields(FleetDay)]
+SOCKET_DAY_FIELDS = [f.name for f in dataclasses.fields(SocketDay)]
+
+
+class HistoryReader(Protocol):
+    """What the routes read (payg.hub.archive.FleetArchive matches it)."""
+
+    def socket_days(self, controller: str, socket: str, days: int = DAYS_DEFAULT) -> list[SocketDay]: ...
+
+    def fleet_days(self, days: int = DAYS_DEFAULT) -> list[FleetDay]: ...
+
+    def status(self) -> dict: ...
+
+
+def days_asked() -> int:
+    raw = request.args.get("days")
+    if raw is None:
+        return DAYS_DEFAULT
+    if not raw.isdigit() or not 1 <= int(raw) <= DAYS_MAX:
+        abort(400, description=f"days must be a whole number from 1 to {DAYS_MAX}")
+    return int(raw)
+
+
+def register_history(app: Flask, history: HistoryReader, csv_response) -> None:
+    """The routes; `csv_response(fields, rows, name)` is the hub's CSV answer (payg/hub/web.py)."""
+
+    def read(what):
+        try:
+            return what()
+        except Exception as exc:  # the database is away: say so, never an empty history that looks true
+            abort(503, description=f"the fleet's history cannot be read now: {type(exc).__name__}: {exc}")
+
+    @app.get("/api/history")
+    def api_fleet_history():
+        days = days_asked()
+        rows = read(lambda: history.fleet_days(days))
+        return jsonify(days=[dataclasses.asdict(r) for r in rows], archive=history.status())
+
+    @app.get("/history.csv")
+    def fleet_history_csv():
+        days = days_asked()
+        rows = read(lambda: history.fleet_days(days))
+        return csv_response(FLEET_DAY_FIELDS, [dataclasses.asdict(r) for r in rows], "fleet-days")
+
+    @app.get("/api/history/<controller>/<socket>")
+    def api_socket_history(controller: str, socket: str):
+        days = days_asked()
+        rows = read(lambda: history.socket_days(controller, socket, days))
+        return jsonify(controller=controller, socket=socket, days=[dataclasses.asdict(r) for r in rows])
+
+    @app.get("/history/<controller>/<socket>.csv")
+    def socket_history_csv(controller: str, socket: str):
+        days = days_asked()
+        rows = read(lambda: history.socket_days(controller, socket, days))
+        return csv_response(SOCKET_DAY_FIELDS, [dataclasses.asdict(r) for r in rows],
+                            re.sub(r"[^A-Za-z0-9_-]", "_", f"{controller}-{socket}-days"))
