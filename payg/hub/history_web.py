@@ -6,8 +6,9 @@ from __future__ import annotations
 import dataclasses
 import re
 from typing import Protocol
+from urllib.parse import quote
 
-from flask import Flask, abort, jsonify, request
+from flask import Flask, abort, jsonify, redirect, render_template, request
 
 from payg.hub.archive import FleetDay, SocketDay
 
@@ -36,8 +37,9 @@ def days_asked() -> int:
     return int(raw)
 
 
-def register_history(app: Flask, history: HistoryReader, csv_response) -> None:
-    """The routes; `csv_response(fields, rows, name)` is the hub's CSV answer (payg/hub/web.py)."""
+def register_history(app: Flask, history: HistoryReader, csv_response, sockets) -> None:
+    """The routes; `csv_response(fields, rows, name)` is the hub's CSV answer (payg/hub/web.py), `sockets()` the
+    (controller, socket) pairs the fleet knows now, for the page's picker."""
 
     def read(what):
         try:
@@ -69,3 +71,25 @@ def register_history(app: Flask, history: HistoryReader, csv_response) -> None:
         rows = read(lambda: history.socket_days(controller, socket, days))
         return csv_response(SOCKET_DAY_FIELDS, [dataclasses.asdict(r) for r in rows],
                             re.sub(r"[^A-Za-z0-9_-]", "_", f"{controller}-{socket}-days"))
+
+    @app.get("/history")
+    def fleet_history_page():
+        days = days_asked()
+        rows = read(lambda: history.fleet_days(days))
+        return render_template("hub/history.html", rows=rows, days=days, socket=None, controller=None,
+                               csv_url=f"/history.csv?days={days}", choices=sorted(sockets()))
+
+    @app.get("/history/socket")
+    def pick_socket():
+        controller, _, socket = (request.args.get("id") or "").partition("/")
+        if not controller or not socket:
+            abort(400, description="id must be controller/socket")
+        return redirect(f"/history/{quote(controller, safe='')}/{quote(socket, safe='')}")
+
+    @app.get("/history/<controller>/<socket>")
+    def socket_history_page(controller: str, socket: str):
+        days = days_asked()
+        rows = read(lambda: history.socket_days(controller, socket, days))
+        path = f"/history/{quote(controller, safe='')}/{quote(socket, safe='')}"
+        return render_template("hub/history.html", rows=rows, days=days, socket=socket, controller=controller,
+                               csv_url=f"{path}.csv?days={days}", choices=[])

@@ -169,7 +169,7 @@ def create_hub_web(services: HubServices, *, templates: Path = ROOT / "templates
     @app.get("/")
     def page():
         snapshot = fleet.snapshot()
-        return render_template("hub/fleet.html", snapshot=snapshot,
+        return render_template("hub/fleet.html", snapshot=snapshot, history=services.history is not None,
                                boot={"snapshot": snapshot, "timeout_s": fleet.command_timeout_s,
                                      "commands": list(COMMANDS), "locale": services.locale.replace("_", "-")})
 
@@ -243,5 +243,6 @@ def create_hub_web(services: HubServices, *, templates: Path = ROOT / "templates
         return csv_response(EVENT_FIELDS, rows, "events")
 
     if services.history is not None:
-        register_history(app, services.history, csv_response)
+        register_history(app, services.history, csv_response,
+                         lambda: {(r["controller"], r["socket"]) for r in fleet.rows()})
     return web

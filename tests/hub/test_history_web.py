@@ -39,7 +39,8 @@ class Bed:
 
     def state(self, controller, socket, at, counter, balance):
         self.sink.state(controller, socket, {"balance": balance, "balance_tokens": balance, "relay": "on",
-                                             "energy_wh": counter, "meter": "ok", "currency": "GBP", "at": at})
+                                             "power_w": 60.0, "energy_wh": counter, "meter": "ok", "currency": "GBP",
+                                             "at": at})
 
     def landlord(self):
         c = self.web.app.test_client()
@@ -110,3 +111,24 @@ def test_a_history_that_cannot_be_read_is_an_error_not_an_empty_table(bed, tmp_p
     (tmp_path / "hub-history.sqlite").mkdir()  # where the file was, something no database opens
     resp = c.get("/api/history")
     assert resp.status_code == 503 and "cannot be read" in resp.get_json()["message"]
+
+
+def test_the_pages_show_the_fleets_days_and_a_sockets_in_its_money(bed):
+    for at, counter, balance in ((DAY1 + 60, 1000, 900), (DAY1 + 7200, 1400, 500), (DAY2 + 600, 2000, 4900)):
+        bed.state("home", "kitchen", at, counter, balance)
+    bed.sink.event("home", {"id": "home:7", "seq": 7, "kind": "credited", "socket": "kitchen", "amount": 5000,
+                            "at": DAY2 + 300})
+    assert bed.archive.flush(10)
+    c = bed.landlord()
+    assert 'href="/history"' in c.get("/").get_data(as_text=True)
+    page = c.get("/history").get_data(as_text=True)
+    rows = re.findall(r'<tr>\s*<th scope="row">([\d-]+)</th>(.*?)</tr>', page, re.S)
+    assert [day for day, _ in rows] == ["2027-01-15", "2027-01-16"]
+    assert "600 Wh" in rows[1][1] and '<option value="home/kitchen">' in page
+    picked = c.get("/history/socket?id=home/kitchen")
+    assert picked.status_code == 302 and picked.headers["Location"] == "/history/home/kitchen"
+    socket_page = c.get("/history/home/kitchen").get_data(as_text=True)
+    assert "£49.00" in socket_page and "£50.00" in socket_page  # the closing balance and the top-up, in pounds
+    assert 'href="/history/home/kitchen.csv?days=90"' in socket_page
+    assert c.get("/history/home/kitchen.csv").mimetype == "text/csv"  # the CSV, not a page for "kitchen.csv"
+    assert c.get("/history/socket?id=nonsense").status_code == 400
