@@ -47,24 +47,32 @@ def credits_at_hub(fleet: Fleet) -> list[dict]:
     return [e for e in fleet.events() if e.get("kind") == "credited"]
 
 
-def test_events_the_broker_dropped_while_the_hub_was_away_come_back_by_one_replay(tmp_path):
-    # The hub's session is persistent: after a plain disconnect the broker would queue its QoS 1 events and hand
-    # them over on its return, and no gap would open. The outage played here is one where the broker drops them:
-    # a broker without persistence restarted while the hub is away loses the hub's session and its queue (the
-    # hub then reconnects under its own client id and finds no session).
+def start_fleet(tmp_path: Path, broker_conf: str) -> tuple[Broker, Path, MockLedger, Fleet, HubLink, Path,
+                                                          launcher.Process]:
+    """A broker with `broker_conf`, the hub's link feeding a Fleet, and the controller as a process ticking every
+    0.1 s: (broker, data dir, the controller's ledger, fleet, link, the controller's log, its process)."""
     broker = Broker(tmp_path / "broker", PASSWORDS, mosquitto_acl("payg", {"home": "ctl-home"}, ["landlord"]),
-                    extra_conf=("persistence false",)).start()
+                    extra_conf=(broker_conf,)).start()
     data = tmp_path / "data"
     data.mkdir(mode=0o700)
     config = tmp_path / "payg.toml"
     config.write_text(controller_toml(data, broker.port, sockets=SOCKETS, load_w=0).replace(
         "[controller]\n", "[controller]\npoll_interval_s = 0.1\ndeposit_poll_interval_s = 0.1\n", 1))
     ledger = MockLedger(data / "mock-ledger.sqlite", SystemClock(), list(SOCKETS))
-    fleet = Fleet(SystemClock(), command_timeout_s=30)  # no second request within the test unless one is lost
+    fleet = Fleet(SystemClock(), command_timeout_s=30)  # no second request within a test unless one is lost
     link = start_link(broker.port, fleet)
     log = tmp_path / "controller.log"
     proc = launcher.start(["--config", str(config)], cwd=tmp_path, stdout=log, append=True,
                           env=dict(os.environ, PAYG_TEST_MQTT_PASSWORD=PASSWORDS["ctl-home"]))
+    return broker, data, ledger, fleet, link, log, proc
+
+
+def test_events_the_broker_dropped_while_the_hub_was_away_come_back_by_one_replay(tmp_path):
+    # The hub's session is persistent: after a plain disconnect the broker would queue its QoS 1 events and hand
+    # them over on its return, and no gap would open. The outage played here is one where the broker drops them:
+    # a broker without persistence restarted while the hub is away loses the hub's session and its queue (the
+    # hub then reconnects under its own client id and finds no session).
+    broker, data, ledger, fleet, link, log, proc = start_fleet(tmp_path, "persistence false")
     try:
         ledger.pay("kitchen", 50)
         wait_until(lambda: len(credits_at_hub(fleet)) == 1, 30, "the first credit at the hub")
@@ -118,19 +126,7 @@ def test_a_queue_limit_reached_while_the_hub_is_away_drops_events_and_the_replay
     # queued at all (the hub takes them at QoS 0, hub_link.subscriptions), so the queue holds events only: the
     # first LIMIT events booked while away come from it, the rest from one replay.
     limit = 5
-    broker = Broker(tmp_path / "broker", PASSWORDS, mosquitto_acl("payg", {"home": "ctl-home"}, ["landlord"]),
-                    extra_conf=(f"max_queued_messages {limit}",)).start()
-    data = tmp_path / "data"
-    data.mkdir(mode=0o700)
-    config = tmp_path / "payg.toml"
-    config.write_text(controller_toml(data, broker.port, sockets=SOCKETS, load_w=0).replace(
-        "[controller]\n", "[controller]\npoll_interval_s = 0.1\ndeposit_poll_interval_s = 0.1\n", 1))
-    ledger = MockLedger(data / "mock-ledger.sqlite", SystemClock(), list(SOCKETS))
-    fleet = Fleet(SystemClock(), command_timeout_s=30)
-    link = start_link(broker.port, fleet)
-    log = tmp_path / "controller.log"
-    proc = launcher.start(["--config", str(config)], cwd=tmp_path, stdout=log, append=True,
-                          env=dict(os.environ, PAYG_TEST_MQTT_PASSWORD=PASSWORDS["ctl-home"]))
+    broker, data, ledger, fleet, link, log, proc = start_fleet(tmp_path, f"max_queued_messages {limit}")
     try:
         ledger.pay("kitchen", 50)
         wait_until(lambda: len(credits_at_hub(fleet)) == 1, 30, "the first credit at the hub")
