@@ -169,6 +169,8 @@ def create_hub_web(services: HubServices, *, templates: Path = ROOT / "templates
     @app.get("/")
     def page():
         snapshot = fleet.snapshot()
+        # a state without some of the contract's keys (an older controller, another publisher) shows them empty
+        snapshot["rows"] = [{**dict.fromkeys(ROW_FIELDS), **row} for row in snapshot["rows"]]
         return render_template("hub/fleet.html", snapshot=snapshot, history=services.history is not None,
                                boot={"snapshot": snapshot, "timeout_s": fleet.command_timeout_s,
                                      "commands": list(COMMANDS), "locale": services.locale.replace("_", "-")})

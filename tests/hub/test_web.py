@@ -274,3 +274,10 @@ def test_health_says_whether_the_broker_is_there(bed):
     assert bed.client().get("/healthz").get_json() == {"status": "ok", "broker_connected": True}
     bed.sender.connected = False
     assert bed.client().get("/healthz").status_code == 503
+
+
+def test_a_state_without_the_contracts_keys_shows_empty_cells_not_an_error_page(bed):
+    bed.fleet.state("odd", "s1", {"at": T0})  # an older controller, or another publisher on the broker
+    c = bed.landlord()
+    resp = c.get("/")
+    assert resp.status_code == 200 and '<tr data-key="odd/s1">' in resp.get_data(as_text=True)
