@@ -1,5 +1,5 @@
 """The hub's history routes: the fleet's totals per day and one socket's days, as JSON and as CSV, from the
-archive (payg/hub/archive.py). Behind the hub's login like every other route (payg/hub/web.py)."""
+archive (payg/adapters/fleet_archive.py). Behind the hub's login like every other route (payg/hub/web.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from flask import Flask, abort, jsonify, redirect, render_template, request
 
-from payg.hub.archive import FleetDay, SocketDay
+from payg.domain.fleet_history import FleetDay, SocketDay
 
 DAYS_DEFAULT = 90
 DAYS_MAX = 366
@@ -19,7 +19,7 @@ SOCKET_DAY_FIELDS = [f.name for f in dataclasses.fields(SocketDay)]
 
 
 class HistoryReader(Protocol):
-    """What the routes read (payg.hub.archive.FleetArchive matches it)."""
+    """What the routes read (payg.adapters.fleet_archive.FleetArchive matches it)."""
 
     def socket_days(self, controller: str, socket: str, days: int = DAYS_DEFAULT) -> list[SocketDay]: ...
 

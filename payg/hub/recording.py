@@ -1,5 +1,5 @@
 """What the hub's MQTT link feeds when the fleet's history is kept: the live model (Fleet) first, then the
-archive (payg/hub/archive.py) for each socket's state and each event.
+archive (payg/adapters/fleet_archive.py) for each socket's state and each event.
 
 The archive takes them without waiting (its writer thread batches them into the database), so a database
 that is slow or away never holds up the link's thread; the archive keeps them until it is back.
@@ -13,7 +13,7 @@ from payg.hub.fleet import Fleet
 
 
 class History(Protocol):
-    """What the sink writes to (payg.hub.archive.FleetArchive matches it)."""
+    """What the sink writes to (payg.adapters.fleet_archive.FleetArchive matches it)."""
 
     def event(self, controller: str, body: dict) -> None: ...
 

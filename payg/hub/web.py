@@ -88,7 +88,7 @@ class HubServices:
     locale: str = HubConfig.locale  # how money is written (each controller's currency comes with its states)
     language: str = HubConfig.language  # the pages' language when neither the switcher nor the browser names one
     trusted_proxies: tuple[str, ...] = HubConfig.trusted_proxies  # whose X-Forwarded-For names the client
-    history: HistoryReader | None = None  # the fleet's history (payg/hub/archive.py); None: no history routes
+    history: HistoryReader | None = None  # the fleet's history (adapters/fleet_archive.py); None: no routes
 
 
 @dataclass

@@ -21,9 +21,9 @@ from payg.errors import ConfigError
 from payg.ports import Clock
 
 if TYPE_CHECKING:
+    from payg.adapters.fleet_archive import FleetArchive
     from payg.adapters.mqtt.hub_link import FleetSink, HubLink
     from payg.domain.hub_settings import HubConfig
-    from payg.hub.archive import FleetArchive
     from payg.hub.fleet import Fleet
     from payg.hub.web import HubWeb
     from payg.webkit.server import HttpServer
@@ -77,6 +77,7 @@ def build_hub(config: HubConfig, clock: Clock | None = None, *, web: bool = True
     (0: any free port, for tests); `web=False` makes only the fleet and its link (no archive, no pages: a
     benchmark's hub); `receipts_max` is how many
     state messages' receive times `hub.fleet.receipts()` keeps (a benchmark's state-to-hub delays)."""
+    from payg.adapters.fleet_archive import ArchiveError, FleetArchive
     from payg.adapters.secrets import (
         API_TOKEN_FILE,
         SESSION_SECRET_FILE,
@@ -85,7 +86,6 @@ def build_hub(config: HubConfig, clock: Clock | None = None, *, web: bool = True
         owner_only_secret,
     )
     from payg.adapters.web_sessions import SqliteSessionStore
-    from payg.hub.archive import ArchiveError, FleetArchive
     from payg.hub.fleet import Fleet
     from payg.hub.recording import RecordingSink
 

@@ -1,4 +1,4 @@
-"""The hub's fleet history (payg/hub/archive.py) on real databases: a SQLite file, and a PostgreSQL started
+"""The hub's fleet history (payg/adapters/fleet_archive.py) on real databases: a SQLite file, and a PostgreSQL started
 for this module (tests/support/postgres.py), a fresh database per test. The clock is virtual; the writer is
 driven by `flush()` (its own period is set to an hour, so nothing is written behind a test's back)."""
 
@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from payg.adapters import fleet_archive_sql as archive_sql
 from payg.adapters.clocks import ManualClock
-from payg.hub import archive_sql
-from payg.hub.archive import ArchiveError, FleetArchive, FleetDay, SocketDay
+from payg.adapters.fleet_archive import ArchiveError, FleetArchive, FleetDay, SocketDay
 from tests.support.postgres import BIN, NO_POSTGRES, Postgres
 
 DAY1 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC).timestamp()  # 00:00 UTC

@@ -11,8 +11,8 @@ import pytest
 from werkzeug.security import generate_password_hash
 
 from payg.adapters.clocks import ManualClock
+from payg.adapters.fleet_archive import FleetArchive
 from payg.adapters.web_sessions import SqliteSessionStore
-from payg.hub.archive import FleetArchive
 from payg.hub.fleet import Fleet
 from payg.hub.recording import RecordingSink
 from payg.hub.web import HubServices, create_hub_web

@@ -1,6 +1,6 @@
-"""The fleet archive's database side (archive.py holds the buffering and the writer thread): the URL, connecting to
-SQLite or PostgreSQL, the schema migrations (yoyo, from payg/hub/migrations), one batch written in one transaction,
-and the reads.
+"""The fleet archive's database side (fleet_archive.py holds the buffering and the writer thread): the URL,
+connecting to SQLite or PostgreSQL, the schema migrations (yoyo, from payg/adapters/fleet_migrations), one batch
+written in one transaction, and the reads.
 
 The SQL is written once, with "?" placeholders, for both databases; PostgreSQL's driver gets "%s" instead.
 psycopg and yoyo are imported when used: a hub on SQLite needs no psycopg.
@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-MIGRATIONS = "package:payg.hub:migrations"
+MIGRATIONS = "package:payg.adapters:fleet_migrations"
 CHUNK = 1000  # rows per executemany
 BATCH_IDS_KEPT_S = 7 * 86400  # a lost commit answer is retried within minutes; a week is plenty
 

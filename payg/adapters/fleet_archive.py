@@ -1,5 +1,5 @@
 """The hub's fleet history: every event it receives, and per socket per UTC day the energy used, the top-ups, the
-closing balance, kept in SQLite or PostgreSQL (archive_sql.py).
+closing balance, kept in SQLite or PostgreSQL (fleet_archive_sql.py).
 
 `event` and `state` are called from the MQTT thread and only touch memory: states arrive about once a second
 per socket, so they are folded into one aggregate per (controller, socket, day), and a writer thread writes the
@@ -26,8 +26,9 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 
-from payg.hub import archive_sql as sql
-from payg.hub.archive_sql import ArchiveError
+from payg.adapters import fleet_archive_sql as sql
+from payg.adapters.fleet_archive_sql import ArchiveError
+from payg.domain.fleet_history import FleetDay, SocketDay
 from payg.ports import Clock
 
 __all__ = ["ArchiveError", "FleetArchive", "FleetDay", "SocketDay"]
@@ -39,21 +40,6 @@ INT64 = 2**63 - 1
 POISON_TRIES = 3  # a batch the database refuses while it answers is dropped after this many tries
 
 
-@dataclass(frozen=True)
-class SocketDay:
-    day: str
-    energy_wh: int
-    topups: int
-    closing_balance: int | None
-    currency: str | None
-
-
-@dataclass(frozen=True)
-class FleetDay:
-    day: str
-    sockets: int
-    energy_wh: int
-    topups: int
 
 
 @dataclass
