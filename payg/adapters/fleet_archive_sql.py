@@ -48,7 +48,7 @@ def parse_url(url: str) -> Target:
         return Target("postgresql", url, "postgresql+psycopg://" + url[len("postgresql://"):])
     scheme = url.split(":", 1)[0] if ":" in url else url
     raise ArchiveError(f"the fleet history URL must start with sqlite:/// or postgresql://, not {scheme!r} "
-                       "(sqlite:////abs/path/hub-history.sqlite or postgresql://user:password@host:port/dbname)")
+                       "(sqlite:////abs/path/hub-history.sqlite or postgresql://user@host:port/dbname)")
 
 
 def migrate(target: Target) -> list[str]:

@@ -118,6 +118,12 @@ def test_state_payload_has_the_keys_and_debt_only_when_owed():
     (b'{"command": "credit", "socket": "kitchen", "tokens": 5, "reason": " ", "request_id": "r"}', "needs a reason"),
     (b'{"command": "credit", "socket": "kitchen", "tokens": 5, "reason": "x", "request_id": "a b"}', "request_id"),
     (b'{"command": "force_off", "socket": "kitchen", "sudo": true}', "unknown field"),
+    (b'{"command": "replay", "request_id": "r"}', "needs from_seq"),
+    (b'{"command": "replay", "from_seq": -1}', "needs from_seq"),
+    (b'{"command": "replay", "from_seq": 9223372036854775808}', "needs from_seq"),
+    (b'{"command": "replay", "from_seq": 1, "socket": "kitchen"}', "takes no socket"),
+    (b'{"command": "replay", "from_seq": 1, "tokens": 5}', "takes no socket"),
+    (b'{"command": "force_off", "socket": "kitchen", "from_seq": 1}', "takes no from_seq"),
 ])
 def test_a_bad_command_is_refused_with_a_reason(payload, reason):
     with pytest.raises(BadCommand) as caught:
