@@ -16,12 +16,15 @@ a payer every 0.5 s so they book credits and send events through their outbox.
                     hub saw (goal 0 lost), with the duplicates it dropped; and the hub's own count by seq
                     (events_complete): missing at the end, lost, the gaps it saw, the replays it asked for
                     and how long until it was complete again
+  hub workers       with `--workers N` the hub runs N workers on MQTT shared subscriptions (`[hub] mqtt_workers`); its
+                    CPU is the front's plus the workers', and after the broker restart one worker is SIGKILLed
+                    while the payer goes on: credits booked vs seen again, and the hub's own count by seq
   tick on vs off    two in-process controllers of 16 sockets, Site.tick() timed in interleaved blocks, one
                     with its MQTT bridge (every changed state sent, no rate limit: more than at 1 Hz), while
                     the fleet runs (goal: within 10 %)
 
 Run from the repository root: `.venv/bin/python bench/fleet.py` (~2 min; `--controllers`, `--real`,
-`--seconds`). Prints figures; exits 1 after printing when a goal is clearly missed.
+`--seconds`, `--workers`). Prints figures; exits 1 after printing when a goal is clearly missed.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from report import proc_cpu_s, proc_rss_mib  # noqa: E402  (bench/report.py, next to this script)
+from report import child_pids, cpu_by_pid, proc_rss_mib  # noqa: E402  (bench/report.py, next to this script)
 
 from ledgers.mock import MockLedger  # noqa: E402
 from payg.adapters import config as cfg  # noqa: E402
@@ -219,6 +222,7 @@ class RealControllers:
         self.ledgers: list[MockLedger] = []
         self.paid = 0
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         env = dict(os.environ, BENCH_MQTT_PASSWORD=PASSWORD)
         for i in range(count):
             data = tmp / f"r{i}"
@@ -230,9 +234,10 @@ class RealControllers:
             self.procs.append(subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--config", str(config)],
                                                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(tmp)))
             self.data.append(data)
-        self._thread = threading.Thread(target=self._pay, daemon=True)
 
     def start_paying(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._pay, daemon=True)
         self._thread.start()
 
     def _pay(self) -> None:
@@ -244,7 +249,8 @@ class RealControllers:
 
     def stop_paying(self) -> None:
         self._stop.set()
-        self._thread.join(5)
+        if self._thread is not None:
+            self._thread.join(5)
 
     def credits_booked(self) -> int:
         total = 0
@@ -270,11 +276,12 @@ class HubProcess:
     """The hub in a child process (`bench/fleet.py --hub-child`): the same objects `payg hub` composes, its
     web app served, and a record of each state's delay and each distinct credited event."""
 
-    def __init__(self, tmp: Path, port: int):
+    def __init__(self, tmp: Path, port: int, workers: int):
         self.out = tmp / "hub-result.json"
         self.log = open(tmp / "hub.log", "wb")
         self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--hub-child", str(port),
-                                      str(self.out), str(tmp)], stdout=self.log, stderr=subprocess.STDOUT,
+                                      str(self.out), str(tmp), str(workers)], stdout=self.log,
+                                     stderr=subprocess.STDOUT,
                                      env=dict(os.environ, BENCH_MQTT_PASSWORD=PASSWORD))
 
     def progress(self) -> dict:
@@ -289,7 +296,7 @@ class HubProcess:
         return json.loads(self.out.read_text())
 
 
-def hub_child(port: int, out: Path, tmp: Path) -> int:
+def hub_child(port: int, out: Path, tmp: Path, workers: int) -> int:
     """The hub as `payg hub` builds it (fleet model, MQTT link, web app, live pushes, HTTP server), with each
     state's delay and each distinct credited event recorded, until SIGTERM; then the record, as JSON."""
     from werkzeug.security import generate_password_hash
@@ -300,6 +307,7 @@ def hub_child(port: int, out: Path, tmp: Path) -> int:
     os.environ["BENCH_HUB_HASH"] = generate_password_hash("bench-landlord-password", method="scrypt")
     path = tmp / "hub.toml"
     path.write_text(f'[hub]\ndata_dir = "{tmp / "hub"}"\nlandlord_password_hash_env = "BENCH_HUB_HASH"\n'
+                    f'mqtt_workers = {workers}\n'
                     f'[mqtt]\nport = {port}\nusername = "hub"\npassword_env = "BENCH_MQTT_PASSWORD"\n'
                     f'client_id = "bench-hub"\nkeepalive_s = 10\n')
     hub = build_hub(hub_config.load(path), port=0)
@@ -334,7 +342,10 @@ def hub_child(port: int, out: Path, tmp: Path) -> int:
             missing = fleet.events_complete()["missing"]
             n += 1
             if n % 5 == 0:  # what the hub holds so far, for the parent's wait for late events
-                progress.with_suffix(".tmp").write_text(json.dumps({"credited": len(credited), "missing": missing}))
+                progress.with_suffix(".tmp").write_text(json.dumps({
+                    "credited": len(credited), "missing": missing,
+                    "workers": hub.workers.pids() if hub.workers else [],
+                    "restarts": hub.workers.restarts if hub.workers else []}))
                 progress.with_suffix(".tmp").replace(progress)
             if missing and (not gaps or len(gaps[-1]) == 2):
                 gaps.append([time.monotonic()])
@@ -361,22 +372,39 @@ def hub_child(port: int, out: Path, tmp: Path) -> int:
     return 0
 
 
+def settle(reals: RealControllers, hub: HubProcess) -> dict:
+    """Stop paying, wait for the controllers' outboxes to empty, then for the hub to hold every credit booked (late,
+    not lost: it may still be working through a backlog; up to a minute)."""
+    reals.stop_paying()
+    wait_until(lambda: reals.outbox_pending() == 0, 60, "the controllers' outboxes to empty")
+    booked = reals.credits_booked()
+    emptied = time.monotonic()
+    while time.monotonic() - emptied < 60 and (hub.progress().get("credited", 0) < booked
+                                               or hub.progress().get("missing", 1)):
+        time.sleep(0.1)
+    progress = hub.progress()
+    return {"booked": booked, "credited": progress.get("credited", 0), "missing": progress.get("missing"),
+            "late_s": time.monotonic() - emptied}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--controllers", type=int, default=50, help="simulated controllers (16 sockets each)")
     parser.add_argument("--real", type=int, default=3, help="real controller processes (16 sockets each)")
     parser.add_argument("--seconds", type=float, default=30.0, help="the measured window before the restart")
-    parser.add_argument("--hub-child", nargs=3, metavar=("PORT", "OUT", "TMP"), help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=0, help="hub workers on MQTT shared subscriptions")
+    parser.add_argument("--hub-child", nargs=4, metavar=("PORT", "OUT", "TMP", "WORKERS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.hub_child:
-        return hub_child(int(args.hub_child[0]), Path(args.hub_child[1]), Path(args.hub_child[2]))
+        return hub_child(int(args.hub_child[0]), Path(args.hub_child[1]), Path(args.hub_child[2]),
+                         int(args.hub_child[3]))
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="payg-fleet-") as name:
         tmp = Path(name)
         broker = Broker(tmp / "broker", users(args.real), acl(args.real), extra_conf=("sys_interval 1",)).start()
         hub = sims = reals = None
         try:
-            hub = HubProcess(tmp, broker.port)
+            hub = HubProcess(tmp, broker.port, args.workers)
             sysc = SysCounters(broker.port)
             reals = RealControllers(tmp, broker.port, args.real)
             sims = SimFleet(broker.port, args.controllers)
@@ -387,30 +415,39 @@ def main(argv=None) -> int:
             hub.proc.send_signal(signal.SIGUSR1)
             t0, rec0, sent0, _, pub_out0 = sysc.snapshot()
             sim0 = sims.sent
-            cpu0, w0 = proc_cpu_s(hub.proc.pid), time.monotonic()
-            bcpu0 = proc_cpu_s(broker.proc.pid)
+            if args.workers:
+                try:
+                    wait_until(lambda: all(hub.progress().get("workers") or [None]), 30, "the hub's workers")
+                except BaseException:
+                    print((tmp / "hub.log").read_text()[-3000:])
+                    raise
+            hub_pids = [hub.proc.pid, *child_pids(hub.proc.pid)]
+            bpid = broker.proc.pid
+            cpu0, w0 = cpu_by_pid([*hub_pids, bpid]), time.monotonic()
             rss_peak = 0.0
             while time.monotonic() - w0 < args.seconds:
                 time.sleep(1)
-                rss_peak = max(rss_peak, proc_rss_mib(hub.proc.pid))
+                rss_peak = max(rss_peak, sum(proc_rss_mib(pid) for pid in hub_pids))
             t1, rec1, sent1, _, pub_out1 = sysc.snapshot()
             sim1 = sims.sent
-            cpu1, w1 = proc_cpu_s(hub.proc.pid), time.monotonic()
-            bcpu1, brss = proc_cpu_s(broker.proc.pid), proc_rss_mib(broker.proc.pid)
+            cpu1, w1 = cpu_by_pid([*hub_pids, bpid]), time.monotonic()
+            brss = proc_rss_mib(broker.proc.pid)
             hub.proc.send_signal(signal.SIGUSR2)
             off_times, on_times, bridge = tick_costs(tmp, broker.port, blocks=6, ticks=100)
             broker.stop()  # a restart: the payer goes on, the real controllers keep their events
             time.sleep(3)
             broker.start()
             time.sleep(10)
-            reals.stop_paying()
-            wait_until(lambda: reals.outbox_pending() == 0, 60, "the controllers' outboxes to empty")
-            booked = reals.credits_booked()
-            # late, not lost: the hub may still be working through its backlog; wait for it, up to a minute
-            emptied = time.monotonic()
-            while time.monotonic() - emptied < 60 and hub.progress().get("credited", 0) < booked:
-                time.sleep(0.1)
-            late_s = time.monotonic() - emptied
+            restart = settle(reals, hub)
+            kill, kill_restarts = None, []
+            if args.workers:  # a worker SIGKILLed while the payer goes on
+                reals.start_paying()
+                time.sleep(3)
+                victim = hub.progress()["workers"][0]
+                os.kill(victim, signal.SIGKILL)
+                time.sleep(7)
+                kill = settle(reals, hub)
+                kill_restarts = hub.progress().get("restarts", [])
             time.sleep(1)
             sims.stop()
             result = hub.result()
@@ -430,25 +467,39 @@ def main(argv=None) -> int:
     delays, real = result["delays_s"], result["real_delays_s"]
     delays_all = delays + real
     p50, p95 = percentile(delays_all, 50) * 1e3, percentile(delays_all, 95) * 1e3
-    lost = booked - result["credited"]
+    lost = restart["booked"] - restart["credited"]
+    front_cpu = cpu1[hub.proc.pid] - cpu0[hub.proc.pid]
+    workers_cpu = sum(cpu1[pid] - cpu0[pid] for pid in hub_pids[1:] if pid in cpu1 and pid in cpu0)
+    hub_cpu = 100 * (front_cpu + workers_cpu) / (w1 - w0)
     mean_off, mean_on = statistics.fmean(off_times) * 1e3, statistics.fmean(on_times) * 1e3
     print(f"fleet: {args.controllers} simulated + {args.real} real controllers x {SOCKETS} sockets = {n_sockets} "
           f"sockets at 1 Hz, {args.seconds:.0f} s window")
     print(f"  broker: {sim_rate:,.0f} states/s published by the simulated controllers (their count), "
           f"{pub_out:,.0f} PUBLISH/s delivered; all packets (acks, pings too) {rate_in:,.0f}/s in, {rate_out:,.0f}/s "
           f"out ($SYS counters); CPU "
-          f"{100 * (bcpu1 - bcpu0) / (w1 - w0):.1f} % of one core, RSS {brss:.1f} MiB")
-    print(f"  hub: CPU {100 * (cpu1 - cpu0) / (w1 - w0):.1f} % of one core, RSS peak {rss_peak:.1f} MiB, "
+          f"{100 * (cpu1[bpid] - cpu0[bpid]) / (w1 - w0):.1f} % of one core, RSS {brss:.1f} MiB")
+    print(f"  hub ({args.workers} workers): CPU {hub_cpu:.1f} % of one core"
+          + (f" (front {100 * front_cpu / (w1 - w0):.1f} %, workers {100 * workers_cpu / (w1 - w0):.1f} %)"
+             if args.workers else "")
+          + f", {1000 * hub_cpu / n_sockets:.1f} % per 1,000 sockets, RSS peak {rss_peak:.1f} MiB, "
           f"{result['states']:,} states seen, {result['sockets']} sockets, {result['controllers']} controllers "
           f"(the tick bench's own among them)")
     print(f"  state-to-hub delay: p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {max(delays_all) * 1e3:.1f} ms "
           f"({len(delays_all):,} states); simulated publishers p95 {percentile(delays, 95) * 1e3:.1f} ms, real "
           f"controllers p50 {percentile(real, 50) * 1e3:.1f} ms p95 {percentile(real, 95) * 1e3:.1f} ms ({len(real):,}"
           f" states; from the state's making in the tick, so with the bridge's wait of up to 0.8 s)")
-    print(f"  broker restart (3 s down): {booked} credits booked, {result['credited']} distinct credited events "
-          f"at the hub, {lost} missing at the end, {result['duplicates']} duplicates dropped by id; the last of them "
-          f"reached the hub {late_s:.1f} s after the controllers' outboxes were empty"
+    print(f"  broker restart (3 s down): {restart['booked']} credits booked, {restart['credited']} distinct credited "
+          f"events at the hub, {lost} missing at the end, {restart['missing']} missing by seq; the last of them "
+          f"reached the hub {restart['late_s']:.1f} s after the controllers' outboxes were empty"
           + (" (gave up after 60 s)" if lost else ""))
+    if kill is not None:
+        print(f"  a worker SIGKILLed mid-stream: {kill['booked']} credits booked in all, {kill['credited']} at the "
+              "hub, "
+              f"{kill['booked'] - kill['credited']} missing at the end, {kill['missing']} missing by seq; the last "
+              f"reached the hub {kill['late_s']:.1f} s after the outboxes were empty; worker restarts {kill_restarts}")
+        if kill["booked"] != kill["credited"] or kill["missing"]:
+            problems.append(f"{kill['booked'] - kill['credited']} events missing after a worker was killed")
+    print(f"  duplicates dropped by id at the hub: {result['duplicates']}")
     gaps = result["gaps_s"]
     closed = [g for g in gaps if g is not None]
     print(f"  events' completeness at the hub (seq): {result['missing']} missing at the end, {result['lost']} lost "

@@ -17,6 +17,29 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def child_pids(pid: int) -> list[int]:
+    """A process's children now (each of its threads' /proc/<pid>/task/<tid>/children)."""
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as fh:
+                found += [int(c) for c in fh.read().split()]
+    except OSError:
+        pass
+    return found
+
+
+def cpu_by_pid(pids: list[int]) -> dict[int, float]:
+    """proc_cpu_s of each process still there."""
+    out = {}
+    for pid in pids:
+        try:
+            out[pid] = proc_cpu_s(pid)
+        except OSError:
+            pass
+    return out
+
+
 def proc_rss_mib(pid: int, key: str = "VmRSS") -> float:
     """A process's resident memory (or another /proc/<pid>/status figure in kB, VmHWM say) in MiB."""
     with open(f"/proc/{pid}/status") as fh:

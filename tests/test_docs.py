@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from payg.adapters.config import hub as hub_config
 from payg.adapters.config import load
 from payg.adapters.config.profiles import load_profile
 from payg.cli.parser import parse_args
@@ -156,8 +157,8 @@ def check_shell(block: Block, targets: set[str]) -> tuple[list[str], list[str]]:
 
 
 def check_toml(block: Block, tmp: Path) -> str | None:
-    """What is wrong with one TOML block, or None: a complete configuration, a meter profile, or a fragment
-    of a controller's configuration."""
+    """What is wrong with one TOML block, or None: a complete configuration, a meter profile, a fragment
+    of a controller's configuration, or a fragment of a hub's (its [hub] table, the keys it must have added)."""
     try:
         data = tomllib.loads(block.text)
     except tomllib.TOMLDecodeError as e:
@@ -168,6 +169,13 @@ def check_toml(block: Block, tmp: Path) -> str | None:
         if "fields" in data and "function_code" in data:
             file.write_text(block.text)
             load_profile(str(file), [])
+        elif "hub" in data:
+            hub = data["hub"]
+            hub.setdefault("data_dir", str(tmp / "hub"))
+            if not any(k.startswith("landlord_password_hash") for k in hub):
+                hub["landlord_password_hash_env"] = "PAYG_DOCS_HUB_HASH"
+            data.setdefault("mqtt", {"username": "hub", "password_env": "PAYG_DOCS_HUB_MQTT"})
+            hub_config.parse(data, block.where)
         else:
             text = block.text if COMPLETE in first else \
                 block.text + "\n" + "".join(chunk for key, chunk in BASE.items() if key not in data)
@@ -248,6 +256,7 @@ def test_the_command_check_reads_prompts_continuations_and_comments():
     "[[sockets]]\nid = \"a\"\nmeter = { kind = \"simulated\", load_w = 8 }\nrelay = { kind = \"gpio\" }\n",
     f"# {COMPLETE}\n[controller]\ndata_dir = \"var\"\n",   # complete, so nothing is added: no [ledger]
     "model = \"x\"\nfunction_code = 4\nstart = 0\ncount = 1\n[fields.energy_wh]\noffset = 9\nencoding = \"u16\"\n",
+    "[hub]\nmqtt_workers = 99\n",                          # a hub's fragment with a bad value
 ])
 def test_the_toml_check_rejects_a_planted_bad_block(text, tmp_path):
     assert check_toml(Block("planted.md:1", "toml", text), tmp_path) is not None

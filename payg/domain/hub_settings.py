@@ -41,6 +41,10 @@ class HubConfig:
         "balance): a `postgresql://user@host:port/dbname` URL, its password from libpq's `PGPASSWORD` or "
         "`~/.pgpass`, never this file; unset: an SQLite file `hub-history.sqlite` in `data_dir`, enough for one "
         "hub of a small landlord", kind="PostgreSQL URL", shown="unset (SQLite in data_dir)")
+    mqtt_workers: int = setting(0, "processes that share the controllers' messages through MQTT shared subscriptions "
+                           "(`$share/<client id>/...`), each taking a part of the fleet's traffic, behind this one "
+                           "hub's pages; 0: the hub reads every message itself, enough for a few thousand sockets "
+                           "(see [Workers](hub.md#workers))", ge=0, le=64)
     log_level: str = setting("info", "log verbosity (to standard error)", choices=LOG_LEVELS)
     locale: str = setting("en_GB", "how the fleet page writes the money of a controller with a `[tariff] "
                           "currency` (its code comes with its states)", kind="locale name")

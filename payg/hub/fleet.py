@@ -151,7 +151,8 @@ def matches(row: dict, controller: str | None = None, relay: str | None = None, 
 
 class Fleet:
     def __init__(self, clock: Clock, *, command_timeout_s: float = 10.0, events_max: int = 200,
-                 commands_max: int = 200, receipts_max: int = 10_000, event_ids_max: int = 20_000):
+                 commands_max: int = 200, receipts_max: int = 10_000, event_ids_max: int = 20_000,
+                 replay_settle_s: float = 0.0):
         self.clock = clock
         self.command_timeout_s = command_timeout_s
         self._cond = threading.Condition()
@@ -165,7 +166,7 @@ class Fleet:
         self._commands: OrderedDict[str, CommandSent] = OrderedDict()
         self._commands_max = commands_max
         self._receipts: deque[StateReceipt] = deque(maxlen=receipts_max)
-        self._sequences = Sequences(command_timeout_s)
+        self._sequences = Sequences(command_timeout_s, replay_settle_s)
         self.broker_connected = False
         self.broker_error: str | None = None
         self.counts = {"states": 0, "events": 0, "duplicate_events": 0, "responses": 0, "unmatched_responses": 0}

@@ -10,6 +10,10 @@ controller that cannot replay (an older version refuses the command) is not aske
 A controller keeps its events for a retention period: a replay's answer whose "oldest_seq" is above a missing
 seq makes that seq lost, counted and never asked for again; "complete through" then passes over it.
 
+A hub whose events come through several workers (shared subscriptions, payg/wiring/hub_workers.py) sees one
+controller's events out of order for a moment: seq 7 through one worker before seq 6 through another. So a gap may
+be given `settle_s` to close by itself before it is asked for.
+
 The first event the hub sees from a controller sets the baseline: history before it is not asked for (a hub
 that starts next to a controller a year old does not fetch a year of events). Pure: no I/O, time passed in.
 """
@@ -41,6 +45,7 @@ class Sequence:
     request_id: str | None = None        # the replay outstanding
     asked_at: float = 0.0
     progress_at: float = 0.0             # when a missing event last arrived
+    gap_at: float | None = None          # when events went missing (None: none missing)
     fruitless: int = 0                   # requests in a row that brought nothing
     requests: deque[str] = field(default_factory=lambda: deque(maxlen=REQUESTS_KEPT))
 
@@ -69,6 +74,8 @@ class Sequence:
         self.top = max(self.top or n, n)
         self.held.add(n)
         self._advance()
+        if self.missing and self.gap_at is None:
+            self.gap_at = now
         if len(self.held) > HELD_MAX:
             self._give_up(min(self.held))
         return True
@@ -79,7 +86,7 @@ class Sequence:
             self.complete_through += 1
             self.held.discard(self.complete_through)
         if not self.missing:
-            self.request_id, self.fruitless = None, 0
+            self.request_id, self.fruitless, self.gap_at = None, 0, None
 
     def _give_up(self, oldest: int) -> None:
         """Every missing seq below `oldest` is lost."""
@@ -91,11 +98,13 @@ class Sequence:
         self.complete_through, self.top = oldest - 1, max(self.top or 0, oldest - 1)
         self._advance()
 
-    def due(self, now: float, timeout_s: float) -> int | None:
+    def due(self, now: float, timeout_s: float, settle_s: float = 0.0) -> int | None:
         """The seq to replay from if a request should go out now, else None."""
         first = self.first_missing
         if first is None:
             return None
+        if self.request_id is None and self.gap_at is not None and now - self.gap_at < settle_s:
+            return None  # a gap this young may be an event still on its way through another worker
         if self.request_id is not None:
             wait = min(timeout_s * 2 ** min(self.fruitless, 30), max(timeout_s, RETRY_MAX_S))
             if now - max(self.asked_at, self.progress_at) < wait:
@@ -133,8 +142,8 @@ class Sequence:
 class Sequences:
     """Every controller's sequence; the fleet calls it under its own lock."""
 
-    def __init__(self, timeout_s: float):
-        self.timeout_s = timeout_s
+    def __init__(self, timeout_s: float, settle_s: float = 0.0):
+        self.timeout_s, self.settle_s = timeout_s, settle_s
         self._of: dict[str, Sequence] = {}
 
     def seen(self, controller: str, seq: object, now: float) -> bool:
@@ -144,7 +153,7 @@ class Sequences:
         """(controller, from_seq) for every replay that should go out now; the caller then calls `asked`."""
         found = []
         for name, s in sorted(self._of.items()):
-            first = s.due(now, self.timeout_s)
+            first = s.due(now, self.timeout_s, self.settle_s)
             if first is not None:
                 found.append((name, first))
         return found

@@ -27,11 +27,15 @@ if TYPE_CHECKING:
     from payg.hub.fleet import Fleet
     from payg.hub.web import HubWeb
     from payg.webkit.server import HttpServer
+    from payg.wiring.hub_workers import HubWorkers
 
 log = logging.getLogger("payg.hub")
 
 SESSIONS_FILE = "hub-sessions.sqlite"
 HISTORY_FILE = "hub-history.sqlite"  # the fleet's history when no [hub] database is configured
+# With workers, one controller's events reach the front through several pipes, so a gap may be one still on its way:
+# it is asked for once it is this old (a worker writes an event at once; states wait at most 50 ms).
+WORKERS_REPLAY_SETTLE_S = 1.0
 
 
 @dataclass
@@ -42,6 +46,7 @@ class Hub:
     archive: FleetArchive | None = None
     web: HubWeb | None = None
     server: HttpServer | None = None
+    workers: HubWorkers | None = None
     closers: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -56,13 +61,36 @@ class Hub:
 
 def start_link(config: HubConfig, sink: FleetSink) -> HubLink:
     """The MQTT link of a hub configuration feeding `sink` (the Fleet, or the Fleet and the archive), started (it
-    connects in the background)."""
-    from payg.adapters.mqtt.hub_link import HubLink
+    connects in the background). With `[hub] mqtt_workers`, the link reads only the answers to what it sends; the
+    workers read the rest."""
+    from payg.adapters.mqtt.hub_link import HubLink, ingest_subscriptions, response_subscriptions
     from payg.wiring.mqtt import connection
 
-    link = HubLink(connection(config.mqtt, str(config.path), config.mqtt.client), config.topic_prefix, sink)
+    topics = drop = None
+    if config.mqtt_workers:  # and not what a hub without workers subscribed to in this persistent session
+        topics = response_subscriptions(config.topic_prefix)
+        drop = [topic for topic, _ in ingest_subscriptions(config.topic_prefix)]
+    link = HubLink(connection(config.mqtt, str(config.path), config.mqtt.client), config.topic_prefix, sink,
+                   topics=topics, drop=drop)
     link.start()
     return link
+
+
+def start_ingest(hub: Hub, sink: FleetSink) -> None:
+    """The hub's link, and its workers when it has some, feeding `sink`; each added to what `hub.close()` stops
+    (the workers first). The sessions of workers a previous run had and this one has not are forgotten first,
+    on a thread of its own."""
+    import threading
+
+    from payg.wiring.hub_workers import HubWorkers, forget_stale
+
+    threading.Thread(target=forget_stale, args=(hub.config,), name="payg-hub-forget-workers", daemon=True).start()
+    link = hub.link = start_link(hub.config, sink)
+    hub.closers.append(("mqtt", link.stop))
+    if hub.config.mqtt_workers:
+        workers = hub.workers = HubWorkers(hub.config, sink, hub.config.mqtt_workers)
+        workers.start()
+        hub.closers.append(("workers", workers.stop))
 
 
 def history_url(config: HubConfig) -> str:
@@ -90,11 +118,11 @@ def build_hub(config: HubConfig, clock: Clock | None = None, *, web: bool = True
     from payg.hub.recording import RecordingSink
 
     clock = clock or SystemClock()
-    fleet = Fleet(clock, command_timeout_s=config.command_timeout_s, receipts_max=receipts_max)
+    fleet = Fleet(clock, command_timeout_s=config.command_timeout_s, receipts_max=receipts_max,
+                  replay_settle_s=WORKERS_REPLAY_SETTLE_S if config.mqtt_workers else 0.0)
     if not web:
-        link = start_link(config, fleet)
-        hub = Hub(config, fleet, link)
-        hub.closers.append(("mqtt", link.stop))
+        hub = Hub(config, fleet, None)
+        start_ingest(hub, fleet)
         return hub
     from payg.hub.web import HubServices, create_hub_web
     from payg.webkit.proxies import client_resolver, networks
@@ -126,10 +154,10 @@ def build_hub(config: HubConfig, clock: Clock | None = None, *, web: bool = True
                               has_got=True) from None
         archive.start()  # it connects, migrates and writes on its own thread; a database away is retried
         hub.closers.append(("history", archive.stop))
-        link = hub.link = start_link(config, RecordingSink(fleet, archive))
-        hub.closers.append(("mqtt", link.stop))
+        start_ingest(hub, RecordingSink(fleet, archive))
+        assert hub.link is not None
         hub.web = create_hub_web(HubServices(
-            fleet, link, secrets, store, clock,
+            fleet, hub.link, secrets, store, clock,
             password_hash=LandlordPasswordHash(config.landlord_password, config.path, password),
             session_hours=config.session_hours, session_idle_minutes=config.session_idle_minutes,
             secure_cookies=config.secure_cookies, locale=config.locale,

@@ -57,6 +57,8 @@ def test_the_example_parses():
     (lambda t: t.replace("[hub]\n", "[hub]\nhost = \"example.org\"\n"), "hub.host"),
     (lambda t: t.replace("[hub]\n", "[hub]\ntopic_prefix = \"pay#g\"\n"), "hub.topic_prefix"),
     (lambda t: t.replace("[hub]\n", "[hub]\ncommand_timeout_s = 0\n"), "hub.command_timeout_s"),
+    (lambda t: t.replace("[hub]\n", "[hub]\nmqtt_workers = -1\n"), "hub.mqtt_workers"),
+    (lambda t: t.replace("[hub]\n", "[hub]\nmqtt_workers = 65\n"), "hub.mqtt_workers"),
     (lambda t: t.replace("[hub]\n", "[hub]\nprot = 5\n"), "hub.prot"),
     (lambda t: t.replace("[mqtt]\n", "[hub.server]\nworkers = 0\n[mqtt]\n"), "hub.server.workers"),
     (lambda t: t.replace("[mqtt]\n", "[mqtt]\ncontroller = \"home\"\n"), "mqtt.controller"),

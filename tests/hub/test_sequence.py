@@ -164,3 +164,22 @@ def test_the_fleet_figure_over_every_controller():
     for n in (10, 11):
         seqs.seen("shop", n, 2.0)
     assert seqs.summary()["complete"] is True
+
+
+def test_with_a_settle_time_a_gap_is_asked_for_only_once_it_is_that_old_and_one_that_closes_before_never():
+    # (hub workers: seq 7 may come through one worker a moment before seq 6 through another)
+    s = Sequence()
+    feed(s, 1, 2, now=0.0)
+    feed(s, 4, now=10.0)
+    assert s.due(10.5, TIMEOUT, settle_s=1.0) is None
+    feed(s, 3, now=10.6)  # the late one: the gap closed by itself, nothing was asked
+    assert (s.missing, s.replays, s.gap_at) == (0, 0, None)
+    feed(s, 6, now=20.0)
+    assert s.due(20.9, TIMEOUT, settle_s=1.0) is None and s.due(21.0, TIMEOUT, settle_s=1.0) == 5
+    feed(s, 8, now=21.5)  # a second gap above the first: the first's age counts
+    s.asked("r1", 21.0)
+    assert s.due(21.6, TIMEOUT, settle_s=1.0) is None  # the request outstanding waits for its timeout as before
+    many = Sequences(TIMEOUT, settle_s=1.0)
+    for n, t in ((1, 0.0), (3, 5.0)):
+        many.seen("home", n, t)
+    assert many.due(5.5) == [] and many.due(6.0) == [("home", 2)]

@@ -261,13 +261,14 @@ def test_a_payment_is_confirmed_live_in_the_first_screen_with_its_amount_and_rec
 
 @pytest.mark.slow
 def test_low_credit_is_said_when_use_crosses_the_threshold_and_not_after_a_top_up(chromium, problems, tmp_path):
-    """A threshold of 1,000 tokens with the kitchen's 800 W (1 token a Wh; half an hour is 400 tokens, so it is the
-    balance that counts). Paying 1,000 leaves the credit at the threshold: no warning, the tenant has just paid.
-    A top-up of 6 lifts it above; use takes it down through 1,000 again some 20 s later: the warning."""
+    """A threshold of 1,000 tokens with the kitchen at 1,600 W (1 token a Wh; half an hour is 800 tokens, so it is
+    the balance that counts). Paying 1,000 leaves the credit at the threshold: no warning, the tenant has just paid.
+    A top-up of 6 lifts it above; use takes it down through 1,000 again some 10 s later: the warning."""
     from playwright.sync_api import expect
 
     c = Controller(tmp_path)
-    c.config.write_text(c.config.read_text().replace("[web]\n", "[web]\nlow_credit_tokens = 1000\n", 1))
+    c.config.write_text(c.config.read_text().replace("[web]\n", "[web]\nlow_credit_tokens = 1000\n", 1)
+                        .replace("load_w = 800 }", "load_w = 1600 }", 1))
     c.start()
     context = phone(chromium)
     page = problems.watch(context.new_page())

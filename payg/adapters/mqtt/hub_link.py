@@ -60,8 +60,20 @@ def subscriptions(prefix: str) -> list[tuple[str, int]]:
     10,000 a second and fill `max_queued_messages` with states that the next one supersedes, crowding out the
     events); the retained state is what the hub gets on its return. Status, events and responses must all
     arrive: QoS 1, queued for the hub while it is away (and past the queue's limit, replayed by seq)."""
-    return [(f"{prefix}/+/status", 1), (f"{prefix}/+/+/state", 0), (f"{prefix}/+/events", 1),
-            (f"{prefix}/+/response", 1)]
+    return [*ingest_subscriptions(prefix), (f"{prefix}/+/response", 1)]
+
+
+def ingest_subscriptions(prefix: str, share: str | None = None) -> list[tuple[str, int]]:
+    """What the controllers publish by themselves (status, states, events), as `subscriptions` asks for them;
+    with `share`, as members of the MQTT shared subscription `$share/<share>/...`: the broker hands each message
+    to one member of the group, so hub workers split the fleet between them (payg/wiring/hub_workers.py)."""
+    topics = [(f"{prefix}/+/status", 1), (f"{prefix}/+/+/state", 0), (f"{prefix}/+/events", 1)]
+    return [(f"$share/{share}/{topic}", qos) for topic, qos in topics] if share else topics
+
+
+def response_subscriptions(prefix: str) -> list[tuple[str, int]]:
+    """The answers to the commands and replays this hub sends: never shared, the sender reads them."""
+    return [(f"{prefix}/+/response", 1)]
 
 
 def replay_body(from_seq: int, request_id: str) -> dict:
@@ -81,9 +93,16 @@ def command_body(command: str, socket: str, request_id: str, tokens: int | None 
 
 
 class HubLink:
-    def __init__(self, conn: Connection, prefix: str, sink: FleetSink, replay_check_s: float = 1.0):
+    def __init__(self, conn: Connection, prefix: str, sink: FleetSink, replay_check_s: float | None = 1.0,
+                 topics: list[tuple[str, int]] | None = None, drop: list[str] | None = None):
+        """`topics`: what to subscribe to (default: `subscriptions(prefix)`, everything a hub reads); `drop`: topics
+        to unsubscribe from first (the session is persistent: a hub that read everything itself before it had
+        workers would go on receiving it); `replay_check_s` None: no replay checks (a worker's link, which holds
+        no sequences)."""
         self.conn, self.prefix, self.sink = conn, prefix, sink
         self.replay_check_s = replay_check_s
+        self.topics = subscriptions(prefix) if topics is None else topics
+        self.drop = drop or []
         self._stopped = threading.Event()
         self._checker: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -106,8 +125,9 @@ class HubLink:
     def start(self) -> None:
         """Connect in the background; a broker that is down is retried until it is up."""
         mqtt_client.start(self._client, self.conn)
-        self._checker = threading.Thread(target=self._check_replays, name="payg-hub-replays", daemon=True)
-        self._checker.start()
+        if self.replay_check_s is not None:
+            self._checker = threading.Thread(target=self._check_replays, name="payg-hub-replays", daemon=True)
+            self._checker.start()
 
     def stop(self) -> None:
         with self._lock:
@@ -145,6 +165,7 @@ class HubLink:
         return sent
 
     def _check_replays(self) -> None:
+        assert self.replay_check_s is not None
         while not self._stopped.wait(self.replay_check_s):
             try:
                 self.ask_replays()
@@ -174,7 +195,9 @@ class HubLink:
             log.warning("hub: %s", self.last_error)
             self.sink.link(False, self.last_error)
             return
-        result, mid = self._client.subscribe(subscriptions(self.prefix))
+        if self.drop:
+            self._client.unsubscribe(self.drop)
+        result, mid = self._client.subscribe(self.topics)
         with self._lock:
             self._connected, self.last_error = True, None
             if result == MQTT_ERR_SUCCESS and mid is not None:
@@ -238,7 +261,8 @@ class HubLink:
             self.sink.state(controller, socket, body)
         elif what == "events":
             self.sink.event(controller, body)
-            self.ask_replays()
+            if self.replay_check_s is not None:
+                self.ask_replays()
         elif what == "response":
             self.sink.response(controller, body)
 
@@ -246,3 +270,21 @@ class HubLink:
         with self._lock:
             self.ignored += 1
         log.debug("hub: ignored a message on %s (%s)", topic, why)
+
+
+def forget_session(conn: Connection, timeout_s: float = 10.0) -> bool:
+    """Make the broker drop the persistent session of `conn.client_id` (its subscriptions and its queue): connect
+    under that id with a clean session, then leave. True once done; False when the broker could not be reached.
+    For a hub worker that is no more, whose shared subscriptions would go on taking its part of the messages."""
+    done = threading.Event()
+
+    def connected(ok: bool, _reason: str) -> None:
+        if ok:
+            done.set()
+
+    client = mqtt_client.make_client(conn, on_connect=connected, on_disconnect=lambda _reason: None, clean=True)
+    mqtt_client.start(client, conn)
+    try:
+        return done.wait(timeout_s)
+    finally:
+        mqtt_client.stop(client)
