@@ -207,6 +207,13 @@
         ? _("The hub is not connected to the broker (%(error)s): what is shown is what it saw last.").replace("%(error)s", m.broker.error)
         : _("The hub is not connected to the broker: what is shown is what it saw last."));
     }
+    const ec = m.events_complete;
+    $("gaps").hidden = !ec || ec.complete;
+    if (ec && !ec.complete) {
+      P.setText($("gaps"), P.n_("{n} event is missing here: the hub has asked its controller to send it again.",
+        "{n} events are missing here: the hub has asked their controllers to send them again.", ec.missing,
+        { n: ec.missing }));
+    }
     render();
   }
 

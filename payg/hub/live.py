@@ -48,7 +48,11 @@ class FleetPusher:
         self.fleet.expire()
         self.landlords.drop_lapsed()
         with self._push_lock:
-            if self.fleet.version <= self._last:
+            version = self.fleet.version
+            if version <= self._last:
+                return False
+            if not self.pages:  # nobody to tell (a page that connects gets the whole fleet): no changes made up
+                self._last = version
                 return False
             changes = self.fleet.changes(self._last)
             self._last = changes["version"]

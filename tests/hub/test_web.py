@@ -250,6 +250,24 @@ def test_live_pushes_need_the_login_and_bring_the_fleet_then_its_changes(bed):
     assert bed.web.pusher.push() is False  # nothing new
 
 
+def test_with_no_page_open_a_push_makes_no_changes_and_a_page_opened_later_gets_the_whole_fleet(bed, monkeypatch):
+    # (10,000 sockets change every second: the changes, made four times a second for nobody, cost the hub CPU)
+    def no_changes(since):
+        raise AssertionError("changes made with no page to send them to")
+
+    monkeypatch.setattr(bed.fleet, "changes", no_changes)
+    bed.fleet.state("shop", "till", {"balance": 900, "balance_tokens": 900, "relay": "on", "at": T0 + 1})
+    assert bed.web.pusher.push() is False and bed.web.pusher.pushes == 0
+    monkeypatch.undo()
+    live = bed.web.socketio.test_client(bed.web.app, namespace=NAMESPACE, flask_test_client=bed.landlord())
+    (first,) = [m["args"][0] for m in live.get_received(NAMESPACE)]
+    assert first["full"] is True and ("shop/till", 900) in [(r["key"], r["balance"]) for r in first["rows"]]
+    bed.fleet.state("shop", "till", {"balance": 899, "balance_tokens": 899, "relay": "on", "at": T0 + 2})
+    assert bed.web.pusher.push() is True
+    (pushed,) = [m["args"][0] for m in live.get_received(NAMESPACE)]
+    assert [(r["key"], r["balance"]) for r in pushed["rows"]] == [("shop/till", 899)]
+
+
 def test_a_timeout_is_pushed_without_a_message(bed):
     c = bed.landlord()
     live = bed.web.socketio.test_client(bed.web.app, namespace=NAMESPACE, flask_test_client=c)
@@ -281,3 +299,23 @@ def test_a_state_without_the_contracts_keys_shows_empty_cells_not_an_error_page(
     c = bed.landlord()
     resp = c.get("/")
     assert resp.status_code == 200 and '<tr data-key="odd/s1">' in resp.get_data(as_text=True)
+
+
+def test_the_page_says_when_events_are_missing_here_and_stops_saying_it_once_they_came(bed):
+    c = bed.landlord()
+    gaps = re.compile(r'<p id="gaps"[^>]*>([^<]*)</p>')
+
+    def banner() -> tuple[bool, str]:
+        tag = gaps.search(c.get("/").get_data(as_text=True))
+        assert tag is not None
+        return " hidden" not in tag.group(0), tag.group(1)
+
+    assert banner()[0] is False  # no event seen yet: nothing missing
+    for seq in (1, 2, 5):  # 3 and 4 missing
+        bed.fleet.event("home", {"id": f"home:{seq}", "seq": seq, "kind": "credited", "socket": "kitchen"})
+    shown, text = banner()
+    assert shown and text.startswith("2 events are missing here")
+    assert bed.fleet.snapshot()["events_complete"]["missing"] == 2  # what the live pushes carry for the script
+    for seq in (3, 4):
+        bed.fleet.event("home", {"id": f"home:{seq}", "seq": seq, "kind": "credited", "socket": "kitchen"})
+    assert banner()[0] is False
