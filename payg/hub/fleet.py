@@ -1,6 +1,5 @@
-"""The fleet as the hub has seen it: every controller, every socket's last published state, who is online,
-the recent events and the commands sent from here with their answers, and per controller how complete its
-events are here (sequence.py: the gaps in their "seq" and the replays that fill them).
+"""The fleet as the hub has seen it: every controller, every socket's last published state, who is online, the recent
+events, the commands sent from here with their answers, and how complete each controller's events are (sequence.py).
 
 The hub keeps no money of its own. A balance here is the integer a controller last published on its state
 topic, nothing added, nothing inferred: a controller's journal stays the only record. So this model is
@@ -206,6 +205,7 @@ class Fleet:
                     c.version = self._version
                 return
             clean = _scalars(body)
+            self._sequences.hint(controller, clean.get("events_through"), now)  # its last events, if lost, are asked
             self._receipts.append(StateReceipt(controller, socket, _number(clean.get("at")), now))
             self.counts["states"] += 1
             self._removed.pop(key, None)

@@ -24,6 +24,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 RETRY_MAX_S = 600.0
+HINT_SETTLE_S = 2.0  # a gap a state's "events_through" opened: the event may still be on its way behind the state
 HELD_MAX = 50_000  # held seqs above a gap that does not close: past this, the oldest gap is given up as lost
 REQUESTS_KEPT = 8  # the recent request ids of a controller whose answers still count (a late one tells "oldest_seq")
 
@@ -46,6 +47,7 @@ class Sequence:
     asked_at: float = 0.0
     progress_at: float = 0.0             # when a missing event last arrived
     gap_at: float | None = None          # when events went missing (None: none missing)
+    hinted: bool = False                 # the top was raised by a state's "events_through", not by an event
     fruitless: int = 0                   # requests in a row that brought nothing
     requests: deque[str] = field(default_factory=lambda: deque(maxlen=REQUESTS_KEPT))
 
@@ -86,7 +88,20 @@ class Sequence:
             self.complete_through += 1
             self.held.discard(self.complete_through)
         if not self.missing:
-            self.request_id, self.fruitless, self.gap_at = None, 0, None
+            self.request_id, self.fruitless, self.gap_at, self.hinted = None, 0, None, False
+
+    def hint(self, through: object, now: float) -> bool:
+        """A state's "events_through": its controller had sent every event up to that seq. One above what the hub
+        holds opens a gap even when no later event comes (the last events lost, say by a broker that dropped them
+        from a full queue). Before the baseline it says nothing: history before it is not asked for. True when
+        it opened or widened a gap."""
+        n = _seq(through)
+        if n is None or self.complete_through is None or self.top is None or n <= self.top:
+            return False
+        self.top, self.hinted = n, True
+        if self.gap_at is None:
+            self.gap_at = now
+        return True
 
     def _give_up(self, oldest: int) -> None:
         """Every missing seq below `oldest` is lost."""
@@ -103,8 +118,9 @@ class Sequence:
         first = self.first_missing
         if first is None:
             return None
-        if self.request_id is None and self.gap_at is not None and now - self.gap_at < settle_s:
-            return None  # a gap this young may be an event still on its way through another worker
+        wait = max(settle_s, HINT_SETTLE_S) if self.hinted else settle_s
+        if self.request_id is None and self.gap_at is not None and now - self.gap_at < wait:
+            return None  # a gap this young may be an event still on its way (through another worker, behind a state)
         if self.request_id is not None:
             wait = min(timeout_s * 2 ** min(self.fruitless, 30), max(timeout_s, RETRY_MAX_S))
             if now - max(self.asked_at, self.progress_at) < wait:
@@ -148,6 +164,10 @@ class Sequences:
 
     def seen(self, controller: str, seq: object, now: float) -> bool:
         return self._of.setdefault(controller, Sequence()).seen(seq, now)
+
+    def hint(self, controller: str, through: object, now: float) -> bool:
+        s = self._of.get(controller)
+        return s is not None and s.hint(through, now)
 
     def due(self, now: float) -> list[tuple[str, int]]:
         """(controller, from_seq) for every replay that should go out now; the caller then calls `asked`."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 from ledgers.mock import MockLedger
@@ -155,6 +156,39 @@ def test_a_queue_limit_reached_while_the_hub_is_away_drops_events_and_the_replay
         assert sorted((e["socket"], e["amount"]) for e in credits_at_hub(fleet)) == sorted(
             [("kitchen", 50), ("kitchen", 9)] + [("hall" if t % 2 else "kitchen", t) for t in range(1, 9)])
         assert home(fleet)["replays"] >= 1 and home(fleet)["lost"] == 0
+    finally:
+        link.stop()
+        terminate(proc)
+        broker.stop()
+    assert "Traceback" not in log.read_text()
+
+
+def test_the_last_events_dropped_while_the_hub_was_away_are_replayed_with_no_later_event(tmp_path):
+    # As above, the broker drops what passes its queue limit, but nothing is booked afterwards: no later event
+    # shows the gap. The controller's retained states say which events it sent ("events_through"), and the hub,
+    # back, asks for the rest from them alone.
+    limit = 3
+    broker, data, ledger, fleet, link, log, proc = start_fleet(tmp_path, f"max_queued_messages {limit}")
+    try:
+        ledger.pay("kitchen", 50)
+        wait_until(lambda: len(credits_at_hub(fleet)) == 1, 30, "the first credit at the hub")
+        link.stop()
+
+        for tokens in range(1, 7):
+            ledger.pay("hall" if tokens % 2 else "kitchen", tokens)
+            wait_until(lambda n=tokens: sum(k == "credited" and d for _, _, k, d in journal_events(data)) == 1 + n,
+                       30, "the credit booked while the hub is away and taken by the broker")
+        wait_until(lambda: "Outgoing messages are being dropped" in broker.log.read_text(), 10,
+                   "the broker saying it dropped messages for the hub")
+        last = journal_events(data)[-1][0]
+        time.sleep(1.0)  # the states that follow the last event, retained
+
+        link = start_link(broker.port, fleet)
+        wait_until(lambda: home(fleet)["missing"] == 0 and home(fleet)["complete_through"] == last, 30,
+                   "the last events, seen missing from the states, replayed")
+        assert journal_events(data)[-1][0] == last  # nothing booked since: no later event showed the gap
+        assert sorted(e["seq"] for e in fleet.events()) == [s for s, *_ in journal_events(data)]
+        assert len(credits_at_hub(fleet)) == 7 and home(fleet)["replays"] >= 1 and home(fleet)["lost"] == 0
     finally:
         link.stop()
         terminate(proc)

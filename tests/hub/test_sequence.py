@@ -183,3 +183,28 @@ def test_with_a_settle_time_a_gap_is_asked_for_only_once_it_is_that_old_and_one_
     for n, t in ((1, 0.0), (3, 5.0)):
         many.seen("home", n, t)
     assert many.due(5.5) == [] and many.due(6.0) == [("home", 2)]
+
+
+def test_a_states_events_through_opens_a_gap_for_last_events_lost_and_it_is_asked_for_two_seconds_on():
+    s = Sequence()
+    feed(s, 1, 2, 3, now=0.0)
+    assert s.hint(3, 1.0) is False and s.hint(2, 1.0) is False  # nothing new: the hub holds those
+    assert s.hint(6, 10.0) is True  # 4, 5 and 6 sent, none came (the broker dropped them, say)
+    assert (s.top, s.missing, s.first_missing) == (6, 3, 4)
+    assert s.due(11.9, TIMEOUT) is None  # they may still be on their way, behind the state
+    assert s.due(12.0, TIMEOUT) == 4
+    s.asked("r1", 12.0)
+    feed(s, 4, 5, 6, now=12.5)  # the replay
+    assert (s.complete_through, s.missing, s.hinted, s.request_id) == (6, 0, False, None)
+    late = Sequence()
+    feed(late, 1, now=0.0)
+    late.hint(2, 1.0)
+    feed(late, 2, now=1.5)  # the event came after its state: nothing was ever asked
+    assert (late.missing, late.replays) == (0, 0)
+
+
+def test_events_through_before_the_first_event_sets_nothing():
+    s = Sequence()
+    assert s.hint(40, 0.0) is False and (s.baseline, s.top, s.missing) == (None, None, 0)
+    many = Sequences(TIMEOUT)
+    assert many.hint("home", 9, 0.0) is False  # a controller never seen

@@ -295,8 +295,10 @@ class MqttBridge:
             room = self.window - len(self._inflight)
             due = due[:max(0, room)]
             bodies = {s: self._latest[s] for s in due}
+        through = self._handed  # the last event handed to paho, before this state: a hub missing it asks for it
         for sid, body in bodies.items():
-            if self._send(self.topics.state(sid), encode(body), retain=True):
+            if self._send(self.topics.state(sid), encode({**body, "events_through": through} if through else body),
+                          retain=True):
                 with self._cond:
                     self._sent[sid], self._sent_at[sid] = body, now
                     if self._latest.get(sid) is body:
@@ -315,6 +317,8 @@ class MqttBridge:
             self._handed, room = row.seq, room - 1
             with self._cond:
                 self.counts["events"] += 1
+                if row.socket_id in self._latest:  # its state again, saying this one was sent ("events_through")
+                    self._dirty.add(row.socket_id)
         for row in self._replays.due(room):
             if not self._send(self.topics.events, encode(self._event(row))):  # delivered before: nothing to mark
                 return

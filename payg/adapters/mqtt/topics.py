@@ -5,7 +5,9 @@ Topics under <prefix>/<controller>/ (prefix "payg" unless configured):
     status              "online" / "offline", retained; "offline" is the connection's last will
     <socket>/state      the socket's state, JSON, retained (STATE_KEYS, "name": the socket's name as configured,
                         "currency": the code its amounts' minor unit is of, or null for tokens, "debt" when owed,
-                        and "at": the controller's time of that state); sent when something but "at" changed
+                        "at": the controller's time of that state, and "events_through": the seq of the last
+                        event it had sent before this state, once it sent one since it started); sent when
+                        something but "at" changed, and again after an event of that socket is sent
     events              JSON, QoS 1, not retained: {"id", "seq", "controller", "socket", "kind", "at", ...}; "id" is
                         unique and the same on every redelivery, so a subscriber drops duplicates by it; "seq" is
                         1 for the controller's first event and 1 more for each next one, in the order they

@@ -162,3 +162,21 @@ def test_a_burst_of_changes_is_sent_as_at_most_one_state_per_poll_interval(contr
     sent = len(ha.on(HOME.state("kitchen"))) - before
     interval = c.bridge.min_interval_s
     assert 1 <= sent <= int((time.monotonic() - started) / interval) + 2 and sent < 30, (sent, elapsed)
+
+
+def test_after_an_event_its_sockets_state_says_it_was_sent_even_when_nothing_else_changes(controllers, listeners):
+    # A hub that missed the event learns of it from this state ("events_through"), with no later event needed.
+    ha = listeners(user="landlord", topics=("payg/home/hall/state", "payg/home/events"))
+    c = controllers(("hall",), load_w=0)
+    c.rt.ledger.pay("hall", 100)
+    c.driver.run_for(3)  # credited, the relay on; nothing draws power: nothing changes after this
+    (first,) = wait_until(lambda: ha.events_of("credited"), 10, "the first credit")
+    wait_until(lambda: (ha.last_json(HOME.state("hall")) or {}).get("events_through", 0) >= first["seq"], 10,
+               "a state after the first credit")
+    c.rt.ledger.pay("hall", 5)
+    c.driver.run_for(2)
+    second = wait_until(lambda: [e for e in ha.events_of("credited") if e["seq"] > first["seq"]], 10,
+                        "the second credit")[0]
+    state = wait_until(lambda: (s := ha.last_json(HOME.state("hall"))) and s.get("events_through", 0) >= second["seq"]
+                       and s, 5, "a state saying the second credit was sent, with no tick since")
+    assert state["balance"] == 105 and state["relay"] == "on"
