@@ -121,6 +121,20 @@ def test_events_the_broker_dropped_while_the_hub_was_away_come_back_by_one_repla
     assert "Traceback" not in log.read_text()
 
 
+def book_while_the_hub_is_away(ledger: MockLedger, data: Path, fleet: Fleet, link: HubLink, n: int) -> int:
+    """A first credit seen at the hub, then the hub's link stopped (a plain disconnect: the broker keeps its session
+    and queues for it) and `n` credits booked, each taken by the broker; the last seq the hub saw."""
+    ledger.pay("kitchen", 50)
+    wait_until(lambda: len(credits_at_hub(fleet)) == 1, 30, "the first credit at the hub")
+    before = max(e["seq"] for e in fleet.events())
+    link.stop()
+    for tokens in range(1, n + 1):  # each its own credit (and a changed balance: a new state each)
+        ledger.pay("hall" if tokens % 2 else "kitchen", tokens)
+        wait_until(lambda n=tokens: sum(k == "credited" and d for _, _, k, d in journal_events(data)) == 1 + n,
+                   30, "the credit booked while the hub is away and taken by the broker")
+    return before
+
+
 def test_a_queue_limit_reached_while_the_hub_is_away_drops_events_and_the_replay_fills_them(tmp_path):
     # The broker keeps the hub's persistent session but queues at most LIMIT messages for it: what the controller
     # books beyond that while the hub is away is dropped by the broker (it says so in its log). States are not
@@ -129,15 +143,7 @@ def test_a_queue_limit_reached_while_the_hub_is_away_drops_events_and_the_replay
     limit = 5
     broker, data, ledger, fleet, link, log, proc = start_fleet(tmp_path, f"max_queued_messages {limit}")
     try:
-        ledger.pay("kitchen", 50)
-        wait_until(lambda: len(credits_at_hub(fleet)) == 1, 30, "the first credit at the hub")
-        before = max(e["seq"] for e in fleet.events())
-        link.stop()  # a plain disconnect: the broker keeps the session and queues for it
-
-        for tokens in range(1, 9):  # each its own credit (and a changed balance: a new state each)
-            ledger.pay("hall" if tokens % 2 else "kitchen", tokens)
-            wait_until(lambda n=tokens: sum(k == "credited" and d for _, _, k, d in journal_events(data)) == 1 + n,
-                       30, "the credit booked while the hub is away and taken by the broker")
+        before = book_while_the_hub_is_away(ledger, data, fleet, link, 8)
         away = [seq for seq, *_ in journal_events(data) if seq > before]
         assert len(away) > limit
         wait_until(lambda: "Outgoing messages are being dropped" in broker.log.read_text(), 10,
@@ -170,14 +176,7 @@ def test_the_last_events_dropped_while_the_hub_was_away_are_replayed_with_no_lat
     limit = 3
     broker, data, ledger, fleet, link, log, proc = start_fleet(tmp_path, f"max_queued_messages {limit}")
     try:
-        ledger.pay("kitchen", 50)
-        wait_until(lambda: len(credits_at_hub(fleet)) == 1, 30, "the first credit at the hub")
-        link.stop()
-
-        for tokens in range(1, 7):
-            ledger.pay("hall" if tokens % 2 else "kitchen", tokens)
-            wait_until(lambda n=tokens: sum(k == "credited" and d for _, _, k, d in journal_events(data)) == 1 + n,
-                       30, "the credit booked while the hub is away and taken by the broker")
+        book_while_the_hub_is_away(ledger, data, fleet, link, 6)
         wait_until(lambda: "Outgoing messages are being dropped" in broker.log.read_text(), 10,
                    "the broker saying it dropped messages for the hub")
         last = journal_events(data)[-1][0]
