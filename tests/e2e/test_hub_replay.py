@@ -109,11 +109,13 @@ def test_events_the_broker_dropped_while_the_hub_was_away_come_back_by_one_repla
         assert fleet.snapshot()["events_complete"] == {"complete": True, "controllers": 1, "controllers_complete": 1,
                                                        "missing": 0, "lost": 0}
         # one request for the gap, from its first seq, which the controller answered (the answer matched the
-        # hub's own request); the replay sent the last credit again, and the hub dropped it by its id
+        # hub's own request). The gap shows either in a state's "events_through" (a state sent after the hub was
+        # back: then the replay came before the last credit) or with the last credit (then the replay sent it
+        # again, and the hub dropped it by its id): each credit is held once either way (above)
         assert ctl["replays"] == 1
         asked = [line for line in log.read_text().splitlines() if "MQTT: replay from seq" in line]
         assert len(asked) == 1 and f"replay from seq {away[0]} " in asked[0], asked
-        assert fleet.counts["unmatched_responses"] == 0 and fleet.counts["duplicate_events"] >= 1
+        assert fleet.counts["unmatched_responses"] == 0 and fleet.counts["duplicate_events"] <= 1
     finally:
         link.stop()
         terminate(proc)
