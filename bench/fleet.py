@@ -494,9 +494,9 @@ def main(argv=None) -> int:
           + (" (gave up after 60 s)" if lost else ""))
     if kill is not None:
         print(f"  a worker SIGKILLed mid-stream: {kill['booked']} credits booked in all, {kill['credited']} at the "
-              "hub, "
-              f"{kill['booked'] - kill['credited']} missing at the end, {kill['missing']} missing by seq; the last "
-              f"reached the hub {kill['late_s']:.1f} s after the outboxes were empty; worker restarts {kill_restarts}")
+              f"hub, {kill['booked'] - kill['credited']} missing at the end, {kill['missing']} missing by seq; the "
+              f"last reached the hub {kill['late_s']:.1f} s after the outboxes were empty; worker restarts "
+              f"{kill_restarts}")
         if kill["booked"] != kill["credited"] or kill["missing"]:
             problems.append(f"{kill['booked'] - kill['credited']} events missing after a worker was killed")
     print(f"  duplicates dropped by id at the hub: {result['duplicates']}")

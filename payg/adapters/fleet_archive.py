@@ -40,8 +40,6 @@ INT64 = 2**63 - 1
 POISON_TRIES = 3  # a batch the database refuses while it answers is dropped after this many tries
 
 
-
-
 @dataclass
 class _Day:
     """One socket-day as seen since the last take: the counter's rises in Wh and the latest state's figures."""

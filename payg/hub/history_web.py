@@ -47,35 +47,38 @@ def register_history(app: Flask, history: HistoryReader, csv_response, sockets) 
         except Exception as exc:  # the database is away: say so, never an empty history that looks true
             abort(503, description=f"the fleet's history cannot be read now: {type(exc).__name__}: {exc}")
 
+    def fleet_rows() -> tuple[int, list[FleetDay]]:
+        days = days_asked()
+        return days, read(lambda: history.fleet_days(days))
+
+    def socket_rows(controller: str, socket: str) -> tuple[int, list[SocketDay]]:
+        days = days_asked()
+        return days, read(lambda: history.socket_days(controller, socket, days))
+
     @app.get("/api/history")
     def api_fleet_history():
-        days = days_asked()
-        rows = read(lambda: history.fleet_days(days))
+        days, rows = fleet_rows()
         return jsonify(days=[dataclasses.asdict(r) for r in rows], archive=history.status())
 
     @app.get("/history.csv")
     def fleet_history_csv():
-        days = days_asked()
-        rows = read(lambda: history.fleet_days(days))
+        days, rows = fleet_rows()
         return csv_response(FLEET_DAY_FIELDS, [dataclasses.asdict(r) for r in rows], "fleet-days")
 
     @app.get("/api/history/<controller>/<socket>")
     def api_socket_history(controller: str, socket: str):
-        days = days_asked()
-        rows = read(lambda: history.socket_days(controller, socket, days))
+        days, rows = socket_rows(controller, socket)
         return jsonify(controller=controller, socket=socket, days=[dataclasses.asdict(r) for r in rows])
 
     @app.get("/history/<controller>/<socket>.csv")
     def socket_history_csv(controller: str, socket: str):
-        days = days_asked()
-        rows = read(lambda: history.socket_days(controller, socket, days))
+        days, rows = socket_rows(controller, socket)
         return csv_response(SOCKET_DAY_FIELDS, [dataclasses.asdict(r) for r in rows],
                             re.sub(r"[^A-Za-z0-9_-]", "_", f"{controller}-{socket}-days"))
 
     @app.get("/history")
     def fleet_history_page():
-        days = days_asked()
-        rows = read(lambda: history.fleet_days(days))
+        days, rows = fleet_rows()
         return render_template("hub/history.html", rows=rows, days=days, socket=None, controller=None,
                                csv_url=f"/history.csv?days={days}", choices=sorted(sockets()))
 
@@ -88,8 +91,7 @@ def register_history(app: Flask, history: HistoryReader, csv_response, sockets) 
 
     @app.get("/history/<controller>/<socket>")
     def socket_history_page(controller: str, socket: str):
-        days = days_asked()
-        rows = read(lambda: history.socket_days(controller, socket, days))
+        days, rows = socket_rows(controller, socket)
         path = f"/history/{quote(controller, safe='')}/{quote(socket, safe='')}"
         return render_template("hub/history.html", rows=rows, days=days, socket=socket, controller=controller,
                                csv_url=f"{path}.csv?days={days}", choices=[])

@@ -107,7 +107,6 @@ class HubWorkers:
     def __init__(self, config: HubConfig, sink: Sink, count: int, python: str = sys.executable):
         self.config, self.sink, self.count, self.python = config, sink, count, python
         self._stopping = threading.Event()
-        self._sleep = self._stopping.wait
         self._lock = threading.Lock()
         self._procs: list[subprocess.Popen | None] = [None] * count
         self._counters = [_Counting(sink) for _ in range(count)]
@@ -145,7 +144,7 @@ class HubWorkers:
                     proc = None
                     log.error("hub: worker %d could not be started (%s); trying again in %.1f s", index, exc, delay)
             if proc is None:
-                if self._sleep(delay):
+                if self._stopping.wait(delay):
                     return
                 delay = min(delay * 2, RESTART_MAX_S)
                 continue
@@ -169,7 +168,7 @@ class HubWorkers:
                 delay = RESTART_MIN_S
             log.warning("hub: worker %d (pid %d) ended (exit status %s); starting it again in %.1f s", index,
                         proc.pid, code, delay)
-            if self._sleep(delay):
+            if self._stopping.wait(delay):
                 return
             delay = min(delay * 2, RESTART_MAX_S)
 
